@@ -1,0 +1,370 @@
+/*
+ * config.c - parse, resolve and validate the agent's configuration file.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "settings.h"
+
+#define OFF(field) offsetof(struct lars_agent_settings, field)
+
+static const struct lars_setting agent_settings[] = {
+    {"listen", LARS_SETTING_STRING, "127.0.0.1", OFF(listen), 0, -1,
+     "IPv4 address the UDP workers bind to (loopback by default: business code is local)"},
+    {"udp_base_port", LARS_SETTING_INT, "8888", OFF(udp_base_port), 1, 65535,
+     "worker i listens on udp_base_port + i"},
+    {"workers", LARS_SETTING_INT, "3", OFF(workers), 1, LARS_MAX_WORKERS,
+     "UDP worker threads; worker i owns modules with (modid + cmdid) % workers == i"},
+    {"plugin_dir", LARS_SETTING_STRING, NULL, OFF(plugin_dir), 0, -1,
+     "where plugin = \"NAME\" finds NAME.so (relative to this file's directory)"},
+    {"local_ip", LARS_SETTING_STRING, NULL, OFF(local_ip), 0, -1,
+     "this host's IPv4 reported as caller (default: first non-loopback address)"},
+    {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1,
+     "error, warn, info or debug"},
+    {"log_file", LARS_SETTING_STRING, NULL, OFF(log_file), 0, -1,
+     "log to this file instead of stderr (reopened on SIGUSR1)"},
+    {"pid_file", LARS_SETTING_STRING, NULL, OFF(pid_file), 0, -1,
+     "write the pid here and lock it (one agent per pid file)"},
+    {"tick_ms", LARS_SETTING_INT, "1000", OFF(tick_ms), 10, 60000,
+     "period of each worker's housekeeping tick (windows, timeouts, refresh, statistics)"},
+    {"max_modules", LARS_SETTING_INT, "1000000", OFF(max_modules), 1, 100000000,
+     "modules the agent tracks at most; requests for more get RET_SYSTEM_ERROR"},
+    LARS_SETTINGS_END,
+};
+
+#undef OFF
+
+static const char *const top_level_sections[] = {"agent", "policy", "dns", "reporter", NULL};
+
+static int where_error(char *err, size_t err_len, const config_setting_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int where_error(char *err, size_t err_len, const config_setting_t *at, const char *fmt, ...)
+{
+    char where[512];
+    lars_settings_where(at, where, sizeof(where));
+    size_t used = (size_t)snprintf(err, err_len, "%s", where);
+    if (used < err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + used, err_len - used, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+static int parse_ipv4(const char *text, uint32_t *ip)
+{
+    struct in_addr addr;
+    if (!text || inet_pton(AF_INET, text, &addr) != 1) {
+        return -1;
+    }
+    *ip = ntohl(addr.s_addr);
+    return 0;
+}
+
+/* The first non-loopback IPv4 of this host: the "caller" the original
+ * reports. Reads interface addresses only; sends nothing. */
+static uint32_t detect_local_ip(void)
+{
+    struct ifaddrs *list = NULL;
+    uint32_t ip = 0x7f000001u;
+    if (getifaddrs(&list) < 0) {
+        return ip;
+    }
+    for (struct ifaddrs *it = list; it; it = it->ifa_next) {
+        if (!it->ifa_addr || it->ifa_addr->sa_family != AF_INET || (it->ifa_flags & IFF_LOOPBACK) ||
+            !(it->ifa_flags & IFF_UP)) {
+            continue;
+        }
+        ip = ntohl(((struct sockaddr_in *)(void *)it->ifa_addr)->sin_addr.s_addr);
+        break;
+    }
+    freeifaddrs(list);
+    return ip;
+}
+
+static void config_dir_of(const char *path, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, len, ".");
+    } else if (slash == dir) {
+        dir[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+}
+
+/* plugin_dir: the file's (relative to the file), else $LARS_PLUGIN_DIR, else
+ * the build tree's when this agent runs from the build tree, else the
+ * install location. */
+static void resolve_plugin_dir(struct lars_config *config)
+{
+    const char *dir = config->agent.plugin_dir;
+    if (dir && dir[0] == '/') {
+        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", dir);
+        return;
+    }
+    if (dir) {
+        char base[PATH_MAX];
+        config_dir_of(config->path, base, sizeof(base));
+        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%.2000s/%.2000s", base, dir);
+        return;
+    }
+    const char *env = getenv("LARS_PLUGIN_DIR");
+    if (env && *env) {
+        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+        }
+        if (strcmp(exe, LARS_BUILD_BIN_DIR) == 0) {
+            snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", LARS_BUILD_PLUGIN_DIR);
+            return;
+        }
+    }
+    snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", LARS_INSTALL_PLUGIN_DIR);
+}
+
+/* Reads an optional integer core key of a plugin section. */
+static int read_core_int(const config_setting_t *section, const char *name, int64_t def,
+                         int64_t min, int64_t max, int64_t *out, char *err, size_t err_len)
+{
+    *out = def;
+    const config_setting_t *value = section ? config_setting_get_member(section, name) : NULL;
+    if (!value) {
+        return 0;
+    }
+    int type = config_setting_type(value);
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+        return where_error(err, err_len, value, "'%s' must be an integer", name);
+    }
+    long long v = config_setting_get_int64(value);
+    if (v < min || v > max) {
+        return where_error(err, err_len, value, "'%s' = %lld is out of range [%lld, %lld]", name, v,
+                           (long long)min, (long long)max);
+    }
+    *out = v;
+    return 0;
+}
+
+/* Loads the section's plugin and fills its conf. */
+static int load_plugin_section(struct lars_config *config, const char *section_name,
+                               enum lars_plugin_kind kind, const char *default_plugin,
+                               const char *const *core_keys, struct lars_plugin_config *pc,
+                               char *err, size_t err_len)
+{
+    const config_setting_t *root = config_root_setting(&config->cfg);
+    const config_setting_t *section = config_setting_get_member(root, section_name);
+    const char *spec = default_plugin;
+    char why[1024];
+
+    pc->section = section;
+    if (section && !config_setting_is_group(section)) {
+        return where_error(err, err_len, section, "'%s' must be a group { ... }", section_name);
+    }
+    if (!section && !default_plugin) {
+        return where_error(err, err_len, root, "missing section '%s' (e.g. %s { plugin = \"%s\"; })",
+                           section_name, section_name,
+                           kind == LARS_PLUGIN_DNS ? "dns_static" : "report_log");
+    }
+    const config_setting_t *plugin = section ? config_setting_get_member(section, "plugin") : NULL;
+    if (plugin) {
+        spec = config_setting_get_string(plugin);
+        if (!spec || !*spec) {
+            return where_error(err, err_len, plugin, "'plugin' must be a non-empty string");
+        }
+    } else if (!default_plugin) {
+        return where_error(err, err_len, section, "section '%s' needs plugin = \"NAME\";",
+                           section_name);
+    }
+    int rc = lars_plugin_load(config->plugin_dir, spec, kind, &pc->plugin, why, sizeof(why));
+    if (rc < 0) {
+        where_error(err, err_len, plugin ? plugin : section, "%s", why);
+        return rc;
+    }
+    const struct lars_plugin *desc = pc->plugin->desc;
+    pc->conf = calloc(1, desc->conf_size ? desc->conf_size : 1);
+    if (!pc->conf) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    rc = lars_settings_apply(desc->settings, section, core_keys, pc->conf, err, err_len);
+    if (rc < 0) {
+        return rc;
+    }
+    if (desc->validate) {
+        why[0] = '\0';
+        rc = desc->validate(pc->conf, lars_services_get(), why, sizeof(why));
+        if (rc < 0) {
+            return where_error(err, err_len, section, "%s: %s", desc->name,
+                               why[0] ? why : "settings refused");
+        }
+    }
+    return 0;
+}
+
+static int check_top_level(const config_t *cfg, char *err, size_t err_len)
+{
+    const config_setting_t *root = config_root_setting(cfg);
+    int count = config_setting_length(root);
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        int known = 0;
+        for (const char *const *k = top_level_sections; *k; k++) {
+            known |= strcmp(*k, name) == 0;
+        }
+        if (!known) {
+            return where_error(err, err_len, s,
+                               "unknown section '%s' (expected agent, policy, dns, reporter)", name);
+        }
+    }
+    return 0;
+}
+
+static int load_agent_section(struct lars_config *config, char *err, size_t err_len)
+{
+    const config_setting_t *section =
+        config_setting_get_member(config_root_setting(&config->cfg), "agent");
+    int rc = lars_settings_apply(agent_settings, section, NULL, &config->agent, err, err_len);
+    if (rc < 0) {
+        return rc;
+    }
+    const struct lars_agent_settings *a = &config->agent;
+    const config_setting_t *at = section;
+    if (parse_ipv4(a->listen, &config->listen_ip) < 0) {
+        return where_error(err, err_len, section ? config_setting_get_member(section, "listen") : at,
+                           "listen = \"%s\" is not an IPv4 address", a->listen);
+    }
+    if (a->udp_base_port + a->workers - 1 > 65535) {
+        return where_error(err, err_len, at, "udp_base_port %lld + workers %lld exceeds port 65535",
+                           (long long)a->udp_base_port, (long long)a->workers);
+    }
+    if (a->local_ip) {
+        if (parse_ipv4(a->local_ip, &config->local_ip) < 0) {
+            return where_error(err, err_len, config_setting_get_member(section, "local_ip"),
+                               "local_ip = \"%s\" is not an IPv4 address", a->local_ip);
+        }
+    } else {
+        config->local_ip = detect_local_ip();
+    }
+    config->log_level = lars_log_level_parse(a->log_level);
+    if (config->log_level < 0) {
+        return where_error(err, err_len, config_setting_get_member(section, "log_level"),
+                           "log_level = \"%s\": use error, warn, info or debug", a->log_level);
+    }
+    resolve_plugin_dir(config);
+    return 0;
+}
+
+int lars_config_load(const char *path, struct lars_config **out, char *err, size_t err_len)
+{
+    static const char *const policy_core_keys[] = {"plugin", "update_timeout", NULL};
+    static const char *const dns_core_keys[] = {"plugin", NULL};
+    static const char *const reporter_core_keys[] = {"plugin", "report_interval", NULL};
+    int rc;
+
+    struct lars_config *config = calloc(1, sizeof(*config));
+    if (!config) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    config_init(&config->cfg);
+    config->path = strdup(path);
+    if (!config->path) {
+        rc = -ENOMEM;
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    if (!config_read_file(&config->cfg, path)) {
+        if (config_error_type(&config->cfg) == CONFIG_ERR_FILE_IO) {
+            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+        } else {
+            snprintf(err, err_len, "%s:%d: %s",
+                     config_error_file(&config->cfg) ? config_error_file(&config->cfg) : path,
+                     config_error_line(&config->cfg), config_error_text(&config->cfg));
+        }
+        rc = -EINVAL;
+        goto fail;
+    }
+    rc = check_top_level(&config->cfg, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = load_agent_section(config, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+
+    const config_setting_t *root = config_root_setting(&config->cfg);
+    rc = load_plugin_section(config, "policy", LARS_PLUGIN_POLICY, "lb_lars", policy_core_keys,
+                             &config->policy, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = read_core_int(config_setting_get_member(root, "policy"), "update_timeout", 15, 1, 86400,
+                       &config->update_timeout, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, NULL, dns_core_keys, &config->dns, err,
+                             err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = load_plugin_section(config, "reporter", LARS_PLUGIN_REPORTER, NULL, reporter_core_keys,
+                             &config->reporter, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = read_core_int(config_setting_get_member(root, "reporter"), "report_interval", 10, 1, 86400,
+                       &config->report_interval, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    *out = config;
+    return 0;
+
+fail:
+    lars_config_free(config);
+    return rc;
+}
+
+static void free_plugin_config(struct lars_plugin_config *pc)
+{
+    free(pc->conf);
+    lars_plugin_unload(pc->plugin);
+    pc->conf = NULL;
+    pc->plugin = NULL;
+}
+
+void lars_config_free(struct lars_config *config)
+{
+    if (!config) {
+        return;
+    }
+    free_plugin_config(&config->policy);
+    free_plugin_config(&config->dns);
+    free_plugin_config(&config->reporter);
+    config_destroy(&config->cfg);
+    free(config->path);
+    free(config);
+}

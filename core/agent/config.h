@@ -1,0 +1,70 @@
+/*
+ * config.h - the agent's configuration: one libconfig file, parsed,
+ * plugins loaded and every setting validated before anything is applied.
+ *
+ * A struct lars_config owns the libconfig tree, the loaded plugin handles
+ * and their filled conf blocks; everything built from it (plugin instances)
+ * must be gone before lars_config_free(). Main thread only.
+ */
+#ifndef LARS_CONFIG_H
+#define LARS_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libconfig.h>
+
+#include "plugin_loader.h"
+
+#define LARS_DEFAULT_BASE_PORT 8888
+#define LARS_DEFAULT_WORKERS 3
+#define LARS_MAX_WORKERS 64
+
+/* A plugin as one config section declares it. */
+struct lars_plugin_config {
+    struct lars_plugin_handle *plugin;
+    void *conf; /* plugin->desc->conf_size bytes, filled from the section */
+    const config_setting_t *section;
+};
+
+/* The `agent` section; strings point into the libconfig tree. */
+struct lars_agent_settings {
+    const char *listen;
+    int64_t udp_base_port;
+    int64_t workers;
+    const char *plugin_dir;
+    const char *local_ip;
+    const char *log_level;
+    const char *log_file;
+    const char *pid_file;
+    int64_t tick_ms;
+    int64_t max_modules;
+};
+
+struct lars_config {
+    config_t cfg;
+    char *path;
+    struct lars_agent_settings agent;
+    char plugin_dir[PATH_MAX]; /* resolved */
+    uint32_t listen_ip;        /* host byte order */
+    uint32_t local_ip;         /* caller ip sent to the reporter */
+    int log_level;
+
+    struct lars_plugin_config policy;
+    int64_t update_timeout; /* seconds; core key of the policy section */
+
+    struct lars_plugin_config dns;
+
+    struct lars_plugin_config reporter;
+    int64_t report_interval; /* seconds; core key of the reporter section */
+};
+
+/* Loads and validates path. On failure returns a negative errno and one
+ * line "file:line: message" in err. */
+int lars_config_load(const char *path, struct lars_config **out, char *err, size_t err_len);
+
+/* NULL-safe. Unloads the plugins: no instance may remain. */
+void lars_config_free(struct lars_config *config);
+
+#endif /* LARS_CONFIG_H */

@@ -1,0 +1,193 @@
+/*
+ * main.c - lars-agent's command line: check a config (-t), or run the
+ * agent in the foreground (-f) or as a daemon with an optional pid file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "agent.h"
+#include "config.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: lars-agent -c FILE [-t] [-f] [-p PIDFILE]\n"
+            "  -c FILE     configuration file (libconfig), e.g. etc/lars-agent.conf\n"
+            "  -t          check the configuration (parse, load every plugin) and exit:\n"
+            "              0 when valid, else 1 with file:line: message\n"
+            "  -f          stay in the foreground (default: run as a daemon)\n"
+            "  -p PIDFILE  write and lock a pid file (overrides agent.pid_file)\n"
+            "  -h          this help;  -V  version\n"
+            "signals: TERM/INT stop, USR1 reopens the log file\n");
+}
+
+/* Writes our pid into path and keeps it locked for the process's life: a
+ * second agent with the same pid file refuses to start. */
+static int write_pid_file(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "lars-agent: cannot open pid file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        char other[32] = "";
+        ssize_t n = read(fd, other, sizeof(other) - 1);
+        other[n > 0 ? n : 0] = '\0';
+        other[strcspn(other, "\n")] = '\0';
+        fprintf(stderr, "lars-agent: pid file %s is locked: another lars-agent (pid %s) runs\n",
+                path, other[0] ? other : "?");
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, pid, (size_t)len) != len) {
+        fprintf(stderr, "lars-agent: cannot write pid file %s: %s\n", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd; /* kept open: the lock lives as long as we do */
+}
+
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    if (setsid() < 0) {
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (null > STDERR_FILENO) {
+            close(null);
+        }
+    }
+    return chdir("/") < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    const char *pid_path = NULL;
+    int check_only = 0;
+    int foreground = 0;
+    int opt;
+
+    lars_log_init("lars-agent");
+    while ((opt = getopt(argc, argv, "c:tfp:hV")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'p':
+            pid_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("lars-agent %s (plugin ABI %d.%d)\n", LARS_VERSION, LARS_PLUGIN_ABI_MAJOR,
+                   LARS_PLUGIN_ABI_MINOR);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[2048];
+    struct lars_config *config = NULL;
+    if (lars_config_load(config_path, &config, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        lars_plugin_loader_cleanup();
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: configuration OK (policy %s, dns %s, reporter %s)\n", config_path,
+               config->policy.plugin->desc->name, config->dns.plugin->desc->name,
+               config->reporter.plugin->desc->name);
+        lars_config_free(config);
+        lars_plugin_loader_cleanup();
+        return 0;
+    }
+
+    lars_log_set_level((enum lars_log_level)config->log_level);
+    if (config->agent.log_file) {
+        int rc = lars_log_open(config->agent.log_file);
+        if (rc < 0) {
+            fprintf(stderr, "lars-agent: cannot open log file %s: %s\n", config->agent.log_file,
+                    strerror(-rc));
+            lars_config_free(config);
+            return 1;
+        }
+    }
+    if (!foreground && daemonize() < 0) {
+        fprintf(stderr, "lars-agent: cannot become a daemon: %s\n", strerror(errno));
+        lars_config_free(config);
+        return 1;
+    }
+    if (!pid_path) {
+        pid_path = config->agent.pid_file;
+    }
+    int pid_fd = -1;
+    if (pid_path) {
+        pid_fd = write_pid_file(pid_path);
+        if (pid_fd < 0) {
+            lars_config_free(config);
+            return 1;
+        }
+    }
+    /* A client vanishing must not kill us through a write to a dead socket. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct lars_agent *agent = lars_agent_start(config, err, sizeof(err));
+    int status = 0;
+    if (!agent) {
+        LARS_ERROR("agent", "%s", err);
+        status = 1;
+    } else {
+        lars_agent_run(agent);
+        lars_agent_destroy(agent);
+        LARS_INFO("agent", "stopped");
+    }
+    lars_plugin_loader_cleanup();
+    if (pid_fd >= 0) {
+        unlink(pid_path);
+        close(pid_fd);
+    }
+    return status;
+}

@@ -1,0 +1,84 @@
+/*
+ * messages.h - what travels on the agent's queues between threads.
+ *
+ * Every message is one malloc'd block starting with struct lars_msg; the
+ * producer allocates, the consumer frees (lars_msg_free).
+ */
+#ifndef LARS_MESSAGES_H
+#define LARS_MESSAGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include <lars/plugin.h>
+
+#include "queue.h"
+
+enum lars_msg_type {
+    LARS_MSG_STOP = 1,    /* any thread: flush and leave the loop */
+    LARS_MSG_ROUTE = 2,   /* dns thread -> owning worker */
+    LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
+    LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
+    LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
+};
+
+struct lars_msg {
+    struct lars_queue_item item; /* first: a queue item is a message */
+    enum lars_msg_type type;
+};
+
+struct lars_route_msg {
+    struct lars_msg base;
+    int32_t modid;
+    int32_t cmdid;
+    size_t n;
+    struct lars_route_host hosts[];
+};
+
+struct lars_forward_msg {
+    struct lars_msg base;
+    int reply_fd; /* answer from the socket the request arrived on */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    size_t len;
+    uint8_t data[];
+};
+
+struct lars_want_msg {
+    struct lars_msg base;
+    int32_t modid;
+    int32_t cmdid;
+};
+
+struct lars_batch_msg {
+    struct lars_msg base;
+    struct lars_report_batch batch; /* batch.results points at results */
+    struct lars_call_result results[];
+};
+
+static inline struct lars_msg *lars_msg_alloc(enum lars_msg_type type, size_t size)
+{
+    struct lars_msg *msg = malloc(size);
+    if (msg) {
+        msg->type = type;
+    }
+    return msg;
+}
+
+static inline void lars_msg_free(struct lars_queue_item *item)
+{
+    free(item);
+}
+
+/* The worker owning a module: (modid + cmdid) mod workers, never negative
+ * (the original's plain % goes negative for negative ids). */
+static inline unsigned lars_module_owner(int32_t modid, int32_t cmdid, unsigned workers)
+{
+    int64_t sum = (int64_t)modid + (int64_t)cmdid;
+    int64_t r = sum % (int64_t)workers;
+    return (unsigned)(r < 0 ? r + (int64_t)workers : r);
+}
+
+#endif /* LARS_MESSAGES_H */

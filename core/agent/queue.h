@@ -1,0 +1,41 @@
+/*
+ * queue.h - multi-producer, single-consumer queue woken by an eventfd.
+ *
+ * Producers (any thread) push intrusive items; the consumer watches
+ * lars_queue_fd() in its event loop and, on each wake-up, takes everything
+ * queued with lars_queue_take_all(). The eventfd is written only when the
+ * queue goes from empty to non-empty, so a burst costs one wake-up.
+ * Items are owned by the queue between push and take, then by the consumer.
+ */
+#ifndef LARS_QUEUE_H
+#define LARS_QUEUE_H
+
+#include <stddef.h>
+
+struct lars_queue_item {
+    struct lars_queue_item *next;
+};
+
+struct lars_queue;
+
+/* Returns NULL on failure (errno set). Main thread. */
+struct lars_queue *lars_queue_create(void);
+
+/* Frees the queue; items still queued are passed to free_item (may be
+ * NULL). NULL-safe. Call when no thread uses the queue any more. */
+void lars_queue_destroy(struct lars_queue *queue, void (*free_item)(struct lars_queue_item *));
+
+/* The eventfd the consumer watches for EV_READ. */
+int lars_queue_fd(const struct lars_queue *queue);
+
+/* Any thread. Never fails, never blocks for long. */
+void lars_queue_push(struct lars_queue *queue, struct lars_queue_item *item);
+
+/* Consumer only: clears the wake-up and returns every queued item in push
+ * order (a NULL-terminated chain), or NULL. */
+struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue);
+
+/* Items queued right now (for metrics; any thread). */
+size_t lars_queue_depth(struct lars_queue *queue);
+
+#endif /* LARS_QUEUE_H */

@@ -1,0 +1,301 @@
+/*
+ * route_table.c - per-worker module table. Hot path: find and find_node,
+ * which neither allocate nor lock.
+ */
+#include "route_table.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "settings.h"
+
+#define INITIAL_BUCKETS 64
+
+static uint64_t module_hash(int32_t modid, int32_t cmdid)
+{
+    /* A full 64-bit mix (splitmix64 finalizer) so sequential ids spread. */
+    uint64_t x = (uint64_t)(uint32_t)modid << 32 | (uint32_t)cmdid;
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+int lars_route_table_init(struct lars_route_table *table)
+{
+    table->buckets = calloc(INITIAL_BUCKETS, sizeof(*table->buckets));
+    if (!table->buckets) {
+        return -ENOMEM;
+    }
+    table->n_buckets = INITIAL_BUCKETS;
+    table->count = 0;
+    return 0;
+}
+
+static void remove_all_nodes(struct lars_module *module)
+{
+    for (size_t i = 0; i < module->n_nodes; i++) {
+        struct lars_node *node = module->nodes[i];
+        if (module->policy) {
+            module->binding->ops->node_removed(module->policy, node);
+        }
+        free(node);
+    }
+    module->n_nodes = 0;
+    if (module->policy) {
+        module->binding->ops->destroy(module->policy);
+        module->policy = NULL;
+    }
+}
+
+static void free_module(struct lars_module *module)
+{
+    remove_all_nodes(module);
+    free(module->nodes);
+    free(module);
+}
+
+void lars_route_table_destroy(struct lars_route_table *table)
+{
+    if (!table || !table->buckets) {
+        return;
+    }
+    for (size_t i = 0; i < table->n_buckets; i++) {
+        struct lars_module *module = table->buckets[i];
+        while (module) {
+            struct lars_module *next = module->hash_next;
+            free_module(module);
+            module = next;
+        }
+    }
+    free(table->buckets);
+    table->buckets = NULL;
+    table->count = 0;
+}
+
+struct lars_module *lars_route_table_find(const struct lars_route_table *table, int32_t modid,
+                                          int32_t cmdid)
+{
+    size_t slot = module_hash(modid, cmdid) & (table->n_buckets - 1);
+    for (struct lars_module *m = table->buckets[slot]; m; m = m->hash_next) {
+        if (m->modid == modid && m->cmdid == cmdid) {
+            return m;
+        }
+    }
+    return NULL;
+}
+
+static void grow(struct lars_route_table *table)
+{
+    size_t n = table->n_buckets * 2;
+    struct lars_module **buckets = calloc(n, sizeof(*buckets));
+    if (!buckets) {
+        return; /* keep the longer chains; still correct */
+    }
+    for (size_t i = 0; i < table->n_buckets; i++) {
+        struct lars_module *m = table->buckets[i];
+        while (m) {
+            struct lars_module *next = m->hash_next;
+            size_t slot = module_hash(m->modid, m->cmdid) & (n - 1);
+            m->hash_next = buckets[slot];
+            buckets[slot] = m;
+            m = next;
+        }
+    }
+    free(table->buckets);
+    table->buckets = buckets;
+    table->n_buckets = n;
+}
+
+struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t modid,
+                                         int32_t cmdid)
+{
+    struct lars_module *module = calloc(1, sizeof(*module));
+    if (!module) {
+        return NULL;
+    }
+    module->modid = modid;
+    module->cmdid = cmdid;
+    module->state = LARS_MODULE_PENDING;
+    if (table->count >= table->n_buckets) {
+        grow(table);
+    }
+    size_t slot = module_hash(modid, cmdid) & (table->n_buckets - 1);
+    module->hash_next = table->buckets[slot];
+    table->buckets[slot] = module;
+    table->count++;
+    return module;
+}
+
+void lars_route_table_foreach(struct lars_route_table *table,
+                              void (*fn)(struct lars_module *module, void *arg), void *arg)
+{
+    for (size_t i = 0; i < table->n_buckets; i++) {
+        for (struct lars_module *m = table->buckets[i]; m; m = m->hash_next) {
+            fn(m, arg);
+        }
+    }
+}
+
+static uint64_t node_key(uint32_t ip, uint16_t port)
+{
+    return (uint64_t)ip << 16 | port;
+}
+
+struct lars_node *lars_module_find_node(const struct lars_module *module, uint32_t ip,
+                                        uint16_t port)
+{
+    uint64_t key = node_key(ip, port);
+    size_t lo = 0;
+    size_t hi = module->n_nodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        struct lars_node *node = module->nodes[mid];
+        uint64_t k = node_key(node->ip, node->port);
+        if (k == key) {
+            return node;
+        }
+        if (k < key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+static int compare_hosts(const void *a, const void *b)
+{
+    const struct lars_route_host *x = a;
+    const struct lars_route_host *y = b;
+    uint64_t kx = node_key(x->ip, x->port);
+    uint64_t ky = node_key(y->ip, y->port);
+    return kx < ky ? -1 : kx > ky;
+}
+
+static int create_instance(struct lars_module *module, const struct lars_policy_binding *binding,
+                           void **instance)
+{
+    struct lars_module_id id = {.modid = module->modid, .cmdid = module->cmdid};
+    return binding->ops->create(binding->conf, lars_services_get(), &id, instance);
+}
+
+int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
+                            size_t n, const struct lars_policy_binding *binding, uint64_t now_ms)
+{
+    module->route_ms = now_ms;
+    module->pull_in_flight = false;
+    if (n == 0) {
+        remove_all_nodes(module);
+        module->state = LARS_MODULE_ABSENT;
+        return 0;
+    }
+
+    /* Sort and de-duplicate the answer so the merge below sees each
+     * address once. */
+    struct lars_route_host *sorted = malloc(n * sizeof(*sorted));
+    struct lars_node **merged = malloc(n * sizeof(*merged));
+    if (!sorted || !merged) {
+        free(sorted);
+        free(merged);
+        return -ENOMEM;
+    }
+    memcpy(sorted, hosts, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), compare_hosts);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (unique == 0 || compare_hosts(&sorted[unique - 1], &sorted[i]) != 0) {
+            sorted[unique++] = sorted[i];
+        }
+    }
+
+    int rc = 0;
+    if (!module->policy) {
+        rc = create_instance(module, binding, &module->policy);
+        if (rc < 0) {
+            module->policy = NULL;
+            free(sorted);
+            free(merged);
+            return rc;
+        }
+        module->binding = binding;
+    }
+
+    /* Merge old nodes (sorted) with the answer (sorted). */
+    size_t i = 0;
+    size_t j = 0;
+    size_t out = 0;
+    while (i < module->n_nodes || j < unique) {
+        struct lars_node *old = i < module->n_nodes ? module->nodes[i] : NULL;
+        uint64_t ko = old ? node_key(old->ip, old->port) : UINT64_MAX;
+        uint64_t kn = j < unique ? node_key(sorted[j].ip, sorted[j].port) : UINT64_MAX;
+        if (old && ko == kn) { /* survivor keeps its state */
+            merged[out++] = old;
+            i++;
+            j++;
+        } else if (old && ko < kn) { /* gone from the route */
+            module->binding->ops->node_removed(module->policy, old);
+            free(old);
+            i++;
+        } else { /* new node */
+            struct lars_node *node = calloc(1, sizeof(*node));
+            if (!node) {
+                rc = -ENOMEM;
+                j++;
+                continue;
+            }
+            node->ip = sorted[j].ip;
+            node->port = sorted[j].port;
+            int added = module->binding->ops->node_added(module->policy, node, now_ms);
+            if (added < 0) {
+                free(node);
+                rc = added;
+            } else {
+                merged[out++] = node;
+            }
+            j++;
+        }
+    }
+    free(module->nodes);
+    free(sorted);
+    module->nodes = merged;
+    module->n_nodes = out;
+    module->cap_nodes = n;
+    module->state = LARS_MODULE_READY;
+    return rc;
+}
+
+int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
+                       uint64_t now_ms)
+{
+    if (!module->policy) {
+        module->binding = binding;
+        return 0;
+    }
+    void *instance = NULL;
+    int rc = create_instance(module, binding, &instance);
+    if (rc < 0) {
+        return rc;
+    }
+    /* A node carries one policy_data slot, so the old instance lets go of
+     * every node before the new one takes them. Both run in this worker
+     * between two datagrams: no request sees the module half switched. */
+    for (size_t i = 0; i < module->n_nodes; i++) {
+        module->binding->ops->node_removed(module->policy, module->nodes[i]);
+        module->nodes[i]->policy_data = NULL;
+    }
+    module->binding->ops->destroy(module->policy);
+    module->policy = instance;
+    module->binding = binding;
+    rc = 0;
+    for (size_t i = 0; i < module->n_nodes; i++) {
+        int added = binding->ops->node_added(instance, module->nodes[i], now_ms);
+        if (added < 0) {
+            rc = added; /* the node stays in the table but is never picked */
+        }
+    }
+    return rc;
+}

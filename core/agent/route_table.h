@@ -1,0 +1,94 @@
+/*
+ * route_table.h - one worker's modules: their routes (nodes) and policy
+ * instances, in a hash table keyed by modid/cmdid.
+ *
+ * Owned by one worker thread and touched only by it (no locks). Lookups are
+ * on the hot path: no allocation there. Nodes of a module are kept sorted by
+ * (ip, port) so a report finds its node in O(log n) and a route update is a
+ * merge, O(changed nodes) policy calls.
+ */
+#ifndef LARS_ROUTE_TABLE_H
+#define LARS_ROUTE_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lars/plugin.h>
+
+/* The policy a module's instance was created from. */
+struct lars_policy_binding {
+    const struct lars_policy_ops *ops;
+    const void *conf;
+    const char *name;
+};
+
+enum lars_module_state {
+    LARS_MODULE_PENDING = 0, /* asked for, no answer yet: NOEXIST */
+    LARS_MODULE_READY = 1,   /* has nodes and a policy instance */
+    LARS_MODULE_ABSENT = 2,  /* the dns side says it does not exist: NOEXIST */
+};
+
+struct lars_module {
+    struct lars_module *hash_next;
+    int32_t modid;
+    int32_t cmdid;
+    enum lars_module_state state;
+    bool pull_in_flight;
+    uint64_t pull_ms;  /* when the last pull was asked for */
+    uint64_t route_ms; /* when the last route answer arrived */
+    struct lars_node **nodes; /* sorted by (ip, port) */
+    size_t n_nodes;
+    size_t cap_nodes;
+    void *policy; /* instance of binding, NULL unless READY */
+    const struct lars_policy_binding *binding;
+};
+
+struct lars_route_table {
+    struct lars_module **buckets;
+    size_t n_buckets; /* power of two */
+    size_t count;
+};
+
+int lars_route_table_init(struct lars_route_table *table);
+
+/* Destroys every module (policy instances included). NULL-safe. */
+void lars_route_table_destroy(struct lars_route_table *table);
+
+/* Hot path. NULL when unknown. */
+struct lars_module *lars_route_table_find(const struct lars_route_table *table, int32_t modid,
+                                          int32_t cmdid);
+
+/* Adds a PENDING module; NULL when out of memory. */
+struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t modid,
+                                         int32_t cmdid);
+
+/* Calls fn for every module; fn must not add or remove modules. */
+void lars_route_table_foreach(struct lars_route_table *table,
+                              void (*fn)(struct lars_module *module, void *arg), void *arg);
+
+/* Hot path: the module's node with this address, or NULL. */
+struct lars_node *lars_module_find_node(const struct lars_module *module, uint32_t ip,
+                                        uint16_t port);
+
+/*
+ * Applies a route answer: n == 0 makes the module ABSENT (every node and the
+ * policy instance go); otherwise nodes not in hosts are removed, new ones
+ * added (the policy is told of each), survivors keep their state. The policy
+ * instance is created from binding when the module becomes READY.
+ * Returns 0 or a negative errno (the module is then left consistent but may
+ * miss new nodes).
+ */
+int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
+                            size_t n, const struct lars_policy_binding *binding, uint64_t now_ms);
+
+/*
+ * Moves the module to another policy (reload): a new instance gets every
+ * node with its real counters; the old instance is destroyed. Returns 0, or
+ * a negative errno: creation failed and the old instance is kept, or some
+ * node could not be added to the new one (it is then never picked).
+ */
+int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
+                       uint64_t now_ms);
+
+#endif /* LARS_ROUTE_TABLE_H */

@@ -1,0 +1,749 @@
+/*
+ * worker.c - UDP worker thread.
+ *
+ * HOT PATH: on_readable -> handle_datagram -> answer_get_host / take_report.
+ * Per datagram nothing is allocated (decoding uses the worker's arena,
+ * answers are packed into preallocated buffers), nothing is locked and
+ * nothing is logged except through rate limiters; datagrams are read with
+ * recvmmsg and answers sent with sendmmsg, a batch at a time. Allocation
+ * happens only off the steady state: the first request for a module, a
+ * request that arrived on another worker's port (forwarded), get_route.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "../common/log.h"
+#include "../common/wire.h"
+
+#define BATCH 32
+#define MAX_READ_ROUNDS 8     /* batches per wake-up before letting the queue run */
+#define ARENA_SIZE (256 * 1024)
+#define PULL_TIMEOUT_MS 5000  /* a pull unanswered this long is asked again */
+#define ABSENT_RETRY_MS 1000  /* a module the dns side denied is asked again after */
+#define SMALL_ANSWER 256      /* room for any GetHostResponse */
+
+struct lars_worker {
+    unsigned index;
+    char name[32];
+    const struct lars_worker_env *env;
+    int fd;
+    uint16_t port;
+    pthread_t thread;
+    int started;
+
+    struct event_base *base;
+    struct event *read_event;
+    struct event *queue_event;
+    struct event *tick_event;
+    struct lars_queue *queue;
+
+    struct lars_route_table routes;
+    uint64_t last_flush_ms;
+
+    struct lars_arena arena;
+    _Alignas(16) uint8_t arena_mem[ARENA_SIZE];
+
+    /* recvmmsg / sendmmsg batches */
+    struct mmsghdr rx[BATCH];
+    struct iovec rx_iov[BATCH];
+    struct sockaddr_storage rx_addr[BATCH];
+    uint8_t *rx_buf; /* BATCH * LARS_WIRE_MAX_DATAGRAM */
+
+    struct mmsghdr tx[BATCH];
+    struct iovec tx_iov[BATCH];
+    uint8_t tx_small[BATCH][SMALL_ANSWER];
+    unsigned n_tx;
+    uint8_t *big_answer; /* LARS_WIRE_MAX_DATAGRAM, for get_route */
+
+    struct lars_log_limiter malformed_log;
+    struct lars_log_limiter refused_log;
+    struct lars_log_limiter send_log;
+    struct lars_worker_stats stats;
+};
+
+/* Where an answer goes: the tx batch of this wake-up, or straight out of
+ * another socket (forwarded requests). */
+struct reply_to {
+    int fd;
+    const struct sockaddr *peer;
+    socklen_t peer_len;
+    int batched;
+};
+
+/* ---------------------------------------------------------------------- */
+
+static void send_now(struct lars_worker *w, const struct reply_to *to, const uint8_t *buf,
+                     size_t len)
+{
+    if (sendto(to->fd, buf, len, MSG_DONTWAIT, to->peer, to->peer_len) < 0) {
+        LARS_STAT_INC(w->stats.send_errors);
+        int64_t quiet = lars_log_limiter_allow(&w->send_log, lars_clock_ms());
+        if (quiet >= 0) {
+            LARS_WARN(w->name, "cannot send an answer: %s (%lld more not logged)", strerror(errno),
+                      (long long)quiet);
+        }
+    }
+}
+
+static void flush_tx(struct lars_worker *w)
+{
+    unsigned sent = 0;
+    while (sent < w->n_tx) {
+        int n = sendmmsg(w->fd, w->tx + sent, w->n_tx - sent, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            /* Skip the datagram that failed; the client will time out on it. */
+            LARS_STAT_INC(w->stats.send_errors);
+            int64_t quiet = lars_log_limiter_allow(&w->send_log, lars_clock_ms());
+            if (quiet >= 0) {
+                LARS_WARN(w->name, "cannot send an answer: %s (%lld more not logged)",
+                          strerror(errno), (long long)quiet);
+            }
+            sent++;
+            continue;
+        }
+        sent += (unsigned)n;
+    }
+    w->n_tx = 0;
+}
+
+/* A buffer for a small answer in the current tx batch. */
+static uint8_t *small_answer_buf(struct lars_worker *w, const struct reply_to *to)
+{
+    if (!to->batched) {
+        /* Forwarded requests are answered from the queue callback, never
+         * while a receive batch is being filled: slot 0 is free. */
+        return w->tx_small[0];
+    }
+    return w->tx_small[w->n_tx];
+}
+
+static void emit(struct lars_worker *w, const struct reply_to *to, uint8_t *buf, size_t len)
+{
+    if (!to->batched) {
+        send_now(w, to, buf, len);
+        return;
+    }
+    unsigned i = w->n_tx++;
+    w->tx_iov[i].iov_base = buf;
+    w->tx_iov[i].iov_len = len;
+    memset(&w->tx[i].msg_hdr, 0, sizeof(w->tx[i].msg_hdr));
+    w->tx[i].msg_hdr.msg_iov = &w->tx_iov[i];
+    w->tx[i].msg_hdr.msg_iovlen = 1;
+    w->tx[i].msg_hdr.msg_name = (void *)to->peer;
+    w->tx[i].msg_hdr.msg_namelen = to->peer_len;
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void request_pull(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
+{
+    struct lars_want_msg *want =
+        (struct lars_want_msg *)lars_msg_alloc(LARS_MSG_WANT, sizeof(*want));
+    if (!want) {
+        return; /* retried on the next tick */
+    }
+    want->modid = m->modid;
+    want->cmdid = m->cmdid;
+    m->pull_in_flight = true;
+    m->pull_ms = now_ms;
+    LARS_STAT_INC(w->stats.pulls);
+    lars_queue_push(w->env->dns_queue, &want->base.item);
+}
+
+/* Pulls a module that has no usable route, unless a pull is already on its
+ * way or the dns side denied it very recently. */
+static void pull_if_due(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
+{
+    if (m->pull_in_flight) {
+        if (now_ms - m->pull_ms < PULL_TIMEOUT_MS) {
+            return;
+        }
+    } else if (m->state == LARS_MODULE_ABSENT && now_ms - m->route_ms < ABSENT_RETRY_MS) {
+        return;
+    }
+    request_pull(w, m, now_ms);
+}
+
+/* The module for a request, created (and pulled) on first sight. NULL when
+ * the module cap is reached or memory is short. */
+static struct lars_module *module_for_request(struct lars_worker *w, int32_t modid, int32_t cmdid,
+                                              uint64_t now_ms)
+{
+    struct lars_module *m = lars_route_table_find(&w->routes, modid, cmdid);
+    if (m) {
+        if (m->state != LARS_MODULE_READY) {
+            pull_if_due(w, m, now_ms);
+        }
+        return m;
+    }
+    if (w->routes.count >= w->env->max_modules) {
+        LARS_STAT_INC(w->stats.modules_refused);
+        int64_t quiet = lars_log_limiter_allow(&w->refused_log, now_ms);
+        if (quiet >= 0) {
+            LARS_WARN(w->name,
+                      "module %d/%d refused: this worker already tracks %zu modules "
+                      "(agent.max_modules); %lld more refusals not logged",
+                      modid, cmdid, w->routes.count, (long long)quiet);
+        }
+        return NULL;
+    }
+    m = lars_route_table_add(&w->routes, modid, cmdid);
+    if (m) {
+        request_pull(w, m, now_ms);
+    }
+    return m;
+}
+
+static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *req,
+                            const struct reply_to *to, uint64_t now_ms)
+{
+    LARS_STAT_INC(w->stats.get_host);
+
+    Lars__GetHostResponse rsp = LARS__GET_HOST_RESPONSE__INIT;
+    Lars__HostInfo host = LARS__HOST_INFO__INIT;
+    rsp.seq = req->seq;
+    rsp.modid = req->modid;
+    rsp.cmdid = req->cmdid;
+
+    struct lars_module *m = module_for_request(w, req->modid, req->cmdid, now_ms);
+    if (!m) {
+        rsp.retcode = LARS_RET_SYSTEM_ERROR;
+    } else if (m->state != LARS_MODULE_READY) {
+        rsp.retcode = LARS_RET_NOEXIST;
+    } else {
+        struct lars_node *node = NULL;
+        enum lars_retcode rc = m->binding->ops->pick(m->policy, 0, now_ms, &node);
+        if (rc == LARS_RET_SUCC && node) {
+            host.ip = lars_wire_ip_to_wire(node->ip);
+            host.port = node->port;
+            rsp.host = &host;
+            rsp.retcode = LARS_RET_SUCC;
+        } else {
+            rsp.retcode = rc == LARS_RET_SUCC ? LARS_RET_SYSTEM_ERROR : (int32_t)rc;
+        }
+    }
+    LARS_STAT_INC(w->stats.answers[rsp.retcode & 3]);
+    uint8_t *buf = small_answer_buf(w, to);
+    size_t len = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostResponse, &rsp.base, buf,
+                                  SMALL_ANSWER);
+    if (len) {
+        emit(w, to, buf, len);
+    }
+}
+
+static void answer_get_route(struct lars_worker *w, const Lars__GetRouteRequest *req,
+                             const struct reply_to *to, uint64_t now_ms)
+{
+    LARS_STAT_INC(w->stats.get_route);
+
+    Lars__GetRouteResponse rsp = LARS__GET_ROUTE_RESPONSE__INIT;
+    rsp.modid = req->modid;
+    rsp.cmdid = req->cmdid;
+    struct lars_module *m = module_for_request(w, req->modid, req->cmdid, now_ms);
+    size_t n = m && m->state == LARS_MODULE_READY ? m->n_nodes : 0;
+
+    /* get_route is rare (start-up, tooling): allocating here is fine. */
+    Lars__HostInfo *hosts = n ? calloc(n, sizeof(*hosts)) : NULL;
+    Lars__HostInfo **ptrs = n ? calloc(n, sizeof(*ptrs)) : NULL;
+    if (n && (!hosts || !ptrs)) {
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lars__host_info__init(&hosts[i]);
+        hosts[i].ip = lars_wire_ip_to_wire(m->nodes[i]->ip);
+        hosts[i].port = m->nodes[i]->port;
+        ptrs[i] = &hosts[i];
+    }
+    rsp.host = ptrs;
+    rsp.n_host = n;
+    size_t len;
+    /* A route too large for one datagram is cut to what fits. */
+    while ((len = lars_wire_encode(LARS__MESSAGE_ID__ID_API_GetRouteResponse, &rsp.base,
+                                   w->big_answer, LARS_WIRE_MAX_DATAGRAM)) == 0 &&
+           rsp.n_host > 0) {
+        rsp.n_host /= 2;
+    }
+    if (len) {
+        struct reply_to direct = *to;
+        direct.batched = 0; /* the big buffer is single: send it now */
+        if (to->batched) {
+            direct.fd = w->fd;
+        }
+        send_now(w, &direct, w->big_answer, len);
+    }
+    free(hosts);
+    free(ptrs);
+}
+
+static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, uint64_t now_ms)
+{
+    LARS_STAT_INC(w->stats.reports);
+    struct lars_module *m = lars_route_table_find(&w->routes, req->modid, req->cmdid);
+    struct lars_node *node = NULL;
+    if (m && m->state == LARS_MODULE_READY && req->host && req->host->port >= 0 &&
+        req->host->port <= 65535) {
+        node = lars_module_find_node(m, lars_wire_ip_from_wire(req->host->ip),
+                                     (uint16_t)req->host->port);
+    }
+    if (!node) {
+        LARS_STAT_INC(w->stats.reports_unknown);
+        return;
+    }
+    if (req->retcode == 0) {
+        node->real_succ++;
+    } else {
+        node->real_err++;
+    }
+    m->binding->ops->report(m->policy, node, req->retcode, 0, now_ms);
+}
+
+static void count_malformed(struct lars_worker *w, enum lars_wire_status status, size_t len,
+                            uint64_t now_ms)
+{
+    LARS_STAT_INC(w->stats.malformed[-status]);
+    int64_t quiet = lars_log_limiter_allow(&w->malformed_log, now_ms);
+    if (quiet >= 0) {
+        LARS_WARN(w->name, "dropped a %zu-byte datagram: %s (%lld more dropped since last line)",
+                  len, lars_wire_status_name(status), (long long)quiet);
+    }
+}
+
+static void forward(struct lars_worker *w, unsigned owner, const uint8_t *data, size_t len,
+                    const struct reply_to *to)
+{
+    struct lars_forward_msg *msg =
+        (struct lars_forward_msg *)lars_msg_alloc(LARS_MSG_FORWARD, sizeof(*msg) + len);
+    if (!msg) {
+        return; /* the client times out and retries */
+    }
+    msg->reply_fd = w->fd;
+    memcpy(&msg->peer, to->peer, to->peer_len);
+    msg->peer_len = to->peer_len;
+    msg->len = len;
+    memcpy(msg->data, data, len);
+    LARS_STAT_INC(w->stats.forwarded);
+    lars_worker_post(w->env->workers[owner], &msg->base);
+}
+
+/* One datagram, decoded once. forwarded: it already passed the owner check
+ * on the worker it arrived at. */
+static void handle_datagram(struct lars_worker *w, const uint8_t *data, size_t len,
+                            const struct reply_to *to, int forwarded, uint64_t now_ms)
+{
+    struct lars_frame frame;
+    enum lars_wire_status status =
+        lars_wire_parse_datagram(data, len, LARS_WIRE_MAX_UDP_BODY, &frame);
+    if (status != LARS_WIRE_OK) {
+        count_malformed(w, status, len, now_ms);
+        return;
+    }
+    const ProtobufCMessageDescriptor *desc;
+    switch (frame.msgid) {
+    case LARS__MESSAGE_ID__ID_GetHostRequest:
+        desc = &lars__get_host_request__descriptor;
+        break;
+    case LARS__MESSAGE_ID__ID_API_GetRouteRequest:
+        desc = &lars__get_route_request__descriptor;
+        break;
+    case LARS__MESSAGE_ID__ID_ReportRequest:
+        desc = &lars__report_request__descriptor;
+        break;
+    default:
+        /* A valid Lars message, but not one a client sends to an agent. */
+        LARS_STAT_INC(w->stats.malformed[0]);
+        return;
+    }
+    ProtobufCMessage *msg = lars_wire_decode(desc, &frame, &w->arena);
+    if (!msg) {
+        count_malformed(w, LARS_WIRE_BAD_BODY, len, now_ms);
+        return;
+    }
+    /* modid and cmdid are fields 1 and 2 of GetRouteRequest and
+     * ReportRequest, 2 and 3 of GetHostRequest. */
+    int32_t modid;
+    int32_t cmdid;
+    if (frame.msgid == LARS__MESSAGE_ID__ID_GetHostRequest) {
+        modid = ((Lars__GetHostRequest *)msg)->modid;
+        cmdid = ((Lars__GetHostRequest *)msg)->cmdid;
+    } else if (frame.msgid == LARS__MESSAGE_ID__ID_API_GetRouteRequest) {
+        modid = ((Lars__GetRouteRequest *)msg)->modid;
+        cmdid = ((Lars__GetRouteRequest *)msg)->cmdid;
+    } else {
+        modid = ((Lars__ReportRequest *)msg)->modid;
+        cmdid = ((Lars__ReportRequest *)msg)->cmdid;
+    }
+    if (!forwarded) {
+        unsigned owner = lars_module_owner(modid, cmdid, w->env->n_workers);
+        if (owner != w->index) {
+            forward(w, owner, data, len, to);
+            return;
+        }
+    }
+    switch (frame.msgid) {
+    case LARS__MESSAGE_ID__ID_GetHostRequest:
+        answer_get_host(w, (Lars__GetHostRequest *)msg, to, now_ms);
+        break;
+    case LARS__MESSAGE_ID__ID_API_GetRouteRequest:
+        answer_get_route(w, (Lars__GetRouteRequest *)msg, to, now_ms);
+        break;
+    default:
+        take_report(w, (Lars__ReportRequest *)msg, now_ms);
+        break;
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short events, void *arg)
+{
+    struct lars_worker *w = arg;
+    (void)events;
+
+    for (int round = 0; round < MAX_READ_ROUNDS; round++) {
+        for (unsigned i = 0; i < BATCH; i++) {
+            w->rx[i].msg_hdr.msg_namelen = sizeof(w->rx_addr[i]);
+        }
+        int n = recvmmsg(fd, w->rx, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) {
+            return; /* EAGAIN (drained) or a transient error: wait for the next wake-up */
+        }
+        uint64_t now_ms = lars_clock_ms();
+        LARS_STAT_ADD(w->stats.datagrams, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            struct reply_to to = {
+                .fd = w->fd,
+                .peer = (const struct sockaddr *)&w->rx_addr[i],
+                .peer_len = w->rx[i].msg_hdr.msg_namelen,
+                .batched = 1,
+            };
+            size_t len = w->rx[i].msg_len;
+            if (w->rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                count_malformed(w, LARS_WIRE_TOO_LARGE, len, now_ms);
+                continue;
+            }
+            handle_datagram(w, w->rx_iov[i].iov_base, len, &to, 0, now_ms);
+        }
+        flush_tx(w);
+        if (n < BATCH) {
+            return;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg, uint64_t now_ms)
+{
+    struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
+    if (!m) {
+        if (msg->n == 0) {
+            return; /* nothing known, nothing to remove */
+        }
+        m = lars_route_table_add(&w->routes, msg->modid, msg->cmdid);
+        if (!m) {
+            LARS_ERROR(w->name, "out of memory adding module %d/%d", msg->modid, msg->cmdid);
+            return;
+        }
+    }
+    int rc = lars_module_apply_route(m, msg->hosts, msg->n, w->env->policy, now_ms);
+    if (rc < 0) {
+        LARS_ERROR(w->name, "route of module %d/%d applied partly: %s", msg->modid, msg->cmdid,
+                   strerror(-rc));
+    }
+    LARS_STAT_INC(w->stats.routes_applied);
+    LARS_DEBUG(w->name, "module %d/%d: %zu nodes", msg->modid, msg->cmdid, m->n_nodes);
+}
+
+static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts)
+{
+    struct lars_batch_msg *msg = (struct lars_batch_msg *)lars_msg_alloc(
+        LARS_MSG_BATCH, sizeof(*msg) + m->n_nodes * sizeof(msg->results[0]));
+    if (!msg) {
+        return;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const struct lars_node *node = m->nodes[i];
+        msg->results[i] = (struct lars_call_result){
+            .ip = node->ip,
+            .port = node->port,
+            .succ = node->real_succ,
+            .err = node->real_err,
+            .overload = node->overloaded,
+        };
+    }
+    msg->batch = (struct lars_report_batch){
+        .modid = m->modid,
+        .cmdid = m->cmdid,
+        .caller = w->env->caller_ip,
+        .ts = ts,
+        .n = m->n_nodes,
+        .results = msg->results,
+    };
+    LARS_STAT_INC(w->stats.batches);
+    lars_queue_push(w->env->report_queue, &msg->base.item);
+}
+
+struct tick_ctx {
+    struct lars_worker *w;
+    uint64_t now_ms;
+    int flush;
+    uint32_t ts;
+};
+
+static void tick_module(struct lars_module *m, void *arg)
+{
+    struct tick_ctx *ctx = arg;
+    struct lars_worker *w = ctx->w;
+    uint64_t now = ctx->now_ms;
+
+    if (m->state == LARS_MODULE_READY) {
+        const struct lars_policy_ops *ops = m->binding->ops;
+        if (ops->size > offsetof(struct lars_policy_ops, tick) && ops->tick) {
+            ops->tick(m->policy, now);
+        }
+        if (ctx->flush) {
+            send_batch(w, m, ctx->ts);
+        }
+    }
+    if (m->pull_in_flight) {
+        if (now - m->pull_ms >= PULL_TIMEOUT_MS) {
+            request_pull(w, m, now); /* lost or unanswered: ask again */
+        }
+    } else if (m->state == LARS_MODULE_PENDING ||
+               now - m->route_ms >= w->env->update_timeout_ms) {
+        request_pull(w, m, now);
+    }
+}
+
+static void flush_and_tick(struct lars_worker *w, int force_flush)
+{
+    struct tick_ctx ctx = {.w = w, .now_ms = lars_clock_ms(), .ts = lars_clock_unix()};
+    ctx.flush = force_flush || ctx.now_ms - w->last_flush_ms >= w->env->report_interval_ms;
+    if (ctx.flush) {
+        w->last_flush_ms = ctx.now_ms;
+    }
+    lars_route_table_foreach(&w->routes, tick_module, &ctx);
+}
+
+static void on_tick(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    flush_and_tick(arg, 0);
+}
+
+static void on_queue(evutil_socket_t fd, short events, void *arg)
+{
+    struct lars_worker *w = arg;
+    (void)fd;
+    (void)events;
+    struct lars_queue_item *item = lars_queue_take_all(w->queue);
+    uint64_t now_ms = lars_clock_ms();
+    while (item) {
+        struct lars_queue_item *next = item->next;
+        struct lars_msg *msg = (struct lars_msg *)item;
+        switch (msg->type) {
+        case LARS_MSG_ROUTE:
+            apply_route(w, (struct lars_route_msg *)msg, now_ms);
+            break;
+        case LARS_MSG_FORWARD: {
+            struct lars_forward_msg *f = (struct lars_forward_msg *)msg;
+            struct reply_to to = {
+                .fd = f->reply_fd,
+                .peer = (const struct sockaddr *)&f->peer,
+                .peer_len = f->peer_len,
+                .batched = 0,
+            };
+            handle_datagram(w, f->data, f->len, &to, 1, now_ms);
+            break;
+        }
+        case LARS_MSG_STOP:
+            /* Hand the last statistics over before leaving. */
+            flush_and_tick(w, 1);
+            event_base_loopbreak(w->base);
+            break;
+        default:
+            break;
+        }
+        lars_msg_free(item);
+        item = next;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+
+static int bind_socket(struct lars_worker *w, char *err, size_t err_len)
+{
+    w->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (w->fd < 0) {
+        snprintf(err, err_len, "%s: socket: %s", w->name, strerror(errno));
+        return -errno;
+    }
+    /* Bursts from many client threads: a larger buffer drops less. Best
+     * effort, the kernel caps it at net.core.rmem_max. */
+    int size = 4 * 1024 * 1024;
+    setsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    struct sockaddr_in addr = {
+        .sin_family = AF_INET,
+        .sin_port = htons(w->port),
+        .sin_addr.s_addr = htonl(w->env->listen_ip),
+    };
+    if (bind(w->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip));
+        snprintf(err, err_len, "%s: cannot bind UDP %s:%u: %s%s", w->name, ip, w->port,
+                 strerror(saved),
+                 saved == EADDRINUSE ? " (another lars-agent running? see agent.udp_base_port)"
+                                     : "");
+        return -saved;
+    }
+    return 0;
+}
+
+struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_env *env, char *err,
+                                       size_t err_len)
+{
+    struct lars_worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    w->index = index;
+    w->env = env;
+    w->fd = -1;
+    w->port = (uint16_t)(env->base_port + index);
+    snprintf(w->name, sizeof(w->name), "worker %u", index);
+    w->malformed_log.interval_ms = 10000;
+    w->refused_log.interval_ms = 10000;
+    w->send_log.interval_ms = 10000;
+    lars_arena_init(&w->arena, w->arena_mem, sizeof(w->arena_mem));
+
+    w->rx_buf = malloc((size_t)BATCH * LARS_WIRE_MAX_DATAGRAM);
+    w->big_answer = malloc(LARS_WIRE_MAX_DATAGRAM);
+    w->queue = lars_queue_create();
+    w->base = event_base_new();
+    if (!w->rx_buf || !w->big_answer || !w->queue || !w->base ||
+        lars_route_table_init(&w->routes) < 0) {
+        snprintf(err, err_len, "%s: out of memory", w->name);
+        goto fail;
+    }
+    for (unsigned i = 0; i < BATCH; i++) {
+        w->rx_iov[i].iov_base = w->rx_buf + (size_t)i * LARS_WIRE_MAX_DATAGRAM;
+        w->rx_iov[i].iov_len = LARS_WIRE_MAX_DATAGRAM;
+        w->rx[i].msg_hdr.msg_iov = &w->rx_iov[i];
+        w->rx[i].msg_hdr.msg_iovlen = 1;
+        w->rx[i].msg_hdr.msg_name = &w->rx_addr[i];
+    }
+    if (bind_socket(w, err, err_len) < 0) {
+        goto fail;
+    }
+    w->read_event = event_new(w->base, w->fd, EV_READ | EV_PERSIST, on_readable, w);
+    w->queue_event =
+        event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, on_queue, w);
+    w->tick_event = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    struct timeval tick = {.tv_sec = (time_t)(env->tick_ms / 1000),
+                           .tv_usec = (suseconds_t)(env->tick_ms % 1000) * 1000};
+    if (!w->read_event || !w->queue_event || !w->tick_event || event_add(w->read_event, NULL) ||
+        event_add(w->queue_event, NULL) || event_add(w->tick_event, &tick)) {
+        snprintf(err, err_len, "%s: cannot set up its event loop", w->name);
+        goto fail;
+    }
+    w->last_flush_ms = lars_clock_ms();
+    return w;
+
+fail:
+    lars_worker_destroy(w);
+    return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+    struct lars_worker *w = arg;
+    LARS_DEBUG(w->name, "serving UDP port %u", w->port);
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+int lars_worker_start(struct lars_worker *worker)
+{
+    int rc = pthread_create(&worker->thread, NULL, worker_main, worker);
+    if (rc != 0) {
+        return -rc;
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "lars-worker-%u", worker->index);
+    pthread_setname_np(worker->thread, name);
+    worker->started = 1;
+    return 0;
+}
+
+void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg)
+{
+    lars_queue_push(worker->queue, &msg->item);
+}
+
+void lars_worker_stop(struct lars_worker *worker)
+{
+    if (!worker || !worker->started) {
+        return;
+    }
+    struct lars_msg *stop = lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop));
+    if (stop) {
+        lars_worker_post(worker, stop);
+    } else {
+        event_base_loopbreak(worker->base); /* not thread-safe, but the last resort */
+    }
+    pthread_join(worker->thread, NULL);
+    worker->started = 0;
+}
+
+void lars_worker_destroy(struct lars_worker *worker)
+{
+    if (!worker) {
+        return;
+    }
+    lars_worker_stop(worker);
+    if (worker->read_event) {
+        event_free(worker->read_event);
+    }
+    if (worker->queue_event) {
+        event_free(worker->queue_event);
+    }
+    if (worker->tick_event) {
+        event_free(worker->tick_event);
+    }
+    if (worker->base) {
+        event_base_free(worker->base);
+    }
+    if (worker->fd >= 0) {
+        close(worker->fd);
+    }
+    lars_route_table_destroy(&worker->routes);
+    lars_queue_destroy(worker->queue, lars_msg_free);
+    free(worker->rx_buf);
+    free(worker->big_answer);
+    free(worker);
+}
+
+const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker)
+{
+    return &worker->stats;
+}
+
+uint16_t lars_worker_port(const struct lars_worker *worker)
+{
+    return worker->port;
+}

@@ -1,0 +1,80 @@
+/*
+ * worker.h - a UDP worker thread: one socket, one event loop, the modules
+ * it owns ((modid + cmdid) % workers == index) and their policy instances.
+ *
+ * Created and destroyed by the main thread; everything else happens in the
+ * worker's own thread, reached only through its queue (lars_worker_post).
+ */
+#ifndef LARS_WORKER_H
+#define LARS_WORKER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "messages.h"
+#include "route_table.h"
+
+struct lars_worker;
+
+/* What a worker needs from the rest of the agent; outlives every worker. */
+struct lars_worker_env {
+    uint32_t listen_ip; /* host byte order */
+    uint16_t base_port;
+    unsigned n_workers;
+    struct lars_worker **workers; /* all of them, for forwarding */
+    struct lars_queue *dns_queue;
+    struct lars_queue *report_queue;
+    const struct lars_policy_binding *policy;
+    uint64_t update_timeout_ms;
+    uint64_t report_interval_ms;
+    uint64_t tick_ms;
+    uint32_t caller_ip;
+    uint64_t max_modules; /* per worker */
+};
+
+/* Counters of one worker. Written by the worker only, read by anyone. */
+struct lars_worker_stats {
+    _Atomic uint64_t datagrams;
+    _Atomic uint64_t get_host;
+    _Atomic uint64_t get_route;
+    _Atomic uint64_t reports;
+    _Atomic uint64_t reports_unknown; /* report for a module or node not known */
+    _Atomic uint64_t answers[4];      /* by retcode */
+    _Atomic uint64_t malformed[6];    /* by -enum lars_wire_status (1..5), [0] = unexpected id */
+    _Atomic uint64_t forwarded;       /* handed to the owning worker */
+    _Atomic uint64_t pulls;
+    _Atomic uint64_t routes_applied;
+    _Atomic uint64_t modules_refused; /* beyond max_modules */
+    _Atomic uint64_t batches;
+    _Atomic uint64_t send_errors;
+};
+
+#define LARS_STAT_ADD(field, n)                                                                    \
+    atomic_store_explicit(&(field),                                                                \
+                          atomic_load_explicit(&(field), memory_order_relaxed) + (n),              \
+                          memory_order_relaxed)
+#define LARS_STAT_INC(field) LARS_STAT_ADD(field, 1)
+#define LARS_STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+/* Binds the worker's socket (listen_ip:base_port+index). Main thread.
+ * Returns NULL with a message in err. */
+struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_env *env, char *err,
+                                       size_t err_len);
+
+/* Starts the thread. Main thread. 0 or a negative errno. */
+int lars_worker_start(struct lars_worker *worker);
+
+/* Any thread: hands msg to the worker (which frees it). */
+void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
+
+/* Main thread: asks the worker to flush its statistics and leave, then
+ * joins it. */
+void lars_worker_stop(struct lars_worker *worker);
+
+/* Main thread, after stop (or if never started). NULL-safe. */
+void lars_worker_destroy(struct lars_worker *worker);
+
+const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker);
+uint16_t lars_worker_port(const struct lars_worker *worker);
+
+#endif /* LARS_WORKER_H */

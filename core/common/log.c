@@ -1,0 +1,129 @@
+/*
+ * log.c - the logger. A line is formatted into a stack buffer and written
+ * with one write(2); the target fd is swapped atomically on reopen.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *log_program = "lars";
+static atomic_int log_fd = 2;
+static atomic_int log_level = LARS_LOG_INFO;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void lars_log_init(const char *program)
+{
+    log_program = program;
+}
+
+int lars_log_open(const char *path)
+{
+    int fd = 2;
+    if (path && strcmp(path, "-") != 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            return -errno;
+        }
+    }
+    int old = atomic_exchange(&log_fd, fd);
+    if (old > 2) {
+        close(old);
+    }
+    return 0;
+}
+
+void lars_log_set_level(enum lars_log_level level)
+{
+    atomic_store(&log_level, (int)level);
+}
+
+enum lars_log_level lars_log_get_level(void)
+{
+    return (enum lars_log_level)atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+int lars_log_level_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+        if (strcasecmp(name, level_names[i]) == 0) {
+            return (int)i;
+        }
+    }
+    if (strcasecmp(name, "warning") == 0) {
+        return LARS_LOG_WARN;
+    }
+    return -1;
+}
+
+void lars_logv(enum lars_log_level level, const char *who, const char *fmt, va_list ap)
+{
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
+        return;
+    }
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int len = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s %s%s",
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                       tm.tm_sec, ts.tv_nsec / 1000000, log_program, (int)getpid(),
+                       level_names[level <= LARS_LOG_DEBUG ? level : LARS_LOG_DEBUG],
+                       who ? who : "", who ? ": " : "");
+    if (len < 0) {
+        return;
+    }
+    if ((size_t)len < sizeof(line)) {
+        int more = vsnprintf(line + len, sizeof(line) - (size_t)len, fmt, ap);
+        if (more > 0) {
+            len += more;
+        }
+    }
+    if ((size_t)len >= sizeof(line) - 1) {
+        len = (int)sizeof(line) - 2; /* truncated: still end the line */
+    }
+    line[len++] = '\n';
+    int fd = atomic_load(&log_fd);
+    ssize_t ignored = write(fd, line, (size_t)len);
+    (void)ignored; /* nowhere to report a failing log */
+}
+
+void lars_log(enum lars_log_level level, const char *who, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lars_logv(level, who, fmt, ap);
+    va_end(ap);
+}
+
+int64_t lars_log_limiter_allow(struct lars_log_limiter *limiter, uint64_t now_ms)
+{
+    if (limiter->last_ms != 0 && now_ms - limiter->last_ms < limiter->interval_ms) {
+        limiter->suppressed++;
+        return -1;
+    }
+    int64_t suppressed = (int64_t)limiter->suppressed;
+    limiter->suppressed = 0;
+    limiter->last_ms = now_ms ? now_ms : 1;
+    return suppressed;
+}
+
+uint64_t lars_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint32_t lars_clock_unix(void)
+{
+    return (uint32_t)time(NULL);
+}

@@ -1,0 +1,65 @@
+/*
+ * log.h - the one logger of every Lars program.
+ *
+ * Lines look like "2026-11-27T10:00:00Z lars-agent[123] warn worker 1: ...".
+ * Writes are single write(2) calls, so lines from threads never interleave.
+ * Any thread may log; configuration (lars_log_open, lars_log_set_level) is
+ * for the main thread, before threads start or while they only read.
+ */
+#ifndef LARS_LOG_H
+#define LARS_LOG_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+#include <lars/plugin.h> /* enum lars_log_level */
+
+/* Names this program in every line (e.g. "lars-agent"). */
+void lars_log_init(const char *program);
+
+/* Sends lines to path ("-" or NULL = stderr). Reopens when called again
+ * (logrotate). Returns 0 or a negative errno; on failure the old target
+ * stays. */
+int lars_log_open(const char *path);
+
+void lars_log_set_level(enum lars_log_level level);
+enum lars_log_level lars_log_get_level(void);
+
+/* Parses "error", "warn", "info", "debug"; returns -1 when unknown. */
+int lars_log_level_parse(const char *name);
+
+void lars_log(enum lars_log_level level, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void lars_logv(enum lars_log_level level, const char *who, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+#define LARS_ERROR(who, ...) lars_log(LARS_LOG_ERROR, who, __VA_ARGS__)
+#define LARS_WARN(who, ...) lars_log(LARS_LOG_WARN, who, __VA_ARGS__)
+#define LARS_INFO(who, ...) lars_log(LARS_LOG_INFO, who, __VA_ARGS__)
+#define LARS_DEBUG(who, ...)                                                                       \
+    do {                                                                                           \
+        if (lars_log_get_level() >= LARS_LOG_DEBUG) {                                              \
+            lars_log(LARS_LOG_DEBUG, who, __VA_ARGS__);                                            \
+        }                                                                                          \
+    } while (0)
+
+/*
+ * A log line that fires at most once per interval; the next line that does
+ * fire says how many were suppressed. One per call site and thread (not
+ * shared between threads).
+ */
+struct lars_log_limiter {
+    uint64_t interval_ms;
+    uint64_t last_ms;
+    uint64_t suppressed;
+};
+
+/* Returns the number of suppressed lines to mention (>= 0) when the caller
+ * should log now, or -1 when it should stay quiet. */
+int64_t lars_log_limiter_allow(struct lars_log_limiter *limiter, uint64_t now_ms);
+
+/* Monotonic milliseconds and unix seconds. */
+uint64_t lars_clock_ms(void);
+uint32_t lars_clock_unix(void);
+
+#endif /* LARS_LOG_H */

@@ -1,0 +1,832 @@
+/*
+ * test_lb_lars.c - the lb_lars policy against DESIGN.md section 4, one test
+ * per rule, with injected time.
+ *
+ * The tests call the plugin's ops directly and play the core: they own the
+ * struct lars_node array, increment real_succ / real_err before report()
+ * (as the core does), and build every conf from a config string through
+ * lars_settings_apply, so the plugin's settings table and its defaults are
+ * what the rules run with.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+#include <lars/plugin.h>
+
+#include "settings.h"
+
+extern const struct lars_plugin lars_plugin;
+
+static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
+
+#define NNODES 5
+#define NONE (-1) /* pick() answered RET_OVERLOAD */
+
+/* Parses text (which must define a group `policy`) and fills a conf block
+ * the way the core does: table defaults, the section's values, validate().
+ * Returns 0 with *out set, or the error with the message in err. */
+static int conf_from_config(config_t *cfg, void **out, char *err, size_t len)
+{
+    const config_setting_t *section = config_lookup(cfg, "policy");
+    void *conf = calloc(1, lars_plugin.conf_size);
+    assert_non_null(conf);
+    int rc = lars_settings_apply(lars_plugin.settings, section, core_keys, conf, err, len);
+    if (rc == 0 && lars_plugin.validate) {
+        rc = lars_plugin.validate(conf, lars_services_get(), err, len);
+    }
+    if (rc != 0) {
+        free(conf);
+        return rc;
+    }
+    *out = conf;
+    return 0;
+}
+
+static int conf_from_string(const char *text, void **out, char *err, size_t len)
+{
+    config_t cfg;
+    config_init(&cfg);
+    if (!config_read_string(&cfg, text)) {
+        snprintf(err, len, "line %d: %s", config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        return -EINVAL;
+    }
+    int rc = conf_from_config(&cfg, out, err, len);
+    config_destroy(&cfg);
+    return rc;
+}
+
+/* ---- a fake core ---- */
+
+struct fx {
+    void *conf;
+    void *inst;
+    struct lars_node node[NNODES];
+    uint64_t now;
+};
+
+static const struct lars_policy_ops *ops(void)
+{
+    return lars_plugin.policy;
+}
+
+static struct fx *fx_new(const char *policy_body)
+{
+    char text[1024];
+    char err[512] = "";
+    struct fx *fx = calloc(1, sizeof(*fx));
+    assert_non_null(fx);
+    snprintf(text, sizeof(text),
+             "policy = {\n  plugin = \"lb_lars\";\n  update_timeout = 15;\n%s\n};\n",
+             policy_body);
+    int rc = conf_from_string(text, &fx->conf, err, sizeof(err));
+    if (rc != 0) {
+        fail_msg("conf refused: %s", err);
+    }
+    struct lars_module_id id = {.modid = 1, .cmdid = 2};
+    assert_int_equal(ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
+    assert_non_null(fx->inst);
+    for (int i = 0; i < NNODES; i++) {
+        fx->node[i].ip = 0x0a000001u + (uint32_t)i;
+        fx->node[i].port = (uint16_t)(8000 + i);
+    }
+    return fx;
+}
+
+static int setup_default(void **state)
+{
+    *state = fx_new("");
+    return 0;
+}
+
+static void fx_free(struct fx *fx)
+{
+    ops()->destroy(fx->inst);
+    free(fx->conf);
+    free(fx);
+}
+
+/* Removes what is left, as the core does before destroy(). */
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+    for (int i = 0; i < NNODES; i++) {
+        if (fx->node[i].policy_data) {
+            ops()->node_removed(fx->inst, &fx->node[i]);
+            assert_null(fx->node[i].policy_data);
+        }
+    }
+    fx_free(fx);
+    return 0;
+}
+
+static void add(struct fx *fx, int i)
+{
+    assert_int_equal(ops()->node_added(fx->inst, &fx->node[i], fx->now), 0);
+    assert_non_null(fx->node[i].policy_data);
+}
+
+static void del(struct fx *fx, int i)
+{
+    ops()->node_removed(fx->inst, &fx->node[i]);
+    assert_null(fx->node[i].policy_data);
+}
+
+/* One call result, counted first by the "core". */
+static void rep(struct fx *fx, int i, bool ok)
+{
+    if (ok) {
+        fx->node[i].real_succ++;
+    } else {
+        fx->node[i].real_err++;
+    }
+    ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, 0, fx->now);
+}
+
+static void rep_n(struct fx *fx, int i, bool ok, int n)
+{
+    for (int k = 0; k < n; k++) {
+        rep(fx, i, ok);
+    }
+}
+
+static int pick(struct fx *fx)
+{
+    struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
+    enum lars_retcode rc = ops()->pick(fx->inst, 0, fx->now, &out);
+    if (rc == LARS_RET_OVERLOAD) {
+        assert_null(out);
+        return NONE;
+    }
+    assert_int_equal(rc, LARS_RET_SUCC);
+    assert_non_null(out);
+    assert_true(out >= fx->node && out < fx->node + NNODES);
+    return (int)(out - fx->node);
+}
+
+/* Asserts the next picks, given as indexes (NONE for RET_OVERLOAD). */
+static void expect_picks(struct fx *fx, const int *want, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        int got = pick(fx);
+        if (got != want[k]) {
+            fail_msg("pick #%zu: got %d, want %d", k + 1, got, want[k]);
+        }
+    }
+}
+
+/* Overloads node i with the default 15 consecutive failures. */
+static void overload(struct fx *fx, int i)
+{
+    rep_n(fx, i, false, 15);
+    assert_true(fx->node[i].overloaded);
+}
+
+/* The next `idle` picks alternate over the two idle nodes a and b starting
+ * with a, then the probe returns probe. */
+static void expect_probe_cycle(struct fx *fx, int a, int b, int probe)
+{
+    for (int k = 0; k < 10; k++) {
+        int got = pick(fx);
+        if (got != (k % 2 == 0 ? a : b)) {
+            fail_msg("idle pick #%d: got %d, want %d", k + 1, got, k % 2 == 0 ? a : b);
+        }
+    }
+    assert_int_equal(pick(fx), probe);
+}
+
+/* ---- settings ---- */
+
+struct expected_default {
+    const char *name;
+    enum lars_setting_type type;
+    double value;
+};
+
+/* DESIGN 4: the original's shipped values. */
+static const struct expected_default design_defaults[] = {
+    {"probe_num", LARS_SETTING_INT, 10},
+    {"init_succ_cnt", LARS_SETTING_INT, 180},
+    {"init_err_cnt", LARS_SETTING_INT, 5},
+    {"err_rate", LARS_SETTING_DOUBLE, 0.1},
+    {"succ_rate", LARS_SETTING_DOUBLE, 0.5},
+    {"contin_err_limit", LARS_SETTING_INT, 15},
+    {"contin_succ_limit", LARS_SETTING_INT, 15},
+    {"window_err_rate", LARS_SETTING_DOUBLE, 0.7},
+    {"idle_timeout", LARS_SETTING_INT, 15},
+    {"overload_timeout", LARS_SETTING_INT, 15},
+};
+
+static const struct lars_setting *find(const char *name)
+{
+    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
+        if (strcmp(s->name, name) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void test_descriptor(void **state)
+{
+    (void)state;
+    assert_int_equal(lars_plugin.abi_major, LARS_PLUGIN_ABI_MAJOR);
+    assert_int_equal(lars_plugin.size, sizeof(struct lars_plugin));
+    assert_int_equal(lars_plugin.kind, LARS_PLUGIN_POLICY);
+    assert_string_equal(lars_plugin.name, "lb_lars");
+    assert_non_null(lars_plugin.policy);
+    assert_null(lars_plugin.dns);
+    assert_null(lars_plugin.reporter);
+    assert_non_null(ops()->create);
+    assert_non_null(ops()->pick);
+    assert_non_null(ops()->report);
+    assert_non_null(ops()->tick);
+}
+
+/* The table declares exactly the DESIGN keys with the DESIGN defaults, and
+ * update_timeout stays the core's. */
+static void test_settings_defaults(void **state)
+{
+    char err[512] = "";
+    void *conf = NULL;
+    (void)state;
+
+    size_t n = 0;
+    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
+        n++;
+        assert_non_null(s->description);
+        assert_true(strlen(s->description) > 0);
+    }
+    assert_int_equal(n, sizeof(design_defaults) / sizeof(design_defaults[0]));
+    assert_null(find("update_timeout"));
+
+    /* update_timeout and plugin are accepted as core keys, nothing else set. */
+    int rc = conf_from_string("policy = { plugin = \"lb_lars\"; update_timeout = 15; };", &conf,
+                              err, sizeof(err));
+    if (rc != 0) {
+        fail_msg("defaults refused: %s", err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct expected_default *d = &design_defaults[i];
+        const struct lars_setting *s = find(d->name);
+        if (!s) {
+            fail_msg("setting '%s' missing", d->name);
+        }
+        assert_int_equal(s->type, d->type);
+        assert_true(s->offset + 8 <= lars_plugin.conf_size);
+        if (d->type == LARS_SETTING_INT) {
+            int64_t v;
+            memcpy(&v, (char *)conf + s->offset, sizeof(v));
+            assert_int_equal(v, (int64_t)d->value);
+        } else {
+            double v;
+            memcpy(&v, (char *)conf + s->offset, sizeof(v));
+            assert_true(v == d->value);
+        }
+    }
+    free(conf);
+}
+
+/* Unknown keys are refused with file:line. config_read_string leaves the
+ * file name unset, and the core's "file:line: " prefix needs a file, so the
+ * config goes through a real file here. */
+static void test_settings_unknown_key(void **state)
+{
+    char path[] = "/tmp/test_lb_lars_XXXXXX";
+    char err[512] = "";
+    char want[600];
+    void *conf = NULL;
+    config_t cfg;
+    (void)state;
+
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text =
+        "policy = {\n  plugin = \"lb_lars\";\n  probe_num = 10;\n  prob_num = 3;\n};\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+
+    config_init(&cfg);
+    assert_true(config_read_file(&cfg, path));
+    assert_int_equal(conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
+    config_destroy(&cfg);
+    unlink(path);
+    assert_null(conf);
+    snprintf(want, sizeof(want), "%s:4:", path);
+    if (!strstr(err, want) || !strstr(err, "prob_num")) {
+        fail_msg("message lacks '%s' or the key: %s", want, err);
+    }
+}
+
+static void expect_refused(const char *text, const char *line, const char *word)
+{
+    char err[512] = "";
+    void *conf = NULL;
+    assert_int_equal(conf_from_string(text, &conf, err, sizeof(err)), -EINVAL);
+    assert_null(conf);
+    if (!strstr(err, word) || (line && !strstr(err, line))) {
+        fail_msg("message lacks '%s'/'%s': %s", word, line ? line : "", err);
+    }
+}
+
+static void test_settings_out_of_range(void **state)
+{
+    (void)state;
+    /* With config_read_string there is no file name; whether the core then
+     * prints the line is its business, so only the key is required here. */
+    expect_refused("policy = {\n  probe_num = 0;\n};", NULL, "probe_num");
+    expect_refused("policy = {\n  err_rate = 1.5;\n};", NULL, "err_rate");
+    expect_refused("policy = {\n  idle_timeout = -1;\n};", NULL, "idle_timeout");
+    expect_refused("policy = {\n  contin_err_limit = 0;\n};", NULL, "contin_err_limit");
+    expect_refused("policy = {\n  probe_num = \"ten\";\n};", NULL, "probe_num");
+}
+
+static void test_settings_validate(void **state)
+{
+    char err[512] = "";
+    void *conf = NULL;
+    (void)state;
+
+    /* One failure of a fresh idle node: 1/6 > 0.1. */
+    expect_refused("policy = { init_succ_cnt = 5; };", NULL, "init_succ_cnt");
+    /* One success of a fresh overloaded node: 1/1 > 0.5. */
+    expect_refused("policy = { init_err_cnt = 0; };", NULL, "init_err_cnt");
+    expect_refused("policy = { window_err_rate = 0.0; };", NULL, "window_err_rate");
+
+    /* The boundary is allowed: 1/(9+1) == 0.1 is not > 0.1. */
+    int rc = conf_from_string("policy = { init_succ_cnt = 9; };", &conf, err, sizeof(err));
+    if (rc != 0) {
+        fail_msg("boundary refused: %s", err);
+    }
+    free(conf);
+    /* So is saying it the direct way. */
+    conf = NULL;
+    rc = conf_from_string("policy = { contin_err_limit = 1; contin_succ_limit = 1; };", &conf, err,
+                          sizeof(err));
+    if (rc != 0) {
+        fail_msg("contin limits of 1 refused: %s", err);
+    }
+    free(conf);
+}
+
+/* ---- pick ---- */
+
+/* Idle only: round robin, head to tail. */
+static void test_pick_round_robin(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    add(fx, 2);
+    const int want[] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+}
+
+/* Idle and overloaded: probe_num (10) idle picks, then the overload head,
+ * access_cnt back to 0 (so again 10 + 1). Picks while the overload list is
+ * empty do not count towards the probe. */
+static void test_pick_probe(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    add(fx, 2);
+    const int before[] = {0, 1, 2, 0, 1};
+    expect_picks(fx, before, 5); /* idle list now 2, 0, 1 */
+    overload(fx, 2);             /* idle 0, 1; overload 2 */
+    expect_probe_cycle(fx, 0, 1, 2);
+    expect_probe_cycle(fx, 0, 1, 2);
+}
+
+/* Overload only: RET_OVERLOAD probe_num times, then the overload head,
+ * which goes to the tail. */
+static void test_pick_all_overloaded(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    overload(fx, 0);
+    overload(fx, 1);
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 10; k++) {
+            assert_int_equal(pick(fx), NONE);
+        }
+        assert_int_equal(pick(fx), round % 2 == 0 ? 0 : 1);
+    }
+}
+
+static void test_pick_empty_module(void **state)
+{
+    struct fx *fx = *state;
+    for (int k = 0; k < 30; k++) {
+        assert_int_equal(pick(fx), NONE);
+    }
+    add(fx, 0);
+    assert_int_equal(pick(fx), 0);
+    del(fx, 0);
+    assert_int_equal(pick(fx), NONE);
+}
+
+/* ---- report ---- */
+
+/* contin_err_limit: with vsucc = 180 the rate of 15/195 does not trip, the
+ * 15th consecutive failure does (and not the 14th). */
+static void test_idle_to_overload_contin_err(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    rep_n(fx, 0, false, 14);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_err, 14); /* no window restart yet */
+    rep(fx, 0, false);
+    assert_true(fx->node[0].overloaded);
+    /* set_overload restarts the real counters */
+    assert_int_equal(fx->node[0].real_err, 0);
+    assert_int_equal(fx->node[0].real_succ, 0);
+    expect_probe_cycle(fx, 1, 1, 0); /* it really is on the overload list */
+}
+
+/* err_rate: verr/(vsucc+verr) > err_rate, strictly. With init_succ_cnt = 18,
+ * 2/20 == 0.1 stays idle and 3/21 overloads, long before 15 in a row. */
+static void test_idle_to_overload_err_rate(void **state)
+{
+    struct fx *fx = fx_new("init_succ_cnt = 18;");
+    *state = fx;
+    add(fx, 0);
+    rep_n(fx, 0, false, 2);
+    assert_false(fx->node[0].overloaded);
+    rep(fx, 0, false);
+    assert_true(fx->node[0].overloaded);
+}
+
+/* err_rate with the defaults: a success clears contin_err but not verr.
+ * 14 failures, 1 success, then 20/201 < 0.1 stays idle, 21/202 overloads. */
+static void test_idle_to_overload_default_err_rate(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    rep_n(fx, 0, false, 14);
+    rep(fx, 0, true);
+    rep_n(fx, 0, false, 6);
+    assert_false(fx->node[0].overloaded);
+    rep(fx, 0, false);
+    assert_true(fx->node[0].overloaded);
+}
+
+/* contin_succ_limit: with succ_rate = 0.9 the rate cannot trip early; a
+ * failure restarts the run, the 15th success in a row returns the node. */
+static void test_overload_to_idle_contin_succ(void **state)
+{
+    struct fx *fx = fx_new("succ_rate = 0.9;");
+    *state = fx;
+    add(fx, 0);
+    add(fx, 1);
+    overload(fx, 0);
+    rep_n(fx, 0, true, 14);
+    rep(fx, 0, false);
+    rep_n(fx, 0, true, 14);
+    assert_true(fx->node[0].overloaded); /* 28/34 < 0.9, run of 14 */
+    rep(fx, 0, true);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_succ, 0);
+    assert_int_equal(fx->node[0].real_err, 0);
+    /* back on the idle tail: idle 1, 0, pure round robin */
+    const int want[] = {1, 0, 1, 0};
+    expect_picks(fx, want, 4);
+}
+
+/* succ_rate: vsucc/(vsucc+verr) > succ_rate, strictly, from vsucc = 0 and
+ * verr = init_err_cnt = 5: 5/10 stays, 6/11 returns. */
+static void test_overload_to_idle_succ_rate(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    overload(fx, 0);
+    rep_n(fx, 0, true, 5);
+    assert_true(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_succ, 5);
+    rep(fx, 0, true);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_succ, 0);
+}
+
+/* Reports for nodes this instance does not hold change nothing: a node never
+ * added (policy_data NULL) and a node of another instance. */
+static void test_unknown_node_ignored(void **state)
+{
+    struct fx *fx = *state;
+    struct fx *other = fx_new("");
+    add(fx, 0);
+    add(other, 1);
+
+    /* node 2 was never added anywhere */
+    rep_n(fx, 2, false, 20);
+    assert_false(fx->node[2].overloaded);
+    assert_null(fx->node[2].policy_data);
+    assert_int_equal(fx->node[2].real_err, 20); /* untouched by the policy */
+
+    /* other's node 1 reported to fx */
+    for (int k = 0; k < 20; k++) {
+        other->node[1].real_err++;
+        ops()->report(fx->inst, &other->node[1], 1, 0, fx->now);
+    }
+    assert_false(other->node[1].overloaded);
+    const int want[] = {0, 0, 0};
+    expect_picks(fx, want, 3);
+
+    /* other's own state did not move: still 15 in a row to overload */
+    rep_n(other, 1, false, 14);
+    assert_false(other->node[1].overloaded);
+    rep(other, 1, false);
+    assert_true(other->node[1].overloaded);
+
+    ops()->node_removed(fx->inst, &other->node[1]); /* not fx's: ignored */
+    assert_non_null(other->node[1].policy_data);
+    teardown((void **)&other);
+}
+
+/* ---- windows ---- */
+
+/* An idle window older than idle_timeout with a low real error rate
+ * restarts: real counters and contin_err go to 0, the node stays idle.
+ * Checked in tick. */
+static void test_window_reset_on_tick(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    rep_n(fx, 0, true, 10);
+    rep_n(fx, 0, false, 14); /* 14/24 < 0.7; one more failure would overload */
+    fx->now = 14999;
+    ops()->tick(fx->inst, fx->now);
+    assert_int_equal(fx->node[0].real_err, 14);
+    fx->now = 15000;
+    ops()->tick(fx->inst, fx->now);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_succ, 0);
+    assert_int_equal(fx->node[0].real_err, 0);
+    rep(fx, 0, false); /* contin_err restarted: 1, not 15 */
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(pick(fx), 0);
+}
+
+/* Same rule, checked on report; the new window starts at that report. */
+static void test_window_reset_on_report(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    rep_n(fx, 0, true, 10);
+    rep_n(fx, 0, false, 4);
+    fx->now = 14999;
+    rep(fx, 0, true);
+    assert_int_equal(fx->node[0].real_succ, 11);
+    fx->now = 15000;
+    rep(fx, 0, true);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_succ, 0);
+    assert_int_equal(fx->node[0].real_err, 0);
+    fx->now = 29999; /* the window now runs from 15000 */
+    rep(fx, 0, true);
+    assert_int_equal(fx->node[0].real_succ, 1);
+    fx->now = 30000;
+    rep(fx, 0, true);
+    assert_int_equal(fx->node[0].real_succ, 0);
+}
+
+/* At the end of an idle window: rerr/(rsucc+rerr) >= window_err_rate
+ * overloads (7/10 is exactly 0.7), 6/10 restarts the window, a node with no
+ * call restarts too. */
+static void test_window_overload_at_rate(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    add(fx, 2);
+    rep_n(fx, 0, true, 3);
+    rep_n(fx, 0, false, 7);
+    rep_n(fx, 1, true, 4);
+    rep_n(fx, 1, false, 6);
+    fx->now = 14999;
+    ops()->tick(fx->inst, fx->now);
+    assert_false(fx->node[0].overloaded);
+    fx->now = 15000;
+    ops()->tick(fx->inst, fx->now);
+    assert_true(fx->node[0].overloaded);
+    assert_false(fx->node[1].overloaded);
+    assert_false(fx->node[2].overloaded);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(fx->node[i].real_succ, 0);
+        assert_int_equal(fx->node[i].real_err, 0);
+    }
+    expect_probe_cycle(fx, 1, 2, 0);
+}
+
+/* The window rule on report: the report that finds the window old counts
+ * (3 + 8 failures = 8/11 >= 0.7). */
+static void test_window_overload_on_report(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    rep_n(fx, 0, true, 3);
+    rep_n(fx, 0, false, 7);
+    fx->now = 15000;
+    rep(fx, 0, false);
+    assert_true(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_err, 0);
+}
+
+/* An overloaded node older than overload_timeout returns to the idle tail
+ * (tick). */
+static void test_overload_timeout_on_tick(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    add(fx, 2);
+    overload(fx, 0); /* idle 1, 2 */
+    fx->now = 14999;
+    ops()->tick(fx->inst, fx->now);
+    assert_true(fx->node[0].overloaded);
+    fx->now = 15000;
+    ops()->tick(fx->inst, fx->now);
+    assert_false(fx->node[0].overloaded);
+    const int want[] = {1, 2, 0, 1, 2, 0};
+    expect_picks(fx, want, 6);
+}
+
+/* Same rule on report, whatever the result (here a failure). */
+static void test_overload_timeout_on_report(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    overload(fx, 0);
+    fx->now = 14999;
+    rep(fx, 0, false);
+    assert_true(fx->node[0].overloaded);
+    fx->now = 15000;
+    rep(fx, 0, false);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_err, 0);
+    const int want[] = {1, 0, 1, 0};
+    expect_picks(fx, want, 4);
+}
+
+/* ---- membership ---- */
+
+static void test_remove_from_idle(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    add(fx, 2);
+    del(fx, 1);
+    const int want[] = {0, 2, 0, 2, 0, 2};
+    expect_picks(fx, want, 6);
+    rep_n(fx, 1, false, 20); /* gone: ignored */
+    expect_picks(fx, want, 6);
+}
+
+static void test_remove_from_overload(void **state)
+{
+    struct fx *fx = *state;
+    for (int i = 0; i < 4; i++) {
+        add(fx, i);
+    }
+    overload(fx, 0);
+    overload(fx, 1); /* overload 0, 1; idle 2, 3 */
+    del(fx, 0);
+    assert_false(fx->node[0].overloaded);
+    expect_probe_cycle(fx, 2, 3, 1);
+    expect_probe_cycle(fx, 2, 3, 1);
+    del(fx, 1);
+    const int want[] = {2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2};
+    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+}
+
+/* A node removed while overloaded and added again starts idle, fresh, at
+ * the idle tail; adding a node twice is refused. */
+static void test_readded_node_starts_idle(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    overload(fx, 0);
+    rep_n(fx, 0, false, 3);
+    del(fx, 0);
+    fx->now = 1000;
+    add(fx, 0);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx->node[0].real_err, 0);
+    const int want[] = {1, 0, 1, 0, 1, 0};
+    expect_picks(fx, want, 6);
+    rep_n(fx, 0, false, 14); /* fresh contin_err */
+    assert_false(fx->node[0].overloaded);
+
+    void *data = fx->node[1].policy_data;
+    assert_int_equal(ops()->node_added(fx->inst, &fx->node[1], fx->now), -EEXIST);
+    assert_ptr_equal(fx->node[1].policy_data, data);
+}
+
+/* `overloaded` is true exactly while the node is on the overload list,
+ * through every transition. */
+static void test_overloaded_flag_tracks_lists(void **state)
+{
+    struct fx *fx = *state;
+    fx->node[0].overloaded = true; /* stale value from a previous owner */
+    add(fx, 0);
+    add(fx, 1);
+    assert_false(fx->node[0].overloaded);
+    overload(fx, 0); /* contin_err */
+    expect_probe_cycle(fx, 1, 1, 0);
+    rep_n(fx, 0, true, 6); /* succ_rate */
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(pick(fx), 1);
+    assert_int_equal(pick(fx), 0);
+    rep_n(fx, 0, false, 8);
+    fx->now = 15000;
+    ops()->tick(fx->inst, fx->now); /* window: 8/8 */
+    assert_true(fx->node[0].overloaded);
+    fx->now = 30000;
+    ops()->tick(fx->inst, fx->now); /* overload timeout */
+    assert_false(fx->node[0].overloaded);
+    overload(fx, 0);
+    del(fx, 0);
+    assert_false(fx->node[0].overloaded);
+    assert_false(fx->node[1].overloaded);
+}
+
+/* destroy() frees nodes the core failed to remove (ASan/valgrind check the
+ * leak) and clears their policy_data. */
+static void test_destroy_with_nodes_left(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 0);
+    add(fx, 1);
+    overload(fx, 1);
+    ops()->destroy(fx->inst);
+    assert_null(fx->node[0].policy_data);
+    assert_null(fx->node[1].policy_data);
+    fx->inst = NULL;
+    free(fx->conf);
+    free(fx);
+    *state = NULL;
+}
+
+static int teardown_maybe(void **state)
+{
+    return *state ? teardown(state) : 0;
+}
+
+/* Tests that build their own conf start without the default fixture. */
+static int setup_none(void **state)
+{
+    *state = NULL;
+    return 0;
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_default, teardown_maybe)
+#define TN(fn) cmocka_unit_test_setup_teardown(fn, setup_none, teardown_maybe)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_descriptor),
+        cmocka_unit_test(test_settings_defaults),
+        cmocka_unit_test(test_settings_unknown_key),
+        cmocka_unit_test(test_settings_out_of_range),
+        cmocka_unit_test(test_settings_validate),
+        T(test_pick_round_robin),
+        T(test_pick_probe),
+        T(test_pick_all_overloaded),
+        T(test_pick_empty_module),
+        T(test_idle_to_overload_contin_err),
+        TN(test_idle_to_overload_err_rate),
+        T(test_idle_to_overload_default_err_rate),
+        TN(test_overload_to_idle_contin_succ),
+        T(test_overload_to_idle_succ_rate),
+        T(test_unknown_node_ignored),
+        T(test_window_reset_on_tick),
+        T(test_window_reset_on_report),
+        T(test_window_overload_at_rate),
+        T(test_window_overload_on_report),
+        T(test_overload_timeout_on_tick),
+        T(test_overload_timeout_on_report),
+        T(test_remove_from_idle),
+        T(test_remove_from_overload),
+        T(test_readded_node_starts_idle),
+        T(test_overloaded_flag_tracks_lists),
+        T(test_destroy_with_nodes_left),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
