@@ -44,7 +44,8 @@ static const struct lars_setting agent_settings[] = {
 
 #undef OFF
 
-static const char *const top_level_sections[] = {"agent", "policy", "dns", "reporter", NULL};
+static const char *const top_level_sections[] = {"agent", "policy", "policies", "dns", "reporter",
+                                                 NULL};
 
 static int where_error(char *err, size_t err_len, const config_setting_t *at, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -165,14 +166,29 @@ static int read_core_int(const config_setting_t *section, const char *name, int6
     return 0;
 }
 
-/* Loads the section's plugin and fills its conf. */
-static int load_plugin_section(struct lars_config *config, const char *section_name,
-                               enum lars_plugin_kind kind, const char *default_plugin,
-                               const char *const *core_keys, struct lars_plugin_config *pc,
-                               char *err, size_t err_len)
+/* A handle this file already loaded for spec (policy overrides often name
+ * the same plugin as the default policy): one private copy per file. */
+static struct lars_plugin_handle *already_loaded(const struct lars_config *config, const char *spec)
+{
+    if (config->policy.plugin && strcmp(config->policy.plugin->spec, spec) == 0) {
+        return config->policy.plugin;
+    }
+    for (size_t i = 0; i < config->n_overrides; i++) {
+        struct lars_plugin_handle *h = config->overrides[i].policy.plugin;
+        if (h && strcmp(h->spec, spec) == 0) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* Loads the plugin a group names and fills its conf. */
+static int load_plugin_group(struct lars_config *config, const config_setting_t *section,
+                             const char *section_name, enum lars_plugin_kind kind,
+                             const char *default_plugin, const char *const *core_keys,
+                             struct lars_plugin_config *pc, char *err, size_t err_len)
 {
     const config_setting_t *root = config_root_setting(&config->cfg);
-    const config_setting_t *section = config_setting_get_member(root, section_name);
     const char *spec = default_plugin;
     char why[1024];
 
@@ -195,7 +211,13 @@ static int load_plugin_section(struct lars_config *config, const char *section_n
         return where_error(err, err_len, section, "section '%s' needs plugin = \"NAME\";",
                            section_name);
     }
-    int rc = lars_plugin_load(config->plugin_dir, spec, kind, &pc->plugin, why, sizeof(why));
+    int rc = 0;
+    pc->plugin = kind == LARS_PLUGIN_POLICY ? already_loaded(config, spec) : NULL;
+    if (pc->plugin) {
+        pc->borrowed = true;
+    } else {
+        rc = lars_plugin_load(config->plugin_dir, spec, kind, &pc->plugin, why, sizeof(why));
+    }
     if (rc < 0) {
         where_error(err, err_len, plugin ? plugin : section, "%s", why);
         return rc;
@@ -221,6 +243,82 @@ static int load_plugin_section(struct lars_config *config, const char *section_n
     return 0;
 }
 
+static int load_plugin_section(struct lars_config *config, const char *section_name,
+                               enum lars_plugin_kind kind, const char *default_plugin,
+                               const char *const *core_keys, struct lars_plugin_config *pc,
+                               char *err, size_t err_len)
+{
+    const config_setting_t *section =
+        config_setting_get_member(config_root_setting(&config->cfg), section_name);
+    return load_plugin_group(config, section, section_name, kind, default_plugin, core_keys, pc,
+                             err, err_len);
+}
+
+static int read_module_id(const config_setting_t *entry, const char *name, int32_t *out, char *err,
+                          size_t err_len)
+{
+    const config_setting_t *value = config_setting_get_member(entry, name);
+    int type = value ? config_setting_type(value) : CONFIG_TYPE_NONE;
+    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+        return where_error(err, err_len, value ? value : entry,
+                           "each policies entry needs %s = <32-bit integer>;", name);
+    }
+    long long v = config_setting_get_int64(value);
+    if (v < INT32_MIN || v > INT32_MAX) {
+        return where_error(err, err_len, value, "%s = %lld does not fit 32 bits", name, v);
+    }
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* policies = ( { modid = M; cmdid = C; plugin = "NAME"; <its keys> }, ... ) */
+static int load_policy_overrides(struct lars_config *config, char *err, size_t err_len)
+{
+    static const char *const override_core_keys[] = {"plugin", "modid", "cmdid", NULL};
+    const config_setting_t *list =
+        config_setting_get_member(config_root_setting(&config->cfg), "policies");
+    if (!list) {
+        return 0;
+    }
+    if (!config_setting_is_list(list)) {
+        return where_error(err, err_len, list,
+                           "'policies' must be a list: ( { modid; cmdid; plugin; ... }, ... )");
+    }
+    unsigned count = (unsigned)config_setting_length(list);
+    config->overrides = calloc(count ? count : 1, sizeof(*config->overrides));
+    if (!config->overrides) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        const config_setting_t *entry = config_setting_get_elem(list, i);
+        struct lars_policy_override *o = &config->overrides[i];
+        if (!config_setting_is_group(entry)) {
+            return where_error(err, err_len, entry, "each policies entry must be a group { ... }");
+        }
+        int rc = read_module_id(entry, "modid", &o->modid, err, err_len);
+        if (rc == 0) {
+            rc = read_module_id(entry, "cmdid", &o->cmdid, err, err_len);
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t k = 0; k < config->n_overrides; k++) {
+            if (config->overrides[k].modid == o->modid && config->overrides[k].cmdid == o->cmdid) {
+                return where_error(err, err_len, entry, "module %d/%d has two policies entries",
+                                   o->modid, o->cmdid);
+            }
+        }
+        config->n_overrides = i + 1;
+        rc = load_plugin_group(config, entry, "policies", LARS_PLUGIN_POLICY, NULL,
+                               override_core_keys, &o->policy, err, err_len);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int check_top_level(const config_t *cfg, char *err, size_t err_len)
 {
     const config_setting_t *root = config_root_setting(cfg);
@@ -234,7 +332,7 @@ static int check_top_level(const config_t *cfg, char *err, size_t err_len)
         }
         if (!known) {
             return where_error(err, err_len, s,
-                               "unknown section '%s' (expected agent, policy, dns, reporter)", name);
+                               "unknown section '%s' (expected agent, policy, policies, dns, reporter)", name);
         }
     }
     return 0;
@@ -325,6 +423,10 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
     if (rc < 0) {
         goto fail;
     }
+    rc = load_policy_overrides(config, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
     rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, NULL, dns_core_keys, &config->dns, err,
                              err_len);
     if (rc < 0) {
@@ -351,7 +453,9 @@ fail:
 static void free_plugin_config(struct lars_plugin_config *pc)
 {
     free(pc->conf);
-    lars_plugin_unload(pc->plugin);
+    if (!pc->borrowed) {
+        lars_plugin_unload(pc->plugin);
+    }
     pc->conf = NULL;
     pc->plugin = NULL;
 }
@@ -361,10 +465,60 @@ void lars_config_free(struct lars_config *config)
     if (!config) {
         return;
     }
+    /* Overrides may borrow the default policy's handle: free them first. */
+    for (size_t i = 0; i < config->n_overrides; i++) {
+        free_plugin_config(&config->overrides[i].policy);
+    }
+    free(config->overrides);
     free_plugin_config(&config->policy);
     free_plugin_config(&config->dns);
     free_plugin_config(&config->reporter);
     config_destroy(&config->cfg);
     free(config->path);
     free(config);
+}
+
+static int differs_str(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+int lars_config_restart_only_changes(const struct lars_config *running,
+                                     const struct lars_config *next, char *out, size_t out_len)
+{
+    const struct lars_agent_settings *a = &running->agent;
+    const struct lars_agent_settings *b = &next->agent;
+    size_t used = 0;
+    int count = 0;
+    out[0] = '\0';
+#define NOTE(...)                                                                                  \
+    do {                                                                                           \
+        if (used < out_len) {                                                                      \
+            int n = snprintf(out + used, out_len - used, "%s", count ? ", " : "");                \
+            used += n > 0 ? (size_t)n : 0;                                                         \
+        }                                                                                          \
+        if (used < out_len) {                                                                      \
+            int n = snprintf(out + used, out_len - used, __VA_ARGS__);                             \
+            used += n > 0 ? (size_t)n : 0;                                                         \
+        }                                                                                          \
+        count++;                                                                                   \
+    } while (0)
+    if (differs_str(a->listen, b->listen)) {
+        NOTE("agent.listen (%s -> %s)", a->listen, b->listen);
+    }
+    if (a->udp_base_port != b->udp_base_port) {
+        NOTE("agent.udp_base_port (%lld -> %lld)", (long long)a->udp_base_port,
+             (long long)b->udp_base_port);
+    }
+    if (a->workers != b->workers) {
+        NOTE("agent.workers (%lld -> %lld)", (long long)a->workers, (long long)b->workers);
+    }
+    if (a->tick_ms != b->tick_ms) {
+        NOTE("agent.tick_ms (%lld -> %lld)", (long long)a->tick_ms, (long long)b->tick_ms);
+    }
+    if (differs_str(a->pid_file, b->pid_file)) {
+        NOTE("agent.pid_file");
+    }
+#undef NOTE
+    return count;
 }

@@ -10,6 +10,7 @@
 #define LARS_CONFIG_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,8 +25,16 @@
 /* A plugin as one config section declares it. */
 struct lars_plugin_config {
     struct lars_plugin_handle *plugin;
-    void *conf; /* plugin->desc->conf_size bytes, filled from the section */
+    bool borrowed; /* plugin belongs to another section of the same file */
+    void *conf;    /* plugin->desc->conf_size bytes, filled from the section */
     const config_setting_t *section;
+};
+
+/* One entry of `policies = ( { modid; cmdid; plugin; ... } )`. */
+struct lars_policy_override {
+    int32_t modid;
+    int32_t cmdid;
+    struct lars_plugin_config policy;
 };
 
 /* The `agent` section; strings point into the libconfig tree. */
@@ -53,6 +62,8 @@ struct lars_config {
 
     struct lars_plugin_config policy;
     int64_t update_timeout; /* seconds; core key of the policy section */
+    struct lars_policy_override *overrides;
+    size_t n_overrides;
 
     struct lars_plugin_config dns;
 
@@ -66,5 +77,13 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
 
 /* NULL-safe. Unloads the plugins: no instance may remain. */
 void lars_config_free(struct lars_config *config);
+
+/*
+ * Settings a running agent cannot change (sockets, threads, timers): writes
+ * "agent.workers (3 -> 4), ..." into out for each that differs between
+ * running and next, or "" when none. Returns the number of differences.
+ */
+int lars_config_restart_only_changes(const struct lars_config *running,
+                                     const struct lars_config *next, char *out, size_t out_len);
 
 #endif /* LARS_CONFIG_H */

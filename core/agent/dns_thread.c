@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -151,10 +152,13 @@ void lars_dns_thread_stop(struct lars_dns_thread *t)
     if (!t || !t->started) {
         return;
     }
-    struct lars_msg *stop = lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop));
-    if (stop) {
-        lars_queue_push(t->queue, &stop->item);
+    struct lars_stop_msg *stop;
+    /* Without the message the thread would never leave: retry. */
+    while (!(stop = (struct lars_stop_msg *)lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop)))) {
+        usleep(1000);
     }
+    stop->successor = NULL;
+    lars_queue_push(t->queue, &stop->base.item);
     pthread_join(t->thread, NULL);
     t->started = 0;
 }

@@ -27,7 +27,7 @@ static void usage(FILE *out)
             "  -f          stay in the foreground (default: run as a daemon)\n"
             "  -p PIDFILE  write and lock a pid file (overrides agent.pid_file)\n"
             "  -h          this help;  -V  version\n"
-            "signals: TERM/INT stop, USR1 reopens the log file\n");
+            "signals: TERM/INT stop, HUP reloads the configuration, USR1 reopens the log file\n");
 }
 
 /* Writes our pid into path and keeps it locked for the process's life: a

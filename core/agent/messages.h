@@ -7,6 +7,7 @@
 #ifndef LARS_MESSAGES_H
 #define LARS_MESSAGES_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ enum lars_msg_type {
     LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
     LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
     LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
+    LARS_MSG_RELOAD = 6,  /* main -> worker: switch to a new generation */
 };
 
 struct lars_msg {
@@ -56,6 +58,27 @@ struct lars_batch_msg {
     struct lars_msg base;
     struct lars_report_batch batch; /* batch.results points at results */
     struct lars_call_result results[];
+};
+
+/* Stops a thread. For the reporter thread, successor (when not NULL) is
+ * the next generation's reporter queue: unsent batches are handed to it. */
+struct lars_stop_msg {
+    struct lars_msg base;
+    struct lars_queue *successor;
+};
+
+/* Counts workers that have switched generation; main waits for zero. */
+struct lars_reload_sync {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    unsigned remaining;
+};
+
+struct lars_worker_env;
+struct lars_reload_msg {
+    struct lars_msg base;
+    const struct lars_worker_env *env;
+    struct lars_reload_sync *sync;
 };
 
 static inline struct lars_msg *lars_msg_alloc(enum lars_msg_type type, size_t size)

@@ -159,6 +159,8 @@ static int ops_complete(const struct lars_plugin *desc)
     switch (desc->kind) {
     case LARS_PLUGIN_POLICY: {
         const struct lars_policy_ops *ops = desc->policy;
+        /* Sizes: up to the last required member, so plugins built before an
+         * optional member was appended keep loading. */
         return ops->size >= offsetof(struct lars_policy_ops, tick) && ops->create && ops->destroy &&
                ops->node_added && ops->node_removed && ops->pick && ops->report;
     }
@@ -168,7 +170,8 @@ static int ops_complete(const struct lars_plugin *desc)
     }
     case LARS_PLUGIN_REPORTER: {
         const struct lars_reporter_ops *ops = desc->reporter;
-        return ops->size >= sizeof(*ops) && ops->start && ops->submit && ops->stop;
+        return ops->size >= offsetof(struct lars_reporter_ops, handover) && ops->start &&
+               ops->submit && ops->stop;
     }
     }
     return 0;
@@ -263,8 +266,9 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
         return -ENOMEM;
     }
     handle->path = strdup(path);
+    handle->spec = strdup(spec);
     rc = ensure_copy_dir();
-    if (rc < 0 || !handle->path) {
+    if (rc < 0 || !handle->path || !handle->spec) {
         snprintf(err, err_len, "plugin %s: cannot create a private directory for plugin copies: %s",
                  path, strerror(rc < 0 ? -rc : ENOMEM));
         goto fail;
@@ -325,6 +329,7 @@ void lars_plugin_unload(struct lars_plugin_handle *handle)
         unlink(handle->copy);
     }
     free(handle->copy);
+    free(handle->spec);
     free(handle->path);
     free(handle);
 }

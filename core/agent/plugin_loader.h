@@ -15,7 +15,8 @@
 
 struct lars_plugin_handle {
     const struct lars_plugin *desc;
-    char *path;     /* the file as configured (resolved) */
+    char *spec;     /* as the config wrote it: "NAME" or a path */
+    char *path;     /* the file it resolved to */
     char *copy;     /* the private copy actually mapped */
     void *dl;
 };

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -29,6 +30,25 @@ struct lars_report_thread {
     struct lars_report_stats stats;
 };
 
+/* Copies a batch the old reporter did not send into the successor's queue. */
+static void resubmit(void *ctx, const struct lars_report_batch *batch)
+{
+    struct lars_queue *successor = ctx;
+    struct lars_batch_msg *msg = (struct lars_batch_msg *)lars_msg_alloc(
+        LARS_MSG_BATCH, sizeof(*msg) + batch->n * sizeof(msg->results[0]));
+    if (!msg) {
+        LARS_ERROR("reporter", "out of memory handing a batch of module %d/%d over: dropped",
+                   batch->modid, batch->cmdid);
+        return;
+    }
+    msg->batch = *batch;
+    if (batch->n) {
+        memcpy(msg->results, batch->results, batch->n * sizeof(msg->results[0]));
+    }
+    msg->batch.results = msg->results;
+    lars_queue_push(successor, &msg->base.item);
+}
+
 static void on_queue(evutil_socket_t fd, short events, void *arg)
 {
     struct lars_report_thread *t = arg;
@@ -42,10 +62,14 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
             LARS_STAT_INC(t->stats.batches);
             t->ops->submit(t->instance, &((struct lars_batch_msg *)msg)->batch);
         } else if (msg->type == LARS_MSG_STOP) {
-            if (t->instance) {
+            struct lars_queue *successor = ((struct lars_stop_msg *)msg)->successor;
+            if (t->instance && successor && t->ops->size > offsetof(struct lars_reporter_ops, handover) &&
+                t->ops->handover) {
+                t->ops->handover(t->instance, resubmit, successor);
+            } else if (t->instance) {
                 t->ops->stop(t->instance);
-                t->instance = NULL;
             }
+            t->instance = NULL;
             event_base_loopbreak(t->base);
         }
         lars_msg_free(item);
@@ -120,17 +144,25 @@ struct lars_queue *lars_report_thread_queue(struct lars_report_thread *t)
     return t->queue;
 }
 
-void lars_report_thread_stop(struct lars_report_thread *t)
+void lars_report_thread_handover(struct lars_report_thread *t, struct lars_queue *successor)
 {
     if (!t || !t->started) {
         return;
     }
-    struct lars_msg *stop = lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop));
-    if (stop) {
-        lars_queue_push(t->queue, &stop->item);
+    struct lars_stop_msg *stop;
+    /* Without the message the thread would never leave: retry. */
+    while (!(stop = (struct lars_stop_msg *)lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop)))) {
+        usleep(1000);
     }
+    stop->successor = successor;
+    lars_queue_push(t->queue, &stop->base.item);
     pthread_join(t->thread, NULL);
     t->started = 0;
+}
+
+void lars_report_thread_stop(struct lars_report_thread *t)
+{
+    lars_report_thread_handover(t, NULL);
 }
 
 void lars_report_thread_destroy(struct lars_report_thread *t)

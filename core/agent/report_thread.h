@@ -30,6 +30,9 @@ struct lars_queue *lars_report_thread_queue(struct lars_report_thread *thread);
 /* Submits what is queued, stops the plugin in its thread and joins. Stop
  * the workers first so their last statistics are in the queue. */
 void lars_report_thread_stop(struct lars_report_thread *thread);
+/* Like stop, but batches the plugin has not sent (and that it can hand
+ * over) go to successor, the next generation's reporter queue. */
+void lars_report_thread_handover(struct lars_report_thread *thread, struct lars_queue *successor);
 void lars_report_thread_destroy(struct lars_report_thread *thread);
 const struct lars_report_stats *lars_report_thread_stats(const struct lars_report_thread *thread);
 

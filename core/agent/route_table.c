@@ -292,7 +292,14 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
     module->binding = binding;
     rc = 0;
     for (size_t i = 0; i < module->n_nodes; i++) {
-        int added = binding->ops->node_added(instance, module->nodes[i], now_ms);
+        struct lars_node *node = module->nodes[i];
+        /* The real counters belong to the core and the reporter: a policy
+         * starting a fresh window on node_added must not lose them. */
+        uint32_t succ = node->real_succ;
+        uint32_t err = node->real_err;
+        int added = binding->ops->node_added(instance, node, now_ms);
+        node->real_succ = succ;
+        node->real_err = err;
         if (added < 0) {
             rc = added; /* the node stays in the table but is never picked */
         }

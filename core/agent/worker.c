@@ -444,6 +444,17 @@ static void on_readable(evutil_socket_t fd, short events, void *arg)
 
 /* ---------------------------------------------------------------------- */
 
+static const struct lars_policy_binding *policy_for(const struct lars_worker_env *env,
+                                                    int32_t modid, int32_t cmdid)
+{
+    for (size_t i = 0; i < env->n_overrides; i++) {
+        if (env->overrides[i].modid == modid && env->overrides[i].cmdid == cmdid) {
+            return &env->overrides[i].binding;
+        }
+    }
+    return env->policy;
+}
+
 static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg, uint64_t now_ms)
 {
     struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
@@ -457,8 +468,10 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
             return;
         }
     }
-    int rc = lars_module_apply_route(m, msg->hosts, msg->n, w->env->policy, now_ms);
+    int rc = lars_module_apply_route(m, msg->hosts, msg->n,
+                                     policy_for(w->env, msg->modid, msg->cmdid), now_ms);
     if (rc < 0) {
+        LARS_STAT_INC(w->stats.policy_errors);
         LARS_ERROR(w->name, "route of module %d/%d applied partly: %s", msg->modid, msg->cmdid,
                    strerror(-rc));
     }
@@ -537,6 +550,38 @@ static void flush_and_tick(struct lars_worker *w, int force_flush)
     lars_route_table_foreach(&w->routes, tick_module, &ctx);
 }
 
+struct reload_ctx {
+    struct lars_worker *w;
+    uint64_t now_ms;
+};
+
+static void reload_module(struct lars_module *m, void *arg)
+{
+    struct reload_ctx *ctx = arg;
+    struct lars_worker *w = ctx->w;
+    int rc = lars_module_rebind(m, policy_for(w->env, m->modid, m->cmdid), ctx->now_ms);
+    if (rc < 0) {
+        LARS_STAT_INC(w->stats.policy_errors);
+        LARS_ERROR(w->name, "module %d/%d: new policy instance: %s", m->modid, m->cmdid,
+                   strerror(-rc));
+    }
+    /* The new dns transport knows nothing yet: ask it for every module, so
+     * pulls in flight are re-issued and pushes are subscribed again. */
+    request_pull(w, m, ctx->now_ms);
+}
+
+static void switch_generation(struct lars_worker *w, const struct lars_reload_msg *msg)
+{
+    w->env = msg->env;
+    struct reload_ctx ctx = {.w = w, .now_ms = lars_clock_ms()};
+    lars_route_table_foreach(&w->routes, reload_module, &ctx);
+    pthread_mutex_lock(&msg->sync->lock);
+    if (--msg->sync->remaining == 0) {
+        pthread_cond_signal(&msg->sync->done);
+    }
+    pthread_mutex_unlock(&msg->sync->lock);
+}
+
 static void on_tick(evutil_socket_t fd, short events, void *arg)
 {
     (void)fd;
@@ -569,6 +614,9 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
             handle_datagram(w, f->data, f->len, &to, 1, now_ms);
             break;
         }
+        case LARS_MSG_RELOAD:
+            switch_generation(w, (struct lars_reload_msg *)msg);
+            break;
         case LARS_MSG_STOP:
             /* Hand the last statistics over before leaving. */
             flush_and_tick(w, 1);
@@ -693,6 +741,34 @@ int lars_worker_start(struct lars_worker *worker)
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg)
 {
     lars_queue_push(worker->queue, &msg->item);
+}
+
+void lars_workers_reload(struct lars_worker **workers, unsigned n,
+                         const struct lars_worker_env *env)
+{
+    struct lars_reload_sync sync = {.remaining = 0};
+    pthread_mutex_init(&sync.lock, NULL);
+    pthread_cond_init(&sync.done, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        struct lars_reload_msg *msg;
+        /* A switch must not be skipped: retry a failed allocation. */
+        while (!(msg = (struct lars_reload_msg *)lars_msg_alloc(LARS_MSG_RELOAD, sizeof(*msg)))) {
+            usleep(1000);
+        }
+        msg->env = env;
+        msg->sync = &sync;
+        pthread_mutex_lock(&sync.lock);
+        sync.remaining++;
+        pthread_mutex_unlock(&sync.lock);
+        lars_worker_post(workers[i], &msg->base);
+    }
+    pthread_mutex_lock(&sync.lock);
+    while (sync.remaining > 0) {
+        pthread_cond_wait(&sync.done, &sync.lock);
+    }
+    pthread_mutex_unlock(&sync.lock);
+    pthread_cond_destroy(&sync.done);
+    pthread_mutex_destroy(&sync.lock);
 }
 
 void lars_worker_stop(struct lars_worker *worker)

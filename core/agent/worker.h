@@ -16,7 +16,15 @@
 
 struct lars_worker;
 
-/* What a worker needs from the rest of the agent; outlives every worker. */
+/* A policy for one module (`policies` entries of the config). */
+struct lars_policy_override_binding {
+    int32_t modid;
+    int32_t cmdid;
+    struct lars_policy_binding binding;
+};
+
+/* What a worker needs from the rest of the agent: one per configuration
+ * generation, read-only, alive until every worker has moved to the next. */
 struct lars_worker_env {
     uint32_t listen_ip; /* host byte order */
     uint16_t base_port;
@@ -24,7 +32,9 @@ struct lars_worker_env {
     struct lars_worker **workers; /* all of them, for forwarding */
     struct lars_queue *dns_queue;
     struct lars_queue *report_queue;
-    const struct lars_policy_binding *policy;
+    const struct lars_policy_binding *policy; /* default */
+    const struct lars_policy_override_binding *overrides;
+    size_t n_overrides;
     uint64_t update_timeout_ms;
     uint64_t report_interval_ms;
     uint64_t tick_ms;
@@ -47,6 +57,7 @@ struct lars_worker_stats {
     _Atomic uint64_t modules_refused; /* beyond max_modules */
     _Atomic uint64_t batches;
     _Atomic uint64_t send_errors;
+    _Atomic uint64_t policy_errors; /* instance creation or node adds refused */
 };
 
 #define LARS_STAT_ADD(field, n)                                                                    \
@@ -66,6 +77,14 @@ int lars_worker_start(struct lars_worker *worker);
 
 /* Any thread: hands msg to the worker (which frees it). */
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
+
+/* Main thread: moves every worker to env (a new generation): each module
+ * gets its policy instance re-created from env's plugins (nodes, routes and
+ * real counters kept) and every module is pulled again through env's dns
+ * queue. Returns when all workers have switched: the previous env and its
+ * plugins are then unused by workers. */
+void lars_workers_reload(struct lars_worker **workers, unsigned n,
+                         const struct lars_worker_env *env);
 
 /* Main thread: asks the worker to flush its statistics and leave, then
  * joins it. */

@@ -277,6 +277,13 @@ struct lars_reporter_ops {
     void (*submit)(void *instance, const struct lars_report_batch *batch);
     /* Flushes what it can without blocking for long, then frees everything. */
     void (*stop)(void *instance);
+
+    /* Optional, used on reload instead of stop(): passes every batch not yet
+     * sent, oldest first, to resubmit() (the core hands them to the next
+     * generation's reporter, so nothing is lost), then frees everything like
+     * stop(). Called in the reporter thread; resubmit copies the batch. */
+    void (*handover)(void *instance,
+                     void (*resubmit)(void *ctx, const struct lars_report_batch *batch), void *ctx);
 };
 
 /* ------------------------------------------------------------------------
