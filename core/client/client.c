@@ -413,6 +413,12 @@ LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cm
 LARS_API int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,
                          const struct lars_host *host, int retcode)
 {
+    return lars_report_cost(client, modid, cmdid, host, retcode, 0);
+}
+
+LARS_API int lars_report_cost(struct lars_client *client, int32_t modid, int32_t cmdid,
+                              const struct lars_host *host, int retcode, uint32_t cost_us)
+{
     Lars__ReportRequest req = LARS__REPORT_REQUEST__INIT;
     Lars__HostInfo hi = LARS__HOST_INFO__INIT;
 
@@ -426,6 +432,7 @@ LARS_API int lars_report(struct lars_client *client, int32_t modid, int32_t cmdi
     req.host = &hi;
     /* Passed through as is: the agent only tells 0 (success) from the rest. */
     req.retcode = retcode;
+    req.cost_us = cost_us; /* 0 = not measured; original agents ignore field 5 */
     return send_request(client, port_index(client, modid, cmdid),
                         LARS__MESSAGE_ID__ID_ReportRequest, &req.base);
 }

@@ -78,6 +78,12 @@ int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid,
 int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,
                 const struct lars_host *host, int retcode);
 
+/* lars_report with the call's latency in microseconds, for policies that
+ * weigh latency (lb_p2c). cost_us 0 = not measured. An original Lars agent
+ * ignores the latency (it travels in an additive protobuf field). */
+int lars_report_cost(struct lars_client *client, int32_t modid, int32_t cmdid,
+                     const struct lars_host *host, int retcode, uint32_t cost_us);
+
 /* Reads the module's whole route into hosts[0..max). *count receives the
  * number of hosts the agent knows (may exceed max: LARS_ERR_TOOSMALL).
  * An unknown module gives LARS_NOEXIST with *count = 0. */
