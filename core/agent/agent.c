@@ -16,6 +16,7 @@
 #include "../common/log.h"
 #include "dns_thread.h"
 #include "report_thread.h"
+#include "stats_http.h"
 #include "worker.h"
 
 /*
@@ -36,6 +37,8 @@ struct generation {
 
 struct lars_agent {
     struct generation *current;
+    struct lars_stats_http *stats;
+    uint64_t started_ms;
     struct lars_worker *workers[LARS_MAX_WORKERS];
     unsigned n_workers;
     struct event_base *base;
@@ -273,6 +276,15 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             goto fail;
         }
     }
+    if (config->agent.stats_listen) {
+        agent->stats =
+            lars_stats_http_start(agent->base, config->stats_ip, config->stats_port, agent, err,
+                                  err_len);
+        if (!agent->stats) {
+            goto fail;
+        }
+    }
+    agent->started_ms = started;
     log_serving(agent, "lars-agent " LARS_VERSION " started", (double)(lars_clock_ms() - started));
     return agent;
 
@@ -285,6 +297,27 @@ int lars_agent_run(struct lars_agent *agent)
 {
     event_base_dispatch(agent->base);
     return 0;
+}
+
+void lars_agent_get_status(const struct lars_agent *agent, struct lars_agent_status *out)
+{
+    const struct generation *gen = agent->current;
+    *out = (struct lars_agent_status){
+        .generation = gen->number,
+        .reloads_ok = agent->reloads_ok,
+        .reloads_failed = agent->reloads_failed,
+        .uptime_ms = lars_clock_ms() - agent->started_ms,
+        .policy = gen->policy.name,
+        .dns_plugin = gen->config->dns.plugin->desc->name,
+        .reporter_plugin = gen->config->reporter.plugin->desc->name,
+        .module_cap = (size_t)gen->config->agent.stats_module_cap,
+        .dns = lars_dns_thread_stats(gen->dns),
+        .reporter = lars_report_thread_stats(gen->reporter),
+        .dns_queue = lars_queue_depth(lars_dns_thread_queue(gen->dns)),
+        .report_queue = lars_queue_depth(lars_report_thread_queue(gen->reporter)),
+        .workers = agent->workers,
+        .n_workers = agent->n_workers,
+    };
 }
 
 static void log_final_counters(const struct lars_agent *agent)
@@ -323,6 +356,8 @@ void lars_agent_destroy(struct lars_agent *agent)
     if (!agent) {
         return;
     }
+    /* The endpoint asks workers for data: it goes before they do. */
+    lars_stats_http_stop(agent->stats);
     /* Workers first: their last statistics go to the reporter's queue. */
     for (unsigned i = 0; i < agent->n_workers; i++) {
         lars_worker_stop(agent->workers[i]);

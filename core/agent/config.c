@@ -39,6 +39,10 @@ static const struct lars_setting agent_settings[] = {
      "period of each worker's housekeeping tick (windows, timeouts, refresh, statistics)"},
     {"max_modules", LARS_SETTING_INT, "1000000", OFF(max_modules), 1, 100000000,
      "modules the agent tracks at most; requests for more get RET_SYSTEM_ERROR"},
+    {"stats_listen", LARS_SETTING_STRING, NULL, OFF(stats_listen), 0, -1,
+     "\"ip:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset = off"},
+    {"stats_module_cap", LARS_SETTING_INT, "1000", OFF(stats_module_cap), 0, 10000000,
+     "modules listed at most in /routes and in per-module /metrics series"},
     LARS_SETTINGS_END,
 };
 
@@ -369,6 +373,25 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
         return where_error(err, err_len, config_setting_get_member(section, "log_level"),
                            "log_level = \"%s\": use error, warn, info or debug", a->log_level);
     }
+    if (a->stats_listen) {
+        char ip[64];
+        const char *colon = strrchr(a->stats_listen, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        size_t ip_len = colon ? (size_t)(colon - a->stats_listen) : 0;
+        if (!colon || ip_len >= sizeof(ip) || !end || *end || port < 1 || port > 65535) {
+            return where_error(err, err_len, config_setting_get_member(section, "stats_listen"),
+                               "stats_listen = \"%s\": expected \"IPv4:port\"", a->stats_listen);
+        }
+        memcpy(ip, a->stats_listen, ip_len);
+        ip[ip_len] = '\0';
+        if (parse_ipv4(ip, &config->stats_ip) < 0) {
+            return where_error(err, err_len, config_setting_get_member(section, "stats_listen"),
+                               "stats_listen = \"%s\": %s is not an IPv4 address", a->stats_listen,
+                               ip);
+        }
+        config->stats_port = (uint16_t)port;
+    }
     resolve_plugin_dir(config);
     return 0;
 }
@@ -518,6 +541,9 @@ int lars_config_restart_only_changes(const struct lars_config *running,
     }
     if (differs_str(a->pid_file, b->pid_file)) {
         NOTE("agent.pid_file");
+    }
+    if (differs_str(a->stats_listen, b->stats_listen)) {
+        NOTE("agent.stats_listen");
     }
 #undef NOTE
     return count;

@@ -49,6 +49,8 @@ struct lars_agent_settings {
     const char *pid_file;
     int64_t tick_ms;
     int64_t max_modules;
+    const char *stats_listen; /* "ip:port" of the HTTP stats endpoint, NULL = off */
+    int64_t stats_module_cap;
 };
 
 struct lars_config {
@@ -58,6 +60,8 @@ struct lars_config {
     char plugin_dir[PATH_MAX]; /* resolved */
     uint32_t listen_ip;        /* host byte order */
     uint32_t local_ip;         /* caller ip sent to the reporter */
+    uint32_t stats_ip;         /* parsed stats_listen, when set */
+    uint16_t stats_port;
     int log_level;
 
     struct lars_plugin_config policy;

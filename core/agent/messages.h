@@ -24,6 +24,7 @@ enum lars_msg_type {
     LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
     LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
     LARS_MSG_RELOAD = 6,  /* main -> worker: switch to a new generation */
+    LARS_MSG_DESCRIBE = 7, /* main -> worker: write its modules for /routes, /metrics */
 };
 
 struct lars_msg {
@@ -79,6 +80,13 @@ struct lars_reload_msg {
     struct lars_msg base;
     const struct lars_worker_env *env;
     struct lars_reload_sync *sync;
+};
+
+struct lars_describe;
+struct lars_describe_msg {
+    struct lars_msg base;
+    struct lars_describe *request;
+    struct lars_reload_sync *sync; /* remaining = 1 */
 };
 
 static inline struct lars_msg *lars_msg_alloc(enum lars_msg_type type, size_t size)

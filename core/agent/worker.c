@@ -308,7 +308,7 @@ static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, u
     } else {
         node->real_err++;
     }
-    m->binding->ops->report(m->policy, node, req->retcode, 0, now_ms);
+    m->binding->ops->report(m->policy, node, req->retcode, req->cost_us, now_ms);
 }
 
 static void count_malformed(struct lars_worker *w, enum lars_wire_status status, size_t len,
@@ -513,6 +513,7 @@ struct tick_ctx {
     uint64_t now_ms;
     int flush;
     uint32_t ts;
+    uint64_t ready, pending, absent, nodes, overloaded;
 };
 
 static void tick_module(struct lars_module *m, void *arg)
@@ -529,6 +530,15 @@ static void tick_module(struct lars_module *m, void *arg)
         if (ctx->flush) {
             send_batch(w, m, ctx->ts);
         }
+        ctx->ready++;
+        ctx->nodes += m->n_nodes;
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            ctx->overloaded += m->nodes[i]->overloaded;
+        }
+    } else if (m->state == LARS_MODULE_PENDING) {
+        ctx->pending++;
+    } else {
+        ctx->absent++;
     }
     if (m->pull_in_flight) {
         if (now - m->pull_ms >= PULL_TIMEOUT_MS) {
@@ -548,6 +558,11 @@ static void flush_and_tick(struct lars_worker *w, int force_flush)
         w->last_flush_ms = ctx.now_ms;
     }
     lars_route_table_foreach(&w->routes, tick_module, &ctx);
+    atomic_store_explicit(&w->stats.modules_ready, ctx.ready, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_pending, ctx.pending, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_absent, ctx.absent, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes, ctx.nodes, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes_overloaded, ctx.overloaded, memory_order_relaxed);
 }
 
 struct reload_ctx {
@@ -579,6 +594,88 @@ static void switch_generation(struct lars_worker *w, const struct lars_reload_ms
     if (--msg->sync->remaining == 0) {
         pthread_cond_signal(&msg->sync->done);
     }
+    pthread_mutex_unlock(&msg->sync->lock);
+}
+
+static const char *state_name(enum lars_module_state state)
+{
+    switch (state) {
+    case LARS_MODULE_READY:
+        return "ready";
+    case LARS_MODULE_PENDING:
+        return "pending";
+    case LARS_MODULE_ABSENT:
+        return "absent";
+    }
+    return "unknown";
+}
+
+struct describe_ctx {
+    struct lars_describe *req;
+    uint64_t now_ms;
+};
+
+static void describe_module(struct lars_module *m, void *arg)
+{
+    struct describe_ctx *ctx = arg;
+    struct lars_describe *req = ctx->req;
+    if (req->one_module && (m->modid != req->modid || m->cmdid != req->cmdid)) {
+        return;
+    }
+    if (req->format == LARS_DESCRIBE_METRICS && m->state != LARS_MODULE_READY) {
+        return; /* no nodes: nothing worth a series */
+    }
+    if (req->budget == 0) {
+        req->skipped++;
+        return;
+    }
+    req->budget--;
+    struct lars_text *out = req->out;
+    if (req->format == LARS_DESCRIBE_METRICS) {
+        size_t overloaded = 0;
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            overloaded += m->nodes[i]->overloaded;
+        }
+        lars_text_printf(out, "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"idle\"} %zu\n",
+                         m->modid, m->cmdid, m->n_nodes - overloaded);
+        lars_text_printf(out,
+                         "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"overloaded\"} %zu\n",
+                         m->modid, m->cmdid, overloaded);
+        req->described++;
+        return;
+    }
+    double age = m->route_ms ? (double)(ctx->now_ms - m->route_ms) / 1000.0 : -1.0;
+    lars_text_printf(out,
+                     "%s{\"modid\":%d,\"cmdid\":%d,\"state\":\"%s\",\"policy\":\"%s\","
+                     "\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"nodes\":[",
+                     req->described ? ",\n" : "", m->modid, m->cmdid, state_name(m->state),
+                     m->binding ? m->binding->name : "", age, m->pull_in_flight ? "true" : "false");
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const struct lars_node *node = m->nodes[i];
+        lars_text_printf(out,
+                         "%s{\"node\":\"%u.%u.%u.%u:%u\",\"state\":\"%s\",\"succ\":%u,\"err\":%u}",
+                         i ? "," : "", node->ip >> 24, (node->ip >> 16) & 255u,
+                         (node->ip >> 8) & 255u, node->ip & 255u, node->port,
+                         node->overloaded ? "overloaded" : "idle", node->real_succ, node->real_err);
+    }
+    lars_text_printf(out, "]}");
+    req->described++;
+}
+
+static void describe(struct lars_worker *w, struct lars_describe_msg *msg)
+{
+    struct describe_ctx ctx = {.req = msg->request, .now_ms = lars_clock_ms()};
+    if (ctx.req->one_module) {
+        struct lars_module *m = lars_route_table_find(&w->routes, ctx.req->modid, ctx.req->cmdid);
+        if (m) {
+            describe_module(m, &ctx);
+        }
+    } else {
+        lars_route_table_foreach(&w->routes, describe_module, &ctx);
+    }
+    pthread_mutex_lock(&msg->sync->lock);
+    msg->sync->remaining = 0;
+    pthread_cond_signal(&msg->sync->done);
     pthread_mutex_unlock(&msg->sync->lock);
 }
 
@@ -616,6 +713,9 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
         }
         case LARS_MSG_RELOAD:
             switch_generation(w, (struct lars_reload_msg *)msg);
+            break;
+        case LARS_MSG_DESCRIBE:
+            describe(w, (struct lars_describe_msg *)msg);
             break;
         case LARS_MSG_STOP:
             /* Hand the last statistics over before leaving. */
@@ -762,6 +862,29 @@ void lars_workers_reload(struct lars_worker **workers, unsigned n,
         pthread_mutex_unlock(&sync.lock);
         lars_worker_post(workers[i], &msg->base);
     }
+    pthread_mutex_lock(&sync.lock);
+    while (sync.remaining > 0) {
+        pthread_cond_wait(&sync.done, &sync.lock);
+    }
+    pthread_mutex_unlock(&sync.lock);
+    pthread_cond_destroy(&sync.done);
+    pthread_mutex_destroy(&sync.lock);
+}
+
+void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request)
+{
+    struct lars_reload_sync sync = {.remaining = 1};
+    struct lars_describe_msg *msg =
+        (struct lars_describe_msg *)lars_msg_alloc(LARS_MSG_DESCRIBE, sizeof(*msg));
+    if (!msg) {
+        request->out->failed = true;
+        return;
+    }
+    pthread_mutex_init(&sync.lock, NULL);
+    pthread_cond_init(&sync.done, NULL);
+    msg->request = request;
+    msg->sync = &sync;
+    lars_worker_post(worker, &msg->base);
     pthread_mutex_lock(&sync.lock);
     while (sync.remaining > 0) {
         pthread_cond_wait(&sync.done, &sync.lock);

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "../common/text.h"
 #include "messages.h"
 #include "route_table.h"
 
@@ -58,6 +59,29 @@ struct lars_worker_stats {
     _Atomic uint64_t batches;
     _Atomic uint64_t send_errors;
     _Atomic uint64_t policy_errors; /* instance creation or node adds refused */
+    /* Gauges, refreshed every tick. */
+    _Atomic uint64_t modules_ready;
+    _Atomic uint64_t modules_pending;
+    _Atomic uint64_t modules_absent;
+    _Atomic uint64_t nodes;
+    _Atomic uint64_t nodes_overloaded;
+};
+
+/* A request to write a worker's modules into text (stats endpoint). */
+enum lars_describe_format {
+    LARS_DESCRIBE_ROUTES_JSON, /* one JSON object per module, comma-separated */
+    LARS_DESCRIBE_METRICS,     /* Prometheus samples per module */
+};
+
+struct lars_describe {
+    enum lars_describe_format format;
+    bool one_module; /* only modid/cmdid */
+    int32_t modid;
+    int32_t cmdid;
+    size_t budget;    /* modules that may still be written (a cap) */
+    size_t described; /* written so far, across workers */
+    size_t skipped;   /* not written because the budget ran out */
+    struct lars_text *out;
 };
 
 #define LARS_STAT_ADD(field, n)                                                                    \
@@ -85,6 +109,10 @@ void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
  * plugins are then unused by workers. */
 void lars_workers_reload(struct lars_worker **workers, unsigned n,
                          const struct lars_worker_env *env);
+
+/* Main thread: runs request in the worker's thread (its modules are its
+ * own) and waits for it. */
+void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request);
 
 /* Main thread: asks the worker to flush its statistics and leave, then
  * joins it. */

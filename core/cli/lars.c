@@ -22,6 +22,8 @@
 
 #include <lars/client.h>
 
+#include "stats.h"
+
 #define EXIT_USAGE 2
 #define EXIT_NOEXIST 3
 
@@ -53,6 +55,9 @@ static void usage(FILE *out)
             "                                    N times get-host, fail each call with\n"
             "                                    probability R (default %.1f, N default %d),\n"
             "                                    report it, then print per-node counts\n"
+            "  stats [IP:PORT]                   counters and routes from the agent's stats\n"
+            "                                    endpoint (agent.stats_listen, default\n"
+            "                                    127.0.0.1:9888)\n"
             "  help                              this text\n"
             "\n"
             "exit status: 0 ok, 1 failure, 2 usage error, 3 no such module\n",
@@ -457,6 +462,12 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
         usage(stdout);
         return EXIT_SUCCESS;
+    } else if (strcmp(cmd, "stats") == 0) {
+        if (cargc > 2) {
+            return usage_error("stats takes at most one argument, IP:PORT");
+        }
+        return lars_cli_stats(cargc == 2 ? cargv[1] : "127.0.0.1:9888",
+                              ctx.opts.timeout_ms < 2000 ? 2000 : ctx.opts.timeout_ms);
     } else if (strcmp(cmd, "get-host") == 0) {
         run = cmd_get_host;
     } else if (strcmp(cmd, "get-route") == 0) {
