@@ -41,6 +41,8 @@ static const struct lars_setting agent_settings[] = {
      "modules the agent tracks at most; requests for more get RET_SYSTEM_ERROR"},
     {"stats_listen", LARS_SETTING_STRING, NULL, OFF(stats_listen), 0, -1,
      "\"ip:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset = off"},
+    {"user", LARS_SETTING_STRING, NULL, OFF(user), 0, -1,
+     "when started as root, switch to this user (and its group) after opening files"},
     {"stats_module_cap", LARS_SETTING_INT, "1000", OFF(stats_module_cap), 0, 10000000,
      "modules listed at most in /routes and in per-module /metrics series"},
     LARS_SETTINGS_END,
@@ -544,6 +546,9 @@ int lars_config_restart_only_changes(const struct lars_config *running,
     }
     if (differs_str(a->stats_listen, b->stats_listen)) {
         NOTE("agent.stats_listen");
+    }
+    if (differs_str(a->user, b->user)) {
+        NOTE("agent.user");
     }
 #undef NOTE
     return count;

@@ -50,6 +50,7 @@ struct lars_agent_settings {
     int64_t tick_ms;
     int64_t max_modules;
     const char *stats_listen; /* "ip:port" of the HTTP stats endpoint, NULL = off */
+    const char *user;         /* run as this user when started as root */
     int64_t stats_module_cap;
 };
 

@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +59,58 @@ static int write_pid_file(const char *path)
         return -1;
     }
     return fd; /* kept open: the lock lives as long as we do */
+}
+
+/* Started as root with agent.user set: become that user before serving.
+ * Files (log, pid, plugins) are open already; ports below 1024 would need
+ * root, Lars's defaults are above. */
+static int drop_privileges(const char *user)
+{
+    if (!user) {
+        if (geteuid() == 0) {
+            LARS_WARN("agent", "running as root: set agent.user (e.g. \"lars\") to drop privileges");
+        }
+        return 0;
+    }
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        LARS_ERROR("agent", "agent.user = \"%s\": no such user (create it: useradd -r %s)", user,
+                   user);
+        return -1;
+    }
+    if (geteuid() != 0) {
+        if (geteuid() != pw->pw_uid) {
+            LARS_WARN("agent", "agent.user = \"%s\" ignored: not started as root", user);
+        }
+        return 0;
+    }
+    int rc = lars_plugin_loader_chown(pw->pw_uid, pw->pw_gid);
+    if (rc < 0) {
+        LARS_WARN("agent", "cannot hand the plugin copy directory to %s: %s (reloads may fail)",
+                  user, strerror(-rc));
+    }
+    if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        LARS_ERROR("agent", "cannot switch to user %s: %s", user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0) { /* paranoia: the switch must be irreversible */
+        LARS_ERROR("agent", "privileges could be regained after switching to %s: refusing to run",
+                   user);
+        return -1;
+    }
+    LARS_INFO("agent", "running as user %s (uid %u)", user, (unsigned)pw->pw_uid);
+    return 0;
+}
+
+/* A config anyone can write lets anyone choose the code the agent loads. */
+static void check_config_permissions(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        LARS_WARN("agent", "%s is writable by %s: whoever can write it chooses the plugins this "
+                  "agent runs (chmod go-w %s)", path, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
+                  path);
+    }
 }
 
 static int daemonize(void)
@@ -137,6 +191,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        check_config_permissions(config_path);
         printf("%s: configuration OK (policy %s, dns %s, reporter %s)\n", config_path,
                config->policy.plugin->desc->name, config->dns.plugin->desc->name,
                config->reporter.plugin->desc->name);
@@ -173,6 +228,12 @@ int main(int argc, char **argv)
     }
     /* A client vanishing must not kill us through a write to a dead socket. */
     signal(SIGPIPE, SIG_IGN);
+    check_config_permissions(config_path);
+    if (drop_privileges(config->agent.user) < 0) {
+        lars_config_free(config);
+        lars_plugin_loader_cleanup();
+        return 1;
+    }
 
     struct lars_agent *agent = lars_agent_start(config, err, sizeof(err));
     int status = 0;

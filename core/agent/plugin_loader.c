@@ -48,6 +48,15 @@ static int ensure_copy_dir(void)
     return 0;
 }
 
+int lars_plugin_loader_chown(unsigned uid, unsigned gid)
+{
+    int rc = ensure_copy_dir();
+    if (rc < 0) {
+        return rc;
+    }
+    return chown(copy_dir, (uid_t)uid, (gid_t)gid) < 0 ? -errno : 0;
+}
+
 void lars_plugin_loader_cleanup(void)
 {
     if (copy_dir[0]) {

@@ -36,6 +36,10 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
 /* dlcloses and frees; NULL-safe. Only when no thread can run its code. */
 void lars_plugin_unload(struct lars_plugin_handle *handle);
 
+/* Hands the private directory of copies to uid/gid (privilege drop), so
+ * reloads can still copy plugins. 0 or a negative errno. */
+int lars_plugin_loader_chown(unsigned uid, unsigned gid);
+
 /* Removes the private directory of copies (at exit). */
 void lars_plugin_loader_cleanup(void);
 
