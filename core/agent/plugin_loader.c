@@ -193,16 +193,16 @@ static int check_descriptor(const struct lars_plugin *desc, const char *path, co
         snprintf(err, err_len,
                  "plugin %s: built for plugin ABI %u.%u, this agent has ABI %u.%u (major "
                  "versions differ): rebuild it against this agent's lars/plugin.h",
-                 path, desc->abi_major, desc->abi_minor, LARS_PLUGIN_ABI_MAJOR,
-                 LARS_PLUGIN_ABI_MINOR);
+                 path, (unsigned)desc->abi_major, (unsigned)desc->abi_minor,
+                 (unsigned)LARS_PLUGIN_ABI_MAJOR, (unsigned)LARS_PLUGIN_ABI_MINOR);
         return -EPROTO;
     }
     if (desc->abi_minor > LARS_PLUGIN_ABI_MINOR) {
         snprintf(err, err_len,
                  "plugin %s: built for plugin ABI %u.%u, newer than this agent's %u.%u: upgrade "
                  "lars-agent or rebuild the plugin",
-                 path, desc->abi_major, desc->abi_minor, LARS_PLUGIN_ABI_MAJOR,
-                 LARS_PLUGIN_ABI_MINOR);
+                 path, (unsigned)desc->abi_major, (unsigned)desc->abi_minor,
+                 (unsigned)LARS_PLUGIN_ABI_MAJOR, (unsigned)LARS_PLUGIN_ABI_MINOR);
         return -EPROTO;
     }
     if (desc->size < offsetof(struct lars_plugin, reporter) + sizeof(void *)) {

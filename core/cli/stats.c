@@ -47,20 +47,19 @@ static char *http_get(const struct sockaddr_in *addr, const char *path, unsigned
     size_t cap = 65536;
     size_t used = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    int ok = buf != NULL;
+    while (ok) {
         long long left = (long long)timeout_ms - elapsed_ms(&start);
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
             fprintf(stderr, "lars stats: no complete answer within %u ms\n", timeout_ms);
-            free(buf);
-            buf = NULL;
+            ok = 0;
             break;
         }
         if (used + 1 >= cap) {
             char *bigger = realloc(buf, cap * 2);
             if (!bigger) {
-                free(buf);
-                buf = NULL;
+                ok = 0;
                 break;
             }
             buf = bigger;
@@ -76,7 +75,8 @@ static char *http_get(const struct sockaddr_in *addr, const char *path, unsigned
         used += (size_t)n;
     }
     close(fd);
-    if (!buf) {
+    if (!ok) {
+        free(buf);
         return NULL;
     }
     buf[used] = '\0';
