@@ -125,7 +125,7 @@ static int parse_routes(const struct static_conf *conf, const struct lars_servic
                 char what[160];
                 snprintf(what, sizeof(what), "host \"%.64s\" is not \"IPv4:port\"",
                          text ? text : "(not a string)");
-                return route_error(svc, entry, err, err_len, what);
+                return route_error(svc, svc->config_elem(hosts, h), err, err_len, what);
             }
             if (route) {
                 route->hosts[h] = parsed;

@@ -1,0 +1,834 @@
+/*
+ * store_mysql.c - the MariaDB/MySQL backend (libmariadb), for one database
+ * shared by several lars-dns / lars-reporter instances.
+ *
+ * Every value this schema holds is an integer, so statements are text
+ * queries with integers formatted in: nothing needs escaping, a batch of
+ * status rows is one multi-row INSERT, and nothing prepared is lost when
+ * the connection is re-established. Each operation is one transaction on
+ * InnoDB. When a statement fails because the connection is gone (server
+ * restart, wait_timeout), run() reconnects and repeats the whole operation
+ * once; the server has rolled back the half-done transaction by then. We do
+ * not use MYSQL_OPT_RECONNECT: it reconnects silently in the middle of a
+ * transaction, losing its first half.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include "store_impl.h"
+
+/* The original's DDL (base/sql/lars_dns.sql), plus an index on RouteData's
+ * module for new tables. */
+static const char *const create_sql[][2] = {
+    {"RouteData", "CREATE TABLE IF NOT EXISTS `RouteData` ("
+                  " `id` int(10) unsigned NOT NULL AUTO_INCREMENT,"
+                  " `modid` int(10) unsigned NOT NULL,"
+                  " `cmdid` int(10) unsigned NOT NULL,"
+                  " `serverip` int(10) unsigned NOT NULL,"
+                  " `serverport` int(10) unsigned NOT NULL,"
+                  " PRIMARY KEY (`id`), KEY `module` (`modid`, `cmdid`)"
+                  ") ENGINE=InnoDB DEFAULT CHARSET=utf8"},
+    {"RouteVersion", "CREATE TABLE IF NOT EXISTS `RouteVersion` ("
+                     " `id` int(10) unsigned NOT NULL AUTO_INCREMENT,"
+                     " `version` int(10) unsigned NOT NULL,"
+                     " PRIMARY KEY (`id`)"
+                     ") ENGINE=InnoDB DEFAULT CHARSET=utf8"},
+    {"RouteChange", "CREATE TABLE IF NOT EXISTS `RouteChange` ("
+                    " `id` int(10) unsigned NOT NULL AUTO_INCREMENT,"
+                    " `modid` int(10) unsigned NOT NULL,"
+                    " `cmdid` int(10) unsigned NOT NULL,"
+                    " `version` bigint(20) unsigned NOT NULL,"
+                    " PRIMARY KEY (`id`)"
+                    ") ENGINE=InnoDB DEFAULT CHARSET=utf8"},
+    {"ServerCallStatus", "CREATE TABLE IF NOT EXISTS `ServerCallStatus` ("
+                         " `modid` int(11) NOT NULL,"
+                         " `cmdid` int(11) NOT NULL,"
+                         " `ip` int(11) unsigned NOT NULL,"
+                         " `port` int(11) unsigned NOT NULL,"
+                         " `caller` int(11) unsigned NOT NULL,"
+                         " `succ_cnt` int(11) NOT NULL,"
+                         " `err_cnt` int(11) NOT NULL,"
+                         " `ts` bigint(20) NOT NULL,"
+                         " `overload` char(1) NOT NULL,"
+                         " PRIMARY KEY (`modid`,`cmdid`,`ip`,`port`,`caller`)"
+                         ") ENGINE=InnoDB DEFAULT CHARSET=utf8"},
+};
+
+/* Rows per INSERT of a status batch: ~110 bytes each, far below the
+ * default max_allowed_packet (16 MiB on MariaDB, 4 MiB on old MySQL). */
+#define STATUS_ROWS_PER_STMT 1000
+#define STATUS_ROW_MAX 128
+
+struct mysql_store {
+    MYSQL *conn; /* NULL while disconnected */
+    struct lars_store_settings settings;
+    char *sql; /* scratch buffer for status batches */
+    size_t sql_cap;
+};
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+static int library_rc;
+
+/* mysql_library_init is not thread-safe and mysql_init calls it when it
+ * was not done: do it once, before any thread opens a connection. */
+static void library_init(void)
+{
+    library_rc = mysql_library_init(0, NULL, NULL);
+}
+
+static struct mysql_store *impl(struct lars_store *store)
+{
+    return store->impl;
+}
+
+static bool is_lost(unsigned code)
+{
+    return code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST ||
+#ifdef CR_SERVER_LOST_EXTENDED
+           code == CR_SERVER_LOST_EXTENDED ||
+#endif
+#ifdef ER_CONNECTION_KILLED
+           code == ER_CONNECTION_KILLED ||
+#endif
+           code == 4031 /* ER_CLIENT_INTERACTION_TIMEOUT (MariaDB >= 10.3 / MySQL 8) */ ||
+           code == ER_SERVER_SHUTDOWN || code == CR_COMMANDS_OUT_OF_SYNC;
+}
+
+static int errno_of(unsigned code)
+{
+    switch (code) {
+    case ER_DUP_ENTRY:
+        return -EEXIST;
+    case ER_ACCESS_DENIED_ERROR:
+    case ER_DBACCESS_DENIED_ERROR:
+    case ER_TABLEACCESS_DENIED_ERROR:
+        return -EACCES;
+    case ER_LOCK_WAIT_TIMEOUT:
+    case ER_LOCK_DEADLOCK:
+        return -EBUSY;
+    case ER_BAD_DB_ERROR:
+    case ER_NO_SUCH_TABLE:
+        return -ENOENT;
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_UNKNOWN_HOST:
+        return -ECONNREFUSED;
+    default:
+        return is_lost(code) ? -ENOTCONN : -EIO;
+    }
+}
+
+/* Where we connect, for error messages. */
+static void target(const struct lars_store_settings *st, char *buf, size_t len)
+{
+    if (st->socket[0] != '\0') {
+        snprintf(buf, len, "%s@%s/%s", st->user, st->socket, st->database);
+    } else {
+        snprintf(buf, len, "%s@%s:%d/%s", st->user, st->host, st->port, st->database);
+    }
+}
+
+static int db_fail(struct lars_store *store, const char *what)
+{
+    struct mysql_store *m = impl(store);
+    char at[1500];
+    target(&m->settings, at, sizeof(at));
+    if (m->conn == NULL) {
+        return lars_store_fail(store, -ENOTCONN, "mysql %s: %s: not connected", at, what);
+    }
+    unsigned code = mysql_errno(m->conn);
+    const char *hint = "";
+    if (code == ER_ACCESS_DENIED_ERROR || code == ER_DBACCESS_DENIED_ERROR) {
+        hint = " (check store.user, store.password and the user's grants)";
+    } else if (code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR) {
+        hint = " (is the server running? check store.host/port/socket)";
+    } else if (code == ER_BAD_DB_ERROR) {
+        hint = " (create it: CREATE DATABASE ...; or fix store.database)";
+    }
+    return lars_store_fail(store, errno_of(code), "mysql %s: %s: %s (error %u)%s", at, what,
+                           mysql_error(m->conn), code, hint);
+}
+
+static bool conn_lost(struct lars_store *store)
+{
+    struct mysql_store *m = impl(store);
+    return m->conn == NULL || is_lost(mysql_errno(m->conn));
+}
+
+static int query(struct lars_store *store, const char *sql, const char *what)
+{
+    struct mysql_store *m = impl(store);
+    if (m->conn == NULL) {
+        return db_fail(store, what);
+    }
+    if (mysql_real_query(m->conn, sql, strlen(sql)) != 0) {
+        return db_fail(store, what);
+    }
+    return 0;
+}
+
+static int queryf(struct lars_store *store, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int queryf(struct lars_store *store, const char *what, const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    if (len < 0 || (size_t)len >= sizeof(sql)) {
+        return lars_store_fail(store, -EOVERFLOW, "mysql: %s: statement too long", what);
+    }
+    return query(store, sql, what);
+}
+
+/* Runs a SELECT; *res is the whole result (mysql_free_result it). */
+static int select_rows(struct lars_store *store, const char *sql, const char *what, MYSQL_RES **res)
+{
+    int rc = query(store, sql, what);
+    if (rc < 0) {
+        return rc;
+    }
+    *res = mysql_store_result(impl(store)->conn);
+    if (*res == NULL) {
+        return db_fail(store, what);
+    }
+    return 0;
+}
+
+static int64_t num(const char *s)
+{
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+static void disconnect(struct mysql_store *m)
+{
+    if (m->conn != NULL) {
+        mysql_close(m->conn);
+        m->conn = NULL;
+    }
+}
+
+static int do_connect(struct lars_store *store)
+{
+    struct mysql_store *m = impl(store);
+    const struct lars_store_settings *st = &m->settings;
+    unsigned timeout = (unsigned)st->timeout;
+    disconnect(m);
+    m->conn = mysql_init(NULL);
+    if (m->conn == NULL) {
+        return lars_store_fail(store, -ENOMEM, "mysql: mysql_init: out of memory");
+    }
+    mysql_options(m->conn, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(m->conn, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    mysql_options(m->conn, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+    mysql_options(m->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    const char *host = st->host;
+    unsigned port = (unsigned)st->port;
+    const char *sock = NULL;
+    if (st->socket[0] != '\0') {
+        unsigned proto = MYSQL_PROTOCOL_SOCKET;
+        mysql_options(m->conn, MYSQL_OPT_PROTOCOL, &proto);
+        host = "localhost";
+        port = 0;
+        sock = st->socket;
+    } else {
+        /* "localhost" would silently mean the default unix socket. */
+        unsigned proto = MYSQL_PROTOCOL_TCP;
+        mysql_options(m->conn, MYSQL_OPT_PROTOCOL, &proto);
+    }
+    if (mysql_real_connect(m->conn, host, st->user[0] ? st->user : NULL, st->password, st->database,
+                           port, sock, 0) == NULL) {
+        int rc = db_fail(store, "connect");
+        disconnect(m);
+        return rc;
+    }
+    /* Our own statements are correct under strict mode; an existing
+     * server's sql_mode is left as configured. Autocommit stays on: every
+     * multi-statement operation opens its own transaction. */
+    return 0;
+}
+
+/* One operation: a function of the connection that leaves the cause of a
+ * failure in store->error. */
+typedef int (*op_fn)(struct lars_store *store, void *arg);
+
+/* Runs op, reconnecting and repeating it once when the connection was
+ * lost (before or during the operation). */
+static int run(struct lars_store *store, op_fn op, void *arg)
+{
+    struct mysql_store *m = impl(store);
+    int rc;
+    if (m->conn == NULL) {
+        rc = do_connect(store);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    rc = op(store, arg);
+    if (rc >= 0 || !conn_lost(store)) {
+        return rc;
+    }
+    char first[sizeof(store->error)];
+    snprintf(first, sizeof(first), "%s", store->error);
+    rc = do_connect(store);
+    if (rc < 0) {
+        char again[sizeof(store->error)];
+        snprintf(again, sizeof(again), "%s", store->error);
+        return lars_store_fail(store, rc, "%.200s; reconnect failed: %.250s", first, again);
+    }
+    return op(store, arg);
+}
+
+static int begin(struct lars_store *store)
+{
+    return query(store, "START TRANSACTION", "start transaction");
+}
+
+static int commit(struct lars_store *store)
+{
+    return query(store, "COMMIT", "commit");
+}
+
+/* Keeps the error that made us roll back; on a lost connection the server
+ * has rolled back already. */
+static void rollback(struct lars_store *store)
+{
+    struct mysql_store *m = impl(store);
+    if (m->conn != NULL && !is_lost(mysql_errno(m->conn))) {
+        mysql_real_query(m->conn, "ROLLBACK", 8);
+    }
+}
+
+/* Creates missing tables and the RouteVersion row. Tables that exist are
+ * not touched (a read-only user of an existing Lars database needs no
+ * CREATE grant). */
+static int op_create_schema(struct lars_store *store, void *arg)
+{
+    (void)arg;
+    MYSQL_RES *res = NULL;
+    bool have[4] = {false, false, false, false};
+    int rc = select_rows(store,
+                         "SELECT table_name FROM information_schema.tables"
+                         " WHERE table_schema = DATABASE()",
+                         "list tables", &res);
+    if (rc < 0) {
+        return rc;
+    }
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        for (size_t i = 0; i < 4; i++) {
+            /* lower_case_table_names=1 servers report lower case names. */
+            if (row[0] != NULL && strcasecmp(row[0], create_sql[i][0]) == 0) {
+                have[i] = true;
+            }
+        }
+    }
+    mysql_free_result(res);
+    res = NULL;
+    for (size_t i = 0; i < 4; i++) {
+        if (!have[i]) {
+            char what[64];
+            snprintf(what, sizeof(what), "create table %s", create_sql[i][0]);
+            rc = query(store, create_sql[i][1], what);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    rc = select_rows(store, "SELECT version FROM RouteVersion WHERE id = 1", "read RouteVersion",
+                     &res);
+    if (rc < 0) {
+        return rc;
+    }
+    bool found = mysql_num_rows(res) > 0;
+    mysql_free_result(res);
+    if (!found) {
+        rc = query(store, "INSERT IGNORE INTO RouteVersion(id, version) VALUES (1, 0)",
+                   "insert the RouteVersion row");
+    }
+    return rc;
+}
+
+static void mysql_store_close(struct lars_store *store)
+{
+    struct mysql_store *m = impl(store);
+    if (m == NULL) {
+        return;
+    }
+    disconnect(m);
+    free(m->sql);
+    free(m);
+    store->impl = NULL;
+}
+
+static int mysql_store_open(struct lars_store *store, const struct lars_store_settings *settings)
+{
+    int rc;
+    pthread_once(&library_once, library_init);
+    if (library_rc != 0) {
+        return lars_store_fail(store, -EIO, "mysql: mysql_library_init failed");
+    }
+    struct mysql_store *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return lars_store_fail(store, -ENOMEM, "mysql: out of memory");
+    }
+    store->impl = m;
+    m->settings = *settings;
+    rc = do_connect(store);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = run(store, op_create_schema, NULL);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    mysql_store_close(store);
+    return rc;
+}
+
+struct rows_arg {
+    struct lars_store_route **routes;
+    struct lars_store_module **modules;
+    struct lars_store_status **status;
+    size_t *n;
+    int64_t up_to;
+};
+
+static int op_load_routes(struct lars_store *store, void *arg)
+{
+    struct rows_arg *a = arg;
+    MYSQL_RES *res = NULL;
+    struct lars_store_route *out = NULL;
+    int rc = select_rows(store,
+                         "SELECT modid, cmdid, serverip, serverport FROM RouteData"
+                         " ORDER BY modid, cmdid, serverip, serverport",
+                         "load RouteData", &res);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t len = (size_t)mysql_num_rows(res);
+    if (len > 0) {
+        out = calloc(len, sizeof(*out));
+        if (out == NULL) {
+            rc = lars_store_fail(store, -ENOMEM, "load routes: out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < len; i++) {
+        MYSQL_ROW row = mysql_fetch_row(res);
+        out[i].modid = (int32_t)num(row[0]);
+        out[i].cmdid = (int32_t)num(row[1]);
+        out[i].ip = (uint32_t)num(row[2]);
+        out[i].port = (uint16_t)num(row[3]);
+    }
+    mysql_free_result(res);
+    *a->routes = out;
+    *a->n = len;
+    return 0;
+
+fail:
+    mysql_free_result(res);
+    free(out);
+    return rc;
+}
+
+static int mysql_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
+{
+    struct rows_arg a = {.routes = rows, .n = n};
+    return run(store, op_load_routes, &a);
+}
+
+/* RouteVersion's value; lock = FOR UPDATE inside a write transaction so two
+ * admins cannot compute the same next version. */
+static int read_version(struct lars_store *store, int64_t *version, bool *found, bool lock)
+{
+    MYSQL_RES *res = NULL;
+    int rc = select_rows(store,
+                         lock ? "SELECT version FROM RouteVersion WHERE id = 1 FOR UPDATE"
+                              : "SELECT version FROM RouteVersion WHERE id = 1",
+                         "read RouteVersion", &res);
+    if (rc < 0) {
+        return rc;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    *found = row != NULL;
+    *version = row ? num(row[0]) : 0;
+    mysql_free_result(res);
+    return 0;
+}
+
+static int op_route_version(struct lars_store *store, void *arg)
+{
+    bool found;
+    return read_version(store, arg, &found, false);
+}
+
+static int mysql_route_version(struct lars_store *store, int64_t *version)
+{
+    return run(store, op_route_version, version);
+}
+
+static int write_version(struct lars_store *store, int64_t version, bool found)
+{
+    if (found) {
+        return queryf(store, "write RouteVersion",
+                      "UPDATE RouteVersion SET version = %" PRId64 " WHERE id = 1", version);
+    }
+    return queryf(store, "write RouteVersion",
+                  "INSERT INTO RouteVersion(id, version) VALUES (1, %" PRId64 ")", version);
+}
+
+static int op_route_changes(struct lars_store *store, void *arg)
+{
+    struct rows_arg *a = arg;
+    MYSQL_RES *res = NULL;
+    struct lars_store_module *out = NULL;
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= %" PRId64
+             " ORDER BY modid, cmdid",
+             a->up_to);
+    int rc = select_rows(store, sql, "read RouteChange", &res);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t len = (size_t)mysql_num_rows(res);
+    if (len > 0) {
+        out = calloc(len, sizeof(*out));
+        if (out == NULL) {
+            rc = lars_store_fail(store, -ENOMEM, "route changes: out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < len; i++) {
+        MYSQL_ROW row = mysql_fetch_row(res);
+        out[i].modid = (int32_t)num(row[0]);
+        out[i].cmdid = (int32_t)num(row[1]);
+    }
+    mysql_free_result(res);
+    *a->modules = out;
+    *a->n = len;
+    return 0;
+
+fail:
+    mysql_free_result(res);
+    free(out);
+    return rc;
+}
+
+static int mysql_route_changes(struct lars_store *store, int64_t up_to,
+                               struct lars_store_module **modules, size_t *n)
+{
+    struct rows_arg a = {.modules = modules, .n = n, .up_to = up_to};
+    return run(store, op_route_changes, &a);
+}
+
+static int op_delete_changes(struct lars_store *store, void *arg)
+{
+    return queryf(store, "delete RouteChange rows",
+                  "DELETE FROM RouteChange WHERE version <= %" PRId64, *(int64_t *)arg);
+}
+
+static int mysql_delete_changes(struct lars_store *store, int64_t up_to)
+{
+    /* A negative bound matches nothing; the column is unsigned. */
+    if (up_to < 0) {
+        return 0;
+    }
+    return run(store, op_delete_changes, &up_to);
+}
+
+/* Inside the caller's transaction: bump RouteVersion, log the module. */
+static int note_change(struct lars_store *store, const struct lars_store_route *route)
+{
+    int64_t old;
+    bool found;
+    int rc = read_version(store, &old, &found, true);
+    if (rc < 0) {
+        return rc;
+    }
+    int64_t version = lars_store_next_version(old);
+    rc = write_version(store, version, found);
+    if (rc < 0) {
+        return rc;
+    }
+    return queryf(store, "insert RouteChange",
+                  "INSERT INTO RouteChange(modid, cmdid, version) VALUES (%" PRId32 ", %" PRId32
+                  ", %" PRId64 ")",
+                  route->modid, route->cmdid, version);
+}
+
+#define ROUTE_WHERE                                                                                \
+    "modid = %" PRId32 " AND cmdid = %" PRId32 " AND serverip = %" PRIu32                          \
+    " AND serverport = %" PRIu16
+
+static int op_route_add(struct lars_store *store, void *arg)
+{
+    const struct lars_store_route *r = arg;
+    MYSQL_RES *res = NULL;
+    char sql[256];
+    int rc = begin(store);
+    if (rc < 0) {
+        return rc;
+    }
+    /* FOR UPDATE locks the gap, so a concurrent add of the same route
+     * waits for us instead of inserting a duplicate. */
+    snprintf(sql, sizeof(sql), "SELECT id FROM RouteData WHERE " ROUTE_WHERE " LIMIT 1 FOR UPDATE",
+             r->modid, r->cmdid, r->ip, r->port);
+    rc = select_rows(store, sql, "look up RouteData", &res);
+    if (rc < 0) {
+        goto fail;
+    }
+    bool exists = mysql_num_rows(res) > 0;
+    mysql_free_result(res);
+    if (exists) {
+        rc = lars_store_fail(store, -EEXIST, "route %d/%d %u:%u already exists", r->modid, r->cmdid,
+                             r->ip, r->port);
+        goto fail;
+    }
+    rc = queryf(store, "insert RouteData",
+                "INSERT INTO RouteData(modid, cmdid, serverip, serverport) VALUES (%" PRId32
+                ", %" PRId32 ", %" PRIu32 ", %" PRIu16 ")",
+                r->modid, r->cmdid, r->ip, r->port);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = note_change(store, r);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = commit(store);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    rollback(store);
+    return rc;
+}
+
+static int mysql_route_add(struct lars_store *store, const struct lars_store_route *route)
+{
+    return run(store, op_route_add, (void *)route);
+}
+
+static int op_route_del(struct lars_store *store, void *arg)
+{
+    const struct lars_store_route *r = arg;
+    int rc = begin(store);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = queryf(store, "delete RouteData", "DELETE FROM RouteData WHERE " ROUTE_WHERE, r->modid,
+                r->cmdid, r->ip, r->port);
+    if (rc < 0) {
+        goto fail;
+    }
+    if (mysql_affected_rows(impl(store)->conn) == 0) {
+        rc = lars_store_fail(store, -ENOENT, "route %d/%d %u:%u does not exist", r->modid, r->cmdid,
+                             r->ip, r->port);
+        goto fail;
+    }
+    rc = note_change(store, r);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = commit(store);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    rollback(store);
+    return rc;
+}
+
+static int mysql_route_del(struct lars_store *store, const struct lars_store_route *route)
+{
+    return run(store, op_route_del, (void *)route);
+}
+
+static int op_set_version(struct lars_store *store, void *arg)
+{
+    int64_t version = *(int64_t *)arg, old;
+    bool found;
+    int rc = begin(store);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = read_version(store, &old, &found, true);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = write_version(store, version, found);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = commit(store);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    rollback(store);
+    return rc;
+}
+
+static int mysql_set_version(struct lars_store *store, int64_t version)
+{
+    return run(store, op_set_version, &version);
+}
+
+struct status_arg {
+    const struct lars_store_status *rows;
+    size_t n;
+};
+
+static uint32_t clamp_cnt(uint32_t v)
+{
+    return v > INT32_MAX ? INT32_MAX : v;
+}
+
+static int op_put_status(struct lars_store *store, void *arg)
+{
+    struct status_arg *a = arg;
+    struct mysql_store *m = impl(store);
+    static const char head[] =
+        "INSERT INTO ServerCallStatus"
+        "(modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload) VALUES ";
+    /* VALUES() rather than the 8.0.19 row alias: MariaDB has no alias. */
+    static const char tail[] = " ON DUPLICATE KEY UPDATE caller = VALUES(caller),"
+                               " succ_cnt = VALUES(succ_cnt), err_cnt = VALUES(err_cnt),"
+                               " ts = VALUES(ts), overload = VALUES(overload)";
+    size_t need = sizeof(head) + sizeof(tail) + STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
+    if (m->sql_cap < need) {
+        char *p = realloc(m->sql, need);
+        if (p == NULL) {
+            return lars_store_fail(store, -ENOMEM, "put status: out of memory");
+        }
+        m->sql = p;
+        m->sql_cap = need;
+    }
+    int rc = begin(store);
+    if (rc < 0) {
+        return rc;
+    }
+    for (size_t done = 0; done < a->n;) {
+        size_t chunk = a->n - done < STATUS_ROWS_PER_STMT ? a->n - done : STATUS_ROWS_PER_STMT;
+        size_t len = sizeof(head) - 1;
+        memcpy(m->sql, head, len);
+        for (size_t i = 0; i < chunk; i++) {
+            const struct lars_store_status *r = &a->rows[done + i];
+            len += (size_t)snprintf(m->sql + len, m->sql_cap - len,
+                                    "%s(%" PRId32 ",%" PRId32 ",%" PRIu32 ",%" PRIu16 ",%" PRIu32
+                                    ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",'%c')",
+                                    i ? "," : "", r->modid, r->cmdid, r->ip, r->port, r->caller,
+                                    clamp_cnt(r->succ), clamp_cnt(r->err), r->ts,
+                                    r->overload ? '1' : '0');
+        }
+        memcpy(m->sql + len, tail, sizeof(tail));
+        rc = query(store, m->sql, "upsert ServerCallStatus");
+        if (rc < 0) {
+            goto fail;
+        }
+        done += chunk;
+    }
+    rc = commit(store);
+    if (rc < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    rollback(store);
+    return rc;
+}
+
+static int mysql_put_status(struct lars_store *store, const struct lars_store_status *rows,
+                            size_t n)
+{
+    struct status_arg a = {.rows = rows, .n = n};
+    return run(store, op_put_status, &a);
+}
+
+static int op_list_status(struct lars_store *store, void *arg)
+{
+    struct rows_arg *a = arg;
+    MYSQL_RES *res = NULL;
+    struct lars_store_status *out = NULL;
+    int rc = select_rows(store,
+                         "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload"
+                         " FROM ServerCallStatus ORDER BY modid, cmdid, ip, port, caller",
+                         "read ServerCallStatus", &res);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t len = (size_t)mysql_num_rows(res);
+    if (len > 0) {
+        out = calloc(len, sizeof(*out));
+        if (out == NULL) {
+            rc = lars_store_fail(store, -ENOMEM, "list status: out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < len; i++) {
+        MYSQL_ROW row = mysql_fetch_row(res);
+        struct lars_store_status *r = &out[i];
+        r->modid = (int32_t)num(row[0]);
+        r->cmdid = (int32_t)num(row[1]);
+        r->ip = (uint32_t)num(row[2]);
+        r->port = (uint16_t)num(row[3]);
+        r->caller = (uint32_t)num(row[4]);
+        r->succ = (uint32_t)num(row[5]);
+        r->err = (uint32_t)num(row[6]);
+        r->ts = (uint32_t)num(row[7]);
+        r->overload = num(row[8]) != 0;
+    }
+    mysql_free_result(res);
+    *a->status = out;
+    *a->n = len;
+    return 0;
+
+fail:
+    mysql_free_result(res);
+    free(out);
+    return rc;
+}
+
+static int mysql_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n)
+{
+    struct rows_arg a = {.status = rows, .n = n};
+    return run(store, op_list_status, &a);
+}
+
+const struct lars_store_ops lars_store_mysql_ops = {
+    .name = "mysql",
+    .open = mysql_store_open,
+    .close = mysql_store_close,
+    .load_routes = mysql_load_routes,
+    .route_version = mysql_route_version,
+    .route_changes = mysql_route_changes,
+    .delete_changes = mysql_delete_changes,
+    .route_add = mysql_route_add,
+    .route_del = mysql_route_del,
+    .set_version = mysql_set_version,
+    .put_status = mysql_put_status,
+    .list_status = mysql_list_status,
+};
