@@ -1,0 +1,534 @@
+/*
+ * lb_wrr.c - smooth weighted round robin (the nginx upstream algorithm), with
+ * passive failure handling so that it is useful without lb_lars around it.
+ *
+ * Weights: `weights = ( { node = "10.0.0.1:9001"; weight = 5; }, ... )` in the
+ * policy section; a node not listed gets default_weight. The table applies to
+ * every module served by this policy section (a node is an ip:port).
+ *
+ * Picking: every available node adds its weight to its current weight, the
+ * node with the largest current weight is chosen and the sum of the weights
+ * is taken off it. Over any run of W = sum(weights) picks each node is chosen
+ * exactly `weight` times, and a heavy node's turns are spread out instead of
+ * coming in a burst (5,1,1 gives a a b a c a a, not a a a a a b c).
+ *
+ * Failures: fail_limit consecutive failures take a node out (overloaded) for
+ * fail_timeout seconds; then it is retried "half open": its next failure takes
+ * it out again at once, a success restores it fully. A success reported for a
+ * node that is out restores it as well. When every node is out, pick answers
+ * RET_OVERLOAD but serves one out node every probe_num + 1 picks (as lb_lars
+ * does), so a recovery is noticed before fail_timeout.
+ *
+ * Statistics: the real counters restart every `window` seconds (tick), so the
+ * reporter sees per-window counts.
+ *
+ * Hot path: pick() and report() allocate nothing, take no lock and log
+ * nothing. pick() is O(n) in the module's nodes: smooth WRR must look at every
+ * current weight (nginx does the same); for the few dozen nodes of a module
+ * that is a short, cache-friendly loop over an array. report() is O(1).
+ * Allocation happens in create() (the weight table) and node_added() (the
+ * node array grows).
+ *
+ * Threads: an instance is only called from the worker owning its module; the
+ * conf block is shared by all instances and only read.
+ *
+ * Time: only the now_ms arguments (tests inject time); settings in seconds.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lars/plugin.h>
+
+#define WRR_MAX_WEIGHT 1000000
+
+/* Filled by the core from the settings table below. */
+struct wrr_conf {
+    const struct lars_config_node *weights; /* NULL when absent */
+    int64_t default_weight;
+    int64_t fail_limit;
+    int64_t fail_timeout; /* seconds */
+    int64_t probe_num;
+    int64_t window; /* seconds */
+};
+
+/* One parsed `weights` entry. */
+struct wrr_weight {
+    uint32_t ip; /* host byte order */
+    uint16_t port;
+    int64_t weight;
+    int line; /* for error messages */
+};
+
+struct wrr_module;
+
+/* One node's state, hung on lars_node.policy_data. */
+struct wrr_node {
+    struct lars_node *node;
+    struct wrr_module *owner; /* tells our nodes from anyone else's */
+    size_t idx;               /* position in owner->nodes */
+    int64_t weight;
+    int64_t current; /* smooth WRR current weight */
+    int64_t contin_err;
+    uint64_t down_ts; /* ms, when the node was taken out */
+    bool down;        /* mirrors node->overloaded */
+};
+
+/* One module (one instance). */
+struct wrr_module {
+    int64_t default_weight;
+    int64_t fail_limit;
+    int64_t probe_num;
+    uint64_t fail_timeout_ms;
+    uint64_t window_ms;
+    struct wrr_weight *weights; /* sorted by (ip, port) */
+    size_t n_weights;
+    struct wrr_node **nodes;
+    size_t n;
+    size_t cap;
+    int64_t access_cnt; /* RET_OVERLOAD answers since the last probe */
+    size_t probe_next;  /* round robin over the nodes for probes */
+    uint64_t window_ts; /* ms, start of the real counters' window */
+    bool window_started;
+};
+
+/* ---- the weights table ---- */
+
+static int parse_addr(const char *text, uint32_t *ip, uint16_t *port)
+{
+    char buf[64];
+    const char *colon = text ? strrchr(text, ':') : NULL;
+    if (!colon || (size_t)(colon - text) >= sizeof(buf)) {
+        return -1;
+    }
+    memcpy(buf, text, (size_t)(colon - text));
+    buf[colon - text] = '\0';
+    struct in_addr addr;
+    if (inet_pton(AF_INET, buf, &addr) != 1) {
+        return -1;
+    }
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (!*(colon + 1) || *end != '\0' || p < 1 || p > 65535) {
+        return -1;
+    }
+    *ip = ntohl(addr.s_addr);
+    *port = (uint16_t)p;
+    return 0;
+}
+
+static int cmp_weight(const void *a, const void *b)
+{
+    const struct wrr_weight *x = a;
+    const struct wrr_weight *y = b;
+    if (x->ip != y->ip) {
+        return x->ip < y->ip ? -1 : 1;
+    }
+    if (x->port != y->port) {
+        return x->port < y->port ? -1 : 1;
+    }
+    return x->line < y->line ? -1 : (x->line > y->line);
+}
+
+/*
+ * Parses conf->weights into a new sorted array (*out, *n; *out NULL when the
+ * list is empty). On a bad entry returns -EINVAL with "weights entry at line
+ * N: ..." in err (the core adds the section's file:line in front).
+ */
+static int parse_weights(const struct wrr_conf *conf, const struct lars_services *svc,
+                         struct wrr_weight **out, size_t *n, char *err, size_t err_len)
+{
+    unsigned count = svc->config_length(conf->weights);
+    struct wrr_weight *w = NULL;
+    int rc = -EINVAL;
+
+    *out = NULL;
+    *n = 0;
+    if (count == 0) {
+        return 0;
+    }
+    w = calloc(count, sizeof(*w));
+    if (!w) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        const struct lars_config_node *entry = svc->config_elem(conf->weights, i);
+        const struct lars_config_node *node = svc->config_member(entry, "node");
+        const struct lars_config_node *weight = svc->config_member(entry, "weight");
+        const char *text = svc->config_string(node);
+        int line = svc->config_line(entry);
+        int64_t value = 0;
+
+        w[i].line = line;
+        if (!entry || !node || !weight) {
+            snprintf(err, err_len,
+                     "weights entry at line %d: needs { node = \"ip:port\"; weight = N; }", line);
+            goto fail;
+        }
+        /* Only the accessor for members by name exists, so a misspelt key
+         * (wieght = 3) shows up as a member count that does not add up. */
+        if (svc->config_length(entry) != 2) {
+            snprintf(err, err_len,
+                     "weights entry at line %d: unknown key (an entry has exactly node and weight)",
+                     line);
+            goto fail;
+        }
+        if (parse_addr(text, &w[i].ip, &w[i].port) < 0) {
+            snprintf(err, err_len, "weights entry at line %d: node \"%.64s\" is not \"IPv4:port\"",
+                     line, text ? text : "(not a string)");
+            goto fail;
+        }
+        if (!svc->config_int(weight, &value) || value < 1 || value > WRR_MAX_WEIGHT) {
+            snprintf(err, err_len,
+                     "weights entry at line %d: weight must be an integer in [1, %d] (use "
+                     "default_weight for unlisted nodes)",
+                     svc->config_line(weight) ? svc->config_line(weight) : line, WRR_MAX_WEIGHT);
+            goto fail;
+        }
+        w[i].weight = value;
+    }
+    qsort(w, count, sizeof(*w), cmp_weight);
+    for (unsigned i = 1; i < count; i++) {
+        if (w[i].ip == w[i - 1].ip && w[i].port == w[i - 1].port) {
+            snprintf(err, err_len,
+                     "weights entry at line %d: node listed twice (first at line %d); keep one",
+                     w[i].line, w[i - 1].line);
+            goto fail;
+        }
+    }
+    *out = w;
+    *n = count;
+    return 0;
+fail:
+    free(w);
+    return rc;
+}
+
+static int64_t weight_of(const struct wrr_module *m, const struct lars_node *node)
+{
+    size_t lo = 0;
+    size_t hi = m->n_weights;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct wrr_weight *w = &m->weights[mid];
+        if (w->ip == node->ip && w->port == node->port) {
+            return w->weight;
+        }
+        if (w->ip < node->ip || (w->ip == node->ip && w->port < node->port)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return m->default_weight;
+}
+
+/* ---- node states ---- */
+
+/* A clock that went backwards must not expire everything through unsigned
+ * wrap-around. */
+static bool expired(uint64_t now_ms, uint64_t ts, uint64_t timeout_ms)
+{
+    return now_ms >= ts && now_ms - ts >= timeout_ms;
+}
+
+static void take_out(struct wrr_node *n, uint64_t now_ms)
+{
+    n->down = true;
+    n->node->overloaded = true;
+    n->down_ts = now_ms;
+}
+
+/* half_open: back after fail_timeout, on trial: one failure takes it out
+ * again. Otherwise (a success was seen) it is fully trusted again. */
+static void bring_back(struct wrr_module *m, struct wrr_node *n, bool half_open)
+{
+    n->down = false;
+    n->node->overloaded = false;
+    /* current is kept: it did not grow while the node was out (pick skips
+     * it), so there is no burst to make up for lost turns, and keeping it
+     * keeps the sum of the current weights at 0, which is what makes every
+     * run of sum(weights) picks exact. */
+    n->contin_err = half_open ? m->fail_limit - 1 : 0;
+}
+
+/* Returns our state for node, or NULL when the node is not in this instance:
+ * reports for those are ignored. */
+static struct wrr_node *lookup(struct wrr_module *m, struct lars_node *node)
+{
+    struct wrr_node *n = node ? node->policy_data : NULL;
+    if (!n || n->owner != m || n->node != node) {
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- policy ops ---- */
+
+static int wrr_create(const void *conf, const struct lars_services *svc,
+                      const struct lars_module_id *module, void **instance)
+{
+    const struct wrr_conf *c = conf;
+    char err[256];
+    (void)module;
+    if (!c || !svc || !instance) {
+        return -EINVAL;
+    }
+    struct wrr_module *m = calloc(1, sizeof(*m));
+    if (!m) {
+        return -ENOMEM;
+    }
+    /* validate() already accepted the table; this only fails on memory. */
+    int rc = parse_weights(c, svc, &m->weights, &m->n_weights, err, sizeof(err));
+    if (rc < 0) {
+        free(m);
+        return rc;
+    }
+    m->default_weight = c->default_weight;
+    m->fail_limit = c->fail_limit;
+    m->probe_num = c->probe_num;
+    m->fail_timeout_ms = (uint64_t)c->fail_timeout * 1000u;
+    m->window_ms = (uint64_t)c->window * 1000u;
+    *instance = m;
+    return 0;
+}
+
+static void wrr_destroy(void *instance)
+{
+    struct wrr_module *m = instance;
+    if (!m) {
+        return;
+    }
+    /* The core removes every node first; this guards against a core bug
+     * leaking our blocks or leaving dangling policy_data. */
+    for (size_t i = 0; i < m->n; i++) {
+        m->nodes[i]->node->policy_data = NULL;
+        m->nodes[i]->node->overloaded = false;
+        free(m->nodes[i]);
+    }
+    free(m->nodes);
+    free(m->weights);
+    free(m);
+}
+
+static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
+    if (!m || !node) {
+        return -EINVAL;
+    }
+    /* policy_data is one slot: taken means added twice or still owned by
+     * another instance, and overwriting it would corrupt that owner. */
+    if (node->policy_data) {
+        return -EEXIST;
+    }
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        struct wrr_node **nodes = realloc(m->nodes, cap * sizeof(*nodes));
+        if (!nodes) {
+            return -ENOMEM;
+        }
+        m->nodes = nodes;
+        m->cap = cap;
+    }
+    struct wrr_node *n = calloc(1, sizeof(*n));
+    if (!n) {
+        return -ENOMEM;
+    }
+    n->node = node;
+    n->owner = m;
+    n->idx = m->n;
+    n->weight = weight_of(m, node);
+    m->nodes[m->n++] = n;
+    node->policy_data = n;
+    /* A node handed over on reload keeps its real counters (the window they
+     * belong to goes on); only a stale flag is cleared. */
+    node->overloaded = false;
+    if (!m->window_started) {
+        m->window_started = true;
+        m->window_ts = now_ms;
+    }
+    return 0;
+}
+
+static void wrr_node_removed(void *instance, struct lars_node *node)
+{
+    struct wrr_module *m = instance;
+    struct wrr_node *n = m ? lookup(m, node) : NULL;
+    if (!n) {
+        return;
+    }
+    /* Swap-remove: O(1). The order only decides ties between equal current
+     * weights, so moving the last node does not skew the shares. */
+    struct wrr_node *last = m->nodes[--m->n];
+    m->nodes[n->idx] = last;
+    last->idx = n->idx;
+    node->policy_data = NULL;
+    node->overloaded = false;
+    free(n);
+}
+
+static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
+                                  struct lars_node **out)
+{
+    struct wrr_module *m = instance;
+    struct wrr_node *best = NULL;
+    int64_t total = 0;
+    (void)key; /* weighted round robin: the hash key plays no part */
+
+    *out = NULL;
+    for (size_t i = 0; i < m->n; i++) {
+        struct wrr_node *n = m->nodes[i];
+        if (n->down) {
+            if (!expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+                continue;
+            }
+            bring_back(m, n, true);
+        }
+        n->current += n->weight;
+        total += n->weight;
+        if (!best || n->current > best->current) {
+            best = n;
+        }
+    }
+    if (best) {
+        best->current -= total;
+        m->access_cnt = 0;
+        *out = best->node;
+        return LARS_RET_SUCC;
+    }
+    if (m->n == 0) {
+        return LARS_RET_OVERLOAD;
+    }
+    /* Every node is out: mostly refuse, sometimes probe (round robin). */
+    if (m->access_cnt >= m->probe_num) {
+        m->access_cnt = 0;
+        if (m->probe_next >= m->n) {
+            m->probe_next = 0;
+        }
+        *out = m->nodes[m->probe_next++]->node;
+        return LARS_RET_SUCC;
+    }
+    m->access_cnt++;
+    return LARS_RET_OVERLOAD;
+}
+
+static void wrr_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
+                       uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
+    struct wrr_node *n = m ? lookup(m, node) : NULL;
+    (void)cost_us; /* weights are static; latency plays no part */
+
+    if (!n) {
+        return;
+    }
+    /* real_succ / real_err were already counted by the core. */
+    if (n->down && expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+        bring_back(m, n, true);
+    }
+    if (retcode == 0) {
+        if (n->down) {
+            bring_back(m, n, false);
+        }
+        n->contin_err = 0;
+        return;
+    }
+    if (n->down) {
+        /* Late answers of calls made before it went out, or a failed probe:
+         * the timeout runs from the failure that took it out. */
+        return;
+    }
+    if (++n->contin_err >= m->fail_limit) {
+        take_out(n, now_ms);
+    }
+}
+
+static void wrr_tick(void *instance, uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
+    if (!m) {
+        return;
+    }
+    /* Bring expired nodes back here too, so `overloaded` (reporter, /routes)
+     * is right for a module nobody is asking for. */
+    for (size_t i = 0; i < m->n; i++) {
+        struct wrr_node *n = m->nodes[i];
+        if (n->down && expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+            bring_back(m, n, true);
+        }
+    }
+    if (!m->window_started) {
+        m->window_started = true;
+        m->window_ts = now_ms;
+    } else if (expired(now_ms, m->window_ts, m->window_ms)) {
+        for (size_t i = 0; i < m->n; i++) {
+            m->nodes[i]->node->real_succ = 0;
+            m->nodes[i]->node->real_err = 0;
+        }
+        m->window_ts = now_ms;
+    }
+}
+
+/* ---- configuration ---- */
+
+static const struct lars_setting wrr_settings[] = {
+    {"weights", LARS_SETTING_LIST, NULL, offsetof(struct wrr_conf, weights), 0, -1,
+     "( { node = \"ip:port\"; weight = N; }, ... ): weights of listed nodes (1 to 1000000)"},
+    {"default_weight", LARS_SETTING_INT, "1", offsetof(struct wrr_conf, default_weight), 1,
+     WRR_MAX_WEIGHT, "weight of a node not listed in weights"},
+    {"fail_limit", LARS_SETTING_INT, "5", offsetof(struct wrr_conf, fail_limit), 1, 1000000000,
+     "consecutive failures that take a node out"},
+    {"fail_timeout", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, fail_timeout), 1, 86400,
+     "seconds a node stays out before it is retried"},
+    {"probe_num", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, probe_num), 1, 1000000,
+     "when every node is out: RET_OVERLOAD answers between two probes of an out node"},
+    {"window", LARS_SETTING_INT, "15", offsetof(struct wrr_conf, window), 1, 86400,
+     "seconds of the real counters' window (what the reporter receives)"},
+    LARS_SETTINGS_END,
+};
+
+static int wrr_validate(const void *conf, const struct lars_services *svc, char *err,
+                        size_t err_len)
+{
+    struct wrr_weight *w = NULL;
+    size_t n = 0;
+    int rc = parse_weights(conf, svc, &w, &n, err, err_len);
+    free(w);
+    return rc;
+}
+
+static const struct lars_policy_ops wrr_ops = {
+    .size = sizeof(struct lars_policy_ops),
+    .create = wrr_create,
+    .destroy = wrr_destroy,
+    .node_added = wrr_node_added,
+    .node_removed = wrr_node_removed,
+    .pick = wrr_pick,
+    .report = wrr_report,
+    .tick = wrr_tick,
+};
+
+/* Declared first so -Wmissing-variable-declarations (clang) sees that the
+ * one non-static object is meant to be exported. */
+LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
+
+LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
+    .abi_major = LARS_PLUGIN_ABI_MAJOR,
+    .abi_minor = LARS_PLUGIN_ABI_MINOR,
+    .size = sizeof(struct lars_plugin),
+    .kind = LARS_PLUGIN_POLICY,
+    .name = "lb_wrr",
+    .version = "1.0",
+    .description = "smooth weighted round robin with passive failure detection",
+    .settings = wrr_settings,
+    .conf_size = sizeof(struct wrr_conf),
+    .validate = wrr_validate,
+    .policy = &wrr_ops,
+};
