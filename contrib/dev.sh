@@ -48,6 +48,8 @@ run_tests() {
         db_dir=$(mktemp -d /tmp/lars-mariadb.XXXXXX)
         # Exports LARS_TEST_MYSQL_* so the MariaDB variants of the tests run.
         eval "$(contrib/ci/mariadb.sh start "$db_dir")"
+        # CI must run the MariaDB variants, never skip them.
+        export LARS_TEST_REQUIRE_MYSQL=1
         trap 'contrib/ci/mariadb.sh stop "'"$db_dir"'" >/dev/null 2>&1 || true' EXIT
     fi
     ctest --test-dir build-test --output-on-failure -j2 --timeout 300

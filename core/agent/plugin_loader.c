@@ -3,9 +3,11 @@
  */
 #include "plugin_loader.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +32,42 @@ const char *lars_plugin_kind_name(enum lars_plugin_kind kind)
     return "unknown";
 }
 
+/* An agent killed with SIGKILL leaves its copies behind: remove those of
+ * agents that no longer run (ours only: same owner). */
+static void remove_stale_copies(const char *tmp)
+{
+    DIR *dir = opendir(tmp);
+    if (!dir) {
+        return;
+    }
+    for (struct dirent *e; (e = readdir(dir));) {
+        int pid = 0;
+        if (sscanf(e->d_name, "lars-plugins.%d.", &pid) != 1 || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+            continue;
+        }
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%.2000s/%.255s", tmp, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+            continue;
+        }
+        DIR *copies = opendir(path);
+        if (copies) {
+            for (struct dirent *c; (c = readdir(copies));) {
+                if (c->d_name[0] != '.') {
+                    char file[PATH_MAX];
+                    snprintf(file, sizeof(file), "%.3000s/%.255s", path, c->d_name);
+                    unlink(file);
+                }
+            }
+            closedir(copies);
+        }
+        rmdir(path);
+    }
+    closedir(dir);
+}
+
 static int ensure_copy_dir(void)
 {
     if (copy_dir[0]) {
@@ -39,8 +77,10 @@ static int ensure_copy_dir(void)
     if (!tmp || !*tmp) {
         tmp = "/tmp";
     }
+    remove_stale_copies(tmp);
     char templ[PATH_MAX];
-    snprintf(templ, sizeof(templ), "%s/lars-plugins.XXXXXX", tmp);
+    /* The pid in the name lets a later agent recognise a dead one's copies. */
+    snprintf(templ, sizeof(templ), "%.4000s/lars-plugins.%d.XXXXXX", tmp, (int)getpid());
     if (!mkdtemp(templ)) { /* mode 0700: nobody else can swap our copies */
         return -errno;
     }
