@@ -274,7 +274,12 @@ static void name_from_path(const char *path, char *name, size_t len)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    snprintf(name, len, "%s", base);
+    size_t n = strlen(base);
+    if (n >= len) {
+        n = len - 1; /* a name this long fails the descriptor check anyway */
+    }
+    memcpy(name, base, n);
+    name[n] = '\0';
     char *dot = strstr(name, ".so");
     if (dot && dot[3] == '\0') {
         *dot = '\0';
