@@ -238,8 +238,7 @@ static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *r
     }
     LARS_STAT_INC(w->stats.answers[rsp.retcode & 3]);
     uint8_t *buf = small_answer_buf(w, to);
-    size_t len = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostResponse, &rsp.base, buf,
-                                  SMALL_ANSWER);
+    size_t len = lars_wire_fast_get_host_response(&rsp, buf, SMALL_ANSWER);
     if (len) {
         emit(w, to, buf, len);
     }
@@ -367,7 +366,21 @@ static void handle_datagram(struct lars_worker *w, const uint8_t *data, size_t l
         LARS_STAT_INC(w->stats.malformed[0]);
         return;
     }
-    ProtobufCMessage *msg = lars_wire_decode(desc, &frame, &w->arena);
+    /* The two requests of the steady state decode without protobuf-c; any
+     * body they do not fully understand takes the generic path. */
+    Lars__GetHostRequest fast_get_host;
+    Lars__ReportRequest fast_report;
+    Lars__HostInfo fast_host;
+    ProtobufCMessage *msg;
+    if (frame.msgid == LARS__MESSAGE_ID__ID_GetHostRequest &&
+        lars_wire_fast_get_host_request(&frame, &fast_get_host)) {
+        msg = &fast_get_host.base;
+    } else if (frame.msgid == LARS__MESSAGE_ID__ID_ReportRequest &&
+               lars_wire_fast_report_request(&frame, &fast_report, &fast_host)) {
+        msg = &fast_report.base;
+    } else {
+        msg = lars_wire_decode(desc, &frame, &w->arena);
+    }
     if (!msg) {
         count_malformed(w, LARS_WIRE_BAD_BODY, len, now_ms);
         return;

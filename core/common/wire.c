@@ -149,3 +149,141 @@ ProtobufCMessage *lars_wire_decode(const ProtobufCMessageDescriptor *desc,
     return protobuf_c_message_unpack(desc, arena ? &arena->allocator : NULL, frame->body_len,
                                      frame->body);
 }
+
+/* ---- fast paths for the three hot UDP messages (see wire.h) ---- */
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) {
+            return 0;
+        }
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHostRequest *req)
+{
+    const uint8_t *p = frame->body;
+    const uint8_t *end = p + frame->body_len;
+    lars__get_host_request__init(req);
+    while (p < end) {
+        uint64_t key;
+        uint64_t v;
+        if (!read_varint(&p, end, &key) || (key & 7) != 0 || !read_varint(&p, end, &v)) {
+            return 0;
+        }
+        switch (key >> 3) {
+        case 1: req->seq = (uint32_t)v; break;
+        case 2: req->modid = (int32_t)(uint32_t)v; break;
+        case 3: req->cmdid = (int32_t)(uint32_t)v; break;
+        default: return 0; /* unknown field: let protobuf-c decide */
+        }
+    }
+    return 1;
+}
+
+int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRequest *req,
+                                  Lars__HostInfo *host)
+{
+    const uint8_t *p = frame->body;
+    const uint8_t *end = p + frame->body_len;
+    lars__report_request__init(req);
+    while (p < end) {
+        uint64_t key;
+        uint64_t v;
+        if (!read_varint(&p, end, &key)) {
+            return 0;
+        }
+        if ((key >> 3) == 3 && (key & 7) == 2) {
+            uint64_t len;
+            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
+                return 0;
+            }
+            const uint8_t *hend = p + len;
+            lars__host_info__init(host);
+            while (p < hend) {
+                uint64_t hk;
+                uint64_t hv;
+                if (!read_varint(&p, hend, &hk) || (hk & 7) != 0 || !read_varint(&p, hend, &hv)) {
+                    return 0;
+                }
+                if ((hk >> 3) == 1) {
+                    host->ip = (int32_t)(uint32_t)hv;
+                } else if ((hk >> 3) == 2) {
+                    host->port = (int32_t)(uint32_t)hv;
+                } else {
+                    return 0;
+                }
+            }
+            req->host = host;
+            continue;
+        }
+        if ((key & 7) != 0 || !read_varint(&p, end, &v)) {
+            return 0;
+        }
+        switch (key >> 3) {
+        case 1: req->modid = (int32_t)(uint32_t)v; break;
+        case 2: req->cmdid = (int32_t)(uint32_t)v; break;
+        case 4: req->retcode = (int32_t)(uint32_t)v; break;
+        case 5: req->cost_us = (uint32_t)v; break;
+        default: return 0;
+        }
+    }
+    return 1;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* int32 on the wire: negative values are sign-extended to 64 bits. */
+static uint8_t *put_int32_field(uint8_t *p, unsigned field, int32_t v)
+{
+    if (v == 0) {
+        return p; /* proto3: defaults are not written */
+    }
+    *p++ = (uint8_t)(field << 3);
+    return put_varint(p, (uint64_t)(int64_t)v);
+}
+
+size_t lars_wire_fast_get_host_response(const Lars__GetHostResponse *rsp, uint8_t *buf, size_t cap)
+{
+    /* header 8 + 4 fields of <= 11 bytes + host (2 + 2 * 11) */
+    if (cap < 8 + 4 * 11 + 24) {
+        return 0;
+    }
+    uint8_t *p = buf + LARS_WIRE_HEADER_SIZE;
+    if (rsp->seq) {
+        *p++ = 1 << 3;
+        p = put_varint(p, rsp->seq);
+    }
+    p = put_int32_field(p, 2, rsp->modid);
+    p = put_int32_field(p, 3, rsp->cmdid);
+    p = put_int32_field(p, 4, rsp->retcode);
+    if (rsp->host) {
+        *p++ = (5 << 3) | 2;
+        uint8_t *len = p++;
+        uint8_t *start = p;
+        p = put_int32_field(p, 1, rsp->host->ip);
+        p = put_int32_field(p, 2, rsp->host->port);
+        *len = (uint8_t)(p - start); /* <= 22 */
+    }
+    size_t body = (size_t)(p - buf) - LARS_WIRE_HEADER_SIZE;
+    write_le32(buf, LARS__MESSAGE_ID__ID_GetHostResponse);
+    write_le32(buf + 4, (uint32_t)body);
+    return LARS_WIRE_HEADER_SIZE + body;
+}

@@ -91,4 +91,18 @@ static inline uint32_t lars_wire_ip_from_wire(int32_t wire_ip)
     return (uint32_t)wire_ip;
 }
 
+/*
+ * Hot-path codecs for the UDP API, without protobuf-c's generic walk (two
+ * thirds of the agent's user-space instructions per request). Each decoder
+ * returns 1 on success and 0 when the body holds anything it does not know
+ * (unknown field, unexpected wire type, truncation): the caller then falls
+ * back to lars_wire_decode, so behaviour is protobuf-c's in every case.
+ * The encoder writes the whole frame, byte-identical to lars_wire_encode's,
+ * or returns 0 when cap is too small.
+ */
+int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHostRequest *req);
+int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRequest *req,
+                                  Lars__HostInfo *host);
+size_t lars_wire_fast_get_host_response(const Lars__GetHostResponse *rsp, uint8_t *buf, size_t cap);
+
 #endif /* LARS_WIRE_H */

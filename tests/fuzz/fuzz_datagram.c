@@ -5,6 +5,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "wire.h"
 
@@ -31,6 +32,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* Re-encode: every decoded message must pack into a datagram. */
             static uint8_t out[LARS_WIRE_MAX_DATAGRAM + 64];
             (void)lars_wire_encode(frame.msgid, msg, out, sizeof(out));
+        }
+    }
+    /* Differential: whatever the fast decoders accept, protobuf-c must
+     * decode to the same values. */
+    Lars__GetHostRequest fast_gh;
+    if (frame.msgid == LARS__MESSAGE_ID__ID_GetHostRequest &&
+        lars_wire_fast_get_host_request(&frame, &fast_gh)) {
+        Lars__GetHostRequest *slow = (Lars__GetHostRequest *)lars_wire_decode(
+            &lars__get_host_request__descriptor, &frame, &arena);
+        if (!slow || slow->seq != fast_gh.seq || slow->modid != fast_gh.modid ||
+            slow->cmdid != fast_gh.cmdid) {
+            abort();
+        }
+    }
+    Lars__ReportRequest fast_rr;
+    Lars__HostInfo fast_host;
+    if (frame.msgid == LARS__MESSAGE_ID__ID_ReportRequest &&
+        lars_wire_fast_report_request(&frame, &fast_rr, &fast_host)) {
+        Lars__ReportRequest *slow = (Lars__ReportRequest *)lars_wire_decode(
+            &lars__report_request__descriptor, &frame, &arena);
+        if (!slow || slow->modid != fast_rr.modid || slow->cmdid != fast_rr.cmdid ||
+            slow->retcode != fast_rr.retcode || slow->cost_us != fast_rr.cost_us ||
+            (slow->host == NULL) != (fast_rr.host == NULL) ||
+            (slow->host && (slow->host->ip != fast_host.ip || slow->host->port != fast_host.port))) {
+            abort();
         }
     }
     return 0;

@@ -903,6 +903,120 @@ static void test_status_names(void **state)
     }
 }
 
+/* ---- the agent's fast codecs against protobuf-c ---- */
+
+static uint64_t fast_rng = 88172645463325252ull;
+
+static uint32_t fast_rand(void)
+{
+    fast_rng ^= fast_rng << 13;
+    fast_rng ^= fast_rng >> 7;
+    fast_rng ^= fast_rng << 17;
+    return (uint32_t)fast_rng;
+}
+
+/* Values that exercise every varint length and sign. */
+static int32_t fast_value(void)
+{
+    switch (fast_rand() % 4) {
+    case 0:
+        return 0;
+    case 1:
+        return (int32_t)(fast_rand() % 200);
+    case 2:
+        return -(int32_t)(fast_rand() % 5);
+    default:
+        return (int32_t)fast_rand();
+    }
+}
+
+static void test_fast_codecs_match_protobuf_c(void **state)
+{
+    (void)state;
+    uint8_t a[256];
+    uint8_t b[256];
+    for (int i = 0; i < 200000; i++) {
+        Lars__GetHostResponse r = LARS__GET_HOST_RESPONSE__INIT;
+        Lars__HostInfo h = LARS__HOST_INFO__INIT;
+        r.seq = (uint32_t)fast_value();
+        r.modid = fast_value();
+        r.cmdid = fast_value();
+        r.retcode = fast_value();
+        if (fast_rand() % 2) {
+            h.ip = fast_value();
+            h.port = fast_value();
+            r.host = &h;
+        }
+        size_t la = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostResponse, &r.base, a, sizeof(a));
+        size_t lb = lars_wire_fast_get_host_response(&r, b, sizeof(b));
+        assert_int_equal(la, lb);
+        assert_memory_equal(a, b, la);
+
+        struct lars_frame f;
+        Lars__GetHostRequest q = LARS__GET_HOST_REQUEST__INIT;
+        Lars__GetHostRequest q2;
+        q.seq = (uint32_t)fast_value();
+        q.modid = fast_value();
+        q.cmdid = fast_value();
+        la = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostRequest, &q.base, a, sizeof(a));
+        assert_int_equal(lars_wire_parse_datagram(a, la, LARS_WIRE_MAX_UDP_BODY, &f), LARS_WIRE_OK);
+        assert_int_equal(lars_wire_fast_get_host_request(&f, &q2), 1);
+        assert_int_equal(q2.seq, q.seq);
+        assert_int_equal(q2.modid, q.modid);
+        assert_int_equal(q2.cmdid, q.cmdid);
+
+        Lars__ReportRequest p = LARS__REPORT_REQUEST__INIT;
+        Lars__ReportRequest p2;
+        Lars__HostInfo ph = LARS__HOST_INFO__INIT;
+        Lars__HostInfo ph2;
+        p.modid = fast_value();
+        p.cmdid = fast_value();
+        p.retcode = fast_value();
+        p.cost_us = (uint32_t)fast_value();
+        if (fast_rand() % 2) {
+            ph.ip = fast_value();
+            ph.port = fast_value();
+            p.host = &ph;
+        }
+        la = lars_wire_encode(LARS__MESSAGE_ID__ID_ReportRequest, &p.base, a, sizeof(a));
+        assert_int_equal(lars_wire_parse_datagram(a, la, LARS_WIRE_MAX_UDP_BODY, &f), LARS_WIRE_OK);
+        assert_int_equal(lars_wire_fast_report_request(&f, &p2, &ph2), 1);
+        assert_int_equal(p2.modid, p.modid);
+        assert_int_equal(p2.cmdid, p.cmdid);
+        assert_int_equal(p2.retcode, p.retcode);
+        assert_int_equal(p2.cost_us, p.cost_us);
+        assert_int_equal(p2.host != NULL, p.host != NULL);
+        if (p.host) {
+            assert_int_equal(ph2.ip, ph.ip);
+            assert_int_equal(ph2.port, ph.port);
+        }
+    }
+}
+
+/* Bodies the fast decoders do not fully understand are left to protobuf-c. */
+static void test_fast_decoders_decline_the_unknown(void **state)
+{
+    (void)state;
+    static const uint8_t unknown_field[] = {4, 0, 0, 0, 2, 0, 0, 0, (9 << 3), 1};
+    static const uint8_t wrong_type[] = {4, 0, 0, 0, 2, 0, 0, 0, (1 << 3) | 2, 0};
+    static const uint8_t cut_varint[] = {4, 0, 0, 0, 2, 0, 0, 0, (1 << 3), 0x80};
+    static const uint8_t host_overrun[] = {6, 0, 0, 0, 3, 0, 0, 0, (3 << 3) | 2, 9, 8};
+    const uint8_t *const bodies[] = {unknown_field, wrong_type, cut_varint};
+    struct lars_frame f;
+    Lars__GetHostRequest q;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(lars_wire_parse_datagram(bodies[i], 10, LARS_WIRE_MAX_UDP_BODY, &f),
+                         LARS_WIRE_OK);
+        assert_int_equal(lars_wire_fast_get_host_request(&f, &q), 0);
+    }
+    Lars__ReportRequest r;
+    Lars__HostInfo h;
+    assert_int_equal(lars_wire_parse_datagram(host_overrun, sizeof(host_overrun),
+                                              LARS_WIRE_MAX_UDP_BODY, &f),
+                     LARS_WIRE_OK);
+    assert_int_equal(lars_wire_fast_report_request(&f, &r, &h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -927,6 +1041,8 @@ int main(void)
         cmocka_unit_test(test_arena_exhaustion),
         cmocka_unit_test(test_encode_buffer_too_small),
         cmocka_unit_test(test_status_names),
+        cmocka_unit_test(test_fast_codecs_match_protobuf_c),
+        cmocka_unit_test(test_fast_decoders_decline_the_unknown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
