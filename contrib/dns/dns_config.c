@@ -1,0 +1,94 @@
+/*
+ * dns_config.c - lars-dns's keys in one table: name, type, default (the
+ * value the struct holds before the file is read), bounds, description.
+ */
+#include "dns_config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "service.h"
+#include "wire.h"
+
+int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len)
+{
+    char log_level[16] = "info";
+    const config_setting_t *store = NULL;
+    int rc = -EINVAL;
+
+    memset(out, 0, sizeof(*out));
+    snprintf(out->listen, sizeof(out->listen), "127.0.0.1:7778");
+    out->poll_interval = 1;
+    out->reload_interval = 60;
+    out->threads = 2;
+    out->max_frame = LARS_WIRE_MAX_UDP_BODY;
+    out->max_output = 4u << 20;
+
+    const struct lars_service_key keys[] = {
+        {"listen", LARS_SERVICE_STRING, out->listen, sizeof(out->listen), 0, 0,
+         "address agents connect to, \"host:port\""},
+        {"poll_interval", LARS_SERVICE_SECONDS, &out->poll_interval, 0, 0.01, 3600,
+         "seconds between RouteVersion polls"},
+        {"reload_interval", LARS_SERVICE_SECONDS, &out->reload_interval, 0, 1, 86400,
+         "seconds between full route reloads"},
+        {"threads", LARS_SERVICE_INT, &out->threads, 0, 1, 256, "connection worker threads"},
+        {"max_frame", LARS_SERVICE_SIZE, &out->max_frame, 0, 0, 64 << 20,
+         "largest request body accepted, bytes"},
+        {"max_output", LARS_SERVICE_SIZE, &out->max_output, 0, 4096, 1u << 30,
+         "unsent bytes queued for one agent before it is disconnected"},
+        {"log_level", LARS_SERVICE_STRING, log_level, sizeof(log_level), 0, 0,
+         "error, warn, info or debug"},
+        {"log_file", LARS_SERVICE_STRING, out->log_file, sizeof(out->log_file), 0, 0,
+         "log file path, \"-\" = stderr"},
+        {"store", LARS_SERVICE_GROUP, &store, 0, 0, 0, "the route database"},
+        {NULL, 0, NULL, 0, 0, 0, NULL},
+    };
+
+    config_t cfg;
+    config_init(&cfg);
+    rc = lars_service_config_read(&cfg, path, keys, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+
+    char where[1200];
+    const config_setting_t *root = config_root_setting(&cfg);
+    int level = lars_log_level_parse(log_level);
+    if (level < 0) {
+        lars_service_where(config_setting_get_member(root, "log_level"), where, sizeof(where));
+        snprintf(err, err_len, "%slog_level '%s' is not one of error, warn, info, debug", where,
+                 log_level);
+        rc = -EINVAL;
+        goto fail;
+    }
+    out->log_level = level;
+
+    char why[512];
+    if (lars_service_parse_addr(out->listen, &out->listen_addr, &out->listen_addr_len, why,
+                                sizeof(why)) < 0) {
+        lars_service_where(config_setting_get_member(root, "listen"), where, sizeof(where));
+        snprintf(err, err_len, "%slisten: %s", where, why);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (out->reload_interval < out->poll_interval) {
+        lars_service_where(config_setting_get_member(root, "reload_interval"), where,
+                           sizeof(where));
+        snprintf(err, err_len, "%sreload_interval (%g s) must not be below poll_interval (%g s)",
+                 where, out->reload_interval, out->poll_interval);
+        rc = -EINVAL;
+        goto fail;
+    }
+    rc = lars_store_settings_read(store, &out->store, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    config_destroy(&cfg);
+    return 0;
+
+fail:
+    config_destroy(&cfg);
+    return rc < 0 ? rc : -EINVAL;
+}

@@ -1,0 +1,37 @@
+/*
+ * dns_config.h - lars-dns's configuration file (libconfig):
+ *
+ *   listen = "127.0.0.1:7778";   poll_interval = 1;   reload_interval = 60;
+ *   threads = 2;   max_frame = 65527;   max_output = 4194304;
+ *   log_level = "info";   log_file = "-";
+ *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
+ *
+ * Threads: main only, before any other thread starts.
+ */
+#ifndef LARS_DNS_CONFIG_H
+#define LARS_DNS_CONFIG_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "store.h"
+
+struct lars_dns_config {
+    char listen[256];
+    struct sockaddr_storage listen_addr; /* listen, resolved */
+    socklen_t listen_addr_len;
+    double poll_interval;   /* seconds between RouteVersion polls */
+    double reload_interval; /* seconds between full reloads (safety net) */
+    int threads;            /* connection worker threads */
+    size_t max_frame;       /* largest accepted request body, bytes */
+    size_t max_output;      /* unsent bytes per connection before it is dropped */
+    int log_level;          /* enum lars_log_level */
+    char log_file[1024];    /* "" or "-" = stderr */
+    struct lars_store_settings store;
+};
+
+/* Fills out with defaults, then the file. Returns 0 or -EINVAL with
+ * "file:line: message" in err; validates everything. */
+int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len);
+
+#endif /* LARS_DNS_CONFIG_H */

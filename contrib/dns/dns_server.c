@@ -1,0 +1,666 @@
+/*
+ * dns_server.c - listener, connection workers, requests and pushes.
+ *
+ * A worker's state (connections, subscriptions, snapshot) is touched only by
+ * its own thread; everything else reaches it through its queue, in order:
+ * a connection handed over after a snapshot always sees that snapshot.
+ */
+#include "dns_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "service.h"
+#include "subscriptions.h"
+#include "wire.h"
+
+enum msg_type {
+    MSG_CONN,   /* a new connection: fd, peer */
+    MSG_ROUTES, /* a new snapshot and the modules to push */
+    MSG_STOP,
+};
+
+struct msg {
+    struct lars_service_item item; /* first: a queue item is a msg */
+    enum msg_type type;
+    int fd;
+    char peer[64];
+    struct lars_route_map *map;
+    size_t n;
+    struct lars_store_module modules[];
+};
+
+struct worker;
+
+struct conn {
+    struct worker *worker;
+    struct bufferevent *bev;
+    struct lars_subs_member member;
+    struct conn *prev;
+    struct conn *next;
+    int doomed;  /* closing after the current push loop */
+    int closing; /* reading stopped; closes once its answers are written */
+    char peer[64];
+};
+
+struct worker {
+    struct lars_dns_server *server;
+    int index;
+    char name[32];
+    pthread_t thread;
+    int started;
+    struct event_base *base;
+    struct lars_service_queue *queue;
+    struct event *queue_ev;
+    struct lars_route_map *map; /* this worker's reference */
+    struct lars_subs *subs;
+    struct conn *conns;
+    struct lars_log_limiter bad_log;
+    struct lars_log_limiter overflow_log;
+    struct lars_log_limiter nomem_log;
+    atomic_size_t pairs; /* subscriptions, for statistics */
+};
+
+struct counters {
+    atomic_uint_fast64_t accepted;
+    atomic_uint_fast64_t open;
+    atomic_uint_fast64_t requests;
+    atomic_uint_fast64_t pushes;
+    atomic_uint_fast64_t bad_frames;
+    atomic_uint_fast64_t overflows;
+    atomic_uint_fast64_t publishes;
+};
+
+struct lars_dns_server {
+    const struct lars_dns_config *cfg;
+    struct event_base *main_base;
+    int listen_fd; /* bound at create, listening from enable (then owned by listener) */
+    struct evconnlistener *listener;
+    struct event *resume_ev; /* re-enables accepting after EMFILE and the like */
+    struct lars_log_limiter accept_log;
+    struct worker *workers;
+    int nworkers;
+    unsigned next_worker;
+    struct counters stats;
+};
+
+#define COUNT(server, field)                                                                       \
+    atomic_fetch_add_explicit(&(server)->stats.field, 1, memory_order_relaxed)
+
+/* ---- connections (owning worker only) ---- */
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void conn_close(struct conn *c)
+{
+    struct worker *w = c->worker;
+    lars_subs_leave_all(w->subs, &c->member);
+    atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    bufferevent_free(c->bev);
+    atomic_fetch_sub_explicit(&w->server->stats.open, 1, memory_order_relaxed);
+    free(c);
+}
+
+/* Queues bytes for c; returns -1 (c marked doomed) when the agent is not
+ * reading and its unsent output passed max_output. */
+static int conn_send(struct conn *c, const uint8_t *frame, size_t len)
+{
+    struct worker *w = c->worker;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) + len > w->server->cfg->max_output) {
+        COUNT(w->server, overflows);
+        lars_service_log_limited(
+            &w->overflow_log, LARS_LOG_WARN, w->name,
+            "agent %s has %zu unsent bytes (max_output %zu): disconnecting it; it reads "
+            "too slowly or not at all",
+            c->peer, evbuffer_get_length(out), w->server->cfg->max_output);
+        c->doomed = 1;
+        return -1;
+    }
+    if (evbuffer_add(out, frame, len) < 0) {
+        lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+                                 "out of memory queueing %zu bytes for %s: disconnecting it", len,
+                                 c->peer);
+        c->doomed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends module's route from the worker's snapshot (empty when unknown). */
+static int send_route(struct conn *c, int32_t modid, int32_t cmdid)
+{
+    const struct lars_route_entry *e = lars_route_map_find(c->worker->map, modid, cmdid);
+    if (e) {
+        return conn_send(c, e->frame, e->frame_len);
+    }
+    uint8_t buf[64];
+    size_t len = lars_route_encode(modid, cmdid, NULL, 0, buf, sizeof(buf));
+    return conn_send(c, buf, len);
+}
+
+static void conn_drained(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        conn_close(c);
+    }
+}
+
+/* Stops reading and subscriptions, and closes once the answers already
+ * queued are written (within 5 s): the agent gets every answer to the
+ * requests before the one that ended the connection. */
+static void conn_finish(struct conn *c)
+{
+    struct worker *w = c->worker;
+    lars_subs_leave_all(w->subs, &c->member);
+    atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
+    c->closing = 1;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_close(c);
+        return;
+    }
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(c->bev, NULL, conn_drained, conn_event_cb, c);
+    struct timeval linger = {5, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &linger);
+}
+
+static void bad_frame(struct conn *c, const char *why)
+{
+    struct worker *w = c->worker;
+    COUNT(w->server, bad_frames);
+    lars_service_log_limited(&w->bad_log, LARS_LOG_WARN, w->name,
+                             "closing connection from %s: %s (expected GetRouteRequest frames)",
+                             c->peer, why);
+    conn_finish(c);
+}
+
+/* Returns 0, or -1 when c was closed. */
+static int handle_frame(struct conn *c, const struct lars_frame *frame)
+{
+    struct worker *w = c->worker;
+    if (frame->msgid != LARS__MESSAGE_ID__ID_GetRouteRequest) {
+        char why[64];
+        snprintf(why, sizeof(why), "unexpected message id %u", (unsigned)frame->msgid);
+        bad_frame(c, why);
+        return -1;
+    }
+    /* malloc'd decode: requests are rare (one per module per agent and
+     * update_timeout) and unknown fields make the decoded size unbounded. */
+    Lars__GetRouteRequest *req = (Lars__GetRouteRequest *)lars_wire_decode(
+        &lars__get_route_request__descriptor, frame, NULL);
+    if (!req) {
+        bad_frame(c, lars_wire_status_name(LARS_WIRE_BAD_BODY));
+        return -1;
+    }
+    int32_t modid = req->modid;
+    int32_t cmdid = req->cmdid;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+
+    COUNT(w->server, requests);
+    if (lars_subs_join(w->subs, lars_route_key(modid, cmdid), &c->member) < 0) {
+        lars_service_log_limited(
+            &w->nomem_log, LARS_LOG_ERROR, w->name,
+            "out of memory subscribing %s to module %d/%d: answered, not subscribed", c->peer,
+            modid, cmdid);
+    }
+    atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
+    if (send_route(c, modid, cmdid) < 0) {
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t max_body = c->worker->server->cfg->max_frame;
+
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < LARS_WIRE_HEADER_SIZE) {
+            return;
+        }
+        uint8_t header[LARS_WIRE_HEADER_SIZE];
+        struct lars_frame frame;
+        evbuffer_copyout(in, header, sizeof(header));
+        enum lars_wire_status st = lars_wire_parse_stream(header, sizeof(header), max_body, &frame);
+        if (st < 0) {
+            bad_frame(c, lars_wire_status_name(st));
+            return;
+        }
+        size_t total = LARS_WIRE_HEADER_SIZE + frame.body_len; /* body_len <= max_body */
+        if (avail < total) {
+            return;
+        }
+        uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)total);
+        if (!buf || lars_wire_parse_stream(buf, total, max_body, &frame) != LARS_WIRE_OK) {
+            bad_frame(c, "cannot reassemble frame");
+            return;
+        }
+        if (handle_frame(c, &frame) < 0) {
+            return;
+        }
+        evbuffer_drain(in, total);
+    }
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (what & BEV_EVENT_ERROR) {
+        LARS_DEBUG(c->worker->name, "connection from %s: %s", c->peer,
+                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) || c->closing) {
+        conn_close(c);
+    } else if (what & BEV_EVENT_EOF) {
+        conn_finish(c); /* half-closed: still deliver what it asked for */
+    }
+}
+
+static void conn_open(struct worker *w, int fd, const char *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        goto fail;
+    }
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        goto fail;
+    }
+    c->worker = w;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    lars_subs_member_init(&c->member, c);
+    bufferevent_setcb(c->bev, conn_read, NULL, conn_event_cb, c);
+    if (bufferevent_enable(c->bev, EV_READ) < 0) {
+        bufferevent_free(c->bev); /* closes fd */
+        free(c);
+        lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+                                 "cannot watch connection from %s", peer);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    atomic_fetch_add_explicit(&w->server->stats.open, 1, memory_order_relaxed);
+    LARS_DEBUG(w->name, "connection from %s", peer);
+    return;
+
+fail:
+    free(c);
+    close(fd);
+    lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+                             "out of memory accepting a connection from %s: closed", peer);
+}
+
+/* ---- snapshots and pushes (owning worker only) ---- */
+
+static void apply_routes(struct worker *w, struct msg *m)
+{
+    lars_route_map_unref(w->map);
+    w->map = m->map; /* the message's reference becomes ours */
+    m->map = NULL;
+
+    for (size_t i = 0; i < m->n; i++) {
+        const struct lars_store_module *mod = &m->modules[i];
+        struct lars_subs_member *const *members;
+        size_t count = lars_subs_of(w->subs, lars_route_key(mod->modid, mod->cmdid), &members);
+        for (size_t j = 0; j < count; j++) {
+            struct conn *c = members[j]->owner;
+            if (!c->doomed && send_route(c, mod->modid, mod->cmdid) == 0) {
+                COUNT(w->server, pushes);
+            }
+        }
+    }
+    /* Closing changes the subscription lists: only after every push. */
+    struct conn *c = w->conns;
+    while (c) {
+        struct conn *next = c->next;
+        if (c->doomed) {
+            conn_close(c);
+        }
+        c = next;
+    }
+}
+
+static void free_msg(struct lars_service_item *item)
+{
+    struct msg *m = (struct msg *)item;
+    if (m->type == MSG_CONN) {
+        close(m->fd);
+    }
+    lars_route_map_unref(m->map);
+    free(m);
+}
+
+static void worker_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    struct lars_service_item *item = lars_service_queue_take_all(w->queue);
+    while (item) {
+        struct lars_service_item *next = item->next;
+        struct msg *m = (struct msg *)item;
+        switch (m->type) {
+        case MSG_CONN:
+            conn_open(w, m->fd, m->peer);
+            m->fd = -1;
+            m->type = MSG_STOP; /* nothing left to release in it */
+            break;
+        case MSG_ROUTES:
+            apply_routes(w, m);
+            break;
+        case MSG_STOP:
+            event_base_loopbreak(w->base);
+            /* Later items (none are sent after STOP) are freed at destroy. */
+            break;
+        }
+        free_msg(item);
+        item = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    /* Stopped: drop every connection while still in this thread. */
+    while (w->conns) {
+        conn_close(w->conns);
+    }
+    lars_route_map_unref(w->map);
+    w->map = NULL;
+    return NULL;
+}
+
+/* ---- listener (main thread) ---- */
+
+static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%u", host, port);
+}
+
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)listener;
+    (void)salen;
+    struct lars_dns_server *server = arg;
+    struct msg *m = calloc(1, sizeof(*m));
+    if (!m) {
+        close(fd);
+        lars_service_log_limited(&server->accept_log, LARS_LOG_ERROR, "listener",
+                                 "out of memory: refused a connection");
+        return;
+    }
+    /* Frames are small and pushes latency-sensitive: no Nagle delay. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    m->type = MSG_CONN;
+    m->fd = fd;
+    format_peer(sa, m->peer, sizeof(m->peer));
+    COUNT(server, accepted);
+    struct worker *w = &server->workers[server->next_worker++ % (unsigned)server->nworkers];
+    lars_service_queue_push(w->queue, &m->item);
+}
+
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    struct lars_dns_server *server = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    lars_service_log_limited(
+        &server->accept_log, LARS_LOG_ERROR, "listener",
+        "accept failed: %s; pausing 1 s (raise LimitNOFILE / ulimit -n if it is EMFILE)",
+        evutil_socket_error_to_string(err));
+    /* Without a pause an fd shortage turns into a busy loop. */
+    evconnlistener_disable(listener);
+    struct timeval one_second = {1, 0};
+    event_add(server->resume_ev, &one_second);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lars_dns_server *server = arg;
+    evconnlistener_enable(server->listener);
+}
+
+/* ---- lifecycle ---- */
+
+static int worker_init(struct lars_dns_server *server, struct worker *w, int index)
+{
+    w->server = server;
+    w->index = index;
+    snprintf(w->name, sizeof(w->name), "worker %d", index);
+    w->bad_log.interval_ms = 10000;
+    w->overflow_log.interval_ms = 10000;
+    w->nomem_log.interval_ms = 10000;
+    w->base = event_base_new();
+    w->queue = lars_service_queue_create();
+    w->subs = lars_subs_create();
+    if (!w->base || !w->queue || !w->subs) {
+        return -ENOMEM;
+    }
+    w->queue_ev =
+        event_new(w->base, lars_service_queue_fd(w->queue), EV_READ | EV_PERSIST, worker_wakeup, w);
+    if (!w->queue_ev || event_add(w->queue_ev, NULL) < 0) {
+        return -ENOMEM;
+    }
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0) {
+        return -rc;
+    }
+    w->started = 1;
+    return 0;
+}
+
+static void worker_fini(struct worker *w)
+{
+    if (w->started) {
+        struct msg *m = calloc(1, sizeof(*m));
+        if (m) {
+            m->type = MSG_STOP;
+            lars_service_queue_push(w->queue, &m->item);
+        } else {
+            event_base_loopbreak(w->base); /* thread-safe with evthread enabled */
+        }
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+    }
+    if (w->queue_ev) {
+        event_free(w->queue_ev);
+    }
+    lars_service_queue_destroy(w->queue, free_msg);
+    lars_subs_destroy(w->subs);
+    if (w->base) {
+        event_base_free(w->base);
+    }
+}
+
+struct lars_dns_server *lars_dns_server_create(const struct lars_dns_config *cfg,
+                                               struct event_base *main_base, char *err,
+                                               size_t err_len)
+{
+    struct lars_dns_server *server = calloc(1, sizeof(*server));
+    if (!server) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    server->cfg = cfg;
+    server->main_base = main_base;
+    server->listen_fd = -1;
+    server->accept_log.interval_ms = 10000;
+    server->workers = calloc((size_t)cfg->threads, sizeof(*server->workers));
+    if (!server->workers) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    /* Bound now, so a taken port fails at start; listen() only once routes
+     * are loaded, so until then agents are refused (and try another
+     * lars-dns) instead of queueing in the backlog. */
+    server->listen_fd =
+        socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (server->listen_fd < 0) {
+        snprintf(err, err_len, "cannot create a socket for %s: %s", cfg->listen, strerror(errno));
+        goto fail;
+    }
+    int one = 1;
+    setsockopt(server->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(server->listen_fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addr_len) <
+        0) {
+        snprintf(err, err_len,
+                 "cannot listen on %s: %s (another lars-dns running? change 'listen')", cfg->listen,
+                 strerror(errno));
+        goto fail;
+    }
+    server->resume_ev = evtimer_new(main_base, on_resume, server);
+    if (!server->resume_ev) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < cfg->threads; i++) {
+        int rc = worker_init(server, &server->workers[i], i);
+        server->nworkers = i + 1; /* so fail: cleans this one up too */
+        if (rc < 0) {
+            snprintf(err, err_len, "cannot start worker %d: %s", i, strerror(-rc));
+            goto fail;
+        }
+    }
+    return server;
+
+fail:
+    lars_dns_server_destroy(server);
+    return NULL;
+}
+
+int lars_dns_server_enable(struct lars_dns_server *server, char *err, size_t err_len)
+{
+    if (server->listener) {
+        return 0;
+    }
+    server->listener =
+        evconnlistener_new(server->main_base, on_accept, server,
+                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, server->listen_fd);
+    if (!server->listener) {
+        snprintf(err, err_len, "cannot listen on %s: %s", server->cfg->listen, strerror(errno));
+        return -errno ? -errno : -EIO;
+    }
+    server->listen_fd = -1; /* the listener's now */
+    evconnlistener_set_error_cb(server->listener, on_accept_error);
+    return 0;
+}
+
+int lars_dns_server_publish(struct lars_dns_server *server, struct lars_route_map *map,
+                            const struct lars_store_module *changed, size_t n)
+{
+    struct msg **msgs = calloc((size_t)server->nworkers, sizeof(*msgs));
+    if (!msgs) {
+        return -ENOMEM;
+    }
+    for (int i = 0; i < server->nworkers; i++) {
+        msgs[i] = malloc(sizeof(struct msg) + n * sizeof(struct lars_store_module));
+        if (!msgs[i]) {
+            for (int j = 0; j < i; j++) {
+                free(msgs[j]);
+            }
+            free(msgs);
+            return -ENOMEM;
+        }
+    }
+    /* All allocated: now nothing can fail half-way. */
+    for (int i = 0; i < server->nworkers; i++) {
+        struct msg *m = msgs[i];
+        memset(m, 0, sizeof(*m));
+        m->type = MSG_ROUTES;
+        m->fd = -1;
+        lars_route_map_ref(map);
+        m->map = map;
+        m->n = n;
+        if (n > 0) {
+            memcpy(m->modules, changed, n * sizeof(*changed));
+        }
+        lars_service_queue_push(server->workers[i].queue, &m->item);
+    }
+    free(msgs);
+    COUNT(server, publishes);
+    return 0;
+}
+
+void lars_dns_server_stats(struct lars_dns_server *server, struct lars_dns_stats *out)
+{
+    struct counters *s = &server->stats;
+    out->accepted = atomic_load_explicit(&s->accepted, memory_order_relaxed);
+    out->open = atomic_load_explicit(&s->open, memory_order_relaxed);
+    out->requests = atomic_load_explicit(&s->requests, memory_order_relaxed);
+    out->pushes = atomic_load_explicit(&s->pushes, memory_order_relaxed);
+    out->bad_frames = atomic_load_explicit(&s->bad_frames, memory_order_relaxed);
+    out->overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
+    out->publishes = atomic_load_explicit(&s->publishes, memory_order_relaxed);
+    out->subscriptions = 0;
+    for (int i = 0; i < server->nworkers; i++) {
+        out->subscriptions += atomic_load_explicit(&server->workers[i].pairs, memory_order_relaxed);
+    }
+}
+
+void lars_dns_server_destroy(struct lars_dns_server *server)
+{
+    if (!server) {
+        return;
+    }
+    if (server->listener) {
+        evconnlistener_free(server->listener);
+    }
+    if (server->listen_fd >= 0) {
+        close(server->listen_fd);
+    }
+    if (server->resume_ev) {
+        event_free(server->resume_ev);
+    }
+    for (int i = 0; i < server->nworkers; i++) {
+        worker_fini(&server->workers[i]);
+    }
+    free(server->workers);
+    free(server);
+}

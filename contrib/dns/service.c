@@ -1,0 +1,349 @@
+/*
+ * service.c - config table, addresses, daemonizing and the wake-up queue
+ * shared by lars-dns and lars-reporter.
+ */
+#include "service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+
+const char *lars_service_where(const config_setting_t *setting, char *buf, size_t len)
+{
+    const char *file = setting ? config_setting_source_file(setting) : NULL;
+    unsigned line = setting ? config_setting_source_line(setting) : 0;
+    if (file && line) {
+        snprintf(buf, len, "%s:%u: ", file, line);
+    } else if (line) {
+        snprintf(buf, len, "line %u: ", line);
+    } else if (file) {
+        snprintf(buf, len, "%s: ", file);
+    } else {
+        buf[0] = '\0';
+    }
+    return buf;
+}
+
+static const struct lars_service_key *find_key(const struct lars_service_key *keys,
+                                               const char *name)
+{
+    for (; keys->name; keys++) {
+        if (strcmp(keys->name, name) == 0) {
+            return keys;
+        }
+    }
+    return NULL;
+}
+
+static void list_keys(const struct lars_service_key *keys, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (; keys->name && used < len; keys++) {
+        int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", keys->name);
+        if (n < 0) {
+            break;
+        }
+        used += (size_t)n;
+    }
+}
+
+static int is_number(const config_setting_t *s)
+{
+    int type = config_setting_type(s);
+    return type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64 || type == CONFIG_TYPE_FLOAT;
+}
+
+static double number_of(const config_setting_t *s)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+        return config_setting_get_int(s);
+    case CONFIG_TYPE_INT64:
+        return (double)config_setting_get_int64(s);
+    default:
+        return config_setting_get_float(s);
+    }
+}
+
+static int apply_key(const struct lars_service_key *key, config_setting_t *s, char *err,
+                     size_t err_len)
+{
+    char where[1200];
+    lars_service_where(s, where, sizeof(where));
+    int type = config_setting_type(s);
+
+    if (key->type == LARS_SERVICE_STRING) {
+        if (type != CONFIG_TYPE_STRING) {
+            snprintf(err, err_len, "%s'%s' must be a string (%s)", where, key->name,
+                     key->description);
+            return -EINVAL;
+        }
+        const char *value = config_setting_get_string(s);
+        if (strlen(value) >= key->dst_len) {
+            snprintf(err, err_len, "%s'%s' is longer than %zu characters", where, key->name,
+                     key->dst_len - 1);
+            return -EINVAL;
+        }
+        memcpy(key->dst, value, strlen(value) + 1);
+        return 0;
+    }
+    if (key->type == LARS_SERVICE_GROUP) {
+        if (type != CONFIG_TYPE_GROUP) {
+            snprintf(err, err_len, "%s'%s' must be a group { ... } (%s)", where, key->name,
+                     key->description);
+            return -EINVAL;
+        }
+        *(const config_setting_t **)key->dst = s;
+        return 0;
+    }
+
+    /* Numbers: integers only where an integer is meant. */
+    if (!is_number(s) || (key->type != LARS_SERVICE_SECONDS && type == CONFIG_TYPE_FLOAT)) {
+        snprintf(err, err_len, "%s'%s' must be %s (%s)", where, key->name,
+                 key->type == LARS_SERVICE_SECONDS ? "a number of seconds" : "an integer",
+                 key->description);
+        return -EINVAL;
+    }
+    double value = number_of(s);
+    if (!isfinite(value) || value < key->min || value > key->max) {
+        snprintf(err, err_len, "%s'%s' = %.15g is out of range [%.15g, %.15g] (%s)", where,
+                 key->name, value, key->min, key->max, key->description);
+        return -EINVAL;
+    }
+    switch (key->type) {
+    case LARS_SERVICE_INT:
+        *(int *)key->dst = (int)value;
+        break;
+    case LARS_SERVICE_SIZE:
+        *(size_t *)key->dst = (size_t)value;
+        break;
+    default:
+        *(double *)key->dst = value;
+        break;
+    }
+    return 0;
+}
+
+int lars_service_config_read(config_t *cfg, const char *path, const struct lars_service_key *keys,
+                             char *err, size_t err_len)
+{
+    if (config_read_file(cfg, path) != CONFIG_TRUE) {
+        if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
+            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+        } else {
+            snprintf(err, err_len, "%s:%d: %s",
+                     config_error_file(cfg) ? config_error_file(cfg) : path, config_error_line(cfg),
+                     config_error_text(cfg));
+        }
+        return -EINVAL;
+    }
+    config_setting_t *root = config_root_setting(cfg);
+    int count = config_setting_length(root);
+    for (int i = 0; i < count; i++) {
+        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        const struct lars_service_key *key = find_key(keys, name ? name : "");
+        if (!key) {
+            char where[1200];
+            char known[512];
+            list_keys(keys, known, sizeof(known));
+            snprintf(err, err_len, "%sunknown setting '%s' (expected one of: %s)",
+                     lars_service_where(s, where, sizeof(where)), name ? name : "?", known);
+            return -EINVAL;
+        }
+        int rc = apply_key(key, s, err, err_len);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, socklen_t *len,
+                            char *err, size_t err_len)
+{
+    char host[256];
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || colon[1] == '\0') {
+        snprintf(err, err_len, "'%s' is not host:port (e.g. \"127.0.0.1:7778\")", text);
+        return -EINVAL;
+    }
+    const char *h = text;
+    size_t hlen = (size_t)(colon - text);
+    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(host)) {
+        snprintf(err, err_len, "'%s': bad host part", text);
+        return -EINVAL;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end != '\0' || port < 0 || port > 65535) {
+        snprintf(err, err_len, "'%s': port must be 0..65535", text);
+        return -EINVAL;
+    }
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, err_len, "'%s': cannot resolve '%s': %s", text, host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+void lars_service_log_limited(struct lars_log_limiter *limiter, int level, const char *who,
+                              const char *fmt, ...)
+{
+    int64_t suppressed = lars_log_limiter_allow(limiter, lars_clock_ms());
+    if (suppressed < 0) {
+        return;
+    }
+    char line[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed > 0) {
+        lars_log((enum lars_log_level)level, who, "%s (%lld similar lines suppressed)", line,
+                 (long long)suppressed);
+    } else {
+        lars_log((enum lars_log_level)level, who, "%s", line);
+    }
+}
+
+int lars_service_daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -errno;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    if (setsid() < 0) {
+        return -errno;
+    }
+    pid = fork();
+    if (pid < 0) {
+        return -errno;
+    }
+    if (pid > 0) {
+        _exit(0);
+    }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        /* stderr stays unless a log file is set: the logger may write there. */
+        if (null > STDERR_FILENO) {
+            close(null);
+        }
+    }
+    return chdir("/") < 0 ? -errno : 0;
+}
+
+struct lars_service_queue {
+    pthread_mutex_t lock;
+    struct lars_service_item *head;
+    struct lars_service_item *tail;
+    int efd;
+};
+
+struct lars_service_queue *lars_service_queue_create(void)
+{
+    struct lars_service_queue *queue = calloc(1, sizeof(*queue));
+    if (!queue) {
+        return NULL;
+    }
+    queue->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (queue->efd < 0) {
+        int saved = errno;
+        free(queue);
+        errno = saved;
+        return NULL;
+    }
+    pthread_mutex_init(&queue->lock, NULL);
+    return queue;
+}
+
+void lars_service_queue_destroy(struct lars_service_queue *queue,
+                                void (*free_item)(struct lars_service_item *))
+{
+    if (!queue) {
+        return;
+    }
+    struct lars_service_item *item = queue->head;
+    while (item) {
+        struct lars_service_item *next = item->next;
+        if (free_item) {
+            free_item(item);
+        }
+        item = next;
+    }
+    close(queue->efd);
+    pthread_mutex_destroy(&queue->lock);
+    free(queue);
+}
+
+int lars_service_queue_fd(const struct lars_service_queue *queue)
+{
+    return queue->efd;
+}
+
+void lars_service_queue_push(struct lars_service_queue *queue, struct lars_service_item *item)
+{
+    item->next = NULL;
+    pthread_mutex_lock(&queue->lock);
+    int was_empty = queue->head == NULL;
+    if (queue->tail) {
+        queue->tail->next = item;
+    } else {
+        queue->head = item;
+    }
+    queue->tail = item;
+    pthread_mutex_unlock(&queue->lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        /* Fails only when the counter is saturated: the consumer is awake. */
+        ssize_t ignored = write(queue->efd, &one, sizeof(one));
+        (void)ignored;
+    }
+}
+
+struct lars_service_item *lars_service_queue_take_all(struct lars_service_queue *queue)
+{
+    uint64_t count;
+    /* Clear the wake-up before taking: a push after the take writes again. */
+    ssize_t ignored = read(queue->efd, &count, sizeof(count));
+    (void)ignored;
+    pthread_mutex_lock(&queue->lock);
+    struct lars_service_item *items = queue->head;
+    queue->head = queue->tail = NULL;
+    pthread_mutex_unlock(&queue->lock);
+    return items;
+}

@@ -1,0 +1,37 @@
+/*
+ * reporter_config.h - lars-reporter's configuration file (libconfig):
+ *
+ *   listen = "127.0.0.1:7779";   threads = 2;   batch_max = 1000;
+ *   queue_max = 100000;   max_frame = 65527;
+ *   log_level = "info";   log_file = "-";
+ *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
+ *
+ * Threads: main only, before any other thread starts.
+ */
+#ifndef LARS_REPORTER_CONFIG_H
+#define LARS_REPORTER_CONFIG_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "store.h"
+
+struct lars_reporter_config {
+    char listen[256];
+    struct sockaddr_storage listen_addr; /* listen, resolved */
+    socklen_t listen_addr_len;
+    int threads;      /* store writer threads, each with its own connection */
+    size_t batch_max; /* rows per transaction at most */
+    size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
+    size_t max_frame; /* largest accepted body, bytes */
+    int log_level;    /* enum lars_log_level */
+    char log_file[1024];
+    struct lars_store_settings store;
+};
+
+/* Defaults, then the file. Returns 0 or -EINVAL with "file:line: message"
+ * in err. */
+int lars_reporter_config_load(const char *path, struct lars_reporter_config *out, char *err,
+                              size_t err_len);
+
+#endif /* LARS_REPORTER_CONFIG_H */

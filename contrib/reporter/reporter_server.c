@@ -1,0 +1,319 @@
+/*
+ * reporter_server.c - listener, connections and report decoding, all in
+ * the main thread's event_base.
+ */
+#include "reporter_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "service.h"
+#include "wire.h"
+
+#define WHO "reporter"
+
+struct conn {
+    struct lars_reporter_server *server;
+    struct bufferevent *bev;
+    struct conn *prev;
+    struct conn *next;
+    char peer[64];
+};
+
+struct lars_reporter_server {
+    const struct lars_reporter_config *cfg;
+    struct event_base *base;
+    struct lars_store_writer *writer;
+    struct evconnlistener *listener;
+    struct event *resume_ev;
+    struct conn *conns;
+    struct lars_store_status *rows; /* conversion scratch, grown as needed */
+    size_t rows_cap;
+    struct lars_reporter_stats stats;
+    struct lars_log_limiter bad_log;
+    struct lars_log_limiter sys_log;
+};
+
+static void conn_close(struct conn *c)
+{
+    struct lars_reporter_server *s = c->server;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        s->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    bufferevent_free(c->bev);
+    s->stats.open--;
+    free(c);
+}
+
+static void bad_frame(struct conn *c, const char *why)
+{
+    struct lars_reporter_server *s = c->server;
+    s->stats.bad_frames++;
+    lars_service_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
+                             "closing connection from %s: %s (expected ReportStatusRequest "
+                             "frames)",
+                             c->peer, why);
+    conn_close(c);
+}
+
+/* Converts and submits one report. Returns 0, or -1 when c was closed. */
+static int handle_frame(struct conn *c, const struct lars_frame *frame)
+{
+    struct lars_reporter_server *s = c->server;
+    if (frame->msgid != LARS__MESSAGE_ID__ID_ReportStatusRequest) {
+        char why[64];
+        snprintf(why, sizeof(why), "unexpected message id %u", (unsigned)frame->msgid);
+        bad_frame(c, why);
+        return -1;
+    }
+    Lars__ReportStatusRequest *req = (Lars__ReportStatusRequest *)lars_wire_decode(
+        &lars__report_status_request__descriptor, frame, NULL);
+    if (!req) {
+        bad_frame(c, lars_wire_status_name(LARS_WIRE_BAD_BODY));
+        return -1;
+    }
+    s->stats.reports++;
+    if (req->n_results > s->rows_cap) {
+        struct lars_store_status *bigger = realloc(s->rows, req->n_results * sizeof(*bigger));
+        if (!bigger) {
+            lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
+                                     "out of memory converting a report of %zu nodes from %s: "
+                                     "dropped",
+                                     req->n_results, c->peer);
+            protobuf_c_message_free_unpacked(&req->base, NULL);
+            return 0;
+        }
+        s->rows = bigger;
+        s->rows_cap = req->n_results;
+    }
+    /* The original agent sends ts = 0 never, but an agent with a broken
+     * clock might: store the arrival time then, so the row is not ancient. */
+    uint32_t ts = req->ts ? req->ts : lars_clock_unix();
+    size_t n = 0;
+    for (size_t i = 0; i < req->n_results; i++) {
+        const Lars__HostCallResult *r = req->results[i];
+        if (r->port < 0 || r->port > 65535) {
+            s->stats.bad_rows++;
+            continue;
+        }
+        s->rows[n++] = (struct lars_store_status){
+            .modid = req->modid,
+            .cmdid = req->cmdid,
+            .ip = lars_wire_ip_from_wire(r->ip),
+            .port = (uint16_t)r->port,
+            .caller = lars_wire_ip_from_wire(req->caller),
+            .succ = r->succ,
+            .err = r->err,
+            .ts = ts,
+            .overload = r->overload != 0,
+        };
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    s->stats.rows += n;
+    lars_store_writer_submit(s->writer, s->rows, n);
+    return 0;
+}
+
+static void conn_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t max_body = c->server->cfg->max_frame;
+
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < LARS_WIRE_HEADER_SIZE) {
+            return;
+        }
+        uint8_t header[LARS_WIRE_HEADER_SIZE];
+        struct lars_frame frame;
+        evbuffer_copyout(in, header, sizeof(header));
+        enum lars_wire_status st = lars_wire_parse_stream(header, sizeof(header), max_body, &frame);
+        if (st < 0) {
+            bad_frame(c, lars_wire_status_name(st));
+            return;
+        }
+        size_t total = LARS_WIRE_HEADER_SIZE + frame.body_len;
+        if (avail < total) {
+            return;
+        }
+        uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)total);
+        if (!buf || lars_wire_parse_stream(buf, total, max_body, &frame) != LARS_WIRE_OK) {
+            bad_frame(c, "cannot reassemble frame");
+            return;
+        }
+        if (handle_frame(c, &frame) < 0) {
+            return;
+        }
+        evbuffer_drain(in, total);
+    }
+}
+
+static void conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct conn *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        LARS_DEBUG(WHO, "connection from %s closed", c->peer);
+        conn_close(c);
+    }
+}
+
+static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%u", host, port);
+}
+
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    (void)listener;
+    (void)salen;
+    struct lars_reporter_server *s = arg;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        goto nomem;
+    }
+    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        close(fd);
+        free(c);
+        goto nomem;
+    }
+    c->server = s;
+    format_peer(sa, c->peer, sizeof(c->peer));
+    bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
+    bufferevent_enable(c->bev, EV_READ);
+    c->next = s->conns;
+    if (s->conns) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->stats.accepted++;
+    s->stats.open++;
+    LARS_DEBUG(WHO, "connection from %s", c->peer);
+    return;
+
+nomem:
+    lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
+                             "out of memory: refused a connection");
+}
+
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    struct lars_reporter_server *s = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
+                             "accept failed: %s; pausing 1 s (raise LimitNOFILE / ulimit -n if "
+                             "it is EMFILE)",
+                             evutil_socket_error_to_string(err));
+    /* Without a pause an fd shortage turns into a busy loop. */
+    evconnlistener_disable(listener);
+    struct timeval one_second = {1, 0};
+    event_add(s->resume_ev, &one_second);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct lars_reporter_server *s = arg;
+    evconnlistener_enable(s->listener);
+}
+
+struct lars_reporter_server *lars_reporter_server_create(const struct lars_reporter_config *cfg,
+                                                         struct event_base *base,
+                                                         struct lars_store_writer *writer,
+                                                         char *err, size_t err_len)
+{
+    struct lars_reporter_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    s->cfg = cfg;
+    s->base = base;
+    s->writer = writer;
+    s->bad_log.interval_ms = 10000;
+    s->sys_log.interval_ms = 10000;
+    s->resume_ev = evtimer_new(base, on_resume, s);
+    if (!s->resume_ev) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    s->listener = evconnlistener_new_bind(
+        base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 1024,
+        (const struct sockaddr *)&cfg->listen_addr, (int)cfg->listen_addr_len);
+    if (!s->listener) {
+        snprintf(err, err_len,
+                 "cannot listen on %s: %s (another lars-reporter running? change 'listen')",
+                 cfg->listen, strerror(errno));
+        goto fail;
+    }
+    evconnlistener_set_error_cb(s->listener, on_accept_error);
+    return s;
+
+fail:
+    lars_reporter_server_destroy(s);
+    return NULL;
+}
+
+void lars_reporter_server_stats(const struct lars_reporter_server *server,
+                                struct lars_reporter_stats *out)
+{
+    *out = server->stats;
+}
+
+void lars_reporter_server_stop(struct lars_reporter_server *server)
+{
+    if (server->listener) {
+        evconnlistener_free(server->listener);
+        server->listener = NULL;
+    }
+    if (server->resume_ev) {
+        event_del(server->resume_ev);
+    }
+    while (server->conns) {
+        conn_close(server->conns);
+    }
+}
+
+void lars_reporter_server_destroy(struct lars_reporter_server *server)
+{
+    if (!server) {
+        return;
+    }
+    lars_reporter_server_stop(server);
+    if (server->resume_ev) {
+        event_free(server->resume_ev);
+    }
+    free(server->rows);
+    free(server);
+}

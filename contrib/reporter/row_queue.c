@@ -1,0 +1,141 @@
+/*
+ * row_queue.c - ring buffer + mutex + condition variable. The writer blocks
+ * in take() between batches, so a condvar (not an eventfd) is the natural
+ * wake-up; the producer holds the lock only for a memcpy.
+ */
+#include "row_queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct lars_row_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct lars_store_status *ring;
+    size_t cap;
+    size_t head; /* oldest row */
+    size_t n;
+    uint64_t dropped;
+    bool closed;
+};
+
+struct lars_row_queue *lars_row_queue_create(size_t cap)
+{
+    struct lars_row_queue *queue = calloc(1, sizeof(*queue));
+    if (!queue) {
+        return NULL;
+    }
+    queue->ring = malloc(cap * sizeof(*queue->ring));
+    if (!queue->ring) {
+        free(queue);
+        return NULL;
+    }
+    queue->cap = cap;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    /* Backoff sleeps must not stretch when the wall clock jumps. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&queue->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&queue->lock, NULL);
+    return queue;
+}
+
+void lars_row_queue_destroy(struct lars_row_queue *queue)
+{
+    if (!queue) {
+        return;
+    }
+    pthread_cond_destroy(&queue->cond);
+    pthread_mutex_destroy(&queue->lock);
+    free(queue->ring);
+    free(queue);
+}
+
+size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store_status *rows,
+                           size_t n)
+{
+    size_t dropped = 0;
+    if (n > queue->cap) {
+        /* Only the newest cap rows can survive this push anyway. */
+        dropped += n - queue->cap;
+        rows += n - queue->cap;
+        n = queue->cap;
+    }
+    pthread_mutex_lock(&queue->lock);
+    if (queue->closed) {
+        pthread_mutex_unlock(&queue->lock);
+        return dropped + n;
+    }
+    if (queue->n + n > queue->cap) {
+        size_t excess = queue->n + n - queue->cap;
+        queue->head = (queue->head + excess) % queue->cap;
+        queue->n -= excess;
+        dropped += excess;
+    }
+    size_t tail = (queue->head + queue->n) % queue->cap;
+    size_t first = queue->cap - tail < n ? queue->cap - tail : n;
+    memcpy(&queue->ring[tail], rows, first * sizeof(*rows));
+    memcpy(&queue->ring[0], rows + first, (n - first) * sizeof(*rows));
+    queue->n += n;
+    queue->dropped += dropped;
+    pthread_cond_signal(&queue->cond);
+    pthread_mutex_unlock(&queue->lock);
+    return dropped;
+}
+
+size_t lars_row_queue_take(struct lars_row_queue *queue, struct lars_store_status *out, size_t max)
+{
+    pthread_mutex_lock(&queue->lock);
+    while (queue->n == 0 && !queue->closed) {
+        pthread_cond_wait(&queue->cond, &queue->lock);
+    }
+    size_t n = queue->n < max ? queue->n : max;
+    size_t first = queue->cap - queue->head < n ? queue->cap - queue->head : n;
+    memcpy(out, &queue->ring[queue->head], first * sizeof(*out));
+    memcpy(out + first, &queue->ring[0], (n - first) * sizeof(*out));
+    queue->head = (queue->head + n) % queue->cap;
+    queue->n -= n;
+    pthread_mutex_unlock(&queue->lock);
+    return n;
+}
+
+bool lars_row_queue_wait_closed(struct lars_row_queue *queue, uint64_t ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)(ms / 1000);
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&queue->lock);
+    while (!queue->closed) {
+        if (pthread_cond_timedwait(&queue->cond, &queue->lock, &deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool closed = queue->closed;
+    pthread_mutex_unlock(&queue->lock);
+    return closed;
+}
+
+void lars_row_queue_close(struct lars_row_queue *queue)
+{
+    pthread_mutex_lock(&queue->lock);
+    queue->closed = true;
+    pthread_cond_broadcast(&queue->cond);
+    pthread_mutex_unlock(&queue->lock);
+}
+
+void lars_row_queue_stats(struct lars_row_queue *queue, size_t *depth, uint64_t *dropped)
+{
+    pthread_mutex_lock(&queue->lock);
+    *depth = queue->n;
+    *dropped = queue->dropped;
+    pthread_mutex_unlock(&queue->lock);
+}

@@ -1,0 +1,46 @@
+/*
+ * row_queue.h - a bounded FIFO of ServerCallStatus rows between the I/O
+ * thread (producer) and one store writer (consumer).
+ *
+ * When full, a push drops the oldest rows (statistics are periodic: the
+ * newest report of a node supersedes the old one) and counts them, so
+ * memory stays bounded whatever the database does.
+ *
+ * Threads: push/close/stats from any thread, take/wait by the consumer.
+ * Rows are copied in and out; the queue owns its ring.
+ */
+#ifndef LARS_ROW_QUEUE_H
+#define LARS_ROW_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct lars_row_queue;
+
+/* NULL on allocation failure. cap >= 1. */
+struct lars_row_queue *lars_row_queue_create(size_t cap);
+/* NULL-safe; no thread may use it any more. */
+void lars_row_queue_destroy(struct lars_row_queue *queue);
+
+/* Appends rows (dropping the oldest beyond cap). Returns the number of rows
+ * dropped by this push. */
+size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store_status *rows,
+                           size_t n);
+
+/* Waits until rows are queued or the queue is closed, then moves up to max
+ * rows into out. Returns the count; 0 only when closed and empty. */
+size_t lars_row_queue_take(struct lars_row_queue *queue, struct lars_store_status *out, size_t max);
+
+/* Sleeps up to ms milliseconds, returning early (true) when closed. */
+bool lars_row_queue_wait_closed(struct lars_row_queue *queue, uint64_t ms);
+
+/* No more pushes; wakes the consumer, which drains what is left. */
+void lars_row_queue_close(struct lars_row_queue *queue);
+
+/* Queued rows now, and rows dropped since creation. */
+void lars_row_queue_stats(struct lars_row_queue *queue, size_t *depth, uint64_t *dropped);
+
+#endif /* LARS_ROW_QUEUE_H */

@@ -1,0 +1,273 @@
+/*
+ * store_writer.c - store threads: take a batch, write it in one transaction,
+ * back off and retry on failure. Nothing here touches libevent.
+ */
+#include "store_writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "row_queue.h"
+#include "service.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+
+struct writer {
+    struct lars_store_writer *pool;
+    int index;
+    char name[32];
+    pthread_t thread;
+    int started;
+    struct lars_row_queue *queue;
+    struct lars_store *store;
+    struct lars_store_status *batch;
+    struct lars_log_limiter fail_log;
+    int failing;
+};
+
+struct lars_store_writer {
+    const struct lars_reporter_config *cfg;
+    struct writer *writers;
+    int n;
+    atomic_uint_fast64_t stored;
+    atomic_uint_fast64_t transactions;
+    atomic_uint_fast64_t failures;
+    atomic_uint_fast64_t dropped_at_stop;
+    /* Submit scratch: rows regrouped per shard (submitting thread only). */
+    struct lars_store_status *scratch;
+    size_t scratch_cap;
+    size_t *shard_count;
+};
+
+static uint32_t shard_of(const struct lars_store_status *row, int n)
+{
+    /* FNV-1a over the key fields: the same node always lands on the same
+     * writer, so its rows are never stored out of order. */
+    uint32_t h = 2166136261u;
+    const uint32_t parts[5] = {(uint32_t)row->modid, (uint32_t)row->cmdid, row->ip, row->port,
+                               row->caller};
+    for (size_t i = 0; i < 5; i++) {
+        for (int b = 0; b < 32; b += 8) {
+            h ^= (parts[i] >> b) & 0xffu;
+            h *= 16777619u;
+        }
+    }
+    return h % (uint32_t)n;
+}
+
+static void write_failed(struct writer *w, const char *what, const char *why, uint64_t backoff)
+{
+    atomic_fetch_add_explicit(&w->pool->failures, 1, memory_order_relaxed);
+    w->failing = 1;
+    size_t depth;
+    uint64_t dropped;
+    lars_row_queue_stats(w->queue, &depth, &dropped);
+    lars_service_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
+                             "%s: %s; retrying in %llu ms (%zu rows waiting, %llu dropped so far; "
+                             "check the database and the store settings)",
+                             what, why, (unsigned long long)backoff, depth,
+                             (unsigned long long)dropped);
+    lars_store_close(w->store);
+    w->store = NULL;
+}
+
+/* Writes one batch, retrying until it is stored or the pool stops.
+ * Returns 0 when stored, -1 when given up (stopping). */
+static int write_batch(struct writer *w, size_t n)
+{
+    uint64_t backoff = BACKOFF_MIN_MS;
+    for (;;) {
+        char err[1024];
+        if (!w->store) {
+            w->store = lars_store_open(&w->pool->cfg->store, err, sizeof(err));
+            if (!w->store) {
+                write_failed(w, "cannot open the store", err, backoff);
+                goto retry;
+            }
+        }
+        if (lars_store_put_status(w->store, w->batch, n) == 0) {
+            atomic_fetch_add_explicit(&w->pool->stored, n, memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->pool->transactions, 1, memory_order_relaxed);
+            if (w->failing) {
+                LARS_INFO(w->name, "storing statistics again");
+                w->failing = 0;
+            }
+            return 0;
+        }
+        snprintf(err, sizeof(err), "%s", lars_store_error(w->store));
+        write_failed(w, "cannot store statistics", err, backoff);
+    retry:
+        /* The wait returns at once when stopping: one attempt per batch then. */
+        if (lars_row_queue_wait_closed(w->queue, backoff)) {
+            return -1;
+        }
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    size_t n;
+    while ((n = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max)) > 0) {
+        if (write_batch(w, n) < 0) {
+            /* Stopping with a failing database: count what cannot be stored. */
+            uint64_t lost = n;
+            while ((n = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max)) > 0) {
+                lost += n;
+            }
+            atomic_fetch_add_explicit(&w->pool->dropped_at_stop, lost, memory_order_relaxed);
+            LARS_ERROR(w->name, "stopping: %llu rows could not be stored",
+                       (unsigned long long)lost);
+            break;
+        }
+    }
+    lars_store_close(w->store);
+    w->store = NULL;
+    return NULL;
+}
+
+struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_config *cfg, char *err,
+                                                  size_t err_len)
+{
+    struct lars_store_writer *pool = calloc(1, sizeof(*pool));
+    if (!pool) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    pool->cfg = cfg;
+    pool->writers = calloc((size_t)cfg->threads, sizeof(*pool->writers));
+    pool->shard_count = calloc((size_t)cfg->threads, sizeof(*pool->shard_count));
+    if (!pool->writers || !pool->shard_count) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    size_t per_queue = cfg->queue_max / (size_t)cfg->threads;
+    for (int i = 0; i < cfg->threads; i++) {
+        struct writer *w = &pool->writers[i];
+        pool->n = i + 1; /* so fail: cleans this one too */
+        w->pool = pool;
+        w->index = i;
+        snprintf(w->name, sizeof(w->name), "store writer %d", i);
+        w->fail_log.interval_ms = 30000;
+        w->queue = lars_row_queue_create(per_queue);
+        w->batch = malloc(cfg->batch_max * sizeof(*w->batch));
+        if (!w->queue || !w->batch) {
+            snprintf(err, err_len, "out of memory for %zu queued rows", per_queue);
+            goto fail;
+        }
+        int rc = pthread_create(&w->thread, NULL, writer_main, w);
+        if (rc != 0) {
+            snprintf(err, err_len, "cannot start %s: %s", w->name, strerror(rc));
+            goto fail;
+        }
+        w->started = 1;
+    }
+    return pool;
+
+fail:
+    lars_store_writer_destroy(pool);
+    return NULL;
+}
+
+void lars_store_writer_submit(struct lars_store_writer *writer,
+                              const struct lars_store_status *rows, size_t n)
+{
+    if (writer->n == 1 || n == 0) {
+        lars_row_queue_push(writer->writers[0].queue, rows, n);
+        return;
+    }
+    if (n > writer->scratch_cap) {
+        struct lars_store_status *bigger = realloc(writer->scratch, n * sizeof(*bigger));
+        if (!bigger) {
+            /* Row by row: slower, but nothing is lost for want of scratch. */
+            for (size_t i = 0; i < n; i++) {
+                lars_row_queue_push(writer->writers[shard_of(&rows[i], writer->n)].queue, &rows[i],
+                                    1);
+            }
+            return;
+        }
+        writer->scratch = bigger;
+        writer->scratch_cap = n;
+    }
+    /* Counting sort by shard, then one push (one lock) per shard. */
+    memset(writer->shard_count, 0, (size_t)writer->n * sizeof(*writer->shard_count));
+    for (size_t i = 0; i < n; i++) {
+        writer->shard_count[shard_of(&rows[i], writer->n)]++;
+    }
+    size_t start = 0;
+    for (int s = 0; s < writer->n; s++) {
+        size_t count = writer->shard_count[s];
+        writer->shard_count[s] = start;
+        start += count;
+    }
+    for (size_t i = 0; i < n; i++) {
+        writer->scratch[writer->shard_count[shard_of(&rows[i], writer->n)]++] = rows[i];
+    }
+    start = 0;
+    for (int s = 0; s < writer->n; s++) {
+        size_t end = writer->shard_count[s];
+        if (end > start) {
+            lars_row_queue_push(writer->writers[s].queue, &writer->scratch[start], end - start);
+        }
+        start = end;
+    }
+}
+
+void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store_writer_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->stored = atomic_load_explicit(&writer->stored, memory_order_relaxed);
+    out->transactions = atomic_load_explicit(&writer->transactions, memory_order_relaxed);
+    out->failures = atomic_load_explicit(&writer->failures, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&writer->dropped_at_stop, memory_order_relaxed);
+    for (int i = 0; i < writer->n; i++) {
+        size_t depth = 0;
+        uint64_t dropped = 0;
+        if (writer->writers[i].queue) {
+            lars_row_queue_stats(writer->writers[i].queue, &depth, &dropped);
+        }
+        out->queued += depth;
+        out->dropped += dropped;
+    }
+}
+
+void lars_store_writer_stop(struct lars_store_writer *writer)
+{
+    for (int i = 0; i < writer->n; i++) {
+        if (writer->writers[i].queue) {
+            lars_row_queue_close(writer->writers[i].queue);
+        }
+    }
+    for (int i = 0; i < writer->n; i++) {
+        struct writer *w = &writer->writers[i];
+        if (w->started) {
+            pthread_join(w->thread, NULL);
+            w->started = 0;
+        }
+    }
+}
+
+void lars_store_writer_destroy(struct lars_store_writer *writer)
+{
+    if (!writer) {
+        return;
+    }
+    if (writer->writers) {
+        lars_store_writer_stop(writer);
+        for (int i = 0; i < writer->n; i++) {
+            lars_row_queue_destroy(writer->writers[i].queue);
+            free(writer->writers[i].batch);
+        }
+    }
+    free(writer->writers);
+    free(writer->shard_count);
+    free(writer->scratch);
+    free(writer);
+}

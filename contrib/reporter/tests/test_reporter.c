@@ -1,0 +1,490 @@
+/*
+ * test_reporter.c - lars-reporter as a real process on 127.0.0.1 against a
+ * real store, fed through plain TCP sockets; rows checked with
+ * lars_store_list_status.
+ *
+ *   test_reporter sqlite | mysql
+ *
+ * The mysql variant needs LARS_TEST_MYSQL_* (contrib/ci/mariadb.sh start
+ * prints them) and exits 77 (ctest: skipped) with a message without them.
+ * Prints the measured ingest rate (rows stored per second).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "store.h"
+#include "wire.h"
+
+static struct {
+    const char *backend;
+    char dir[256];
+    char conf[512];
+    char log[512];
+    uint16_t port;
+    pid_t pid;
+    struct lars_store_settings settings;
+    struct lars_store *store;
+} ctx;
+
+static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    return a << 24 | b << 16 | c << 8 | d;
+}
+
+struct result {
+    uint32_t ip;
+    int port;
+    uint32_t succ;
+    uint32_t err;
+    bool overload;
+};
+
+/* Encodes a ReportStatusRequest frame into buf; returns its size. */
+static size_t encode_report(uint8_t *buf, size_t cap, int32_t modid, int32_t cmdid, uint32_t caller,
+                            uint32_t ts, const struct result *results, size_t n)
+{
+    Lars__ReportStatusRequest req = LARS__REPORT_STATUS_REQUEST__INIT;
+    Lars__HostCallResult *items = calloc(n ? n : 1, sizeof(*items));
+    Lars__HostCallResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    assert_non_null(items);
+    assert_non_null(ptrs);
+    for (size_t i = 0; i < n; i++) {
+        lars__host_call_result__init(&items[i]);
+        items[i].ip = lars_wire_ip_to_wire(results[i].ip);
+        items[i].port = results[i].port;
+        items[i].succ = results[i].succ;
+        items[i].err = results[i].err;
+        items[i].overload = results[i].overload;
+        ptrs[i] = &items[i];
+    }
+    req.modid = modid;
+    req.cmdid = cmdid;
+    req.caller = lars_wire_ip_to_wire(caller);
+    req.ts = ts;
+    req.n_results = n;
+    req.results = ptrs;
+    size_t len = lars_wire_encode(LARS__MESSAGE_ID__ID_ReportStatusRequest, &req.base, buf, cap);
+    free(items);
+    free(ptrs);
+    assert_true(len > 0);
+    return len;
+}
+
+static void send_report(int fd, int32_t modid, int32_t cmdid, uint32_t caller, uint32_t ts,
+                        const struct result *results, size_t n)
+{
+    size_t cap = 64 + n * 40;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t len = encode_report(buf, cap, modid, cmdid, caller, ts, results, n);
+    assert_int_equal(lt_send(fd, buf, len), 0);
+    free(buf);
+}
+
+/* Rows of modid (all of them when modid < 0) now in the store. */
+static size_t rows_of(int32_t modid, struct lars_store_status *out, size_t cap)
+{
+    struct lars_store_status *rows = NULL;
+    size_t n = 0;
+    if (lars_store_list_status(ctx.store, &rows, &n) < 0) {
+        fail_msg("list_status: %s", lars_store_error(ctx.store));
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (modid < 0 || rows[i].modid == modid) {
+            if (count < cap) {
+                out[count] = rows[i];
+            }
+            count++;
+        }
+    }
+    free(rows);
+    return count;
+}
+
+/* Polls until modid has want rows (and, when pred is given, pred holds). */
+static size_t wait_rows(int32_t modid, size_t want, struct lars_store_status *out, size_t cap,
+                        unsigned timeout_ms, bool (*pred)(const struct lars_store_status *, size_t))
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    size_t n;
+    do {
+        n = rows_of(modid, out, cap);
+        if (n == want && (!pred || pred(out, n))) {
+            return n;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return n;
+}
+
+static const struct lars_store_status *find(const struct lars_store_status *rows, size_t n,
+                                            uint32_t ip, uint16_t port)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].ip == ip && rows[i].port == port) {
+            return &rows[i];
+        }
+    }
+    return NULL;
+}
+
+static void write_conf(const char *path, uint16_t port, const struct lars_store_settings *st,
+                       const char *extra)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "# written by test_reporter\n"
+            "listen = \"127.0.0.1:%u\";\n"
+            "threads = 2;\n"
+            "batch_max = 1000;\n"
+            "queue_max = 200000;\n"
+            "log_level = \"info\";\n%s",
+            port, extra ? extra : "");
+    lt_write_store_section(f, st);
+    fclose(f);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    char why[512];
+    lt_tempdir(ctx.dir, sizeof(ctx.dir), "test_reporter");
+    if (lt_store_settings(ctx.backend, ctx.dir, "reporter", &ctx.settings, why, sizeof(why)) != 0) {
+        fprintf(stderr, "%s\n", why);
+        return -1;
+    }
+    char err[1024];
+    ctx.store = lars_store_open(&ctx.settings, err, sizeof(err));
+    if (!ctx.store) {
+        fprintf(stderr, "store open: %s\n", err);
+        return -1;
+    }
+    ctx.port = lt_free_port();
+    snprintf(ctx.conf, sizeof(ctx.conf), "%s/lars-reporter.conf", ctx.dir);
+    snprintf(ctx.log, sizeof(ctx.log), "%s/lars-reporter.log", ctx.dir);
+    write_conf(ctx.conf, ctx.port, &ctx.settings, NULL);
+    ctx.pid = lt_spawn(LARS_REPORTER_BIN, ctx.conf, ctx.log);
+    int fd = lt_connect_wait(ctx.port, 10000);
+    if (fd < 0) {
+        fprintf(stderr, "lars-reporter did not start listening; log %s\n", ctx.log);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (ctx.pid > 0 && lt_alive(ctx.pid)) {
+        lt_stop(ctx.pid, 10000);
+    }
+    lars_store_close(ctx.store);
+    if (getenv("LARS_TEST_KEEP")) {
+        fprintf(stderr, "kept %s\n", ctx.dir);
+    } else {
+        lt_rmdir(ctx.dir);
+    }
+    lt_store_cleanup(&ctx.settings);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void t_rows_stored(void **state)
+{
+    (void)state;
+    int fd = lt_connect(ctx.port);
+    assert_true(fd >= 0);
+    const struct result results[] = {
+        {ip4(192, 168, 0, 1), 80, 10, 2, false}, /* negative int32 on the wire */
+        {ip4(10, 0, 0, 2), 81, 0, 5, true},
+    };
+    send_report(fd, 100, 1, ip4(10, 1, 1, 1), 1700000000u, results, 2);
+    struct lars_store_status rows[8];
+    size_t n = wait_rows(100, 2, rows, 8, 5000, NULL);
+    assert_int_equal(n, 2);
+    const struct lars_store_status *a = find(rows, n, ip4(192, 168, 0, 1), 80);
+    const struct lars_store_status *b = find(rows, n, ip4(10, 0, 0, 2), 81);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->cmdid, 1);
+    assert_int_equal(a->caller, ip4(10, 1, 1, 1));
+    assert_int_equal(a->succ, 10);
+    assert_int_equal(a->err, 2);
+    assert_int_equal(a->ts, 1700000000u);
+    assert_false(a->overload);
+    assert_int_equal(b->succ, 0);
+    assert_int_equal(b->err, 5);
+    assert_true(b->overload);
+    close(fd);
+}
+
+static bool upserted(const struct lars_store_status *rows, size_t n)
+{
+    return n == 1 && rows[0].succ == 20 && rows[0].err == 1 && rows[0].ts == 1700000100u;
+}
+
+static void t_upsert(void **state)
+{
+    (void)state;
+    int fd = lt_connect(ctx.port);
+    const struct result first = {ip4(10, 0, 0, 9), 90, 5, 5, true};
+    const struct result second = {ip4(10, 0, 0, 9), 90, 20, 1, false};
+    send_report(fd, 101, 1, ip4(10, 1, 1, 1), 1700000000u, &first, 1);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(101, 1, rows, 4, 5000, NULL), 1);
+    send_report(fd, 101, 1, ip4(10, 1, 1, 1), 1700000100u, &second, 1);
+    size_t n = wait_rows(101, 1, rows, 4, 5000, upserted);
+    assert_int_equal(n, 1);
+    assert_true(upserted(rows, n));
+    assert_false(rows[0].overload);
+    close(fd);
+}
+
+static void t_pipelined_and_split(void **state)
+{
+    (void)state;
+    /* 50 reports in one buffer, sent in 7-byte pieces. */
+    uint8_t *buf = malloc(50 * 200);
+    size_t used = 0;
+    for (unsigned i = 0; i < 50; i++) {
+        struct result r = {ip4(10, 2, 0, i), 1000 + (int)i, i, 0, false};
+        used += encode_report(buf + used, 50 * 200 - used, 102, 1, ip4(10, 1, 1, 2), 1, &r, 1);
+    }
+    int fd = lt_connect(ctx.port);
+    for (size_t off = 0; off < used; off += 7) {
+        assert_int_equal(lt_send(fd, buf + off, used - off < 7 ? used - off : 7), 0);
+    }
+    free(buf);
+    struct lars_store_status rows[64];
+    assert_int_equal(wait_rows(102, 50, rows, 64, 5000, NULL), 50);
+    close(fd);
+}
+
+static void expect_closed(const uint8_t *bytes, size_t len, const char *what)
+{
+    int fd = lt_connect(ctx.port);
+    assert_true(fd >= 0);
+    assert_int_equal(lt_send(fd, bytes, len), 0);
+    if (!lt_wait_closed(fd, 3000)) {
+        fail_msg("lars-reporter kept a connection open after %s", what);
+    }
+    close(fd);
+}
+
+static void t_garbage(void **state)
+{
+    (void)state;
+    const uint8_t huge[8] = {3, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f};
+    const uint8_t negative[8] = {3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};
+    const uint8_t unknown[8] = {42, 0, 0, 0, 0, 0, 0, 0};
+    const uint8_t route_req[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    const uint8_t bad_body[12] = {3, 0, 0, 0, 4, 0, 0, 0, 0x22, 0x10, 0xff, 0xff};
+    expect_closed(huge, sizeof(huge), "a 2 GB length");
+    expect_closed(negative, sizeof(negative), "a negative length");
+    expect_closed(unknown, sizeof(unknown), "an unknown message id");
+    expect_closed(route_req, sizeof(route_req), "a GetRouteRequest");
+    expect_closed(bad_body, sizeof(bad_body), "a body that does not decode");
+
+    /* Cut at every byte, then closed. */
+    uint8_t frame[256];
+    struct result r = {ip4(10, 3, 0, 1), 80, 1, 1, false};
+    size_t len = encode_report(frame, sizeof(frame), 103, 1, ip4(10, 1, 1, 3), 1, &r, 1);
+    for (size_t cut = 1; cut < len; cut++) {
+        int fd = lt_connect(ctx.port);
+        assert_int_equal(lt_send(fd, frame, cut), 0);
+        close(fd);
+    }
+    srand(11);
+    for (int round = 0; round < 50; round++) {
+        uint8_t junk[300];
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            junk[i] = (uint8_t)rand();
+        }
+        int fd = lt_connect(ctx.port);
+        lt_send(fd, junk, (size_t)(rand() % (int)sizeof(junk)) + 1);
+        close(fd);
+    }
+    /* An empty report is valid and stores nothing; a whole one is stored. */
+    int fd = lt_connect(ctx.port);
+    const uint8_t empty[8] = {3, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(lt_send(fd, empty, sizeof(empty)), 0);
+    assert_int_equal(lt_send(fd, frame, len), 0);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(103, 1, rows, 4, 5000, NULL), 1);
+    close(fd);
+    assert_true(lt_alive(ctx.pid));
+    assert_true(lt_grep(ctx.log, "closing connection from") >= 1);
+}
+
+static void t_ingest_rate(void **state)
+{
+    (void)state;
+    /* 4 agents x 100 modules x 100 nodes = 40000 distinct rows. */
+    enum { AGENTS = 4, MODULES = 100, NODES = 100 };
+    const size_t total = (size_t)AGENTS * MODULES * NODES;
+    size_t before = rows_of(-1, NULL, 0);
+    int fds[AGENTS];
+    struct result results[NODES];
+    uint8_t *buf = malloc((size_t)MODULES * (64 + NODES * 40));
+    assert_non_null(buf);
+    uint64_t t0 = lt_now_ms();
+    for (int a = 0; a < AGENTS; a++) {
+        fds[a] = lt_connect(ctx.port);
+        assert_true(fds[a] >= 0);
+        size_t used = 0;
+        for (int m = 0; m < MODULES; m++) {
+            for (int i = 0; i < NODES; i++) {
+                results[i] =
+                    (struct result){ip4(10, 9, (unsigned)m, (unsigned)i), 7000, 100, 1, false};
+            }
+            used += encode_report(buf + used, (size_t)MODULES * (64 + NODES * 40) - used, 200 + m,
+                                  1, ip4(10, 8, 0, (unsigned)a + 1), 1700000000u, results, NODES);
+        }
+        assert_int_equal(lt_send(fds[a], buf, used), 0);
+    }
+    free(buf);
+    uint64_t sent = lt_now_ms();
+    size_t n;
+    do {
+        lt_sleep_ms(100);
+        n = rows_of(-1, NULL, 0) - before;
+    } while (n < total && lt_now_ms() - t0 < 120000);
+    uint64_t done = lt_now_ms();
+    assert_int_equal(n, total);
+    double secs = (double)(done - t0) / 1000.0;
+    print_message("reporter ingest (%s, 2 writers, batch_max 1000): %zu rows in %.2f s = %.0f "
+                  "rows/s (sending took %llu ms; includes polling granularity of 100 ms)\n",
+                  ctx.backend, total, secs, (double)total / secs, (unsigned long long)(sent - t0));
+    for (int a = 0; a < AGENTS; a++) {
+        close(fds[a]);
+    }
+}
+
+static void t_clean_stop(void **state)
+{
+    (void)state;
+    assert_int_equal(lt_stop(ctx.pid, 10000), 0);
+    ctx.pid = 0;
+    assert_true(lt_grep(ctx.log, "stopped") >= 1);
+}
+
+/* ---- tests with their own process ---- */
+
+static void t_check_config(void **state)
+{
+    (void)state;
+    char out[4096];
+    char path[600];
+    snprintf(path, sizeof(path), "%s/check.conf", ctx.dir);
+    write_conf(path, 7779, &ctx.settings, NULL);
+    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
+                     0);
+    write_conf(path, 7779, &ctx.settings, "batch = 5;\n");
+    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
+                     1);
+    char where[700];
+    snprintf(where, sizeof(where), "%s:7: unknown setting 'batch'", path);
+    if (!strstr(out, where)) {
+        fail_msg("expected '%s' in: %s", where, out);
+    }
+    write_conf(path, 7779, &ctx.settings, "max_frame = 1;\n");
+    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
+                     1);
+    assert_non_null(strstr(out, ":7: 'max_frame' = 1 is out of range"));
+}
+
+/* The database never works: rows queue up to queue_max, the oldest are
+ * dropped and counted, and the process still stops at once. */
+static void t_bounded_when_store_fails(void **state)
+{
+    (void)state;
+    if (strcmp(ctx.backend, "sqlite") != 0) {
+        skip();
+    }
+    char conf[700];
+    char log[700];
+    snprintf(conf, sizeof(conf), "%s/broken.conf", ctx.dir);
+    snprintf(log, sizeof(log), "%s/broken.log", ctx.dir);
+    struct lars_store_settings st = ctx.settings;
+    snprintf(st.path, sizeof(st.path), "%s/missing/dir/lars.db", ctx.dir);
+    uint16_t port = lt_free_port();
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:%u\";\nthreads = 1;\nbatch_max = 10;\nqueue_max = 100;\n",
+            port);
+    lt_write_store_section(f, &st);
+    fclose(f);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    assert_true(fd >= 0);
+    struct result results[100];
+    for (int round = 0; round < 10; round++) {
+        for (int i = 0; i < 100; i++) {
+            results[i] = (struct result){ip4(10, 4, (unsigned)round, (unsigned)i), 80, 1, 0, false};
+        }
+        send_report(fd, 104, 1, ip4(10, 1, 1, 4), 1, results, 100);
+    }
+    lt_sleep_ms(1000);
+    close(fd);
+    assert_true(lt_alive(pid));
+    uint64_t t0 = lt_now_ms();
+    assert_int_equal(lt_stop(pid, 10000), 0);
+    assert_true(lt_now_ms() - t0 < 5000);
+    char *text = lt_read_file(log);
+    assert_non_null(text);
+    /* 1000 received; at most 100 queued + 10 in the writer's hands. */
+    const char *stats = strstr(text, "1000 rows received");
+    const char *dropped = stats ? strstr(stats, "queued, ") : NULL;
+    unsigned long long n = dropped ? strtoull(dropped + strlen("queued, "), NULL, 10) : 0;
+    bool reported_failure = strstr(text, "cannot open the store") != NULL;
+    if (!dropped) {
+        print_message("log:\n%s\n", text);
+    }
+    free(text);
+    assert_non_null(dropped);
+    print_message("store failing: 1000 rows received, %llu dropped (bound 100 + batch 10)\n", n);
+    assert_true(n >= 890);
+    assert_true(reported_failure);
+}
+
+int main(int argc, char **argv)
+{
+    ctx.backend = argc > 1 ? argv[1] : "sqlite";
+    if (strcmp(ctx.backend, "sqlite") != 0 && strcmp(ctx.backend, "mysql") != 0) {
+        fprintf(stderr, "usage: test_reporter sqlite|mysql\n");
+        return 2;
+    }
+    if (strcmp(ctx.backend, "mysql") == 0 && !getenv("LARS_TEST_MYSQL_HOST") &&
+        !getenv("LARS_TEST_MYSQL_SOCKET")) {
+        printf("SKIP test_reporter mysql: LARS_TEST_MYSQL_HOST/_SOCKET not set; run "
+               "eval \"$(contrib/ci/mariadb.sh start)\" first\n");
+        return LT_SKIP;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_check_config),
+        cmocka_unit_test(t_rows_stored),
+        cmocka_unit_test(t_upsert),
+        cmocka_unit_test(t_pipelined_and_split),
+        cmocka_unit_test(t_garbage),
+        cmocka_unit_test(t_ingest_rate),
+        cmocka_unit_test(t_bounded_when_store_fails),
+        cmocka_unit_test(t_clean_stop),
+    };
+    char name[64];
+    snprintf(name, sizeof(name), "lars-reporter (%s)", ctx.backend);
+    return cmocka_run_group_tests_name(name, tests, group_setup, group_teardown);
+}
