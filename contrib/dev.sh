@@ -3,8 +3,11 @@
 #
 #   contrib/dev.sh run     install what is missing, build, run lars-agent on
 #                          etc/lars-agent.conf (static routes, log reporter)
-#   contrib/dev.sh test    install what is missing, build with -Werror and
-#                          ASan+UBSan, start a private MariaDB, run every test
+#   contrib/dev.sh test    install what is missing, then: build with -Werror
+#                          and ASan+UBSan, start a private MariaDB, run every
+#                          test; cppcheck; valgrind on agent integration
+#                          tests; the performance regression check; each
+#                          fuzzer for 60 s (LARS_FUZZ_SECONDS)
 #   contrib/dev.sh deps    only install the Debian packages
 #   contrib/dev.sh build   only build (build/, release flags)
 #
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config
           libevent-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev
           libcmocka-dev libsqlite3-dev libmariadb-dev mariadb-server
-          clang libclang-rt-14-dev valgrind procps)
+          clang libclang-rt-14-dev valgrind cppcheck procps)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -41,10 +44,16 @@ build() { # build DIR [cmake args...]
     cmake --build "$dir" -j"$(nproc)"
 }
 
+step() { # step NAME: prints a banner with the time since the start
+    printf '\n==== %s (%ds) ====\n' "$1" "$SECONDS"
+}
+
 run_tests() {
+    step "build: -Werror, ASan+UBSan (build-test)"
     build build-test -DLARS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     local db_dir=""
     if [ -x contrib/ci/mariadb.sh ]; then
+        step "private MariaDB"
         db_dir=$(mktemp -d /tmp/lars-mariadb.XXXXXX)
         # Exports LARS_TEST_MYSQL_* so the MariaDB variants of the tests run.
         eval "$(contrib/ci/mariadb.sh start "$db_dir")"
@@ -52,7 +61,30 @@ run_tests() {
         export LARS_TEST_REQUIRE_MYSQL=1
         trap 'contrib/ci/mariadb.sh stop "'"$db_dir"'" >/dev/null 2>&1 || true' EXIT
     fi
-    ctest --test-dir build-test --output-on-failure -j2 --timeout 300
+    step "unit, integration and system tests under ASan+UBSan"
+    ctest --test-dir build-test --output-on-failure -j2 --timeout 300 -LE bench
+
+    step "static analysis: cppcheck"
+    cppcheck --quiet --enable=warning,portability,performance --inline-suppr --error-exitcode=1 \
+        --suppress=missingIncludeSystem -I include -I core/common -I core/agent \
+        -I build-test/proto -I contrib/store -I contrib/dns -I plugins/common \
+        core plugins contrib tests
+
+    step "release build (build-rel) and valgrind memcheck of agent integration tests"
+    build build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    LARS_IT_AGENT_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+        ctest --test-dir build-rel --output-on-failure -j2 --timeout 600 \
+        -R '^(it_routing|it_report_log|it_signals|it_garbage)$'
+
+    step "performance regression check (agent/echo throughput ratio)"
+    contrib/bench/run.sh --check build-rel
+
+    step "fuzzing: each harness ${LARS_FUZZ_SECONDS:-60}s (clang, libFuzzer, ASan+UBSan)"
+    CC=clang cmake -S . -B build-fuzz -DLARS_FUZZ=ON -DLARS_BUILD_TESTS=OFF \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFUZZ_SECONDS="${LARS_FUZZ_SECONDS:-60}" >/dev/null
+    cmake --build build-fuzz -j"$(nproc)" --target fuzz
+
+    step "all green"
 }
 
 case "${1:-}" in

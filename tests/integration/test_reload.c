@@ -195,7 +195,7 @@ static void test_reloads_under_load_lose_nothing(void **state)
     reload_times(log, &max_ms, &sum_ms, &n);
     printf("%u reloads under load: %lu requests (%lu during the reloads), %lu ok, %lu timeouts, "
            "%lu system errors, %lu other; reload time mean %.1f ms, max %.1f ms\n",
-           RELOADS, atomic_load(&load.requests), atomic_load(&load.requests) - before,
+           (unsigned)RELOADS, atomic_load(&load.requests), atomic_load(&load.requests) - before,
            atomic_load(&load.ok), atomic_load(&load.timeouts), atomic_load(&load.system_errors),
            atomic_load(&load.other), n ? sum_ms / n : 0.0, max_ms);
     assert_int_equal(n, RELOADS);
