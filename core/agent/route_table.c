@@ -283,7 +283,15 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
     /* A node carries one policy_data slot, so the old instance lets go of
      * every node before the new one takes them. Both run in this worker
      * between two datagrams: no request sees the module half switched. */
+    /* node_removed may clear `overloaded`; the new instance is told what
+     * the old one thought (plugin.h, node_added). */
+    bool *was_overloaded = calloc(module->n_nodes ? module->n_nodes : 1, sizeof(bool));
+    if (!was_overloaded) {
+        module->binding->ops->destroy(instance);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < module->n_nodes; i++) {
+        was_overloaded[i] = module->nodes[i]->overloaded;
         module->binding->ops->node_removed(module->policy, module->nodes[i]);
         module->nodes[i]->policy_data = NULL;
     }
@@ -297,6 +305,7 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
          * starting a fresh window on node_added must not lose them. */
         uint32_t succ = node->real_succ;
         uint32_t err = node->real_err;
+        node->overloaded = was_overloaded[i];
         int added = binding->ops->node_added(instance, node, now_ms);
         node->real_succ = succ;
         node->real_err = err;
@@ -304,5 +313,6 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
             rc = added; /* the node stays in the table but is never picked */
         }
     }
+    free(was_overloaded);
     return rc;
 }

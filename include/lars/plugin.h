@@ -179,9 +179,12 @@ struct lars_policy_ops {
     /* Frees the instance. Every node is removed before this is called. */
     void (*destroy)(void *instance);
 
-    /* A node joins the module (route update, or the module's nodes handed to
-     * a new instance after a reload, with their real counters kept). Return 0
-     * or a negative errno (the node is then not added). */
+    /* A node joins the module: from a route update (node->overloaded is
+     * false), or handed to a new instance after a reload, where
+     * node->overloaded says what the previous instance thought (start such
+     * a node as overloaded to keep a failing node out of rotation) and the
+     * core restores the real counters after this call. Return 0 or a
+     * negative errno (the node is then not added). */
     int (*node_added)(void *instance, struct lars_node *node, uint64_t now_ms);
 
     /* A node leaves the module; it must not be returned by pick() again. */

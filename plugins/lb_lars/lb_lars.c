@@ -280,12 +280,20 @@ static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms
     }
     n->node = node;
     n->owner = m;
-    n->on_overload = false;
     node->policy_data = n;
-    node->overloaded = false;
+    /* A reload hands nodes over with `overloaded` as the previous instance
+     * left it: a node failing before the SIGHUP stays out of rotation
+     * (fresh overload window) instead of getting traffic back. */
+    if (node->overloaded) {
+        n->on_overload = true;
+        set_overload(m, n, now_ms);
+        list_append(&m->overload, n);
+        return 0;
+    }
     /* DESIGN 4: a new node starts in set_idle state at the idle tail. This
-     * also restarts its real counters, even when a reload hands over a node
-     * with counters kept: the window they belong to ends here. */
+     * also restarts its real counters (the core keeps them across a
+     * reload anyway). */
+    n->on_overload = false;
     set_idle(m, n, now_ms);
     list_append(&m->idle, n);
     return 0;

@@ -258,6 +258,29 @@ static void test_invalid_reload_keeps_old_settings(void **state)
     assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
 }
 
+/* ---- policy state across a reload ---- */
+
+static void test_reload_keeps_failing_node_out(void **state)
+{
+    (void)state;
+    char *conf = config_with(POLICIES[0]);
+    assert_int_equal(it_agent_init(&agent, 3), 0);
+    assert_int_equal(it_agent_start(&agent, conf), 0);
+    struct lars_client *c = it_client(&agent, 0, 1000);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 1, 1, 3, 2000), LARS_OK);
+    assert_int_equal(it_report_n(c, 1, 1, 9001, 1, 15), 0); /* contin_err_limit */
+    it_sleep_ms(100);
+    reload_and_wait("agent: reloaded: generation 2", 1);
+    /* probe_num 10: in 10 picks no probe, so never 9001. */
+    for (int i = 0; i < 10; i++) {
+        assert_int_not_equal(it_pick(c, 1, 1), 9001);
+    }
+    lars_client_destroy(c);
+    free(conf);
+    assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
+}
+
 /* ---- replaced .so ---- */
 
 static void copy_file(const char *from, const char *to)
@@ -422,6 +445,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_reloads_under_load_lose_nothing, teardown),
         cmocka_unit_test_teardown(test_invalid_reload_keeps_old_settings, teardown),
+        cmocka_unit_test_teardown(test_reload_keeps_failing_node_out, teardown),
         cmocka_unit_test_teardown(test_replaced_plugin_runs_new_code, teardown),
         cmocka_unit_test_teardown(test_example_policy_builds_out_of_tree, teardown),
         cmocka_unit_test_teardown(test_hundred_reloads_leak_nothing, teardown),

@@ -738,12 +738,28 @@ static void test_readded_node_starts_idle(void **state)
     assert_ptr_equal(fx->node[1].policy_data, data);
 }
 
+/* A reload hands a node over with `overloaded` set by the previous
+ * instance: it starts overloaded (fresh overload window), so a failing node
+ * does not get traffic back because of a SIGHUP. */
+static void test_handover_keeps_overloaded(void **state)
+{
+    struct fx *fx = *state;
+    fx->node[0].overloaded = true;
+    fx->node[0].real_err = 9;
+    add(fx, 0);
+    add(fx, 1);
+    assert_true(fx->node[0].overloaded);
+    expect_probe_cycle(fx, 1, 1, 0); /* only probes reach node 0 */
+    fx->now = 15000;
+    ops()->tick(fx->inst, fx->now); /* overload_timeout: back to idle */
+    assert_false(fx->node[0].overloaded);
+}
+
 /* `overloaded` is true exactly while the node is on the overload list,
  * through every transition. */
 static void test_overloaded_flag_tracks_lists(void **state)
 {
     struct fx *fx = *state;
-    fx->node[0].overloaded = true; /* stale value from a previous owner */
     add(fx, 0);
     add(fx, 1);
     assert_false(fx->node[0].overloaded);
@@ -825,6 +841,7 @@ int main(void)
         T(test_remove_from_idle),
         T(test_remove_from_overload),
         T(test_readded_node_starts_idle),
+        T(test_handover_keeps_overloaded),
         T(test_overloaded_flag_tracks_lists),
         T(test_destroy_with_nodes_left),
     };
