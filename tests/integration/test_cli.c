@@ -1,0 +1,233 @@
+/*
+ * test_cli.c - the `lars` command line against a running agent, as a user
+ * would type it (every command and its output is printed in the test log):
+ * get-host, get-route, report, simulate's table, exit codes (3 = no such
+ * module, 2 = usage, 1 = failure) and the messages when no agent answers.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#ifndef LARS_IT_CLI
+#error "the build defines LARS_IT_CLI (path of the lars tool)"
+#endif
+
+static const char *const CONF =
+    "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; };\n"
+    "policy: { plugin = \"lb_lars\"; update_timeout = 60; overload_timeout = 60; };\n"
+    "dns: { plugin = \"dns_static\"; routes = (\n"
+    "  { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\", \"127.0.0.1:9002\", "
+    "\"127.0.0.1:9003\" ); },\n"
+    "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); }\n"
+    "); };\n"
+    "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"@DIR@/stats.log\"; };\n";
+
+static struct it_agent agent;
+static char port_arg[16];
+static char *out;
+static char *err;
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(out);
+    free(err);
+    out = err = NULL;
+    int code = it_agent_stop(&agent, SIGTERM, it_timeout(5000));
+    it_agent_cleanup(&agent);
+    return code == 0 || code == 1 ? 0 : -1; /* 1: never started */
+}
+
+/* Runs `lars -p PORT ARGS...` (NULL-terminated); returns its exit code,
+ * output in out/err. */
+static int lars(const char *first, ...)
+{
+    char *argv[24] = {(char *)LARS_IT_CLI, (char *)"-p", port_arg};
+    int n = 3;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 23; a = va_arg(ap, const char *)) {
+        argv[n++] = (char *)a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    free(out);
+    free(err);
+    return it_run(argv, 10000, &out, &err);
+}
+
+#define LARS(...) lars(__VA_ARGS__, (const char *)NULL)
+
+/* One row of simulate's table: "NAME SUCC ERR". 0 when found. */
+static int table_row(const char *text, const char *name, unsigned long *succ, unsigned long *e)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = strstr(text, key);
+    if (!p) {
+        return -1;
+    }
+    return sscanf(p + strlen(key), " %lu %lu", succ, e) == 2 ? 0 : -1;
+}
+
+static void test_cli_against_agent(void **state)
+{
+    (void)state;
+    assert_int_equal(it_agent_init(&agent, 3), 0);
+    assert_int_equal(it_agent_start(&agent, CONF), 0);
+    snprintf(port_arg, sizeof(port_arg), "%u", (unsigned)agent.base_port);
+
+    /* The first request of a module: the agent does not know it yet. */
+    assert_int_equal(LARS("get-host", "1", "1"), 3);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "no such module"));
+
+    /* A moment later the route is there: one node per line. */
+    int code = -1;
+    for (int i = 0; i < 20 && code != 0; i++) {
+        code = LARS("get-route", "1", "1");
+        if (code != 0) {
+            it_sleep_ms(50);
+        }
+    }
+    assert_int_equal(code, 0);
+    assert_int_equal(it_count_lines(out, "127.0.0.1:900"), 3);
+    assert_int_equal(it_count_lines(out, "127.0.0.1:9001"), 1);
+    assert_int_equal(it_count_lines(out, "127.0.0.1:9002"), 1);
+    assert_int_equal(it_count_lines(out, "127.0.0.1:9003"), 1);
+
+    /* Round robin across separate invocations. */
+    assert_int_equal(LARS("get-host", "1", "1"), 0);
+    assert_string_equal(out, "127.0.0.1:9001\n");
+    assert_int_equal(LARS("get-host", "1", "1"), 0);
+    assert_string_equal(out, "127.0.0.1:9002\n");
+    assert_int_equal(LARS("get-host", "1", "1"), 0);
+    assert_string_equal(out, "127.0.0.1:9003\n");
+
+    /* 15 failed calls reported from the shell overload 9001. */
+    for (int i = 0; i < 15; i++) {
+        assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "9001", "1"), 0);
+        assert_string_equal(out, "");
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(LARS("get-host", "1", "1"), 0);
+        assert_true(strcmp(out, "127.0.0.1:9002\n") == 0 || strcmp(out, "127.0.0.1:9003\n") == 0);
+    }
+
+    /* simulate on a module new to the agent: answers NOEXIST until its
+     * route is in, and says so in its summary line. */
+    assert_int_equal(LARS("simulate", "2", "1", "--count", "1", "--err-rate", "0"), 0);
+    assert_non_null(strstr(out, "overload 0, noexist 1, system error 0, undecodable 0"));
+    code = -1;
+    for (int i = 0; i < 20 && code != 0; i++) {
+        code = LARS("get-route", "2", "1");
+        if (code != 0) {
+            it_sleep_ms(50);
+        }
+    }
+    assert_int_equal(code, 0);
+    assert_string_equal(out, "127.0.0.1:9101\n");
+
+    /* simulate: a table of per-node counts, totals, and the other answers. */
+    assert_int_equal(LARS("simulate", "2", "1", "--count", "20", "--err-rate", "0", "--seed", "1"),
+                     0);
+    assert_non_null(strstr(out, "node"));
+    unsigned long s = 99;
+    unsigned long e = 99;
+    assert_int_equal(table_row(out, "127.0.0.1:9101", &s, &e), 0);
+    assert_int_equal(s, 20);
+    assert_int_equal(e, 0);
+    unsigned long ts = 0;
+    unsigned long te = 99;
+    assert_int_equal(table_row(out, "total", &ts, &te), 0);
+    assert_int_equal(ts, 20);
+    assert_int_equal(te, 0);
+    assert_non_null(strstr(out, "overload 0, noexist 0, system error 0, undecodable 0"));
+
+    assert_int_equal(LARS("simulate", "2", "1", "--count", "10", "--err-rate", "1", "--seed", "1"),
+                     0);
+    assert_int_equal(table_row(out, "127.0.0.1:9101", &s, &e), 0);
+    assert_int_equal(s, 0);
+    assert_int_equal(e, 10);
+    assert_non_null(strstr(out, "overload 0, noexist 0, system error 0, undecodable 0"));
+
+    assert_int_equal(LARS("simulate", "1", "1", "--count", "30", "--err-rate", "0"), 0);
+    assert_int_equal(table_row(out, "total", &ts, &te), 0);
+    assert_int_equal(ts, 30);
+    assert_int_equal(te, 0);
+
+    /* Unknown modules: exit 3 for both queries. */
+    assert_int_equal(LARS("get-host", "42", "42"), 3);
+    assert_non_null(strstr(err, "no such module"));
+    assert_int_equal(LARS("get-route", "42", "42"), 3);
+    assert_non_null(strstr(err, "no such module"));
+    assert_string_equal(out, "");
+
+    /* Usage errors: exit 2. */
+    assert_int_equal(LARS("get-host", "abc", "1"), 2);
+    assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "70000", "0"), 2);
+    assert_int_equal(LARS("frobnicate"), 2);
+}
+
+/* Nothing on the port: refused at once (ICMP on loopback), with a message
+ * naming the address. A socket that never answers: the timeout message,
+ * after about -t milliseconds. Both exit 1. */
+static void test_cli_without_agent(void **state)
+{
+    (void)state;
+    assert_int_equal(it_agent_init(&agent, 1), 0);
+    uint16_t port;
+    assert_int_equal(it_find_free_ports(1, &port), 0);
+    snprintf(port_arg, sizeof(port_arg), "%u", (unsigned)port);
+    char where[64];
+    snprintf(where, sizeof(where), "127.0.0.1:%u", (unsigned)port);
+
+    uint64_t t0 = it_now_ms();
+    assert_int_equal(LARS("-w", "1", "-t", "3000", "get-host", "1", "1"), 1);
+    assert_true(it_now_ms() - t0 < 2500); /* refused, not waited out */
+    assert_non_null(strstr(err, "not running"));
+    assert_non_null(strstr(err, where));
+    assert_string_equal(out, "");
+
+    /* A silent socket on the port: no ICMP, so a real timeout. */
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char *argv[] = {(char *)LARS_IT_CLI, (char *)"-p", port_arg,      (char *)"-w",
+                    (char *)"1",         (char *)"-t", (char *)"300", (char *)"get-host",
+                    (char *)"1",         (char *)"1",  NULL};
+    free(out);
+    free(err);
+    t0 = it_now_ms();
+    assert_int_equal(it_run(argv, 10000, &out, &err), 1);
+    uint64_t took = it_now_ms() - t0;
+    close(fd);
+    assert_non_null(strstr(err, "no answer within 300 ms"));
+    assert_non_null(strstr(err, where));
+    assert_true(took >= 290);
+    assert_true(took < (uint64_t)it_timeout(5000));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_cli_against_agent, teardown),
+        cmocka_unit_test_teardown(test_cli_without_agent, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,225 @@
+/*
+ * test_config_check.c - `lars-agent -t -c FILE`: a valid file exits 0; each
+ * kind of mistake exits 1 with "FILE:LINE: message" naming the line of the
+ * mistake.
+ *
+ * Every case is the valid file below with one line replaced.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static const char *const BASE[] = {
+    /*  1 */ "agent: {",
+    /*  2 */ "    udp_base_port = @PORT@;",
+    /*  3 */ "    workers = @WORKERS@;",
+    /*  4 */ "    tick_ms = 50;",
+    /*  5 */ "};",
+    /*  6 */ "policy: {",
+    /*  7 */ "    plugin = \"lb_lars\";",
+    /*  8 */ "    probe_num = 10;",
+    /*  9 */ "};",
+    /* 10 */ "dns: {",
+    /* 11 */ "    plugin = \"dns_static\";",
+    /* 12 */ "    routes = (",
+    /* 13 */ "        { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\" ); }",
+    /* 14 */ "    );",
+    /* 15 */ "};",
+    /* 16 */ "reporter: {",
+    /* 17 */ "    plugin = \"report_log\";",
+    /* 18 */ "    report_interval = 10;",
+    /* 19 */ "    path = \"-\";",
+    /* 20 */ "};",
+};
+#define BASE_LINES (sizeof(BASE) / sizeof(BASE[0]))
+
+static struct it_agent agent;
+static char text[8192];
+
+static int setup(void **state)
+{
+    (void)state;
+    return it_agent_init(&agent, 3);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    it_agent_cleanup(&agent);
+    return 0;
+}
+
+/* The base file with line `line` (1-based, 0 = none) replaced by `with`. */
+static const char *variant(unsigned line, const char *with)
+{
+    size_t used = 0;
+    for (unsigned i = 0; i < BASE_LINES; i++) {
+        const char *l = i + 1 == line ? with : BASE[i];
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\n", l);
+    }
+    return text;
+}
+
+/* -t on text: exit 1, and stderr starts with "CONF:LINE: " and contains
+ * every `expect` (NULL-terminated). */
+static void expect_error_at(const char *conf_text, unsigned line, const char *const *expect)
+{
+    int code = it_agent_check(&agent, conf_text);
+    char *err = it_agent_stderr(&agent);
+    char prefix[PATH_MAX + 32];
+    snprintf(prefix, sizeof(prefix), "%s:%u: ", agent.conf_path, line);
+    printf("lars-agent -t: exit %d: %s", code, err);
+    assert_int_equal(code, 1);
+    if (strncmp(err, prefix, strlen(prefix)) != 0) {
+        fail_msg("expected the message to start with \"%s\", got: %s", prefix, err);
+    }
+    for (; *expect; expect++) {
+        if (!strstr(err, *expect)) {
+            fail_msg("expected \"%s\" in: %s", *expect, err);
+        }
+    }
+    free(err);
+}
+
+static void test_valid_config(void **state)
+{
+    (void)state;
+    int code = it_agent_check(&agent, variant(0, NULL));
+    char *out = it_agent_stdout(&agent);
+    char *err = it_agent_stderr(&agent);
+    printf("%s%s", out, err);
+    assert_int_equal(code, 0);
+    assert_non_null(strstr(out, "configuration OK"));
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+}
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    const char *const agent_key[] = {"unknown setting 'colour'", NULL};
+    expect_error_at(variant(4, "    colour = \"blue\";"), 4, agent_key);
+    /* In a plugin's own section too (report_log declares only path). */
+    const char *const plugin_key[] = {"unknown setting 'paht'", NULL};
+    expect_error_at(variant(19, "    paht = \"-\";"), 19, plugin_key);
+}
+
+static void test_wrong_type(void **state)
+{
+    (void)state;
+    const char *const integer[] = {"tick_ms", "integer", NULL};
+    expect_error_at(variant(4, "    tick_ms = \"fast\";"), 4, integer);
+    const char *const dbl[] = {"err_rate", NULL};
+    expect_error_at(variant(8, "    err_rate = \"high\";"), 8, dbl);
+}
+
+static void test_out_of_range(void **state)
+{
+    (void)state;
+    const char *const tick[] = {"tick_ms", "out of range", NULL};
+    expect_error_at(variant(4, "    tick_ms = 5;"), 4, tick);
+    const char *const probe[] = {"probe_num", "out of range", NULL};
+    expect_error_at(variant(8, "    probe_num = 0;"), 8, probe);
+    const char *const workers[] = {"workers", "out of range", NULL};
+    expect_error_at(variant(3, "    workers = 0;"), 3, workers);
+    const char *const interval[] = {"report_interval", NULL};
+    expect_error_at(variant(18, "    report_interval = 0;"), 18, interval);
+    /* A value the type accepts but the meaning does not. */
+    const char *const listen[] = {"listen", "localhost", NULL};
+    expect_error_at(variant(4, "    listen = \"localhost\";"), 4, listen);
+}
+
+static void test_syntax_error(void **state)
+{
+    (void)state;
+    const char *const syntax[] = {"syntax error", NULL};
+    expect_error_at(variant(8, "    probe_num = ;"), 8, syntax);
+    expect_error_at(variant(17, "    plugin = = \"report_log\";"), 17, syntax);
+}
+
+static void test_unknown_section(void **state)
+{
+    (void)state;
+    const char *const section[] = {"unknown section 'extra'", NULL};
+    expect_error_at(variant(20, "};\n\nextra: { a = 1; };"), 22, section);
+}
+
+/* A bad host of dns_static: the message names the line of the entry holding
+ * it and quotes the host. */
+static void test_bad_dns_static_host(void **state)
+{
+    (void)state;
+    const char *const port[] = {"127.0.0.1:99999", "line 13", NULL};
+    const char *const conf =
+        variant(13, "        { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\", "
+                    "\"127.0.0.1:99999\" ); }");
+    /* The core prefixes the dns section's line; the plugin names the entry. */
+    expect_error_at(conf, 10, port);
+    const char *const name[] = {"db.example.com:80", "line 13", NULL};
+    expect_error_at(
+        variant(13, "        { modid = 1; cmdid = 1; hosts = ( \"db.example.com:80\" ); }"), 10,
+        name);
+    const char *const empty[] = {"at least one host", "line 13", NULL};
+    expect_error_at(variant(13, "        { modid = 1; cmdid = 1; hosts = ( ); }"), 10, empty);
+}
+
+/* A host on its own line: the message names that line, not the entry's. */
+static void test_bad_dns_static_host_own_line(void **state)
+{
+    (void)state;
+    const char *const host_line[] = {"127.0.0.1:x", "line 16", NULL};
+    expect_error_at(variant(13, "        { modid = 1; cmdid = 1;\n"
+                                "          hosts = (\n"
+                                "              \"127.0.0.1:9001\",\n"
+                                "              \"127.0.0.1:x\" ); }"),
+                    10, host_line);
+}
+
+static void test_missing_plugin(void **state)
+{
+    (void)state;
+    const char *const missing[] = {"no_such_policy", "does not exist", NULL};
+    expect_error_at(variant(7, "    plugin = \"no_such_policy\";"), 7, missing);
+    const char *const path[] = {"/nonexistent/dir/x.so", "does not exist", NULL};
+    expect_error_at(variant(11, "    plugin = \"/nonexistent/dir/x.so\";"), 11, path);
+}
+
+static void test_unreadable_file(void **state)
+{
+    (void)state;
+    snprintf(agent.conf_path, sizeof(agent.conf_path), "%s/no-such.conf", agent.dir);
+    assert_int_equal(it_agent_spawn(&agent, "-t"), 0);
+    int code = it_agent_stop(&agent, 0, it_timeout(5000));
+    char *err = it_agent_stderr(&agent);
+    printf("%s", err);
+    assert_int_equal(code, 1);
+    assert_non_null(strstr(err, "no-such.conf"));
+    assert_non_null(strstr(err, "cannot read"));
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_valid_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_dns_static_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_dns_static_host_own_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_file, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
