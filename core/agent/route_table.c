@@ -224,7 +224,16 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
         module->binding = binding;
     }
 
-    /* Merge old nodes (sorted) with the answer (sorted). */
+    /* Merge old nodes (sorted) with the answer (sorted): survivors keep
+     * their state, nodes gone are removed. New nodes are created here but
+     * given to the policy afterwards, in the order the answer lists them
+     * (DESIGN 4: appended to the idle list), not in address order. */
+    bool *fresh = calloc(n, sizeof(*fresh));
+    if (!fresh) {
+        free(sorted);
+        free(merged);
+        return -ENOMEM;
+    }
     size_t i = 0;
     size_t j = 0;
     size_t out = 0;
@@ -242,23 +251,48 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
             i++;
         } else { /* new node */
             struct lars_node *node = calloc(1, sizeof(*node));
-            if (!node) {
-                rc = -ENOMEM;
-                j++;
-                continue;
-            }
-            node->ip = sorted[j].ip;
-            node->port = sorted[j].port;
-            int added = module->binding->ops->node_added(module->policy, node, now_ms);
-            if (added < 0) {
-                free(node);
-                rc = added;
-            } else {
+            if (node) {
+                node->ip = sorted[j].ip;
+                node->port = sorted[j].port;
+                fresh[out] = true;
                 merged[out++] = node;
+            } else {
+                rc = -ENOMEM;
             }
             j++;
         }
     }
+    for (size_t h = 0; h < n; h++) {
+        uint64_t key = node_key(hosts[h].ip, hosts[h].port);
+        size_t lo = 0;
+        size_t hi = out;
+        while (lo < hi) { /* merged is sorted by key */
+            size_t mid = lo + (hi - lo) / 2;
+            if (node_key(merged[mid]->ip, merged[mid]->port) < key) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if (lo == out || !fresh[lo] || node_key(merged[lo]->ip, merged[lo]->port) != key) {
+            continue; /* a survivor, a duplicate, or not created */
+        }
+        fresh[lo] = false;
+        int added = module->binding->ops->node_added(module->policy, merged[lo], now_ms);
+        if (added < 0) {
+            rc = added;
+            free(merged[lo]);
+            merged[lo] = NULL;
+        }
+    }
+    size_t kept = 0;
+    for (size_t k = 0; k < out; k++) {
+        if (merged[k]) {
+            merged[kept++] = merged[k];
+        }
+    }
+    out = kept;
+    free(fresh);
     free(module->nodes);
     free(sorted);
     module->nodes = merged;
