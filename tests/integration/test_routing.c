@@ -24,7 +24,9 @@ static const char *const CONF =
     "dns: { plugin = \"dns_static\"; routes = (\n"
     "  { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\", \"127.0.0.1:9002\", "
     "\"127.0.0.1:9003\" ); },\n"
-    "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); }\n"
+    "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); },\n"
+    "  { modid = 4; cmdid = 1; hosts = ( \"127.0.0.1:9303\", \"127.0.0.1:9301\", "
+    "\"127.0.0.1:9302\" ); }\n"
     "); };\n"
     "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"@DIR@/stats.log\"; };\n";
 
@@ -95,6 +97,21 @@ static void test_round_robin(void **state)
 /* A module dns_static does not know: NOEXIST on the first request and on
  * every later one (also after the agent asked the dns side again, 1 s
  * later), get_route empty; a known module keeps working meanwhile. */
+/* New nodes join the idle list in the order the route lists them
+ * (DESIGN 4 "appended"), not sorted by address. */
+static void test_round_robin_follows_route_order(void **state)
+{
+    (void)state;
+    struct lars_client *c = it_client(&agent, 0, 1000);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 4, 1, 3, 2000), LARS_OK);
+    const int want[] = {9303, 9301, 9302, 9303, 9301, 9302};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(it_pick(c, 4, 1), want[i]);
+    }
+    lars_client_destroy(c);
+}
+
 static void test_unknown_module(void **state)
 {
     (void)state;
@@ -199,6 +216,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_robin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_follows_route_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_module, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_on_other_workers_port, setup, teardown),
     };
