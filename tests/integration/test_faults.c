@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +192,16 @@ static void test_metrics_count_requests(void **state)
     assert_non_null(strstr(routes, "\"modid\":1,\"cmdid\":1,\"state\":\"ready\""));
     assert_non_null(strstr(routes, "\"node\":\"127.0.0.1:9001\",\"state\":\"idle\",\"succ\":0,\"err\":7"));
     free(routes);
+    /* `lars stats` shows the same, as tables. */
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", stats_port);
+    char *const argv[] = {LARS_IT_CLI, "stats", addr, NULL};
+    char *out = NULL;
+    assert_int_equal(it_run(argv, 5000, &out, NULL), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "requests   get_host 26"));
+    assert_non_null(strstr(out, "127.0.0.1:9001         idle               0        7"));
+    free(out);
     char *health = http_get("/healthz");
     assert_non_null(health);
     assert_non_null(strstr(health, "ok"));
@@ -398,6 +409,58 @@ static void test_sigkill_then_clean_restart(void **state)
     assert_int_equal(plugin_copy_dirs(), 0);
 }
 
+/* ---- security ---- */
+
+static long proc_uid(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *status = it_read_file(path);
+    const char *line = strstr(status, "\nUid:");
+    long uid = line ? strtol(line + 5, NULL, 10) : -1;
+    free(status);
+    return uid;
+}
+
+/* Started as root with agent.user, the agent serves (and reloads) as that
+ * user; a config others can write is warned about. */
+static void test_privilege_drop_and_config_permissions(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        skip(); /* needs root to switch users; CI runs as root */
+    }
+    static const char *const conf =
+        "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; user = \"nobody\"; };\n"
+        "dns: { plugin = \"dns_static\"; routes = (\n"
+        "  { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\" ); }\n"
+        "); };\n"
+        "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"/dev/null\"; };\n";
+    assert_int_equal(it_agent_init(&agent, 3), 0);
+    /* nobody must reach the config (for reloads) and its temp dir. */
+    assert_int_equal(chmod(agent.dir, 0755), 0);
+    assert_int_equal(it_agent_start(&agent, conf), 0);
+    assert_int_equal(proc_uid(agent.pid), 65534);
+    struct lars_client *c = it_client(&agent, 0, 1000);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 1, 1, 1, 2000), LARS_OK);
+    assert_int_equal(kill(agent.pid, SIGHUP), 0);
+    assert_true(it_agent_wait_log(&agent, "reloaded: generation 2", it_timeout(5000)));
+    assert_int_equal(it_pick(c, 1, 1), 9001);
+    char *log = it_agent_stderr(&agent);
+    assert_non_null(strstr(log, "running as user nobody"));
+    free(log);
+    lars_client_destroy(c);
+    assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
+
+    assert_int_equal(chmod(agent.conf_path, 0666), 0);
+    char *const argv[] = {LARS_IT_AGENT, "-t", "-c", agent.conf_path, NULL};
+    char *err = NULL;
+    assert_int_equal(it_run(argv, 10000, NULL, &err), 0);
+    assert_non_null(strstr(err, "is writable by everyone"));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -405,6 +468,7 @@ int main(void)
         cmocka_unit_test_teardown(test_garbage_flood, teardown),
         cmocka_unit_test_teardown(test_unknown_modules_capped, teardown),
         cmocka_unit_test_teardown(test_sigkill_then_clean_restart, teardown),
+        cmocka_unit_test_teardown(test_privilege_drop_and_config_permissions, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
