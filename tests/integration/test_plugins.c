@@ -45,10 +45,10 @@ static const char *config(const char *policy, const char *dns, const char *repor
 {
     snprintf(conf, sizeof(conf),
              "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; };\n"
-             "policy: { plugin = \"%s\"; };\n"
-             "dns: { plugin = \"%s\"; routes = ( { modid = 1; cmdid = 1; "
+             "policy: { plugin = \"%.1000s\"; };\n"
+             "dns: { plugin = \"%.1000s\"; routes = ( { modid = 1; cmdid = 1; "
              "hosts = ( \"127.0.0.1:9001\" ); } ); };\n"
-             "reporter: { plugin = \"%s\"; path = \"-\"; };\n",
+             "reporter: { plugin = \"%.1000s\"; path = \"-\"; };\n",
              policy, dns, reporter);
     return conf;
 }
