@@ -566,7 +566,11 @@ static void tick_module(struct lars_module *m, void *arg)
 static void flush_and_tick(struct lars_worker *w, int force_flush)
 {
     struct tick_ctx ctx = {.w = w, .now_ms = lars_clock_ms(), .ts = lars_clock_unix()};
-    ctx.flush = force_flush || ctx.now_ms - w->last_flush_ms >= w->env->report_interval_ms;
+    /* Half a tick of slack: the timer may fire a little early, and without
+     * it a report_interval that is a multiple of the tick would skip a tick
+     * now and then (11 s instead of 10). */
+    ctx.flush = force_flush ||
+                ctx.now_ms + w->env->tick_ms / 2 - w->last_flush_ms >= w->env->report_interval_ms;
     if (ctx.flush) {
         w->last_flush_ms = ctx.now_ms;
     }
