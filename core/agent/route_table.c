@@ -74,6 +74,7 @@ void lars_route_table_destroy(struct lars_route_table *table)
     free(table->buckets);
     table->buckets = NULL;
     table->count = 0;
+    table->all_head = table->all_tail = NULL;
 }
 
 struct lars_module *lars_route_table_find(const struct lars_route_table *table, int32_t modid,
@@ -127,6 +128,12 @@ struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t
     module->hash_next = table->buckets[slot];
     table->buckets[slot] = module;
     table->count++;
+    if (table->all_tail) {
+        table->all_tail->all_next = module;
+    } else {
+        table->all_head = module;
+    }
+    table->all_tail = module;
     return module;
 }
 

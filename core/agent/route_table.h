@@ -31,6 +31,8 @@ enum lars_module_state {
 
 struct lars_module {
     struct lars_module *hash_next;
+    struct lars_module *all_next; /* every module in creation order (never removed before
+                                     destroy), so a walk can pause and resume */
     int32_t modid;
     int32_t cmdid;
     enum lars_module_state state;
@@ -48,6 +50,8 @@ struct lars_route_table {
     struct lars_module **buckets;
     size_t n_buckets; /* power of two */
     size_t count;
+    struct lars_module *all_head; /* creation order, see all_next */
+    struct lars_module *all_tail;
 };
 
 int lars_route_table_init(struct lars_route_table *table);

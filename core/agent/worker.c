@@ -46,10 +46,12 @@ struct lars_worker {
     struct event *read_event;
     struct event *queue_event;
     struct event *tick_event;
+    struct event *tick_more_event; /* continues a housekeeping pass */
     struct lars_queue *queue;
 
     struct lars_route_table routes;
     uint64_t last_flush_ms;
+    struct tick_pass *pass; /* the housekeeping pass in progress, or NULL */
 
     struct lars_arena arena;
     _Alignas(16) uint8_t arena_mem[ARENA_SIZE];
@@ -521,6 +523,9 @@ static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts
     lars_queue_push(w->env->report_queue, &msg->base.item);
 }
 
+/* One housekeeping pass over every module. With many modules a pass is cut
+ * into slices between which the loop serves datagrams, so a request never
+ * waits for a whole pass (100k modules: ~50 ms per pass with a flush). */
 struct tick_ctx {
     struct lars_worker *w;
     uint64_t now_ms;
@@ -528,6 +533,13 @@ struct tick_ctx {
     uint32_t ts;
     uint64_t ready, pending, absent, nodes, overloaded;
 };
+
+struct tick_pass {
+    struct tick_ctx ctx;
+    struct lars_module *next; /* where the next slice starts */
+};
+
+#define TICK_SLICE 2048 /* modules per slice: ~1 ms of work */
 
 static void tick_module(struct lars_module *m, void *arg)
 {
@@ -563,23 +575,65 @@ static void tick_module(struct lars_module *m, void *arg)
     }
 }
 
-static void flush_and_tick(struct lars_worker *w, int force_flush)
+static void begin_pass(struct lars_worker *w, struct tick_pass *pass, int force_flush)
 {
-    struct tick_ctx ctx = {.w = w, .now_ms = lars_clock_ms(), .ts = lars_clock_unix()};
+    *pass = (struct tick_pass){
+        .ctx = {.w = w, .now_ms = lars_clock_ms(), .ts = lars_clock_unix()},
+        .next = w->routes.all_head,
+    };
     /* Half a tick of slack: the timer may fire a little early, and without
      * it a report_interval that is a multiple of the tick would skip a tick
      * now and then (11 s instead of 10). */
-    ctx.flush = force_flush ||
-                ctx.now_ms + w->env->tick_ms / 2 - w->last_flush_ms >= w->env->report_interval_ms;
-    if (ctx.flush) {
-        w->last_flush_ms = ctx.now_ms;
+    pass->ctx.flush = force_flush || pass->ctx.now_ms + w->env->tick_ms / 2 - w->last_flush_ms >=
+                                         w->env->report_interval_ms;
+    if (pass->ctx.flush) {
+        w->last_flush_ms = pass->ctx.now_ms;
     }
-    lars_route_table_foreach(&w->routes, tick_module, &ctx);
-    atomic_store_explicit(&w->stats.modules_ready, ctx.ready, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.modules_pending, ctx.pending, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.modules_absent, ctx.absent, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.nodes, ctx.nodes, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.nodes_overloaded, ctx.overloaded, memory_order_relaxed);
+}
+
+/* Runs up to limit modules of the pass; returns 1 when the pass is done. */
+static int run_pass(struct lars_worker *w, struct tick_pass *pass, size_t limit)
+{
+    for (size_t i = 0; pass->next && i < limit; i++) {
+        struct lars_module *m = pass->next;
+        pass->next = m->all_next;
+        tick_module(m, &pass->ctx);
+    }
+    if (pass->next) {
+        return 0;
+    }
+    struct tick_ctx *ctx = &pass->ctx;
+    atomic_store_explicit(&w->stats.modules_ready, ctx->ready, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_pending, ctx->pending, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_absent, ctx->absent, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes, ctx->nodes, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes_overloaded, ctx->overloaded, memory_order_relaxed);
+    return 1;
+}
+
+/* A whole pass at once (stop: the last statistics must all go out). */
+static void flush_and_tick(struct lars_worker *w, int force_flush)
+{
+    struct tick_pass pass;
+    begin_pass(w, &pass, force_flush);
+    run_pass(w, &pass, SIZE_MAX);
+}
+
+static void continue_pass(struct lars_worker *w)
+{
+    if (run_pass(w, w->pass, TICK_SLICE)) {
+        free(w->pass);
+        w->pass = NULL;
+    } else {
+        event_active(w->tick_more_event, 0, 0); /* after the I/O now pending */
+    }
+}
+
+static void on_tick_more(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    continue_pass(arg);
 }
 
 struct reload_ctx {
@@ -698,9 +752,18 @@ static void describe(struct lars_worker *w, struct lars_describe_msg *msg)
 
 static void on_tick(evutil_socket_t fd, short events, void *arg)
 {
+    struct lars_worker *w = arg;
     (void)fd;
     (void)events;
-    flush_and_tick(arg, 0);
+    if (w->pass) {
+        return; /* the previous pass is still running: it is the tick */
+    }
+    w->pass = malloc(sizeof(*w->pass));
+    if (!w->pass) {
+        return; /* next tick */
+    }
+    begin_pass(w, w->pass, 0);
+    continue_pass(w);
 }
 
 static void on_queue(evutil_socket_t fd, short events, void *arg)
@@ -819,9 +882,11 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->queue_event =
         event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, on_queue, w);
     w->tick_event = event_new(w->base, -1, EV_PERSIST, on_tick, w);
+    w->tick_more_event = event_new(w->base, -1, 0, on_tick_more, w);
     struct timeval tick = {.tv_sec = (time_t)(env->tick_ms / 1000),
                            .tv_usec = (suseconds_t)(env->tick_ms % 1000) * 1000};
-    if (!w->read_event || !w->queue_event || !w->tick_event || event_add(w->read_event, NULL) ||
+    if (!w->read_event || !w->queue_event || !w->tick_event || !w->tick_more_event ||
+        event_add(w->read_event, NULL) ||
         event_add(w->queue_event, NULL) || event_add(w->tick_event, &tick)) {
         snprintf(err, err_len, "%s: cannot set up its event loop", w->name);
         goto fail;
@@ -941,6 +1006,10 @@ void lars_worker_destroy(struct lars_worker *worker)
     if (worker->tick_event) {
         event_free(worker->tick_event);
     }
+    if (worker->tick_more_event) {
+        event_free(worker->tick_more_event);
+    }
+    free(worker->pass);
     if (worker->base) {
         event_base_free(worker->base);
     }
