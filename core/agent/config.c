@@ -224,9 +224,9 @@ static int load_plugin_group(struct lars_config *config, const config_setting_t 
     } else {
         rc = lars_plugin_load(config->plugin_dir, spec, kind, &pc->plugin, why, sizeof(why));
     }
-    if (rc < 0) {
+    if (rc < 0 || !pc->plugin) {
         where_error(err, err_len, plugin ? plugin : section, "%s", why);
-        return rc;
+        return rc < 0 ? rc : -EINVAL;
     }
     const struct lars_plugin *desc = pc->plugin->desc;
     pc->conf = calloc(1, desc->conf_size ? desc->conf_size : 1);

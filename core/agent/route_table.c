@@ -235,12 +235,13 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
      * their state, nodes gone are removed. New nodes are created here but
      * given to the policy afterwards, in the order the answer lists them
      * (DESIGN 4: appended to the idle list), not in address order. */
-    bool *fresh = calloc(n, sizeof(*fresh));
+    bool *fresh = calloc(2 * n, sizeof(*fresh));
     if (!fresh) {
         free(sorted);
         free(merged);
         return -ENOMEM;
     }
+    bool *refused = fresh + n; /* node_added said no */
     size_t i = 0;
     size_t j = 0;
     size_t out = 0;
@@ -288,13 +289,14 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
         int added = module->binding->ops->node_added(module->policy, merged[lo], now_ms);
         if (added < 0) {
             rc = added;
-            free(merged[lo]);
-            merged[lo] = NULL;
+            refused[lo] = true; /* dropped below: the searches need every entry */
         }
     }
     size_t kept = 0;
     for (size_t k = 0; k < out; k++) {
-        if (merged[k]) {
+        if (refused[k]) {
+            free(merged[k]);
+        } else {
             merged[kept++] = merged[k];
         }
     }

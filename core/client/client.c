@@ -202,12 +202,15 @@ LARS_API struct lars_client *lars_client_create(const struct lars_client_options
      * an earlier process that used the same ephemeral port. */
     c->seq = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_ms();
     c->fds = malloc(sizeof(*c->fds) * o.workers);
-    c->rbuf = malloc(LARS_WIRE_MAX_DATAGRAM);
-    if (!c->fds || !c->rbuf) {
+    if (!c->fds) {
         goto fail;
     }
     for (unsigned i = 0; i < o.workers; i++) {
-        c->fds[i] = -1;
+        c->fds[i] = -1; /* before any failure: destroy closes what is >= 0 */
+    }
+    c->rbuf = malloc(LARS_WIRE_MAX_DATAGRAM);
+    if (!c->rbuf) {
+        goto fail;
     }
     for (unsigned i = 0; i < o.workers; i++) {
         /* Non-blocking: we only read after poll() says so, and a drain

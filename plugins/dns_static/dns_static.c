@@ -138,7 +138,9 @@ static int parse_routes(const struct static_conf *conf, const struct lars_servic
             }
         }
     }
-    qsort(out->routes, out->n_routes, sizeof(*out->routes), compare_routes);
+    if (out->n_routes > 1) {
+        qsort(out->routes, out->n_routes, sizeof(*out->routes), compare_routes);
+    }
     for (size_t i = 1; i < out->n_routes; i++) {
         const struct static_route *a = &out->routes[i - 1];
         const struct static_route *b = &out->routes[i];
@@ -199,7 +201,9 @@ static void static_want(void *instance, int32_t modid, int32_t cmdid)
     struct static_dns *dns = instance;
     struct static_route key = {.modid = modid, .cmdid = cmdid};
     const struct static_route *route =
-        bsearch(&key, dns->routes, dns->n_routes, sizeof(*dns->routes), compare_routes);
+        dns->n_routes ? bsearch(&key, dns->routes, dns->n_routes, sizeof(*dns->routes),
+                                compare_routes)
+                      : NULL;
     if (route) {
         dns->host->deliver(dns->host, modid, cmdid, route->hosts, route->n);
     } else {

@@ -40,7 +40,7 @@
 #define DROP_LOG_MS 10000u
 /* Frames are moved into the connection's output while it holds less than
  * this; the link calls back when it has drained to a quarter of it. */
-#define OUTPUT_HIGH (256u * 1024u)
+#define OUTPUT_HIGH ((size_t)256 * 1024)
 /* Results per frame: each HostCallResult packs to at most 32 bytes, so
  * this keeps a body within the original reporter's 65527-byte limit. */
 #define RESULTS_PER_FRAME 2000u
