@@ -35,6 +35,8 @@
 
 #include <lars/plugin.h>
 
+#include "policy_util.h"
+
 /* Filled by the core from the settings table below. */
 struct lb_conf {
     int64_t probe_num;
@@ -176,18 +178,11 @@ static void move_to_idle(struct lb_module *m, struct lb_node *n, uint64_t now_ms
     list_append(&m->idle, n);
 }
 
-/* A clock that went backwards (it should not: now_ms is monotonic) must not
- * expire everything through unsigned wrap-around. */
-static bool expired(uint64_t now_ms, uint64_t ts, uint64_t timeout_ms)
-{
-    return now_ms >= ts && now_ms - ts >= timeout_ms;
-}
-
 /* DESIGN 4 "Windows": shared by report() and tick(). */
 static void check_window(struct lb_module *m, struct lb_node *n, uint64_t now_ms)
 {
     if (!n->on_overload) {
-        if (!expired(now_ms, n->idle_ts, m->idle_timeout_ms)) {
+        if (!lars_policy_expired(now_ms, n->idle_ts, m->idle_timeout_ms)) {
             return;
         }
         uint64_t rs = n->node->real_succ;
@@ -198,7 +193,7 @@ static void check_window(struct lb_module *m, struct lb_node *n, uint64_t now_ms
         } else {
             set_idle(m, n, now_ms);
         }
-    } else if (expired(now_ms, n->overload_ts, m->overload_timeout_ms)) {
+    } else if (lars_policy_expired(now_ms, n->overload_ts, m->overload_timeout_ms)) {
         move_to_idle(m, n, now_ms);
     }
 }
@@ -241,9 +236,7 @@ static void free_list(struct lb_list *list)
     struct lb_node *n = list->head;
     while (n) {
         struct lb_node *next = n->next;
-        n->node->policy_data = NULL;
-        n->node->overloaded = false;
-        free(n);
+        lars_policy_detach(n->node, n);
         n = next;
     }
     list->head = list->tail = NULL;
@@ -307,10 +300,8 @@ static void lb_node_removed(void *instance, struct lars_node *node)
         return;
     }
     list_unlink(list_of(m, n), n);
-    node->policy_data = NULL;
     /* On no list any more, so not overloaded as far as this policy knows. */
-    node->overloaded = false;
-    free(n);
+    lars_policy_detach(node, n);
 }
 
 static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,

@@ -58,6 +58,8 @@
 
 #include <lars/plugin.h>
 
+#include "policy_util.h"
+
 /* A node failing every call looks (1 + FAIL_PENALTY) times slower: failures
  * weigh more than latency, since a caller sees them. */
 #define FAIL_PENALTY 10.0
@@ -102,17 +104,14 @@ struct p2c_module {
     int64_t fail_limit;
     int64_t probe_num;
     uint64_t eject_ms;
-    uint64_t window_ms;
     struct p2c_node **arr; /* [0, n_up) available, [n_up, n) ejected */
     size_t n;
     size_t n_up;
     size_t cap;
     struct p2c_node *ej_head, *ej_tail; /* oldest ejection first */
     uint64_t rng;                       /* xorshift64* state, never 0 */
-    int64_t access_cnt;                 /* RET_OVERLOAD answers since the last probe */
-    size_t probe_next;
-    uint64_t window_ts;
-    bool window_started;
+    struct lars_policy_probe probe;     /* while every node is ejected */
+    struct lars_policy_window window;   /* of the real counters */
 };
 
 /* ---- randomness ---- */
@@ -174,11 +173,6 @@ static void fifo_unlink(struct p2c_module *m, struct p2c_node *n)
 
 /* ---- node states ---- */
 
-static bool expired(uint64_t now_ms, uint64_t ts, uint64_t timeout_ms)
-{
-    return now_ms >= ts && now_ms - ts >= timeout_ms;
-}
-
 /* Weight left of a sample taken at ts; 1 when the clock did not move (or went
  * backwards, which a monotonic clock should not). */
 static double decay(const struct p2c_module *m, uint64_t ts, uint64_t now_ms)
@@ -229,7 +223,7 @@ static void bring_back(struct p2c_module *m, struct p2c_node *n, bool half_open,
 
 static void expire_ejections(struct p2c_module *m, uint64_t now_ms)
 {
-    while (m->ej_head && expired(now_ms, m->ej_head->eject_ts, m->eject_ms)) {
+    while (m->ej_head && lars_policy_expired(now_ms, m->ej_head->eject_ts, m->eject_ms)) {
         bring_back(m, m->ej_head, true, now_ms);
     }
 }
@@ -260,7 +254,7 @@ static int p2c_create(const void *conf, const struct lars_services *svc,
     m->fail_limit = c->fail_limit;
     m->probe_num = c->probe_num;
     m->eject_ms = (uint64_t)c->eject_time * 1000u;
-    m->window_ms = (uint64_t)c->window * 1000u;
+    m->window.ms = (uint64_t)c->window * 1000u;
     /* Modules (and agents started at different times) must not walk the same
      * sequence, or they would pair the same nodes in lockstep. A fixed seed
      * still differs per module but repeats run to run (tests). */
@@ -282,9 +276,7 @@ static void p2c_destroy(void *instance)
     }
     /* The core removes every node first; this guards against a core bug. */
     for (size_t i = 0; i < m->n; i++) {
-        m->arr[i]->node->policy_data = NULL;
-        m->arr[i]->node->overloaded = false;
-        free(m->arr[i]);
+        lars_policy_detach(m->arr[i]->node, m->arr[i]);
     }
     free(m->arr);
     free(m);
@@ -302,13 +294,11 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
         return -EEXIST;
     }
     if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 8;
-        struct p2c_node **arr = realloc(m->arr, cap * sizeof(*arr));
+        struct p2c_node **arr = lars_policy_grow(m->arr, &m->cap, sizeof(*arr));
         if (!arr) {
             return -ENOMEM;
         }
         m->arr = arr;
-        m->cap = cap;
     }
     struct p2c_node *n = calloc(1, sizeof(*n));
     if (!n) {
@@ -324,10 +314,7 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
     node->policy_data = n;
     /* Real counters handed over on reload are kept; a stale flag is not. */
     node->overloaded = false;
-    if (!m->window_started) {
-        m->window_started = true;
-        m->window_ts = now_ms;
-    }
+    lars_policy_window_start(&m->window, now_ms);
     return 0;
 }
 
@@ -347,9 +334,7 @@ static void p2c_node_removed(void *instance, struct lars_node *node)
     }
     swap_slots(m, n->idx, m->n - 1);
     m->n--;
-    node->policy_data = NULL;
-    node->overloaded = false;
-    free(n);
+    lars_policy_detach(node, n);
 }
 
 static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -366,15 +351,11 @@ static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
             return LARS_RET_OVERLOAD;
         }
         /* Every node is ejected: mostly refuse, sometimes probe. */
-        if (m->access_cnt < m->probe_num) {
-            m->access_cnt++;
+        size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->n);
+        if (i == SIZE_MAX) {
             return LARS_RET_OVERLOAD;
         }
-        m->access_cnt = 0;
-        if (m->probe_next >= m->n) {
-            m->probe_next = 0;
-        }
-        *out = m->arr[m->probe_next++]->node;
+        *out = m->arr[i]->node;
         return LARS_RET_SUCC;
     }
     if (m->n_up == 1) {
@@ -390,7 +371,7 @@ static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
         /* Ties go to a, which is the random one of the two. */
         chosen = score(m, b, now_ms) < score(m, a, now_ms) ? b : a;
     }
-    m->access_cnt = 0;
+    m->probe.access_cnt = 0;
     *out = chosen->node;
     return LARS_RET_SUCC;
 }
@@ -406,7 +387,7 @@ static void p2c_report(void *instance, struct lars_node *node, int retcode, uint
         return;
     }
     /* real_succ / real_err were already counted by the core. */
-    if (n->ejected && expired(now_ms, n->eject_ts, m->eject_ms)) {
+    if (n->ejected && lars_policy_expired(now_ms, n->eject_ts, m->eject_ms)) {
         bring_back(m, n, true, now_ms);
     }
     if (n->ejected) {
@@ -457,15 +438,11 @@ static void p2c_tick(void *instance, uint64_t now_ms)
     }
     /* So `overloaded` is right for modules nobody is asking for. */
     expire_ejections(m, now_ms);
-    if (!m->window_started) {
-        m->window_started = true;
-        m->window_ts = now_ms;
-    } else if (expired(now_ms, m->window_ts, m->window_ms)) {
+    if (lars_policy_window_tick(&m->window, now_ms)) {
         for (size_t i = 0; i < m->n; i++) {
             m->arr[i]->node->real_succ = 0;
             m->arr[i]->node->real_err = 0;
         }
-        m->window_ts = now_ms;
     }
 }
 

@@ -45,6 +45,8 @@
 
 #include <lars/plugin.h>
 
+#include "policy_util.h"
+
 #define WRR_MAX_WEIGHT 1000000
 
 /* Filled by the core from the settings table below. */
@@ -85,16 +87,13 @@ struct wrr_module {
     int64_t fail_limit;
     int64_t probe_num;
     uint64_t fail_timeout_ms;
-    uint64_t window_ms;
     struct wrr_weight *weights; /* sorted by (ip, port) */
     size_t n_weights;
     struct wrr_node **nodes;
     size_t n;
     size_t cap;
-    int64_t access_cnt; /* RET_OVERLOAD answers since the last probe */
-    size_t probe_next;  /* round robin over the nodes for probes */
-    uint64_t window_ts; /* ms, start of the real counters' window */
-    bool window_started;
+    struct lars_policy_probe probe;   /* while every node is out */
+    struct lars_policy_window window; /* of the real counters */
 };
 
 /* ---- the weights table ---- */
@@ -231,13 +230,6 @@ static int64_t weight_of(const struct wrr_module *m, const struct lars_node *nod
 
 /* ---- node states ---- */
 
-/* A clock that went backwards must not expire everything through unsigned
- * wrap-around. */
-static bool expired(uint64_t now_ms, uint64_t ts, uint64_t timeout_ms)
-{
-    return now_ms >= ts && now_ms - ts >= timeout_ms;
-}
-
 static void take_out(struct wrr_node *n, uint64_t now_ms)
 {
     n->down = true;
@@ -294,7 +286,7 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
     m->fail_limit = c->fail_limit;
     m->probe_num = c->probe_num;
     m->fail_timeout_ms = (uint64_t)c->fail_timeout * 1000u;
-    m->window_ms = (uint64_t)c->window * 1000u;
+    m->window.ms = (uint64_t)c->window * 1000u;
     *instance = m;
     return 0;
 }
@@ -308,9 +300,7 @@ static void wrr_destroy(void *instance)
     /* The core removes every node first; this guards against a core bug
      * leaking our blocks or leaving dangling policy_data. */
     for (size_t i = 0; i < m->n; i++) {
-        m->nodes[i]->node->policy_data = NULL;
-        m->nodes[i]->node->overloaded = false;
-        free(m->nodes[i]);
+        lars_policy_detach(m->nodes[i]->node, m->nodes[i]);
     }
     free(m->nodes);
     free(m->weights);
@@ -329,13 +319,11 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
         return -EEXIST;
     }
     if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 8;
-        struct wrr_node **nodes = realloc(m->nodes, cap * sizeof(*nodes));
+        struct wrr_node **nodes = lars_policy_grow(m->nodes, &m->cap, sizeof(*nodes));
         if (!nodes) {
             return -ENOMEM;
         }
         m->nodes = nodes;
-        m->cap = cap;
     }
     struct wrr_node *n = calloc(1, sizeof(*n));
     if (!n) {
@@ -350,10 +338,7 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
     /* A node handed over on reload keeps its real counters (the window they
      * belong to goes on); only a stale flag is cleared. */
     node->overloaded = false;
-    if (!m->window_started) {
-        m->window_started = true;
-        m->window_ts = now_ms;
-    }
+    lars_policy_window_start(&m->window, now_ms);
     return 0;
 }
 
@@ -369,9 +354,7 @@ static void wrr_node_removed(void *instance, struct lars_node *node)
     struct wrr_node *last = m->nodes[--m->n];
     m->nodes[n->idx] = last;
     last->idx = n->idx;
-    node->policy_data = NULL;
-    node->overloaded = false;
-    free(n);
+    lars_policy_detach(node, n);
 }
 
 static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -386,7 +369,7 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     for (size_t i = 0; i < m->n; i++) {
         struct wrr_node *n = m->nodes[i];
         if (n->down) {
-            if (!expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+            if (!lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
                 continue;
             }
             bring_back(m, n, true);
@@ -399,7 +382,7 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     }
     if (best) {
         best->current -= total;
-        m->access_cnt = 0;
+        m->probe.access_cnt = 0;
         *out = best->node;
         return LARS_RET_SUCC;
     }
@@ -407,16 +390,12 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
         return LARS_RET_OVERLOAD;
     }
     /* Every node is out: mostly refuse, sometimes probe (round robin). */
-    if (m->access_cnt >= m->probe_num) {
-        m->access_cnt = 0;
-        if (m->probe_next >= m->n) {
-            m->probe_next = 0;
-        }
-        *out = m->nodes[m->probe_next++]->node;
-        return LARS_RET_SUCC;
+    size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->n);
+    if (i == SIZE_MAX) {
+        return LARS_RET_OVERLOAD;
     }
-    m->access_cnt++;
-    return LARS_RET_OVERLOAD;
+    *out = m->nodes[i]->node;
+    return LARS_RET_SUCC;
 }
 
 static void wrr_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
@@ -430,7 +409,7 @@ static void wrr_report(void *instance, struct lars_node *node, int retcode, uint
         return;
     }
     /* real_succ / real_err were already counted by the core. */
-    if (n->down && expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+    if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
         bring_back(m, n, true);
     }
     if (retcode == 0) {
@@ -460,19 +439,15 @@ static void wrr_tick(void *instance, uint64_t now_ms)
      * is right for a module nobody is asking for. */
     for (size_t i = 0; i < m->n; i++) {
         struct wrr_node *n = m->nodes[i];
-        if (n->down && expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
+        if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
             bring_back(m, n, true);
         }
     }
-    if (!m->window_started) {
-        m->window_started = true;
-        m->window_ts = now_ms;
-    } else if (expired(now_ms, m->window_ts, m->window_ms)) {
+    if (lars_policy_window_tick(&m->window, now_ms)) {
         for (size_t i = 0; i < m->n; i++) {
             m->nodes[i]->node->real_succ = 0;
             m->nodes[i]->node->real_err = 0;
         }
-        m->window_ts = now_ms;
     }
 }
 

@@ -8,11 +8,14 @@
  * lars_settings_apply, so the plugin's settings table and its defaults are
  * what the rules run with.
  */
+/* cmocka.h needs these first, in this order. */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <errno.h>
 #include <stdio.h>
@@ -20,60 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libconfig.h>
 #include <lars/plugin.h>
+#include <libconfig.h>
 
-#include "settings.h"
-
-extern const struct lars_plugin lars_plugin;
-
-static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
+#include "policy_fixture.h"
 
 #define NNODES 5
-#define NONE (-1) /* pick() answered RET_OVERLOAD */
-
-/* Parses text (which must define a group `policy`) and fills a conf block
- * the way the core does: table defaults, the section's values, validate().
- * Returns 0 with *out set, or the error with the message in err. */
-static int conf_from_config(config_t *cfg, void **out, char *err, size_t len)
-{
-    const config_setting_t *section = config_lookup(cfg, "policy");
-    void *conf = calloc(1, lars_plugin.conf_size);
-    assert_non_null(conf);
-    int rc = lars_settings_apply(lars_plugin.settings, section, core_keys, conf, err, len);
-    if (rc == 0 && lars_plugin.validate) {
-        rc = lars_plugin.validate(conf, lars_services_get(), err, len);
-    }
-    if (rc != 0) {
-        free(conf);
-        return rc;
-    }
-    *out = conf;
-    return 0;
-}
-
-static int conf_from_string(const char *text, void **out, char *err, size_t len)
-{
-    config_t cfg;
-    config_init(&cfg);
-    if (!config_read_string(&cfg, text)) {
-        snprintf(err, len, "line %d: %s", config_error_line(&cfg), config_error_text(&cfg));
-        config_destroy(&cfg);
-        return -EINVAL;
-    }
-    int rc = conf_from_config(&cfg, out, err, len);
-    config_destroy(&cfg);
-    return rc;
-}
-
-/* ---- a fake core ---- */
-
-struct fx {
-    void *conf;
-    void *inst;
-    struct lars_node node[NNODES];
-    uint64_t now;
-};
 
 static const struct lars_policy_ops *ops(void)
 {
@@ -82,25 +37,7 @@ static const struct lars_policy_ops *ops(void)
 
 static struct fx *fx_new(const char *policy_body)
 {
-    char text[1024];
-    char err[512] = "";
-    struct fx *fx = calloc(1, sizeof(*fx));
-    assert_non_null(fx);
-    snprintf(text, sizeof(text),
-             "policy = {\n  plugin = \"lb_lars\";\n  update_timeout = 15;\n%s\n};\n",
-             policy_body);
-    int rc = conf_from_string(text, &fx->conf, err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("conf refused: %s", err);
-    }
-    struct lars_module_id id = {.modid = 1, .cmdid = 2};
-    assert_int_equal(ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
-    assert_non_null(fx->inst);
-    for (int i = 0; i < NNODES; i++) {
-        fx->node[i].ip = 0x0a000001u + (uint32_t)i;
-        fx->node[i].port = (uint16_t)(8000 + i);
-    }
-    return fx;
+    return fx_create("  update_timeout = 15;\n", policy_body, NNODES, 8000, 1, 2);
 }
 
 static int setup_default(void **state)
@@ -109,86 +46,10 @@ static int setup_default(void **state)
     return 0;
 }
 
-static void fx_free(struct fx *fx)
-{
-    ops()->destroy(fx->inst);
-    free(fx->conf);
-    free(fx);
-}
-
-/* Removes what is left, as the core does before destroy(). */
-static int teardown(void **state)
-{
-    struct fx *fx = *state;
-    for (int i = 0; i < NNODES; i++) {
-        if (fx->node[i].policy_data) {
-            ops()->node_removed(fx->inst, &fx->node[i]);
-            assert_null(fx->node[i].policy_data);
-        }
-    }
-    fx_free(fx);
-    return 0;
-}
-
-static void add(struct fx *fx, int i)
-{
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[i], fx->now), 0);
-    assert_non_null(fx->node[i].policy_data);
-}
-
-static void del(struct fx *fx, int i)
-{
-    ops()->node_removed(fx->inst, &fx->node[i]);
-    assert_null(fx->node[i].policy_data);
-}
-
-/* One call result, counted first by the "core". */
-static void rep(struct fx *fx, int i, bool ok)
-{
-    if (ok) {
-        fx->node[i].real_succ++;
-    } else {
-        fx->node[i].real_err++;
-    }
-    ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, 0, fx->now);
-}
-
-static void rep_n(struct fx *fx, int i, bool ok, int n)
-{
-    for (int k = 0; k < n; k++) {
-        rep(fx, i, ok);
-    }
-}
-
-static int pick(struct fx *fx)
-{
-    struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
-    enum lars_retcode rc = ops()->pick(fx->inst, 0, fx->now, &out);
-    if (rc == LARS_RET_OVERLOAD) {
-        assert_null(out);
-        return NONE;
-    }
-    assert_int_equal(rc, LARS_RET_SUCC);
-    assert_non_null(out);
-    assert_true(out >= fx->node && out < fx->node + NNODES);
-    return (int)(out - fx->node);
-}
-
-/* Asserts the next picks, given as indexes (NONE for RET_OVERLOAD). */
-static void expect_picks(struct fx *fx, const int *want, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        int got = pick(fx);
-        if (got != want[k]) {
-            fail_msg("pick #%zu: got %d, want %d", k + 1, got, want[k]);
-        }
-    }
-}
-
 /* Overloads node i with the default 15 consecutive failures. */
 static void overload(struct fx *fx, int i)
 {
-    rep_n(fx, i, false, 15);
+    fx_rep_n(fx, i, false, 15);
     assert_true(fx->node[i].overloaded);
 }
 
@@ -197,12 +58,12 @@ static void overload(struct fx *fx, int i)
 static void expect_probe_cycle(struct fx *fx, int a, int b, int probe)
 {
     for (int k = 0; k < 10; k++) {
-        int got = pick(fx);
+        int got = fx_pick(fx);
         if (got != (k % 2 == 0 ? a : b)) {
             fail_msg("idle pick #%d: got %d, want %d", k + 1, got, k % 2 == 0 ? a : b);
         }
     }
-    assert_int_equal(pick(fx), probe);
+    assert_int_equal(fx_pick(fx), probe);
 }
 
 /* ---- settings ---- */
@@ -227,30 +88,13 @@ static const struct expected_default design_defaults[] = {
     {"overload_timeout", LARS_SETTING_INT, 15},
 };
 
-static const struct lars_setting *find(const char *name)
-{
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
-        if (strcmp(s->name, name) == 0) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
 static void test_descriptor(void **state)
 {
     (void)state;
-    assert_int_equal(lars_plugin.abi_major, LARS_PLUGIN_ABI_MAJOR);
-    assert_int_equal(lars_plugin.size, sizeof(struct lars_plugin));
-    assert_int_equal(lars_plugin.kind, LARS_PLUGIN_POLICY);
-    assert_string_equal(lars_plugin.name, "lb_lars");
-    assert_non_null(lars_plugin.policy);
-    assert_null(lars_plugin.dns);
-    assert_null(lars_plugin.reporter);
+    fx_check_descriptor("lb_lars");
     assert_non_null(ops()->create);
     assert_non_null(ops()->pick);
     assert_non_null(ops()->report);
-    assert_non_null(ops()->tick);
 }
 
 /* The table declares exactly the DESIGN keys with the DESIGN defaults, and
@@ -268,17 +112,17 @@ static void test_settings_defaults(void **state)
         assert_true(strlen(s->description) > 0);
     }
     assert_int_equal(n, sizeof(design_defaults) / sizeof(design_defaults[0]));
-    assert_null(find("update_timeout"));
+    assert_null(fx_find_setting("update_timeout"));
 
     /* update_timeout and plugin are accepted as core keys, nothing else set. */
-    int rc = conf_from_string("policy = { plugin = \"lb_lars\"; update_timeout = 15; };", &conf,
-                              err, sizeof(err));
+    int rc = fx_conf_from_string("policy = { plugin = \"lb_lars\"; update_timeout = 15; };", &conf,
+                                 err, sizeof(err));
     if (rc != 0) {
         fail_msg("defaults refused: %s", err);
     }
     for (size_t i = 0; i < n; i++) {
         const struct expected_default *d = &design_defaults[i];
-        const struct lars_setting *s = find(d->name);
+        const struct lars_setting *s = fx_find_setting(d->name);
         if (!s) {
             fail_msg("setting '%s' missing", d->name);
         }
@@ -318,7 +162,7 @@ static void test_settings_unknown_key(void **state)
 
     config_init(&cfg);
     assert_true(config_read_file(&cfg, path));
-    assert_int_equal(conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
+    assert_int_equal(fx_conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
     config_destroy(&cfg);
     unlink(path);
     assert_null(conf);
@@ -328,27 +172,16 @@ static void test_settings_unknown_key(void **state)
     }
 }
 
-static void expect_refused(const char *text, const char *line, const char *word)
-{
-    char err[512] = "";
-    void *conf = NULL;
-    assert_int_equal(conf_from_string(text, &conf, err, sizeof(err)), -EINVAL);
-    assert_null(conf);
-    if (!strstr(err, word) || (line && !strstr(err, line))) {
-        fail_msg("message lacks '%s'/'%s': %s", word, line ? line : "", err);
-    }
-}
-
 static void test_settings_out_of_range(void **state)
 {
     (void)state;
     /* With config_read_string there is no file name; whether the core then
      * prints the line is its business, so only the key is required here. */
-    expect_refused("policy = {\n  probe_num = 0;\n};", NULL, "probe_num");
-    expect_refused("policy = {\n  err_rate = 1.5;\n};", NULL, "err_rate");
-    expect_refused("policy = {\n  idle_timeout = -1;\n};", NULL, "idle_timeout");
-    expect_refused("policy = {\n  contin_err_limit = 0;\n};", NULL, "contin_err_limit");
-    expect_refused("policy = {\n  probe_num = \"ten\";\n};", NULL, "probe_num");
+    fx_expect_refused("policy = {\n  probe_num = 0;\n};", NULL, "probe_num");
+    fx_expect_refused("policy = {\n  err_rate = 1.5;\n};", NULL, "err_rate");
+    fx_expect_refused("policy = {\n  idle_timeout = -1;\n};", NULL, "idle_timeout");
+    fx_expect_refused("policy = {\n  contin_err_limit = 0;\n};", NULL, "contin_err_limit");
+    fx_expect_refused("policy = {\n  probe_num = \"ten\";\n};", NULL, "probe_num");
 }
 
 static void test_settings_validate(void **state)
@@ -358,21 +191,21 @@ static void test_settings_validate(void **state)
     (void)state;
 
     /* One failure of a fresh idle node: 1/6 > 0.1. */
-    expect_refused("policy = { init_succ_cnt = 5; };", NULL, "init_succ_cnt");
+    fx_expect_refused("policy = { init_succ_cnt = 5; };", NULL, "init_succ_cnt");
     /* One success of a fresh overloaded node: 1/1 > 0.5. */
-    expect_refused("policy = { init_err_cnt = 0; };", NULL, "init_err_cnt");
-    expect_refused("policy = { window_err_rate = 0.0; };", NULL, "window_err_rate");
+    fx_expect_refused("policy = { init_err_cnt = 0; };", NULL, "init_err_cnt");
+    fx_expect_refused("policy = { window_err_rate = 0.0; };", NULL, "window_err_rate");
 
     /* The boundary is allowed: 1/(9+1) == 0.1 is not > 0.1. */
-    int rc = conf_from_string("policy = { init_succ_cnt = 9; };", &conf, err, sizeof(err));
+    int rc = fx_conf_from_string("policy = { init_succ_cnt = 9; };", &conf, err, sizeof(err));
     if (rc != 0) {
         fail_msg("boundary refused: %s", err);
     }
     free(conf);
     /* So is saying it the direct way. */
     conf = NULL;
-    rc = conf_from_string("policy = { contin_err_limit = 1; contin_succ_limit = 1; };", &conf, err,
-                          sizeof(err));
+    rc = fx_conf_from_string("policy = { contin_err_limit = 1; contin_succ_limit = 1; };", &conf,
+                             err, sizeof(err));
     if (rc != 0) {
         fail_msg("contin limits of 1 refused: %s", err);
     }
@@ -385,11 +218,11 @@ static void test_settings_validate(void **state)
 static void test_pick_round_robin(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    add(fx, 2);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_add(fx, 2);
     const int want[] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
-    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+    fx_expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
 }
 
 /* Idle and overloaded: probe_num (10) idle picks, then the overload head,
@@ -398,12 +231,12 @@ static void test_pick_round_robin(void **state)
 static void test_pick_probe(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    add(fx, 2);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_add(fx, 2);
     const int before[] = {0, 1, 2, 0, 1};
-    expect_picks(fx, before, 5); /* idle list now 2, 0, 1 */
-    overload(fx, 2);             /* idle 0, 1; overload 2 */
+    fx_expect_picks(fx, before, 5); /* idle list now 2, 0, 1 */
+    overload(fx, 2);                /* idle 0, 1; overload 2 */
     expect_probe_cycle(fx, 0, 1, 2);
     expect_probe_cycle(fx, 0, 1, 2);
 }
@@ -413,15 +246,15 @@ static void test_pick_probe(void **state)
 static void test_pick_all_overloaded(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     overload(fx, 0);
     overload(fx, 1);
     for (int round = 0; round < 3; round++) {
         for (int k = 0; k < 10; k++) {
-            assert_int_equal(pick(fx), NONE);
+            assert_int_equal(fx_pick(fx), NONE);
         }
-        assert_int_equal(pick(fx), round % 2 == 0 ? 0 : 1);
+        assert_int_equal(fx_pick(fx), round % 2 == 0 ? 0 : 1);
     }
 }
 
@@ -429,12 +262,12 @@ static void test_pick_empty_module(void **state)
 {
     struct fx *fx = *state;
     for (int k = 0; k < 30; k++) {
-        assert_int_equal(pick(fx), NONE);
+        assert_int_equal(fx_pick(fx), NONE);
     }
-    add(fx, 0);
-    assert_int_equal(pick(fx), 0);
-    del(fx, 0);
-    assert_int_equal(pick(fx), NONE);
+    fx_add(fx, 0);
+    assert_int_equal(fx_pick(fx), 0);
+    fx_del(fx, 0);
+    assert_int_equal(fx_pick(fx), NONE);
 }
 
 /* ---- report ---- */
@@ -444,12 +277,12 @@ static void test_pick_empty_module(void **state)
 static void test_idle_to_overload_contin_err(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    rep_n(fx, 0, false, 14);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_rep_n(fx, 0, false, 14);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_err, 14); /* no window restart yet */
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
     /* set_overload restarts the real counters */
     assert_int_equal(fx->node[0].real_err, 0);
@@ -463,10 +296,10 @@ static void test_idle_to_overload_err_rate(void **state)
 {
     struct fx *fx = fx_new("init_succ_cnt = 18;");
     *state = fx;
-    add(fx, 0);
-    rep_n(fx, 0, false, 2);
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, false, 2);
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
 }
 
@@ -475,12 +308,12 @@ static void test_idle_to_overload_err_rate(void **state)
 static void test_idle_to_overload_default_err_rate(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    rep_n(fx, 0, false, 14);
-    rep(fx, 0, true);
-    rep_n(fx, 0, false, 6);
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, false, 14);
+    fx_rep(fx, 0, true);
+    fx_rep_n(fx, 0, false, 6);
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
 }
 
@@ -490,20 +323,20 @@ static void test_overload_to_idle_contin_succ(void **state)
 {
     struct fx *fx = fx_new("succ_rate = 0.9;");
     *state = fx;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     overload(fx, 0);
-    rep_n(fx, 0, true, 14);
-    rep(fx, 0, false);
-    rep_n(fx, 0, true, 14);
+    fx_rep_n(fx, 0, true, 14);
+    fx_rep(fx, 0, false);
+    fx_rep_n(fx, 0, true, 14);
     assert_true(fx->node[0].overloaded); /* 28/34 < 0.9, run of 14 */
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[0].real_err, 0);
     /* back on the idle tail: idle 1, 0, pure round robin */
     const int want[] = {1, 0, 1, 0};
-    expect_picks(fx, want, 4);
+    fx_expect_picks(fx, want, 4);
 }
 
 /* succ_rate: vsucc/(vsucc+verr) > succ_rate, strictly, from vsucc = 0 and
@@ -511,12 +344,12 @@ static void test_overload_to_idle_contin_succ(void **state)
 static void test_overload_to_idle_succ_rate(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
+    fx_add(fx, 0);
     overload(fx, 0);
-    rep_n(fx, 0, true, 5);
+    fx_rep_n(fx, 0, true, 5);
     assert_true(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 5);
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 0);
 }
@@ -527,11 +360,11 @@ static void test_unknown_node_ignored(void **state)
 {
     struct fx *fx = *state;
     struct fx *other = fx_new("");
-    add(fx, 0);
-    add(other, 1);
+    fx_add(fx, 0);
+    fx_add(other, 1);
 
     /* node 2 was never added anywhere */
-    rep_n(fx, 2, false, 20);
+    fx_rep_n(fx, 2, false, 20);
     assert_false(fx->node[2].overloaded);
     assert_null(fx->node[2].policy_data);
     assert_int_equal(fx->node[2].real_err, 20); /* untouched by the policy */
@@ -543,17 +376,17 @@ static void test_unknown_node_ignored(void **state)
     }
     assert_false(other->node[1].overloaded);
     const int want[] = {0, 0, 0};
-    expect_picks(fx, want, 3);
+    fx_expect_picks(fx, want, 3);
 
     /* other's own state did not move: still 15 in a row to overload */
-    rep_n(other, 1, false, 14);
+    fx_rep_n(other, 1, false, 14);
     assert_false(other->node[1].overloaded);
-    rep(other, 1, false);
+    fx_rep(other, 1, false);
     assert_true(other->node[1].overloaded);
 
     ops()->node_removed(fx->inst, &other->node[1]); /* not fx's: ignored */
     assert_non_null(other->node[1].policy_data);
-    teardown((void **)&other);
+    fx_teardown((void **)&other);
 }
 
 /* ---- windows ---- */
@@ -564,9 +397,9 @@ static void test_unknown_node_ignored(void **state)
 static void test_window_reset_on_tick(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    rep_n(fx, 0, true, 10);
-    rep_n(fx, 0, false, 14); /* 14/24 < 0.7; one more failure would overload */
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, true, 10);
+    fx_rep_n(fx, 0, false, 14); /* 14/24 < 0.7; one more failure would overload */
     fx->now = 14999;
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_err, 14);
@@ -575,31 +408,31 @@ static void test_window_reset_on_tick(void **state)
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[0].real_err, 0);
-    rep(fx, 0, false); /* contin_err restarted: 1, not 15 */
+    fx_rep(fx, 0, false); /* contin_err restarted: 1, not 15 */
     assert_false(fx->node[0].overloaded);
-    assert_int_equal(pick(fx), 0);
+    assert_int_equal(fx_pick(fx), 0);
 }
 
 /* Same rule, checked on report; the new window starts at that report. */
 static void test_window_reset_on_report(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    rep_n(fx, 0, true, 10);
-    rep_n(fx, 0, false, 4);
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, true, 10);
+    fx_rep_n(fx, 0, false, 4);
     fx->now = 14999;
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_int_equal(fx->node[0].real_succ, 11);
     fx->now = 15000;
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[0].real_err, 0);
     fx->now = 29999; /* the window now runs from 15000 */
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_int_equal(fx->node[0].real_succ, 1);
     fx->now = 30000;
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     assert_int_equal(fx->node[0].real_succ, 0);
 }
 
@@ -609,13 +442,13 @@ static void test_window_reset_on_report(void **state)
 static void test_window_overload_at_rate(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    add(fx, 2);
-    rep_n(fx, 0, true, 3);
-    rep_n(fx, 0, false, 7);
-    rep_n(fx, 1, true, 4);
-    rep_n(fx, 1, false, 6);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_add(fx, 2);
+    fx_rep_n(fx, 0, true, 3);
+    fx_rep_n(fx, 0, false, 7);
+    fx_rep_n(fx, 1, true, 4);
+    fx_rep_n(fx, 1, false, 6);
     fx->now = 14999;
     ops()->tick(fx->inst, fx->now);
     assert_false(fx->node[0].overloaded);
@@ -636,11 +469,11 @@ static void test_window_overload_at_rate(void **state)
 static void test_window_overload_on_report(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    rep_n(fx, 0, true, 3);
-    rep_n(fx, 0, false, 7);
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, true, 3);
+    fx_rep_n(fx, 0, false, 7);
     fx->now = 15000;
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_err, 0);
 }
@@ -650,9 +483,9 @@ static void test_window_overload_on_report(void **state)
 static void test_overload_timeout_on_tick(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    add(fx, 2);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_add(fx, 2);
     overload(fx, 0); /* idle 1, 2 */
     fx->now = 14999;
     ops()->tick(fx->inst, fx->now);
@@ -661,25 +494,25 @@ static void test_overload_timeout_on_tick(void **state)
     ops()->tick(fx->inst, fx->now);
     assert_false(fx->node[0].overloaded);
     const int want[] = {1, 2, 0, 1, 2, 0};
-    expect_picks(fx, want, 6);
+    fx_expect_picks(fx, want, 6);
 }
 
 /* Same rule on report, whatever the result (here a failure). */
 static void test_overload_timeout_on_report(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     overload(fx, 0);
     fx->now = 14999;
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
     fx->now = 15000;
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_err, 0);
     const int want[] = {1, 0, 1, 0};
-    expect_picks(fx, want, 4);
+    fx_expect_picks(fx, want, 4);
 }
 
 /* ---- membership ---- */
@@ -687,31 +520,31 @@ static void test_overload_timeout_on_report(void **state)
 static void test_remove_from_idle(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
-    add(fx, 2);
-    del(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
+    fx_add(fx, 2);
+    fx_del(fx, 1);
     const int want[] = {0, 2, 0, 2, 0, 2};
-    expect_picks(fx, want, 6);
-    rep_n(fx, 1, false, 20); /* gone: ignored */
-    expect_picks(fx, want, 6);
+    fx_expect_picks(fx, want, 6);
+    fx_rep_n(fx, 1, false, 20); /* gone: ignored */
+    fx_expect_picks(fx, want, 6);
 }
 
 static void test_remove_from_overload(void **state)
 {
     struct fx *fx = *state;
     for (int i = 0; i < 4; i++) {
-        add(fx, i);
+        fx_add(fx, i);
     }
     overload(fx, 0);
     overload(fx, 1); /* overload 0, 1; idle 2, 3 */
-    del(fx, 0);
+    fx_del(fx, 0);
     assert_false(fx->node[0].overloaded);
     expect_probe_cycle(fx, 2, 3, 1);
     expect_probe_cycle(fx, 2, 3, 1);
-    del(fx, 1);
+    fx_del(fx, 1);
     const int want[] = {2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2};
-    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+    fx_expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
 }
 
 /* A node removed while overloaded and added again starts idle, fresh, at
@@ -719,18 +552,18 @@ static void test_remove_from_overload(void **state)
 static void test_readded_node_starts_idle(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     overload(fx, 0);
-    rep_n(fx, 0, false, 3);
-    del(fx, 0);
+    fx_rep_n(fx, 0, false, 3);
+    fx_del(fx, 0);
     fx->now = 1000;
-    add(fx, 0);
+    fx_add(fx, 0);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_err, 0);
     const int want[] = {1, 0, 1, 0, 1, 0};
-    expect_picks(fx, want, 6);
-    rep_n(fx, 0, false, 14); /* fresh contin_err */
+    fx_expect_picks(fx, want, 6);
+    fx_rep_n(fx, 0, false, 14); /* fresh contin_err */
     assert_false(fx->node[0].overloaded);
 
     void *data = fx->node[1].policy_data;
@@ -746,8 +579,8 @@ static void test_handover_keeps_overloaded(void **state)
     struct fx *fx = *state;
     fx->node[0].overloaded = true;
     fx->node[0].real_err = 9;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     assert_true(fx->node[0].overloaded);
     expect_probe_cycle(fx, 1, 1, 0); /* only probes reach node 0 */
     fx->now = 15000;
@@ -760,16 +593,16 @@ static void test_handover_keeps_overloaded(void **state)
 static void test_overloaded_flag_tracks_lists(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     assert_false(fx->node[0].overloaded);
     overload(fx, 0); /* contin_err */
     expect_probe_cycle(fx, 1, 1, 0);
-    rep_n(fx, 0, true, 6); /* succ_rate */
+    fx_rep_n(fx, 0, true, 6); /* succ_rate */
     assert_false(fx->node[0].overloaded);
-    assert_int_equal(pick(fx), 1);
-    assert_int_equal(pick(fx), 0);
-    rep_n(fx, 0, false, 8);
+    assert_int_equal(fx_pick(fx), 1);
+    assert_int_equal(fx_pick(fx), 0);
+    fx_rep_n(fx, 0, false, 8);
     fx->now = 15000;
     ops()->tick(fx->inst, fx->now); /* window: 8/8 */
     assert_true(fx->node[0].overloaded);
@@ -777,7 +610,7 @@ static void test_overloaded_flag_tracks_lists(void **state)
     ops()->tick(fx->inst, fx->now); /* overload timeout */
     assert_false(fx->node[0].overloaded);
     overload(fx, 0);
-    del(fx, 0);
+    fx_del(fx, 0);
     assert_false(fx->node[0].overloaded);
     assert_false(fx->node[1].overloaded);
 }
@@ -787,32 +620,19 @@ static void test_overloaded_flag_tracks_lists(void **state)
 static void test_destroy_with_nodes_left(void **state)
 {
     struct fx *fx = *state;
-    add(fx, 0);
-    add(fx, 1);
+    fx_add(fx, 0);
+    fx_add(fx, 1);
     overload(fx, 1);
     ops()->destroy(fx->inst);
     assert_null(fx->node[0].policy_data);
     assert_null(fx->node[1].policy_data);
     fx->inst = NULL;
-    free(fx->conf);
-    free(fx);
+    fx_free(fx);
     *state = NULL;
 }
 
-static int teardown_maybe(void **state)
-{
-    return *state ? teardown(state) : 0;
-}
-
-/* Tests that build their own conf start without the default fixture. */
-static int setup_none(void **state)
-{
-    *state = NULL;
-    return 0;
-}
-
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_default, teardown_maybe)
-#define TN(fn) cmocka_unit_test_setup_teardown(fn, setup_none, teardown_maybe)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_default, fx_teardown)
+#define TN(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
 {

@@ -24,49 +24,9 @@
 #include <lars/plugin.h>
 #include <libconfig.h>
 
-#include "settings.h"
-
-extern const struct lars_plugin lars_plugin;
-
-static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
+#include "policy_fixture.h"
 
 #define NNODES 16
-#define NONE (-1) /* pick() answered RET_OVERLOAD */
-
-static int conf_from_string(const char *text, void **out, char *err, size_t len)
-{
-    config_t cfg;
-    config_init(&cfg);
-    if (!config_read_string(&cfg, text)) {
-        snprintf(err, len, "line %d: %s", config_error_line(&cfg), config_error_text(&cfg));
-        config_destroy(&cfg);
-        return -EINVAL;
-    }
-    const config_setting_t *section = config_lookup(&cfg, "policy");
-    void *conf = calloc(1, lars_plugin.conf_size);
-    assert_non_null(conf);
-    int rc = lars_settings_apply(lars_plugin.settings, section, core_keys, conf, err, len);
-    if (rc == 0 && lars_plugin.validate) {
-        rc = lars_plugin.validate(conf, lars_services_get(), err, len);
-    }
-    config_destroy(&cfg); /* no LIST or STRING settings: nothing points into it */
-    if (rc != 0) {
-        free(conf);
-        return rc;
-    }
-    *out = conf;
-    return 0;
-}
-
-/* ---- a fake core ---- */
-
-struct fx {
-    void *conf;
-    void *inst;
-    struct lars_node node[NNODES];
-    uint64_t now;
-    uint64_t rng; /* the test's own randomness (failure injection) */
-};
 
 static const struct lars_policy_ops *ops(void)
 {
@@ -75,22 +35,7 @@ static const struct lars_policy_ops *ops(void)
 
 static struct fx *fx_new_module(const char *policy_body, int32_t modid, int32_t cmdid)
 {
-    char text[1024];
-    char err[512] = "";
-    struct fx *fx = calloc(1, sizeof(*fx));
-    assert_non_null(fx);
-    snprintf(text, sizeof(text), "policy = {\n  plugin = \"lb_p2c\";\n%s\n};\n", policy_body);
-    int rc = conf_from_string(text, &fx->conf, err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("conf refused: %s", err);
-    }
-    struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
-    assert_int_equal(ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
-    assert_non_null(fx->inst);
-    for (int i = 0; i < NNODES; i++) {
-        fx->node[i].ip = 0x0a000001u + (uint32_t)i;
-        fx->node[i].port = (uint16_t)(9001 + i);
-    }
+    struct fx *fx = fx_create("", policy_body, NNODES, 9001, modid, cmdid);
     fx->rng = 88172645463325252ULL;
     return fx;
 }
@@ -102,91 +47,6 @@ static struct fx *fx_new(const char *policy_body)
     snprintf(body, sizeof(body), "%s\n%s", strstr(policy_body, "seed") ? "" : "seed = 7;",
              policy_body);
     return fx_new_module(body, 1, 2);
-}
-
-static void fx_free(struct fx *fx)
-{
-    ops()->destroy(fx->inst);
-    free(fx->conf);
-    free(fx);
-}
-
-static int setup_none(void **state)
-{
-    *state = NULL;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *fx = *state;
-    if (!fx) {
-        return 0;
-    }
-    for (int i = 0; i < NNODES; i++) {
-        if (fx->node[i].policy_data) {
-            ops()->node_removed(fx->inst, &fx->node[i]);
-            assert_null(fx->node[i].policy_data);
-        }
-    }
-    fx_free(fx);
-    return 0;
-}
-
-static void add(struct fx *fx, int i)
-{
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[i], fx->now), 0);
-    assert_non_null(fx->node[i].policy_data);
-}
-
-static void add_n(struct fx *fx, int n)
-{
-    for (int i = 0; i < n; i++) {
-        add(fx, i);
-    }
-}
-
-static void del(struct fx *fx, int i)
-{
-    ops()->node_removed(fx->inst, &fx->node[i]);
-    assert_null(fx->node[i].policy_data);
-}
-
-static void rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us)
-{
-    if (ok) {
-        fx->node[i].real_succ++;
-    } else {
-        fx->node[i].real_err++;
-    }
-    ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, cost_us,
-                  fx->now);
-}
-
-static void rep(struct fx *fx, int i, bool ok)
-{
-    rep_cost(fx, i, ok, 0);
-}
-
-static void rep_n(struct fx *fx, int i, bool ok, int n)
-{
-    for (int k = 0; k < n; k++) {
-        rep(fx, i, ok);
-    }
-}
-
-static int pick(struct fx *fx)
-{
-    struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
-    enum lars_retcode rc = ops()->pick(fx->inst, 0, fx->now, &out);
-    if (rc == LARS_RET_OVERLOAD) {
-        assert_null(out);
-        return NONE;
-    }
-    assert_int_equal(rc, LARS_RET_SUCC);
-    assert_non_null(out);
-    assert_true(out >= fx->node && out < fx->node + NNODES);
-    return (int)(out - fx->node);
 }
 
 static double test_rand(struct fx *fx)
@@ -211,7 +71,7 @@ static int traffic(struct fx *fx, int n, uint64_t step_ms, const double *err, co
     }
     for (int k = 0; k < n; k++) {
         fx->now += step_ms;
-        int i = pick(fx);
+        int i = fx_pick(fx);
         if (i == NONE) {
             none++;
             continue;
@@ -220,7 +80,7 @@ static int traffic(struct fx *fx, int n, uint64_t step_ms, const double *err, co
             count[i]++;
         }
         bool ok = !err || test_rand(fx) >= err[i];
-        rep_cost(fx, i, ok, cost ? cost[i] : 0);
+        fx_rep_cost(fx, i, ok, cost ? cost[i] : 0);
     }
     return none;
 }
@@ -230,28 +90,7 @@ static int traffic(struct fx *fx, int n, uint64_t step_ms, const double *err, co
 static void test_descriptor(void **state)
 {
     (void)state;
-    assert_int_equal(lars_plugin.abi_major, LARS_PLUGIN_ABI_MAJOR);
-    assert_int_equal(lars_plugin.size, sizeof(struct lars_plugin));
-    assert_int_equal(lars_plugin.kind, LARS_PLUGIN_POLICY);
-    assert_string_equal(lars_plugin.name, "lb_p2c");
-    assert_non_null(lars_plugin.policy);
-    assert_null(lars_plugin.dns);
-    assert_null(lars_plugin.reporter);
-    assert_non_null(ops()->tick);
-}
-
-static int64_t conf_int(void *conf, const char *name)
-{
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
-        if (strcmp(s->name, name) == 0) {
-            assert_int_equal(s->type, LARS_SETTING_INT);
-            int64_t v;
-            memcpy(&v, (char *)conf + s->offset, sizeof(v));
-            return v;
-        }
-    }
-    fail_msg("setting '%s' missing", name);
-    return 0;
+    fx_check_descriptor("lb_p2c");
 }
 
 static void test_settings_defaults(void **state)
@@ -259,17 +98,17 @@ static void test_settings_defaults(void **state)
     char err[512] = "";
     void *conf = NULL;
     (void)state;
-    int rc = conf_from_string("policy = { plugin = \"lb_p2c\"; update_timeout = 15; };", &conf, err,
-                              sizeof(err));
+    int rc = fx_conf_from_string("policy = { plugin = \"lb_p2c\"; update_timeout = 15; };", &conf,
+                                 err, sizeof(err));
     if (rc != 0) {
         fail_msg("defaults refused: %s", err);
     }
-    assert_int_equal(conf_int(conf, "seed"), 0);
-    assert_int_equal(conf_int(conf, "decay_time"), 10);
-    assert_int_equal(conf_int(conf, "fail_limit"), 5);
-    assert_int_equal(conf_int(conf, "eject_time"), 10);
-    assert_int_equal(conf_int(conf, "probe_num"), 10);
-    assert_int_equal(conf_int(conf, "window"), 15);
+    assert_int_equal(fx_conf_int(conf, "seed"), 0);
+    assert_int_equal(fx_conf_int(conf, "decay_time"), 10);
+    assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
+    assert_int_equal(fx_conf_int(conf, "eject_time"), 10);
+    assert_int_equal(fx_conf_int(conf, "probe_num"), 10);
+    assert_int_equal(fx_conf_int(conf, "window"), 15);
     size_t n = 0;
     for (const struct lars_setting *s = lars_plugin.settings; s->name; s++, n++) {
         assert_true(s->description && *s->description);
@@ -278,27 +117,16 @@ static void test_settings_defaults(void **state)
     free(conf);
 }
 
-static void expect_refused(const char *text, const char *line, const char *word)
-{
-    char err[512] = "";
-    void *conf = NULL;
-    assert_int_equal(conf_from_string(text, &conf, err, sizeof(err)), -EINVAL);
-    assert_null(conf);
-    if (!strstr(err, word) || (line && !strstr(err, line))) {
-        fail_msg("message lacks '%s'/'%s': %s", word, line ? line : "", err);
-    }
-}
-
 static void test_settings_refused(void **state)
 {
     (void)state;
-    expect_refused("policy = {\n  seed = -1;\n};", "line 2", "seed");
-    expect_refused("policy = {\n\n  decay_time = 0;\n};", "line 3", "decay_time");
-    expect_refused("policy = {\n  fail_limit = 0;\n};", "line 2", "fail_limit");
-    expect_refused("policy = {\n  eject_time = 86401;\n};", "line 2", "eject_time");
-    expect_refused("policy = {\n  probe_num = 0;\n};", "line 2", "probe_num");
-    expect_refused("policy = {\n  window = 1.5;\n};", "line 2", "window");
-    expect_refused("policy = {\n  decay = 5;\n};", "line 2", "unknown setting 'decay'");
+    fx_expect_refused("policy = {\n  seed = -1;\n};", "line 2", "seed");
+    fx_expect_refused("policy = {\n\n  decay_time = 0;\n};", "line 3", "decay_time");
+    fx_expect_refused("policy = {\n  fail_limit = 0;\n};", "line 2", "fail_limit");
+    fx_expect_refused("policy = {\n  eject_time = 86401;\n};", "line 2", "eject_time");
+    fx_expect_refused("policy = {\n  probe_num = 0;\n};", "line 2", "probe_num");
+    fx_expect_refused("policy = {\n  window = 1.5;\n};", "line 2", "window");
+    fx_expect_refused("policy = {\n  decay = 5;\n};", "line 2", "unknown setting 'decay'");
 }
 
 /* ---- choices ---- */
@@ -306,7 +134,7 @@ static void test_settings_refused(void **state)
 static void pick_sequence(struct fx *fx, int *seq, int n)
 {
     for (int k = 0; k < n; k++) {
-        seq[k] = pick(fx);
+        seq[k] = fx_pick(fx);
     }
 }
 
@@ -319,24 +147,24 @@ static void test_seed(void **state)
     struct fx *x = fx_new("seed = 42;");
     struct fx *y = fx_new("seed = 42;");
     struct fx *z = fx_new_module("seed = 42;", 1, 3);
-    add_n(x, 8);
-    add_n(y, 8);
-    add_n(z, 8);
+    fx_add_n(x, 8);
+    fx_add_n(y, 8);
+    fx_add_n(z, 8);
     pick_sequence(x, a, 64);
     pick_sequence(y, b, 64);
     pick_sequence(z, c, 64);
     assert_memory_equal(a, b, sizeof(a));
     assert_memory_not_equal(a, c, sizeof(a));
-    teardown((void **)&x);
-    teardown((void **)&y);
-    teardown((void **)&z);
+    fx_teardown((void **)&x);
+    fx_teardown((void **)&y);
+    fx_teardown((void **)&z);
 
     struct fx *t = fx_new_module("seed = 0;", 1, 2);
-    add_n(t, 3);
+    fx_add_n(t, 3);
     int count[NNODES];
     assert_int_equal(traffic(t, 300, 1, NULL, NULL, count), 0);
     assert_int_equal(count[0] + count[1] + count[2], 300);
-    teardown((void **)&t);
+    fx_teardown((void **)&t);
 }
 
 /* Alike nodes share the traffic evenly (p2c of equals = uniform). */
@@ -344,7 +172,7 @@ static void test_uniform_when_alike(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 4);
+    fx_add_n(fx, 4);
     int count[NNODES];
     assert_int_equal(traffic(fx, 8000, 1, NULL, NULL, count), 0);
     for (int i = 0; i < 4; i++) {
@@ -360,8 +188,8 @@ static void test_two_distinct_choices(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 2);
-    rep(fx, 1, false);
+    fx_add_n(fx, 2);
+    fx_rep(fx, 1, false);
     int count[NNODES];
     traffic(fx, 1000, 0, NULL, NULL, count);
     assert_int_equal(count[1], 0);
@@ -372,14 +200,14 @@ static void test_single_and_empty(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    assert_int_equal(pick(fx), NONE);
-    add(fx, 3);
-    rep_n(fx, 3, false, 4); /* bad, but alone */
+    assert_int_equal(fx_pick(fx), NONE);
+    fx_add(fx, 3);
+    fx_rep_n(fx, 3, false, 4); /* bad, but alone */
     for (int k = 0; k < 5; k++) {
-        assert_int_equal(pick(fx), 3);
+        assert_int_equal(fx_pick(fx), 3);
     }
-    del(fx, 3);
-    assert_int_equal(pick(fx), NONE);
+    fx_del(fx, 3);
+    assert_int_equal(fx_pick(fx), NONE);
 }
 
 /* One node failing half of its calls gets a small share; the healthy ones
@@ -389,7 +217,7 @@ static void test_failing_node_small_share(void **state)
 {
     struct fx *fx = fx_new("fail_limit = 1000;");
     *state = fx;
-    add_n(fx, 4);
+    fx_add_n(fx, 4);
     const double err[NNODES] = {0.0, 0.5, 0.0, 0.0};
     int count[NNODES];
     assert_int_equal(traffic(fx, 6000, 1, err, NULL, count), 0);
@@ -408,7 +236,7 @@ static void test_fewer_failures_preferred(void **state)
 {
     struct fx *fx = fx_new("fail_limit = 1000;");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     const double err[NNODES] = {0.02, 0.2, 0.4};
     int count[NNODES];
     traffic(fx, 10000, 1, err, NULL, count);
@@ -424,7 +252,7 @@ static void test_failures_fade(void **state)
 {
     struct fx *fx = fx_new("fail_limit = 1000;");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     const double bad[NNODES] = {0.0, 0.6, 0.0};
     int count[NNODES];
     traffic(fx, 3000, 1, bad, NULL, count); /* 3 s */
@@ -442,13 +270,13 @@ static void test_failures_fade(void **state)
 
     /* decay_time = 1: the same story ten times faster. */
     struct fx *quick = fx_new("fail_limit = 1000; decay_time = 1;");
-    add_n(quick, 3);
+    fx_add_n(quick, 3);
     traffic(quick, 3000, 1, bad, NULL, count);
     assert_true(count[1] < 100);
     quick->now += 8000;
     traffic(quick, 3000, 1, NULL, NULL, count);
     assert_true(count[1] > 800);
-    teardown((void **)&quick);
+    fx_teardown((void **)&quick);
 }
 
 /* Latency: the faster nodes get nearly everything; the slow one is still
@@ -458,7 +286,7 @@ static void test_latency_preference(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     const uint32_t cost[NNODES] = {1000, 1200, 5000};
     int count[NNODES];
     traffic(fx, 3000, 1, NULL, cost, count);
@@ -481,7 +309,7 @@ static void test_latency_peak_then_decay(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 2);
+    fx_add_n(fx, 2);
     uint32_t cost[NNODES] = {1000, 1000};
     int count[NNODES];
     traffic(fx, 2000, 1, NULL, cost, count);
@@ -505,15 +333,15 @@ static void test_fast_failures_not_attractive(void **state)
 {
     struct fx *fx = fx_new("fail_limit = 1000;");
     *state = fx;
-    add_n(fx, 2);
+    fx_add_n(fx, 2);
     for (int k = 0; k < 50; k++) {
         fx->now += 1;
-        rep_cost(fx, 0, true, 2000);
-        rep_cost(fx, 1, true, 2000);
+        fx_rep_cost(fx, 0, true, 2000);
+        fx_rep_cost(fx, 1, true, 2000);
     }
     fx->now += 20000;
-    rep_cost(fx, 0, true, 2000);
-    rep_cost(fx, 1, false, 10);
+    fx_rep_cost(fx, 0, true, 2000);
+    fx_rep_cost(fx, 1, false, 10);
     int count[NNODES];
     traffic(fx, 100, 0, NULL, NULL, count);
     assert_int_equal(count[0], 100);
@@ -527,18 +355,18 @@ static void test_eject_and_return(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     fx->now = 1000;
-    rep_n(fx, 1, false, 4);
-    rep(fx, 1, true);
-    rep_n(fx, 1, false, 4);
+    fx_rep_n(fx, 1, false, 4);
+    fx_rep(fx, 1, true);
+    fx_rep_n(fx, 1, false, 4);
     assert_false(fx->node[1].overloaded);
-    rep(fx, 1, false);
+    fx_rep(fx, 1, false);
     assert_true(fx->node[1].overloaded);
 
     int count[NNODES];
     fx->now = 10999;
-    rep_n(fx, 1, false, 3); /* late answers: do not extend the ejection */
+    fx_rep_n(fx, 1, false, 3); /* late answers: do not extend the ejection */
     traffic(fx, 1000, 0, NULL, NULL, count);
     assert_int_equal(count[1], 0);
     assert_int_equal(count[0] + count[2], 1000);
@@ -555,20 +383,20 @@ static void test_half_open(void **state)
 {
     struct fx *fx = fx_new("eject_time = 2;");
     *state = fx;
-    add_n(fx, 2);
-    rep_n(fx, 0, false, 5);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 0, false, 5);
     fx->now = 1999;
     ops()->tick(fx->inst, fx->now);
     assert_true(fx->node[0].overloaded);
     fx->now = 2000;
     int got[NNODES] = {0};
     for (int k = 0; k < 20; k++) {
-        int i = pick(fx); /* no reports: still on trial */
+        int i = fx_pick(fx); /* no reports: still on trial */
         got[i]++;
     }
     assert_true(got[0] > 0);
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
     fx->now = 3999;
     ops()->tick(fx->inst, fx->now);
@@ -576,10 +404,10 @@ static void test_half_open(void **state)
     fx->now = 4000;
     ops()->tick(fx->inst, fx->now); /* tick alone brings it back */
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, true);
-    rep_n(fx, 0, false, 4);
+    fx_rep(fx, 0, true);
+    fx_rep_n(fx, 0, false, 4);
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
 }
 
@@ -588,9 +416,9 @@ static void test_success_while_ejected(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 2);
-    rep_n(fx, 0, false, 5);
-    rep(fx, 0, true);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 0, false, 5);
+    fx_rep(fx, 0, true);
     assert_false(fx->node[0].overloaded);
     int count[NNODES];
     traffic(fx, 400, 0, NULL, NULL, count);
@@ -603,30 +431,30 @@ static void test_all_ejected_probes(void **state)
 {
     struct fx *fx = fx_new("probe_num = 4;");
     *state = fx;
-    add_n(fx, 2);
-    rep_n(fx, 0, false, 5);
-    rep_n(fx, 1, false, 5);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 0, false, 5);
+    fx_rep_n(fx, 1, false, 5);
     int seen[2] = {0, 0};
     for (int round = 0; round < 4; round++) {
         for (int k = 0; k < 4; k++) {
-            assert_int_equal(pick(fx), NONE);
+            assert_int_equal(fx_pick(fx), NONE);
         }
-        int got = pick(fx);
+        int got = fx_pick(fx);
         assert_true(got == 0 || got == 1);
         seen[got]++;
-        rep(fx, got, false);
+        fx_rep(fx, got, false);
         assert_true(fx->node[got].overloaded);
     }
     assert_int_equal(seen[0], 2);
     assert_int_equal(seen[1], 2);
     for (int k = 0; k < 4; k++) {
-        assert_int_equal(pick(fx), NONE);
+        assert_int_equal(fx_pick(fx), NONE);
     }
-    int got = pick(fx);
-    rep(fx, got, true);
+    int got = fx_pick(fx);
+    fx_rep(fx, got, true);
     assert_false(fx->node[got].overloaded);
     for (int k = 0; k < 10; k++) {
-        assert_int_equal(pick(fx), got);
+        assert_int_equal(fx_pick(fx), got);
     }
     /* and at eject_time the other returns too */
     fx->now = 10000;
@@ -642,9 +470,9 @@ static void test_window_resets_real_counters(void **state)
     struct fx *fx = fx_new("window = 5;");
     *state = fx;
     fx->now = 100;
-    add_n(fx, 2);
-    rep_n(fx, 0, true, 4);
-    rep_n(fx, 1, false, 2);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 0, true, 4);
+    fx_rep_n(fx, 1, false, 2);
     fx->now = 5099;
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_succ, 4);
@@ -660,7 +488,7 @@ static void test_added_node_keeps_counters(void **state)
     *state = fx;
     fx->node[0].real_err = 9;
     fx->node[0].overloaded = true;
-    add(fx, 0);
+    fx_add(fx, 0);
     assert_int_equal(fx->node[0].real_err, 9);
     assert_false(fx->node[0].overloaded);
 }
@@ -673,13 +501,13 @@ static void test_removed_never_picked(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 5);
-    rep_n(fx, 3, false, 5); /* ejected */
-    del(fx, 3);
-    del(fx, 0);
+    fx_add_n(fx, 5);
+    fx_rep_n(fx, 3, false, 5); /* ejected */
+    fx_del(fx, 3);
+    fx_del(fx, 0);
     assert_false(fx->node[3].overloaded);
-    rep_n(fx, 0, true, 5);
-    rep_n(fx, 3, true, 5);
+    fx_rep_n(fx, 0, true, 5);
+    fx_rep_n(fx, 3, true, 5);
     int count[NNODES];
     traffic(fx, 3000, 1, NULL, NULL, count);
     assert_int_equal(count[0], 0);
@@ -709,19 +537,19 @@ static void test_churn_against_model(void **state)
         double r = test_rand(fx);
         if (r < 0.1) {
             if (in[i]) {
-                del(fx, i);
+                fx_del(fx, i);
             } else {
-                add(fx, i);
+                fx_add(fx, i);
             }
             in[i] = !in[i];
         } else if (r < 0.2) {
             if (in[i]) {
-                rep(fx, i, test_rand(fx) < 0.3);
+                fx_rep(fx, i, test_rand(fx) < 0.3);
             }
         } else if (r < 0.21) {
             ops()->tick(fx->inst, fx->now);
         } else {
-            int got = pick(fx);
+            int got = fx_pick(fx);
             int n_in = 0;
             int n_up = 0;
             for (int k = 0; k < NNODES; k++) {
@@ -752,10 +580,10 @@ static void test_double_add_and_foreign_nodes(void **state)
     struct fx *fx = fx_new("");
     struct fx *other = fx_new("");
     *state = fx;
-    add(fx, 0);
-    add(other, 1);
+    fx_add(fx, 0);
+    fx_add(other, 1);
     assert_int_equal(ops()->node_added(fx->inst, &fx->node[0], 0), -EEXIST);
-    rep_n(fx, 2, false, 20); /* never added */
+    fx_rep_n(fx, 2, false, 20); /* never added */
     assert_false(fx->node[2].overloaded);
     for (int k = 0; k < 10; k++) {
         ops()->report(fx->inst, &other->node[1], 1, 0, 0);
@@ -763,25 +591,25 @@ static void test_double_add_and_foreign_nodes(void **state)
     assert_false(other->node[1].overloaded);
     ops()->node_removed(fx->inst, &other->node[1]);
     assert_non_null(other->node[1].policy_data);
-    teardown((void **)&other);
+    fx_teardown((void **)&other);
 }
 
 static void test_destroy_with_nodes_left(void **state)
 {
     struct fx *fx = fx_new("");
     (void)state;
-    add_n(fx, 4);
-    rep_n(fx, 2, false, 5);
+    fx_add_n(fx, 4);
+    fx_rep_n(fx, 2, false, 5);
     ops()->destroy(fx->inst);
     for (int i = 0; i < 4; i++) {
         assert_null(fx->node[i].policy_data);
         assert_false(fx->node[i].overloaded);
     }
-    free(fx->conf);
-    free(fx);
+    fx->inst = NULL;
+    fx_free(fx);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_none, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
 {

@@ -25,14 +25,9 @@
 #include <lars/plugin.h>
 #include <libconfig.h>
 
-#include "settings.h"
-
-extern const struct lars_plugin lars_plugin;
-
-static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
+#include "policy_fixture.h"
 
 #define NNODES 6
-#define NONE (-1) /* pick() answered RET_OVERLOAD */
 
 /* Weights 5, 1, 1 for nodes 0, 1, 2 (lines 3-5 of the policy section). */
 #define W511                                                                                       \
@@ -42,53 +37,6 @@ static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
     "  { node = \"10.0.0.3:9003\"; weight = 1; }\n"                                                \
     ");"
 
-static int conf_from_config(config_t *cfg, void **out, char *err, size_t len)
-{
-    const config_setting_t *section = config_lookup(cfg, "policy");
-    void *conf = calloc(1, lars_plugin.conf_size);
-    assert_non_null(conf);
-    int rc = lars_settings_apply(lars_plugin.settings, section, core_keys, conf, err, len);
-    if (rc == 0 && lars_plugin.validate) {
-        rc = lars_plugin.validate(conf, lars_services_get(), err, len);
-    }
-    if (rc != 0) {
-        free(conf);
-        return rc;
-    }
-    *out = conf;
-    return 0;
-}
-
-/* conf_from_config on a string; *cfg_out keeps the tree alive (LIST settings
- * point into it) until the caller destroys it. */
-static int conf_from_string_keep(const char *text, config_t *cfg, void **out, char *err, size_t len)
-{
-    config_init(cfg);
-    if (!config_read_string(cfg, text)) {
-        snprintf(err, len, "line %d: %s", config_error_line(cfg), config_error_text(cfg));
-        return -EINVAL;
-    }
-    return conf_from_config(cfg, out, err, len);
-}
-
-static int conf_from_string(const char *text, void **out, char *err, size_t len)
-{
-    config_t cfg;
-    int rc = conf_from_string_keep(text, &cfg, out, err, len);
-    config_destroy(&cfg);
-    return rc;
-}
-
-/* ---- a fake core ---- */
-
-struct fx {
-    config_t cfg;
-    void *conf;
-    void *inst;
-    struct lars_node node[NNODES];
-    uint64_t now;
-};
-
 static const struct lars_policy_ops *ops(void)
 {
     return lars_plugin.policy;
@@ -96,130 +44,7 @@ static const struct lars_policy_ops *ops(void)
 
 static struct fx *fx_new(const char *policy_body)
 {
-    char text[2048];
-    char err[512] = "";
-    struct fx *fx = calloc(1, sizeof(*fx));
-    assert_non_null(fx);
-    snprintf(text, sizeof(text), "policy = {\n  plugin = \"lb_wrr\";\n%s\n};\n", policy_body);
-    int rc = conf_from_string_keep(text, &fx->cfg, &fx->conf, err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("conf refused: %s", err);
-    }
-    struct lars_module_id id = {.modid = 1, .cmdid = 2};
-    assert_int_equal(ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
-    assert_non_null(fx->inst);
-    for (int i = 0; i < NNODES; i++) {
-        fx->node[i].ip = 0x0a000001u + (uint32_t)i;
-        fx->node[i].port = (uint16_t)(9001 + i);
-    }
-    return fx;
-}
-
-static void fx_free(struct fx *fx)
-{
-    ops()->destroy(fx->inst);
-    free(fx->conf);
-    config_destroy(&fx->cfg);
-    free(fx);
-}
-
-static int setup_none(void **state)
-{
-    *state = NULL;
-    return 0;
-}
-
-/* Removes what is left, as the core does before destroy(). */
-static int teardown(void **state)
-{
-    struct fx *fx = *state;
-    if (!fx) {
-        return 0;
-    }
-    for (int i = 0; i < NNODES; i++) {
-        if (fx->node[i].policy_data) {
-            ops()->node_removed(fx->inst, &fx->node[i]);
-            assert_null(fx->node[i].policy_data);
-        }
-    }
-    fx_free(fx);
-    return 0;
-}
-
-static void add(struct fx *fx, int i)
-{
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[i], fx->now), 0);
-    assert_non_null(fx->node[i].policy_data);
-}
-
-static void add_n(struct fx *fx, int n)
-{
-    for (int i = 0; i < n; i++) {
-        add(fx, i);
-    }
-}
-
-static void del(struct fx *fx, int i)
-{
-    ops()->node_removed(fx->inst, &fx->node[i]);
-    assert_null(fx->node[i].policy_data);
-}
-
-static void rep(struct fx *fx, int i, bool ok)
-{
-    if (ok) {
-        fx->node[i].real_succ++;
-    } else {
-        fx->node[i].real_err++;
-    }
-    ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, 0, fx->now);
-}
-
-static void rep_n(struct fx *fx, int i, bool ok, int n)
-{
-    for (int k = 0; k < n; k++) {
-        rep(fx, i, ok);
-    }
-}
-
-static int pick(struct fx *fx)
-{
-    struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
-    enum lars_retcode rc = ops()->pick(fx->inst, 0, fx->now, &out);
-    if (rc == LARS_RET_OVERLOAD) {
-        assert_null(out);
-        return NONE;
-    }
-    assert_int_equal(rc, LARS_RET_SUCC);
-    assert_non_null(out);
-    assert_true(out >= fx->node && out < fx->node + NNODES);
-    return (int)(out - fx->node);
-}
-
-/* Counts `n` picks per node into count[NNODES]; returns RET_OVERLOAD answers. */
-static int count_picks(struct fx *fx, int n, int *count)
-{
-    int none = 0;
-    memset(count, 0, sizeof(int) * NNODES);
-    for (int k = 0; k < n; k++) {
-        int i = pick(fx);
-        if (i == NONE) {
-            none++;
-        } else {
-            count[i]++;
-        }
-    }
-    return none;
-}
-
-static void expect_picks(struct fx *fx, const int *want, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        int got = pick(fx);
-        if (got != want[k]) {
-            fail_msg("pick #%zu: got %d, want %d", k + 1, got, want[k]);
-        }
-    }
+    return fx_create("", policy_body, NNODES, 9001, 1, 2);
 }
 
 /* ---- descriptor and settings ---- */
@@ -227,37 +52,9 @@ static void expect_picks(struct fx *fx, const int *want, size_t n)
 static void test_descriptor(void **state)
 {
     (void)state;
-    assert_int_equal(lars_plugin.abi_major, LARS_PLUGIN_ABI_MAJOR);
-    assert_int_equal(lars_plugin.size, sizeof(struct lars_plugin));
-    assert_int_equal(lars_plugin.kind, LARS_PLUGIN_POLICY);
-    assert_string_equal(lars_plugin.name, "lb_wrr");
-    assert_non_null(lars_plugin.policy);
-    assert_null(lars_plugin.dns);
-    assert_null(lars_plugin.reporter);
+    fx_check_descriptor("lb_wrr");
     assert_non_null(lars_plugin.validate);
     assert_non_null(ops()->tick);
-}
-
-static const struct lars_setting *find(const char *name)
-{
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
-        if (strcmp(s->name, name) == 0) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-static int64_t conf_int(void *conf, const char *name)
-{
-    const struct lars_setting *s = find(name);
-    if (!s) {
-        fail_msg("setting '%s' missing", name);
-    }
-    assert_int_equal(s->type, LARS_SETTING_INT);
-    int64_t v;
-    memcpy(&v, (char *)conf + s->offset, sizeof(v));
-    return v;
 }
 
 static void test_settings_defaults(void **state)
@@ -265,17 +62,17 @@ static void test_settings_defaults(void **state)
     char err[512] = "";
     void *conf = NULL;
     (void)state;
-    int rc = conf_from_string("policy = { plugin = \"lb_wrr\"; update_timeout = 15; };", &conf, err,
-                              sizeof(err));
+    int rc = fx_conf_from_string("policy = { plugin = \"lb_wrr\"; update_timeout = 15; };", &conf,
+                                 err, sizeof(err));
     if (rc != 0) {
         fail_msg("defaults refused: %s", err);
     }
-    assert_int_equal(conf_int(conf, "default_weight"), 1);
-    assert_int_equal(conf_int(conf, "fail_limit"), 5);
-    assert_int_equal(conf_int(conf, "fail_timeout"), 10);
-    assert_int_equal(conf_int(conf, "probe_num"), 10);
-    assert_int_equal(conf_int(conf, "window"), 15);
-    const struct lars_setting *w = find("weights");
+    assert_int_equal(fx_conf_int(conf, "default_weight"), 1);
+    assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
+    assert_int_equal(fx_conf_int(conf, "fail_timeout"), 10);
+    assert_int_equal(fx_conf_int(conf, "probe_num"), 10);
+    assert_int_equal(fx_conf_int(conf, "window"), 15);
+    const struct lars_setting *w = fx_find_setting("weights");
     assert_non_null(w);
     assert_int_equal(w->type, LARS_SETTING_LIST);
     const void *list;
@@ -289,69 +86,58 @@ static void test_settings_defaults(void **state)
     free(conf);
 }
 
-static void expect_refused(const char *text, const char *line, const char *word)
-{
-    char err[512] = "";
-    void *conf = NULL;
-    assert_int_equal(conf_from_string(text, &conf, err, sizeof(err)), -EINVAL);
-    assert_null(conf);
-    if (!strstr(err, word) || (line && !strstr(err, line))) {
-        fail_msg("message lacks '%s'/'%s': %s", word, line ? line : "", err);
-    }
-}
-
 static void test_settings_out_of_range(void **state)
 {
     (void)state;
-    expect_refused("policy = {\n  default_weight = 0;\n};", "line 2", "default_weight");
-    expect_refused("policy = {\n  fail_limit = 0;\n};", "line 2", "fail_limit");
-    expect_refused("policy = {\n  fail_timeout = 0;\n};", "line 2", "fail_timeout");
-    expect_refused("policy = {\n  probe_num = 0;\n};", "line 2", "probe_num");
-    expect_refused("policy = {\n  window = 0;\n};", "line 2", "window");
-    expect_refused("policy = {\n  weights = 5;\n};", "line 2", "weights");
-    expect_refused("policy = {\n  weight = ();\n};", "line 2", "weight");
+    fx_expect_refused("policy = {\n  default_weight = 0;\n};", "line 2", "default_weight");
+    fx_expect_refused("policy = {\n  fail_limit = 0;\n};", "line 2", "fail_limit");
+    fx_expect_refused("policy = {\n  fail_timeout = 0;\n};", "line 2", "fail_timeout");
+    fx_expect_refused("policy = {\n  probe_num = 0;\n};", "line 2", "probe_num");
+    fx_expect_refused("policy = {\n  window = 0;\n};", "line 2", "window");
+    fx_expect_refused("policy = {\n  weights = 5;\n};", "line 2", "weights");
+    fx_expect_refused("policy = {\n  weight = ();\n};", "line 2", "weight");
 }
 
 /* validate(): each bad entry named by its own line, not the section's. */
 static void test_validate_weights(void **state)
 {
     (void)state;
-    expect_refused("policy = {\n"
-                   "  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = 2; },\n"
-                   "    { node = \"10.0.0.300:9001\"; weight = 2; }\n"
-                   "  );\n};",
-                   "line 4", "10.0.0.300:9001");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1\"; weight = 2; }\n  );\n};",
-                   "line 3", "IPv4:port");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:0\"; weight = 2; }\n  );\n};",
-                   "line 3", "IPv4:port");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = 5; weight = 2; }\n  );\n};",
-                   "line 3", "not a string");
-    expect_refused("policy = {\n  weights = (\n\n\n"
-                   "    { node = \"10.0.0.1:9001\";\n      weight = 0; }\n  );\n};",
-                   "line 6", "weight must be");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = 1000001; }\n  );\n};",
-                   "line 3", "weight must be");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = \"5\"; }\n  );\n};",
-                   "line 3", "weight must be");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; }\n  );\n};",
-                   "line 3", "needs");
-    expect_refused("policy = {\n  weights = ( \"10.0.0.1:9001\" );\n};", "line 2", "needs");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = 1; wieght = 3; }\n  );\n};",
-                   "line 3", "unknown key");
-    expect_refused("policy = {\n  weights = (\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = 1; },\n"
-                   "    { node = \"10.0.0.2:9001\"; weight = 1; },\n"
-                   "    { node = \"10.0.0.1:9001\"; weight = 3; }\n  );\n};",
-                   "line 5", "first at line 3");
+    fx_expect_refused("policy = {\n"
+                      "  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = 2; },\n"
+                      "    { node = \"10.0.0.300:9001\"; weight = 2; }\n"
+                      "  );\n};",
+                      "line 4", "10.0.0.300:9001");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1\"; weight = 2; }\n  );\n};",
+                      "line 3", "IPv4:port");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:0\"; weight = 2; }\n  );\n};",
+                      "line 3", "IPv4:port");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = 5; weight = 2; }\n  );\n};",
+                      "line 3", "not a string");
+    fx_expect_refused("policy = {\n  weights = (\n\n\n"
+                      "    { node = \"10.0.0.1:9001\";\n      weight = 0; }\n  );\n};",
+                      "line 6", "weight must be");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = 1000001; }\n  );\n};",
+                      "line 3", "weight must be");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = \"5\"; }\n  );\n};",
+                      "line 3", "weight must be");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; }\n  );\n};",
+                      "line 3", "needs");
+    fx_expect_refused("policy = {\n  weights = ( \"10.0.0.1:9001\" );\n};", "line 2", "needs");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = 1; wieght = 3; }\n  );\n};",
+                      "line 3", "unknown key");
+    fx_expect_refused("policy = {\n  weights = (\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = 1; },\n"
+                      "    { node = \"10.0.0.2:9001\"; weight = 1; },\n"
+                      "    { node = \"10.0.0.1:9001\"; weight = 3; }\n  );\n};",
+                      "line 5", "first at line 3");
 }
 
 /* The same check the agent runs: the core adds the section's file:line in
@@ -373,7 +159,7 @@ static void test_validate_in_file(void **state)
     close(fd);
     config_init(&cfg);
     assert_true(config_read_file(&cfg, path));
-    assert_int_equal(conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
+    assert_int_equal(fx_conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
     config_destroy(&cfg);
     unlink(path);
     if (!strstr(err, "line 5") || !strstr(err, "weight")) {
@@ -394,7 +180,7 @@ static void test_validate_accepts(void **state)
         " { node = \"10.0.0.1:2\"; weight = 2; } ); };",
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        int rc = conf_from_string(ok[i], &conf, err, sizeof(err));
+        int rc = fx_conf_from_string(ok[i], &conf, err, sizeof(err));
         if (rc != 0) {
             fail_msg("refused '%s': %s", ok[i], err);
         }
@@ -411,17 +197,17 @@ static void test_smooth_sequence_511(void **state)
 {
     struct fx *fx = fx_new(W511);
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     const int seq[] = {0, 0, 1, 0, 2, 0, 0};
     int count[NNODES] = {0};
     for (int round = 0; round < 100; round++) {
         for (int k = 0; k < 7; k++) {
-            int got = pick(fx);
+            int got = fx_pick(fx);
             if (got != seq[k]) {
                 fail_msg("round %d pick %d: got %d, want %d", round, k + 1, got, seq[k]);
             }
             count[got]++;
-            rep(fx, got, true);
+            fx_rep(fx, got, true);
         }
     }
     assert_int_equal(count[0], 500);
@@ -439,10 +225,10 @@ static void test_exact_shares_and_spread(void **state)
                            "  { node = \"10.0.0.4:9004\"; weight = 4; }\n"
                            ");\ndefault_weight = 1;");
     *state = fx;
-    add_n(fx, 4); /* weights 3, 2, 1 (default), 4: sum 10 */
+    fx_add_n(fx, 4); /* weights 3, 2, 1 (default), 4: sum 10 */
     for (int w = 0; w < 50; w++) {
         int count[NNODES];
-        assert_int_equal(count_picks(fx, 10, count), 0);
+        assert_int_equal(fx_count_picks(fx, 10, count), 0);
         assert_int_equal(count[0], 3);
         assert_int_equal(count[1], 2);
         assert_int_equal(count[2], 1);
@@ -451,7 +237,7 @@ static void test_exact_shares_and_spread(void **state)
     int run = 0;
     int prev = NONE;
     for (int k = 0; k < 100; k++) {
-        int got = pick(fx);
+        int got = fx_pick(fx);
         run = got == prev ? run + 1 : 1;
         prev = got;
         assert_true(run <= 2);
@@ -463,9 +249,9 @@ static void test_equal_weights_round_robin(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     const int want[] = {0, 1, 2, 0, 1, 2, 0, 1, 2};
-    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+    fx_expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
 }
 
 /* default_weight applies to nodes not in the table. */
@@ -474,9 +260,9 @@ static void test_default_weight(void **state)
     struct fx *fx = fx_new("default_weight = 3;\n"
                            "weights = ( { node = \"10.0.0.2:9002\"; weight = 1; } );");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     int count[NNODES];
-    assert_int_equal(count_picks(fx, 700, count), 0);
+    assert_int_equal(fx_count_picks(fx, 700, count), 0);
     assert_int_equal(count[0], 300);
     assert_int_equal(count[1], 100);
     assert_int_equal(count[2], 300);
@@ -487,9 +273,9 @@ static void test_weight_matches_port(void **state)
 {
     struct fx *fx = fx_new("weights = ( { node = \"10.0.0.1:9002\"; weight = 9; } );");
     *state = fx;
-    add_n(fx, 2); /* 10.0.0.1:9001 and 10.0.0.2:9002: neither listed */
+    fx_add_n(fx, 2); /* 10.0.0.1:9001 and 10.0.0.2:9002: neither listed */
     int count[NNODES];
-    count_picks(fx, 100, count);
+    fx_count_picks(fx, 100, count);
     assert_int_equal(count[0], 50);
     assert_int_equal(count[1], 50);
 }
@@ -499,12 +285,12 @@ static void test_empty_module(void **state)
     struct fx *fx = fx_new("");
     *state = fx;
     for (int k = 0; k < 30; k++) {
-        assert_int_equal(pick(fx), NONE);
+        assert_int_equal(fx_pick(fx), NONE);
     }
-    add(fx, 0);
-    assert_int_equal(pick(fx), 0);
-    del(fx, 0);
-    assert_int_equal(pick(fx), NONE);
+    fx_add(fx, 0);
+    assert_int_equal(fx_pick(fx), 0);
+    fx_del(fx, 0);
+    assert_int_equal(fx_pick(fx), NONE);
 }
 
 /* ---- failures ---- */
@@ -515,19 +301,19 @@ static void test_fail_limit_takes_out(void **state)
 {
     struct fx *fx = fx_new(W511);
     *state = fx;
-    add_n(fx, 3);
-    rep_n(fx, 0, false, 4);
-    rep(fx, 0, true);
-    rep_n(fx, 0, false, 4);
+    fx_add_n(fx, 3);
+    fx_rep_n(fx, 0, false, 4);
+    fx_rep(fx, 0, true);
+    fx_rep_n(fx, 0, false, 4);
     assert_false(fx->node[0].overloaded);
     int count[NNODES];
-    count_picks(fx, 7, count);
+    fx_count_picks(fx, 7, count);
     assert_int_equal(count[0], 5);
 
-    rep(fx, 0, false); /* 5th in a row */
+    fx_rep(fx, 0, false); /* 5th in a row */
     assert_true(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_err, 9); /* real counters are the window's */
-    assert_int_equal(count_picks(fx, 200, count), 0);
+    assert_int_equal(fx_count_picks(fx, 200, count), 0);
     assert_int_equal(count[0], 0);
     assert_int_equal(count[1], 100);
     assert_int_equal(count[2], 100);
@@ -537,13 +323,13 @@ static void test_fail_limit_setting(void **state)
 {
     struct fx *fx = fx_new("fail_limit = 2;");
     *state = fx;
-    add_n(fx, 2);
-    rep(fx, 1, false);
+    fx_add_n(fx, 2);
+    fx_rep(fx, 1, false);
     assert_false(fx->node[1].overloaded);
-    rep(fx, 1, false);
+    fx_rep(fx, 1, false);
     assert_true(fx->node[1].overloaded);
     const int want[] = {0, 0, 0};
-    expect_picks(fx, want, 3);
+    fx_expect_picks(fx, want, 3);
 }
 
 /* Out for fail_timeout (10 s) from the failure that took it out, then back
@@ -553,34 +339,34 @@ static void test_fail_timeout_and_half_open(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 2);
+    fx_add_n(fx, 2);
     fx->now = 1000;
-    rep_n(fx, 0, false, 5);
+    fx_rep_n(fx, 0, false, 5);
     fx->now = 10999;
-    rep_n(fx, 0, false, 3); /* late answers: do not extend the timeout */
+    fx_rep_n(fx, 0, false, 3); /* late answers: do not extend the timeout */
     int count[NNODES];
-    count_picks(fx, 10, count);
+    fx_count_picks(fx, 10, count);
     assert_int_equal(count[0], 0);
     assert_true(fx->node[0].overloaded);
 
     fx->now = 11000;
-    count_picks(fx, 10, count);
+    fx_count_picks(fx, 10, count);
     assert_int_equal(count[0], 5);
     assert_false(fx->node[0].overloaded);
 
-    rep(fx, 0, false); /* on trial: out again at once */
+    fx_rep(fx, 0, false); /* on trial: out again at once */
     assert_true(fx->node[0].overloaded);
     fx->now = 20999;
-    count_picks(fx, 10, count);
+    fx_count_picks(fx, 10, count);
     assert_int_equal(count[0], 0);
     fx->now = 21000;
-    count_picks(fx, 10, count);
+    fx_count_picks(fx, 10, count);
     assert_int_equal(count[0], 5);
 
-    rep(fx, 0, true); /* trusted again */
-    rep_n(fx, 0, false, 4);
+    fx_rep(fx, 0, true); /* trusted again */
+    fx_rep_n(fx, 0, false, 4);
     assert_false(fx->node[0].overloaded);
-    rep(fx, 0, false);
+    fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
 }
 
@@ -590,14 +376,14 @@ static void test_back_without_burst(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 3);
-    rep_n(fx, 2, false, 5);
+    fx_add_n(fx, 3);
+    fx_rep_n(fx, 2, false, 5);
     int count[NNODES];
-    count_picks(fx, 1001, count); /* 0 and 1 only */
+    fx_count_picks(fx, 1001, count); /* 0 and 1 only */
     assert_int_equal(count[2], 0);
     fx->now = 10000;
     for (int w = 0; w < 10; w++) {
-        count_picks(fx, 3, count);
+        fx_count_picks(fx, 3, count);
         assert_int_equal(count[0], 1);
         assert_int_equal(count[1], 1);
         assert_int_equal(count[2], 1);
@@ -609,8 +395,8 @@ static void test_tick_brings_back(void **state)
 {
     struct fx *fx = fx_new("fail_timeout = 3;");
     *state = fx;
-    add_n(fx, 2);
-    rep_n(fx, 1, false, 5);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 1, false, 5);
     fx->now = 2999;
     ops()->tick(fx->inst, fx->now);
     assert_true(fx->node[1].overloaded);
@@ -625,13 +411,13 @@ static void test_success_while_out_restores(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 2);
-    rep_n(fx, 1, false, 5);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 1, false, 5);
     assert_true(fx->node[1].overloaded);
-    rep(fx, 1, true);
+    fx_rep(fx, 1, true);
     assert_false(fx->node[1].overloaded);
     const int want[] = {0, 1, 0, 1};
-    expect_picks(fx, want, 4);
+    fx_expect_picks(fx, want, 4);
 }
 
 /* Every node out: probe_num RET_OVERLOAD answers, then one probe, round
@@ -640,37 +426,37 @@ static void test_all_out_probes(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     for (int i = 0; i < 3; i++) {
-        rep_n(fx, i, false, 5);
+        fx_rep_n(fx, i, false, 5);
     }
     for (int round = 0; round < 4; round++) {
         for (int k = 0; k < 10; k++) {
-            assert_int_equal(pick(fx), NONE);
+            assert_int_equal(fx_pick(fx), NONE);
         }
-        int got = pick(fx);
+        int got = fx_pick(fx);
         assert_int_equal(got, round % 3);
-        rep(fx, got, false); /* failed probe: stays out */
+        fx_rep(fx, got, false); /* failed probe: stays out */
         assert_true(fx->node[got].overloaded);
     }
     for (int k = 0; k < 10; k++) {
-        assert_int_equal(pick(fx), NONE);
+        assert_int_equal(fx_pick(fx), NONE);
     }
-    assert_int_equal(pick(fx), 1);
-    rep(fx, 1, true);
+    assert_int_equal(fx_pick(fx), 1);
+    fx_rep(fx, 1, true);
     assert_false(fx->node[1].overloaded);
     const int want[] = {1, 1, 1};
-    expect_picks(fx, want, 3);
+    fx_expect_picks(fx, want, 3);
 }
 
 static void test_probe_num_setting(void **state)
 {
     struct fx *fx = fx_new("probe_num = 3;");
     *state = fx;
-    add(fx, 0);
-    rep_n(fx, 0, false, 5);
+    fx_add(fx, 0);
+    fx_rep_n(fx, 0, false, 5);
     const int want[] = {NONE, NONE, NONE, 0, NONE, NONE, NONE, 0};
-    expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
+    fx_expect_picks(fx, want, sizeof(want) / sizeof(want[0]));
 }
 
 /* ---- windows ---- */
@@ -680,9 +466,9 @@ static void test_window_resets_real_counters(void **state)
     struct fx *fx = fx_new("");
     *state = fx;
     fx->now = 500;
-    add_n(fx, 2);
-    rep_n(fx, 0, true, 7);
-    rep_n(fx, 1, false, 3);
+    fx_add_n(fx, 2);
+    fx_rep_n(fx, 0, true, 7);
+    fx_rep_n(fx, 1, false, 3);
     fx->now = 15499;
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_succ, 7);
@@ -691,7 +477,7 @@ static void test_window_resets_real_counters(void **state)
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[1].real_err, 0);
-    rep(fx, 0, true);
+    fx_rep(fx, 0, true);
     fx->now = 30499;
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_succ, 1);
@@ -704,8 +490,8 @@ static void test_window_setting(void **state)
 {
     struct fx *fx = fx_new("window = 2;");
     *state = fx;
-    add(fx, 0);
-    rep(fx, 0, false);
+    fx_add(fx, 0);
+    fx_rep(fx, 0, false);
     fx->now = 2000;
     ops()->tick(fx->inst, fx->now);
     assert_int_equal(fx->node[0].real_err, 0);
@@ -718,7 +504,7 @@ static void test_added_node_keeps_counters(void **state)
     *state = fx;
     fx->node[0].real_succ = 42;
     fx->node[0].overloaded = true; /* stale, from the previous instance */
-    add(fx, 0);
+    fx_add(fx, 0);
     assert_int_equal(fx->node[0].real_succ, 42);
     assert_false(fx->node[0].overloaded);
 }
@@ -731,21 +517,21 @@ static void test_removed_never_picked(void **state)
 {
     struct fx *fx = fx_new(W511);
     *state = fx;
-    add_n(fx, 3);
+    fx_add_n(fx, 3);
     int count[NNODES];
-    count_picks(fx, 3, count);
-    del(fx, 1);
-    rep_n(fx, 1, false, 10);
-    rep_n(fx, 1, true, 10);
+    fx_count_picks(fx, 3, count);
+    fx_del(fx, 1);
+    fx_rep_n(fx, 1, false, 10);
+    fx_rep_n(fx, 1, true, 10);
     assert_false(fx->node[1].overloaded);
-    count_picks(fx, 600, count);
+    fx_count_picks(fx, 600, count);
     assert_int_equal(count[1], 0);
     assert_int_equal(count[0] + count[2], 600);
     assert_true(count[0] >= 499 && count[0] <= 501);
 
-    del(fx, 0);
-    del(fx, 2);
-    assert_int_equal(count_picks(fx, 20, count), 20);
+    fx_del(fx, 0);
+    fx_del(fx, 2);
+    assert_int_equal(fx_count_picks(fx, 20, count), 20);
 }
 
 /* Removing the node that is out, and the last node in the array. */
@@ -753,18 +539,18 @@ static void test_remove_out_node(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
-    add_n(fx, 4);
-    rep_n(fx, 1, false, 5);
-    del(fx, 1);
+    fx_add_n(fx, 4);
+    fx_rep_n(fx, 1, false, 5);
+    fx_del(fx, 1);
     assert_false(fx->node[1].overloaded);
-    del(fx, 3);
+    fx_del(fx, 3);
     int count[NNODES];
-    count_picks(fx, 100, count);
+    fx_count_picks(fx, 100, count);
     assert_int_equal(count[0], 50);
     assert_int_equal(count[2], 50);
-    add(fx, 1); /* back, fresh */
+    fx_add(fx, 1); /* back, fresh */
     assert_false(fx->node[1].overloaded);
-    count_picks(fx, 99, count);
+    fx_count_picks(fx, 99, count);
     assert_int_equal(count[1], 33);
 }
 
@@ -773,13 +559,13 @@ static void test_double_add_and_foreign_nodes(void **state)
     struct fx *fx = fx_new("");
     struct fx *other = fx_new("");
     *state = fx;
-    add(fx, 0);
-    add(other, 1);
+    fx_add(fx, 0);
+    fx_add(other, 1);
     void *data = fx->node[0].policy_data;
     assert_int_equal(ops()->node_added(fx->inst, &fx->node[0], 0), -EEXIST);
     assert_ptr_equal(fx->node[0].policy_data, data);
 
-    rep_n(fx, 2, false, 20); /* never added */
+    fx_rep_n(fx, 2, false, 20); /* never added */
     assert_false(fx->node[2].overloaded);
     for (int k = 0; k < 10; k++) { /* another instance's node */
         ops()->report(fx->inst, &other->node[1], 1, 0, 0);
@@ -787,27 +573,26 @@ static void test_double_add_and_foreign_nodes(void **state)
     assert_false(other->node[1].overloaded);
     ops()->node_removed(fx->inst, &other->node[1]); /* not fx's: ignored */
     assert_non_null(other->node[1].policy_data);
-    assert_int_equal(pick(other), 1);
-    teardown((void **)&other);
+    assert_int_equal(fx_pick(other), 1);
+    fx_teardown((void **)&other);
 }
 
 static void test_destroy_with_nodes_left(void **state)
 {
     struct fx *fx = fx_new("");
     (void)state;
-    add_n(fx, 3);
-    rep_n(fx, 1, false, 5);
+    fx_add_n(fx, 3);
+    fx_rep_n(fx, 1, false, 5);
     ops()->destroy(fx->inst);
     for (int i = 0; i < 3; i++) {
         assert_null(fx->node[i].policy_data);
         assert_false(fx->node[i].overloaded);
     }
-    free(fx->conf);
-    config_destroy(&fx->cfg);
-    free(fx);
+    fx->inst = NULL;
+    fx_free(fx);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_none, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
 {

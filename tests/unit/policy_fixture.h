@@ -1,0 +1,108 @@
+/*
+ * policy_fixture.h - a fake core for the policy plugin unit tests
+ * (test_lb_lars, test_lb_wrr, test_lb_p2c).
+ *
+ * The fixture plays the core: it owns the struct lars_node array, increments
+ * real_succ / real_err before report(), and builds every conf from a config
+ * string through lars_settings_apply + validate(), as the agent does.
+ *
+ * It drives `lars_plugin`, the descriptor of the one policy plugin the test
+ * executable links (its NAME_impl library): one plugin per test binary.
+ *
+ * Every helper fails the running cmocka test on a broken expectation; none is
+ * thread-safe (cmocka runs the tests one after the other).
+ */
+#ifndef LARS_TESTS_POLICY_FIXTURE_H
+#define LARS_TESTS_POLICY_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lars/plugin.h>
+#include <libconfig.h>
+
+extern const struct lars_plugin lars_plugin;
+
+#define FX_MAX_NODES 16
+#define NONE (-1) /* fx_pick(): pick() answered RET_OVERLOAD */
+
+struct fx {
+    config_t cfg; /* kept alive: LIST settings in conf point into it */
+    void *conf;
+    void *inst; /* NULL once a test destroyed it itself */
+    int nnodes; /* node[0, nnodes) are the test's nodes */
+    struct lars_node node[FX_MAX_NODES];
+    uint64_t now;
+    uint64_t rng; /* the test's own randomness, if it wants any */
+};
+
+/*
+ * Fills a conf block from cfg's group `policy` the way the core does: table
+ * defaults, the section's values, validate(). Returns 0 with *out set (free
+ * it), or the error with the message in err and *out untouched.
+ */
+int fx_conf_from_config(config_t *cfg, void **out, char *err, size_t len);
+
+/* fx_conf_from_config on a string; cfg keeps the tree alive (LIST settings
+ * point into it): the caller destroys it, whatever the result. */
+int fx_conf_from_string_keep(const char *text, config_t *cfg, void **out, char *err, size_t len);
+
+/* fx_conf_from_config on a string, for confs without LIST settings read. */
+int fx_conf_from_string(const char *text, void **out, char *err, size_t len);
+
+/* Asserts that text is refused with -EINVAL and a message holding word and,
+ * unless NULL, line. */
+void fx_expect_refused(const char *text, const char *line, const char *word);
+
+/* The settings table's entry for name, or NULL. */
+const struct lars_setting *fx_find_setting(const char *name);
+
+/* The INT setting name as filled into conf; fails the test if it is missing
+ * or not an INT. */
+int64_t fx_conf_int(void *conf, const char *name);
+
+/* The descriptor checks every policy plugin must pass: ABI, size, kind,
+ * name, policy ops only, tick present. */
+void fx_check_descriptor(const char *name);
+
+/*
+ * A module with the policy section
+ *   policy = { plugin = "<lars_plugin.name>"; <head><body> };
+ * created with module id (modid, cmdid). Node i is 10.0.0.(i+1):(port0+i),
+ * for i < nnodes (at most FX_MAX_NODES). Fails the test if the conf is
+ * refused. Free with fx_free (or fx_teardown).
+ */
+struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t port0, int32_t modid,
+                     int32_t cmdid);
+
+/* destroy() (unless inst is NULL), then the conf, the config tree and fx. */
+void fx_free(struct fx *fx);
+
+/* cmocka setup for tests that build their own fixture: *state = NULL. */
+int fx_setup_none(void **state);
+
+/* cmocka teardown: removes what is left, as the core does before destroy(),
+ * then fx_free. A NULL *state is fine. */
+int fx_teardown(void **state);
+
+/* node_added / node_removed of node i, asserting policy_data follows. */
+void fx_add(struct fx *fx, int i);
+void fx_add_n(struct fx *fx, int n); /* nodes 0 .. n-1 */
+void fx_del(struct fx *fx, int i);
+
+/* One call result of node i at fx->now, counted first by the "core". */
+void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us);
+void fx_rep(struct fx *fx, int i, bool ok); /* cost 0: not measured */
+void fx_rep_n(struct fx *fx, int i, bool ok, int n);
+
+/* pick() at fx->now: the node's index, or NONE for RET_OVERLOAD. */
+int fx_pick(struct fx *fx);
+
+/* Asserts the next picks, given as indexes (NONE for RET_OVERLOAD). */
+void fx_expect_picks(struct fx *fx, const int *want, size_t n);
+
+/* Counts n picks per node into count[fx->nnodes]; returns RET_OVERLOADs. */
+int fx_count_picks(struct fx *fx, int n, int *count);
+
+#endif
