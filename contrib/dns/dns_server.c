@@ -7,7 +7,6 @@
  */
 #include "dns_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +21,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "frame_conn.h"
 #include "log.h"
 #include "service.h"
 #include "subscriptions.h"
@@ -188,8 +188,9 @@ static void conn_finish(struct conn *c)
     bufferevent_set_timeouts(c->bev, NULL, &linger);
 }
 
-static void bad_frame(struct conn *c, const char *why)
+static void bad_frame(void *arg, const char *why)
 {
+    struct conn *c = arg;
     struct worker *w = c->worker;
     COUNT(w->server, bad_frames);
     lars_service_log_limited(&w->bad_log, LARS_LOG_WARN, w->name,
@@ -199,8 +200,9 @@ static void bad_frame(struct conn *c, const char *why)
 }
 
 /* Returns 0, or -1 when c was closed. */
-static int handle_frame(struct conn *c, const struct lars_frame *frame)
+static int handle_frame(void *arg, const struct lars_frame *frame)
 {
+    struct conn *c = arg;
     struct worker *w = c->worker;
     if (frame->msgid != LARS__MESSAGE_ID__ID_GetRouteRequest) {
         char why[64];
@@ -238,36 +240,8 @@ static int handle_frame(struct conn *c, const struct lars_frame *frame)
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t max_body = c->worker->server->cfg->max_frame;
-
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < LARS_WIRE_HEADER_SIZE) {
-            return;
-        }
-        uint8_t header[LARS_WIRE_HEADER_SIZE];
-        struct lars_frame frame;
-        evbuffer_copyout(in, header, sizeof(header));
-        enum lars_wire_status st = lars_wire_parse_stream(header, sizeof(header), max_body, &frame);
-        if (st < 0) {
-            bad_frame(c, lars_wire_status_name(st));
-            return;
-        }
-        size_t total = LARS_WIRE_HEADER_SIZE + frame.body_len; /* body_len <= max_body */
-        if (avail < total) {
-            return;
-        }
-        uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)total);
-        if (!buf || lars_wire_parse_stream(buf, total, max_body, &frame) != LARS_WIRE_OK) {
-            bad_frame(c, "cannot reassemble frame");
-            return;
-        }
-        if (handle_frame(c, &frame) < 0) {
-            return;
-        }
-        evbuffer_drain(in, total);
-    }
+    lars_frame_conn_read(bufferevent_get_input(bev), c->worker->server->cfg->max_frame,
+                         handle_frame, bad_frame, c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -405,22 +379,6 @@ static void *worker_main(void *arg)
 
 /* ---- listener (main thread) ---- */
 
-static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(buf, len, "%s:%u", host, port);
-}
-
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -439,7 +397,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     m->type = MSG_CONN;
     m->fd = fd;
-    format_peer(sa, m->peer, sizeof(m->peer));
+    lars_service_format_peer(sa, m->peer, sizeof(m->peer));
     COUNT(server, accepted);
     struct worker *w = &server->workers[server->next_worker++ % (unsigned)server->nworkers];
     lars_service_queue_push(w->queue, &m->item);
@@ -448,15 +406,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 static void on_accept_error(struct evconnlistener *listener, void *arg)
 {
     struct lars_dns_server *server = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    lars_service_log_limited(
-        &server->accept_log, LARS_LOG_ERROR, "listener",
-        "accept failed: %s; pausing 1 s (raise LimitNOFILE / ulimit -n if it is EMFILE)",
-        evutil_socket_error_to_string(err));
-    /* Without a pause an fd shortage turns into a busy loop. */
-    evconnlistener_disable(listener);
-    struct timeval one_second = {1, 0};
-    event_add(server->resume_ev, &one_second);
+    lars_frame_conn_accept_failed(listener, server->resume_ev, &server->accept_log, "listener");
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)

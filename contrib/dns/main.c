@@ -1,19 +1,14 @@
 /*
- * main.c - lars-dns's command line and process lifecycle: check a config
- * (-t), or serve routes in the foreground (-f) or as a daemon.
+ * main.c - lars-dns's part of the process lifecycle (lars_service_main in
+ * service.c runs it): check a config (-t), or serve routes in the
+ * foreground (-f) or as a daemon.
  *
  * Threads: main (listener, signals, statistics), N connection workers
  * (dns_server.c), one store poller (store_poller.c).
  */
-#include <errno.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <event2/event.h>
-#include <event2/thread.h>
 
 #include "dns_config.h"
 #include "dns_server.h"
@@ -28,22 +23,13 @@ struct app {
     struct event_base *base;
     struct lars_dns_server *server;
     struct lars_dns_poller *poller;
-    int failed; /* a fatal error stopped the loop */
+    struct event *ready_ev; /* the poller's "routes loaded" */
+    int failed;             /* a fatal error stopped the loop */
 };
 
-static void usage(FILE *out)
+static void log_stats(void *arg, const char *when)
 {
-    fprintf(out, "usage: lars-dns -c FILE [-t] [-f]\n"
-                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-dns.conf\n"
-                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
-                 "           file:line: message\n"
-                 "  -f       stay in the foreground (default: run as a daemon)\n"
-                 "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop, HUP reloads every route now, USR1 reopens the log\n");
-}
-
-static void log_stats(struct app *app, const char *when)
-{
+    struct app *app = arg;
     struct lars_dns_stats s;
     lars_dns_server_stats(app->server, &s);
     LARS_INFO(WHO,
@@ -56,20 +42,10 @@ static void log_stats(struct app *app, const char *when)
               (unsigned long long)s.bad_frames, (unsigned long long)s.overflows);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static void on_hup(void *arg)
 {
-    (void)what;
     struct app *app = arg;
-    if (sig == SIGHUP) {
-        lars_dns_poller_reload(app->poller);
-    } else if (sig == SIGUSR1) {
-        if (app->cfg.log_file[0] && lars_log_open(app->cfg.log_file) < 0) {
-            LARS_ERROR(WHO, "cannot reopen log file %s: %s", app->cfg.log_file, strerror(errno));
-        }
-    } else {
-        LARS_INFO(WHO, "signal %d: stopping", (int)sig);
-        event_base_loopexit(app->base, NULL);
-    }
+    lars_dns_poller_reload(app->poller);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
@@ -88,146 +64,83 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
               app->cfg.threads);
 }
 
-static void on_stats(evutil_socket_t fd, short what, void *arg)
+static int app_load(void *arg, const char *path, char *err, size_t err_len)
 {
-    (void)fd;
-    (void)what;
-    log_stats(arg, "last hour");
+    struct app *app = arg;
+    return lars_dns_config_load(path, &app->cfg, err, err_len);
 }
 
-static int run(struct app *app)
+static void app_check_ok(void *arg, const char *path)
 {
-    char err[2048];
-    struct event *ready_ev = NULL;
-    struct event *stats_ev = NULL;
-    struct event *signals[4] = {NULL};
-    const int signums[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
-    int status = 1;
+    struct app *app = arg;
+    printf("%s: configuration OK (listen %s, %s store, %d threads)\n", path, app->cfg.listen,
+           app->cfg.store.backend, app->cfg.threads);
+}
 
-    if (evthread_use_pthreads() < 0) {
-        LARS_ERROR(WHO, "libevent has no pthreads support (libevent_pthreads)");
-        return 1;
-    }
-    app->base = event_base_new();
-    if (!app->base) {
-        LARS_ERROR(WHO, "cannot create an event base");
-        return 1;
-    }
-    for (int i = 0; i < 4; i++) {
-        signals[i] = evsignal_new(app->base, signums[i], on_signal, app);
-        if (!signals[i] || event_add(signals[i], NULL) < 0) {
-            LARS_ERROR(WHO, "cannot watch signal %d", signums[i]);
-            goto fail;
-        }
-    }
+static int app_start(void *arg, struct event_base *base)
+{
+    struct app *app = arg;
+    char err[2048];
+    app->base = base;
     app->server = lars_dns_server_create(&app->cfg, app->base, err, sizeof(err));
     if (!app->server) {
         LARS_ERROR(WHO, "%s", err);
-        goto fail;
+        return -1;
     }
-    ready_ev = event_new(app->base, -1, 0, on_ready, app);
-    stats_ev = event_new(app->base, -1, EV_PERSIST, on_stats, app);
-    struct timeval hour = {3600, 0};
-    if (!ready_ev || !stats_ev || event_add(stats_ev, &hour) < 0) {
+    app->ready_ev = event_new(app->base, -1, 0, on_ready, app);
+    if (!app->ready_ev) {
         LARS_ERROR(WHO, "out of memory");
-        goto fail;
+        return -1;
     }
-    app->poller = lars_dns_poller_start(&app->cfg, app->server, ready_ev, err, sizeof(err));
+    app->poller = lars_dns_poller_start(&app->cfg, app->server, app->ready_ev, err, sizeof(err));
     if (!app->poller) {
         LARS_ERROR(WHO, "%s", err);
-        goto fail;
+        return -1;
     }
     LARS_INFO(WHO, "started: %s store, polling every %g s, full reload every %g s",
               app->cfg.store.backend, app->cfg.poll_interval, app->cfg.reload_interval);
-    event_base_dispatch(app->base);
-    status = app->failed ? 1 : 0;
+    return 0;
+}
 
-fail:
+static int app_stop(void *arg)
+{
+    struct app *app = arg;
     /* The poller publishes to the workers: it stops first. */
     lars_dns_poller_stop(app->poller);
     if (app->server) {
         log_stats(app, "stopped");
     }
     lars_dns_server_destroy(app->server);
-    if (ready_ev) {
-        event_free(ready_ev);
+    if (app->ready_ev) {
+        event_free(app->ready_ev);
     }
-    if (stats_ev) {
-        event_free(stats_ev);
-    }
-    for (int i = 0; i < 4; i++) {
-        if (signals[i]) {
-            event_free(signals[i]);
-        }
-    }
-    event_base_free(app->base);
-    libevent_global_shutdown();
-    return status;
+    return app->failed ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct app app;
-    const char *config_path = NULL;
-    int check_only = 0;
-    int foreground = 0;
-    int opt;
-
-    lars_log_init(WHO);
-    while ((opt = getopt(argc, argv, "c:tfhV")) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 't':
-            check_only = 1;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("lars-dns %s\n", LARS_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!config_path || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-
-    char err[2048];
-    if (lars_dns_config_load(config_path, &app.cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (check_only) {
-        printf("%s: configuration OK (listen %s, %s store, %d threads)\n", config_path,
-               app.cfg.listen, app.cfg.store.backend, app.cfg.threads);
-        return 0;
-    }
-    lars_log_set_level((enum lars_log_level)app.cfg.log_level);
-    if (app.cfg.log_file[0] && strcmp(app.cfg.log_file, "-") != 0) {
-        int rc = lars_log_open(app.cfg.log_file);
-        if (rc < 0) {
-            fprintf(stderr, "lars-dns: cannot open log file %s: %s\n", app.cfg.log_file,
-                    strerror(-rc));
-            return 1;
-        }
-    }
-    if (!foreground) {
-        int rc = lars_service_daemonize();
-        if (rc < 0) {
-            fprintf(stderr, "lars-dns: cannot become a daemon: %s\n", strerror(-rc));
-            return 1;
-        }
-    }
-    /* An agent vanishing must not kill us through a write to a dead socket. */
-    signal(SIGPIPE, SIG_IGN);
-    return run(&app);
+    static const struct lars_service_program program = {
+        .name = WHO,
+        .version = LARS_VERSION,
+        .usage = "usage: lars-dns -c FILE [-t] [-f]\n"
+                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-dns.conf\n"
+                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
+                 "           file:line: message\n"
+                 "  -f       stay in the foreground (default: run as a daemon)\n"
+                 "  -h       this help;  -V  version\n"
+                 "signals: TERM/INT stop, HUP reloads every route now, USR1 reopens the log\n",
+        .app = &app,
+        .log_level = &app.cfg.log_level,
+        .log_file = app.cfg.log_file,
+        .threaded = 1, /* the poller activates ready_ev from its thread */
+        .load = app_load,
+        .check_ok = app_check_ok,
+        .start = app_start,
+        .stop = app_stop,
+        .stats = log_stats,
+        .stats_when = "last hour",
+        .hup = on_hup,
+    };
+    return lars_service_main(&program, argc, argv);
 }

@@ -1,21 +1,27 @@
 /*
- * service.c - config table, addresses, daemonizing and the wake-up queue
- * shared by lars-dns and lars-reporter.
+ * service.c - config table, addresses, process lifecycle and the wake-up
+ * queue shared by lars-dns and lars-reporter.
  */
 #include "service.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
 
 #include "log.h"
 
@@ -171,6 +177,29 @@ int lars_service_config_read(config_t *cfg, const char *path, const struct lars_
     return 0;
 }
 
+int lars_service_config_check_common(const config_t *cfg, const char *log_level, int *level,
+                                     const char *listen, struct sockaddr_storage *addr,
+                                     socklen_t *addr_len, char *err, size_t err_len)
+{
+    char where[1200];
+    const config_setting_t *root = config_root_setting(cfg);
+    int parsed = lars_log_level_parse(log_level);
+    if (parsed < 0) {
+        lars_service_where(config_setting_get_member(root, "log_level"), where, sizeof(where));
+        snprintf(err, err_len, "%slog_level '%s' is not one of error, warn, info, debug", where,
+                 log_level);
+        return -EINVAL;
+    }
+    *level = parsed;
+    char why[512];
+    if (lars_service_parse_addr(listen, addr, addr_len, why, sizeof(why)) < 0) {
+        lars_service_where(config_setting_get_member(root, "listen"), where, sizeof(where));
+        snprintf(err, err_len, "%slisten: %s", where, why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, socklen_t *len,
                             char *err, size_t err_len)
 {
@@ -214,6 +243,22 @@ int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, soc
     *len = res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
+
+void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%u", host, port);
 }
 
 void lars_service_log_limited(struct lars_log_limiter *limiter, int level, const char *who,
@@ -265,6 +310,155 @@ int lars_service_daemonize(void)
         }
     }
     return chdir("/") < 0 ? -errno : 0;
+}
+
+struct service_run {
+    const struct lars_service_program *program;
+    struct event_base *base;
+};
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct service_run *run = arg;
+    const struct lars_service_program *p = run->program;
+    if (sig == SIGHUP) {
+        p->hup(p->app);
+    } else if (sig == SIGUSR1) {
+        if (p->log_file[0] && lars_log_open(p->log_file) < 0) {
+            LARS_ERROR(p->name, "cannot reopen log file %s: %s", p->log_file, strerror(errno));
+        }
+    } else {
+        LARS_INFO(p->name, "signal %d: stopping", (int)sig);
+        event_base_loopexit(run->base, NULL);
+    }
+}
+
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    const struct lars_service_program *p = arg;
+    p->stats(p->app, p->stats_when);
+}
+
+/* The event loop part of lars_service_main; returns the exit status. */
+static int service_run(const struct lars_service_program *p)
+{
+    struct service_run run = {.program = p};
+    struct event *stats_ev = NULL;
+    struct event *signals[4] = {NULL};
+    const int signums[4] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
+    const int nsignals = p->hup ? 4 : 3;
+    int started = 0;
+
+    if (p->threaded && evthread_use_pthreads() < 0) {
+        LARS_ERROR(p->name, "libevent has no pthreads support (libevent_pthreads)");
+        return 1;
+    }
+    run.base = event_base_new();
+    if (!run.base) {
+        LARS_ERROR(p->name, "cannot create an event base");
+        return 1;
+    }
+    for (int i = 0; i < nsignals; i++) {
+        signals[i] = evsignal_new(run.base, signums[i], on_signal, &run);
+        if (!signals[i] || event_add(signals[i], NULL) < 0) {
+            LARS_ERROR(p->name, "cannot watch signal %d", signums[i]);
+            goto stop;
+        }
+    }
+    stats_ev = event_new(run.base, -1, EV_PERSIST, on_stats, (void *)p);
+    struct timeval hour = {3600, 0};
+    if (!stats_ev || event_add(stats_ev, &hour) < 0) {
+        LARS_ERROR(p->name, "out of memory");
+        goto stop;
+    }
+    if (p->start(p->app, run.base) < 0) {
+        goto stop;
+    }
+    started = 1;
+    event_base_dispatch(run.base);
+
+stop:;
+    int failed = p->stop(p->app) < 0;
+    if (stats_ev) {
+        event_free(stats_ev);
+    }
+    for (int i = 0; i < nsignals; i++) {
+        if (signals[i]) {
+            event_free(signals[i]);
+        }
+    }
+    event_base_free(run.base);
+    libevent_global_shutdown();
+    return started && !failed ? 0 : 1;
+}
+
+int lars_service_main(const struct lars_service_program *p, int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int check_only = 0;
+    int foreground = 0;
+    int opt;
+
+    lars_log_init(p->name);
+    while ((opt = getopt(argc, argv, "c:tfhV")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 't':
+            check_only = 1;
+            break;
+        case 'f':
+            foreground = 1;
+            break;
+        case 'h':
+            fputs(p->usage, stdout);
+            return 0;
+        case 'V':
+            printf("%s %s\n", p->name, p->version);
+            return 0;
+        default:
+            fputs(p->usage, stderr);
+            return 2;
+        }
+    }
+    if (!config_path || optind != argc) {
+        fputs(p->usage, stderr);
+        return 2;
+    }
+
+    char err[2048];
+    if (p->load(p->app, config_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        p->check_ok(p->app, config_path);
+        return 0;
+    }
+    const int level = *p->log_level;
+    lars_log_set_level((enum lars_log_level)level);
+    if (p->log_file[0] && strcmp(p->log_file, "-") != 0) {
+        int rc = lars_log_open(p->log_file);
+        if (rc < 0) {
+            fprintf(stderr, "%s: cannot open log file %s: %s\n", p->name, p->log_file,
+                    strerror(-rc));
+            return 1;
+        }
+    }
+    if (!foreground) {
+        int rc = lars_service_daemonize();
+        if (rc < 0) {
+            fprintf(stderr, "%s: cannot become a daemon: %s\n", p->name, strerror(-rc));
+            return 1;
+        }
+    }
+    /* An agent vanishing must not kill us through a write to a dead socket. */
+    signal(SIGPIPE, SIG_IGN);
+    return service_run(p);
 }
 
 struct lars_service_queue {

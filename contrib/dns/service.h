@@ -1,7 +1,8 @@
 /*
  * service.h - plumbing shared by the central services (lars-dns,
  * lars-reporter): a declarative top-level config table, listen addresses,
- * daemonizing, and the small MPSC wake-up queue their threads talk through.
+ * the process lifecycle (command line, daemonizing, signals, event loop),
+ * and the small MPSC wake-up queue their threads talk through.
  *
  * Threads: the config, address and daemon helpers are for the main thread
  * (before other threads start). The queue is documented below.
@@ -46,6 +47,16 @@ struct lars_service_key {
 int lars_service_config_read(config_t *cfg, const char *path, const struct lars_service_key *keys,
                              char *err, size_t err_len);
 
+/*
+ * Checks the two values every service's table reads as strings, after
+ * lars_service_config_read: log_level (a level name, stored into *level as
+ * an enum lars_log_level) and listen (resolved into addr/addr_len). Returns
+ * 0 or -EINVAL with "file:line: message" in err.
+ */
+int lars_service_config_check_common(const config_t *cfg, const char *log_level, int *level,
+                                     const char *listen, struct sockaddr_storage *addr,
+                                     socklen_t *addr_len, char *err, size_t err_len);
+
 /* "file:line: " of a setting into buf (or "" when unknown). */
 const char *lars_service_where(const config_setting_t *setting, char *buf, size_t len);
 
@@ -55,6 +66,9 @@ const char *lars_service_where(const config_setting_t *setting, char *buf, size_
  * here). Returns 0 or -EINVAL with a message in err. */
 int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, socklen_t *len,
                             char *err, size_t err_len);
+
+/* "host:port" of a peer (IPv4 or IPv6; "?:0" otherwise) into buf. */
+void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len);
 
 /* ---- logging ---- */
 
@@ -70,6 +84,49 @@ void lars_service_log_limited(struct lars_log_limiter *limiter, int level, const
 /* Detaches from the terminal (double fork, setsid, stdio to /dev/null,
  * chdir /). Before any thread exists. Returns 0 or a negative errno. */
 int lars_service_daemonize(void);
+
+struct event_base;
+
+/*
+ * One service program: what lars_service_main needs to know, as one const
+ * descriptor in the program's main.c. app is the program's own state; the
+ * config fields it points to are filled by load.
+ */
+struct lars_service_program {
+    const char *name;    /* "lars-dns": log prefix, -V and error messages */
+    const char *version; /* printed by -V */
+    const char *usage;   /* -h prints it to stdout, a bad command line to stderr */
+    void *app;
+    const int *log_level; /* enum lars_log_level, in app's config */
+    const char *log_file; /* in app's config: "" or "-" = stderr */
+    int threaded;         /* other threads use the main event_base: libevent locking */
+    /* Reads path into app's config: 0, or a negative errno with "file:line:
+     * message" in err. */
+    int (*load)(void *app, const char *path, char *err, size_t err_len);
+    /* -t with a valid file: prints the one-line summary. */
+    void (*check_ok)(void *app, const char *path);
+    /* Builds the service on base (signals are already watched): 0, or -1
+     * after logging why. stop runs either way. */
+    int (*start)(void *app, struct event_base *base);
+    /* Tears down whatever start built (some of it may be missing). Returns
+     * 0, or -1 when the service failed while running (exit status 1). */
+    int (*stop)(void *app);
+    /* Logs the statistics (hourly, with when = stats_when). */
+    void (*stats)(void *app, const char *when);
+    const char *stats_when;
+    /* SIGHUP, when set; otherwise SIGHUP is not watched. */
+    void (*hup)(void *app);
+};
+
+/*
+ * The whole life of a service process: parses -c FILE [-t] [-f] [-h] [-V],
+ * loads the config (-t: checks it and exits), opens the log, daemonizes
+ * unless -f, ignores SIGPIPE, then runs program->start, the event loop
+ * (TERM/INT stop it, USR1 reopens the log file, HUP calls program->hup) and
+ * program->stop. Returns the exit status for main(): 0, 1 (config or
+ * runtime failure) or 2 (usage). Main thread only; call it from main().
+ */
+int lars_service_main(const struct lars_service_program *program, int argc, char **argv);
 
 /* ---- MPSC queue ----
  *

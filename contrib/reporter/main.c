@@ -1,17 +1,11 @@
 /*
- * main.c - lars-reporter's command line and process lifecycle: check a
- * config (-t), or collect statistics in the foreground (-f) or as a daemon.
+ * main.c - lars-reporter's part of the process lifecycle (lars_service_main
+ * in service.c runs it): check a config (-t), or collect statistics in the
+ * foreground (-f) or as a daemon.
  *
  * Threads: main (listener, connections, signals), `threads` store writers.
  */
-#include <errno.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <event2/event.h>
 
 #include "log.h"
 #include "reporter_config.h"
@@ -23,24 +17,13 @@
 
 struct app {
     struct lars_reporter_config cfg;
-    struct event_base *base;
     struct lars_reporter_server *server;
     struct lars_store_writer *writer;
 };
 
-static void usage(FILE *out)
+static void log_stats(void *arg, const char *when)
 {
-    fprintf(out, "usage: lars-reporter -c FILE [-t] [-f]\n"
-                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-reporter.conf\n"
-                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
-                 "           file:line: message\n"
-                 "  -f       stay in the foreground (default: run as a daemon)\n"
-                 "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop (queued rows are flushed), USR1 reopens the log\n");
-}
-
-static void log_stats(struct app *app, const char *when)
-{
+    struct app *app = arg;
     struct lars_reporter_stats s = {0};
     struct lars_store_writer_stats w = {0};
     if (app->server) {
@@ -60,70 +43,42 @@ static void log_stats(struct app *app, const char *when)
               (unsigned long long)s.bad_frames, (unsigned long long)s.bad_rows);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+static int app_load(void *arg, const char *path, char *err, size_t err_len)
 {
-    (void)what;
     struct app *app = arg;
-    if (sig == SIGUSR1) {
-        if (app->cfg.log_file[0] && lars_log_open(app->cfg.log_file) < 0) {
-            LARS_ERROR(WHO, "cannot reopen log file %s: %s", app->cfg.log_file, strerror(errno));
-        }
-        return;
-    }
-    LARS_INFO(WHO, "signal %d: stopping", (int)sig);
-    event_base_loopexit(app->base, NULL);
+    return lars_reporter_config_load(path, &app->cfg, err, err_len);
 }
 
-static void on_stats(evutil_socket_t fd, short what, void *arg)
+static void app_check_ok(void *arg, const char *path)
 {
-    (void)fd;
-    (void)what;
-    log_stats(arg, "since start");
+    struct app *app = arg;
+    printf("%s: configuration OK (listen %s, %s store, %d writers)\n", path, app->cfg.listen,
+           app->cfg.store.backend, app->cfg.threads);
 }
 
-static int run(struct app *app)
+static int app_start(void *arg, struct event_base *base)
 {
+    struct app *app = arg;
     char err[2048];
-    struct event *stats_ev = NULL;
-    struct event *signals[3] = {NULL};
-    const int signums[3] = {SIGTERM, SIGINT, SIGUSR1};
-    int status = 1;
-
-    app->base = event_base_new();
-    if (!app->base) {
-        LARS_ERROR(WHO, "cannot create an event base");
-        return 1;
-    }
-    for (int i = 0; i < 3; i++) {
-        signals[i] = evsignal_new(app->base, signums[i], on_signal, app);
-        if (!signals[i] || event_add(signals[i], NULL) < 0) {
-            LARS_ERROR(WHO, "cannot watch signal %d", signums[i]);
-            goto fail;
-        }
-    }
-    stats_ev = event_new(app->base, -1, EV_PERSIST, on_stats, app);
-    struct timeval hour = {3600, 0};
-    if (!stats_ev || event_add(stats_ev, &hour) < 0) {
-        LARS_ERROR(WHO, "out of memory");
-        goto fail;
-    }
     app->writer = lars_store_writer_start(&app->cfg, err, sizeof(err));
     if (!app->writer) {
         LARS_ERROR(WHO, "%s", err);
-        goto fail;
+        return -1;
     }
-    app->server = lars_reporter_server_create(&app->cfg, app->base, app->writer, err, sizeof(err));
+    app->server = lars_reporter_server_create(&app->cfg, base, app->writer, err, sizeof(err));
     if (!app->server) {
         LARS_ERROR(WHO, "%s", err);
-        goto fail;
+        return -1;
     }
     LARS_INFO(WHO, "listening on %s; %s store, %d writers, batches of %zu, queue bound %zu rows",
               app->cfg.listen, app->cfg.store.backend, app->cfg.threads, app->cfg.batch_max,
               app->cfg.queue_max);
-    event_base_dispatch(app->base);
-    status = 0;
+    return 0;
+}
 
-fail:
+static int app_stop(void *arg)
+{
+    struct app *app = arg;
     /* Input first, then the writers flush what is queued. */
     if (app->writer) {
         if (app->server) {
@@ -136,80 +91,31 @@ fail:
     app->server = NULL;
     lars_store_writer_destroy(app->writer);
     app->writer = NULL;
-    if (stats_ev) {
-        event_free(stats_ev);
-    }
-    for (int i = 0; i < 3; i++) {
-        if (signals[i]) {
-            event_free(signals[i]);
-        }
-    }
-    event_base_free(app->base);
-    libevent_global_shutdown();
-    return status;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct app app;
-    const char *config_path = NULL;
-    int check_only = 0;
-    int foreground = 0;
-    int opt;
-
-    lars_log_init(WHO);
-    while ((opt = getopt(argc, argv, "c:tfhV")) != -1) {
-        switch (opt) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 't':
-            check_only = 1;
-            break;
-        case 'f':
-            foreground = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("lars-reporter %s\n", LARS_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!config_path || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    char err[2048];
-    if (lars_reporter_config_load(config_path, &app.cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    if (check_only) {
-        printf("%s: configuration OK (listen %s, %s store, %d writers)\n", config_path,
-               app.cfg.listen, app.cfg.store.backend, app.cfg.threads);
-        return 0;
-    }
-    lars_log_set_level((enum lars_log_level)app.cfg.log_level);
-    if (app.cfg.log_file[0] && strcmp(app.cfg.log_file, "-") != 0) {
-        int rc = lars_log_open(app.cfg.log_file);
-        if (rc < 0) {
-            fprintf(stderr, "lars-reporter: cannot open log file %s: %s\n", app.cfg.log_file,
-                    strerror(-rc));
-            return 1;
-        }
-    }
-    if (!foreground) {
-        int rc = lars_service_daemonize();
-        if (rc < 0) {
-            fprintf(stderr, "lars-reporter: cannot become a daemon: %s\n", strerror(-rc));
-            return 1;
-        }
-    }
-    signal(SIGPIPE, SIG_IGN);
-    return run(&app);
+    static const struct lars_service_program program = {
+        .name = WHO,
+        .version = LARS_VERSION,
+        .usage = "usage: lars-reporter -c FILE [-t] [-f]\n"
+                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-reporter.conf\n"
+                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
+                 "           file:line: message\n"
+                 "  -f       stay in the foreground (default: run as a daemon)\n"
+                 "  -h       this help;  -V  version\n"
+                 "signals: TERM/INT stop (queued rows are flushed), USR1 reopens the log\n",
+        .app = &app,
+        .log_level = &app.cfg.log_level,
+        .log_file = app.cfg.log_file,
+        .load = app_load,
+        .check_ok = app_check_ok,
+        .start = app_start,
+        .stop = app_stop,
+        .stats = log_stats,
+        .stats_when = "since start",
+    };
+    return lars_service_main(&program, argc, argv);
 }

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
 #include "service.h"
 #include "wire.h"
 
@@ -51,25 +50,13 @@ int lars_reporter_config_load(const char *path, struct lars_reporter_config *out
     if (rc < 0) {
         goto fail;
     }
+    rc = lars_service_config_check_common(&cfg, log_level, &out->log_level, out->listen,
+                                          &out->listen_addr, &out->listen_addr_len, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
     char where[1200];
     const config_setting_t *root = config_root_setting(&cfg);
-    int level = lars_log_level_parse(log_level);
-    if (level < 0) {
-        lars_service_where(config_setting_get_member(root, "log_level"), where, sizeof(where));
-        snprintf(err, err_len, "%slog_level '%s' is not one of error, warn, info, debug", where,
-                 log_level);
-        rc = -EINVAL;
-        goto fail;
-    }
-    out->log_level = level;
-    char why[512];
-    if (lars_service_parse_addr(out->listen, &out->listen_addr, &out->listen_addr_len, why,
-                                sizeof(why)) < 0) {
-        lars_service_where(config_setting_get_member(root, "listen"), where, sizeof(where));
-        snprintf(err, err_len, "%slisten: %s", where, why);
-        rc = -EINVAL;
-        goto fail;
-    }
     if (out->queue_max < (size_t)out->threads) {
         lars_service_where(config_setting_get_member(root, "queue_max"), where, sizeof(where));
         snprintf(err, err_len, "%squeue_max (%zu) must be at least threads (%d)", where,

@@ -4,9 +4,7 @@
  */
 #include "reporter_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "frame_conn.h"
 #include "log.h"
 #include "service.h"
 #include "wire.h"
@@ -60,8 +59,9 @@ static void conn_close(struct conn *c)
     free(c);
 }
 
-static void bad_frame(struct conn *c, const char *why)
+static void bad_frame(void *arg, const char *why)
 {
+    struct conn *c = arg;
     struct lars_reporter_server *s = c->server;
     s->stats.bad_frames++;
     lars_service_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
@@ -72,8 +72,9 @@ static void bad_frame(struct conn *c, const char *why)
 }
 
 /* Converts and submits one report. Returns 0, or -1 when c was closed. */
-static int handle_frame(struct conn *c, const struct lars_frame *frame)
+static int handle_frame(void *arg, const struct lars_frame *frame)
 {
+    struct conn *c = arg;
     struct lars_reporter_server *s = c->server;
     if (frame->msgid != LARS__MESSAGE_ID__ID_ReportStatusRequest) {
         char why[64];
@@ -132,36 +133,8 @@ static int handle_frame(struct conn *c, const struct lars_frame *frame)
 static void conn_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t max_body = c->server->cfg->max_frame;
-
-    for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < LARS_WIRE_HEADER_SIZE) {
-            return;
-        }
-        uint8_t header[LARS_WIRE_HEADER_SIZE];
-        struct lars_frame frame;
-        evbuffer_copyout(in, header, sizeof(header));
-        enum lars_wire_status st = lars_wire_parse_stream(header, sizeof(header), max_body, &frame);
-        if (st < 0) {
-            bad_frame(c, lars_wire_status_name(st));
-            return;
-        }
-        size_t total = LARS_WIRE_HEADER_SIZE + frame.body_len;
-        if (avail < total) {
-            return;
-        }
-        uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)total);
-        if (!buf || lars_wire_parse_stream(buf, total, max_body, &frame) != LARS_WIRE_OK) {
-            bad_frame(c, "cannot reassemble frame");
-            return;
-        }
-        if (handle_frame(c, &frame) < 0) {
-            return;
-        }
-        evbuffer_drain(in, total);
-    }
+    lars_frame_conn_read(bufferevent_get_input(bev), c->server->cfg->max_frame, handle_frame,
+                         bad_frame, c);
 }
 
 static void conn_event(struct bufferevent *bev, short what, void *arg)
@@ -172,22 +145,6 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
         LARS_DEBUG(WHO, "connection from %s closed", c->peer);
         conn_close(c);
     }
-}
-
-static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-        port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-        port = ntohs(in6->sin6_port);
-    }
-    snprintf(buf, len, "%s:%u", host, port);
 }
 
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
@@ -208,7 +165,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
         goto nomem;
     }
     c->server = s;
-    format_peer(sa, c->peer, sizeof(c->peer));
+    lars_service_format_peer(sa, c->peer, sizeof(c->peer));
     bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
     bufferevent_enable(c->bev, EV_READ);
     c->next = s->conns;
@@ -229,15 +186,7 @@ nomem:
 static void on_accept_error(struct evconnlistener *listener, void *arg)
 {
     struct lars_reporter_server *s = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
-                             "accept failed: %s; pausing 1 s (raise LimitNOFILE / ulimit -n if "
-                             "it is EMFILE)",
-                             evutil_socket_error_to_string(err));
-    /* Without a pause an fd shortage turns into a busy loop. */
-    evconnlistener_disable(listener);
-    struct timeval one_second = {1, 0};
-    event_add(s->resume_ev, &one_second);
+    lars_frame_conn_accept_failed(listener, s->resume_ev, &s->sys_log, WHO);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)

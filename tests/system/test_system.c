@@ -420,22 +420,7 @@ struct want_row {
 /* ServerCallStatus rows of modid (cmdid 1), into out[0..cap). */
 static size_t rows_of(int32_t modid, struct lars_store_status *out, size_t cap)
 {
-    struct lars_store_status *rows = NULL;
-    size_t n = 0;
-    if (lars_store_list_status(ctx.store, &rows, &n) < 0) {
-        fail_msg("list_status: %s", lars_store_error(ctx.store));
-    }
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (rows[i].modid == modid && rows[i].cmdid == 1) {
-            if (count < cap) {
-                out[count] = rows[i];
-            }
-            count++;
-        }
-    }
-    free(rows);
-    return count;
+    return lt_status_rows(ctx.store, modid, 1, out, cap);
 }
 
 static const struct lars_store_status *find_row(const struct lars_store_status *rows, size_t n,

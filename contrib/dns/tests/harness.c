@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h> /* cmocka.h needs it */
+#include <stddef.h>
+
+#include <cmocka.h>
 #include <mysql.h>
 
 uint64_t lt_now_ms(void)
@@ -479,4 +483,103 @@ void lt_rmdir(const char *dir)
         int ignored = system(cmd);
         (void)ignored;
     }
+}
+
+int lt_server_prepare(struct lt_server *s, const char *backend, const char *test,
+                      const char *suffix)
+{
+    char why[512];
+    lt_tempdir(s->dir, sizeof(s->dir), test);
+    if (lt_store_settings(backend, s->dir, suffix, &s->settings, why, sizeof(why)) != 0) {
+        fprintf(stderr, "%s\n", why);
+        return -1;
+    }
+    char err[1024];
+    s->store = lars_store_open(&s->settings, err, sizeof(err));
+    if (!s->store) {
+        fprintf(stderr, "store open: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+int lt_server_start(struct lt_server *s, const char *bin, const char *name,
+                    lt_write_conf_fn write_conf)
+{
+    s->port = lt_free_port();
+    snprintf(s->conf, sizeof(s->conf), "%s/%s.conf", s->dir, name);
+    snprintf(s->log, sizeof(s->log), "%s/%s.log", s->dir, name);
+    write_conf(s->conf, s->port, &s->settings, NULL);
+    s->pid = lt_spawn(bin, s->conf, s->log);
+    int fd = lt_connect_wait(s->port, 10000);
+    if (fd < 0) {
+        fprintf(stderr, "%s did not start listening; log %s\n", name, s->log);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+void lt_server_finish(struct lt_server *s)
+{
+    if (s->pid > 0 && lt_alive(s->pid)) {
+        lt_stop(s->pid, 10000);
+    }
+    lars_store_close(s->store);
+    if (getenv("LARS_TEST_KEEP")) {
+        fprintf(stderr, "kept %s\n", s->dir);
+    } else {
+        lt_rmdir(s->dir);
+    }
+    lt_store_cleanup(&s->settings);
+}
+
+int lt_pick_backend(int argc, char **argv, const char *test, const char **backend)
+{
+    *backend = argc > 1 ? argv[1] : "sqlite";
+    if (strcmp(*backend, "sqlite") != 0 && strcmp(*backend, "mysql") != 0) {
+        fprintf(stderr, "usage: %s sqlite|mysql\n", test);
+        return 2;
+    }
+    if (strcmp(*backend, "mysql") == 0 && !getenv("LARS_TEST_MYSQL_HOST") &&
+        !getenv("LARS_TEST_MYSQL_SOCKET")) {
+        printf("SKIP %s mysql: LARS_TEST_MYSQL_HOST/_SOCKET not set; run "
+               "eval \"$(contrib/ci/mariadb.sh start)\" first\n",
+               test);
+        return LT_SKIP;
+    }
+    return 0;
+}
+
+void lt_expect_closed(uint16_t port, const void *bytes, size_t len, const char *who,
+                      const char *what)
+{
+    int fd = lt_connect(port);
+    assert_true(fd >= 0);
+    assert_int_equal(lt_send(fd, bytes, len), 0);
+    if (!lt_wait_closed(fd, 3000)) {
+        fail_msg("%s kept a connection open after %s", who, what);
+    }
+    close(fd);
+}
+
+size_t lt_status_rows(struct lars_store *store, int32_t modid, int32_t cmdid,
+                      struct lars_store_status *out, size_t cap)
+{
+    struct lars_store_status *rows = NULL;
+    size_t n = 0;
+    if (lars_store_list_status(store, &rows, &n) < 0) {
+        fail_msg("list_status: %s", lars_store_error(store));
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((modid < 0 || rows[i].modid == modid) && (cmdid < 0 || rows[i].cmdid == cmdid)) {
+            if (count < cap) {
+                out[count] = rows[i];
+            }
+            count++;
+        }
+    }
+    free(rows);
+    return count;
 }

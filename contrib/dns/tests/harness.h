@@ -83,4 +83,52 @@ void lt_tempdir(char *dir, size_t len, const char *prefix);
 /* rm -rf dir (only what mkdtemp made). */
 void lt_rmdir(const char *dir);
 
+/* ---- one server process under test (test_dns, test_reporter) ---- */
+
+/* The group fixture: a temp dir, a store of the test's backend, the
+ * server's config and log in the dir, its port and pid. */
+struct lt_server {
+    char dir[256];
+    char conf[512];
+    char log[512];
+    uint16_t port;
+    pid_t pid;
+    struct lars_store_settings settings;
+    struct lars_store *store; /* the test's own connection */
+};
+
+/* Writes a config for the server on port with store st; extra (may be
+ * NULL) is appended. The shape of each test's write_conf. */
+typedef void (*lt_write_conf_fn)(const char *path, uint16_t port,
+                                 const struct lars_store_settings *st, const char *extra);
+
+/* Temp dir "<test>.*", store settings for backend (MariaDB database suffix
+ * `suffix`) and an open store. 0, or -1 with the reason on stderr. */
+int lt_server_prepare(struct lt_server *s, const char *backend, const char *test,
+                      const char *suffix);
+/* Writes dir/<name>.conf for a free port, starts bin with its log in
+ * dir/<name>.log and waits (10 s) until it accepts. 0, or -1 with the
+ * reason on stderr. */
+int lt_server_start(struct lt_server *s, const char *bin, const char *name,
+                    lt_write_conf_fn write_conf);
+/* Stops the server (when running), closes the store, removes the temp dir
+ * (kept when LARS_TEST_KEEP is set) and the MariaDB database. */
+void lt_server_finish(struct lt_server *s);
+
+/* main()'s backend argument: "sqlite" (the default) or "mysql". Returns 0
+ * to run the tests, else the exit status: 2 for a bad argument, LT_SKIP
+ * (with a message) for mysql without LARS_TEST_MYSQL_HOST/_SOCKET. */
+int lt_pick_backend(int argc, char **argv, const char *test, const char **backend);
+
+/* Sends bytes on a new connection to port and fails the test unless the
+ * server (named who) closes it within 3 s; what names the bytes. */
+void lt_expect_closed(uint16_t port, const void *bytes, size_t len, const char *who,
+                      const char *what);
+
+/* ServerCallStatus rows of modid/cmdid (a negative value matches any) now
+ * in store, the first cap of them copied to out; returns how many match.
+ * Fails the test when the store cannot be read. */
+size_t lt_status_rows(struct lars_store *store, int32_t modid, int32_t cmdid,
+                      struct lars_store_status *out, size_t cap);
+
 #endif /* LARS_TEST_HARNESS_H */

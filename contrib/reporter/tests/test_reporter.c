@@ -27,13 +27,7 @@
 
 static struct {
     const char *backend;
-    char dir[256];
-    char conf[512];
-    char log[512];
-    uint16_t port;
-    pid_t pid;
-    struct lars_store_settings settings;
-    struct lars_store *store;
+    struct lt_server srv;
 } ctx;
 
 static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
@@ -94,22 +88,7 @@ static void send_report(int fd, int32_t modid, int32_t cmdid, uint32_t caller, u
 /* Rows of modid (all of them when modid < 0) now in the store. */
 static size_t rows_of(int32_t modid, struct lars_store_status *out, size_t cap)
 {
-    struct lars_store_status *rows = NULL;
-    size_t n = 0;
-    if (lars_store_list_status(ctx.store, &rows, &n) < 0) {
-        fail_msg("list_status: %s", lars_store_error(ctx.store));
-    }
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (modid < 0 || rows[i].modid == modid) {
-            if (count < cap) {
-                out[count] = rows[i];
-            }
-            count++;
-        }
-    }
-    free(rows);
-    return count;
+    return lt_status_rows(ctx.srv.store, modid, -1, out, cap);
 }
 
 /* Polls until modid has want rows (and, when pred is given, pred holds). */
@@ -159,45 +138,16 @@ static void write_conf(const char *path, uint16_t port, const struct lars_store_
 static int group_setup(void **state)
 {
     (void)state;
-    char why[512];
-    lt_tempdir(ctx.dir, sizeof(ctx.dir), "test_reporter");
-    if (lt_store_settings(ctx.backend, ctx.dir, "reporter", &ctx.settings, why, sizeof(why)) != 0) {
-        fprintf(stderr, "%s\n", why);
+    if (lt_server_prepare(&ctx.srv, ctx.backend, "test_reporter", "reporter") < 0) {
         return -1;
     }
-    char err[1024];
-    ctx.store = lars_store_open(&ctx.settings, err, sizeof(err));
-    if (!ctx.store) {
-        fprintf(stderr, "store open: %s\n", err);
-        return -1;
-    }
-    ctx.port = lt_free_port();
-    snprintf(ctx.conf, sizeof(ctx.conf), "%s/lars-reporter.conf", ctx.dir);
-    snprintf(ctx.log, sizeof(ctx.log), "%s/lars-reporter.log", ctx.dir);
-    write_conf(ctx.conf, ctx.port, &ctx.settings, NULL);
-    ctx.pid = lt_spawn(LARS_REPORTER_BIN, ctx.conf, ctx.log);
-    int fd = lt_connect_wait(ctx.port, 10000);
-    if (fd < 0) {
-        fprintf(stderr, "lars-reporter did not start listening; log %s\n", ctx.log);
-        return -1;
-    }
-    close(fd);
-    return 0;
+    return lt_server_start(&ctx.srv, LARS_REPORTER_BIN, "lars-reporter", write_conf);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (ctx.pid > 0 && lt_alive(ctx.pid)) {
-        lt_stop(ctx.pid, 10000);
-    }
-    lars_store_close(ctx.store);
-    if (getenv("LARS_TEST_KEEP")) {
-        fprintf(stderr, "kept %s\n", ctx.dir);
-    } else {
-        lt_rmdir(ctx.dir);
-    }
-    lt_store_cleanup(&ctx.settings);
+    lt_server_finish(&ctx.srv);
     return 0;
 }
 
@@ -206,7 +156,7 @@ static int group_teardown(void **state)
 static void t_rows_stored(void **state)
 {
     (void)state;
-    int fd = lt_connect(ctx.port);
+    int fd = lt_connect(ctx.srv.port);
     assert_true(fd >= 0);
     const struct result results[] = {
         {ip4(192, 168, 0, 1), 80, 10, 2, false}, /* negative int32 on the wire */
@@ -240,7 +190,7 @@ static bool upserted(const struct lars_store_status *rows, size_t n)
 static void t_upsert(void **state)
 {
     (void)state;
-    int fd = lt_connect(ctx.port);
+    int fd = lt_connect(ctx.srv.port);
     const struct result first = {ip4(10, 0, 0, 9), 90, 5, 5, true};
     const struct result second = {ip4(10, 0, 0, 9), 90, 20, 1, false};
     send_report(fd, 101, 1, ip4(10, 1, 1, 1), 1700000000u, &first, 1);
@@ -264,7 +214,7 @@ static void t_pipelined_and_split(void **state)
         struct result r = {ip4(10, 2, 0, i), 1000 + (int)i, i, 0, false};
         used += encode_report(buf + used, 50 * 200 - used, 102, 1, ip4(10, 1, 1, 2), 1, &r, 1);
     }
-    int fd = lt_connect(ctx.port);
+    int fd = lt_connect(ctx.srv.port);
     for (size_t off = 0; off < used; off += 7) {
         assert_int_equal(lt_send(fd, buf + off, used - off < 7 ? used - off : 7), 0);
     }
@@ -276,13 +226,7 @@ static void t_pipelined_and_split(void **state)
 
 static void expect_closed(const uint8_t *bytes, size_t len, const char *what)
 {
-    int fd = lt_connect(ctx.port);
-    assert_true(fd >= 0);
-    assert_int_equal(lt_send(fd, bytes, len), 0);
-    if (!lt_wait_closed(fd, 3000)) {
-        fail_msg("lars-reporter kept a connection open after %s", what);
-    }
-    close(fd);
+    lt_expect_closed(ctx.srv.port, bytes, len, "lars-reporter", what);
 }
 
 static void t_garbage(void **state)
@@ -304,7 +248,7 @@ static void t_garbage(void **state)
     struct result r = {ip4(10, 3, 0, 1), 80, 1, 1, false};
     size_t len = encode_report(frame, sizeof(frame), 103, 1, ip4(10, 1, 1, 3), 1, &r, 1);
     for (size_t cut = 1; cut < len; cut++) {
-        int fd = lt_connect(ctx.port);
+        int fd = lt_connect(ctx.srv.port);
         assert_int_equal(lt_send(fd, frame, cut), 0);
         close(fd);
     }
@@ -314,20 +258,20 @@ static void t_garbage(void **state)
         for (size_t i = 0; i < sizeof(junk); i++) {
             junk[i] = (uint8_t)rand();
         }
-        int fd = lt_connect(ctx.port);
+        int fd = lt_connect(ctx.srv.port);
         lt_send(fd, junk, (size_t)(rand() % (int)sizeof(junk)) + 1);
         close(fd);
     }
     /* An empty report is valid and stores nothing; a whole one is stored. */
-    int fd = lt_connect(ctx.port);
+    int fd = lt_connect(ctx.srv.port);
     const uint8_t empty[8] = {3, 0, 0, 0, 0, 0, 0, 0};
     assert_int_equal(lt_send(fd, empty, sizeof(empty)), 0);
     assert_int_equal(lt_send(fd, frame, len), 0);
     struct lars_store_status rows[4];
     assert_int_equal(wait_rows(103, 1, rows, 4, 5000, NULL), 1);
     close(fd);
-    assert_true(lt_alive(ctx.pid));
-    assert_true(lt_grep(ctx.log, "closing connection from") >= 1);
+    assert_true(lt_alive(ctx.srv.pid));
+    assert_true(lt_grep(ctx.srv.log, "closing connection from") >= 1);
 }
 
 static void t_ingest_rate(void **state)
@@ -343,7 +287,7 @@ static void t_ingest_rate(void **state)
     assert_non_null(buf);
     uint64_t t0 = lt_now_ms();
     for (int a = 0; a < AGENTS; a++) {
-        fds[a] = lt_connect(ctx.port);
+        fds[a] = lt_connect(ctx.srv.port);
         assert_true(fds[a] >= 0);
         size_t used = 0;
         for (int m = 0; m < MODULES; m++) {
@@ -377,9 +321,9 @@ static void t_ingest_rate(void **state)
 static void t_clean_stop(void **state)
 {
     (void)state;
-    assert_int_equal(lt_stop(ctx.pid, 10000), 0);
-    ctx.pid = 0;
-    assert_true(lt_grep(ctx.log, "stopped") >= 1);
+    assert_int_equal(lt_stop(ctx.srv.pid, 10000), 0);
+    ctx.srv.pid = 0;
+    assert_true(lt_grep(ctx.srv.log, "stopped") >= 1);
 }
 
 /* ---- tests with their own process ---- */
@@ -389,11 +333,11 @@ static void t_check_config(void **state)
     (void)state;
     char out[4096];
     char path[600];
-    snprintf(path, sizeof(path), "%s/check.conf", ctx.dir);
-    write_conf(path, 7779, &ctx.settings, NULL);
+    snprintf(path, sizeof(path), "%s/check.conf", ctx.srv.dir);
+    write_conf(path, 7779, &ctx.srv.settings, NULL);
     assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
                      0);
-    write_conf(path, 7779, &ctx.settings, "batch = 5;\n");
+    write_conf(path, 7779, &ctx.srv.settings, "batch = 5;\n");
     assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
                      1);
     char where[700];
@@ -401,7 +345,7 @@ static void t_check_config(void **state)
     if (!strstr(out, where)) {
         fail_msg("expected '%s' in: %s", where, out);
     }
-    write_conf(path, 7779, &ctx.settings, "max_frame = 1;\n");
+    write_conf(path, 7779, &ctx.srv.settings, "max_frame = 1;\n");
     assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
                      1);
     assert_non_null(strstr(out, ":7: 'max_frame' = 1 is out of range"));
@@ -417,10 +361,10 @@ static void t_bounded_when_store_fails(void **state)
     }
     char conf[700];
     char log[700];
-    snprintf(conf, sizeof(conf), "%s/broken.conf", ctx.dir);
-    snprintf(log, sizeof(log), "%s/broken.log", ctx.dir);
-    struct lars_store_settings st = ctx.settings;
-    snprintf(st.path, sizeof(st.path), "%s/missing/dir/lars.db", ctx.dir);
+    snprintf(conf, sizeof(conf), "%s/broken.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/broken.log", ctx.srv.dir);
+    struct lars_store_settings st = ctx.srv.settings;
+    snprintf(st.path, sizeof(st.path), "%s/missing/dir/lars.db", ctx.srv.dir);
     uint16_t port = lt_free_port();
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
@@ -463,16 +407,9 @@ static void t_bounded_when_store_fails(void **state)
 
 int main(int argc, char **argv)
 {
-    ctx.backend = argc > 1 ? argv[1] : "sqlite";
-    if (strcmp(ctx.backend, "sqlite") != 0 && strcmp(ctx.backend, "mysql") != 0) {
-        fprintf(stderr, "usage: test_reporter sqlite|mysql\n");
-        return 2;
-    }
-    if (strcmp(ctx.backend, "mysql") == 0 && !getenv("LARS_TEST_MYSQL_HOST") &&
-        !getenv("LARS_TEST_MYSQL_SOCKET")) {
-        printf("SKIP test_reporter mysql: LARS_TEST_MYSQL_HOST/_SOCKET not set; run "
-               "eval \"$(contrib/ci/mariadb.sh start)\" first\n");
-        return LT_SKIP;
+    int rc = lt_pick_backend(argc, argv, "test_reporter", &ctx.backend);
+    if (rc != 0) {
+        return rc;
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_check_config),

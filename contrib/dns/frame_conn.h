@@ -1,0 +1,42 @@
+/*
+ * frame_conn.h - the server side of an agent's TCP connection, as lars-dns
+ * and lars-reporter both run it: taking whole frames off a bufferevent's
+ * input, and pausing a listener that fails to accept.
+ *
+ * Threads: whichever thread owns the bufferevent / listener (each service
+ * documents its own).
+ */
+#ifndef LARS_FRAME_CONN_H
+#define LARS_FRAME_CONN_H
+
+#include <stddef.h>
+
+#include "wire.h"
+
+struct evbuffer;
+struct evconnlistener;
+struct event;
+struct lars_log_limiter;
+
+/*
+ * Calls on_frame for every whole frame in `in` (a connection's input), in
+ * order, draining each after on_frame returns 0; stops when the input ends
+ * mid-frame (the rest arrives with the next read). on_frame returns -1 when
+ * it closed the connection, after which `in` is not touched. A bad header
+ * (unknown id, body over max_body) calls on_bad with a reason, which must
+ * close the connection or stop reading it.
+ */
+void lars_frame_conn_read(struct evbuffer *in, size_t max_body,
+                          int (*on_frame)(void *conn, const struct lars_frame *frame),
+                          void (*on_bad)(void *conn, const char *why), void *conn);
+
+/*
+ * For an evconnlistener error callback: logs the accept error through
+ * limiter (as who), disables listener and adds resume_ev (a timer whose
+ * callback re-enables listener) for 1 s, so a file descriptor shortage is
+ * not a busy loop.
+ */
+void lars_frame_conn_accept_failed(struct evconnlistener *listener, struct event *resume_ev,
+                                   struct lars_log_limiter *limiter, const char *who);
+
+#endif /* LARS_FRAME_CONN_H */
