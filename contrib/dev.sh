@@ -5,7 +5,7 @@
 #                          etc/lars-agent.conf (static routes, log reporter)
 #   contrib/dev.sh test    install what is missing, then: build with -Werror
 #                          and ASan+UBSan, start a private MariaDB, run every
-#                          test; cppcheck; valgrind on agent integration
+#                          test; cppcheck and clang-tidy; valgrind on agent integration
 #                          tests; the performance regression check; each
 #                          fuzzer for 60 s (LARS_FUZZ_SECONDS)
 #   contrib/dev.sh deps    only install the Debian packages
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config
           libevent-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev
           libcmocka-dev libsqlite3-dev libmariadb-dev mariadb-server
-          clang libclang-rt-14-dev valgrind cppcheck procps)
+          clang clang-tidy libclang-rt-14-dev valgrind cppcheck procps git)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -40,7 +40,7 @@ deps() {
 
 build() { # build DIR [cmake args...]
     local dir=$1; shift
-    cmake -S . -B "$dir" -DLARS_WERROR=ON "$@" >/dev/null
+    cmake -S . -B "$dir" -DLARS_WERROR=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON "$@" >/dev/null
     cmake --build "$dir" -j"$(nproc)"
 }
 
@@ -69,6 +69,12 @@ run_tests() {
         --suppress=missingIncludeSystem -I include -I core/common -I core/agent \
         -I build-test/proto -I contrib/store -I contrib/dns -I plugins/common \
         core plugins contrib tests
+
+    step "static analysis: clang-tidy (.clang-tidy: analyzer + bugprone, warnings are errors)"
+    git ls-files 'core/*.c' 'plugins/*.c' 'contrib/*.c' |
+        xargs -P "$(nproc)" -n 4 clang-tidy -p build-test --quiet 2>&1 |
+        grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated|^Suppressed|^Use -header-filter' |
+        { ! grep .; }
 
     step "release build (build-rel) and valgrind memcheck of agent integration tests"
     build build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo

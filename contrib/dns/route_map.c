@@ -219,7 +219,7 @@ int lars_route_map_diff(const struct lars_route_map *old, const struct lars_rout
         } else if (b && (!a || b->key < a->key)) {
             mods[count++] = (struct lars_store_module){b->modid, b->cmdid}; /* new */
             j++;
-        } else {
+        } else if (a && b) { /* same module in both */
             if (!same_hosts(a, b)) {
                 mods[count++] = (struct lars_store_module){b->modid, b->cmdid};
             }

@@ -112,6 +112,7 @@ int main(int argc, char **argv)
         }
         if (lars_store_put_status(store, buf, (size_t)n) < 0) {
             fprintf(stderr, "bench_store: put_status: %s\n", lars_store_error(store));
+            free(buf);
             return 1;
         }
         done += n;

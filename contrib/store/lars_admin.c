@@ -134,7 +134,7 @@ static int fail_store(struct lars_store *store, const char *what)
 
 static int cmd_route_change(struct lars_store *store, bool add, char **argv)
 {
-    struct lars_store_route r;
+    struct lars_store_route r = {0};
     char ip[INET_ADDRSTRLEN];
     int64_t version = 0;
     int rc = parse_route(argv, &r);

@@ -717,7 +717,7 @@ static int op_put_status(struct lars_store *store, void *arg)
     static const char tail[] = " ON DUPLICATE KEY UPDATE caller = VALUES(caller),"
                                " succ_cnt = VALUES(succ_cnt), err_cnt = VALUES(err_cnt),"
                                " ts = VALUES(ts), overload = VALUES(overload)";
-    size_t need = sizeof(head) + sizeof(tail) + STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
+    size_t need = sizeof(head) + sizeof(tail) + (size_t)STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
     if (m->sql_cap < need) {
         char *p = realloc(m->sql, need);
         if (p == NULL) {
