@@ -23,6 +23,7 @@
 
 #include "frame_conn.h"
 #include "log.h"
+#include "queue.h"
 #include "service.h"
 #include "subscriptions.h"
 #include "wire.h"
@@ -34,7 +35,7 @@ enum msg_type {
 };
 
 struct msg {
-    struct lars_service_item item; /* first: a queue item is a msg */
+    struct lars_queue_item item; /* first: a queue item is a msg */
     enum msg_type type;
     int fd;
     char peer[64];
@@ -63,7 +64,7 @@ struct worker {
     pthread_t thread;
     int started;
     struct event_base *base;
-    struct lars_service_queue *queue;
+    struct lars_queue *queue;
     struct event *queue_ev;
     struct lars_route_map *map; /* this worker's reference */
     struct lars_subs *subs;
@@ -326,7 +327,7 @@ static void apply_routes(struct worker *w, struct msg *m)
     }
 }
 
-static void free_msg(struct lars_service_item *item)
+static void free_msg(struct lars_queue_item *item)
 {
     struct msg *m = (struct msg *)item;
     if (m->type == MSG_CONN) {
@@ -341,9 +342,9 @@ static void worker_wakeup(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    struct lars_service_item *item = lars_service_queue_take_all(w->queue);
+    struct lars_queue_item *item = lars_queue_take_all(w->queue);
     while (item) {
-        struct lars_service_item *next = item->next;
+        struct lars_queue_item *next = item->next;
         struct msg *m = (struct msg *)item;
         switch (m->type) {
         case MSG_CONN:
@@ -402,7 +403,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     lars_service_format_peer(sa, m->peer, sizeof(m->peer));
     COUNT(server, accepted);
     struct worker *w = &server->workers[server->next_worker++ % (unsigned)server->nworkers];
-    lars_service_queue_push(w->queue, &m->item);
+    lars_queue_push(w->queue, &m->item);
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)
@@ -430,13 +431,13 @@ static int worker_init(struct lars_dns_server *server, struct worker *w, int ind
     w->overflow_log.interval_ms = 10000;
     w->nomem_log.interval_ms = 10000;
     w->base = event_base_new();
-    w->queue = lars_service_queue_create();
+    w->queue = lars_queue_create();
     w->subs = lars_subs_create();
     if (!w->base || !w->queue || !w->subs) {
         return -ENOMEM;
     }
     w->queue_ev =
-        event_new(w->base, lars_service_queue_fd(w->queue), EV_READ | EV_PERSIST, worker_wakeup, w);
+        event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, worker_wakeup, w);
     if (!w->queue_ev || event_add(w->queue_ev, NULL) < 0) {
         return -ENOMEM;
     }
@@ -454,7 +455,7 @@ static void worker_fini(struct worker *w)
         struct msg *m = calloc(1, sizeof(*m));
         if (m) {
             m->type = MSG_STOP;
-            lars_service_queue_push(w->queue, &m->item);
+            lars_queue_push(w->queue, &m->item);
         } else {
             event_base_loopbreak(w->base); /* thread-safe with evthread enabled */
         }
@@ -464,7 +465,7 @@ static void worker_fini(struct worker *w)
     if (w->queue_ev) {
         event_free(w->queue_ev);
     }
-    lars_service_queue_destroy(w->queue, free_msg);
+    lars_queue_destroy(w->queue, free_msg);
     lars_subs_destroy(w->subs);
     if (w->base) {
         event_base_free(w->base);
@@ -573,7 +574,7 @@ int lars_dns_server_publish(struct lars_dns_server *server, struct lars_route_ma
         if (n > 0) {
             memcpy(m->modules, changed, n * sizeof(*changed));
         }
-        lars_service_queue_push(server->workers[i].queue, &m->item);
+        lars_queue_push(server->workers[i].queue, &m->item);
     }
     free(msgs);
     COUNT(server, publishes);

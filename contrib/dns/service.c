@@ -1,6 +1,6 @@
 /*
- * service.c - config table, addresses, process lifecycle and the wake-up
- * queue shared by lars-dns and lars-reporter.
+ * service.c - config table, addresses and process lifecycle shared by
+ * lars-dns and lars-reporter (their queues are core/common/queue.c).
  */
 #include "service.h"
 
@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -459,85 +458,4 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
     /* An agent vanishing must not kill us through a write to a dead socket. */
     signal(SIGPIPE, SIG_IGN);
     return service_run(p);
-}
-
-struct lars_service_queue {
-    pthread_mutex_t lock;
-    struct lars_service_item *head;
-    struct lars_service_item *tail;
-    int efd;
-};
-
-struct lars_service_queue *lars_service_queue_create(void)
-{
-    struct lars_service_queue *queue = calloc(1, sizeof(*queue));
-    if (!queue) {
-        return NULL;
-    }
-    queue->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (queue->efd < 0) {
-        int saved = errno;
-        free(queue);
-        errno = saved;
-        return NULL;
-    }
-    pthread_mutex_init(&queue->lock, NULL);
-    return queue;
-}
-
-void lars_service_queue_destroy(struct lars_service_queue *queue,
-                                void (*free_item)(struct lars_service_item *))
-{
-    if (!queue) {
-        return;
-    }
-    struct lars_service_item *item = queue->head;
-    while (item) {
-        struct lars_service_item *next = item->next;
-        if (free_item) {
-            free_item(item);
-        }
-        item = next;
-    }
-    close(queue->efd);
-    pthread_mutex_destroy(&queue->lock);
-    free(queue);
-}
-
-int lars_service_queue_fd(const struct lars_service_queue *queue)
-{
-    return queue->efd;
-}
-
-void lars_service_queue_push(struct lars_service_queue *queue, struct lars_service_item *item)
-{
-    item->next = NULL;
-    pthread_mutex_lock(&queue->lock);
-    int was_empty = queue->head == NULL;
-    if (queue->tail) {
-        queue->tail->next = item;
-    } else {
-        queue->head = item;
-    }
-    queue->tail = item;
-    pthread_mutex_unlock(&queue->lock);
-    if (was_empty) {
-        uint64_t one = 1;
-        /* Fails only when the counter is saturated: the consumer is awake. */
-        ssize_t ignored = write(queue->efd, &one, sizeof(one));
-        (void)ignored;
-    }
-}
-
-struct lars_service_item *lars_service_queue_take_all(struct lars_service_queue *queue)
-{
-    uint64_t count;
-    /* Clear the wake-up before taking: a push after the take writes again. */
-    ssize_t ignored = read(queue->efd, &count, sizeof(count));
-    (void)ignored;
-    pthread_mutex_lock(&queue->lock);
-    struct lars_service_item *items = queue->head;
-    queue->head = queue->tail = NULL;
-    pthread_mutex_unlock(&queue->lock);
-    return items;
 }

@@ -128,30 +128,4 @@ struct lars_service_program {
  */
 int lars_service_main(const struct lars_service_program *program, int argc, char **argv);
 
-/* ---- MPSC queue ----
- *
- * Producers (any thread) push intrusive items; the one consumer watches
- * lars_service_queue_fd() for EV_READ and takes everything per wake-up. The
- * eventfd is written only on the empty -> non-empty transition, so a burst
- * costs one wake-up. Items belong to the queue between push and take, then
- * to the consumer. Control traffic only (new connections, route snapshots,
- * stop), never a per-byte path, so a short mutex is the simple choice. */
-struct lars_service_item {
-    struct lars_service_item *next;
-};
-
-struct lars_service_queue;
-
-/* NULL on failure (errno set). */
-struct lars_service_queue *lars_service_queue_create(void);
-/* Items still queued go to free_item (may be NULL). NULL-safe; call when no
- * thread uses the queue any more. */
-void lars_service_queue_destroy(struct lars_service_queue *queue,
-                                void (*free_item)(struct lars_service_item *));
-int lars_service_queue_fd(const struct lars_service_queue *queue);
-/* Any thread; never fails. */
-void lars_service_queue_push(struct lars_service_queue *queue, struct lars_service_item *item);
-/* Consumer only: a NULL-terminated chain in push order, or NULL. */
-struct lars_service_item *lars_service_queue_take_all(struct lars_service_queue *queue);
-
 #endif /* LARS_SERVICE_H */

@@ -15,7 +15,7 @@
 
 #include <lars/plugin.h>
 
-#include "queue.h"
+#include "../common/queue.h"
 
 enum lars_msg_type {
     LARS_MSG_STOP = 1,    /* any thread: flush and leave the loop */
