@@ -312,8 +312,12 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
     m->n++;
     m->n_up++;
     node->policy_data = n;
-    /* Real counters handed over on reload are kept; a stale flag is not. */
-    node->overloaded = false;
+    /* Real counters handed over on reload are kept; a node the previous
+     * instance had ejected stays ejected for a fresh eject_time (plugin.h:
+     * node_added). */
+    if (node->overloaded) {
+        eject(m, n, now_ms);
+    }
     lars_policy_window_start(&m->window, now_ms);
     return 0;
 }

@@ -336,8 +336,11 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
     m->nodes[m->n++] = n;
     node->policy_data = n;
     /* A node handed over on reload keeps its real counters (the window they
-     * belong to goes on); only a stale flag is cleared. */
-    node->overloaded = false;
+     * belong to goes on); one the previous instance had taken out stays out
+     * for a fresh fail_timeout (plugin.h: node_added). */
+    if (node->overloaded) {
+        take_out(n, now_ms);
+    }
     lars_policy_window_start(&m->window, now_ms);
     return 0;
 }

@@ -487,10 +487,14 @@ static void test_added_node_keeps_counters(void **state)
     struct fx *fx = fx_new("");
     *state = fx;
     fx->node[0].real_err = 9;
-    fx->node[0].overloaded = true;
+    fx->node[0].overloaded = true; /* the previous instance had ejected it */
     fx_add(fx, 0);
+    fx_add(fx, 1);
     assert_int_equal(fx->node[0].real_err, 9);
-    assert_false(fx->node[0].overloaded);
+    assert_true(fx->node[0].overloaded); /* stays ejected for a fresh eject_time */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fx_pick(fx), 1);
+    }
 }
 
 /* ---- membership ---- */

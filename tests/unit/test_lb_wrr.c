@@ -497,16 +497,22 @@ static void test_window_setting(void **state)
     assert_int_equal(fx->node[0].real_err, 0);
 }
 
-/* Nodes handed over by a reload keep their counters. */
+/* Nodes handed over by a reload keep their counters, and one the previous
+ * instance had taken out stays out for a fresh fail_timeout. */
 static void test_added_node_keeps_counters(void **state)
 {
     struct fx *fx = fx_new("");
     *state = fx;
     fx->node[0].real_succ = 42;
-    fx->node[0].overloaded = true; /* stale, from the previous instance */
+    fx->node[0].overloaded = true; /* the previous instance took it out */
     fx_add(fx, 0);
+    fx_add(fx, 1);
     assert_int_equal(fx->node[0].real_succ, 42);
-    assert_false(fx->node[0].overloaded);
+    assert_true(fx->node[0].overloaded);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fx_pick(fx), 1);
+    }
+    assert_false(fx->node[1].overloaded);
 }
 
 /* ---- membership ---- */
