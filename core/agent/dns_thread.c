@@ -51,6 +51,14 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
     lars_worker_post(t->workers[lars_module_owner(modid, cmdid, t->n_workers)], &msg->base);
 }
 
+static void count(void *core, enum lars_transport_counter counter, uint64_t n)
+{
+    struct lars_dns_thread *t = core;
+    if ((unsigned)counter < LARS_TRANSPORT_COUNTERS) {
+        atomic_fetch_add_explicit(&t->stats.transport[counter], n, memory_order_relaxed);
+    }
+}
+
 static void on_queue(evutil_socket_t fd, short events, void *arg)
 {
     struct lars_dns_thread *t = arg;
@@ -106,6 +114,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
         .base = t->base,
         .deliver = deliver,
         .core = t,
+        .count = count,
     };
     return t;
 

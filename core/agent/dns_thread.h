@@ -20,6 +20,7 @@ struct lars_dns_thread;
 struct lars_dns_stats {
     _Atomic uint64_t wants;      /* pulls handed to the plugin */
     _Atomic uint64_t deliveries; /* routes the plugin delivered */
+    _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 
 /* Sets up the thread's loop and queue. Returns NULL with a message in err. */

@@ -30,6 +30,14 @@ struct lars_report_thread {
     struct lars_report_stats stats;
 };
 
+static void count(void *core, enum lars_transport_counter counter, uint64_t n)
+{
+    struct lars_report_thread *t = core;
+    if ((unsigned)counter < LARS_TRANSPORT_COUNTERS) {
+        atomic_fetch_add_explicit(&t->stats.transport[counter], n, memory_order_relaxed);
+    }
+}
+
 /* Copies a batch the old reporter did not send into the successor's queue. */
 static void resubmit(void *ctx, const struct lars_report_batch *batch)
 {
@@ -103,6 +111,7 @@ struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_co
         .svc = lars_services_get(),
         .base = t->base,
         .core = t,
+        .count = count,
     };
     return t;
 

@@ -19,6 +19,7 @@ struct lars_report_thread;
 
 struct lars_report_stats {
     _Atomic uint64_t batches; /* handed to the plugin */
+    _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 
 struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,

@@ -135,6 +135,18 @@ static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
            LARS_STAT_GET(st.dns->deliveries));
     metric(t, "lars_reporter_batches_total", "counter", "Batches handed to the reporter plugin.",
            LARS_STAT_GET(st.reporter->batches));
+    family(t, "lars_transport_events_total", "counter",
+           "Events counted by the dns and reporter transports (connects, reconnect causes, "
+           "frames, drops); they restart with each configuration generation.");
+    static const char *const events[LARS_TRANSPORT_COUNTERS] = {
+        "connects", "connect_failures", "disconnects", "bad_frames", "sent", "dropped"};
+    for (unsigned e = 0; e < LARS_TRANSPORT_COUNTERS; e++) {
+        lars_text_printf(t, "lars_transport_events_total{transport=\"dns\",event=\"%s\"} %llu\n",
+                         events[e], (unsigned long long)LARS_STAT_GET(st.dns->transport[e]));
+        lars_text_printf(t,
+                         "lars_transport_events_total{transport=\"reporter\",event=\"%s\"} %llu\n",
+                         events[e], (unsigned long long)LARS_STAT_GET(st.reporter->transport[e]));
+    }
     family(t, "lars_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
     lars_text_printf(t, "lars_reloads_total{result=\"ok\"} %u\nlars_reloads_total{result=\"failed\"} %u\n",
                      st.reloads_ok, st.reloads_failed);

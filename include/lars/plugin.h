@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define LARS_PLUGIN_ABI_MAJOR 1
-#define LARS_PLUGIN_ABI_MINOR 0
+#define LARS_PLUGIN_ABI_MINOR 1 /* 1: transports count into /metrics (count) */
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
 
 /* Exports the descriptor with default visibility even when the plugin is
@@ -207,6 +207,21 @@ struct lars_policy_ops {
 };
 
 /* ------------------------------------------------------------------------
+ * Counters of network transports (dns and reporter plugins), shown by the
+ * agent's /metrics as lars_transport_events_total{transport,event}.
+ * ---------------------------------------------------------------------- */
+
+enum lars_transport_counter {
+    LARS_TRANSPORT_CONNECTS = 0,         /* connections established */
+    LARS_TRANSPORT_CONNECT_FAILURES = 1, /* attempts refused, unreachable, timed out */
+    LARS_TRANSPORT_DISCONNECTS = 2,      /* established connections lost or dropped */
+    LARS_TRANSPORT_BAD_FRAMES = 3,       /* frames refused (the connection is dropped) */
+    LARS_TRANSPORT_SENT = 4,             /* messages handed to the kernel */
+    LARS_TRANSPORT_DROPPED = 5,          /* messages given up (buffer full, ...) */
+    LARS_TRANSPORT_COUNTERS = 6
+};
+
+/* ------------------------------------------------------------------------
  * dns transport plugins (LARS_PLUGIN_DNS)
  * ---------------------------------------------------------------------- */
 
@@ -230,6 +245,11 @@ struct lars_dns_host {
     void (*deliver)(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
                     const struct lars_route_host *hosts, size_t n);
     void *core; /* the core's, do not touch */
+
+    /* Since ABI 1.1 (present when size > offsetof(struct lars_dns_host,
+     * count)): adds n to one of the transport's counters. Any thread of the
+     * transport; cheap (a relaxed atomic add). */
+    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
 };
 
 struct lars_dns_ops {
@@ -270,6 +290,9 @@ struct lars_reporter_host {
     const struct lars_services *svc;
     struct event_base *base; /* the reporter thread's loop */
     void *core;
+
+    /* Since ABI 1.1: as lars_dns_host.count. */
+    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
 };
 
 struct lars_reporter_ops {

@@ -152,6 +152,14 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
 }
 
 /* xorshift64: jitter only needs to differ between agents, not be secret. */
+/* Tells the agent's /metrics (lars_transport_events_total). */
+static void link_count(struct lars_link *link, enum lars_transport_counter counter)
+{
+    if (link->p.count) {
+        link->p.count(link->p.count_core, counter, 1);
+    }
+}
+
 static uint64_t link_random(struct lars_link *link)
 {
     uint64_t x = link->rng;
@@ -206,6 +214,7 @@ static void attempt_failed(struct lars_link *link, const char *why)
     const char *server = link->servers[link->cur].text;
     close_bev(link);
     link->stats.connect_failures++;
+    link_count(link, LARS_TRANSPORT_CONNECT_FAILURES);
     char held[LARS_LINK_HELD_LEN];
     if (lars_link_limit(&link->fail_log, link->p.svc->now_ms(), LINK_FAIL_LOG_MS, held)) {
         link->p.svc->log(LARS_LOG_WARN, link->p.plugin,
@@ -233,6 +242,7 @@ static void connection_lost(struct lars_link *link, const char *reason, bool fai
     }
     close_bev(link);
     link->stats.disconnects++;
+    link_count(link, LARS_TRANSPORT_DISCONNECTS);
     if (!failed && (link->healthy || now - link->connected_ms >= LINK_STABLE_MS)) {
         link->fails = 0;
     }
@@ -249,6 +259,7 @@ static void on_connected(struct lars_link *link)
     link->connected_ms = link->p.svc->now_ms();
     link->healthy = false;
     link->stats.connects++;
+    link_count(link, LARS_TRANSPORT_CONNECTS);
 
     evutil_socket_t fd = bufferevent_getfd(link->bev);
     int one = 1;

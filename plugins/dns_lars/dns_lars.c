@@ -94,6 +94,16 @@ struct dns_lars {
     struct dns_stats stats;
 };
 
+/* Tells the agent's /metrics (lars_transport_events_total); agents older
+ * than ABI 1.1 have no count(). */
+static void dns_count(struct dns_lars *dns, enum lars_transport_counter counter)
+{
+    const struct lars_dns_host *h = dns->host;
+    if (h->size > offsetof(struct lars_dns_host, count) && h->count) {
+        h->count(h->core, counter, 1);
+    }
+}
+
 static const struct lars_setting dns_settings[] = {
     {"servers", LARS_SETTING_LIST, NULL, offsetof(struct dns_conf, servers), 0, -1,
      "( \"ip:port\", ... ) lars-dns servers in failover order; default ( \"127.0.0.1:7778\" )"},
@@ -304,6 +314,7 @@ static void on_closed(void *arg, size_t unsent, size_t unread)
     (void)unsent; /* every known module is asked again on the next connection */
     if (unread) {
         dns->stats.bad_frames++; /* a frame cut short by the close (the link logged it) */
+        dns_count(dns, LARS_TRANSPORT_BAD_FRAMES);
     }
     while (dns->awaiting.next != &dns->awaiting) {
         await_unlink(dns->awaiting.next);
@@ -314,6 +325,7 @@ static void on_closed(void *arg, size_t unsent, size_t unread)
 static void bad_frame(struct dns_lars *dns, const char *what)
 {
     dns->stats.bad_frames++;
+    dns_count(dns, LARS_TRANSPORT_BAD_FRAMES);
     char held[LARS_LINK_HELD_LEN];
     if (lars_link_limit(&dns->bad_log, dns->svc->now_ms(), BAD_LOG_MS, held)) {
         dns->svc->log(LARS_LOG_WARN, PLUGIN,
@@ -538,6 +550,8 @@ static int dns_start(const void *conf_block, const struct lars_dns_host *host, v
         .on_connected = on_connected,
         .on_read = on_read,
         .on_closed = on_closed,
+        .count = host->size > offsetof(struct lars_dns_host, count) ? host->count : NULL,
+        .count_core = host->core,
     };
     dns->link = lars_link_create(&params);
     if (!dns->link) {

@@ -79,6 +79,7 @@ struct report_stats {
 
 struct report_lars {
     const struct lars_services *svc;
+    const struct lars_reporter_host *host;
     struct lars_link *link;
     size_t max_frames;
     size_t max_bytes;
@@ -92,6 +93,16 @@ struct report_lars {
     struct lars_link_limiter drop_log;
     struct report_stats stats;
 };
+
+/* Tells the agent's /metrics (lars_transport_events_total); agents older
+ * than ABI 1.1 have no count(). */
+static void report_count(struct report_lars *r, enum lars_transport_counter counter, uint64_t n)
+{
+    const struct lars_reporter_host *h = r->host;
+    if (h && h->size > offsetof(struct lars_reporter_host, count) && h->count) {
+        h->count(h->core, counter, n);
+    }
+}
 
 static const struct lars_setting report_settings[] = {
     {"servers", LARS_SETTING_LIST, NULL, offsetof(struct report_conf, servers), 0, -1,
@@ -190,6 +201,7 @@ static void enforce_bounds(struct report_lars *r)
                                r->pending.bytes + r->inflight.bytes > r->max_bytes)) {
         free(fifo_pop_head(&r->pending));
         r->stats.dropped++;
+        report_count(r, LARS_TRANSPORT_DROPPED, 1);
         r->dropped_unlogged++;
     }
     /* The line carries the count itself, so what the limiter holds back
@@ -218,6 +230,7 @@ static void release_written(struct report_lars *r, size_t unwritten)
         struct frame *f = fifo_pop_head(&r->inflight);
         r->out_done += f->len;
         r->stats.sent++;
+        report_count(r, LARS_TRANSPORT_SENT, 1);
         free(f);
     }
 }
@@ -463,6 +476,7 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
         return -ENOMEM;
     }
     r->svc = svc;
+    r->host = host;
     r->max_frames = (size_t)conf->buffer_max_batches;
     r->max_bytes = (size_t)conf->buffer_max_bytes;
     rc = lars_link_parse_servers(svc, conf->servers, "127.0.0.1:7779", &servers, &n_servers, err,
@@ -489,6 +503,8 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
         .on_read = on_read,
         .on_drained = on_drained,
         .on_closed = on_closed,
+        .count = host->size > offsetof(struct lars_reporter_host, count) ? host->count : NULL,
+        .count_core = host->core,
     };
     r->link = lars_link_create(&params);
     if (!r->link) {

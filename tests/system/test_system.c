@@ -509,7 +509,8 @@ static long last_count(const char *text, const char *marker, const char *label)
     return strtol(q, NULL, 10);
 }
 
-/* The value of an unlabelled counter in the agent's /metrics, or -1. */
+/* The value of a sample (name with its labels, if any) in the agent's
+ * /metrics, or -1. */
 static long agent_metric(uint16_t port, const char *name)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -935,6 +936,19 @@ static void t_reporter_outage(void **state)
     assert_int_equal(svc_stop(&ctx.reporter, SIGTERM), 0);
     /* Read after the stop: batches made later cannot have reached it. */
     long batches_after = agent_metric(stats_port, "lars_statistics_batches_total");
+    /* The transport's own counters in /metrics: two connections (before and
+     * after the outage), the loss, and the drops. */
+    long connects = agent_metric(
+        stats_port, "lars_transport_events_total{transport=\"reporter\",event=\"connects\"}");
+    long disconnects = agent_metric(
+        stats_port, "lars_transport_events_total{transport=\"reporter\",event=\"disconnects\"}");
+    long metric_dropped = agent_metric(
+        stats_port, "lars_transport_events_total{transport=\"reporter\",event=\"dropped\"}");
+    printf("reporter transport metrics: %ld connects, %ld disconnects, %ld dropped\n", connects,
+           disconnects, metric_dropped);
+    assert_true(connects >= 2);
+    assert_true(disconnects >= 1);
+    assert_true(metric_dropped >= BUFFER_BATCHES);
     char *log = it_read_file(ctx.reporter.log);
     long received = last_count(log, "stopped:", " reports");
     free(log);
