@@ -400,55 +400,62 @@ fail:
     return rc;
 }
 
-struct rows_arg {
-    struct lars_store_route **routes;
-    struct lars_store_module **modules;
-    struct lars_store_status **status;
-    size_t *n;
-    int64_t up_to;
-};
-
-static int op_load_routes(struct lars_store *store, void *arg)
+/* Reads every row of sql into a malloc'd array of elem-sized items filled
+ * by decode: the one select-to-array loop of this backend. */
+static int read_rows(struct lars_store *store, const char *sql, const char *what, size_t elem,
+                     void (*decode)(MYSQL_ROW row, void *item), void **out, size_t *n)
 {
-    struct rows_arg *a = arg;
     MYSQL_RES *res = NULL;
-    struct lars_store_route *out = NULL;
-    int rc = select_rows(store,
-                         "SELECT modid, cmdid, serverip, serverport FROM RouteData"
-                         " ORDER BY modid, cmdid, serverip, serverport",
-                         "load RouteData", &res);
+    int rc = select_rows(store, sql, what, &res);
     if (rc < 0) {
         return rc;
     }
     size_t len = (size_t)mysql_num_rows(res);
+    char *items = NULL;
     if (len > 0) {
-        out = calloc(len, sizeof(*out));
-        if (out == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "load routes: out of memory");
-            goto fail;
+        items = calloc(len, elem);
+        if (items == NULL) {
+            mysql_free_result(res);
+            return lars_store_fail(store, -ENOMEM, "%s: out of memory", what);
         }
     }
     for (size_t i = 0; i < len; i++) {
-        MYSQL_ROW row = mysql_fetch_row(res);
-        out[i].modid = (int32_t)num(row[0]);
-        out[i].cmdid = (int32_t)num(row[1]);
-        out[i].ip = (uint32_t)num(row[2]);
-        out[i].port = (uint16_t)num(row[3]);
+        decode(mysql_fetch_row(res), items + i * elem);
     }
     mysql_free_result(res);
-    *a->routes = out;
-    *a->n = len;
+    *out = items;
+    *n = len;
     return 0;
+}
 
-fail:
-    mysql_free_result(res);
-    free(out);
-    return rc;
+struct rows_arg {
+    void **rows;
+    size_t *n;
+    int64_t up_to;
+};
+
+static void decode_route(MYSQL_ROW row, void *item)
+{
+    struct lars_store_route *r = item;
+    r->modid = (int32_t)num(row[0]);
+    r->cmdid = (int32_t)num(row[1]);
+    r->ip = (uint32_t)num(row[2]);
+    r->port = (uint16_t)num(row[3]);
+}
+
+static int op_load_routes(struct lars_store *store, void *arg)
+{
+    struct rows_arg *a = arg;
+    return read_rows(store,
+                     "SELECT modid, cmdid, serverip, serverport FROM RouteData"
+                     " ORDER BY modid, cmdid, serverip, serverport",
+                     "load RouteData", sizeof(struct lars_store_route), decode_route, a->rows,
+                     a->n);
 }
 
 static int mysql_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
 {
-    struct rows_arg a = {.routes = rows, .n = n};
+    struct rows_arg a = {.rows = (void **)rows, .n = n};
     return run(store, op_load_routes, &a);
 }
 
@@ -492,48 +499,29 @@ static int write_version(struct lars_store *store, int64_t version, bool found)
                   "INSERT INTO RouteVersion(id, version) VALUES (1, %" PRId64 ")", version);
 }
 
+static void decode_module(MYSQL_ROW row, void *item)
+{
+    struct lars_store_module *m = item;
+    m->modid = (int32_t)num(row[0]);
+    m->cmdid = (int32_t)num(row[1]);
+}
+
 static int op_route_changes(struct lars_store *store, void *arg)
 {
     struct rows_arg *a = arg;
-    MYSQL_RES *res = NULL;
-    struct lars_store_module *out = NULL;
     char sql[256];
     snprintf(sql, sizeof(sql),
              "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= %" PRId64
              " ORDER BY modid, cmdid",
              a->up_to);
-    int rc = select_rows(store, sql, "read RouteChange", &res);
-    if (rc < 0) {
-        return rc;
-    }
-    size_t len = (size_t)mysql_num_rows(res);
-    if (len > 0) {
-        out = calloc(len, sizeof(*out));
-        if (out == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "route changes: out of memory");
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < len; i++) {
-        MYSQL_ROW row = mysql_fetch_row(res);
-        out[i].modid = (int32_t)num(row[0]);
-        out[i].cmdid = (int32_t)num(row[1]);
-    }
-    mysql_free_result(res);
-    *a->modules = out;
-    *a->n = len;
-    return 0;
-
-fail:
-    mysql_free_result(res);
-    free(out);
-    return rc;
+    return read_rows(store, sql, "read RouteChange", sizeof(struct lars_store_module),
+                     decode_module, a->rows, a->n);
 }
 
 static int mysql_route_changes(struct lars_store *store, int64_t up_to,
                                struct lars_store_module **modules, size_t *n)
 {
-    struct rows_arg a = {.modules = modules, .n = n, .up_to = up_to};
+    struct rows_arg a = {.rows = (void **)modules, .n = n, .up_to = up_to};
     return run(store, op_route_changes, &a);
 }
 
@@ -768,53 +756,33 @@ static int mysql_put_status(struct lars_store *store, const struct lars_store_st
     return run(store, op_put_status, &a);
 }
 
+static void decode_status(MYSQL_ROW row, void *item)
+{
+    struct lars_store_status *r = item;
+    r->modid = (int32_t)num(row[0]);
+    r->cmdid = (int32_t)num(row[1]);
+    r->ip = (uint32_t)num(row[2]);
+    r->port = (uint16_t)num(row[3]);
+    r->caller = (uint32_t)num(row[4]);
+    r->succ = (uint32_t)num(row[5]);
+    r->err = (uint32_t)num(row[6]);
+    r->ts = (uint32_t)num(row[7]);
+    r->overload = num(row[8]) != 0;
+}
+
 static int op_list_status(struct lars_store *store, void *arg)
 {
     struct rows_arg *a = arg;
-    MYSQL_RES *res = NULL;
-    struct lars_store_status *out = NULL;
-    int rc = select_rows(store,
-                         "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload"
-                         " FROM ServerCallStatus ORDER BY modid, cmdid, ip, port, caller",
-                         "read ServerCallStatus", &res);
-    if (rc < 0) {
-        return rc;
-    }
-    size_t len = (size_t)mysql_num_rows(res);
-    if (len > 0) {
-        out = calloc(len, sizeof(*out));
-        if (out == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "list status: out of memory");
-            goto fail;
-        }
-    }
-    for (size_t i = 0; i < len; i++) {
-        MYSQL_ROW row = mysql_fetch_row(res);
-        struct lars_store_status *r = &out[i];
-        r->modid = (int32_t)num(row[0]);
-        r->cmdid = (int32_t)num(row[1]);
-        r->ip = (uint32_t)num(row[2]);
-        r->port = (uint16_t)num(row[3]);
-        r->caller = (uint32_t)num(row[4]);
-        r->succ = (uint32_t)num(row[5]);
-        r->err = (uint32_t)num(row[6]);
-        r->ts = (uint32_t)num(row[7]);
-        r->overload = num(row[8]) != 0;
-    }
-    mysql_free_result(res);
-    *a->status = out;
-    *a->n = len;
-    return 0;
-
-fail:
-    mysql_free_result(res);
-    free(out);
-    return rc;
+    return read_rows(store,
+                     "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload"
+                     " FROM ServerCallStatus ORDER BY modid, cmdid, ip, port, caller",
+                     "read ServerCallStatus", sizeof(struct lars_store_status), decode_status,
+                     a->rows, a->n);
 }
 
 static int mysql_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n)
 {
-    struct rows_arg a = {.status = rows, .n = n};
+    struct rows_arg a = {.rows = (void **)rows, .n = n};
     return run(store, op_list_status, &a);
 }
 

@@ -322,38 +322,52 @@ static void *grow(void *buf, size_t *cap, size_t need, size_t elem)
     return p;
 }
 
-static int sqlite_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
+/* Steps st to the end into a malloc'd array of elem-sized items filled by
+ * decode, then resets it: the one select-to-array loop of this backend. */
+static int read_rows(struct lars_store *store, sqlite3_stmt *st, const char *what, size_t elem,
+                     void (*decode)(sqlite3_stmt *st, void *item), void **out, size_t *n)
 {
-    sqlite3_stmt *st = impl(store)->st[ST_LOAD_ROUTES];
-    struct lars_store_route *out = NULL;
+    char *items = NULL;
     size_t cap = 0, len = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *bigger = grow(out, &cap, len + 1, sizeof(*out));
+        void *bigger = grow(items, &cap, len + 1, elem);
         if (bigger == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "load routes: out of memory");
+            rc = lars_store_fail(store, -ENOMEM, "%s: out of memory", what);
             goto fail;
         }
-        out = bigger;
-        out[len].modid = (int32_t)sqlite3_column_int64(st, 0);
-        out[len].cmdid = (int32_t)sqlite3_column_int64(st, 1);
-        out[len].ip = (uint32_t)sqlite3_column_int64(st, 2);
-        out[len].port = (uint16_t)sqlite3_column_int64(st, 3);
+        items = bigger;
+        decode(st, items + len * elem);
         len++;
     }
     if (rc != SQLITE_DONE) {
-        rc = db_fail(store, rc, "load RouteData");
+        rc = db_fail(store, rc, what);
         goto fail;
     }
     sqlite3_reset(st);
-    *rows = out;
+    *out = items;
     *n = len;
     return 0;
 
 fail:
     sqlite3_reset(st);
-    free(out);
+    free(items);
     return rc;
+}
+
+static void decode_route(sqlite3_stmt *st, void *item)
+{
+    struct lars_store_route *r = item;
+    r->modid = (int32_t)sqlite3_column_int64(st, 0);
+    r->cmdid = (int32_t)sqlite3_column_int64(st, 1);
+    r->ip = (uint32_t)sqlite3_column_int64(st, 2);
+    r->port = (uint16_t)sqlite3_column_int64(st, 3);
+}
+
+static int sqlite_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
+{
+    return read_rows(store, impl(store)->st[ST_LOAD_ROUTES], "load RouteData", sizeof(**rows),
+                     decode_route, (void **)rows, n);
 }
 
 /* Reads RouteVersion (0 and *found = false when the row is missing). */
@@ -383,38 +397,20 @@ static int write_version(struct lars_store *store, int64_t version, bool found)
     return exec_stmt(store, id, "write RouteVersion");
 }
 
+static void decode_module(sqlite3_stmt *st, void *item)
+{
+    struct lars_store_module *m = item;
+    m->modid = (int32_t)sqlite3_column_int64(st, 0);
+    m->cmdid = (int32_t)sqlite3_column_int64(st, 1);
+}
+
 static int sqlite_route_changes(struct lars_store *store, int64_t up_to,
                                 struct lars_store_module **modules, size_t *n)
 {
     sqlite3_stmt *st = impl(store)->st[ST_CHANGES];
-    struct lars_store_module *out = NULL;
-    size_t cap = 0, len = 0;
-    int rc;
     sqlite3_bind_int64(st, 1, up_to);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *bigger = grow(out, &cap, len + 1, sizeof(*out));
-        if (bigger == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "route changes: out of memory");
-            goto fail;
-        }
-        out = bigger;
-        out[len].modid = (int32_t)sqlite3_column_int64(st, 0);
-        out[len].cmdid = (int32_t)sqlite3_column_int64(st, 1);
-        len++;
-    }
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(store, rc, "read RouteChange");
-        goto fail;
-    }
-    sqlite3_reset(st);
-    *modules = out;
-    *n = len;
-    return 0;
-
-fail:
-    sqlite3_reset(st);
-    free(out);
-    return rc;
+    return read_rows(store, st, "read RouteChange", sizeof(**modules), decode_module,
+                     (void **)modules, n);
 }
 
 static int sqlite_delete_changes(struct lars_store *store, int64_t up_to)
@@ -590,43 +586,24 @@ fail:
     return rc;
 }
 
+static void decode_status(sqlite3_stmt *st, void *item)
+{
+    struct lars_store_status *r = item;
+    r->modid = (int32_t)sqlite3_column_int64(st, 0);
+    r->cmdid = (int32_t)sqlite3_column_int64(st, 1);
+    r->ip = (uint32_t)sqlite3_column_int64(st, 2);
+    r->port = (uint16_t)sqlite3_column_int64(st, 3);
+    r->caller = (uint32_t)sqlite3_column_int64(st, 4);
+    r->succ = (uint32_t)sqlite3_column_int64(st, 5);
+    r->err = (uint32_t)sqlite3_column_int64(st, 6);
+    r->ts = (uint32_t)sqlite3_column_int64(st, 7);
+    r->overload = sqlite3_column_int64(st, 8) != 0;
+}
+
 static int sqlite_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n)
 {
-    sqlite3_stmt *st = impl(store)->st[ST_LIST_STATUS];
-    struct lars_store_status *out = NULL;
-    size_t cap = 0, len = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        void *bigger = grow(out, &cap, len + 1, sizeof(*out));
-        if (bigger == NULL) {
-            rc = lars_store_fail(store, -ENOMEM, "list status: out of memory");
-            goto fail;
-        }
-        out = bigger;
-        struct lars_store_status *r = &out[len++];
-        r->modid = (int32_t)sqlite3_column_int64(st, 0);
-        r->cmdid = (int32_t)sqlite3_column_int64(st, 1);
-        r->ip = (uint32_t)sqlite3_column_int64(st, 2);
-        r->port = (uint16_t)sqlite3_column_int64(st, 3);
-        r->caller = (uint32_t)sqlite3_column_int64(st, 4);
-        r->succ = (uint32_t)sqlite3_column_int64(st, 5);
-        r->err = (uint32_t)sqlite3_column_int64(st, 6);
-        r->ts = (uint32_t)sqlite3_column_int64(st, 7);
-        r->overload = sqlite3_column_int64(st, 8) != 0;
-    }
-    if (rc != SQLITE_DONE) {
-        rc = db_fail(store, rc, "read ServerCallStatus");
-        goto fail;
-    }
-    sqlite3_reset(st);
-    *rows = out;
-    *n = len;
-    return 0;
-
-fail:
-    sqlite3_reset(st);
-    free(out);
-    return rc;
+    return read_rows(store, impl(store)->st[ST_LIST_STATUS], "read ServerCallStatus",
+                     sizeof(**rows), decode_status, (void **)rows, n);
 }
 
 const struct lars_store_ops lars_store_sqlite_ops = {
