@@ -431,14 +431,25 @@ static void test_privilege_drop_and_config_permissions(void **state)
         skip(); /* needs root to switch users; CI runs as root */
     }
     static const char *const conf =
-        "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; user = \"nobody\"; };\n"
+        "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; user = \"nobody\";\n"
+        "         plugin_dir = \"@DIR@/plugins\"; };\n"
         "dns: { plugin = \"dns_static\"; routes = (\n"
         "  { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\" ); }\n"
         "); };\n"
         "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"/dev/null\"; };\n";
     assert_int_equal(it_agent_init(&agent, 3), 0);
-    /* nobody must reach the config (for reloads) and its temp dir. */
+    /* nobody must reach the config and the plugins (a reload reads both
+     * again): give it copies in the agent's temp dir, wherever the build
+     * tree lives (a clone under a 0700 directory, say). */
     assert_int_equal(chmod(agent.dir, 0755), 0);
+    char copy[8192];
+    snprintf(copy, sizeof(copy),
+             "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
+             "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
+             agent.dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, agent.dir,
+             agent.dir);
+    char *const sh[] = {"/bin/sh", "-c", copy, NULL};
+    assert_int_equal(it_run(sh, 10000, NULL, NULL), 0);
     assert_int_equal(it_agent_start(&agent, conf), 0);
     assert_int_equal(proc_uid(agent.pid), 65534);
     struct lars_client *c = it_client(&agent, 0, 1000);
