@@ -195,11 +195,16 @@ static void reload(struct lars_agent *agent)
         generation_free(next);
         return;
     }
+    /* Workers switch between two datagrams, all of them or none; once all
+     * have, nothing runs the old generation's policy code or feeds its
+     * transports. */
+    if (lars_workers_reload(agent->workers, agent->n_workers, &next->env, err, sizeof(err)) < 0) {
+        agent->reloads_failed++;
+        LARS_ERROR("agent", "reload refused, generation %u keeps serving: %s", old->number, err);
+        generation_free(next); /* its transports never had work */
+        return;
+    }
     lars_log_set_level((enum lars_log_level)config->log_level);
-
-    /* Workers switch between two datagrams; once all have, nothing runs the
-     * old generation's policy code or feeds its transports. */
-    lars_workers_reload(agent->workers, agent->n_workers, &next->env);
     lars_dns_thread_stop(old->dns);
     lars_report_thread_handover(old->reporter, lars_report_thread_queue(next->reporter));
     agent->current = next;

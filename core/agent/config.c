@@ -260,6 +260,25 @@ static int load_plugin_section(struct lars_config *config, const char *section_n
                              err, err_len);
 }
 
+/* Creates and destroys one instance of a policy, so a create() that refuses
+ * its settings fails the check (and the reload before anything switches),
+ * not the first module that needs it. at: where to point the error. */
+static int try_policy_instance(const struct lars_plugin_config *pc, const config_setting_t *at,
+                               int32_t modid, int32_t cmdid, char *err, size_t err_len)
+{
+    const struct lars_plugin *desc = pc->plugin->desc;
+    struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
+    void *instance = NULL;
+    int rc = desc->policy->create(pc->conf, lars_services_get(), &id, &instance);
+    if (rc < 0) {
+        where_error(err, err_len, at, "policy %s: create() for module %d/%d failed: %s", desc->name,
+                    modid, cmdid, strerror(-rc));
+        return rc;
+    }
+    desc->policy->destroy(instance);
+    return 0;
+}
+
 static int read_module_id(const config_setting_t *entry, const char *name, int32_t *out, char *err,
                           size_t err_len)
 {
@@ -318,6 +337,9 @@ static int load_policy_overrides(struct lars_config *config, char *err, size_t e
         config->n_overrides = i + 1;
         rc = load_plugin_group(config, entry, "policies", LARS_PLUGIN_POLICY, NULL,
                                override_core_keys, &o->policy, err, err_len);
+        if (rc == 0) {
+            rc = try_policy_instance(&o->policy, entry, o->modid, o->cmdid, err, err_len);
+        }
         if (rc < 0) {
             return rc;
         }
@@ -440,6 +462,10 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
     const config_setting_t *root = config_root_setting(&config->cfg);
     rc = load_plugin_section(config, "policy", LARS_PLUGIN_POLICY, "lb_lars", policy_core_keys,
                              &config->policy, err, err_len);
+    if (rc == 0) {
+        const config_setting_t *at = config->policy.section ? config->policy.section : root;
+        rc = try_policy_instance(&config->policy, at, 0, 0, err, err_len);
+    }
     if (rc < 0) {
         goto fail;
     }

@@ -23,7 +23,7 @@ enum lars_msg_type {
     LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
     LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
     LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
-    LARS_MSG_RELOAD = 6,  /* main -> worker: switch to a new generation */
+    LARS_MSG_RELOAD = 6,  /* main -> worker: prepare, commit or abort a new generation */
     LARS_MSG_DESCRIBE = 7, /* main -> worker: write its modules for /routes, /metrics */
 };
 
@@ -68,16 +68,27 @@ struct lars_stop_msg {
     struct lars_queue *successor;
 };
 
-/* Counts workers that have switched generation; main waits for zero. */
+/* Counts workers that have done a step; main waits for zero. A reload's
+ * prepare step also collects the first failure. */
 struct lars_reload_sync {
     pthread_mutex_t lock;
     pthread_cond_t done;
     unsigned remaining;
+    int error;         /* 0, or the first negative errno of a prepare step */
+    char failure[512]; /* what failed, when error < 0 */
+};
+
+/* The steps of a reload (see lars_workers_reload). */
+enum lars_reload_step {
+    LARS_RELOAD_PREPARE = 0, /* create the new policy instances ahead */
+    LARS_RELOAD_COMMIT = 1,  /* switch to them */
+    LARS_RELOAD_ABORT = 2,   /* drop them: the reload was refused */
 };
 
 struct lars_worker_env;
 struct lars_reload_msg {
     struct lars_msg base;
+    enum lars_reload_step step;
     const struct lars_worker_env *env;
     struct lars_reload_sync *sync;
 };

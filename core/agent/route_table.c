@@ -35,8 +35,18 @@ int lars_route_table_init(struct lars_route_table *table)
     return 0;
 }
 
+void lars_module_discard_prepared(struct lars_module *module)
+{
+    if (module->next_policy) {
+        module->next_binding->ops->destroy(module->next_policy);
+    }
+    module->next_policy = NULL;
+    module->next_binding = NULL;
+}
+
 static void remove_all_nodes(struct lars_module *module)
 {
+    lars_module_discard_prepared(module);
     for (size_t i = 0; i < module->n_nodes; i++) {
         struct lars_node *node = module->nodes[i];
         if (module->policy) {
@@ -311,28 +321,59 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
     return rc;
 }
 
-int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
-                       uint64_t now_ms)
+int lars_module_prepare(struct lars_module *module, const struct lars_policy_binding *binding)
 {
+    lars_module_discard_prepared(module);
     if (!module->policy) {
-        module->binding = binding;
-        return 0;
+        return 0; /* nothing to move: the next route creates from the new binding */
     }
     void *instance = NULL;
     int rc = create_instance(module, binding, &instance);
     if (rc < 0) {
         return rc;
     }
+    module->next_policy = instance;
+    module->next_binding = binding;
+    return 0;
+}
+
+int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
+                       uint64_t now_ms)
+{
+    if (!module->policy) {
+        lars_module_discard_prepared(module);
+        module->binding = binding;
+        return 0;
+    }
+    void *instance = NULL;
+    int rc = 0;
+    if (module->next_policy && module->next_binding == binding) {
+        instance = module->next_policy;
+        module->next_policy = NULL;
+        module->next_binding = NULL;
+    } else {
+        /* Became READY after the prepare step. */
+        lars_module_discard_prepared(module);
+        rc = create_instance(module, binding, &instance);
+    }
+    /* node_removed may clear `overloaded`; the new instance is told what
+     * the old one thought (plugin.h, node_added). */
+    bool *was_overloaded =
+        rc < 0 ? NULL : calloc(module->n_nodes ? module->n_nodes : 1, sizeof(bool));
+    if (!was_overloaded) {
+        if (instance) {
+            binding->ops->destroy(instance);
+        }
+        /* The old binding dies with its generation: forget the nodes rather
+         * than keep an instance of code about to be unloaded. */
+        remove_all_nodes(module);
+        module->binding = binding;
+        module->state = LARS_MODULE_PENDING;
+        return rc < 0 ? rc : -ENOMEM;
+    }
     /* A node carries one policy_data slot, so the old instance lets go of
      * every node before the new one takes them. Both run in this worker
      * between two datagrams: no request sees the module half switched. */
-    /* node_removed may clear `overloaded`; the new instance is told what
-     * the old one thought (plugin.h, node_added). */
-    bool *was_overloaded = calloc(module->n_nodes ? module->n_nodes : 1, sizeof(bool));
-    if (!was_overloaded) {
-        module->binding->ops->destroy(instance);
-        return -ENOMEM;
-    }
     for (size_t i = 0; i < module->n_nodes; i++) {
         was_overloaded[i] = module->nodes[i]->overloaded;
         module->binding->ops->node_removed(module->policy, module->nodes[i]);
@@ -341,7 +382,6 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
     module->binding->ops->destroy(module->policy);
     module->policy = instance;
     module->binding = binding;
-    rc = 0;
     for (size_t i = 0; i < module->n_nodes; i++) {
         struct lars_node *node = module->nodes[i];
         /* The real counters belong to the core and the reporter: a policy

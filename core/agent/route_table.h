@@ -44,6 +44,10 @@ struct lars_module {
     size_t cap_nodes;
     void *policy; /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
+    /* A reload in progress: an instance of the next generation's policy,
+     * created ahead (lars_module_prepare) so the switch cannot fail. */
+    void *next_policy;
+    const struct lars_policy_binding *next_binding;
 };
 
 struct lars_route_table {
@@ -87,10 +91,24 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
                             size_t n, const struct lars_policy_binding *binding, uint64_t now_ms);
 
 /*
- * Moves the module to another policy (reload): a new instance gets every
- * node with its real counters; the old instance is destroyed. Returns 0, or
- * a negative errno: creation failed and the old instance is kept, or some
- * node could not be added to the new one (it is then never picked).
+ * A reload is all or nothing across every module of every worker, so it
+ * runs in two steps. lars_module_prepare creates the instance of the next
+ * policy ahead (nothing changes for requests; no-op for a module without an
+ * instance) and returns 0 or create()'s negative errno. Then either
+ * lars_module_rebind switches to binding, or lars_module_discard_prepared
+ * drops what was prepared (the reload was refused elsewhere).
+ */
+int lars_module_prepare(struct lars_module *module, const struct lars_policy_binding *binding);
+void lars_module_discard_prepared(struct lars_module *module);
+
+/*
+ * Moves the module to binding (reload): the instance prepared for it (or,
+ * for a module that got its first route since the prepare step, one created
+ * now) gets every node with its real counters; the old instance is
+ * destroyed. Afterwards the module never refers to the old binding, whatever
+ * happens. Returns 0, or a negative errno: an instance created now failed
+ * (the module then lost its nodes and is PENDING again: pull it), or some
+ * node could not be added to the new instance (it is then never picked).
  */
 int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
                        uint64_t now_ms);

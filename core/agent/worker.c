@@ -638,30 +638,69 @@ static void on_tick_more(evutil_socket_t fd, short events, void *arg)
 
 struct reload_ctx {
     struct lars_worker *w;
+    const struct lars_worker_env *env;
     uint64_t now_ms;
+    int error;
+    char failure[256];
 };
 
-static void reload_module(struct lars_module *m, void *arg)
+static void prepare_module(struct lars_module *m, void *arg)
+{
+    struct reload_ctx *ctx = arg;
+    if (ctx->error < 0) {
+        return; /* refused already: the abort step drops what exists */
+    }
+    const struct lars_policy_binding *binding = policy_for(ctx->env, m->modid, m->cmdid);
+    int rc = lars_module_prepare(m, binding);
+    if (rc < 0) {
+        ctx->error = rc;
+        snprintf(ctx->failure, sizeof(ctx->failure),
+                 "policy %s could not create an instance for module %d/%d: %s", binding->name,
+                 m->modid, m->cmdid, strerror(-rc));
+    }
+}
+
+static void discard_module(struct lars_module *m, void *arg)
+{
+    (void)arg;
+    lars_module_discard_prepared(m);
+}
+
+static void commit_module(struct lars_module *m, void *arg)
 {
     struct reload_ctx *ctx = arg;
     struct lars_worker *w = ctx->w;
     int rc = lars_module_rebind(m, policy_for(w->env, m->modid, m->cmdid), ctx->now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
-        LARS_ERROR(w->name, "module %d/%d: new policy instance: %s", m->modid, m->cmdid,
-                   strerror(-rc));
+        LARS_ERROR(w->name, "module %d/%d: new policy instance: %s%s", m->modid, m->cmdid,
+                   strerror(-rc), m->state == LARS_MODULE_PENDING ? " (pulled again)" : "");
     }
     /* The new dns transport knows nothing yet: ask it for every module, so
      * pulls in flight are re-issued and pushes are subscribed again. */
     request_pull(w, m, ctx->now_ms);
 }
 
-static void switch_generation(struct lars_worker *w, const struct lars_reload_msg *msg)
+static void reload_step(struct lars_worker *w, const struct lars_reload_msg *msg)
 {
-    w->env = msg->env;
-    struct reload_ctx ctx = {.w = w, .now_ms = lars_clock_ms()};
-    lars_route_table_foreach(&w->routes, reload_module, &ctx);
+    struct reload_ctx ctx = {.w = w, .env = msg->env, .now_ms = lars_clock_ms()};
+    switch (msg->step) {
+    case LARS_RELOAD_PREPARE:
+        lars_route_table_foreach(&w->routes, prepare_module, &ctx);
+        break;
+    case LARS_RELOAD_COMMIT:
+        w->env = msg->env;
+        lars_route_table_foreach(&w->routes, commit_module, &ctx);
+        break;
+    case LARS_RELOAD_ABORT:
+        lars_route_table_foreach(&w->routes, discard_module, &ctx);
+        break;
+    }
     pthread_mutex_lock(&msg->sync->lock);
+    if (ctx.error < 0 && msg->sync->error == 0) {
+        msg->sync->error = ctx.error;
+        snprintf(msg->sync->failure, sizeof(msg->sync->failure), "%s: %s", w->name, ctx.failure);
+    }
     if (--msg->sync->remaining == 0) {
         pthread_cond_signal(&msg->sync->done);
     }
@@ -792,7 +831,7 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
             break;
         }
         case LARS_MSG_RELOAD:
-            switch_generation(w, (struct lars_reload_msg *)msg);
+            reload_step(w, (struct lars_reload_msg *)msg);
             break;
         case LARS_MSG_DESCRIBE:
             describe(w, (struct lars_describe_msg *)msg);
@@ -925,18 +964,21 @@ void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg)
     lars_queue_push(worker->queue, &msg->item);
 }
 
-void lars_workers_reload(struct lars_worker **workers, unsigned n,
-                         const struct lars_worker_env *env)
+/* Runs one step of a reload in every worker and waits for all. Returns the
+ * first error a worker reported (prepare step only). */
+static int run_reload_step(struct lars_worker **workers, unsigned n, enum lars_reload_step step,
+                           const struct lars_worker_env *env, char *err, size_t err_len)
 {
     struct lars_reload_sync sync = {.remaining = 0};
     pthread_mutex_init(&sync.lock, NULL);
     pthread_cond_init(&sync.done, NULL);
     for (unsigned i = 0; i < n; i++) {
         struct lars_reload_msg *msg;
-        /* A switch must not be skipped: retry a failed allocation. */
+        /* A step must not be skipped: retry a failed allocation. */
         while (!(msg = (struct lars_reload_msg *)lars_msg_alloc(LARS_MSG_RELOAD, sizeof(*msg)))) {
             usleep(1000);
         }
+        msg->step = step;
         msg->env = env;
         msg->sync = &sync;
         pthread_mutex_lock(&sync.lock);
@@ -951,6 +993,22 @@ void lars_workers_reload(struct lars_worker **workers, unsigned n,
     pthread_mutex_unlock(&sync.lock);
     pthread_cond_destroy(&sync.done);
     pthread_mutex_destroy(&sync.lock);
+    if (sync.error < 0) {
+        snprintf(err, err_len, "%s", sync.failure);
+    }
+    return sync.error;
+}
+
+int lars_workers_reload(struct lars_worker **workers, unsigned n,
+                        const struct lars_worker_env *env, char *err, size_t err_len)
+{
+    int rc = run_reload_step(workers, n, LARS_RELOAD_PREPARE, env, err, err_len);
+    if (rc < 0) {
+        run_reload_step(workers, n, LARS_RELOAD_ABORT, env, NULL, 0);
+        return rc;
+    }
+    run_reload_step(workers, n, LARS_RELOAD_COMMIT, env, NULL, 0);
+    return 0;
 }
 
 void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request)

@@ -102,13 +102,16 @@ int lars_worker_start(struct lars_worker *worker);
 /* Any thread: hands msg to the worker (which frees it). */
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
 
-/* Main thread: moves every worker to env (a new generation): each module
- * gets its policy instance re-created from env's plugins (nodes, routes and
- * real counters kept) and every module is pulled again through env's dns
- * queue. Returns when all workers have switched: the previous env and its
- * plugins are then unused by workers. */
-void lars_workers_reload(struct lars_worker **workers, unsigned n,
-                         const struct lars_worker_env *env);
+/* Main thread: moves every worker to env (a new generation), all or
+ * nothing. First every worker creates, for each module with a policy
+ * instance, an instance of env's policy while it keeps serving with the old
+ * one. If any creation fails, every worker drops what it created and this
+ * returns that negative errno with one line in err: nothing changed.
+ * Otherwise every worker switches (nodes, routes and real counters kept) and
+ * pulls every module again through env's dns queue; this returns 0 once all
+ * have: the previous env and its plugins are then unused by workers. */
+int lars_workers_reload(struct lars_worker **workers, unsigned n,
+                        const struct lars_worker_env *env, char *err, size_t err_len);
 
 /* Main thread: runs request in the worker's thread (its modules are its
  * own) and waits for it. */
