@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,14 @@ static struct lars_plugin_handle *already_loaded(const struct lars_config *confi
     return NULL;
 }
 
+/* The user the agent runs as once started (agent.user, else the current
+ * one): plugin files it owns are as trusted as the agent itself. */
+static unsigned agent_uid(const struct lars_config *config)
+{
+    const struct passwd *pw = config->agent.user ? getpwnam(config->agent.user) : NULL;
+    return pw ? (unsigned)pw->pw_uid : (unsigned)geteuid();
+}
+
 /* Loads the plugin a group names and fills its conf. */
 static int load_plugin_group(struct lars_config *config, const config_setting_t *section,
                              const char *section_name, enum lars_plugin_kind kind,
@@ -222,7 +231,8 @@ static int load_plugin_group(struct lars_config *config, const config_setting_t 
     if (pc->plugin) {
         pc->borrowed = true;
     } else {
-        rc = lars_plugin_load(config->plugin_dir, spec, kind, &pc->plugin, why, sizeof(why));
+        rc = lars_plugin_load(config->plugin_dir, spec, kind, agent_uid(config), &pc->plugin, why,
+                              sizeof(why));
     }
     if (rc < 0 || !pc->plugin) {
         where_error(err, err_len, plugin ? plugin : section, "%s", why);

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,18 +106,13 @@ void lars_plugin_loader_cleanup(void)
     }
 }
 
-static int copy_file(const char *from, const char *to)
+/* Copies the open file in to a new file at path to. */
+static int copy_file(int in, const char *to)
 {
     int rc = 0;
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        return -errno;
-    }
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
     if (out < 0) {
-        rc = -errno;
-        close(in);
-        return rc;
+        return -errno;
     }
     char buf[65536];
     for (;;) {
@@ -144,7 +140,6 @@ static int copy_file(const char *from, const char *to)
         }
     }
 out:
-    close(in);
     if (close(out) < 0 && rc == 0) {
         rc = -errno;
     }
@@ -154,40 +149,101 @@ out:
     return rc;
 }
 
-/* Refuses files others could replace: code loaded into the agent must be as
- * trusted as the agent itself. */
-static int check_permissions(const char *path, char *err, size_t err_len)
+/* Root, the user the agent runs as, and the one it will switch to. */
+static bool trusted_owner(uid_t owner, unsigned trusted_uid)
 {
-    struct stat st;
-    if (stat(path, &st) < 0) {
+    return owner == 0 || owner == geteuid() || owner == (uid_t)trusted_uid;
+}
+
+/*
+ * Code loaded into the agent must be as trusted as the agent itself, so, as
+ * sshd's StrictModes: the file a path resolves to (symlinks followed) and
+ * every directory above it belong to root or the agent's user and nobody
+ * else may write them. A world- or group-writable directory is accepted only
+ * with the sticky bit and a trusted owner (/tmp): others cannot replace an
+ * entry they do not own there. Opens the checked file into *fd, so what is
+ * copied and loaded is what was checked.
+ */
+static int open_trusted(const char *path, unsigned trusted_uid, int *fd, char *err, size_t err_len)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real)) {
         int rc = -errno;
         snprintf(err, err_len, "plugin %s: %s", path, strerror(errno));
         return rc;
     }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(err, err_len, "plugin %s: not a regular file", path);
-        return -EINVAL;
+    char shown[2 * PATH_MAX + 32];
+    if (strcmp(real, path) != 0) {
+        snprintf(shown, sizeof(shown), "%s (resolves to %s)", path, real);
+    } else {
+        snprintf(shown, sizeof(shown), "%s", path);
     }
-    if (st.st_mode & S_IWOTH) {
-        snprintf(err, err_len, "plugin %s: refused, the file is world-writable (chmod o-w %s)", path,
-                 path);
-        return -EPERM;
+    int in = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0) {
+        int rc = -errno;
+        snprintf(err, err_len, "plugin %s: %s", shown, strerror(errno));
+        if (in >= 0) {
+            close(in);
+        }
+        return rc;
+    }
+    int rc = -EPERM;
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "plugin %s: not a regular file", shown);
+        rc = -EINVAL;
+        goto refused;
+    }
+    if (!trusted_owner(st.st_uid, trusted_uid)) {
+        snprintf(err, err_len,
+                 "plugin %s: refused, the file is owned by uid %u, not root or the agent's user "
+                 "(chown root %s)",
+                 shown, (unsigned)st.st_uid, real);
+        goto refused;
+    }
+    if (st.st_mode & (S_IWOTH | S_IWGRP)) {
+        const char *who = st.st_mode & S_IWOTH ? "world" : "group";
+        snprintf(err, err_len, "plugin %s: refused, the file is %s-writable (chmod %s-w %s)", shown,
+                 who, st.st_mode & S_IWOTH ? "o" : "g", real);
+        goto refused;
     }
     char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *(slash == dir ? slash + 1 : slash) = '\0';
-    } else {
-        snprintf(dir, sizeof(dir), ".");
+    snprintf(dir, sizeof(dir), "%s", real);
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) {
+            break; /* realpath is absolute: not reached */
+        }
+        slash[slash == dir ? 1 : 0] = '\0';
+        if (stat(dir, &st) < 0) {
+            rc = -errno;
+            snprintf(err, err_len, "plugin %s: its directory %s: %s", shown, dir, strerror(errno));
+            goto refused;
+        }
+        if (!trusted_owner(st.st_uid, trusted_uid)) {
+            snprintf(err, err_len,
+                     "plugin %s: refused, its directory %s is owned by uid %u, not root or the "
+                     "agent's user (chown root %s)",
+                     shown, dir, (unsigned)st.st_uid, dir);
+            goto refused;
+        }
+        if ((st.st_mode & (S_IWOTH | S_IWGRP)) && !(st.st_mode & S_ISVTX)) {
+            bool world = st.st_mode & S_IWOTH;
+            snprintf(err, err_len,
+                     "plugin %s: refused, its directory %s is %s-writable (chmod %s-w %s)", shown,
+                     dir, world ? "world" : "group", world ? "o" : "g", dir);
+            goto refused;
+        }
+        if (strcmp(dir, "/") == 0) {
+            break;
+        }
     }
-    if (stat(dir, &st) == 0 && (st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
-        snprintf(err, err_len,
-                 "plugin %s: refused, its directory %s is world-writable (chmod o-w %s)", path,
-                 dir, dir);
-        return -EPERM;
-    }
+    *fd = in;
     return 0;
+
+refused:
+    close(in);
+    return rc;
 }
 
 static const void *kind_ops(const struct lars_plugin *desc)
@@ -287,7 +343,8 @@ static void name_from_path(const char *path, char *name, size_t len)
 }
 
 int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_kind kind,
-                     struct lars_plugin_handle **out, char *err, size_t err_len)
+                     unsigned trusted_uid, struct lars_plugin_handle **out, char *err,
+                     size_t err_len)
 {
     char path[PATH_MAX];
     char name[256];
@@ -309,13 +366,15 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
                  plugin_dir);
         return -ENOENT;
     }
-    rc = check_permissions(path, err, err_len);
+    int fd = -1;
+    rc = open_trusted(path, trusted_uid, &fd, err, err_len);
     if (rc < 0) {
         return rc;
     }
 
     struct lars_plugin_handle *handle = calloc(1, sizeof(*handle));
     if (!handle) {
+        close(fd);
         snprintf(err, err_len, "plugin %s: out of memory", path);
         return -ENOMEM;
     }
@@ -330,7 +389,9 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
     char copy[PATH_MAX];
     snprintf(copy, sizeof(copy), "%.3000s/%.255s.%u.so", copy_dir, name,
              atomic_fetch_add(&copy_serial, 1));
-    rc = copy_file(path, copy);
+    rc = copy_file(fd, copy);
+    close(fd);
+    fd = -1;
     if (rc < 0) {
         snprintf(err, err_len, "plugin %s: cannot read it: %s", path, strerror(-rc));
         goto fail;
@@ -367,6 +428,9 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
     return 0;
 
 fail:
+    if (fd >= 0) {
+        close(fd);
+    }
     lars_plugin_unload(handle);
     return rc;
 }

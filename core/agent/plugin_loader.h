@@ -26,12 +26,15 @@ const char *lars_plugin_kind_name(enum lars_plugin_kind kind);
 
 /*
  * Resolves spec (NAME -> plugin_dir/NAME.so; anything with '/' is a path),
- * loads it and checks symbol, ABI major/minor, descriptor size, kind, name
- * and the ops table. On failure returns a negative errno with one line in
- * err naming the file and the fix.
+ * checks that nobody but root, the agent's user or trusted_uid (the user it
+ * will switch to) can change the file or any directory above it (symlinks
+ * resolved), loads it and checks symbol, ABI major/minor, descriptor size,
+ * kind, name and the ops table. On failure returns a negative errno with one
+ * line in err naming the file and the fix.
  */
 int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_kind kind,
-                     struct lars_plugin_handle **out, char *err, size_t err_len);
+                     unsigned trusted_uid, struct lars_plugin_handle **out, char *err,
+                     size_t err_len);
 
 /* dlcloses and frees; NULL-safe. Only when no thread can run its code. */
 void lars_plugin_unload(struct lars_plugin_handle *handle);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <lars/plugin.h>
@@ -181,6 +182,70 @@ static void test_world_writable(void **state)
     assert_int_equal(chmod(dir, 0755), 0);
 }
 
+/* Issue 9, item 10: as sshd's StrictModes, the file a plugin path resolves
+ * to and every directory above it: owner root or the agent's user, no group
+ * or world write. A symlink in a safe place does not launder an unsafe
+ * target. */
+static void test_strict_modes(void **state)
+{
+    (void)state;
+    char safe[2048];
+    char unsafe[2048];
+    char so[PATH_MAX];
+    char link[PATH_MAX];
+    snprintf(safe, sizeof(safe), "%s/safe", agent.dir);
+    snprintf(unsafe, sizeof(unsafe), "%s/open", agent.dir);
+    snprintf(so, sizeof(so), "%s/lb_lars.so", unsafe);
+    snprintf(link, sizeof(link), "%s/lb_lars.so", safe);
+    assert_int_equal(mkdir(safe, 0755), 0);
+    assert_int_equal(mkdir(unsafe, 0755), 0);
+    assert_int_equal(chmod(agent.dir, 0755), 0);
+    copy_file(LARS_IT_PLUGIN_DIR "/lb_lars.so", so);
+    assert_int_equal(chmod(so, 0644), 0);
+    assert_int_equal(symlink(so, link), 0);
+    const char *text = config(link, "dns_static", "report_log");
+    expect_accepted(text); /* both safe: the link is followed */
+
+    /* The target's directory opens up (no sticky bit). */
+    assert_int_equal(chmod(unsafe, 0777), 0);
+    const char *const world_dir[] = {link, "resolves to", "its directory", "world-writable", NULL};
+    expect_refused("-t", text, 2, world_dir);
+    assert_int_equal(chmod(unsafe, 0775), 0);
+    const char *const group_dir[] = {"its directory", "group-writable", "chmod g-w", NULL};
+    expect_refused("-t", text, 2, group_dir);
+    assert_int_equal(chmod(unsafe, 0755), 0);
+
+    /* A group-writable file. */
+    assert_int_equal(chmod(so, 0664), 0);
+    const char *const group_file[] = {"the file is group-writable", "chmod g-w", NULL};
+    expect_refused("-f", text, 2, group_file);
+    assert_int_equal(chmod(so, 0644), 0);
+    expect_accepted(text);
+
+    if (geteuid() != 0) {
+        return; /* the ownership cases need root to chown; CI runs as root */
+    }
+    /* Owned by another, unprivileged user (nobody), here and in /tmp. */
+    assert_int_equal(chown(so, 65534, 65534), 0);
+    const char *const foreign[] = {"owned by uid 65534", "not root or the agent's user", NULL};
+    expect_refused("-t", text, 2, foreign);
+    assert_int_equal(chown(so, 0, 0), 0);
+    expect_accepted(text);
+    char tmp_so[] = "/tmp/lars-it-plugin-XXXXXX";
+    int fd = mkstemp(tmp_so);
+    assert_true(fd >= 0);
+    close(fd);
+    copy_file(LARS_IT_PLUGIN_DIR "/lb_lars.so", tmp_so);
+    assert_int_equal(chmod(tmp_so, 0644), 0);
+    assert_int_equal(chown(tmp_so, 65534, 65534), 0);
+    char tmp_link[PATH_MAX];
+    snprintf(tmp_link, sizeof(tmp_link), "%s/lb_lars.so", safe);
+    assert_int_equal(unlink(tmp_link), 0);
+    assert_int_equal(symlink(tmp_so, tmp_link), 0);
+    expect_refused("-t", text, 2, foreign);
+    unlink(tmp_so);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_abi_major, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_world_writable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_strict_modes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
