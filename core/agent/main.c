@@ -7,6 +7,8 @@
 #include <grp.h>
 #include <pwd.h>
 #include <getopt.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,9 @@
 #include "../common/log.h"
 #include "agent.h"
 #include "config.h"
+
+/* How long the started process waits for the daemon to serve. */
+#define DAEMON_START_TIMEOUT_S 120
 
 static void usage(FILE *out)
 {
@@ -64,7 +69,7 @@ static int write_pid_file(const char *path)
 /* Started as root with agent.user set: become that user before serving.
  * Files (log, pid, plugins) are open already; ports below 1024 would need
  * root, Lars's defaults are above. */
-static int drop_privileges(const char *user)
+static int drop_privileges(const char *user, const char *log_file)
 {
     if (!user) {
         if (geteuid() == 0) {
@@ -88,6 +93,11 @@ static int drop_privileges(const char *user)
     if (rc < 0) {
         LARS_WARN("agent", "cannot hand the plugin copy directory to %s: %s (reloads may fail)",
                   user, strerror(-rc));
+    }
+    /* SIGUSR1 reopens the log file as this user. */
+    if (log_file && strcmp(log_file, "-") != 0 && chown(log_file, pw->pw_uid, pw->pw_gid) < 0) {
+        LARS_WARN("agent", "cannot hand the log file %s to %s: %s (SIGUSR1 may not reopen it)",
+                  log_file, user, strerror(errno));
     }
     if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
         LARS_ERROR("agent", "cannot switch to user %s: %s", user, strerror(errno));
@@ -113,15 +123,35 @@ static void check_config_permissions(const char *path)
     }
 }
 
+/*
+ * Detaches from the terminal. The process that was started waits until the
+ * daemon says it serves (or fails: its errors still reach the caller's
+ * stderr then) and exits 0 or 1 accordingly, so `lars-agent -c FILE && ...`
+ * and systemd's Type=forking see a real result. Returns the descriptor to
+ * pass to daemon_ready, or -1.
+ */
 static int daemonize(void)
 {
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        return -1;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         return -1;
     }
     if (pid > 0) {
-        _exit(0);
+        close(ready[1]);
+        struct pollfd wait_ready = {.fd = ready[0], .events = POLLIN};
+        char byte = 0;
+        int n = poll(&wait_ready, 1, DAEMON_START_TIMEOUT_S * 1000);
+        if (n == 0) {
+            fprintf(stderr, "lars-agent: the daemon did not report ready within %d s; see its log\n",
+                    DAEMON_START_TIMEOUT_S);
+        }
+        _exit(n > 0 && read(ready[0], &byte, 1) == 1 ? 0 : 1);
     }
+    close(ready[0]);
     if (setsid() < 0) {
         return -1;
     }
@@ -140,7 +170,40 @@ static int daemonize(void)
             close(null);
         }
     }
-    return chdir("/") < 0 ? -1 : 0;
+    if (chdir("/") < 0) {
+        return -1;
+    }
+    return ready[1];
+}
+
+/* The daemon serves: release the waiting parent and the caller's stderr
+ * (a shell capturing our output would otherwise wait for ever). */
+static void daemon_ready(int ready_fd)
+{
+    char byte = 1;
+    if (write(ready_fd, &byte, 1) != 1) {
+        LARS_WARN("agent", "cannot tell the starting process we serve: %s", strerror(errno));
+    }
+    close(ready_fd);
+    int rc = lars_log_take_stderr();
+    if (rc < 0) {
+        LARS_WARN("agent", "cannot redirect stderr: %s", strerror(-rc));
+    }
+}
+
+/* At exit. After a privilege drop the pid file's directory may not be ours
+ * any more: then the file is emptied, which every pid file reader takes as
+ * "not running". */
+static void remove_pid_file(const char *path, int fd)
+{
+    if (unlink(path) < 0 && errno != ENOENT) {
+        int why = errno;
+        if (ftruncate(fd, 0) == 0) {
+            LARS_WARN("agent", "pid file %s emptied, not removed: %s (give the agent a directory of "
+                      "its own, e.g. systemd's RuntimeDirectory=lars)", path, strerror(why));
+        }
+    }
+    close(fd);
 }
 
 int main(int argc, char **argv)
@@ -183,6 +246,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* A daemon runs in /: a relative path must still name the file at
+     * SIGHUP. (When it does not resolve, loading says why.) */
+    char absolute[PATH_MAX];
+    if (realpath(config_path, absolute)) {
+        config_path = absolute;
+    }
     char err[2048];
     struct lars_config *config = NULL;
     if (lars_config_load(config_path, &config, err, sizeof(err)) < 0) {
@@ -210,13 +279,24 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (!foreground && daemonize() < 0) {
-        fprintf(stderr, "lars-agent: cannot become a daemon: %s\n", strerror(errno));
-        lars_config_free(config);
-        return 1;
+    int ready_fd = -1;
+    if (!foreground) {
+        if (!config->agent.log_file) {
+            fprintf(stderr, "lars-agent: no agent.log_file: once the daemon serves, its log goes to "
+                    "/dev/null (set agent.log_file, or run with -f under a supervisor)\n");
+        }
+        ready_fd = daemonize();
+        if (ready_fd < 0) {
+            fprintf(stderr, "lars-agent: cannot become a daemon: %s\n", strerror(errno));
+            lars_config_free(config);
+            return 1;
+        }
     }
-    if (!pid_path) {
-        pid_path = config->agent.pid_file;
+    /* A copy: the config is freed with the agent, before the file goes. */
+    char pid_copy[PATH_MAX];
+    if (!pid_path && config->agent.pid_file) {
+        snprintf(pid_copy, sizeof(pid_copy), "%s", config->agent.pid_file);
+        pid_path = pid_copy;
     }
     int pid_fd = -1;
     if (pid_path) {
@@ -229,7 +309,7 @@ int main(int argc, char **argv)
     /* A client vanishing must not kill us through a write to a dead socket. */
     signal(SIGPIPE, SIG_IGN);
     check_config_permissions(config_path);
-    if (drop_privileges(config->agent.user) < 0) {
+    if (drop_privileges(config->agent.user, config->agent.log_file) < 0) {
         lars_config_free(config);
         lars_plugin_loader_cleanup();
         return 1;
@@ -241,14 +321,16 @@ int main(int argc, char **argv)
         LARS_ERROR("agent", "%s", err);
         status = 1;
     } else {
+        if (ready_fd >= 0) {
+            daemon_ready(ready_fd);
+        }
         lars_agent_run(agent);
         lars_agent_destroy(agent);
         LARS_INFO("agent", "stopped");
     }
     lars_plugin_loader_cleanup();
     if (pid_fd >= 0) {
-        unlink(pid_path);
-        close(pid_fd);
+        remove_pid_file(pid_path, pid_fd);
     }
     return status;
 }

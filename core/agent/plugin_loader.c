@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,30 @@ const char *lars_plugin_kind_name(enum lars_plugin_kind kind)
         return "reporter";
     }
     return "unknown";
+}
+
+/*
+ * The directory of copies is locked (flock) for as long as its agent runs:
+ * the lock travels with the descriptor across daemonize()'s forks, where the
+ * pid in the name does not (it is the pid before the fork). The pid stays in
+ * the name for people, and so that a directory of an older agent that does
+ * not lock is removed only once that pid is gone.
+ */
+static int copy_dir_lock = -1;
+
+/* Takes the lock of dir, keeping the descriptor open; -1 when another
+ * process holds it (or dir cannot be opened). */
+static int lock_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* An agent killed with SIGKILL leaves its copies behind: remove those of
@@ -53,6 +78,10 @@ static void remove_stale_copies(const char *tmp)
         if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
             continue;
         }
+        int lock = lock_dir(path);
+        if (lock < 0) {
+            continue; /* its agent runs (under another pid since it daemonized) */
+        }
         DIR *copies = opendir(path);
         if (copies) {
             for (struct dirent *c; (c = readdir(copies));) {
@@ -65,6 +94,7 @@ static void remove_stale_copies(const char *tmp)
             closedir(copies);
         }
         rmdir(path);
+        close(lock);
     }
     closedir(dir);
 }
@@ -80,10 +110,15 @@ static int ensure_copy_dir(void)
     }
     remove_stale_copies(tmp);
     char templ[PATH_MAX];
-    /* The pid in the name lets a later agent recognise a dead one's copies. */
     snprintf(templ, sizeof(templ), "%.4000s/lars-plugins.%d.XXXXXX", tmp, (int)getpid());
     if (!mkdtemp(templ)) { /* mode 0700: nobody else can swap our copies */
         return -errno;
+    }
+    copy_dir_lock = lock_dir(templ);
+    if (copy_dir_lock < 0) {
+        int rc = errno ? -errno : -EIO;
+        rmdir(templ);
+        return rc;
     }
     snprintf(copy_dir, sizeof(copy_dir), "%s", templ);
     return 0;
@@ -103,6 +138,10 @@ void lars_plugin_loader_cleanup(void)
     if (copy_dir[0]) {
         rmdir(copy_dir);
         copy_dir[0] = '\0';
+    }
+    if (copy_dir_lock >= 0) {
+        close(copy_dir_lock);
+        copy_dir_lock = -1;
     }
 }
 

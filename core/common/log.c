@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -16,6 +17,7 @@
 static const char *log_program = "lars";
 static atomic_int log_fd = 2;
 static atomic_int log_level = LARS_LOG_INFO;
+static atomic_bool stderr_follows_log;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -34,10 +36,29 @@ int lars_log_open(const char *path)
         }
     }
     int old = atomic_exchange(&log_fd, fd);
+    if (fd > 2 && atomic_load(&stderr_follows_log)) {
+        dup2(fd, STDERR_FILENO);
+    }
     if (old > 2) {
         close(old);
     }
     return 0;
+}
+
+int lars_log_take_stderr(void)
+{
+    atomic_store(&stderr_follows_log, true);
+    int fd = atomic_load(&log_fd);
+    if (fd > 2) {
+        return dup2(fd, STDERR_FILENO) < 0 ? -errno : 0;
+    }
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null < 0) {
+        return -errno;
+    }
+    int rc = dup2(null, STDERR_FILENO) < 0 ? -errno : 0;
+    close(null);
+    return rc;
 }
 
 void lars_log_set_level(enum lars_log_level level)

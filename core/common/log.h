@@ -22,6 +22,11 @@ void lars_log_init(const char *program);
  * stays. */
 int lars_log_open(const char *path);
 
+/* A daemon lets go of its caller's stderr: from now on fd 2 is the log file
+ * (also after a reopen), so what libraries write there still lands in the
+ * log, or /dev/null when logging to stderr. Returns 0 or a negative errno. */
+int lars_log_take_stderr(void);
+
 void lars_log_set_level(enum lars_log_level level);
 enum lars_log_level lars_log_get_level(void);
 
