@@ -276,6 +276,9 @@ static int load_plugin_section(struct lars_config *config, const char *section_n
 static int try_policy_instance(const struct lars_plugin_config *pc, const config_setting_t *at,
                                int32_t modid, int32_t cmdid, char *err, size_t err_len)
 {
+    if (!pc->plugin) {
+        return 0; /* no plugin, nothing to try (loading said why) */
+    }
     const struct lars_plugin *desc = pc->plugin->desc;
     struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
     void *instance = NULL;
