@@ -7,8 +7,8 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
-#include <pwd.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,11 +4,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +146,8 @@ static int daemonize(void)
         char byte = 0;
         int n = poll(&wait_ready, 1, DAEMON_START_TIMEOUT_S * 1000);
         if (n == 0) {
-            fprintf(stderr, "lars-agent: the daemon did not report ready within %d s; see its log\n",
+            fprintf(stderr,
+                    "lars-agent: the daemon did not report ready within %d s; see its log\n",
                     DAEMON_START_TIMEOUT_S);
         }
         _exit(n > 0 && read(ready[0], &byte, 1) == 1 ? 0 : 1);
@@ -199,8 +200,10 @@ static void remove_pid_file(const char *path, int fd)
     if (unlink(path) < 0 && errno != ENOENT) {
         int why = errno;
         if (ftruncate(fd, 0) == 0) {
-            LARS_WARN("agent", "pid file %s emptied, not removed: %s (give the agent a directory of "
-                      "its own, e.g. systemd's RuntimeDirectory=lars)", path, strerror(why));
+            LARS_WARN("agent",
+                      "pid file %s emptied, not removed: %s (give the agent a directory of "
+                      "its own, e.g. systemd's RuntimeDirectory=lars)",
+                      path, strerror(why));
         }
     }
     close(fd);
@@ -282,7 +285,8 @@ int main(int argc, char **argv)
     int ready_fd = -1;
     if (!foreground) {
         if (!config->agent.log_file) {
-            fprintf(stderr, "lars-agent: no agent.log_file: once the daemon serves, its log goes to "
+            fprintf(stderr,
+                    "lars-agent: no agent.log_file: once the daemon serves, its log goes to "
                     "/dev/null (set agent.log_file, or run with -f under a supervisor)\n");
         }
         ready_fd = daemonize();

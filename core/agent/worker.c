@@ -999,8 +999,8 @@ static int run_reload_step(struct lars_worker **workers, unsigned n, enum lars_r
     return sync.error;
 }
 
-int lars_workers_reload(struct lars_worker **workers, unsigned n,
-                        const struct lars_worker_env *env, char *err, size_t err_len)
+int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct lars_worker_env *env,
+                        char *err, size_t err_len)
 {
     int rc = run_reload_step(workers, n, LARS_RELOAD_PREPARE, env, err, err_len);
     if (rc < 0) {

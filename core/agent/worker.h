@@ -110,8 +110,8 @@ void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
  * Otherwise every worker switches (nodes, routes and real counters kept) and
  * pulls every module again through env's dns queue; this returns 0 once all
  * have: the previous env and its plugins are then unused by workers. */
-int lars_workers_reload(struct lars_worker **workers, unsigned n,
-                        const struct lars_worker_env *env, char *err, size_t err_len);
+int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct lars_worker_env *env,
+                        char *err, size_t err_len);
 
 /* Main thread: runs request in the worker's thread (its modules are its
  * own) and waits for it. */
