@@ -8,20 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/module_key.h"
 #include "settings.h"
 
 #define INITIAL_BUCKETS 64
 
 static uint64_t module_hash(int32_t modid, int32_t cmdid)
 {
-    /* A full 64-bit mix (splitmix64 finalizer) so sequential ids spread. */
-    uint64_t x = (uint64_t)(uint32_t)modid << 32 | (uint32_t)cmdid;
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
+    return lars_module_hash(modid, cmdid);
 }
 
 int lars_route_table_init(struct lars_route_table *table)

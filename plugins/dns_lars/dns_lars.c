@@ -32,6 +32,7 @@
 #include <lars/plugin.h>
 
 #include "link.h"
+#include "module_key.h"
 #include "wire.h"
 
 #define PLUGIN "dns_lars"
@@ -137,8 +138,7 @@ static int dns_validate(const void *conf_block, const struct lars_services *svc,
 
 static size_t module_hash(int32_t modid, int32_t cmdid)
 {
-    uint64_t h = ((uint64_t)(uint32_t)modid << 32 | (uint32_t)cmdid) * 0x9e3779b97f4a7c15ull;
-    return (size_t)(h >> 17);
+    return (size_t)lars_module_hash(modid, cmdid);
 }
 
 static struct module *module_find(const struct dns_lars *dns, int32_t modid, int32_t cmdid)
