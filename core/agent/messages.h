@@ -18,13 +18,14 @@
 #include "../common/queue.h"
 
 enum lars_msg_type {
-    LARS_MSG_STOP = 1,    /* any thread: flush and leave the loop */
-    LARS_MSG_ROUTE = 2,   /* dns thread -> owning worker */
-    LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
-    LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
-    LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
-    LARS_MSG_RELOAD = 6,  /* main -> worker: switch to a new generation */
+    LARS_MSG_STOP = 1,     /* any thread: flush and leave the loop */
+    LARS_MSG_ROUTE = 2,    /* dns thread -> owning worker */
+    LARS_MSG_FORWARD = 3,  /* worker -> owning worker: a datagram for its module */
+    LARS_MSG_WANT = 4,     /* worker -> dns thread: pull this module */
+    LARS_MSG_BATCH = 5,    /* worker -> reporter thread: one module's statistics */
+    LARS_MSG_RELOAD = 6,   /* main -> worker: switch to a new generation */
     LARS_MSG_DESCRIBE = 7, /* main -> worker: write its modules for /routes, /metrics */
+    LARS_MSG_FORGET = 8,   /* worker -> dns thread: module dropped (lars_want_msg) */
 };
 
 struct lars_msg {
