@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "module_key.h"
+
 static size_t slot_of(const struct lars_u64map *map, uint64_t key)
 {
-    /* Fibonacci hashing spreads modid/cmdid pairs that differ in few bits. */
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (map->cap - 1);
+    /* Keys are lars_route_key(): a full mix, so modules differing in modid
+     * only do not share a slot (module_key.h). */
+    return (size_t)lars_module_key_hash(key) & (map->cap - 1);
 }
 
 static void map_free(struct lars_u64map *map)

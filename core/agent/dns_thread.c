@@ -13,7 +13,19 @@
 #include <event2/event.h>
 
 #include "../common/log.h"
+#include "../common/module_key.h"
 #include "settings.h"
+
+/* The modules workers want: an open-addressing set of module keys with
+ * backward-shift deletion. Touched by the dns thread only. Its size follows
+ * the workers' tables (bounded by agent.max_modules): every module dropped
+ * there is forgotten here. */
+struct wanted_set {
+    uint64_t *keys;
+    uint8_t *used;
+    size_t cap; /* power of two, or 0 */
+    size_t n;
+};
 
 struct lars_dns_thread {
     const struct lars_plugin_config *pc;
@@ -27,13 +39,114 @@ struct lars_dns_thread {
     struct lars_queue *queue;
     pthread_t thread;
     int started;
+    struct wanted_set wanted;
+    struct lars_log_limiter ignored_log;
     struct lars_dns_stats stats;
 };
+
+static size_t wanted_slot(const struct wanted_set *set, uint64_t key)
+{
+    return (size_t)lars_module_key_hash(key) & (set->cap - 1);
+}
+
+static bool wanted_has(const struct wanted_set *set, uint64_t key)
+{
+    if (set->cap == 0) {
+        return false;
+    }
+    for (size_t i = wanted_slot(set, key);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->used[i]) {
+            return false;
+        }
+        if (set->keys[i] == key) {
+            return true;
+        }
+    }
+}
+
+static void wanted_insert_new(struct wanted_set *set, uint64_t key)
+{
+    size_t i = wanted_slot(set, key);
+    while (set->used[i]) {
+        i = (i + 1) & (set->cap - 1);
+    }
+    set->used[i] = 1;
+    set->keys[i] = key;
+    set->n++;
+}
+
+/* 0, or -ENOMEM (the module is then not filtered: deliveries pass). */
+static int wanted_add(struct wanted_set *set, uint64_t key)
+{
+    if (wanted_has(set, key)) {
+        return 0;
+    }
+    if ((set->n + 1) * 4 > set->cap * 3) { /* load <= 3/4 */
+        struct wanted_set bigger = {.cap = set->cap ? set->cap * 2 : 64};
+        bigger.keys = malloc(bigger.cap * sizeof(*bigger.keys));
+        bigger.used = calloc(bigger.cap, 1);
+        if (!bigger.keys || !bigger.used) {
+            free(bigger.keys);
+            free(bigger.used);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < set->cap; i++) {
+            if (set->used[i]) {
+                wanted_insert_new(&bigger, set->keys[i]);
+            }
+        }
+        free(set->keys);
+        free(set->used);
+        *set = bigger;
+    }
+    wanted_insert_new(set, key);
+    return 0;
+}
+
+static void wanted_del(struct wanted_set *set, uint64_t key)
+{
+    if (set->cap == 0) {
+        return;
+    }
+    size_t mask = set->cap - 1;
+    size_t i = wanted_slot(set, key);
+    while (set->used[i] && set->keys[i] != key) {
+        i = (i + 1) & mask;
+    }
+    if (!set->used[i]) {
+        return;
+    }
+    /* Backward shift: keeps probe chains intact without tombstones. */
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; set->used[j]; j = (j + 1) & mask) {
+        size_t home = wanted_slot(set, set->keys[j]);
+        int stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            set->keys[hole] = set->keys[j];
+            hole = j;
+        }
+    }
+    set->used[hole] = 0;
+    set->n--;
+}
 
 static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
                     const struct lars_route_host *hosts, size_t n)
 {
     struct lars_dns_thread *t = host->core;
+    if (!wanted_has(&t->wanted, lars_module_key(modid, cmdid))) {
+        /* A push for a module no worker asked for (or one they dropped):
+         * ignored, so the dns side cannot grow the agent's tables. */
+        LARS_STAT_INC(t->stats.ignored);
+        int64_t quiet = lars_log_limiter_allow(&t->ignored_log, lars_clock_ms());
+        if (quiet >= 0) {
+            LARS_WARN("dns",
+                      "route for module %d/%d ignored: no worker asked for it (pushed by the "
+                      "dns server, or dropped since); %lld more not logged",
+                      modid, cmdid, (long long)quiet);
+        }
+        return;
+    }
     struct lars_route_msg *msg = (struct lars_route_msg *)lars_msg_alloc(
         LARS_MSG_ROUTE, sizeof(*msg) + n * sizeof(msg->hosts[0]));
     if (!msg) {
@@ -71,7 +184,20 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
         if (msg->type == LARS_MSG_WANT && t->instance) {
             struct lars_want_msg *want = (struct lars_want_msg *)msg;
             LARS_STAT_INC(t->stats.wants);
+            /* Before want(): dns_static delivers from inside it. */
+            if (wanted_add(&t->wanted, lars_module_key(want->modid, want->cmdid)) < 0) {
+                LARS_ERROR("dns", "out of memory remembering module %d/%d (asked anyway)",
+                           want->modid, want->cmdid);
+            }
             t->ops->want(t->instance, want->modid, want->cmdid);
+        } else if (msg->type == LARS_MSG_FORGET) {
+            struct lars_want_msg *forget = (struct lars_want_msg *)msg;
+            LARS_STAT_INC(t->stats.forgets);
+            wanted_del(&t->wanted, lars_module_key(forget->modid, forget->cmdid));
+            if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) &&
+                t->ops->forget) {
+                t->ops->forget(t->instance, forget->modid, forget->cmdid);
+            }
         } else if (msg->type == LARS_MSG_STOP) {
             if (t->instance) {
                 t->ops->stop(t->instance);
@@ -95,6 +221,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
     }
     t->pc = pc;
     t->ops = pc->plugin->desc->dns;
+    t->ignored_log.interval_ms = 10000;
     t->workers = workers;
     t->n_workers = n_workers;
     t->queue = lars_queue_create();
@@ -188,6 +315,8 @@ void lars_dns_thread_destroy(struct lars_dns_thread *t)
         event_base_free(t->base);
     }
     lars_queue_destroy(t->queue, lars_msg_free);
+    free(t->wanted.keys);
+    free(t->wanted.used);
     free(t);
 }
 

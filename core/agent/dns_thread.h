@@ -1,7 +1,10 @@
 /*
  * dns_thread.h - the dns client thread: runs the dns transport plugin in its
  * own event loop, takes pull requests (LARS_MSG_WANT) from workers and posts
- * the routes it delivers to the owning worker.
+ * the routes it delivers to the owning worker. It remembers which modules
+ * the workers want (until LARS_MSG_FORGET) and drops deliveries for any
+ * other module, so a dns server pushing modules nobody asked for cannot grow
+ * the agent.
  *
  * create/start/stop/destroy: main thread. lars_dns_thread_queue: any thread.
  */
@@ -20,6 +23,8 @@ struct lars_dns_thread;
 struct lars_dns_stats {
     _Atomic uint64_t wants;      /* pulls handed to the plugin */
     _Atomic uint64_t deliveries; /* routes the plugin delivered */
+    _Atomic uint64_t ignored;    /* deliveries for modules no worker wants: dropped */
+    _Atomic uint64_t forgets;    /* modules the workers dropped */
     _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 

@@ -25,6 +25,7 @@ enum lars_msg_type {
     LARS_MSG_BATCH = 5,    /* worker -> reporter thread: one module's statistics */
     LARS_MSG_RELOAD = 6,   /* main -> worker: prepare, commit or abort a new generation */
     LARS_MSG_DESCRIBE = 7, /* main -> worker: write its modules for /routes, /metrics */
+    LARS_MSG_FORGET = 8,   /* worker -> dns thread: module dropped (lars_want_msg) */
 };
 
 struct lars_msg {

@@ -310,7 +310,8 @@ static int ops_complete(const struct lars_plugin *desc)
     }
     case LARS_PLUGIN_DNS: {
         const struct lars_dns_ops *ops = desc->dns;
-        return ops->size >= sizeof(*ops) && ops->start && ops->want && ops->stop;
+        return ops->size >= offsetof(struct lars_dns_ops, forget) && ops->start && ops->want &&
+               ops->stop;
     }
     case LARS_PLUGIN_REPORTER: {
         const struct lars_reporter_ops *ops = desc->reporter;

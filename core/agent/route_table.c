@@ -8,20 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/module_key.h"
 #include "settings.h"
 
 #define INITIAL_BUCKETS 64
 
 static uint64_t module_hash(int32_t modid, int32_t cmdid)
 {
-    /* A full 64-bit mix (splitmix64 finalizer) so sequential ids spread. */
-    uint64_t x = (uint64_t)(uint32_t)modid << 32 | (uint32_t)cmdid;
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
+    return lars_module_hash(modid, cmdid);
 }
 
 int lars_route_table_init(struct lars_route_table *table)
@@ -32,6 +26,9 @@ int lars_route_table_init(struct lars_route_table *table)
     }
     table->n_buckets = INITIAL_BUCKETS;
     table->count = 0;
+    table->all_head = table->all_tail = NULL;
+    table->cold_head = table->cold_tail = NULL;
+    table->n_cold = 0;
     return 0;
 }
 
@@ -85,6 +82,8 @@ void lars_route_table_destroy(struct lars_route_table *table)
     table->buckets = NULL;
     table->count = 0;
     table->all_head = table->all_tail = NULL;
+    table->cold_head = table->cold_tail = NULL;
+    table->n_cold = 0;
 }
 
 struct lars_module *lars_route_table_find(const struct lars_route_table *table, int32_t modid,
@@ -121,8 +120,43 @@ static void grow(struct lars_route_table *table)
     table->n_buckets = n;
 }
 
+static void cold_link(struct lars_route_table *table, struct lars_module *module, uint64_t now_ms)
+{
+    module->cold = true;
+    module->used_ms = now_ms;
+    module->cold_prev = NULL;
+    module->cold_next = table->cold_head;
+    if (table->cold_head) {
+        table->cold_head->cold_prev = module;
+    } else {
+        table->cold_tail = module;
+    }
+    table->cold_head = module;
+    table->n_cold++;
+}
+
+static void cold_unlink(struct lars_route_table *table, struct lars_module *module)
+{
+    if (!module->cold) {
+        return;
+    }
+    if (module->cold_prev) {
+        module->cold_prev->cold_next = module->cold_next;
+    } else {
+        table->cold_head = module->cold_next;
+    }
+    if (module->cold_next) {
+        module->cold_next->cold_prev = module->cold_prev;
+    } else {
+        table->cold_tail = module->cold_prev;
+    }
+    module->cold_prev = module->cold_next = NULL;
+    module->cold = false;
+    table->n_cold--;
+}
+
 struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t modid,
-                                         int32_t cmdid)
+                                         int32_t cmdid, uint64_t now_ms)
 {
     struct lars_module *module = calloc(1, sizeof(*module));
     if (!module) {
@@ -138,13 +172,62 @@ struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t
     module->hash_next = table->buckets[slot];
     table->buckets[slot] = module;
     table->count++;
+    module->all_prev = table->all_tail;
     if (table->all_tail) {
         table->all_tail->all_next = module;
     } else {
         table->all_head = module;
     }
     table->all_tail = module;
+    cold_link(table, module, now_ms);
     return module;
+}
+
+void lars_route_table_remove(struct lars_route_table *table, struct lars_module *module)
+{
+    struct lars_module **at =
+        &table->buckets[module_hash(module->modid, module->cmdid) & (table->n_buckets - 1)];
+    while (*at && *at != module) {
+        at = &(*at)->hash_next;
+    }
+    if (*at) {
+        *at = module->hash_next;
+    }
+    if (module->all_prev) {
+        module->all_prev->all_next = module->all_next;
+    } else {
+        table->all_head = module->all_next;
+    }
+    if (module->all_next) {
+        module->all_next->all_prev = module->all_prev;
+    } else {
+        table->all_tail = module->all_prev;
+    }
+    cold_unlink(table, module);
+    table->count--;
+    free_module(module);
+}
+
+void lars_route_table_used(struct lars_route_table *table, struct lars_module *module,
+                           uint64_t now_ms)
+{
+    if (!module->cold) {
+        return;
+    }
+    /* Keeps the list ordered by used_ms (the clock is monotonic), which the
+     * expiry from the tail relies on. */
+    cold_unlink(table, module);
+    cold_link(table, module, now_ms);
+}
+
+void lars_route_table_settle(struct lars_route_table *table, struct lars_module *module,
+                             uint64_t now_ms)
+{
+    if (module->state == LARS_MODULE_READY) {
+        cold_unlink(table, module);
+    } else if (!module->cold) {
+        cold_link(table, module, now_ms);
+    }
 }
 
 void lars_route_table_foreach(struct lars_route_table *table,
@@ -208,8 +291,12 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
     if (n == 0) {
         remove_all_nodes(module);
         module->state = LARS_MODULE_ABSENT;
+        if (module->empty_answers < UINT32_MAX) {
+            module->empty_answers++;
+        }
         return 0;
     }
+    module->empty_answers = 0;
 
     /* Sort and de-duplicate the answer so the merge below sees each
      * address once. */

@@ -31,14 +31,25 @@ enum lars_module_state {
 
 struct lars_module {
     struct lars_module *hash_next;
-    struct lars_module *all_next; /* every module in creation order (never removed before
-                                     destroy), so a walk can pause and resume */
+    struct lars_module *all_next; /* every module in creation order, so a walk can pause
+                                     and resume (whoever removes a module fixes a paused
+                                     walk's cursor) */
+    struct lars_module *all_prev;
+    /* Modules without a route (PENDING or ABSENT) are "cold": they sit on
+     * the table's cold list, most recently requested first, so the least
+     * recently requested one is evicted or expired in O(1). READY modules
+     * are never on it: unknown modules cannot displace known ones. */
+    struct lars_module *cold_prev;
+    struct lars_module *cold_next;
+    bool cold;
     int32_t modid;
     int32_t cmdid;
     enum lars_module_state state;
     bool pull_in_flight;
+    uint32_t empty_answers; /* consecutive empty route answers: the absent back-off */
     uint64_t pull_ms;  /* when the last pull was asked for */
     uint64_t route_ms; /* when the last route answer arrived */
+    uint64_t used_ms;  /* cold modules: last request (or when it became cold) */
     struct lars_node **nodes; /* sorted by (ip, port) */
     size_t n_nodes;
     size_t cap_nodes;
@@ -56,6 +67,9 @@ struct lars_route_table {
     size_t count;
     struct lars_module *all_head; /* creation order, see all_next */
     struct lars_module *all_tail;
+    struct lars_module *cold_head; /* most recently requested cold module */
+    struct lars_module *cold_tail; /* least recently requested: evicted first */
+    size_t n_cold;
 };
 
 int lars_route_table_init(struct lars_route_table *table);
@@ -67,9 +81,23 @@ void lars_route_table_destroy(struct lars_route_table *table);
 struct lars_module *lars_route_table_find(const struct lars_route_table *table, int32_t modid,
                                           int32_t cmdid);
 
-/* Adds a PENDING module; NULL when out of memory. */
+/* Adds a PENDING module (cold, used now); NULL when out of memory. */
 struct lars_module *lars_route_table_add(struct lars_route_table *table, int32_t modid,
-                                         int32_t cmdid);
+                                         int32_t cmdid, uint64_t now_ms);
+
+/* Removes and frees a module (its policy instance included). The caller
+ * fixes any paused walk over all_next that points at it. */
+void lars_route_table_remove(struct lars_route_table *table, struct lars_module *module);
+
+/* A request for the module: a cold module becomes the most recently used.
+ * O(1); nothing for a READY module (the hot path). */
+void lars_route_table_used(struct lars_route_table *table, struct lars_module *module,
+                           uint64_t now_ms);
+
+/* Call after the module's state may have changed (a route answer): moves
+ * it on or off the cold list. A module turning cold counts as used now. */
+void lars_route_table_settle(struct lars_route_table *table, struct lars_module *module,
+                             uint64_t now_ms);
 
 /* Calls fn for every module; fn must not add or remove modules. */
 void lars_route_table_foreach(struct lars_route_table *table,

@@ -129,6 +129,24 @@ static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
            SUM(&st, send_errors));
     metric(t, "lars_policy_errors_total", "counter",
            "Policy instances or nodes the policy refused.", SUM(&st, policy_errors));
+    /* Bounds on modules and forwarding (issue 9): kept together. */
+    metric(t, "lars_modules_evicted_total", "counter",
+           "Modules without a route dropped at agent.max_modules to admit a new one.",
+           SUM(&st, modules_evicted));
+    metric(t, "lars_modules_expired_total", "counter",
+           "Modules without a route dropped after 4 x update_timeout without a request.",
+           SUM(&st, modules_expired));
+    metric(t, "lars_routes_ignored_total", "counter",
+           "Routes (answers or pushes) for modules no worker asked for or still tracks: dropped.",
+           LARS_STAT_GET(st.dns->ignored) + SUM(&st, routes_ignored));
+    metric(t, "lars_dns_forgets_total", "counter",
+           "Modules the workers dropped and the dns transport was told to forget.",
+           LARS_STAT_GET(st.dns->forgets));
+    metric(t, "lars_forward_dropped_total", "counter",
+           "Requests on another worker's port dropped: the owner's forwarding queue was full.",
+           SUM(&st, forward_dropped));
+    metric(t, "lars_routes_truncated_total", "counter",
+           "get_route answers cut to the nodes that fit one datagram.", SUM(&st, routes_truncated));
     metric(t, "lars_dns_wants_total", "counter", "Pulls handed to the dns plugin.",
            LARS_STAT_GET(st.dns->wants));
     metric(t, "lars_dns_deliveries_total", "counter", "Routes the dns plugin delivered.",

@@ -30,8 +30,24 @@
 #define MAX_READ_ROUNDS 8     /* batches per wake-up before letting the queue run */
 #define ARENA_SIZE (256 * 1024)
 #define PULL_TIMEOUT_MS 5000  /* a pull unanswered this long is asked again */
-#define ABSENT_RETRY_MS 1000  /* a module the dns side denied is asked again after */
+/* A module the dns side denied is asked again after update_timeout, then
+ * twice that, ... up to update_timeout << ABSENT_BACKOFF_MAX_SHIFT: a client
+ * asking for modules that do not exist must not turn into a steady stream
+ * of pulls to the central lars-dns. */
+#define ABSENT_BACKOFF_MAX_SHIFT 4
+/* A module without a route that nobody asked for in COLD_TTL_FACTOR x
+ * update_timeout is dropped (and the dns transport told to forget it). */
+#define COLD_TTL_FACTOR 4
+#define EXPIRE_PER_TICK 4096 /* bounds the work of one tick; the rest go next tick */
+/* Requests forwarded to one owner and not yet taken by it: beyond, they are
+ * dropped (the client times out and retries, on the right port with luck).
+ * ~1 MB per worker at most; a client with the wrong worker count flooding
+ * the wrong ports cannot grow the agent or delay /metrics behind them. */
+#define FORWARD_QUEUE_MAX 4096
 #define SMALL_ANSWER 256      /* room for any GetHostResponse */
+/* The largest UDP payload IPv4 carries (65535 - 20 - 8): a frame of the
+ * protocol's full 65535 bytes cannot be sent (EMSGSIZE). */
+#define MAX_UDP_PAYLOAD 65507u
 
 struct lars_worker {
     unsigned index;
@@ -41,6 +57,7 @@ struct lars_worker {
     uint16_t port;
     pthread_t thread;
     int started;
+    bool truncation_logged; /* a get_route was cut: said once */
 
     struct event_base *base;
     struct event *read_event;
@@ -72,6 +89,22 @@ struct lars_worker {
     struct lars_log_limiter refused_log;
     struct lars_log_limiter send_log;
     struct lars_worker_stats stats;
+};
+
+/* One housekeeping pass over every module. With many modules a pass is cut
+ * into slices between which the loop serves datagrams, so a request never
+ * waits for a whole pass (100k modules: ~50 ms per pass with a flush). */
+struct tick_ctx {
+    struct lars_worker *w;
+    uint64_t now_ms;
+    int flush;
+    uint32_t ts;
+    uint64_t ready, pending, absent, nodes, overloaded;
+};
+
+struct tick_pass {
+    struct tick_ctx ctx;
+    struct lars_module *next; /* where the next slice starts */
 };
 
 /* Where an answer goes: the tx batch of this wake-up, or straight out of
@@ -151,6 +184,16 @@ static void emit(struct lars_worker *w, const struct reply_to *to, uint8_t *buf,
 
 /* ---------------------------------------------------------------------- */
 
+/* How long an ABSENT module waits before it is pulled again. */
+static uint64_t absent_interval(const struct lars_worker *w, const struct lars_module *m)
+{
+    uint32_t shift = m->empty_answers ? m->empty_answers - 1 : 0;
+    if (shift > ABSENT_BACKOFF_MAX_SHIFT) {
+        shift = ABSENT_BACKOFF_MAX_SHIFT;
+    }
+    return w->env->update_timeout_ms << shift;
+}
+
 static void request_pull(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
 {
     struct lars_want_msg *want =
@@ -167,30 +210,70 @@ static void request_pull(struct lars_worker *w, struct lars_module *m, uint64_t 
 }
 
 /* Pulls a module that has no usable route, unless a pull is already on its
- * way or the dns side denied it very recently. */
+ * way or the dns side denied it recently (absent back-off). */
 static void pull_if_due(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
 {
     if (m->pull_in_flight) {
         if (now_ms - m->pull_ms < PULL_TIMEOUT_MS) {
             return;
         }
-    } else if (m->state == LARS_MODULE_ABSENT && now_ms - m->route_ms < ABSENT_RETRY_MS) {
+    } else if (m->state == LARS_MODULE_ABSENT && now_ms - m->route_ms < absent_interval(w, m)) {
         return;
     }
     request_pull(w, m, now_ms);
 }
 
-/* The module for a request, created (and pulled) on first sight. NULL when
- * the module cap is reached or memory is short. */
+/* Removes a module from the table and tells the dns thread, so the
+ * transport stops refreshing it and its later pushes are ignored. */
+static void drop_module(struct lars_worker *w, struct lars_module *m)
+{
+    if (w->pass && w->pass->next == m) {
+        w->pass->next = m->all_next; /* the paused housekeeping walk skips it */
+    }
+    struct lars_want_msg *forget =
+        (struct lars_want_msg *)lars_msg_alloc(LARS_MSG_FORGET, sizeof(*forget));
+    if (forget) { /* else the transport keeps refreshing it: harmless, bounded */
+        forget->modid = m->modid;
+        forget->cmdid = m->cmdid;
+        lars_queue_push(w->env->dns_queue, &forget->base.item);
+    }
+    lars_route_table_remove(&w->routes, m);
+}
+
+/* Modules without a route nobody asked for in a while leave the table, the
+ * least recently requested first (the cold list is in that order). */
+static void expire_cold(struct lars_worker *w, uint64_t now_ms)
+{
+    uint64_t ttl = w->env->update_timeout_ms * COLD_TTL_FACTOR;
+    for (unsigned n = 0; n < EXPIRE_PER_TICK; n++) {
+        struct lars_module *m = w->routes.cold_tail;
+        if (!m || now_ms - m->used_ms < ttl) {
+            return;
+        }
+        drop_module(w, m);
+        LARS_STAT_INC(w->stats.modules_expired);
+    }
+}
+
+/* The module for a request, created (and pulled) on first sight. At the
+ * cap the least recently requested module without a route makes room: a
+ * flood of unknown modules can neither fill the table for good nor push
+ * out a module that has a route. NULL when every module has a route (the
+ * cap is really reached) or memory is short. */
 static struct lars_module *module_for_request(struct lars_worker *w, int32_t modid, int32_t cmdid,
                                               uint64_t now_ms)
 {
     struct lars_module *m = lars_route_table_find(&w->routes, modid, cmdid);
     if (m) {
         if (m->state != LARS_MODULE_READY) {
+            lars_route_table_used(&w->routes, m, now_ms);
             pull_if_due(w, m, now_ms);
         }
         return m;
+    }
+    if (w->routes.count >= w->env->max_modules && w->routes.cold_tail) {
+        drop_module(w, w->routes.cold_tail);
+        LARS_STAT_INC(w->stats.modules_evicted);
     }
     if (w->routes.count >= w->env->max_modules) {
         LARS_STAT_INC(w->stats.modules_refused);
@@ -203,7 +286,7 @@ static struct lars_module *module_for_request(struct lars_worker *w, int32_t mod
         }
         return NULL;
     }
-    m = lars_route_table_add(&w->routes, modid, cmdid);
+    m = lars_route_table_add(&w->routes, modid, cmdid, now_ms);
     if (m) {
         request_pull(w, m, now_ms);
     }
@@ -272,11 +355,26 @@ static void answer_get_route(struct lars_worker *w, const Lars__GetRouteRequest 
     rsp.host = ptrs;
     rsp.n_host = n;
     size_t len;
-    /* A route too large for one datagram is cut to what fits. */
+    /* A route too large for one datagram (about 5000 IPv4 nodes) is cut to
+     * what fits: first by the encoded size, then in small steps. */
+    size_t body = protobuf_c_message_get_packed_size(&rsp.base);
+    if (body > MAX_UDP_PAYLOAD - LARS_WIRE_HEADER_SIZE) {
+        rsp.n_host = (size_t)((double)n * (MAX_UDP_PAYLOAD - LARS_WIRE_HEADER_SIZE) / (double)body);
+    }
     while ((len = lars_wire_encode(LARS__MESSAGE_ID__ID_API_GetRouteResponse, &rsp.base,
-                                   w->big_answer, LARS_WIRE_MAX_DATAGRAM)) == 0 &&
+                                   w->big_answer, MAX_UDP_PAYLOAD)) == 0 &&
            rsp.n_host > 0) {
-        rsp.n_host /= 2;
+        rsp.n_host -= rsp.n_host / 64 + 1;
+    }
+    if (rsp.n_host < n) {
+        LARS_STAT_INC(w->stats.routes_truncated);
+        if (!w->truncation_logged) { /* once: the counter tells how often */
+            w->truncation_logged = true;
+            LARS_WARN(w->name,
+                      "get_route of module %d/%d answered with %zu of its %zu nodes: the rest "
+                      "do not fit one datagram (lars_routes_truncated_total counts these)",
+                      req->modid, req->cmdid, rsp.n_host, n);
+        }
     }
     if (len) {
         struct reply_to direct = *to;
@@ -326,6 +424,11 @@ static void count_malformed(struct lars_worker *w, enum lars_wire_status status,
 static void forward(struct lars_worker *w, unsigned owner, const uint8_t *data, size_t len,
                     const struct reply_to *to)
 {
+    struct lars_queue *queue = w->env->workers[owner]->queue;
+    if (lars_queue_bounded_depth(queue) >= FORWARD_QUEUE_MAX) {
+        LARS_STAT_INC(w->stats.forward_dropped); /* checked first: no malloc for a drop */
+        return;
+    }
     struct lars_forward_msg *msg =
         (struct lars_forward_msg *)lars_msg_alloc(LARS_MSG_FORWARD, sizeof(*msg) + len);
     if (!msg) {
@@ -336,8 +439,12 @@ static void forward(struct lars_worker *w, unsigned owner, const uint8_t *data, 
     msg->peer_len = to->peer_len;
     msg->len = len;
     memcpy(msg->data, data, len);
+    if (lars_queue_push_bounded(queue, &msg->base.item, FORWARD_QUEUE_MAX) < 0) {
+        lars_msg_free(&msg->base.item);
+        LARS_STAT_INC(w->stats.forward_dropped);
+        return;
+    }
     LARS_STAT_INC(w->stats.forwarded);
-    lars_worker_post(w->env->workers[owner], &msg->base);
 }
 
 /* One datagram, decoded once. forwarded: it already passed the owner check
@@ -474,17 +581,15 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
 {
     struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
     if (!m) {
-        if (msg->n == 0) {
-            return; /* nothing known, nothing to remove */
-        }
-        m = lars_route_table_add(&w->routes, msg->modid, msg->cmdid);
-        if (!m) {
-            LARS_ERROR(w->name, "out of memory adding module %d/%d", msg->modid, msg->cmdid);
-            return;
-        }
+        /* Nobody here asks for it: a push the dns side sent on its own, or
+         * the answer to a pull for a module dropped since. Taking it would
+         * let the dns side grow the table past agent.max_modules. */
+        LARS_STAT_INC(w->stats.routes_ignored);
+        return;
     }
     int rc = lars_module_apply_route(m, msg->hosts, msg->n,
                                      policy_for(w->env, msg->modid, msg->cmdid), now_ms);
+    lars_route_table_settle(&w->routes, m, now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
         LARS_ERROR(w->name, "route of module %d/%d applied partly: %s", msg->modid, msg->cmdid,
@@ -523,22 +628,6 @@ static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts
     lars_queue_push(w->env->report_queue, &msg->base.item);
 }
 
-/* One housekeeping pass over every module. With many modules a pass is cut
- * into slices between which the loop serves datagrams, so a request never
- * waits for a whole pass (100k modules: ~50 ms per pass with a flush). */
-struct tick_ctx {
-    struct lars_worker *w;
-    uint64_t now_ms;
-    int flush;
-    uint32_t ts;
-    uint64_t ready, pending, absent, nodes, overloaded;
-};
-
-struct tick_pass {
-    struct tick_ctx ctx;
-    struct lars_module *next; /* where the next slice starts */
-};
-
 #define TICK_SLICE 2048 /* modules per slice: ~1 ms of work */
 
 static void tick_module(struct lars_module *m, void *arg)
@@ -569,8 +658,10 @@ static void tick_module(struct lars_module *m, void *arg)
         if (now - m->pull_ms >= PULL_TIMEOUT_MS) {
             request_pull(w, m, now); /* lost or unanswered: ask again */
         }
-    } else if (m->state == LARS_MODULE_PENDING ||
-               now - m->route_ms >= w->env->update_timeout_ms) {
+    } else if (m->state == LARS_MODULE_PENDING) {
+        request_pull(w, m, now);
+    } else if (now - m->route_ms >= (m->state == LARS_MODULE_ABSENT ? absent_interval(w, m)
+                                                                    : w->env->update_timeout_ms)) {
         request_pull(w, m, now);
     }
 }
@@ -794,6 +885,7 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     struct lars_worker *w = arg;
     (void)fd;
     (void)events;
+    expire_cold(w, lars_clock_ms());
     if (w->pass) {
         return; /* the previous pass is still running: it is the tick */
     }
@@ -917,6 +1009,18 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     if (bind_socket(w, err, err_len) < 0) {
         goto fail;
     }
+    if (index == 0 && (env->listen_ip >> 24) != 127) {
+        char ip[INET_ADDRSTRLEN];
+        struct in_addr a = {.s_addr = htonl(env->listen_ip)};
+        inet_ntop(AF_INET, &a, ip, sizeof(ip));
+        LARS_WARN("agent",
+                  "agent.listen = \"%s\" is not loopback: UDP answers are up to ~4000 times "
+                  "larger than the request (get_route of a large module), so anyone who can "
+                  "spoof a source address can use this agent as a reflection amplifier; listen "
+                  "on 127.0.0.1 unless remote clients need the agent, and otherwise firewall "
+                  "ports %u-%u to trusted sources",
+                  ip, env->base_port, env->base_port + env->n_workers - 1);
+    }
     w->read_event = event_new(w->base, w->fd, EV_READ | EV_PERSIST, on_readable, w);
     w->queue_event =
         event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, on_queue, w);
@@ -961,7 +1065,14 @@ int lars_worker_start(struct lars_worker *worker)
 
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg)
 {
-    lars_queue_push(worker->queue, &msg->item);
+    /* Control messages overtake routes and forwarded requests: a reload or
+     * a /metrics request must not wait behind a backlog of data. */
+    if (msg->type == LARS_MSG_DESCRIBE || msg->type == LARS_MSG_RELOAD ||
+        msg->type == LARS_MSG_STOP) {
+        lars_queue_push_urgent(worker->queue, &msg->item);
+    } else {
+        lars_queue_push(worker->queue, &msg->item);
+    }
 }
 
 /* Runs one step of a reload in every worker and waits for all. Returns the

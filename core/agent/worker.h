@@ -59,6 +59,11 @@ struct lars_worker_stats {
     _Atomic uint64_t batches;
     _Atomic uint64_t send_errors;
     _Atomic uint64_t policy_errors; /* instance creation or node adds refused */
+    _Atomic uint64_t modules_evicted;  /* module without a route dropped to admit a new one */
+    _Atomic uint64_t modules_expired;  /* module without a route unrequested too long */
+    _Atomic uint64_t routes_ignored;   /* route for a module this worker does not track */
+    _Atomic uint64_t forward_dropped;  /* the owner's forwarding queue was full */
+    _Atomic uint64_t routes_truncated; /* get_route answers cut to fit one datagram */
     /* Gauges, refreshed every tick. */
     _Atomic uint64_t modules_ready;
     _Atomic uint64_t modules_pending;

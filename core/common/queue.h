@@ -6,6 +6,12 @@
  * queued with lars_queue_take_all(). The eventfd is written only when the
  * queue goes from empty to non-empty, so a burst costs one wake-up.
  * Items are owned by the queue between push and take, then by the consumer.
+ *
+ * Two lanes: items pushed with lars_queue_push_urgent come out ahead of the
+ * others (control messages must not wait behind a backlog of data), and
+ * lars_queue_push_bounded refuses an item beyond a cap on the items pushed
+ * that way, so a producer faster than the consumer cannot grow the queue
+ * without bound.
  */
 #ifndef LARS_QUEUE_H
 #define LARS_QUEUE_H
@@ -31,8 +37,21 @@ int lars_queue_fd(const struct lars_queue *queue);
 /* Any thread. Never fails, never blocks for long. */
 void lars_queue_push(struct lars_queue *queue, struct lars_queue_item *item);
 
-/* Consumer only: clears the wake-up and returns every queued item in push
- * order (a NULL-terminated chain), or NULL. */
+/* Any thread: as lars_queue_push, but taken ahead of every item pushed
+ * otherwise (in push order among urgent items). */
+void lars_queue_push_urgent(struct lars_queue *queue, struct lars_queue_item *item);
+
+/* Any thread: as lars_queue_push unless max items pushed with this function
+ * are queued already; then returns -ENOBUFS and the item stays the
+ * caller's. 0 when queued. */
+int lars_queue_push_bounded(struct lars_queue *queue, struct lars_queue_item *item, size_t max);
+
+/* Items pushed with lars_queue_push_bounded queued right now (any thread;
+ * a hint, e.g. to skip building an item that would be refused). */
+size_t lars_queue_bounded_depth(struct lars_queue *queue);
+
+/* Consumer only: clears the wake-up and returns every queued item, urgent
+ * ones first, each lane in push order (a NULL-terminated chain), or NULL. */
 struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue);
 
 /* Items queued right now (for metrics; any thread). */

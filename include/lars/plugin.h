@@ -48,7 +48,9 @@ extern "C" {
 #endif
 
 #define LARS_PLUGIN_ABI_MAJOR 1
-#define LARS_PLUGIN_ABI_MINOR 1 /* 1: transports count into /metrics (count) */
+#define LARS_PLUGIN_ABI_MINOR                                                                      \
+    2 /* 1: transports count into /metrics (count)                                                 \
+         2: dns forget() */
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
 
 /* Exports the descriptor with default visibility even when the plugin is
@@ -261,6 +263,15 @@ struct lars_dns_ops {
     void (*want)(void *instance, int32_t modid, int32_t cmdid);
     /* Stops and frees everything; no deliver() afterwards. */
     void (*stop)(void *instance);
+
+    /* Since ABI 1.2, optional (read only when size > offsetof(struct
+     * lars_dns_ops, forget) and non-NULL): the agent dropped the module
+     * (unrequested too long, or evicted at agent.max_modules); stop
+     * refreshing it and forget it. A later want() asks for it again. The
+     * core ignores deliveries for modules it did not ask for (or forgot),
+     * so a transport need not remember a module only because its server
+     * pushed it. */
+    void (*forget)(void *instance, int32_t modid, int32_t cmdid);
 };
 
 /* ------------------------------------------------------------------------

@@ -32,6 +32,7 @@
 #include <lars/plugin.h>
 
 #include "link.h"
+#include "module_key.h"
 #include "wire.h"
 
 #define PLUGIN "dns_lars"
@@ -137,8 +138,7 @@ static int dns_validate(const void *conf_block, const struct lars_services *svc,
 
 static size_t module_hash(int32_t modid, int32_t cmdid)
 {
-    uint64_t h = ((uint64_t)(uint32_t)modid << 32 | (uint32_t)cmdid) * 0x9e3779b97f4a7c15ull;
-    return (size_t)(h >> 17);
+    return (size_t)lars_module_hash(modid, cmdid);
 }
 
 static struct module *module_find(const struct dns_lars *dns, int32_t modid, int32_t cmdid)
@@ -391,11 +391,11 @@ static int handle_route(struct dns_lars *dns, const struct lars_frame *frame)
         module_remove(dns, m); /* gone: no refresh on reconnect */
     } else if (m) {
         await_unlink(m);
-    } else if (n > 0) {
-        /* A push for a module this instance has not asked for (e.g. after a
-         * reload): the server has it subscribed, so keep it fresh too. */
-        module_add(dns, rsp->modid, rsp->cmdid);
     }
+    /* A push for a module we were not asked for is not remembered: a server
+     * pushing thousands of them would otherwise be asked for all of them
+     * again on every reconnect. It still goes to the core, which drops what
+     * no worker wants (and counts it). */
     dns->stats.routes++;
     dns->host->deliver(dns->host, rsp->modid, rsp->cmdid, n ? hosts : NULL, n);
     protobuf_c_message_free_unpacked(&rsp->base, NULL);
@@ -596,11 +596,24 @@ static void dns_want(void *instance, int32_t modid, int32_t cmdid)
     }
 }
 
+/* The agent dropped the module: no refresh on reconnect any more. The
+ * server keeps pushing it on this connection (the protocol has no
+ * unsubscribe); the core ignores those pushes. */
+static void dns_forget(void *instance, int32_t modid, int32_t cmdid)
+{
+    struct dns_lars *dns = instance;
+    struct module *m = module_find(dns, modid, cmdid);
+    if (m) {
+        module_remove(dns, m);
+    }
+}
+
 static const struct lars_dns_ops dns_ops = {
     .size = sizeof(struct lars_dns_ops),
     .start = dns_start,
     .want = dns_want,
     .stop = dns_stop,
+    .forget = dns_forget,
 };
 
 LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {

@@ -838,3 +838,72 @@ int it_run(char *const argv[], unsigned timeout_ms, char **out, char **err)
     }
     return code;
 }
+
+/* ---- the stats endpoint ---- */
+
+char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return NULL;
+    }
+    char req[512];
+    int len = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+    if (len <= 0 || (size_t)len >= sizeof(req) || write(fd, req, (size_t)len) != len) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 4u << 20;
+    size_t used = 0;
+    char *buf = malloc(cap);
+    uint64_t deadline = it_now_ms() + timeout_ms;
+    int complete = 0;
+    while (buf && used < cap - 1 && it_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf + used, cap - used - 1);
+        if (n <= 0) {
+            complete = n == 0;
+            break;
+        }
+        used += (size_t)n;
+    }
+    close(fd);
+    if (!buf || !complete) {
+        free(buf);
+        return NULL;
+    }
+    buf[used] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    if (!body) {
+        free(buf);
+        return NULL;
+    }
+    memmove(buf, body + 4, strlen(body + 4) + 1);
+    return buf;
+}
+
+long long it_metric(uint16_t port, const char *name)
+{
+    char *m = it_http_get(port, "/metrics", it_timeout(5000));
+    if (!m) {
+        return -2;
+    }
+    long long value = -1;
+    size_t len = strlen(name);
+    for (char *line = m; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, name, len) == 0 && line[len] == ' ') {
+            value = strtoll(line + len + 1, NULL, 10);
+            break;
+        }
+    }
+    free(m);
+    return value;
+}

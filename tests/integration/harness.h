@@ -132,4 +132,13 @@ int it_run(char *const argv[], unsigned timeout_ms, char **out, char **err);
 /* Counts lines of text containing needle. */
 unsigned it_count_lines(const char *text, const char *needle);
 
+/* ---- the stats endpoint (agent.stats_listen on 127.0.0.1:port) ---- */
+
+/* GET path; the malloc'd body, or NULL when there is no complete answer
+ * within timeout_ms. */
+char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms);
+/* One sample of /metrics named exactly (labels included): its value, -1
+ * when /metrics lacks it, -2 when /metrics does not answer. */
+long long it_metric(uint16_t port, const char *name);
+
 #endif /* LARS_IT_HARNESS_H */

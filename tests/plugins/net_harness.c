@@ -702,9 +702,36 @@ static int spawn(struct nh_agent *a)
     return 0;
 }
 
+/* A loopback TCP port free right now (bound, read, released). */
+static int free_tcp_port(uint16_t *port)
+{
+    uint16_t p = 0;
+    int fd = nh_refusing_port(&p);
+    if (fd < 0) {
+        return -1;
+    }
+    close(fd);
+    *port = p;
+    return 0;
+}
+
 int nh_agent_start(struct nh_agent *a, const char *dns_section, const char *reporter_section)
 {
+    return nh_agent_start_ex(a, NULL, dns_section, reporter_section);
+}
+
+int nh_agent_start_ex(struct nh_agent *a, const char *agent_extra, const char *dns_section,
+                      const char *reporter_section)
+{
     memset(a, 0, sizeof(*a));
+    char extra[512] = "";
+    if (agent_extra) {
+        if (free_tcp_port(&a->stats_port) < 0) {
+            return -1;
+        }
+        snprintf(extra, sizeof(extra), "stats_listen = \"127.0.0.1:%u\"; %s", a->stats_port,
+                 agent_extra);
+    }
     snprintf(a->dir, sizeof(a->dir), "/tmp/lars-nh-XXXXXX");
     if (!mkdtemp(a->dir)) {
         return -1;
@@ -723,8 +750,8 @@ int nh_agent_start(struct nh_agent *a, const char *dns_section, const char *repo
         fprintf(f,
                 "agent: { listen = \"127.0.0.1\"; udp_base_port = %u; workers = 3; "
                 "tick_ms = 50; local_ip = \"10.9.8.7\"; log_level = \"info\"; "
-                "plugin_dir = \"%s\"; };\n%s\n%s\n",
-                a->base_port, LARS_NH_PLUGIN_DIR, dns_section, reporter_section);
+                "plugin_dir = \"%s\"; %s };\n%s\n%s\n",
+                a->base_port, LARS_NH_PLUGIN_DIR, extra, dns_section, reporter_section);
         fclose(f);
         if (spawn(a) < 0) {
             return -1;
@@ -857,4 +884,59 @@ int nh_refusing_port(uint16_t *port)
     }
     *port = ntohs(sa.sin_port);
     return fd;
+}
+
+long long nh_agent_metric(const struct nh_agent *a, const char *name)
+{
+    if (!a->stats_port) {
+        return -2;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(a->stats_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -2;
+    }
+    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    if (write_all(fd, (const uint8_t *)req, sizeof(req) - 1) < 0) {
+        close(fd);
+        return -2;
+    }
+    size_t cap = 1u << 20;
+    size_t used = 0;
+    char *buf = malloc(cap);
+    uint64_t end = nh_now_ms() + 5000;
+    bool complete = false;
+    while (buf && used < cap - 1 && nh_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf + used, cap - used - 1);
+        if (n <= 0) {
+            complete = n == 0;
+            break;
+        }
+        used += (size_t)n;
+    }
+    close(fd);
+    if (!buf || !complete) {
+        free(buf);
+        return -2;
+    }
+    buf[used] = '\0';
+    long long value = -1;
+    size_t len = strlen(name);
+    for (char *line = buf; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, name, len) == 0 && line[len] == ' ') {
+            value = strtoll(line + len + 1, NULL, 10);
+            break;
+        }
+    }
+    free(buf);
+    return value;
 }

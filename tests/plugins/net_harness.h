@@ -112,6 +112,7 @@ struct nh_agent {
     char conf[300];
     char log[300];
     uint16_t base_port;
+    uint16_t stats_port; /* 0 unless started with agent_extra (nh_agent_start_ex) */
     pid_t pid;
     struct lars_client *client;
 };
@@ -121,6 +122,14 @@ struct nh_agent {
  * starts `lars-agent -f -c conf` and waits until it runs. Also creates
  * a->client for its ports. Returns 0 or -1 (the log is printed). */
 int nh_agent_start(struct nh_agent *a, const char *dns_section, const char *reporter_section);
+/* As nh_agent_start, with agent_extra (e.g. "max_modules = 100;") added to
+ * the agent section together with a stats_listen on a free loopback port
+ * (a->stats_port) for nh_agent_metric. */
+int nh_agent_start_ex(struct nh_agent *a, const char *agent_extra, const char *dns_section,
+                      const char *reporter_section);
+/* One sample of the agent's /metrics named exactly (labels included): its
+ * value, -1 when absent, -2 when /metrics does not answer. */
+long long nh_agent_metric(const struct nh_agent *a, const char *name);
 /* SIGTERM, waits; returns the exit status (0 = clean, no sanitizer report)
  * or -1 when it had to be killed. Frees the client; removes the temp dir
  * when the exit was clean. */

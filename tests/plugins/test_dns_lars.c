@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "net_harness.h"
+#include "wire.h"
 
 /* Fast reconnects keep the suite short; production defaults are 100/5000. */
 #define DNS_FMT                                                                                    \
@@ -300,6 +301,131 @@ static void test_bad_frames(void **state)
     assert_true(nh_wait_route(&fx->agent, 8, 2, "10.0.0.7:7000", 2000));
 }
 
+/* Modules the agent tracks, from the gauges of /metrics. */
+static long long modules_tracked(const struct nh_agent *a)
+{
+    long long ready = nh_agent_metric(a, "lars_modules{state=\"ready\"}");
+    long long pending = nh_agent_metric(a, "lars_modules{state=\"pending\"}");
+    long long absent = nh_agent_metric(a, "lars_modules{state=\"absent\"}");
+    assert_true(ready >= 0 && pending >= 0 && absent >= 0);
+    return ready + pending + absent;
+}
+
+/* Closes the peer's connections and waits until the agent reconnected and
+ * asked again for module 1/1 on the new connection. */
+static void reconnect(struct fixture *fx)
+{
+    unsigned accepts = nh_peer_accepts(fx->peer);
+    nh_peer_send_raw(fx->peer, "", 0, true);
+    bool ok = false;
+    NH_WAIT_UNTIL(ok, nh_peer_requests_on(fx->peer, 1, 1, accepts + 1) >= 1, 5000);
+    assert_true(ok);
+    nh_sleep_ms(300); /* every re-request of the reconnect has arrived */
+}
+
+/* A dns server pushing routes for 5000 modules nobody asked for, against
+ * max_modules = 99: the pushes are ignored and counted, the agent tracks
+ * no more modules than before, does not ask for them after a reconnect,
+ * and stops at once (it used to grow past the cap, refresh them all and
+ * hang on SIGTERM). */
+static void test_unrequested_pushes_ignored(void **state)
+{
+    enum { PUSHED = 5000 };
+    struct fixture *fx = *state;
+    char servers[64];
+    char dns[512];
+    one_server(fx, servers, sizeof(servers));
+    snprintf(dns, sizeof(dns), DNS_FMT, servers, 3000);
+    nh_peer_set_route(fx->peer, 1, 1, ROUTE_A, 2);
+    assert_int_equal(nh_agent_start_ex(&fx->agent, "max_modules = 99;", dns, REPORTER), 0);
+    fx->agent_running = true;
+    assert_true(nh_wait_route(&fx->agent, 1, 1, "127.0.0.1:9001,127.0.0.1:9002", 2000));
+
+    /* 5000 GetRouteResponse frames, one host each, written at once. */
+    size_t cap = (size_t)PUSHED * 64;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t len = 0;
+    for (int i = 0; i < PUSHED; i++) {
+        Lars__HostInfo host = LARS__HOST_INFO__INIT;
+        Lars__HostInfo *hosts[1] = {&host};
+        host.ip = 0x7f000001;
+        host.port = 9100 + i % 100;
+        Lars__GetRouteResponse rsp = LARS__GET_ROUTE_RESPONSE__INIT;
+        rsp.modid = 10000 + i;
+        rsp.cmdid = 7;
+        rsp.n_host = 1;
+        rsp.host = hosts;
+        size_t n = lars_wire_encode(LARS__MESSAGE_ID__ID_GetRouteResponse, &rsp.base, buf + len,
+                                    cap - len);
+        assert_true(n > 0);
+        len += n;
+    }
+    assert_int_equal(nh_peer_send_raw(fx->peer, buf, len, false), 1);
+    free(buf);
+
+    bool ok = false;
+    NH_WAIT_UNTIL(ok, nh_agent_metric(&fx->agent, "lars_routes_ignored_total") >= PUSHED, 10000);
+    long long ignored = nh_agent_metric(&fx->agent, "lars_routes_ignored_total");
+    nh_sleep_ms(200); /* gauges follow the tick */
+    long long tracked = modules_tracked(&fx->agent);
+    printf("%d unrequested pushes: %lld ignored, %lld modules tracked (max_modules 99)\n", PUSHED,
+           ignored, tracked);
+    assert_true(ok);
+    assert_int_equal(tracked, 1);
+    assert_true(nh_wait_route(&fx->agent, 1, 1, "127.0.0.1:9001,127.0.0.1:9002", 1000));
+
+    /* The transport did not adopt them either: not asked after a reconnect. */
+    reconnect(fx);
+    unsigned conn = nh_peer_accepts(fx->peer);
+    for (int i = 0; i < PUSHED; i += 499) {
+        assert_int_equal(nh_peer_requests_on(fx->peer, 10000 + i, 7, conn), 0);
+    }
+
+    uint64_t t0 = nh_now_ms();
+    assert_int_equal(nh_agent_stop(&fx->agent), 0);
+    fx->agent_running = false;
+    uint64_t took = nh_now_ms() - t0;
+    printf("SIGTERM to exit: %llu ms\n", (unsigned long long)took);
+    assert_true(took < 5000);
+}
+
+/* A module nobody asks for any more expires (4 x update_timeout) and the
+ * transport forgets it: not asked for after a reconnect. */
+static void test_expired_modules_forgotten(void **state)
+{
+    struct fixture *fx = *state;
+    char servers[64];
+    char dns[512];
+    one_server(fx, servers, sizeof(servers));
+    snprintf(dns, sizeof(dns), DNS_FMT, servers, 3000);
+    nh_peer_set_route(fx->peer, 1, 1, ROUTE_A, 2);
+    assert_int_equal(nh_agent_start_ex(&fx->agent, "max_modules = 1000;", dns,
+                                       "policy: { update_timeout = 1; };\n" REPORTER),
+                     0);
+    fx->agent_running = true;
+    assert_true(nh_wait_route(&fx->agent, 1, 1, "127.0.0.1:9001,127.0.0.1:9002", 2000));
+    struct lars_host host;
+    assert_int_equal(lars_get_host(fx->agent.client, 50, 50, &host), LARS_NOEXIST);
+    bool ok = false;
+    NH_WAIT_UNTIL(ok, nh_peer_requests(fx->peer, 50, 50) >= 1, 2000);
+    assert_true(ok);
+
+    NH_WAIT_UNTIL(ok,
+                  nh_agent_metric(&fx->agent, "lars_modules_expired_total") >= 1 &&
+                      nh_agent_metric(&fx->agent, "lars_dns_forgets_total") >= 1,
+                  10000);
+    assert_true(ok);
+    unsigned asked = nh_peer_requests(fx->peer, 50, 50);
+    reconnect(fx);
+    unsigned conn = nh_peer_accepts(fx->peer);
+    printf("module 50/50 asked %u times before it expired, %u times on the new connection\n", asked,
+           nh_peer_requests_on(fx->peer, 50, 50, conn));
+    assert_int_equal(nh_peer_requests_on(fx->peer, 50, 50, conn), 0);
+    /* Module 1/1, still wanted, is served as before. */
+    assert_true(nh_wait_route(&fx->agent, 1, 1, "127.0.0.1:9001,127.0.0.1:9002", 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +435,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unrequested_pushes_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_modules_forgotten, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
