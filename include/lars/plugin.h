@@ -48,9 +48,8 @@ extern "C" {
 #endif
 
 #define LARS_PLUGIN_ABI_MAJOR 1
-#define LARS_PLUGIN_ABI_MINOR                                                                      \
-    2 /* 1: transports count into /metrics (count)                                                 \
-         2: dns forget() */
+/* Minor versions: 1 transports count into /metrics (count); 2 dns forget(). */
+#define LARS_PLUGIN_ABI_MINOR 2
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
 
 /* Exports the descriptor with default visibility even when the plugin is
