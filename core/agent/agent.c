@@ -253,6 +253,9 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
         lars_config_free(config);
         return NULL;
     }
+    /* Before any thread runs libevent: its own lines (some from loops that
+     * can spin) go through our rate-limited logger. */
+    event_set_log_callback(lars_log_libevent);
     agent->n_workers = (unsigned)config->agent.workers;
     agent->current = generation_new(config, 1, agent->workers, agent->n_workers, err, err_len);
     if (!agent->current) {
@@ -316,6 +319,9 @@ void lars_agent_get_status(const struct lars_agent *agent, struct lars_agent_sta
         .dns_plugin = gen->config->dns.plugin->desc->name,
         .reporter_plugin = gen->config->reporter.plugin->desc->name,
         .module_cap = (size_t)gen->config->agent.stats_module_cap,
+        .stats_max_connections = (unsigned)gen->config->agent.stats_max_connections,
+        .stats_timeout_s = (unsigned)gen->config->agent.stats_timeout,
+        .stats_max_output = (size_t)gen->config->agent.stats_max_output,
         .dns = lars_dns_thread_stats(gen->dns),
         .reporter = lars_report_thread_stats(gen->reporter),
         .dns_queue = lars_queue_depth(lars_dns_thread_queue(gen->dns)),

@@ -35,6 +35,10 @@ struct lars_agent_status {
     const char *dns_plugin;
     const char *reporter_plugin;
     size_t module_cap;
+    /* Stats endpoint limits of the serving generation (agent.stats_*). */
+    unsigned stats_max_connections;
+    unsigned stats_timeout_s;
+    size_t stats_max_output;
     const struct lars_dns_stats *dns;
     const struct lars_report_stats *reporter;
     size_t dns_queue;

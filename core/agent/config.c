@@ -46,6 +46,13 @@ static const struct lars_setting agent_settings[] = {
      "when started as root, switch to this user (and its group) after opening files"},
     {"stats_module_cap", LARS_SETTING_INT, "1000", OFF(stats_module_cap), 0, 10000000,
      "modules listed at most in /routes and in per-module /metrics series"},
+    {"stats_max_connections", LARS_SETTING_INT, "64", OFF(stats_max_connections), 1, 100000,
+     "stats endpoint connections open at once; more are answered 503 and closed"},
+    {"stats_timeout", LARS_SETTING_INT, "10", OFF(stats_timeout), 1, 3600,
+     "seconds a stats connection may take from accept to the last byte of its answer"},
+    {"stats_max_output", LARS_SETTING_INT, "33554432", OFF(stats_max_output), 65536,
+     1099511627776.0,
+     "bytes of stats answers waiting for slow readers (all connections); beyond: 503"},
     LARS_SETTINGS_END,
 };
 

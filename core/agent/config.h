@@ -52,6 +52,9 @@ struct lars_agent_settings {
     const char *stats_listen; /* "ip:port" of the HTTP stats endpoint, NULL = off */
     const char *user;         /* run as this user when started as root */
     int64_t stats_module_cap;
+    int64_t stats_max_connections; /* open at once; more are answered 503 and closed */
+    int64_t stats_timeout;         /* seconds from accept to the last byte of the answer */
+    int64_t stats_max_output;      /* bytes of answers waiting for slow readers, all connections */
 };
 
 struct lars_config {

@@ -2,23 +2,53 @@
  * stats_http.c - /metrics, /routes, /healthz. Counters are read from the
  * workers' atomics; per-module data is written by each worker in its own
  * thread (lars_worker_describe), so nothing here touches worker state.
+ *
+ * A small HTTP/1.x server of our own on bufferevents, not evhttp: libevent
+ * 2.1's evhttp has no connection cap and no hook at accept or at close to
+ * build one, its timeout is an idle timeout (a client sending a byte every
+ * few seconds is kept forever), and every answer stays in memory until the
+ * client reads it. Scrapers need three GET paths, so owning the connection is
+ * cheap and makes every resource bounded:
+ *
+ *   connections   at most agent.stats_max_connections; one more is answered
+ *                 503 at once and closed (a scraper sees an error, not a hang)
+ *   time          a connection lives agent.stats_timeout seconds at most from
+ *                 accept to the last byte of its answer (slowloris, readers
+ *                 that never read)
+ *   memory        one request per connection (Connection: close), so a
+ *                 connection holds at most one answer; answers waiting for
+ *                 slow readers total agent.stats_max_output bytes at most (an
+ *                 answer beyond it gets 503; one always fits when none waits);
+ *                 request heads are read up to MAX_REQUEST_HEAD bytes
+ *   descriptors   when accept fails (EMFILE at the fd limit) accepting pauses
+ *                 for a second instead of spinning on a listener that stays
+ *                 readable
+ *
+ * Main thread only, like the loop it runs in.
  */
 #include "stats_http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sock_diag.h> /* SK_MEMINFO_DROPS */
+#include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-
+#include <event2/http.h> /* query-string parsing only */
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "../common/log.h"
 #include "../common/text.h"
@@ -27,31 +57,39 @@
 #include "report_thread.h"
 #include "worker.h"
 
-struct lars_stats_http {
-    struct evhttp *http;
-    struct lars_agent *agent;
+#define MAX_REQUEST_HEAD 16384 /* request line and headers; more gets 431 */
+#define LISTEN_BACKLOG 128
+#define ACCEPT_PAUSE_S 1
+
+struct stats_conn {
+    TAILQ_ENTRY(stats_conn) link;
+    struct lars_stats_http *h;
+    struct bufferevent *bev; /* owns the socket */
+    struct event *deadline;  /* agent.stats_timeout from accept */
 };
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason,
-                       const char *content_type, const struct lars_text *text)
-{
-    struct evbuffer *body = evbuffer_new();
-    if (!body) {
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
-        return;
-    }
-    if (text->failed) {
-        evbuffer_free(body);
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
-        return;
-    }
-    if (text->len) {
-        evbuffer_add(body, text->data, text->len);
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
-    evhttp_send_reply(req, code, reason, body);
-    evbuffer_free(body);
-}
+struct lars_stats_http {
+    struct event_base *base;
+    struct lars_agent *agent;
+    struct evconnlistener *listener;
+    struct event *resume; /* re-enables accepting after a failed accept */
+    TAILQ_HEAD(stats_conns, stats_conn) conns;
+    unsigned n_conns;
+
+    uint64_t accepted;
+    uint64_t refused;       /* beyond stats_max_connections */
+    uint64_t timeouts;      /* closed by stats_timeout */
+    uint64_t busy;          /* answers refused by stats_max_output */
+    uint64_t accept_errors; /* accept failed (EMFILE, ENFILE, ENOBUFS, ...) */
+    /* Sizes of the last full answers: a request whose answer would not fit
+     * in stats_max_output is refused before it is rendered. */
+    size_t last_metrics_len;
+    size_t last_routes_len;
+    struct lars_log_limiter refused_log;
+    struct lars_log_limiter timeout_log;
+    struct lars_log_limiter busy_log;
+    struct lars_log_limiter accept_log;
+};
 
 /* One metric family with HELP and TYPE lines and a single sample. */
 static void metric(struct lars_text *t, const char *name, const char *type, const char *help,
@@ -79,6 +117,52 @@ static uint64_t sum_workers(const struct lars_agent_status *st, size_t offset)
 }
 
 #define SUM(st, field) sum_workers((st), offsetof(struct lars_worker_stats, field))
+
+/* Datagrams the kernel dropped on a worker's socket (receive buffer full,
+ * mostly): read with one getsockopt per worker per scrape, nothing on the
+ * worker's datagram path. sk_drops is 32 bits wide in the kernel and wraps. */
+static int udp_drops(const struct lars_worker *worker, uint64_t *out)
+{
+    uint32_t meminfo[SK_MEMINFO_VARS] = {0};
+    socklen_t len = sizeof(meminfo);
+    int fd = lars_worker_fd(worker);
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) < 0 ||
+        len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) {
+        return -1;
+    }
+    *out = meminfo[SK_MEMINFO_DROPS];
+    return 0;
+}
+
+static void write_endpoint_metrics(struct lars_stats_http *h, const struct lars_agent_status *st,
+                                   struct lars_text *t)
+{
+    family(t, "lars_udp_receive_drops_total", "counter",
+           "Datagrams the kernel dropped on a worker's socket (receive buffer full).");
+    for (unsigned i = 0; i < st->n_workers; i++) {
+        uint64_t drops = 0;
+        if (udp_drops(st->workers[i], &drops) == 0) {
+            lars_text_printf(t, "lars_udp_receive_drops_total{worker=\"%u\"} %llu\n", i,
+                             (unsigned long long)drops);
+        }
+    }
+    metric(t, "lars_stats_connections", "gauge", "Stats endpoint connections open (this one too).",
+           h->n_conns);
+    metric(t, "lars_stats_connections_accepted_total", "counter",
+           "Stats endpoint connections accepted.", h->accepted);
+    metric(t, "lars_stats_connections_refused_total", "counter",
+           "Stats endpoint connections answered 503 beyond agent.stats_max_connections.",
+           h->refused);
+    metric(t, "lars_stats_timeouts_total", "counter",
+           "Stats endpoint connections closed by agent.stats_timeout.", h->timeouts);
+    metric(t, "lars_stats_answers_refused_total", "counter",
+           "Stats answers refused (503) because agent.stats_max_output bytes wait for readers.",
+           h->busy);
+    metric(t, "lars_stats_accept_errors_total", "counter",
+           "Failed accepts on the stats endpoint (EMFILE: at the fd limit); each pauses "
+           "accepting for 1 s.",
+           h->accept_errors);
+}
 
 static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
 {
@@ -196,13 +280,149 @@ static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
     }
     metric(t, "lars_module_series_omitted", "gauge",
            "Modules left out of lars_module_nodes by agent.stats_module_cap.", d.skipped);
+    write_endpoint_metrics(h, &st, t);
 }
 
-static void on_metrics(struct evhttp_request *req, void *arg)
+/* ---- connections ---- */
+
+static void conn_close(struct stats_conn *c)
+{
+    struct lars_stats_http *h = c->h;
+    TAILQ_REMOVE(&h->conns, c, link);
+    h->n_conns--;
+    if (c->deadline) {
+        event_free(c->deadline);
+    }
+    bufferevent_free(c->bev); /* closes the socket; unsent output is dropped */
+    free(c);
+}
+
+/* Bytes of answers still waiting in our buffers, over every connection. At
+ * most stats_max_connections of them: cheaper than keeping a running sum. */
+static size_t output_waiting(const struct lars_stats_http *h)
+{
+    size_t sum = 0;
+    for (const struct stats_conn *c = TAILQ_FIRST(&h->conns); c; c = TAILQ_NEXT(c, link)) {
+        sum += evbuffer_get_length(bufferevent_get_output(c->bev));
+    }
+    return sum;
+}
+
+static void free_body(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    (void)extra;
+    free((void *)(uintptr_t)data);
+}
+
+static void on_written(struct bufferevent *bev, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        conn_close(arg); /* Connection: close; the kernel still sends what it holds */
+    }
+}
+
+static void on_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what; /* EOF before a whole request, or a read or write error */
+    conn_close(arg);
+}
+
+/* Whether an answer of len bytes would take the answers waiting for slow
+ * readers beyond agent.stats_max_output (counted and logged when so). One
+ * answer always fits when none waits, however large. */
+static bool over_budget(struct lars_stats_http *h, size_t len)
+{
+    struct lars_agent_status st;
+    lars_agent_get_status(h->agent, &st);
+    size_t waiting = output_waiting(h);
+    if (waiting == 0 || waiting + len <= st.stats_max_output) {
+        return false;
+    }
+    h->busy++;
+    lars_log_limited(&h->busy_log, LARS_LOG_WARN, "stats",
+                     "answer refused (503): %zu bytes already wait for slow readers, "
+                     "agent.stats_max_output = %zu",
+                     waiting, st.stats_max_output);
+    return true;
+}
+
+static const char busy_text[] = "stats answers wait for slow readers beyond "
+                                "agent.stats_max_output; retry later\n";
+
+/* Queues an answer of len bytes of text and stops reading; the connection
+ * closes once it is written. When text is owner's, it moves into the output
+ * buffer (no copy) and owner is emptied. */
+static void queue_answer(struct stats_conn *c, int code, const char *reason,
+                         const char *content_type, const char *text, size_t len,
+                         struct lars_text *owner, bool head_only)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bufferevent_disable(c->bev, EV_READ);
+    evbuffer_drain(in, evbuffer_get_length(in)); /* the rest of the head */
+    int rc = evbuffer_add_printf(out,
+                                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                                 "%s%sConnection: close\r\n\r\n",
+                                 code, reason, content_type, len,
+                                 code == 405 ? "Allow: GET, HEAD\r\n" : "",
+                                 code == 503 ? "Retry-After: 1\r\n" : "");
+    if (rc >= 0 && !head_only && len > 0) {
+        if (owner && text == owner->data) {
+            rc = evbuffer_add_reference(out, text, len, free_body, NULL);
+            if (rc == 0) {
+                *owner = (struct lars_text){0};
+            }
+        } else {
+            rc = evbuffer_add(out, text, len);
+        }
+    }
+    if (rc < 0) {
+        conn_close(c);
+        return;
+    }
+    bufferevent_setcb(c->bev, NULL, on_written, on_conn_event, c);
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void answer_busy(struct stats_conn *c, bool head_only)
+{
+    queue_answer(c, 503, "Service Unavailable", "text/plain", busy_text, sizeof(busy_text) - 1,
+                 NULL, head_only);
+}
+
+/* A rendered answer: 500 when rendering ran out of memory, 503 when it would
+ * take the waiting answers beyond agent.stats_max_output. */
+static void answer(struct stats_conn *c, int code, const char *reason, const char *content_type,
+                   struct lars_text *body, bool head_only)
+{
+    static const char oom[] = "out of memory\n";
+    if (body->failed) {
+        queue_answer(c, 500, "Internal Server Error", "text/plain", oom, sizeof(oom) - 1, NULL,
+                     head_only);
+    } else if (over_budget(c->h, body->len)) {
+        answer_busy(c, head_only);
+    } else {
+        queue_answer(c, code, reason, content_type, body->data, body->len, body, head_only);
+    }
+}
+
+/* Short fixed answers (errors): never refused by the budget. */
+static void answer_plain(struct stats_conn *c, int code, const char *reason, const char *message,
+                         bool head_only)
+{
+    queue_answer(c, code, reason, "text/plain", message, strlen(message), NULL, head_only);
+}
+
+/* ---- requests ---- */
+
+static void on_metrics(struct stats_conn *c, bool head_only)
 {
     struct lars_text t = {0};
-    write_metrics(arg, &t);
-    reply_text(req, HTTP_OK, "OK", "text/plain; version=0.0.4; charset=utf-8", &t);
+    write_metrics(c->h, &t);
+    c->h->last_metrics_len = t.len;
+    answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &t, head_only);
     lars_text_free(&t);
 }
 
@@ -221,25 +441,24 @@ static int query_int(const struct evkeyvalq *q, const char *key, int32_t *out)
     return 1;
 }
 
-static void on_routes(struct evhttp_request *req, void *arg)
+static void on_routes(struct stats_conn *c, const char *query_string, bool head_only)
 {
-    struct lars_stats_http *h = arg;
     struct lars_agent_status st;
-    lars_agent_get_status(h->agent, &st);
+    lars_agent_get_status(c->h->agent, &st);
     struct lars_describe d = {.format = LARS_DESCRIBE_ROUTES_JSON, .budget = st.module_cap};
 
     struct evkeyvalq query;
     TAILQ_INIT(&query);
-    const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    if (q && evhttp_parse_query_str(q, &query) < 0) {
-        evhttp_send_error(req, HTTP_BADREQUEST, "bad query");
+    if (query_string && evhttp_parse_query_str(query_string, &query) < 0) {
+        answer_plain(c, 400, "Bad Request", "bad query\n", head_only);
         return;
     }
     int has_mod = query_int(&query, "modid", &d.modid);
     int has_cmd = query_int(&query, "cmdid", &d.cmdid);
     evhttp_clear_headers(&query);
     if (has_mod < 0 || has_cmd < 0 || has_mod != has_cmd) {
-        evhttp_send_error(req, HTTP_BADREQUEST, "use ?modid=M&cmdid=C (32-bit integers) or nothing");
+        answer_plain(c, 400, "Bad Request", "use ?modid=M&cmdid=C (32-bit integers) or nothing\n",
+                     head_only);
         return;
     }
     d.one_module = has_mod == 1;
@@ -255,25 +474,190 @@ static void on_routes(struct evhttp_request *req, void *arg)
         lars_worker_describe(st.workers[i], &d);
     }
     lars_text_printf(&t, "\n],\"omitted\":%zu}\n", d.skipped);
+    if (!d.one_module) {
+        c->h->last_routes_len = t.len;
+    }
     if (d.one_module && d.described == 0) {
         lars_text_free(&t);
         lars_text_printf(&t, "{\"error\":\"module not known to the agent\"}\n");
-        reply_text(req, HTTP_NOTFOUND, "Not Found", "application/json", &t);
+        answer(c, 404, "Not Found", "application/json", &t, head_only);
     } else {
-        reply_text(req, HTTP_OK, "OK", "application/json", &t);
+        answer(c, 200, "OK", "application/json", &t, head_only);
     }
     lars_text_free(&t);
 }
 
-static void on_healthz(struct evhttp_request *req, void *arg)
+static void on_healthz(struct stats_conn *c, bool head_only)
 {
-    struct lars_stats_http *h = arg;
     struct lars_agent_status st;
-    lars_agent_get_status(h->agent, &st);
+    lars_agent_get_status(c->h->agent, &st);
     struct lars_text t = {0};
     lars_text_printf(&t, "ok generation %u\n", st.generation);
-    reply_text(req, HTTP_OK, "OK", "text/plain", &t);
+    answer(c, 200, "OK", "text/plain", &t, head_only);
     lars_text_free(&t);
+}
+
+/* "METHOD SP target SP HTTP/1.x": the rest of the head is not needed. */
+static void handle_request(struct stats_conn *c, char *line)
+{
+    char *target = strchr(line, ' ');
+    char *version = target ? strchr(target + 1, ' ') : NULL;
+    if (!version || strncmp(version + 1, "HTTP/1.", 7) != 0) {
+        answer_plain(c, 400, "Bad Request", "expected: GET /metrics HTTP/1.1\n", false);
+        return;
+    }
+    *target++ = '\0';
+    *version = '\0';
+    bool head_only = strcmp(line, "HEAD") == 0;
+    if (!head_only && strcmp(line, "GET") != 0) {
+        answer_plain(c, 405, "Method Not Allowed", "GET or HEAD only\n", false);
+        return;
+    }
+    char *query = strchr(target, '?');
+    if (query) {
+        *query++ = '\0';
+    }
+    size_t expected = 1;
+    if (strcmp(target, "/metrics") == 0) {
+        expected += c->h->last_metrics_len;
+    } else if (strcmp(target, "/routes") == 0 && !query) {
+        expected += c->h->last_routes_len;
+    }
+    if (over_budget(c->h, expected)) {
+        answer_busy(c, head_only); /* spare the render of an answer that cannot go */
+    } else if (strcmp(target, "/metrics") == 0) {
+        on_metrics(c, head_only);
+    } else if (strcmp(target, "/routes") == 0) {
+        on_routes(c, query, head_only);
+    } else if (strcmp(target, "/healthz") == 0) {
+        on_healthz(c, head_only);
+    } else {
+        answer_plain(c, 404, "Not Found", "try /metrics, /routes or /healthz\n", head_only);
+    }
+}
+
+static void on_readable(struct bufferevent *bev, void *arg)
+{
+    struct stats_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    /* The head ends at the first empty line ("\n\r\n" or a bare "\n\n"). */
+    struct evbuffer_ptr crlf = evbuffer_search(in, "\n\r\n", 3, NULL);
+    struct evbuffer_ptr lf = evbuffer_search(in, "\n\n", 2, NULL);
+    if (crlf.pos < 0 && lf.pos < 0) {
+        if (evbuffer_get_length(in) >= MAX_REQUEST_HEAD) {
+            answer_plain(c, 431, "Request Header Fields Too Large", "request head too large\n",
+                         false);
+        }
+        return; /* wait for more, within stats_timeout */
+    }
+    size_t n = 0;
+    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    if (!line) {
+        answer_plain(c, 400, "Bad Request", "no request line\n", false);
+        return;
+    }
+    handle_request(c, line);
+    free(line);
+}
+
+static void on_deadline(evutil_socket_t fd, short events, void *arg)
+{
+    struct stats_conn *c = arg;
+    (void)fd;
+    (void)events;
+    c->h->timeouts++;
+    lars_log_limited(&c->h->timeout_log, LARS_LOG_INFO, "stats",
+                     "closed a connection that did not finish within agent.stats_timeout");
+    conn_close(c);
+}
+
+/* Beyond the cap: a short 503 on the fresh socket (best effort, its buffer
+ * is empty) and close at once, so the descriptor is back immediately. */
+static void refuse(struct lars_stats_http *h, evutil_socket_t fd)
+{
+    static const char body[] = "too many stats connections (agent.stats_max_connections)\n";
+    char reply[256];
+    int len = snprintf(reply, sizeof(reply),
+                       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                       "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                       sizeof(body) - 1, body);
+    if (len > 0 && (size_t)len < sizeof(reply)) {
+        ssize_t ignored = send(fd, reply, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)ignored;
+    }
+    evutil_closesocket(fd);
+    h->refused++;
+    lars_log_limited(&h->refused_log, LARS_LOG_WARN, "stats",
+                     "connection refused (503): %u open, agent.stats_max_connections reached",
+                     h->n_conns);
+}
+
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *peer,
+                      int peer_len, void *arg)
+{
+    struct lars_stats_http *h = arg;
+    (void)listener;
+    (void)peer;
+    (void)peer_len;
+    struct lars_agent_status st;
+    lars_agent_get_status(h->agent, &st);
+    if (h->n_conns >= st.stats_max_connections) {
+        refuse(h, fd);
+        return;
+    }
+    struct stats_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->h = h;
+    c->bev = bufferevent_socket_new(h->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&h->conns, c, link);
+    h->n_conns++;
+    h->accepted++;
+    struct timeval timeout = {.tv_sec = (time_t)st.stats_timeout_s};
+    c->deadline = evtimer_new(h->base, on_deadline, c);
+    if (!c->deadline || evtimer_add(c->deadline, &timeout) < 0) {
+        conn_close(c);
+        return;
+    }
+    /* Reading stops at MAX_REQUEST_HEAD: on_readable then answers 431. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, MAX_REQUEST_HEAD);
+    bufferevent_setcb(c->bev, on_readable, NULL, on_conn_event, c);
+    if (bufferevent_enable(c->bev, EV_READ) < 0) {
+        conn_close(c);
+    }
+}
+
+/* A failed accept leaves the listening socket readable: without a pause the
+ * loop would spin on it (EMFILE at the fd limit) and starve everything else
+ * the main thread does. Connections keep closing meanwhile (stats_timeout),
+ * so descriptors come back. */
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+    struct lars_stats_http *h = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    h->accept_errors++;
+    lars_log_limited(&h->accept_log, LARS_LOG_ERROR, "stats",
+                     "accept failed: %s; not accepting for %d s (%u connections open; raise "
+                     "LimitNOFILE / ulimit -n if it is EMFILE)",
+                     evutil_socket_error_to_string(err), ACCEPT_PAUSE_S, h->n_conns);
+    evconnlistener_disable(listener);
+    struct timeval pause = {.tv_sec = ACCEPT_PAUSE_S};
+    evtimer_add(h->resume, &pause);
+}
+
+static void on_resume(evutil_socket_t fd, short events, void *arg)
+{
+    struct lars_stats_http *h = arg;
+    (void)fd;
+    (void)events;
+    evconnlistener_enable(h->listener);
 }
 
 struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t ip, uint16_t port,
@@ -284,30 +668,32 @@ struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t 
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
+    h->base = base;
     h->agent = agent;
-    h->http = evhttp_new(base);
+    TAILQ_INIT(&h->conns);
+    h->refused_log.interval_ms = 10000;
+    h->timeout_log.interval_ms = 10000;
+    h->busy_log.interval_ms = 10000;
+    h->accept_log.interval_ms = 10000;
     char addr[INET_ADDRSTRLEN];
     struct in_addr in = {.s_addr = htonl(ip)};
     inet_ntop(AF_INET, &in, addr, sizeof(addr));
-    if (!h->http) {
+
+    h->resume = evtimer_new(base, on_resume, h);
+    if (!h->resume) {
         snprintf(err, err_len, "stats endpoint: out of memory");
         goto fail;
     }
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_timeout(h->http, 10);
-    evhttp_set_max_headers_size(h->http, 16384);
-    evhttp_set_max_body_size(h->http, 0);
-    if (evhttp_set_cb(h->http, "/metrics", on_metrics, h) < 0 ||
-        evhttp_set_cb(h->http, "/routes", on_routes, h) < 0 ||
-        evhttp_set_cb(h->http, "/healthz", on_healthz, h) < 0) {
-        snprintf(err, err_len, "stats endpoint: cannot register handlers");
-        goto fail;
-    }
-    if (!evhttp_bind_socket_with_handle(h->http, addr, port)) {
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = in};
+    h->listener = evconnlistener_new_bind(
+        base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+        LISTEN_BACKLOG, (const struct sockaddr *)&sin, sizeof(sin));
+    if (!h->listener) {
         snprintf(err, err_len, "stats endpoint: cannot listen on %s:%u: %s (agent.stats_listen)",
                  addr, port, strerror(errno));
         goto fail;
     }
+    evconnlistener_set_error_cb(h->listener, on_accept_error);
     LARS_INFO("stats", "serving http://%s:%u/metrics, /routes, /healthz", addr, port);
     return h;
 
@@ -321,8 +707,16 @@ void lars_stats_http_stop(struct lars_stats_http *h)
     if (!h) {
         return;
     }
-    if (h->http) {
-        evhttp_free(h->http);
+    struct stats_conn *next = NULL;
+    for (struct stats_conn *c = TAILQ_FIRST(&h->conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        conn_close(c);
+    }
+    if (h->listener) {
+        evconnlistener_free(h->listener);
+    }
+    if (h->resume) {
+        event_free(h->resume);
     }
     free(h);
 }

@@ -8,7 +8,12 @@
  *   /healthz  "ok" while the agent serves
  *
  * Bound to agent.stats_listen (loopback by default in the sample config).
- * Main thread only.
+ * One request per connection (Connection: close). Bounded by
+ * agent.stats_max_connections (more get 503), agent.stats_timeout (seconds
+ * from accept to the last byte of the answer) and agent.stats_max_output
+ * (bytes of answers waiting for slow readers); the limits of the serving
+ * generation apply to each new connection, so SIGHUP changes them. A failed
+ * accept (EMFILE) pauses accepting for a second. Main thread only.
  */
 #ifndef LARS_STATS_HTTP_H
 #define LARS_STATS_HTTP_H
@@ -23,7 +28,7 @@ struct lars_stats_http;
 struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t ip, uint16_t port,
                                               struct lars_agent *agent, char *err, size_t err_len);
 
-/* NULL-safe. */
+/* Closes every connection and the listener. NULL-safe. */
 void lars_stats_http_stop(struct lars_stats_http *http);
 
 #endif /* LARS_STATS_HTTP_H */

@@ -1201,3 +1201,8 @@ uint16_t lars_worker_port(const struct lars_worker *worker)
 {
     return worker->port;
 }
+
+int lars_worker_fd(const struct lars_worker *worker)
+{
+    return worker->fd;
+}

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -135,6 +136,61 @@ int64_t lars_log_limiter_allow(struct lars_log_limiter *limiter, uint64_t now_ms
     limiter->suppressed = 0;
     limiter->last_ms = now_ms ? now_ms : 1;
     return suppressed;
+}
+
+void lars_log_limited(struct lars_log_limiter *limiter, enum lars_log_level level, const char *who,
+                      const char *fmt, ...)
+{
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
+        return; /* filtered lines must not use up the limiter */
+    }
+    int64_t suppressed = lars_log_limiter_allow(limiter, lars_clock_ms());
+    if (suppressed < 0) {
+        return;
+    }
+    char line[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (suppressed > 0) {
+        lars_log(level, who, "%s (%lld similar lines suppressed)", line, (long long)suppressed);
+    } else {
+        lars_log(level, who, "%s", line);
+    }
+}
+
+/* One window shared by every thread: lock-free, so a thread stuck in a
+ * logging loop never blocks another; races only blur the count by a line. */
+static _Atomic uint64_t libevent_window_ms;
+static atomic_uint libevent_in_window;
+static _Atomic uint64_t libevent_suppressed;
+
+void lars_log_libevent(int severity, const char *msg)
+{
+    enum lars_log_level level = severity >= 3   ? LARS_LOG_ERROR
+                                : severity == 2 ? LARS_LOG_WARN
+                                : severity == 1 ? LARS_LOG_INFO
+                                                : LARS_LOG_DEBUG;
+    if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed)) {
+        return;
+    }
+    uint64_t now = lars_clock_ms();
+    uint64_t start = atomic_load(&libevent_window_ms);
+    if (now - start >= 1000 && atomic_compare_exchange_strong(&libevent_window_ms, &start, now)) {
+        atomic_store(&libevent_in_window, 0);
+    }
+    if (atomic_fetch_add(&libevent_in_window, 1) >= LARS_LOG_LIBEVENT_PER_SECOND) {
+        atomic_fetch_add(&libevent_suppressed, 1);
+        return;
+    }
+    uint64_t quiet = atomic_exchange(&libevent_suppressed, 0);
+    if (quiet) {
+        lars_log(level, "libevent", "%s (%llu more libevent lines suppressed)", msg,
+                 (unsigned long long)quiet);
+    } else {
+        lars_log(level, "libevent", "%s", msg);
+    }
 }
 
 uint64_t lars_clock_ms(void)

@@ -63,6 +63,23 @@ struct lars_log_limiter {
  * should log now, or -1 when it should stay quiet. */
 int64_t lars_log_limiter_allow(struct lars_log_limiter *limiter, uint64_t now_ms);
 
+/* Logs one line unless limiter says to stay quiet; a line that passes ends
+ * with "(N similar lines suppressed)" when some were. Same thread rule as the
+ * limiter: one per call site and thread. */
+void lars_log_limited(struct lars_log_limiter *limiter, enum lars_log_level level, const char *who,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * libevent's own logger routed into ours: hand it to event_set_log_callback()
+ * before any thread starts. severity is libevent's EVENT_LOG_* (0 debug, 1 msg,
+ * 2 warn, 3 err). Any thread. libevent logs from loops that can spin (an
+ * accept failing with EMFILE logs once per wake-up), so at most
+ * LARS_LOG_LIBEVENT_PER_SECOND lines pass per second over all threads; the
+ * next line that passes says how many were suppressed.
+ */
+#define LARS_LOG_LIBEVENT_PER_SECOND 5
+void lars_log_libevent(int severity, const char *msg);
+
 /* Monotonic milliseconds and unix seconds. */
 uint64_t lars_clock_ms(void);
 uint32_t lars_clock_unix(void);
