@@ -78,3 +78,22 @@ fail:
     config_destroy(&cfg);
     return rc < 0 ? rc : -EINVAL;
 }
+
+void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
+                           char *restart, size_t restart_len)
+{
+#define NOTE(field)                                                                                \
+    lars_service_note_change(restart, restart_len, #field,                                        \
+                             memcmp(&running->field, &next->field, sizeof(next->field)) != 0)
+    /* Both were memset before filling, so padding and string tails compare. */
+    NOTE(listen);
+    NOTE(poll_interval);
+    NOTE(reload_interval);
+    NOTE(threads);
+    NOTE(max_frame);
+    NOTE(max_output);
+    NOTE(store);
+#undef NOTE
+    running->log_level = next->log_level;
+    memcpy(running->log_file, next->log_file, sizeof(running->log_file));
+}

@@ -34,4 +34,10 @@ struct lars_dns_config {
  * "file:line: message" in err; validates everything. */
 int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len);
 
+/* SIGHUP: copies what may change while running (log_level, log_file) from
+ * next into running, and lists in restart (", "-separated) the settings
+ * that differ but need a restart. Main thread. */
+void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
+                           char *restart, size_t restart_len);
+
 #endif /* LARS_DNS_CONFIG_H */

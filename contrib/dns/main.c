@@ -6,7 +6,9 @@
  * Threads: main (listener, signals, statistics), N connection workers
  * (dns_server.c), one store poller (store_poller.c).
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <event2/event.h>
 
@@ -70,6 +72,24 @@ static int app_load(void *arg, const char *path, char *err, size_t err_len)
     return lars_dns_config_load(path, &app->cfg, err, err_len);
 }
 
+static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
+{
+    struct app *app = arg;
+    /* Heap: the config is kilobytes and the running one must stay intact
+     * when the file is bad. */
+    struct lars_dns_config *next = malloc(sizeof(*next));
+    if (!next) {
+        snprintf(restart, restart_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    int rc = lars_dns_config_load(path, next, restart, restart_len);
+    if (rc == 0) {
+        lars_dns_config_adopt(&app->cfg, next, restart, restart_len);
+    }
+    free(next);
+    return rc;
+}
+
 static void app_check_ok(void *arg, const char *path)
 {
     struct app *app = arg;
@@ -129,7 +149,9 @@ int main(int argc, char **argv)
                  "           file:line: message\n"
                  "  -f       stay in the foreground (default: run as a daemon)\n"
                  "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop, HUP reloads every route now, USR1 reopens the log\n",
+                 "signals: TERM/INT stop; HUP re-reads log_level/log_file from FILE (names\n"
+                 "         what needs a restart) and reloads every route now; USR1 reopens\n"
+                 "         the log\n",
         .app = &app,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
@@ -139,6 +161,7 @@ int main(int argc, char **argv)
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
+        .reload = app_reload,
         .stats_when = "last hour",
         .hup = on_hup,
     };

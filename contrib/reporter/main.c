@@ -5,7 +5,9 @@
  *
  * Threads: main (listener, connections, signals), `threads` store writers.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 #include "reporter_config.h"
@@ -47,6 +49,24 @@ static int app_load(void *arg, const char *path, char *err, size_t err_len)
 {
     struct app *app = arg;
     return lars_reporter_config_load(path, &app->cfg, err, err_len);
+}
+
+static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
+{
+    struct app *app = arg;
+    /* Heap: the config is kilobytes and the running one must stay intact
+     * when the file is bad. */
+    struct lars_reporter_config *next = malloc(sizeof(*next));
+    if (!next) {
+        snprintf(restart, restart_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    int rc = lars_reporter_config_load(path, next, restart, restart_len);
+    if (rc == 0) {
+        lars_reporter_config_adopt(&app->cfg, next, restart, restart_len);
+    }
+    free(next);
+    return rc;
 }
 
 static void app_check_ok(void *arg, const char *path)
@@ -106,7 +126,9 @@ int main(int argc, char **argv)
                  "           file:line: message\n"
                  "  -f       stay in the foreground (default: run as a daemon)\n"
                  "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop (queued rows are flushed), USR1 reopens the log\n",
+                 "signals: TERM/INT stop (queued rows are flushed); HUP re-reads\n"
+                 "         log_level/log_file from FILE (names what needs a restart); USR1\n"
+                 "         reopens the log\n",
         .app = &app,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
@@ -115,6 +137,7 @@ int main(int argc, char **argv)
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
+        .reload = app_reload,
         .stats_when = "since start",
     };
     return lars_service_main(&program, argc, argv);

@@ -75,3 +75,22 @@ fail:
     config_destroy(&cfg);
     return rc < 0 ? rc : -EINVAL;
 }
+
+void lars_reporter_config_adopt(struct lars_reporter_config *running,
+                                const struct lars_reporter_config *next, char *restart,
+                                size_t restart_len)
+{
+#define NOTE(field)                                                                                \
+    lars_service_note_change(restart, restart_len, #field,                                        \
+                             memcmp(&running->field, &next->field, sizeof(next->field)) != 0)
+    /* Both were memset before filling, so padding and string tails compare. */
+    NOTE(listen);
+    NOTE(threads);
+    NOTE(batch_max);
+    NOTE(queue_max);
+    NOTE(max_frame);
+    NOTE(store);
+#undef NOTE
+    running->log_level = next->log_level;
+    memcpy(running->log_file, next->log_file, sizeof(running->log_file));
+}

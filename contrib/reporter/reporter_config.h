@@ -34,4 +34,11 @@ struct lars_reporter_config {
 int lars_reporter_config_load(const char *path, struct lars_reporter_config *out, char *err,
                               size_t err_len);
 
+/* SIGHUP: copies what may change while running (log_level, log_file) from
+ * next into running, and lists in restart (", "-separated) the settings
+ * that differ but need a restart. Main thread. */
+void lars_reporter_config_adopt(struct lars_reporter_config *running,
+                                const struct lars_reporter_config *next, char *restart,
+                                size_t restart_len);
+
 #endif /* LARS_REPORTER_CONFIG_H */

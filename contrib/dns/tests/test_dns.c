@@ -11,6 +11,7 @@
  * Prints the measured push latency (route added -> push received).
  */
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -684,6 +685,68 @@ static void t_waits_for_database(void **state)
     assert_int_equal(lt_stop(pid, 10000), 0);
 }
 
+/* Polls path until needle shows up in `count` lines (or timeout_ms). */
+static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
+}
+
+/* A lars-dns of its own on conf (written by the caller), log in log;
+ * returns its pid once it answers on port. */
+static pid_t spawn_own(const char *conf, const char *log, uint16_t port)
+{
+    pid_t pid = lt_spawn(LARS_DNS_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    if (fd < 0) {
+        fail_msg("lars-dns did not start; log %s", log);
+    }
+    close(fd);
+    return pid;
+}
+
+/* Issue 9 item 3: HUP and USR1 as the agent handles them: HUP re-reads
+ * log_level/log_file, names what needs a restart, reloads routes, never
+ * stops; USR1 says what it reopened. (test_reporter checks that a new
+ * log_level applies.) */
+static void t_signals(void **state)
+{
+    (void)state;
+    char conf[600];
+    char log[600];
+    snprintf(conf, sizeof(conf), "%s/signals.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/signals.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    write_conf(conf, port, &ctx.srv.settings, NULL);
+    pid_t pid = spawn_own(conf, log, port);
+
+    write_conf(conf, port, &ctx.srv.settings, "max_frame = 1000;\n");
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+        fail_msg("no SIGHUP line in %s", log);
+    }
+    assert_int_equal(lt_grep(log, "needs a restart (running value kept): max_frame"), 1);
+    int fd = lt_connect(port);
+    assert_true(fd >= 0);
+    request(fd, M, 1);
+    Lars__GetRouteResponse *rsp = recv_route(fd, 3000);
+    assert_non_null(rsp);
+    assert_int_equal(rsp->n_host, 2);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    close(fd);
+
+    assert_int_equal(kill(pid, SIGUSR1), 0);
+    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_alive(pid));
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
 int main(int argc, char **argv)
 {
     int rc = lt_pick_backend(argc, argv, "test_dns", &ctx.backend);
@@ -706,6 +769,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_slow_reader),
         cmocka_unit_test(t_waits_for_database),
         cmocka_unit_test(t_database_outage),
+        cmocka_unit_test(t_signals),
         cmocka_unit_test(t_clean_stop),
     };
     /* clang-format on */

@@ -10,6 +10,7 @@
  * Prints the measured ingest rate (rows stored per second).
  */
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -405,6 +406,84 @@ static void t_bounded_when_store_fails(void **state)
     assert_true(reported_failure);
 }
 
+/* Polls path until needle shows up in `count` lines (or timeout_ms). */
+static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
+}
+
+/* Issue 9 item 3: SIGHUP killed lars-reporter at once (queue lost, nothing
+ * logged). Now HUP re-reads the file: log_level applies at once, a setting
+ * that needs a restart is named, a broken file changes nothing, and USR1
+ * reopens the log; the process keeps storing throughout. */
+static void t_signals(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    snprintf(conf, sizeof(conf), "%s/signals.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/signals.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    write_conf(conf, port, &ctx.srv.settings, NULL);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    assert_true(fd >= 0);
+    struct result r = {ip4(10, 5, 0, 1), 80, 1, 0, false};
+    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(105, 1, rows, 4, 5000, NULL), 1);
+
+    /* Same listen, more verbose, one writer fewer (needs a restart). */
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:%u\";\nthreads = 1;\nqueue_max = 200000;\n"
+               "log_level = \"debug\";\n",
+            port);
+    lt_write_store_section(f, &ctx.srv.settings);
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+        fail_msg("no SIGHUP line in %s (alive: %d)", log, lt_alive(pid));
+    }
+    assert_true(lt_alive(pid));
+    assert_int_equal(lt_grep(log, "applied: log_level"), 1);
+    assert_int_equal(lt_grep(log, "needs a restart (running value kept): threads"), 1);
+
+    /* Debug now: a new connection is logged; its rows are stored. */
+    int fd2 = lt_connect(port);
+    assert_true(fd2 >= 0);
+    r.ip = ip4(10, 5, 0, 2);
+    send_report(fd2, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    assert_int_equal(wait_rows(105, 2, rows, 4, 5000, NULL), 2);
+    assert_true(wait_log(log, "debug reporter: connection from 127.0.0.1", 1, 3000));
+
+    /* A broken file: one error line, nothing changes. */
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:%u\";\nthreds = 1;\n", port);
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    assert_true(wait_log(log, "keeping the running configuration", 1, 5000));
+    assert_true(lt_grep(log, "unknown setting 'threds'") >= 1);
+
+    assert_int_equal(kill(pid, SIGUSR1), 0);
+    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_alive(pid));
+    r.ip = ip4(10, 5, 0, 3);
+    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    assert_int_equal(wait_rows(105, 3, rows, 4, 5000, NULL), 3);
+    close(fd);
+    close(fd2);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
 int main(int argc, char **argv)
 {
     int rc = lt_pick_backend(argc, argv, "test_reporter", &ctx.backend);
@@ -419,6 +498,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_garbage),
         cmocka_unit_test(t_ingest_rate),
         cmocka_unit_test(t_bounded_when_store_fails),
+        cmocka_unit_test(t_signals),
         cmocka_unit_test(t_clean_stop),
     };
     char name[64];
