@@ -274,7 +274,9 @@ static void conn_open(struct worker *w, int fd, const char *peer)
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     lars_subs_member_init(&c->member, c);
     bufferevent_setcb(c->bev, conn_read, NULL, conn_event_cb, c);
-    if (bufferevent_enable(c->bev, EV_READ) < 0) {
+    /* conn_send never queues beyond max_output, so no frame is larger. */
+    if (lars_frame_conn_setup(c->bev, w->server->cfg->max_output) < 0 ||
+        bufferevent_enable(c->bev, EV_READ) < 0) {
         bufferevent_free(c->bev); /* closes fd */
         free(c);
         lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
@@ -395,9 +397,6 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
                                  "out of memory: refused a connection");
         return;
     }
-    /* Frames are small and pushes latency-sensitive: no Nagle delay. */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     m->type = MSG_CONN;
     m->fd = fd;
     lars_service_format_peer(sa, m->peer, sizeof(m->peer));

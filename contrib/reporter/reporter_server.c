@@ -167,6 +167,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     c->server = s;
     lars_service_format_peer(sa, c->peer, sizeof(c->peer));
     bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
+    /* Agents only send here; the setup is for keepalive. */
+    lars_frame_conn_setup(c->bev, s->cfg->max_frame);
     bufferevent_enable(c->bev, EV_READ);
     c->next = s->conns;
     if (s->conns) {
