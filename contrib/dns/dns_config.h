@@ -3,6 +3,8 @@
  *
  *   listen = "127.0.0.1:7778";   poll_interval = 1;   reload_interval = 60;
  *   threads = 2;   max_frame = 65527;   max_output = 4194304;
+ *   max_connections = 10000;   max_connections_per_peer = 1000;
+ *   idle_timeout = 300;   stats_listen = "";
  *   log_level = "info";   log_file = "-";
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
@@ -25,6 +27,13 @@ struct lars_dns_config {
     int threads;            /* connection worker threads */
     size_t max_frame;       /* largest accepted request body, bytes */
     size_t max_output;      /* unsent bytes per connection before it is dropped */
+    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer; /* per source IP */
+    double idle_timeout;             /* seconds of silence before a connection is closed (only
+                                      * connections without a subscription) */
+    char stats_listen[256];          /* "host:port" of /metrics, "" = off */
+    struct sockaddr_storage stats_addr;
+    socklen_t stats_addr_len;
     int log_level;          /* enum lars_log_level */
     char log_file[1024];    /* "" or "-" = stderr */
     struct lars_store_settings store;

@@ -24,6 +24,12 @@ struct lars_reporter_config {
     size_t batch_max; /* rows per transaction at most */
     size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
     size_t max_frame; /* largest accepted body, bytes */
+    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer; /* per source IP */
+    double idle_timeout;             /* seconds of silence before a connection is closed */
+    char stats_listen[256];          /* "host:port" of /metrics, "" = off */
+    struct sockaddr_storage stats_addr;
+    socklen_t stats_addr_len;
     int log_level;    /* enum lars_log_level */
     char log_file[1024];
     struct lars_store_settings store;
