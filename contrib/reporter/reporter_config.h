@@ -3,6 +3,8 @@
  *
  *   listen = "127.0.0.1:7779";   threads = 2;   batch_max = 1000;
  *   queue_max = 100000;   max_frame = 65527;
+ *   max_connections = 10000;   max_connections_per_peer = 1000;
+ *   idle_timeout = 300;   stats_listen = "";
  *   log_level = "info";   log_file = "-";
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
