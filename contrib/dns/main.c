@@ -165,6 +165,9 @@ static int app_start(void *arg, struct event_base *base)
 {
     struct app *app = arg;
     char err[2048];
+    if (lars_store_settings_exposed(&app->cfg.store, err, sizeof(err))) {
+        LARS_WARN(WHO, "%s", err); /* once, at start: the file is read only then */
+    }
     app->base = base;
     app->server = lars_dns_server_create(&app->cfg, app->base, err, sizeof(err));
     if (!app->server) {

@@ -976,6 +976,44 @@ static void t_peer_cap_and_idle(void **state)
     assert_int_equal(lt_stop(pid, 10000), 0);
 }
 
+/* Issue 9: a config holding the database password, readable by every
+ * user, passed without a word. Now one warning at start names the file and
+ * the fix; a file only its owner reads gets none. (No MariaDB is needed:
+ * lars-dns starts and waits for the database.) */
+static void t_password_file_mode(void **state)
+{
+    (void)state;
+    if (strcmp(ctx.backend, "sqlite") != 0) {
+        skip(); /* backend-independent: runs once */
+    }
+    char conf[600];
+    char log[600];
+    char extra[300];
+    snprintf(conf, sizeof(conf), "%s/secret.conf", ctx.srv.dir);
+    snprintf(extra, sizeof(extra),
+             "store = { backend = \"mysql\"; host = \"127.0.0.1\"; port = %u; user = \"lars\"; "
+             "password = \"secret\"; database = \"lars\"; timeout = 1; };\n",
+             lt_free_port());
+    for (int round = 0; round < 2; round++) {
+        snprintf(log, sizeof(log), "%s/secret%d.log", ctx.srv.dir, round);
+        uint16_t port = lt_free_port();
+        write_conf(conf, port, &ctx.srv.settings, extra);
+        assert_int_equal(chmod(conf, round == 0 ? 0644 : 0600), 0);
+        pid_t pid = lt_spawn(LARS_DNS_BIN, conf, log);
+        assert_true(wait_log(log, "started:", 1, 10000));
+        assert_int_equal(lt_stop(pid, 10000), 0);
+        char want[800];
+        snprintf(want, sizeof(want), "warn lars-dns: %s holds the database password", conf);
+        if (round == 0) {
+            assert_int_equal(lt_grep(log, want), 1);
+            snprintf(want, sizeof(want), "chmod 600 %s", conf);
+            assert_int_equal(lt_grep(log, want), 1);
+        } else {
+            assert_int_equal(lt_grep(log, "holds the database password"), 0);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rc = lt_pick_backend(argc, argv, "test_dns", &ctx.backend);
@@ -1002,6 +1040,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_signals),
         cmocka_unit_test(t_fd_limit),
         cmocka_unit_test(t_peer_cap_and_idle),
+        cmocka_unit_test(t_password_file_mode),
         cmocka_unit_test(t_clean_stop),
     };
     /* clang-format on */
