@@ -27,10 +27,9 @@ struct lars_dns_config {
     int threads;            /* connection worker threads */
     size_t max_frame;       /* largest accepted request body, bytes */
     size_t max_output;      /* unsent bytes per connection before it is dropped */
-    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections; /* total; lowered to what RLIMIT_NOFILE allows */
     size_t max_connections_per_peer; /* per source IP */
-    double idle_timeout;             /* seconds of silence before a connection is closed (only
-                                      * connections without a subscription) */
+    double idle_timeout;             /* seconds; connections without a subscription only */
     char stats_listen[256];          /* "host:port" of /metrics, "" = off */
     struct sockaddr_storage stats_addr;
     socklen_t stats_addr_len;

@@ -119,9 +119,9 @@ static int start_http(struct app *app)
     if (!app->cfg.stats_listen[0]) {
         return 0;
     }
-    app->http = lars_service_http_start(app->base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
-                                        app->cfg.stats_listen, render_metrics, app, err,
-                                        sizeof(err));
+    app->http =
+        lars_service_http_start(app->base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
+                                app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
     if (!app->http) {
         LARS_ERROR(WHO, "%s", err);
         return -1;

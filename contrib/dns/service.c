@@ -341,8 +341,9 @@ static void on_hup(struct service_run *run)
         LARS_ERROR(p->name, "SIGHUP: %s; keeping the running configuration", restart);
     } else {
         char live[256] = "";
-        if (*p->log_level != old_level) {
-            lars_log_set_level((enum lars_log_level)*p->log_level);
+        const int level = *p->log_level;
+        if (level != old_level) {
+            lars_log_set_level((enum lars_log_level)level);
             lars_service_note_change(live, sizeof(live), "log_level", 1);
         }
         if (strcmp(old_file, p->log_file) != 0) {
@@ -374,8 +375,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         if (!p->log_file[0] || strcmp(p->log_file, "-") == 0) {
             LARS_INFO(p->name, "SIGUSR1: logging to stderr, no log file to reopen");
         } else if (lars_log_open(p->log_file) < 0) {
-            LARS_ERROR(p->name, "SIGUSR1: cannot reopen log file %s: %s (still logging to the "
-                                "old one)",
+            LARS_ERROR(p->name,
+                       "SIGUSR1: cannot reopen log file %s: %s (still logging to the "
+                       "old one)",
                        p->log_file, strerror(errno));
         } else {
             LARS_INFO(p->name, "SIGUSR1: log file %s reopened", p->log_file);

@@ -121,8 +121,8 @@ void lars_service_metric_family(struct lars_text *t, const char *name, const cha
     lars_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void lars_service_metric(struct lars_text *t, const char *name, const char *type,
-                         const char *help, unsigned long long value)
+void lars_service_metric(struct lars_text *t, const char *name, const char *type, const char *help,
+                         unsigned long long value)
 {
     lars_service_metric_family(t, name, type, help);
     lars_text_printf(t, "%s %llu\n", name, value);

@@ -34,7 +34,7 @@ void lars_service_http_stop(struct lars_service_http *http);
 /* Helpers for render: one family header, and one sample. */
 void lars_service_metric_family(struct lars_text *t, const char *name, const char *type,
                                 const char *help);
-void lars_service_metric(struct lars_text *t, const char *name, const char *type,
-                         const char *help, unsigned long long value);
+void lars_service_metric(struct lars_text *t, const char *name, const char *type, const char *help,
+                         unsigned long long value);
 
 #endif /* LARS_SERVICE_HTTP_H */

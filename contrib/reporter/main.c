@@ -98,8 +98,8 @@ static void render_metrics(void *arg, struct lars_text *t)
                      (unsigned long long)w.dropped_fair_share,
                      (unsigned long long)w.dropped_queue_full,
                      (unsigned long long)w.dropped_at_stop, (unsigned long long)s.bad_rows);
-    lars_service_metric(t, "lars_reporter_rows_queued", "gauge",
-                        "Rows waiting for the store now.", w.queued);
+    lars_service_metric(t, "lars_reporter_rows_queued", "gauge", "Rows waiting for the store now.",
+                        w.queued);
     lars_service_metric(t, "lars_reporter_connections_with_rows_queued", "gauge",
                         "Connections with rows waiting now (the fair share divides queue_max "
                         "by this).",
@@ -159,9 +159,9 @@ static int app_start(void *arg, struct event_base *base)
         return -1;
     }
     if (app->cfg.stats_listen[0]) {
-        app->http = lars_service_http_start(base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
-                                            app->cfg.stats_listen, render_metrics, app, err,
-                                            sizeof(err));
+        app->http =
+            lars_service_http_start(base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
+                                    app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
         if (!app->http) {
             LARS_ERROR(WHO, "%s", err);
             return -1;

@@ -103,20 +103,24 @@ void lars_reporter_config_adopt(struct lars_reporter_config *running,
                                 size_t restart_len)
 {
 #define NOTE(field)                                                                                \
-    lars_service_note_change(restart, restart_len, #field,                                        \
+    lars_service_note_change(restart, restart_len, #field,                                         \
                              memcmp(&running->field, &next->field, sizeof(next->field)) != 0)
-    /* Both were memset before filling, so padding and string tails compare. */
+#define NOTE_NUM(field)                                                                            \
+    lars_service_note_change(restart, restart_len, #field, running->field != next->field)
+    /* Both were memset before filling, so string tails and the store
+     * settings (no padding) compare byte for byte. */
     NOTE(listen);
-    NOTE(threads);
-    NOTE(batch_max);
-    NOTE(queue_max);
-    NOTE(max_frame);
-    NOTE(max_connections);
-    NOTE(max_connections_per_peer);
-    NOTE(idle_timeout);
+    NOTE_NUM(threads);
+    NOTE_NUM(batch_max);
+    NOTE_NUM(queue_max);
+    NOTE_NUM(max_frame);
+    NOTE_NUM(max_connections);
+    NOTE_NUM(max_connections_per_peer);
+    NOTE_NUM(idle_timeout);
     NOTE(stats_listen);
     NOTE(store);
 #undef NOTE
+#undef NOTE_NUM
     running->log_level = next->log_level;
     memcpy(running->log_file, next->log_file, sizeof(running->log_file));
 }

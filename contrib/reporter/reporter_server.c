@@ -41,8 +41,8 @@ struct lars_reporter_server {
     struct lars_store_writer *writer;
     struct evconnlistener *listener;
     struct event *resume_ev;
-    struct conn *conns;       /* newest first */
-    struct conn *conns_tail;  /* oldest */
+    struct conn *conns;      /* newest first */
+    struct conn *conns_tail; /* oldest */
     size_t nfresh;
     size_t cap; /* max_connections as RLIMIT_NOFILE allows */
     struct lars_peer_table *peers;
@@ -226,8 +226,9 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     int rc = lars_peer_table_acquire(s->peers, sa, s->cfg->max_connections_per_peer);
     if (rc < 0) {
         s->stats.refused_peer++;
-        snprintf(why, sizeof(why), rc == -EBUSY ? "max_connections_per_peer (%zu) reached"
-                                                : "out of memory (max_connections_per_peer %zu)",
+        snprintf(why, sizeof(why),
+                 rc == -EBUSY ? "max_connections_per_peer (%zu) reached"
+                              : "out of memory (max_connections_per_peer %zu)",
                  s->cfg->max_connections_per_peer);
         refuse(s, fd, sa, why);
         return;

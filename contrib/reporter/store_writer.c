@@ -43,8 +43,8 @@ struct lars_store_writer {
     int n;
     struct slot *slots; /* [0] is shared by connections that found none free */
     size_t nslots;
-    size_t next_slot;        /* where the search for a free one starts */
-    atomic_size_t waiting;   /* slots with rows queued */
+    size_t next_slot;      /* where the search for a free one starts */
+    atomic_size_t waiting; /* slots with rows queued */
     atomic_uint_fast64_t dropped_fair;
     atomic_uint_fast64_t stored;
     atomic_uint_fast64_t transactions;

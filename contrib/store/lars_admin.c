@@ -321,8 +321,7 @@ int main(int argc, char **argv)
             filter = true;
             const char *bad = parse_module(argv + 2, &modid, &cmdid);
             if (bad) {
-                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)",
-                                   bad);
+                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", bad);
             }
         }
     } else if (strcmp(argv[0], "status") == 0) {
@@ -334,8 +333,7 @@ int main(int argc, char **argv)
             filter = true;
             const char *bad = parse_module(argv + 1, &modid, &cmdid);
             if (bad) {
-                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)",
-                                   bad);
+                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", bad);
             }
         }
     } else if (strcmp(argv[0], "route") == 0) {

@@ -482,7 +482,8 @@ fail:
 long long lt_metric(const char *text, const char *series)
 {
     size_t len = strlen(series);
-    for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         if (strncmp(line, series, len) == 0 && line[len] == ' ') {
             return strtoll(line + len + 1, NULL, 10);
         }

@@ -11,8 +11,8 @@
  * Prints the measured push latency (route added -> push received).
  */
 #include <errno.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -957,8 +957,8 @@ static void t_peer_cap_and_idle(void **state)
     del_route(M, 1, ip4(10, 0, 0, 4), 80);
 
     char *text = metrics(stats);
-    long long per_peer = lt_metric(
-        text, "lars_dns_connections_refused_total{reason=\"max_connections_per_peer\"}");
+    long long per_peer =
+        lt_metric(text, "lars_dns_connections_refused_total{reason=\"max_connections_per_peer\"}");
     long long idle = lt_metric(text, "lars_dns_connections_idle_closed_total");
     long long open = lt_metric(text, "lars_dns_connections");
     free(text);

@@ -10,8 +10,8 @@
  * Prints the measured ingest rate (rows stored per second).
  */
 #include <errno.h>
-#include <signal.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -444,8 +444,9 @@ static void t_signals(void **state)
     /* Same listen, more verbose, one writer fewer (needs a restart). */
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
-    fprintf(f, "listen = \"127.0.0.1:%u\";\nthreads = 1;\nqueue_max = 200000;\n"
-               "log_level = \"debug\";\n",
+    fprintf(f,
+            "listen = \"127.0.0.1:%u\";\nthreads = 1;\nqueue_max = 200000;\n"
+            "log_level = \"debug\";\n",
             port);
     lt_write_store_section(f, &ctx.srv.settings);
     fclose(f);
