@@ -24,6 +24,9 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
     out->threads = 2;
     out->max_frame = LARS_WIRE_MAX_UDP_BODY;
     out->max_output = 4u << 20;
+    out->max_connections = 10000;
+    out->max_connections_per_peer = 1000;
+    out->idle_timeout = 300;
 
     const struct lars_service_key keys[] = {
         {"listen", LARS_SERVICE_STRING, out->listen, sizeof(out->listen), 0, 0,
@@ -37,6 +40,14 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
          "largest request body accepted, bytes"},
         {"max_output", LARS_SERVICE_SIZE, &out->max_output, 0, 4096, 1u << 30,
          "unsent bytes queued for one agent before it is disconnected"},
+        {"max_connections", LARS_SERVICE_SIZE, &out->max_connections, 0, 1, 10000000,
+         "connections at most (lowered to what RLIMIT_NOFILE allows)"},
+        {"max_connections_per_peer", LARS_SERVICE_SIZE, &out->max_connections_per_peer, 0, 1,
+         10000000, "connections from one source IP at most"},
+        {"idle_timeout", LARS_SERVICE_SECONDS, &out->idle_timeout, 0, 0.1, 86400,
+         "seconds a connection without a subscription may stay silent"},
+        {"stats_listen", LARS_SERVICE_STRING, out->stats_listen, sizeof(out->stats_listen), 0, 0,
+         "\"host:port\" serving /metrics (Prometheus), \"\" = off"},
         {"log_level", LARS_SERVICE_STRING, log_level, sizeof(log_level), 0, 0,
          "error, warn, info or debug"},
         {"log_file", LARS_SERVICE_STRING, out->log_file, sizeof(out->log_file), 0, 0,
@@ -59,6 +70,17 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
     }
     char where[1200];
     const config_setting_t *root = config_root_setting(&cfg);
+    if (out->stats_listen[0]) {
+        char why[512];
+        if (lars_service_parse_addr(out->stats_listen, &out->stats_addr, &out->stats_addr_len, why,
+                                    sizeof(why)) < 0) {
+            lars_service_where(config_setting_get_member(root, "stats_listen"), where,
+                               sizeof(where));
+            snprintf(err, err_len, "%sstats_listen: %s", where, why);
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
     if (out->reload_interval < out->poll_interval) {
         lars_service_where(config_setting_get_member(root, "reload_interval"), where,
                            sizeof(where));
@@ -77,4 +99,31 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
 fail:
     config_destroy(&cfg);
     return rc < 0 ? rc : -EINVAL;
+}
+
+void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
+                           char *restart, size_t restart_len)
+{
+#define NOTE(field)                                                                                \
+    lars_service_note_change(restart, restart_len, #field,                                         \
+                             memcmp(&running->field, &next->field, sizeof(next->field)) != 0)
+#define NOTE_NUM(field)                                                                            \
+    lars_service_note_change(restart, restart_len, #field, running->field != next->field)
+    /* Both were memset before filling, so string tails and the store
+     * settings (no padding) compare byte for byte. */
+    NOTE(listen);
+    NOTE_NUM(poll_interval);
+    NOTE_NUM(reload_interval);
+    NOTE_NUM(threads);
+    NOTE_NUM(max_frame);
+    NOTE_NUM(max_output);
+    NOTE_NUM(max_connections);
+    NOTE_NUM(max_connections_per_peer);
+    NOTE_NUM(idle_timeout);
+    NOTE(stats_listen);
+    NOTE(store);
+#undef NOTE
+#undef NOTE_NUM
+    running->log_level = next->log_level;
+    memcpy(running->log_file, next->log_file, sizeof(running->log_file));
 }

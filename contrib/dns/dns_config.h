@@ -3,6 +3,8 @@
  *
  *   listen = "127.0.0.1:7778";   poll_interval = 1;   reload_interval = 60;
  *   threads = 2;   max_frame = 65527;   max_output = 4194304;
+ *   max_connections = 10000;   max_connections_per_peer = 1000;
+ *   idle_timeout = 300;   stats_listen = "";
  *   log_level = "info";   log_file = "-";
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
@@ -25,6 +27,12 @@ struct lars_dns_config {
     int threads;            /* connection worker threads */
     size_t max_frame;       /* largest accepted request body, bytes */
     size_t max_output;      /* unsent bytes per connection before it is dropped */
+    size_t max_connections; /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer; /* per source IP */
+    double idle_timeout;             /* seconds; connections without a subscription only */
+    char stats_listen[256];          /* "host:port" of /metrics, "" = off */
+    struct sockaddr_storage stats_addr;
+    socklen_t stats_addr_len;
     int log_level;          /* enum lars_log_level */
     char log_file[1024];    /* "" or "-" = stderr */
     struct lars_store_settings store;
@@ -33,5 +41,11 @@ struct lars_dns_config {
 /* Fills out with defaults, then the file. Returns 0 or -EINVAL with
  * "file:line: message" in err; validates everything. */
 int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len);
+
+/* SIGHUP: copies what may change while running (log_level, log_file) from
+ * next into running, and lists in restart (", "-separated) the settings
+ * that differ but need a restart. Main thread. */
+void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
+                           char *restart, size_t restart_len);
 
 #endif /* LARS_DNS_CONFIG_H */

@@ -21,6 +21,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "conn_limits.h"
 #include "frame_conn.h"
 #include "log.h"
 #include "queue.h"
@@ -37,8 +38,11 @@ enum msg_type {
 struct msg {
     struct lars_queue_item item; /* first: a queue item is a msg */
     enum msg_type type;
+    struct lars_dns_server *server;
     int fd;
+    int evict; /* at the total cap: evict an idle connection for this one, or refuse it */
     char peer[64];
+    struct sockaddr_storage addr;
     struct lars_route_map *map;
     size_t n;
     struct lars_store_module modules[];
@@ -52,9 +56,15 @@ struct conn {
     struct lars_subs_member member;
     struct conn *prev;
     struct conn *next;
+    /* Without a subscription: on the worker's fresh list, oldest first
+     * (eviction candidates), under the idle timeout. */
+    struct conn *fresh_prev;
+    struct conn *fresh_next;
+    int fresh;
     int doomed;  /* closing after the current push loop */
     int closing; /* reading stopped; closes once its answers are written */
     char peer[64];
+    struct sockaddr_storage addr;
 };
 
 struct worker {
@@ -69,7 +79,11 @@ struct worker {
     struct lars_route_map *map; /* this worker's reference */
     struct lars_subs *subs;
     struct conn *conns;
+    struct conn *fresh_head;
+    struct conn *fresh_tail;
+    atomic_size_t nfresh; /* read by the listener to pick where to evict */
     struct lars_log_limiter bad_log;
+    struct lars_log_limiter limit_log;
     struct lars_log_limiter overflow_log;
     struct lars_log_limiter nomem_log;
     atomic_size_t pairs; /* subscriptions, for statistics */
@@ -83,6 +97,10 @@ struct counters {
     atomic_uint_fast64_t bad_frames;
     atomic_uint_fast64_t overflows;
     atomic_uint_fast64_t publishes;
+    atomic_uint_fast64_t refused_cap;
+    atomic_uint_fast64_t refused_peer;
+    atomic_uint_fast64_t evicted;
+    atomic_uint_fast64_t idle_closed;
 };
 
 struct lars_dns_server {
@@ -92,6 +110,10 @@ struct lars_dns_server {
     struct evconnlistener *listener;
     struct event *resume_ev; /* re-enables accepting after EMFILE and the like */
     struct lars_log_limiter accept_log;
+    struct lars_log_limiter refuse_log;
+    struct lars_peer_table *peers;
+    size_t cap;             /* max_connections as the fd limit allows */
+    atomic_size_t evicting; /* newcomers on their way to a worker to evict */
     struct worker *workers;
     int nworkers;
     unsigned next_worker;
@@ -105,9 +127,38 @@ struct lars_dns_server {
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
+static void fresh_unlink(struct conn *c)
+{
+    struct worker *w = c->worker;
+    if (!c->fresh) {
+        return;
+    }
+    if (c->fresh_prev) {
+        c->fresh_prev->fresh_next = c->fresh_next;
+    } else {
+        w->fresh_head = c->fresh_next;
+    }
+    if (c->fresh_next) {
+        c->fresh_next->fresh_prev = c->fresh_prev;
+    } else {
+        w->fresh_tail = c->fresh_prev;
+    }
+    c->fresh = 0;
+    c->fresh_prev = c->fresh_next = NULL;
+    atomic_fetch_sub_explicit(&w->nfresh, 1, memory_order_relaxed);
+}
+
+/* A connection slot handed back: open count and the peer's count. */
+static void slot_release(struct lars_dns_server *server, const struct sockaddr_storage *addr)
+{
+    lars_peer_table_release(server->peers, (const struct sockaddr *)addr);
+    atomic_fetch_sub_explicit(&server->stats.open, 1, memory_order_relaxed);
+}
+
 static void conn_close(struct conn *c)
 {
     struct worker *w = c->worker;
+    fresh_unlink(c);
     lars_subs_leave_all(w->subs, &c->member);
     atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
     if (c->prev) {
@@ -119,7 +170,7 @@ static void conn_close(struct conn *c)
         c->next->prev = c->prev;
     }
     bufferevent_free(c->bev);
-    atomic_fetch_sub_explicit(&w->server->stats.open, 1, memory_order_relaxed);
+    slot_release(w->server, &c->addr);
     free(c);
 }
 
@@ -175,6 +226,7 @@ static void conn_drained(struct bufferevent *bev, void *arg)
 static void conn_finish(struct conn *c)
 {
     struct worker *w = c->worker;
+    fresh_unlink(c);
     lars_subs_leave_all(w->subs, &c->member);
     atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
     c->closing = 1;
@@ -229,6 +281,11 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
             &w->nomem_log, LARS_LOG_ERROR, w->name,
             "out of memory subscribing %s to module %d/%d: answered, not subscribed", c->peer,
             modid, cmdid);
+    } else if (c->fresh) {
+        /* A subscriber may wait silently for pushes as long as it likes:
+         * no idle timeout (TCP keepalive notices a dead one), no eviction. */
+        fresh_unlink(c);
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
     }
     atomic_store_explicit(&w->pairs, lars_subs_count(w->subs), memory_order_relaxed);
     if (send_route(c, modid, cmdid) < 0) {
@@ -253,6 +310,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         LARS_DEBUG(c->worker->name, "connection from %s: %s", c->peer,
                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
     }
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing) {
+        COUNT(c->worker->server, idle_closed);
+        LARS_DEBUG(c->worker->name, "closing idle connection from %s (no subscription)", c->peer);
+    }
     if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) || c->closing) {
         conn_close(c);
     } else if (what & BEV_EVENT_EOF) {
@@ -260,8 +321,51 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-static void conn_open(struct worker *w, int fd, const char *peer)
+/* Turns away a connection the listener handed over (its slot included). */
+static void conn_refuse(struct worker *w, struct msg *m, const char *why)
 {
+    close(m->fd);
+    m->fd = -1;
+    slot_release(w->server, &m->addr);
+    lars_service_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
+                             "refused a connection from %s: %s", m->peer, why);
+}
+
+/* At the total cap: the oldest connection without a subscription makes
+ * room (conn_limits.h says why at any age). Returns 0 when there is room
+ * now. */
+static int evict_for(struct worker *w, const char *newcomer)
+{
+    struct conn *victim = w->fresh_head;
+    atomic_fetch_sub_explicit(&w->server->evicting, 1, memory_order_relaxed);
+    if (!victim) {
+        return -1;
+    }
+    COUNT(w->server, evicted);
+    lars_service_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
+                             "max_connections (%zu) reached: closed idle connection from %s "
+                             "(no subscription) for %s",
+                             w->server->cap, victim->peer, newcomer);
+    /* conn_close unlinks it from the fresh list (every conn there has
+     * fresh set), which the analyzer cannot see. */
+    conn_close(victim); // NOLINT(clang-analyzer-unix.Malloc)
+    return 0;
+}
+
+static void conn_open(struct worker *w, struct msg *m)
+{
+    if (m->evict && evict_for(w, m->peer) < 0) {
+        COUNT(w->server, refused_cap);
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "max_connections (%zu) reached and every connection is subscribed",
+                 w->server->cap);
+        conn_refuse(w, m, why);
+        return;
+    }
+    const char *peer = m->peer;
+    int fd = m->fd;
+    m->fd = -1; /* the connection's (or closed below) from here */
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         goto fail;
@@ -271,12 +375,19 @@ static void conn_open(struct worker *w, int fd, const char *peer)
         goto fail;
     }
     c->worker = w;
+    c->addr = m->addr;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     lars_subs_member_init(&c->member, c);
     bufferevent_setcb(c->bev, conn_read, NULL, conn_event_cb, c);
-    if (bufferevent_enable(c->bev, EV_READ) < 0) {
+    double idle = w->server->cfg->idle_timeout;
+    struct timeval idle_tv = {(time_t)idle, (suseconds_t)((idle - (double)(time_t)idle) * 1e6)};
+    /* conn_send never queues beyond max_output, so no frame is larger. */
+    if (lars_frame_conn_setup(c->bev, w->server->cfg->max_output) < 0 ||
+        bufferevent_set_timeouts(c->bev, &idle_tv, NULL) < 0 ||
+        bufferevent_enable(c->bev, EV_READ) < 0) {
         bufferevent_free(c->bev); /* closes fd */
         free(c);
+        slot_release(w->server, &m->addr);
         lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
                                  "cannot watch connection from %s", peer);
         return;
@@ -286,13 +397,22 @@ static void conn_open(struct worker *w, int fd, const char *peer)
         w->conns->prev = c;
     }
     w->conns = c;
-    atomic_fetch_add_explicit(&w->server->stats.open, 1, memory_order_relaxed);
+    c->fresh = 1;
+    c->fresh_prev = w->fresh_tail;
+    if (w->fresh_tail) {
+        w->fresh_tail->fresh_next = c;
+    } else {
+        w->fresh_head = c;
+    }
+    w->fresh_tail = c;
+    atomic_fetch_add_explicit(&w->nfresh, 1, memory_order_relaxed);
     LARS_DEBUG(w->name, "connection from %s", peer);
     return;
 
 fail:
     free(c);
     close(fd);
+    slot_release(w->server, &m->addr);
     lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
                              "out of memory accepting a connection from %s: closed", peer);
 }
@@ -330,8 +450,10 @@ static void apply_routes(struct worker *w, struct msg *m)
 static void free_msg(struct lars_queue_item *item)
 {
     struct msg *m = (struct msg *)item;
-    if (m->type == MSG_CONN) {
-        close(m->fd);
+    if (m->type == MSG_CONN && m->fd >= 0) {
+        close(m->fd); /* never opened (stopping): hand its slot back */
+        lars_peer_table_release(m->server->peers, (const struct sockaddr *)&m->addr);
+        atomic_fetch_sub_explicit(&m->server->stats.open, 1, memory_order_relaxed);
     }
     lars_route_map_unref(m->map);
     free(m);
@@ -348,9 +470,7 @@ static void worker_wakeup(evutil_socket_t fd, short what, void *arg)
         struct msg *m = (struct msg *)item;
         switch (m->type) {
         case MSG_CONN:
-            conn_open(w, m->fd, m->peer);
-            m->fd = -1;
-            m->type = MSG_STOP; /* nothing left to release in it */
+            conn_open(w, m); /* takes m->fd, sets it to -1 */
             break;
         case MSG_ROUTES:
             apply_routes(w, m);
@@ -382,27 +502,90 @@ static void *worker_main(void *arg)
 
 /* ---- listener (main thread) ---- */
 
+static void refuse(struct lars_dns_server *server, int fd, const struct sockaddr *sa,
+                   const char *why)
+{
+    char peer[64];
+    close(fd);
+    lars_service_format_peer(sa, peer, sizeof(peer));
+    lars_service_log_limited(&server->refuse_log, LARS_LOG_WARN, "listener",
+                             "refused a connection from %s: %s", peer, why);
+}
+
+/* The worker with the most connections without a subscription (eviction
+ * candidates), or NULL when none has any. */
+static struct worker *worker_to_evict(struct lars_dns_server *server)
+{
+    struct worker *best = NULL;
+    size_t most = 0;
+    for (int i = 0; i < server->nworkers; i++) {
+        size_t n = atomic_load_explicit(&server->workers[i].nfresh, memory_order_relaxed);
+        if (n > most) {
+            most = n;
+            best = &server->workers[i];
+        }
+    }
+    return best;
+}
+
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)listener;
-    (void)salen;
     struct lars_dns_server *server = arg;
-    struct msg *m = calloc(1, sizeof(*m));
-    if (!m) {
-        close(fd);
-        lars_service_log_limited(&server->accept_log, LARS_LOG_ERROR, "listener",
-                                 "out of memory: refused a connection");
+    const struct lars_dns_config *cfg = server->cfg;
+    char why[160];
+    int rc = lars_peer_table_acquire(server->peers, sa, cfg->max_connections_per_peer);
+    if (rc < 0) {
+        COUNT(server, refused_peer);
+        snprintf(why, sizeof(why),
+                 rc == -EBUSY ? "max_connections_per_peer (%zu) reached"
+                              : "out of memory (max_connections_per_peer %zu)",
+                 cfg->max_connections_per_peer);
+        refuse(server, fd, sa, why);
         return;
     }
-    /* Frames are small and pushes latency-sensitive: no Nagle delay. */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct worker *w;
+    int evict = 0;
+    if (atomic_load_explicit(&server->stats.open, memory_order_relaxed) >= server->cap) {
+        /* Prefer an idle connection's slot over refusing the newcomer: at
+         * the cap, 300 idle connections once starved a new agent. */
+        w = worker_to_evict(server);
+        if (w && atomic_fetch_add_explicit(&server->evicting, 1, memory_order_relaxed) >=
+                     LARS_CONN_EVICT_INFLIGHT) {
+            atomic_fetch_sub_explicit(&server->evicting, 1, memory_order_relaxed);
+            w = NULL;
+        }
+        if (!w) {
+            COUNT(server, refused_cap);
+            lars_peer_table_release(server->peers, sa);
+            snprintf(why, sizeof(why),
+                     "max_connections (%zu) reached and every connection is subscribed",
+                     server->cap);
+            refuse(server, fd, sa, why);
+            return;
+        }
+        evict = 1;
+    } else {
+        w = &server->workers[server->next_worker++ % (unsigned)server->nworkers];
+    }
+    struct msg *m = calloc(1, sizeof(*m));
+    if (!m) {
+        if (evict) {
+            atomic_fetch_sub_explicit(&server->evicting, 1, memory_order_relaxed);
+        }
+        lars_peer_table_release(server->peers, sa);
+        refuse(server, fd, sa, "out of memory");
+        return;
+    }
+    atomic_fetch_add_explicit(&server->stats.open, 1, memory_order_relaxed);
     m->type = MSG_CONN;
+    m->server = server;
     m->fd = fd;
+    m->evict = evict;
+    memcpy(&m->addr, sa, (size_t)salen < sizeof(m->addr) ? (size_t)salen : sizeof(m->addr));
     lars_service_format_peer(sa, m->peer, sizeof(m->peer));
     COUNT(server, accepted);
-    struct worker *w = &server->workers[server->next_worker++ % (unsigned)server->nworkers];
     lars_queue_push(w->queue, &m->item);
 }
 
@@ -430,6 +613,7 @@ static int worker_init(struct lars_dns_server *server, struct worker *w, int ind
     w->bad_log.interval_ms = 10000;
     w->overflow_log.interval_ms = 10000;
     w->nomem_log.interval_ms = 10000;
+    w->limit_log.interval_ms = 10000;
     w->base = event_base_new();
     w->queue = lars_queue_create();
     w->subs = lars_subs_create();
@@ -485,6 +669,23 @@ struct lars_dns_server *lars_dns_server_create(const struct lars_dns_config *cfg
     server->main_base = main_base;
     server->listen_fd = -1;
     server->accept_log.interval_ms = 10000;
+    server->refuse_log.interval_ms = 10000;
+    server->peers = lars_peer_table_create();
+    if (!server->peers) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
+    /* Descriptors besides connections: stdio, listeners, the main loop and
+     * per worker a loop, a queue and a notifier, the store poller and its
+     * database, log, /metrics and its clients. */
+    unsigned long long nofile = 0;
+    server->cap = lars_conn_cap(cfg->max_connections, 48 + 4 * (size_t)cfg->threads, &nofile);
+    if (server->cap < cfg->max_connections) {
+        LARS_WARN("listener",
+                  "max_connections %zu is more than RLIMIT_NOFILE %llu allows: at most %zu "
+                  "connections (raise LimitNOFILE / ulimit -n)",
+                  cfg->max_connections, nofile, server->cap);
+    }
     server->workers = calloc((size_t)cfg->threads, sizeof(*server->workers));
     if (!server->workers) {
         snprintf(err, err_len, "out of memory");
@@ -591,6 +792,11 @@ void lars_dns_server_stats(struct lars_dns_server *server, struct lars_dns_stats
     out->bad_frames = atomic_load_explicit(&s->bad_frames, memory_order_relaxed);
     out->overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
     out->publishes = atomic_load_explicit(&s->publishes, memory_order_relaxed);
+    out->refused_cap = atomic_load_explicit(&s->refused_cap, memory_order_relaxed);
+    out->refused_peer = atomic_load_explicit(&s->refused_peer, memory_order_relaxed);
+    out->evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
+    out->idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
+    out->cap = server->cap;
     out->subscriptions = 0;
     for (int i = 0; i < server->nworkers; i++) {
         out->subscriptions += atomic_load_explicit(&server->workers[i].pairs, memory_order_relaxed);
@@ -615,5 +821,6 @@ void lars_dns_server_destroy(struct lars_dns_server *server)
         worker_fini(&server->workers[i]);
     }
     free(server->workers);
+    lars_peer_table_destroy(server->peers);
     free(server);
 }

@@ -6,6 +6,15 @@
  *
  * Per connection: a stream of frames; GetRouteRequest -> GetRouteResponse
  * from the worker's snapshot, and the connection subscribes to that module.
+ *
+ * Limits: at most max_connections_per_peer connections per source IP and
+ * max_connections in all (lowered below RLIMIT_NOFILE, since at the fd
+ * limit nobody can be accepted to make room). At the total cap a newcomer
+ * evicts the oldest connection without a subscription, else it is refused
+ * (conn_limits.h). A connection
+ * without a subscription is closed after idle_timeout of silence; a
+ * subscriber waits for pushes for as long as it likes (TCP keepalive
+ * notices a dead one).
  * Anything else (unknown id, another message, a body over max_frame, a body
  * that does not decode) closes the connection and is counted. Unsent output
  * above max_output (an agent that stops reading) closes it too.
@@ -36,6 +45,11 @@ struct lars_dns_stats {
     uint64_t overflows;     /* connections closed for unsent output over max_output */
     uint64_t publishes;     /* route snapshots handed to the workers */
     uint64_t subscriptions; /* (connection, module) pairs now */
+    uint64_t refused_cap;   /* connections refused at max_connections */
+    uint64_t refused_peer;  /* connections refused at max_connections_per_peer */
+    uint64_t evicted;       /* idle connections closed for a newcomer at max_connections */
+    uint64_t idle_closed;   /* connections without a subscription closed after idle_timeout */
+    size_t cap;             /* max_connections as RLIMIT_NOFILE allows */
 };
 
 /*

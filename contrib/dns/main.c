@@ -6,7 +6,9 @@
  * Threads: main (listener, signals, statistics), N connection workers
  * (dns_server.c), one store poller (store_poller.c).
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <event2/event.h>
 
@@ -14,7 +16,9 @@
 #include "dns_server.h"
 #include "log.h"
 #include "service.h"
+#include "service_http.h"
 #include "store_poller.h"
+#include "text.h"
 
 #define WHO "lars-dns"
 
@@ -24,6 +28,7 @@ struct app {
     struct lars_dns_server *server;
     struct lars_dns_poller *poller;
     struct event *ready_ev; /* the poller's "routes loaded" */
+    struct lars_service_http *http;
     int failed;             /* a fatal error stopped the loop */
 };
 
@@ -35,11 +40,55 @@ static void log_stats(void *arg, const char *when)
     LARS_INFO(WHO,
               "%s: %llu connections accepted, %llu open, %llu subscriptions, %llu requests, "
               "%llu pushes, %llu route snapshots, %llu closed for bad frames, %llu for unread "
-              "output",
+              "output, %llu idle, %llu evicted; %llu refused at max_connections, %llu at "
+              "max_connections_per_peer",
               when, (unsigned long long)s.accepted, (unsigned long long)s.open,
               (unsigned long long)s.subscriptions, (unsigned long long)s.requests,
               (unsigned long long)s.pushes, (unsigned long long)s.publishes,
-              (unsigned long long)s.bad_frames, (unsigned long long)s.overflows);
+              (unsigned long long)s.bad_frames, (unsigned long long)s.overflows,
+              (unsigned long long)s.idle_closed, (unsigned long long)s.evicted,
+              (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
+}
+
+/* /metrics, rendered from one snapshot of the counters. */
+static void render_metrics(void *arg, struct lars_text *t)
+{
+    struct app *app = arg;
+    struct lars_dns_stats s;
+    lars_dns_server_stats(app->server, &s);
+    lars_service_metric(t, "lars_dns_connections", "gauge", "Agent connections open now.", s.open);
+    lars_service_metric(t, "lars_dns_connections_max", "gauge",
+                        "max_connections as RLIMIT_NOFILE allows.", s.cap);
+    lars_service_metric(t, "lars_dns_connections_accepted_total", "counter",
+                        "Connections accepted.", s.accepted);
+    lars_service_metric_family(t, "lars_dns_connections_refused_total", "counter",
+                               "Connections refused, by limit.");
+    lars_text_printf(t,
+                     "lars_dns_connections_refused_total{reason=\"max_connections\"} %llu\n"
+                     "lars_dns_connections_refused_total{reason=\"max_connections_per_peer\"} "
+                     "%llu\n",
+                     (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
+    lars_service_metric(t, "lars_dns_connections_evicted_total", "counter",
+                        "Connections without a subscription closed for a newcomer at "
+                        "max_connections.",
+                        s.evicted);
+    lars_service_metric(t, "lars_dns_connections_idle_closed_total", "counter",
+                        "Connections without a subscription closed after idle_timeout.",
+                        s.idle_closed);
+    lars_service_metric_family(t, "lars_dns_connections_closed_total", "counter",
+                               "Connections closed by lars-dns for misbehaving, by reason.");
+    lars_text_printf(t,
+                     "lars_dns_connections_closed_total{reason=\"malformed_frame\"} %llu\n"
+                     "lars_dns_connections_closed_total{reason=\"unread_output\"} %llu\n",
+                     (unsigned long long)s.bad_frames, (unsigned long long)s.overflows);
+    lars_service_metric(t, "lars_dns_requests_total", "counter", "GetRouteRequests answered.",
+                        s.requests);
+    lars_service_metric(t, "lars_dns_pushes_total", "counter",
+                        "Route changes pushed to subscribers.", s.pushes);
+    lars_service_metric(t, "lars_dns_subscriptions", "gauge",
+                        "(connection, module) subscriptions now.", s.subscriptions);
+    lars_service_metric(t, "lars_dns_route_snapshots_total", "counter",
+                        "Route snapshots handed to the workers.", s.publishes);
 }
 
 static void on_hup(void *arg)
@@ -64,10 +113,45 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
               app->cfg.threads);
 }
 
+static int start_http(struct app *app)
+{
+    char err[1024];
+    if (!app->cfg.stats_listen[0]) {
+        return 0;
+    }
+    app->http =
+        lars_service_http_start(app->base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
+                                app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
+    if (!app->http) {
+        LARS_ERROR(WHO, "%s", err);
+        return -1;
+    }
+    LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen);
+    return 0;
+}
+
 static int app_load(void *arg, const char *path, char *err, size_t err_len)
 {
     struct app *app = arg;
     return lars_dns_config_load(path, &app->cfg, err, err_len);
+}
+
+static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
+{
+    struct app *app = arg;
+    /* Heap: the config is kilobytes and the running one must stay intact
+     * when the file is bad. */
+    struct lars_dns_config *next = malloc(sizeof(*next));
+    if (!next) {
+        snprintf(restart, restart_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    int rc = lars_dns_config_load(path, next, restart, restart_len);
+    if (rc == 0) {
+        lars_dns_config_adopt(&app->cfg, next, restart, restart_len);
+    }
+    free(next);
+    return rc;
 }
 
 static void app_check_ok(void *arg, const char *path)
@@ -81,6 +165,9 @@ static int app_start(void *arg, struct event_base *base)
 {
     struct app *app = arg;
     char err[2048];
+    if (lars_store_settings_exposed(&app->cfg.store, err, sizeof(err))) {
+        LARS_WARN(WHO, "%s", err); /* once, at start: the file is read only then */
+    }
     app->base = base;
     app->server = lars_dns_server_create(&app->cfg, app->base, err, sizeof(err));
     if (!app->server) {
@@ -90,6 +177,9 @@ static int app_start(void *arg, struct event_base *base)
     app->ready_ev = event_new(app->base, -1, 0, on_ready, app);
     if (!app->ready_ev) {
         LARS_ERROR(WHO, "out of memory");
+        return -1;
+    }
+    if (start_http(app) < 0) {
         return -1;
     }
     app->poller = lars_dns_poller_start(&app->cfg, app->server, app->ready_ev, err, sizeof(err));
@@ -107,6 +197,8 @@ static int app_stop(void *arg)
     struct app *app = arg;
     /* The poller publishes to the workers: it stops first. */
     lars_dns_poller_stop(app->poller);
+    lars_service_http_stop(app->http); /* it reads the server's counters */
+    app->http = NULL;
     if (app->server) {
         log_stats(app, "stopped");
     }
@@ -129,7 +221,9 @@ int main(int argc, char **argv)
                  "           file:line: message\n"
                  "  -f       stay in the foreground (default: run as a daemon)\n"
                  "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop, HUP reloads every route now, USR1 reopens the log\n",
+                 "signals: TERM/INT stop; HUP re-reads log_level/log_file from FILE (names\n"
+                 "         what needs a restart) and reloads every route now; USR1 reopens\n"
+                 "         the log\n",
         .app = &app,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
@@ -139,6 +233,7 @@ int main(int argc, char **argv)
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
+        .reload = app_reload,
         .stats_when = "last hour",
         .hup = on_hup,
     };

@@ -311,10 +311,58 @@ int lars_service_daemonize(void)
     return chdir("/") < 0 ? -errno : 0;
 }
 
+void lars_service_note_change(char *list, size_t len, const char *name, int differs)
+{
+    size_t used = strlen(list);
+    if (differs && used + 1 < len) {
+        snprintf(list + used, len - used, "%s%s", used ? ", " : "", name);
+    }
+}
+
 struct service_run {
     const struct lars_service_program *program;
+    const char *config_path;
     struct event_base *base;
 };
+
+/* SIGHUP never stops a service (its queue would be lost and systemd may
+ * take the exit for a clean one): re-read what can change live, say what
+ * cannot, and leave the rest running as it is. */
+static void on_hup(struct service_run *run)
+{
+    const struct lars_service_program *p = run->program;
+    char restart[2048] = "";
+    char old_file[1024]; /* log_file arrays of the configs are this size */
+    snprintf(old_file, sizeof(old_file), "%s", p->log_file);
+    const int old_level = *p->log_level;
+
+    int rc = p->reload(p->app, run->config_path, restart, sizeof(restart));
+    if (rc < 0) {
+        LARS_ERROR(p->name, "SIGHUP: %s; keeping the running configuration", restart);
+    } else {
+        char live[256] = "";
+        const int level = *p->log_level;
+        if (level != old_level) {
+            lars_log_set_level((enum lars_log_level)level);
+            lars_service_note_change(live, sizeof(live), "log_level", 1);
+        }
+        if (strcmp(old_file, p->log_file) != 0) {
+            int orc = lars_log_open(p->log_file[0] ? p->log_file : "-");
+            if (orc < 0) {
+                LARS_ERROR(p->name, "SIGHUP: cannot open log file %s: %s (still logging to %s)",
+                           p->log_file, strerror(-orc), old_file[0] ? old_file : "stderr");
+            }
+            lars_service_note_change(live, sizeof(live), "log_file", 1);
+        }
+        LARS_INFO(p->name, "SIGHUP: %s re-read; applied: %s; %s%s", run->config_path,
+                  live[0] ? live : "nothing changed",
+                  restart[0] ? "changed but needs a restart (running value kept): " : "",
+                  restart[0] ? restart : "nothing needs a restart");
+    }
+    if (p->hup) {
+        p->hup(p->app);
+    }
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -322,10 +370,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct service_run *run = arg;
     const struct lars_service_program *p = run->program;
     if (sig == SIGHUP) {
-        p->hup(p->app);
+        on_hup(run);
     } else if (sig == SIGUSR1) {
-        if (p->log_file[0] && lars_log_open(p->log_file) < 0) {
-            LARS_ERROR(p->name, "cannot reopen log file %s: %s", p->log_file, strerror(errno));
+        if (!p->log_file[0] || strcmp(p->log_file, "-") == 0) {
+            LARS_INFO(p->name, "SIGUSR1: logging to stderr, no log file to reopen");
+        } else if (lars_log_open(p->log_file) < 0) {
+            LARS_ERROR(p->name,
+                       "SIGUSR1: cannot reopen log file %s: %s (still logging to the "
+                       "old one)",
+                       p->log_file, strerror(errno));
+        } else {
+            LARS_INFO(p->name, "SIGUSR1: log file %s reopened", p->log_file);
         }
     } else {
         LARS_INFO(p->name, "signal %d: stopping", (int)sig);
@@ -342,13 +397,13 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The event loop part of lars_service_main; returns the exit status. */
-static int service_run(const struct lars_service_program *p)
+static int service_run(const struct lars_service_program *p, const char *config_path)
 {
-    struct service_run run = {.program = p};
+    struct service_run run = {.program = p, .config_path = config_path};
     struct event *stats_ev = NULL;
     struct event *signals[4] = {NULL};
     const int signums[4] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP};
-    const int nsignals = p->hup ? 4 : 3;
+    const int nsignals = 4;
     int started = 0;
 
     if (p->threaded && evthread_use_pthreads() < 0) {
@@ -457,5 +512,5 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
     }
     /* An agent vanishing must not kill us through a write to a dead socket. */
     signal(SIGPIPE, SIG_IGN);
-    return service_run(p);
+    return service_run(p, config_path);
 }

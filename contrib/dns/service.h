@@ -114,16 +114,31 @@ struct lars_service_program {
     /* Logs the statistics (hourly, with when = stats_when). */
     void (*stats)(void *app, const char *when);
     const char *stats_when;
-    /* SIGHUP, when set; otherwise SIGHUP is not watched. */
+    /* SIGHUP, first step: reads path into a fresh config and adopts into
+     * app's config what can change while running (log_level, log_file and
+     * whatever the program adds), leaving everything else as it runs.
+     * Returns 0 with the names of settings that changed in the file but
+     * need a restart (", "-separated; "" when none) in restart, or a
+     * negative errno with "file:line: message" in restart (nothing
+     * adopted). */
+    int (*reload)(void *app, const char *path, char *restart, size_t restart_len);
+    /* SIGHUP, second step (after reload, whatever its result), when set:
+     * e.g. lars-dns reloads every route. */
     void (*hup)(void *app);
 };
+
+/* For a program's reload: appends name to the ", "-separated list when
+ * differs is non-zero. */
+void lars_service_note_change(char *list, size_t len, const char *name, int differs);
 
 /*
  * The whole life of a service process: parses -c FILE [-t] [-f] [-h] [-V],
  * loads the config (-t: checks it and exits), opens the log, daemonizes
  * unless -f, ignores SIGPIPE, then runs program->start, the event loop
- * (TERM/INT stop it, USR1 reopens the log file, HUP calls program->hup) and
- * program->stop. Returns the exit status for main(): 0, 1 (config or
+ * (TERM/INT stop it; USR1 reopens the log file; HUP calls program->reload,
+ * applies a new log_level / log_file, logs one line naming what needs a
+ * restart, then calls program->hup; neither signal ever stops the process)
+ * and program->stop. Returns the exit status for main(): 0, 1 (config or
  * runtime failure) or 2 (usage). Main thread only; call it from main().
  */
 int lars_service_main(const struct lars_service_program *program, int argc, char **argv);

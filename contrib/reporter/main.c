@@ -5,13 +5,17 @@
  *
  * Threads: main (listener, connections, signals), `threads` store writers.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 #include "reporter_config.h"
 #include "reporter_server.h"
 #include "service.h"
+#include "service_http.h"
 #include "store_writer.h"
+#include "text.h"
 
 #define WHO "lars-reporter"
 
@@ -19,6 +23,7 @@ struct app {
     struct lars_reporter_config cfg;
     struct lars_reporter_server *server;
     struct lars_store_writer *writer;
+    struct lars_service_http *http;
 };
 
 static void log_stats(void *arg, const char *when)
@@ -34,19 +39,99 @@ static void log_stats(void *arg, const char *when)
     }
     LARS_INFO(WHO,
               "%s: %llu connections accepted, %llu open, %llu reports, %llu rows received, "
-              "%llu stored in %llu transactions, %zu queued, %llu dropped, %llu store failures, "
-              "%llu connections closed for bad frames, %llu bad rows",
+              "%llu stored in %llu transactions, %zu queued, %llu dropped (%llu over a fair "
+              "share, %llu queue full, %llu at stop), %llu store failures, "
+              "%llu connections closed for bad frames, %llu bad rows, %llu idle, %llu evicted; "
+              "%llu refused at max_connections, %llu at max_connections_per_peer",
               when, (unsigned long long)s.accepted, (unsigned long long)s.open,
               (unsigned long long)s.reports, (unsigned long long)s.rows,
               (unsigned long long)w.stored, (unsigned long long)w.transactions, w.queued,
-              (unsigned long long)w.dropped, (unsigned long long)w.failures,
-              (unsigned long long)s.bad_frames, (unsigned long long)s.bad_rows);
+              (unsigned long long)w.dropped, (unsigned long long)w.dropped_fair_share,
+              (unsigned long long)w.dropped_queue_full, (unsigned long long)w.dropped_at_stop,
+              (unsigned long long)w.failures, (unsigned long long)s.bad_frames,
+              (unsigned long long)s.bad_rows, (unsigned long long)s.idle_closed,
+              (unsigned long long)s.evicted, (unsigned long long)s.refused_cap,
+              (unsigned long long)s.refused_peer);
+}
+
+/* /metrics, rendered from one snapshot of the counters. */
+static void render_metrics(void *arg, struct lars_text *t)
+{
+    struct app *app = arg;
+    struct lars_reporter_stats s = {0};
+    struct lars_store_writer_stats w = {0};
+    lars_reporter_server_stats(app->server, &s);
+    lars_store_writer_stats(app->writer, &w);
+    lars_service_metric(t, "lars_reporter_connections", "gauge", "Agent connections open now.",
+                        s.open);
+    lars_service_metric(t, "lars_reporter_connections_max", "gauge",
+                        "max_connections as RLIMIT_NOFILE allows.", s.cap);
+    lars_service_metric(t, "lars_reporter_connections_accepted_total", "counter",
+                        "Connections accepted.", s.accepted);
+    lars_service_metric_family(t, "lars_reporter_connections_refused_total", "counter",
+                               "Connections refused, by limit.");
+    lars_text_printf(t,
+                     "lars_reporter_connections_refused_total{reason=\"max_connections\"} %llu\n"
+                     "lars_reporter_connections_refused_total{reason=\"max_connections_per_peer\"} "
+                     "%llu\n",
+                     (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
+    lars_service_metric(t, "lars_reporter_connections_evicted_total", "counter",
+                        "Connections without a report closed for a newcomer at max_connections.",
+                        s.evicted);
+    lars_service_metric(t, "lars_reporter_connections_idle_closed_total", "counter",
+                        "Connections closed after idle_timeout of silence.", s.idle_closed);
+    lars_service_metric(t, "lars_reporter_frames_malformed_total", "counter",
+                        "Connections closed for a malformed frame.", s.bad_frames);
+    lars_service_metric(t, "lars_reporter_reports_total", "counter",
+                        "ReportStatusRequests decoded.", s.reports);
+    lars_service_metric(t, "lars_reporter_rows_received_total", "counter",
+                        "Rows (node results) received, bad ones included.", s.rows + s.bad_rows);
+    lars_service_metric(t, "lars_reporter_rows_stored_total", "counter",
+                        "Rows committed to the store.", w.stored);
+    lars_service_metric_family(t, "lars_reporter_rows_dropped_total", "counter",
+                               "Rows not stored, by reason.");
+    lars_text_printf(t,
+                     "lars_reporter_rows_dropped_total{reason=\"fair_share\"} %llu\n"
+                     "lars_reporter_rows_dropped_total{reason=\"queue_full\"} %llu\n"
+                     "lars_reporter_rows_dropped_total{reason=\"at_stop\"} %llu\n"
+                     "lars_reporter_rows_dropped_total{reason=\"bad_port\"} %llu\n",
+                     (unsigned long long)w.dropped_fair_share,
+                     (unsigned long long)w.dropped_queue_full,
+                     (unsigned long long)w.dropped_at_stop, (unsigned long long)s.bad_rows);
+    lars_service_metric(t, "lars_reporter_rows_queued", "gauge", "Rows waiting for the store now.",
+                        w.queued);
+    lars_service_metric(t, "lars_reporter_connections_with_rows_queued", "gauge",
+                        "Connections with rows waiting now (the fair share divides queue_max "
+                        "by this).",
+                        w.owners_waiting);
+    lars_service_metric(t, "lars_reporter_store_transactions_total", "counter",
+                        "Store transactions committed.", w.transactions);
+    lars_service_metric(t, "lars_reporter_store_failures_total", "counter",
+                        "Failed store opens and writes.", w.failures);
 }
 
 static int app_load(void *arg, const char *path, char *err, size_t err_len)
 {
     struct app *app = arg;
     return lars_reporter_config_load(path, &app->cfg, err, err_len);
+}
+
+static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
+{
+    struct app *app = arg;
+    /* Heap: the config is kilobytes and the running one must stay intact
+     * when the file is bad. */
+    struct lars_reporter_config *next = malloc(sizeof(*next));
+    if (!next) {
+        snprintf(restart, restart_len, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    int rc = lars_reporter_config_load(path, next, restart, restart_len);
+    if (rc == 0) {
+        lars_reporter_config_adopt(&app->cfg, next, restart, restart_len);
+    }
+    free(next);
+    return rc;
 }
 
 static void app_check_ok(void *arg, const char *path)
@@ -60,6 +145,9 @@ static int app_start(void *arg, struct event_base *base)
 {
     struct app *app = arg;
     char err[2048];
+    if (lars_store_settings_exposed(&app->cfg.store, err, sizeof(err))) {
+        LARS_WARN(WHO, "%s", err); /* once, at start: the file is read only then */
+    }
     app->writer = lars_store_writer_start(&app->cfg, err, sizeof(err));
     if (!app->writer) {
         LARS_ERROR(WHO, "%s", err);
@@ -70,6 +158,16 @@ static int app_start(void *arg, struct event_base *base)
         LARS_ERROR(WHO, "%s", err);
         return -1;
     }
+    if (app->cfg.stats_listen[0]) {
+        app->http =
+            lars_service_http_start(base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
+                                    app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
+        if (!app->http) {
+            LARS_ERROR(WHO, "%s", err);
+            return -1;
+        }
+        LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen);
+    }
     LARS_INFO(WHO, "listening on %s; %s store, %d writers, batches of %zu, queue bound %zu rows",
               app->cfg.listen, app->cfg.store.backend, app->cfg.threads, app->cfg.batch_max,
               app->cfg.queue_max);
@@ -79,6 +177,8 @@ static int app_start(void *arg, struct event_base *base)
 static int app_stop(void *arg)
 {
     struct app *app = arg;
+    lars_service_http_stop(app->http);
+    app->http = NULL;
     /* Input first, then the writers flush what is queued. */
     if (app->writer) {
         if (app->server) {
@@ -106,7 +206,9 @@ int main(int argc, char **argv)
                  "           file:line: message\n"
                  "  -f       stay in the foreground (default: run as a daemon)\n"
                  "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop (queued rows are flushed), USR1 reopens the log\n",
+                 "signals: TERM/INT stop (queued rows are flushed); HUP re-reads\n"
+                 "         log_level/log_file from FILE (names what needs a restart); USR1\n"
+                 "         reopens the log\n",
         .app = &app,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
@@ -115,6 +217,7 @@ int main(int argc, char **argv)
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
+        .reload = app_reload,
         .stats_when = "since start",
     };
     return lars_service_main(&program, argc, argv);

@@ -3,6 +3,8 @@
  *
  *   listen = "127.0.0.1:7779";   threads = 2;   batch_max = 1000;
  *   queue_max = 100000;   max_frame = 65527;
+ *   max_connections = 10000;   max_connections_per_peer = 1000;
+ *   idle_timeout = 300;   stats_listen = "";
  *   log_level = "info";   log_file = "-";
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
@@ -24,6 +26,12 @@ struct lars_reporter_config {
     size_t batch_max; /* rows per transaction at most */
     size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
     size_t max_frame; /* largest accepted body, bytes */
+    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer; /* per source IP */
+    double idle_timeout;             /* seconds of silence before a connection is closed */
+    char stats_listen[256];          /* "host:port" of /metrics, "" = off */
+    struct sockaddr_storage stats_addr;
+    socklen_t stats_addr_len;
     int log_level;    /* enum lars_log_level */
     char log_file[1024];
     struct lars_store_settings store;
@@ -33,5 +41,12 @@ struct lars_reporter_config {
  * in err. */
 int lars_reporter_config_load(const char *path, struct lars_reporter_config *out, char *err,
                               size_t err_len);
+
+/* SIGHUP: copies what may change while running (log_level, log_file) from
+ * next into running, and lists in restart (", "-separated) the settings
+ * that differ but need a restart. Main thread. */
+void lars_reporter_config_adopt(struct lars_reporter_config *running,
+                                const struct lars_reporter_config *next, char *restart,
+                                size_t restart_len);
 
 #endif /* LARS_REPORTER_CONFIG_H */

@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "conn_limits.h"
 #include "frame_conn.h"
 #include "log.h"
 #include "service.h"
@@ -24,8 +25,13 @@
 struct conn {
     struct lars_reporter_server *server;
     struct bufferevent *bev;
+    /* On the server's list in order of arrival; those that have not sent a
+     * report yet ("fresh") are the ones evicted at max_connections. */
     struct conn *prev;
     struct conn *next;
+    int fresh;
+    uint32_t slot; /* its share of the store queue */
+    struct sockaddr_storage addr;
     char peer[64];
 };
 
@@ -35,12 +41,18 @@ struct lars_reporter_server {
     struct lars_store_writer *writer;
     struct evconnlistener *listener;
     struct event *resume_ev;
-    struct conn *conns;
+    struct conn *conns;      /* newest first */
+    struct conn *conns_tail; /* oldest */
+    size_t nfresh;
+    size_t cap; /* max_connections as RLIMIT_NOFILE allows */
+    struct lars_peer_table *peers;
     struct lars_store_status *rows; /* conversion scratch, grown as needed */
     size_t rows_cap;
     struct lars_reporter_stats stats;
     struct lars_log_limiter bad_log;
     struct lars_log_limiter sys_log;
+    struct lars_log_limiter limit_log;
+    struct lars_log_limiter fair_log;
 };
 
 static void conn_close(struct conn *c)
@@ -53,7 +65,14 @@ static void conn_close(struct conn *c)
     }
     if (c->next) {
         c->next->prev = c->prev;
+    } else {
+        s->conns_tail = c->prev;
     }
+    if (c->fresh) {
+        s->nfresh--;
+    }
+    lars_store_writer_slot_close(s->writer, c->slot);
+    lars_peer_table_release(s->peers, (const struct sockaddr *)&c->addr);
     bufferevent_free(c->bev);
     s->stats.open--;
     free(c);
@@ -126,7 +145,20 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
     s->stats.rows += n;
-    lars_store_writer_submit(s->writer, s->rows, n);
+    if (c->fresh) {
+        c->fresh = 0;
+        s->nfresh--;
+    }
+    size_t unfair = lars_store_writer_submit(s->writer, c->slot, s->rows, n);
+    if (unfair) {
+        struct lars_store_writer_stats w;
+        lars_store_writer_stats(s->writer, &w);
+        lars_service_log_limited(&s->fair_log, LARS_LOG_WARN, WHO,
+                                 "dropped %zu rows from %s over its fair share of the store queue "
+                                 "(queue_max %zu shared by %zu connections with rows waiting): "
+                                 "it sends faster than the database stores",
+                                 unfair, c->peer, s->cfg->queue_max, w.owners_waiting);
+    }
     return 0;
 }
 
@@ -141,18 +173,74 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        c->server->stats.idle_closed++;
+        LARS_DEBUG(WHO, "closing idle connection from %s", c->peer);
+        conn_close(c);
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         LARS_DEBUG(WHO, "connection from %s closed", c->peer);
         conn_close(c);
     }
 }
 
+static void refuse(struct lars_reporter_server *s, int fd, const struct sockaddr *sa,
+                   const char *why)
+{
+    char peer[64];
+    close(fd);
+    lars_service_format_peer(sa, peer, sizeof(peer));
+    lars_service_log_limited(&s->limit_log, LARS_LOG_WARN, WHO, "refused a connection from %s: %s",
+                             peer, why);
+}
+
+/* At max_connections: the oldest connection that has not sent a report
+ * makes room (conn_limits.h). Returns 0 when there is room now. */
+static int evict_for(struct lars_reporter_server *s, const struct sockaddr *sa)
+{
+    struct conn *victim = s->conns_tail;
+    while (victim && !victim->fresh) {
+        victim = victim->prev;
+    }
+    if (!victim) {
+        return -1;
+    }
+    char peer[64];
+    lars_service_format_peer(sa, peer, sizeof(peer));
+    s->stats.evicted++;
+    lars_service_log_limited(&s->limit_log, LARS_LOG_WARN, WHO,
+                             "max_connections (%zu) reached: closed connection from %s (no report "
+                             "yet) for %s",
+                             s->cap, victim->peer, peer);
+    conn_close(victim);
+    return 0;
+}
+
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     (void)listener;
-    (void)salen;
     struct lars_reporter_server *s = arg;
+    char why[160];
+    int rc = lars_peer_table_acquire(s->peers, sa, s->cfg->max_connections_per_peer);
+    if (rc < 0) {
+        s->stats.refused_peer++;
+        snprintf(why, sizeof(why),
+                 rc == -EBUSY ? "max_connections_per_peer (%zu) reached"
+                              : "out of memory (max_connections_per_peer %zu)",
+                 s->cfg->max_connections_per_peer);
+        refuse(s, fd, sa, why);
+        return;
+    }
+    if (s->stats.open >= s->cap && (s->nfresh == 0 || evict_for(s, sa) < 0)) {
+        s->stats.refused_cap++;
+        lars_peer_table_release(s->peers, sa);
+        snprintf(why, sizeof(why),
+                 "max_connections (%zu) reached and every connection has reported", s->cap);
+        refuse(s, fd, sa, why);
+        return;
+    }
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
@@ -165,12 +253,23 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
         goto nomem;
     }
     c->server = s;
+    memcpy(&c->addr, sa, (size_t)salen < sizeof(c->addr) ? (size_t)salen : sizeof(c->addr));
+    c->slot = lars_store_writer_slot_open(s->writer);
     lars_service_format_peer(sa, c->peer, sizeof(c->peer));
     bufferevent_setcb(c->bev, conn_read, NULL, conn_event, c);
+    /* Agents only send here; the setup is for keepalive. */
+    lars_frame_conn_setup(c->bev, s->cfg->max_frame);
+    double idle = s->cfg->idle_timeout;
+    struct timeval idle_tv = {(time_t)idle, (suseconds_t)((idle - (double)(time_t)idle) * 1e6)};
+    bufferevent_set_timeouts(c->bev, &idle_tv, NULL);
     bufferevent_enable(c->bev, EV_READ);
+    c->fresh = 1;
+    s->nfresh++;
     c->next = s->conns;
     if (s->conns) {
         s->conns->prev = c;
+    } else {
+        s->conns_tail = c;
     }
     s->conns = c;
     s->stats.accepted++;
@@ -179,6 +278,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     return;
 
 nomem:
+    lars_peer_table_release(s->peers, sa);
     lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
                              "out of memory: refused a connection");
 }
@@ -212,8 +312,22 @@ struct lars_reporter_server *lars_reporter_server_create(const struct lars_repor
     s->writer = writer;
     s->bad_log.interval_ms = 10000;
     s->sys_log.interval_ms = 10000;
+    s->limit_log.interval_ms = 10000;
+    s->fair_log.interval_ms = 10000;
+    /* Descriptors besides connections: stdio, the listener, the loop, a
+     * database connection per writer (SQLite: 3 files), log, /metrics. */
+    unsigned long long nofile = 0;
+    s->cap = lars_conn_cap(cfg->max_connections, 48 + 4 * (size_t)cfg->threads, &nofile);
+    if (s->cap < cfg->max_connections) {
+        LARS_WARN(WHO,
+                  "max_connections %zu is more than RLIMIT_NOFILE %llu allows: at most %zu "
+                  "connections (raise LimitNOFILE / ulimit -n)",
+                  cfg->max_connections, nofile, s->cap);
+    }
+    s->stats.cap = s->cap;
+    s->peers = lars_peer_table_create();
     s->resume_ev = evtimer_new(base, on_resume, s);
-    if (!s->resume_ev) {
+    if (!s->resume_ev || !s->peers) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -266,5 +380,6 @@ void lars_reporter_server_destroy(struct lars_reporter_server *server)
         event_free(server->resume_ev);
     }
     free(server->rows);
+    lars_peer_table_destroy(server->peers);
     free(server);
 }

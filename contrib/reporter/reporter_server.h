@@ -5,6 +5,13 @@
  * writers. Decoding a report costs microseconds and storing is batched
  * elsewhere, so one I/O thread keeps up with many agents.
  *
+ * Limits (conn_limits.h): max_connections_per_peer per source IP,
+ * max_connections in all (below RLIMIT_NOFILE); at the cap a newcomer
+ * evicts the oldest connection that has not sent a report yet, else it is
+ * refused. A connection silent for idle_timeout is closed (an agent
+ * reconnects when it has statistics again). Each connection gets a slot,
+ * and with it a fair share of the store queue (store_writer.h).
+ *
  * Anything else on a connection (unknown id, another message, a body over
  * max_frame or not decoding) closes it and is counted. There is no reply:
  * agents only send.
@@ -31,6 +38,11 @@ struct lars_reporter_stats {
     uint64_t rows;       /* rows handed to the writers */
     uint64_t bad_frames; /* connections closed for a bad frame */
     uint64_t bad_rows;   /* results skipped (port outside 0..65535) */
+    uint64_t refused_cap;  /* connections refused at max_connections */
+    uint64_t refused_peer; /* connections refused at max_connections_per_peer */
+    uint64_t evicted;      /* connections without a report closed for a newcomer */
+    uint64_t idle_closed;  /* connections closed after idle_timeout of silence */
+    size_t cap;            /* max_connections as RLIMIT_NOFILE allows */
 };
 
 /* Listens on cfg->listen (accepting at once) and feeds writer. cfg and

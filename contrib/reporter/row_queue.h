@@ -6,8 +6,15 @@
  * newest report of a node supersedes the old one) and counts them, so
  * memory stays bounded whatever the database does.
  *
+ * Every row carries its owner (the connection it came from, as a small
+ * integer); each row that leaves the queue, whichever way (taken, dropped
+ * as the oldest, refused at push), is reported to the release callback
+ * exactly once, so a caller can count what each owner has queued.
+ *
  * Threads: push/close/stats from any thread, take/wait by the consumer.
- * Rows are copied in and out; the queue owns its ring.
+ * Rows are copied in and out; the queue owns its ring. release runs in the
+ * thread of the call that made rows leave, under the queue's lock: keep it
+ * to atomics.
  */
 #ifndef LARS_ROW_QUEUE_H
 #define LARS_ROW_QUEUE_H
@@ -20,15 +27,19 @@
 
 struct lars_row_queue;
 
-/* NULL on allocation failure. cap >= 1. */
-struct lars_row_queue *lars_row_queue_create(size_t cap);
+/* release(arg, owner, n): n rows of owner left the queue. */
+typedef void (*lars_row_release_fn)(void *arg, uint32_t owner, size_t n);
+
+/* NULL on allocation failure. cap >= 1; release may be NULL. */
+struct lars_row_queue *lars_row_queue_create(size_t cap, lars_row_release_fn release,
+                                             void *release_arg);
 /* NULL-safe; no thread may use it any more. */
 void lars_row_queue_destroy(struct lars_row_queue *queue);
 
-/* Appends rows (dropping the oldest beyond cap). Returns the number of rows
- * dropped by this push. */
+/* Appends rows of owner (dropping the oldest beyond cap). Returns the number
+ * of rows dropped by this push. */
 size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store_status *rows,
-                           size_t n);
+                           size_t n, uint32_t owner);
 
 /* Waits until rows are queued or the queue is closed, then moves up to max
  * rows into out. Returns the count; 0 only when closed and empty. */

@@ -31,10 +31,21 @@ struct writer {
     int failing;
 };
 
+/* What one connection has queued over every shard. */
+struct slot {
+    atomic_size_t queued;
+    int in_use; /* main thread only */
+};
+
 struct lars_store_writer {
     const struct lars_reporter_config *cfg;
     struct writer *writers;
     int n;
+    struct slot *slots; /* [0] is shared by connections that found none free */
+    size_t nslots;
+    size_t next_slot;      /* where the search for a free one starts */
+    atomic_size_t waiting; /* slots with rows queued */
+    atomic_uint_fast64_t dropped_fair;
     atomic_uint_fast64_t stored;
     atomic_uint_fast64_t transactions;
     atomic_uint_fast64_t failures;
@@ -111,6 +122,16 @@ static int write_batch(struct writer *w, size_t n)
     }
 }
 
+/* Row queue callback: n rows of owner left a queue (any thread). */
+static void release_rows(void *arg, uint32_t owner, size_t n)
+{
+    struct lars_store_writer *pool = arg;
+    struct slot *slot = &pool->slots[owner];
+    if (atomic_fetch_sub_explicit(&slot->queued, n, memory_order_relaxed) == n) {
+        atomic_fetch_sub_explicit(&pool->waiting, 1, memory_order_relaxed);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
@@ -144,7 +165,11 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
     pool->cfg = cfg;
     pool->writers = calloc((size_t)cfg->threads, sizeof(*pool->writers));
     pool->shard_count = calloc((size_t)cfg->threads, sizeof(*pool->shard_count));
-    if (!pool->writers || !pool->shard_count) {
+    /* Twice the connections: a slot whose connection left while its rows
+     * wait for a slow database is not reused until they are gone. */
+    pool->nslots = 2 * cfg->max_connections + 1;
+    pool->slots = calloc(pool->nslots, sizeof(*pool->slots));
+    if (!pool->writers || !pool->shard_count || !pool->slots) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
@@ -156,7 +181,7 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
         w->index = i;
         snprintf(w->name, sizeof(w->name), "store writer %d", i);
         w->fail_log.interval_ms = 30000;
-        w->queue = lars_row_queue_create(per_queue);
+        w->queue = lars_row_queue_create(per_queue, release_rows, pool);
         w->batch = malloc(cfg->batch_max * sizeof(*w->batch));
         if (!w->queue || !w->batch) {
             snprintf(err, err_len, "out of memory for %zu queued rows", per_queue);
@@ -176,22 +201,82 @@ fail:
     return NULL;
 }
 
-void lars_store_writer_submit(struct lars_store_writer *writer,
-                              const struct lars_store_status *rows, size_t n)
+uint32_t lars_store_writer_slot_open(struct lars_store_writer *writer)
 {
-    if (writer->n == 1 || n == 0) {
-        lars_row_queue_push(writer->writers[0].queue, rows, n);
-        return;
+    for (size_t tried = 1; tried < writer->nslots; tried++) {
+        size_t i = 1 + (writer->next_slot + tried) % (writer->nslots - 1);
+        struct slot *slot = &writer->slots[i];
+        if (!slot->in_use && atomic_load_explicit(&slot->queued, memory_order_relaxed) == 0) {
+            slot->in_use = 1;
+            writer->next_slot = i;
+            return (uint32_t)i;
+        }
+    }
+    return 0;
+}
+
+void lars_store_writer_slot_close(struct lars_store_writer *writer, uint32_t slot)
+{
+    if (slot > 0 && slot < writer->nslots) {
+        writer->slots[slot].in_use = 0;
+    }
+}
+
+/* How many more rows slot may queue now. */
+static size_t fair_room(struct lars_store_writer *writer, struct slot *slot)
+{
+    size_t queue_max = writer->cfg->queue_max;
+    size_t mine = atomic_load_explicit(&slot->queued, memory_order_relaxed);
+    size_t owners = atomic_load_explicit(&writer->waiting, memory_order_relaxed);
+    if (mine == 0) {
+        owners++; /* we are about to be one */
+    }
+    size_t share = queue_max / (owners ? owners : 1);
+    size_t floor = LARS_FAIR_SHARE_MIN < queue_max ? LARS_FAIR_SHARE_MIN : queue_max;
+    share = share > floor ? share : floor;
+    return share > mine ? share - mine : 0;
+}
+
+static void push(struct lars_store_writer *writer, int shard, uint32_t owner,
+                 const struct lars_store_status *rows, size_t n)
+{
+    lars_row_queue_push(writer->writers[shard].queue, rows, n, owner);
+}
+
+size_t lars_store_writer_submit(struct lars_store_writer *writer, uint32_t owner,
+                                const struct lars_store_status *rows, size_t n)
+{
+    struct slot *slot = &writer->slots[owner < writer->nslots ? owner : 0];
+    owner = (uint32_t)(slot - writer->slots);
+    size_t room = fair_room(writer, slot);
+    size_t unfair = 0;
+    if (n > room) {
+        /* The newest rows of this report go: its older ones are queued
+         * already, and the next report of the same nodes supersedes them. */
+        unfair = n - room;
+        n = room;
+        atomic_fetch_add_explicit(&writer->dropped_fair, unfair, memory_order_relaxed);
+    }
+    if (n == 0) {
+        return unfair;
+    }
+    /* Counted before the push: the writers may take and release the rows
+     * at once. */
+    if (atomic_fetch_add_explicit(&slot->queued, n, memory_order_relaxed) == 0) {
+        atomic_fetch_add_explicit(&writer->waiting, 1, memory_order_relaxed);
+    }
+    if (writer->n == 1) {
+        push(writer, 0, owner, rows, n);
+        return unfair;
     }
     if (n > writer->scratch_cap) {
         struct lars_store_status *bigger = realloc(writer->scratch, n * sizeof(*bigger));
         if (!bigger) {
             /* Row by row: slower, but nothing is lost for want of scratch. */
             for (size_t i = 0; i < n; i++) {
-                lars_row_queue_push(writer->writers[shard_of(&rows[i], writer->n)].queue, &rows[i],
-                                    1);
+                push(writer, (int)shard_of(&rows[i], writer->n), owner, &rows[i], 1);
             }
-            return;
+            return unfair;
         }
         writer->scratch = bigger;
         writer->scratch_cap = n;
@@ -214,10 +299,11 @@ void lars_store_writer_submit(struct lars_store_writer *writer,
     for (int s = 0; s < writer->n; s++) {
         size_t end = writer->shard_count[s];
         if (end > start) {
-            lars_row_queue_push(writer->writers[s].queue, &writer->scratch[start], end - start);
+            push(writer, s, owner, &writer->scratch[start], end - start);
         }
         start = end;
     }
+    return unfair;
 }
 
 void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store_writer_stats *out)
@@ -226,7 +312,9 @@ void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store
     out->stored = atomic_load_explicit(&writer->stored, memory_order_relaxed);
     out->transactions = atomic_load_explicit(&writer->transactions, memory_order_relaxed);
     out->failures = atomic_load_explicit(&writer->failures, memory_order_relaxed);
-    out->dropped = atomic_load_explicit(&writer->dropped_at_stop, memory_order_relaxed);
+    out->dropped_at_stop = atomic_load_explicit(&writer->dropped_at_stop, memory_order_relaxed);
+    out->dropped_fair_share = atomic_load_explicit(&writer->dropped_fair, memory_order_relaxed);
+    out->owners_waiting = atomic_load_explicit(&writer->waiting, memory_order_relaxed);
     for (int i = 0; i < writer->n; i++) {
         size_t depth = 0;
         uint64_t dropped = 0;
@@ -234,8 +322,9 @@ void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store
             lars_row_queue_stats(writer->writers[i].queue, &depth, &dropped);
         }
         out->queued += depth;
-        out->dropped += dropped;
+        out->dropped_queue_full += dropped;
     }
+    out->dropped = out->dropped_fair_share + out->dropped_queue_full + out->dropped_at_stop;
 }
 
 void lars_store_writer_stop(struct lars_store_writer *writer)
@@ -269,5 +358,6 @@ void lars_store_writer_destroy(struct lars_store_writer *writer)
     free(writer->writers);
     free(writer->shard_count);
     free(writer->scratch);
+    free(writer->slots);
     free(writer);
 }

@@ -10,8 +10,14 @@
  * exponential backoff; meanwhile new rows wait in its queue, the oldest
  * dropped beyond the bound.
  *
- * Threads: start/submit/stats/stop from the main (I/O) thread; submit may be
- * called from any one thread.
+ * Fairness: rows are submitted for an owner (a connection's slot). While
+ * k owners have rows waiting, each may have at most
+ * max(queue_max / k, LARS_FAIR_SHARE_MIN) of them queued; a report's rows
+ * beyond that are dropped at submit and counted (fair_share), so one
+ * client flooding cannot push a well-behaved one's rows out of the queue.
+ *
+ * Threads: start/submit/slots/stats/stop from the main (I/O) thread;
+ * submit may be called from any one thread.
  */
 #ifndef LARS_STORE_WRITER_H
 #define LARS_STORE_WRITER_H
@@ -24,12 +30,19 @@
 
 struct lars_store_writer;
 
+/* The fair share never goes below this many rows (nor above queue_max). */
+#define LARS_FAIR_SHARE_MIN 100u
+
 struct lars_store_writer_stats {
-    uint64_t stored;       /* rows committed */
-    uint64_t transactions; /* successful put_status calls */
-    uint64_t failures;     /* failed put_status / open attempts */
-    uint64_t dropped;      /* rows dropped: queue full, or unwritable at stop */
-    size_t queued;         /* rows waiting now */
+    uint64_t stored;             /* rows committed */
+    uint64_t transactions;       /* successful put_status calls */
+    uint64_t failures;           /* failed put_status / open attempts */
+    uint64_t dropped;            /* rows dropped, every reason: the sum of the three below */
+    uint64_t dropped_fair_share; /* over their connection's fair share of the queue */
+    uint64_t dropped_queue_full; /* the oldest, pushed out of a full queue */
+    uint64_t dropped_at_stop;    /* unwritable when stopping */
+    size_t queued;               /* rows waiting now */
+    size_t owners_waiting;       /* owners with rows waiting now */
 };
 
 /* Starts cfg->threads writers (connections are opened by the writers, so a
@@ -38,9 +51,19 @@ struct lars_store_writer_stats {
 struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_config *cfg, char *err,
                                                   size_t err_len);
 
-/* Queues rows for storing (copied). Never blocks on the database. */
-void lars_store_writer_submit(struct lars_store_writer *writer,
-                              const struct lars_store_status *rows, size_t n);
+/* A slot for a new connection's rows (>= 1), or 0, the shared slot, when
+ * none is free (then that connection shares one fair share with the other
+ * unlucky ones). */
+uint32_t lars_store_writer_slot_open(struct lars_store_writer *writer);
+/* The connection is gone; its queued rows still leave through the slot,
+ * which is reused only once they have. */
+void lars_store_writer_slot_close(struct lars_store_writer *writer, uint32_t slot);
+
+/* Queues rows of slot for storing (copied), up to the slot's fair share.
+ * Never blocks on the database. Returns the rows dropped for the fair
+ * share (the caller may log them). */
+size_t lars_store_writer_submit(struct lars_store_writer *writer, uint32_t slot,
+                                const struct lars_store_status *rows, size_t n);
 
 void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store_writer_stats *out);
 

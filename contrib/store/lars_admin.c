@@ -73,20 +73,33 @@ static bool parse_long(const char *s, long long min, long long max, long long *o
 }
 
 /* Accepts the dotted quad or the integer stored in RouteData (negative as
- * HostInfo.ip carries it on the wire). */
-static bool parse_ip(const char *s, uint32_t *ip)
+ * HostInfo.ip carries it on the wire), of a unicast address: "0" and "-1"
+ * are integers, but 0.0.0.0 and 255.255.255.255 are no node an agent can
+ * call. Returns NULL, or why not. */
+static const char *parse_ip(const char *s, uint32_t *ip)
 {
     struct in_addr a;
     long long v;
     if (inet_pton(AF_INET, s, &a) == 1) {
         *ip = ntohl(a.s_addr);
-        return true;
-    }
-    if (parse_long(s, INT32_MIN, UINT32_MAX, &v)) {
+    } else if (parse_long(s, INT32_MIN, UINT32_MAX, &v)) {
         *ip = (uint32_t)v;
-        return true;
+    } else {
+        return "not a dotted quad or an integer";
     }
-    return false;
+    if (*ip >> 24 == 0) {
+        return "0.0.0.0/8 is not a node address";
+    }
+    if (*ip == UINT32_MAX) {
+        return "255.255.255.255 is the broadcast address";
+    }
+    if (*ip >> 28 == 0xe) {
+        return "224.0.0.0/4 is multicast";
+    }
+    if (*ip >> 28 == 0xf) {
+        return "240.0.0.0/4 is reserved";
+    }
+    return NULL;
 }
 
 static const char *ip_str(uint32_t ip, char *buf, size_t len)
@@ -98,26 +111,34 @@ static const char *ip_str(uint32_t ip, char *buf, size_t len)
     return buf;
 }
 
-static bool parse_module(char **argv, int32_t *modid, int32_t *cmdid)
+/* Returns NULL, or the argument that is not an integer 0..2147483647. */
+static const char *parse_module(char **argv, int32_t *modid, int32_t *cmdid)
 {
     long long m, c;
-    if (!parse_long(argv[0], 0, INT32_MAX, &m) || !parse_long(argv[1], 0, INT32_MAX, &c)) {
-        return false;
+    if (!parse_long(argv[0], 0, INT32_MAX, &m)) {
+        return argv[0];
+    }
+    if (!parse_long(argv[1], 0, INT32_MAX, &c)) {
+        return argv[1];
     }
     *modid = (int32_t)m;
     *cmdid = (int32_t)c;
-    return true;
+    return NULL;
 }
 
 /* argv: MODID CMDID IP PORT. Returns 0 or EXIT_USAGE. */
 static int parse_route(char **argv, struct lars_store_route *r)
 {
     long long port;
-    if (!parse_module(argv, &r->modid, &r->cmdid)) {
-        return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", argv[0]);
+    const char *bad = parse_module(argv, &r->modid, &r->cmdid);
+    if (bad) {
+        return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", bad);
     }
-    if (!parse_ip(argv[2], &r->ip)) {
-        return usage_error("IP must be a dotted quad or an integer (got %s)", argv[2]);
+    const char *why = parse_ip(argv[2], &r->ip);
+    if (why) {
+        return usage_error("IP must be a node's IPv4 address, a dotted quad or its integer (got "
+                           "%s: %s)",
+                           argv[2], why);
     }
     if (!parse_long(argv[3], 1, 65535, &port)) {
         return usage_error("PORT must be 1..65535 (got %s)", argv[3]);
@@ -298,8 +319,9 @@ int main(int argc, char **argv)
         }
         if (cmd == LIST && argc == 4) {
             filter = true;
-            if (!parse_module(argv + 2, &modid, &cmdid)) {
-                return usage_error("%s", "MODID and CMDID must be integers 0..2147483647");
+            const char *bad = parse_module(argv + 2, &modid, &cmdid);
+            if (bad) {
+                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", bad);
             }
         }
     } else if (strcmp(argv[0], "status") == 0) {
@@ -309,8 +331,9 @@ int main(int argc, char **argv)
         cmd = STATUS;
         if (argc == 3) {
             filter = true;
-            if (!parse_module(argv + 1, &modid, &cmdid)) {
-                return usage_error("%s", "MODID and CMDID must be integers 0..2147483647");
+            const char *bad = parse_module(argv + 1, &modid, &cmdid);
+            if (bad) {
+                return usage_error("MODID and CMDID must be integers 0..2147483647 (got %s)", bad);
             }
         }
     } else if (strcmp(argv[0], "route") == 0) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "store_impl.h"
@@ -139,6 +140,11 @@ int lars_store_settings_read(const config_setting_t *section, struct lars_store_
             return rc;
         }
     }
+    const config_setting_t *pw = config_setting_get_member(section, "password");
+    if (tmp.password[0] && pw && config_setting_source_file(pw)) {
+        snprintf(tmp.password_file, sizeof(tmp.password_file), "%s",
+                 config_setting_source_file(pw));
+    }
     /* Checked after every key so the order of keys in the file does not
      * matter; the line is the backend key's, or the group's. */
     const config_setting_t *b = config_setting_get_member(section, "backend");
@@ -166,6 +172,21 @@ int lars_store_settings_read(const config_setting_t *section, struct lars_store_
     }
     *out = tmp;
     return 0;
+}
+
+int lars_store_settings_exposed(const struct lars_store_settings *settings, char *msg,
+                                size_t msg_len)
+{
+    struct stat st;
+    if (!settings->password_file[0] || stat(settings->password_file, &st) < 0 ||
+        !(st.st_mode & S_IROTH)) {
+        return 0;
+    }
+    snprintf(msg, msg_len,
+             "%s holds the database password (store.password) and every user may read it "
+             "(mode %04o): chmod 600 %s (or 640 with a group only the service users are in)",
+             settings->password_file, (unsigned)(st.st_mode & 07777), settings->password_file);
+    return 1;
 }
 
 int lars_store_fail(struct lars_store *store, int rc, const char *fmt, ...)

@@ -55,6 +55,7 @@ struct lars_store_settings {
     char database[128]; /* mysql: default "lars" */
     char socket[1024];  /* mysql: unix socket path, optional (used instead of host:port) */
     int timeout;        /* seconds, default 5: sqlite busy_timeout, mysql connect/read/write */
+    char password_file[1024]; /* the config file holding a non-empty password, else "" */
 };
 
 /* Reads and validates a `store` group (unknown keys and wrong types are
@@ -63,8 +64,20 @@ struct lars_store_settings {
 int lars_store_settings_read(const config_setting_t *section, struct lars_store_settings *out,
                              char *err, size_t err_len);
 
+/* 1 with a warning (naming the file and the fix) in msg when settings hold
+ * a password read from a config file that every user may read, else 0.
+ * The services call it once at start. */
+int lars_store_settings_exposed(const struct lars_store_settings *settings, char *msg,
+                                size_t msg_len);
+
 /* Connects and creates the original schema's tables when missing (and the
- * RouteVersion row). Returns NULL with a message in err. */
+ * RouteVersion row). A new SQLite database file is created mode 0640 (less
+ * what the umask takes; SQLite's -wal and -shm files follow it): the
+ * statistics and routes are nobody else's business, and a group (e.g. one
+ * for backups or monitoring) may read them. lars-dns, lars-reporter and
+ * lars-admin all write it, so they run as its owner (the units' User=lars,
+ * lars-admin through sudo -u lars); an existing file's mode is never
+ * changed. Returns NULL with a message in err. */
 struct lars_store *lars_store_open(const struct lars_store_settings *settings, char *err,
                                    size_t err_len);
 

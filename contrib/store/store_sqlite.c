@@ -9,9 +9,11 @@
  * Statements are prepared once per connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -269,6 +271,15 @@ static int sqlite_open(struct lars_store *store, const struct lars_store_setting
     }
     store->impl = s;
     snprintf(s->path, sizeof(s->path), "%s", settings->path);
+    /* SQLite would create the file 0644: make it ourselves, 0640 less the
+     * umask (store.h says who needs it). An empty file is an empty
+     * database. O_EXCL: an existing file keeps its mode. */
+    if (strcmp(settings->path, ":memory:") != 0) {
+        int fd = open(settings->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
     rc = sqlite3_open_v2(settings->path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -188,11 +189,22 @@ void lt_write_store_section(FILE *out, const struct lars_store_settings *s)
 
 pid_t lt_spawn(const char *bin, const char *conf, const char *log)
 {
+    return lt_spawn_nofile(bin, conf, log, 0);
+}
+
+pid_t lt_spawn_nofile(const char *bin, const char *conf, const char *log, unsigned long nofile)
+{
     pid_t pid = fork();
     if (pid < 0) {
         abort();
     }
     if (pid == 0) {
+        if (nofile) {
+            struct rlimit rl = {nofile, nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                _exit(126);
+            }
+        }
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -416,6 +428,67 @@ bool lt_wait_closed(int fd, unsigned timeout_ms)
             return true;
         }
     }
+}
+
+char *lt_http_get(uint16_t port, const char *path)
+{
+    int fd = lt_connect(port);
+    if (fd < 0) {
+        return NULL;
+    }
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    size_t cap = 1 << 16;
+    size_t used = 0;
+    char *text = malloc(cap);
+    uint64_t deadline = lt_now_ms() + 3000;
+    if (!text || lt_send(fd, req, strlen(req)) < 0) {
+        goto fail;
+    }
+    for (;;) {
+        int64_t left = (int64_t)deadline - (int64_t)lt_now_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+            goto fail;
+        }
+        if (used + 1 >= cap) {
+            goto fail; /* more than we ever expect */
+        }
+        ssize_t n = recv(fd, text + used, cap - used - 1, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* HTTP/1.0: the end of the body */
+        }
+        used += (size_t)n;
+    }
+    text[used] = '\0';
+    close(fd);
+    char *body = strstr(text, "\r\n\r\n");
+    if (strncmp(text, "HTTP/1.", 7) != 0 || strncmp(text + 8, " 200", 4) != 0 || !body) {
+        free(text);
+        return NULL;
+    }
+    memmove(text, body + 4, strlen(body + 4) + 1);
+    return text;
+
+fail:
+    close(fd);
+    free(text);
+    return NULL;
+}
+
+long long lt_metric(const char *text, const char *series)
+{
+    size_t len = strlen(series);
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ') {
+            return strtoll(line + len + 1, NULL, 10);
+        }
+    }
+    return -1;
 }
 
 char *lt_read_file(const char *path)

@@ -46,6 +46,8 @@ void lt_write_store_section(FILE *out, const struct lars_store_settings *setting
 
 /* Starts `bin -c conf -f` with stdout/stderr appended to log. */
 pid_t lt_spawn(const char *bin, const char *conf, const char *log);
+/* lt_spawn with RLIMIT_NOFILE lowered to nofile in the child (0 = as is). */
+pid_t lt_spawn_nofile(const char *bin, const char *conf, const char *log, unsigned long nofile);
 /* Runs `bin args...` (NULL-terminated) to completion; returns its exit
  * status, its stderr+stdout captured into out. */
 int lt_run(char *out, size_t out_len, const char *bin, ...);
@@ -71,6 +73,13 @@ int lt_recv_frame(int fd, unsigned timeout_ms, uint32_t *msgid, uint8_t **body, 
 /* Waits up to timeout_ms for the peer to close (EOF or reset), discarding
  * data. Returns true when it closed. */
 bool lt_wait_closed(int fd, unsigned timeout_ms);
+
+/* GET http://127.0.0.1:port<path>: the body (malloc'd) of a 200 answer
+ * within 3 s, else NULL. */
+char *lt_http_get(uint16_t port, const char *path);
+/* The value of the sample `series` (name with its labels, exactly as
+ * printed) in Prometheus text, or -1 when absent. */
+long long lt_metric(const char *text, const char *series);
 
 /* Counts lines of path containing needle (0 when unreadable). */
 int lt_grep(const char *path, const char *needle);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -544,6 +545,66 @@ static void t_slow_reader(void **state)
     assert_serving();
 }
 
+/* Issue 9 item 11: a 2000-node route (~26 KB, over libevent's old 16 KiB
+ * single write) arrives whole and decodes; the reads that carried it are
+ * printed (a socket read may coalesce writes, so the one-write guarantee
+ * itself is checked by test_frame_conn). */
+static void t_big_route(void **state)
+{
+    (void)state;
+    enum { NODES = 2000 };
+    uint64_t t0 = lt_now_ms();
+    for (unsigned i = 0; i < NODES; i++) {
+        add_route(M, 8, ip4(10, 8, 0, 0) + i, 7000);
+    }
+    uint64_t added = lt_now_ms() - t0;
+    int fd = lt_connect(ctx.srv.port);
+    assert_true(fd >= 0);
+    Lars__GetRouteResponse *rsp = NULL;
+    uint64_t deadline = lt_now_ms() + 10000;
+    while (!rsp && lt_now_ms() < deadline) {
+        request(fd, M, 8);
+        rsp = wait_route(fd, M, 8, NODES, 1000); /* pushes of partial routes are skipped */
+    }
+    assert_non_null(rsp);
+    for (unsigned i = 0; i < NODES; i++) {
+        assert_true(has_host(rsp, ip4(10, 8, 0, 0) + i, 7000));
+    }
+    size_t frame = LARS_WIRE_HEADER_SIZE + lars__get_route_response__get_packed_size(rsp);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    close(fd);
+
+    /* Once more on a fresh connection, reading as eagerly as we can. */
+    fd = lt_connect(ctx.srv.port);
+    request(fd, M, 8);
+    size_t got = 0;
+    char sizes[256] = "";
+    uint8_t *buf = malloc(frame);
+    assert_non_null(buf);
+    deadline = lt_now_ms() + 5000;
+    while (got < frame && lt_now_ms() < deadline) {
+        ssize_t n = recv(fd, buf + got, frame - got, 0);
+        if (n <= 0) {
+            break;
+        }
+        size_t used = strlen(sizes);
+        snprintf(sizes + used, sizeof(sizes) - used, "%s%zd", used ? " + " : "", n);
+        got += (size_t)n;
+    }
+    close(fd);
+    assert_int_equal(got, frame);
+    rsp = lars__get_route_response__unpack(NULL, frame - LARS_WIRE_HEADER_SIZE,
+                                           buf + LARS_WIRE_HEADER_SIZE);
+    free(buf);
+    assert_non_null(rsp);
+    assert_int_equal(rsp->n_host, NODES);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    print_message("%d-node route: %zu-byte frame read as %s bytes (%d route adds took %llu "
+                  "ms)\n",
+                  NODES, frame, sizes, NODES, (unsigned long long)added);
+    assert_serving();
+}
+
 /* The database wedged (tables locked by another session) for seconds:
  * answers keep coming from the last good snapshot without delay; once it is
  * back, changes are pushed again. MariaDB only: SQLite in WAL mode cannot
@@ -684,6 +745,275 @@ static void t_waits_for_database(void **state)
     assert_int_equal(lt_stop(pid, 10000), 0);
 }
 
+/* Polls path until needle shows up in `count` lines (or timeout_ms). */
+static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
+}
+
+/* A lars-dns of its own on conf (written by the caller), log in log;
+ * returns its pid once it answers on port. */
+static pid_t spawn_own(const char *conf, const char *log, uint16_t port)
+{
+    pid_t pid = lt_spawn(LARS_DNS_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    if (fd < 0) {
+        fail_msg("lars-dns did not start; log %s", log);
+    }
+    close(fd);
+    return pid;
+}
+
+/* Issue 9 item 3: HUP and USR1 as the agent handles them: HUP re-reads
+ * log_level/log_file, names what needs a restart, reloads routes, never
+ * stops; USR1 says what it reopened. (test_reporter checks that a new
+ * log_level applies.) */
+static void t_signals(void **state)
+{
+    (void)state;
+    char conf[600];
+    char log[600];
+    snprintf(conf, sizeof(conf), "%s/signals.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/signals.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    write_conf(conf, port, &ctx.srv.settings, NULL);
+    pid_t pid = spawn_own(conf, log, port);
+
+    write_conf(conf, port, &ctx.srv.settings, "max_frame = 1000;\n");
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+        fail_msg("no SIGHUP line in %s", log);
+    }
+    assert_int_equal(lt_grep(log, "needs a restart (running value kept): max_frame"), 1);
+    int fd = lt_connect(port);
+    assert_true(fd >= 0);
+    request(fd, M, 1);
+    Lars__GetRouteResponse *rsp = recv_route(fd, 3000);
+    assert_non_null(rsp);
+    assert_int_equal(rsp->n_host, 2);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    close(fd);
+
+    assert_int_equal(kill(pid, SIGUSR1), 0);
+    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_alive(pid));
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
+/* /metrics of a lars-dns on stats_port (malloc'd text; fails the test when
+ * it does not answer). */
+static char *metrics(uint16_t stats_port)
+{
+    char *text = lt_http_get(stats_port, "/metrics");
+    if (!text) {
+        fail_msg("no /metrics on 127.0.0.1:%u", stats_port);
+    }
+    return text;
+}
+
+/* Issue 9 item 9, the hostile test: at its fd limit lars-dns kept 300 idle
+ * connections and a new agent got nothing for 20 s. Now the cap sits below
+ * RLIMIT_NOFILE and a newcomer evicts the oldest connection without a
+ * subscription: the agent is answered at once. */
+static void t_fd_limit(void **state)
+{
+    (void)state;
+    enum { IDLE = 300, NOFILE = 128 };
+    char conf[600];
+    char log[600];
+    char extra[128];
+    snprintf(conf, sizeof(conf), "%s/fdlimit.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/fdlimit.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra), "stats_listen = \"127.0.0.1:%u\";\n", stats);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = lt_spawn_nofile(LARS_DNS_BIN, conf, log, NOFILE);
+    int probe = lt_connect_wait(port, 10000);
+    assert_true(probe >= 0);
+    close(probe);
+
+    /* An agent with its subscription, from before the flood. */
+    int old = lt_connect(port);
+    request(old, M, 1);
+    Lars__GetRouteResponse *rsp = recv_route(old, 3000);
+    assert_non_null(rsp);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+
+    static int idle[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = lt_connect(port); /* completes in the backlog even when not accepted */
+    }
+    lt_sleep_ms(1500); /* let lars-dns take in the whole backlog */
+
+    uint64_t t0 = lt_now_ms();
+    int fd = lt_connect(port);
+    assert_true(fd >= 0);
+    request(fd, M, 1);
+    rsp = recv_route(fd, 3000);
+    if (!rsp) {
+        fail_msg("a new agent got no answer within 3 s beside %d idle connections at "
+                 "RLIMIT_NOFILE %d",
+                 IDLE, NOFILE);
+    }
+    assert_int_equal(rsp->n_host, 2);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    uint64_t waited = lt_now_ms() - t0;
+
+    /* The subscriber from before is untouched and still gets pushes. */
+    add_route(M, 1, ip4(10, 0, 0, 3), 80);
+    rsp = wait_route(old, M, 1, 3, 5000);
+    assert_non_null(rsp);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    del_route(M, 1, ip4(10, 0, 0, 3), 80);
+
+    char *text = metrics(stats);
+    long long open = lt_metric(text, "lars_dns_connections");
+    long long cap = lt_metric(text, "lars_dns_connections_max");
+    long long evicted = lt_metric(text, "lars_dns_connections_evicted_total");
+    long long refused =
+        lt_metric(text, "lars_dns_connections_refused_total{reason=\"max_connections\"}");
+    free(text);
+    print_message("RLIMIT_NOFILE %d, %d idle connections: cap %lld, %lld open, %lld evicted, "
+                  "%lld refused; the new agent answered in %llu ms\n",
+                  NOFILE, IDLE, cap, open, evicted, refused, (unsigned long long)waited);
+    assert_true(cap > 0 && cap < NOFILE);
+    assert_true(open <= cap);
+    assert_true(evicted >= 1);
+    assert_true(lt_grep(log, "max_connections 10000 is more than RLIMIT_NOFILE 128") == 1);
+    for (int i = 0; i < IDLE; i++) {
+        if (idle[i] >= 0) {
+            close(idle[i]);
+        }
+    }
+    close(fd);
+    close(old);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
+/* Issue 9 item 9: a per-source-IP cap, an idle timeout for connections
+ * without a subscription only (a subscribed agent legitimately waits for
+ * pushes for hours), and the counters in /metrics at once. */
+static void t_peer_cap_and_idle(void **state)
+{
+    (void)state;
+    enum { PER_PEER = 5 };
+    char conf[600];
+    char log[600];
+    char extra[256];
+    snprintf(conf, sizeof(conf), "%s/limits.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/limits.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra),
+             "stats_listen = \"127.0.0.1:%u\";\nmax_connections_per_peer = %d;\n"
+             "idle_timeout = 1;\n",
+             stats, PER_PEER);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = spawn_own(conf, log, port);
+
+    /* PER_PEER subscribers from 127.0.0.1 are served ... */
+    int fds[PER_PEER];
+    for (int i = 0; i < PER_PEER; i++) {
+        fds[i] = lt_connect_wait(port, 3000); /* the probe's slot may still be held */
+        assert_true(fds[i] >= 0);
+        request(fds[i], M, 1);
+        Lars__GetRouteResponse *rsp = recv_route(fds[i], 3000);
+        assert_non_null(rsp);
+        lars__get_route_response__free_unpacked(rsp, NULL);
+    }
+    /* ... one more is closed at once. */
+    int extra_fd = lt_connect(port);
+    assert_true(extra_fd >= 0);
+    assert_true(lt_wait_closed(extra_fd, 3000));
+    close(extra_fd);
+
+    /* A silent connection without a subscription goes after idle_timeout;
+     * the subscribers stay, and still get pushes. */
+    close(fds[PER_PEER - 1]);
+    lt_sleep_ms(200);
+    int silent = lt_connect(port);
+    assert_true(silent >= 0);
+    uint64_t t0 = lt_now_ms();
+    assert_true(lt_wait_closed(silent, 4000));
+    uint64_t idle_ms = lt_now_ms() - t0;
+    close(silent);
+    lt_sleep_ms(1500); /* the subscribers have now been silent for > 2 idle timeouts */
+    add_route(M, 1, ip4(10, 0, 0, 4), 80);
+    for (int i = 0; i < PER_PEER - 1; i++) {
+        Lars__GetRouteResponse *rsp = wait_route(fds[i], M, 1, 3, 5000);
+        if (!rsp) {
+            fail_msg("subscriber %d lost its connection or its push", i);
+        }
+        lars__get_route_response__free_unpacked(rsp, NULL);
+    }
+    del_route(M, 1, ip4(10, 0, 0, 4), 80);
+
+    char *text = metrics(stats);
+    long long per_peer =
+        lt_metric(text, "lars_dns_connections_refused_total{reason=\"max_connections_per_peer\"}");
+    long long idle = lt_metric(text, "lars_dns_connections_idle_closed_total");
+    long long open = lt_metric(text, "lars_dns_connections");
+    free(text);
+    print_message("max_connections_per_peer %d: %lld refused; idle_timeout 1 s: silent "
+                  "connection closed after %llu ms (%lld idle closes), %lld subscribers kept\n",
+                  PER_PEER, per_peer, (unsigned long long)idle_ms, idle, open);
+    assert_true(per_peer >= 1);
+    assert_true(idle >= 1);
+    assert_int_equal(open, PER_PEER - 1);
+    assert_true(idle_ms >= 500 && idle_ms < 4000);
+    assert_true(lt_grep(log, "max_connections_per_peer (5) reached") >= 1);
+    for (int i = 0; i < PER_PEER - 1; i++) {
+        close(fds[i]);
+    }
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
+/* Issue 9: a config holding the database password, readable by every
+ * user, passed without a word. Now one warning at start names the file and
+ * the fix; a file only its owner reads gets none. (No MariaDB is needed:
+ * lars-dns starts and waits for the database.) */
+static void t_password_file_mode(void **state)
+{
+    (void)state;
+    if (strcmp(ctx.backend, "sqlite") != 0) {
+        skip(); /* backend-independent: runs once */
+    }
+    char conf[600];
+    char log[600];
+    char extra[300];
+    snprintf(conf, sizeof(conf), "%s/secret.conf", ctx.srv.dir);
+    snprintf(extra, sizeof(extra),
+             "store = { backend = \"mysql\"; host = \"127.0.0.1\"; port = %u; user = \"lars\"; "
+             "password = \"secret\"; database = \"lars\"; timeout = 1; };\n",
+             lt_free_port());
+    for (int round = 0; round < 2; round++) {
+        snprintf(log, sizeof(log), "%s/secret%d.log", ctx.srv.dir, round);
+        uint16_t port = lt_free_port();
+        write_conf(conf, port, &ctx.srv.settings, extra);
+        assert_int_equal(chmod(conf, round == 0 ? 0644 : 0600), 0);
+        pid_t pid = lt_spawn(LARS_DNS_BIN, conf, log);
+        assert_true(wait_log(log, "started:", 1, 10000));
+        assert_int_equal(lt_stop(pid, 10000), 0);
+        char want[800];
+        snprintf(want, sizeof(want), "warn lars-dns: %s holds the database password", conf);
+        if (round == 0) {
+            assert_int_equal(lt_grep(log, want), 1);
+            snprintf(want, sizeof(want), "chmod 600 %s", conf);
+            assert_int_equal(lt_grep(log, want), 1);
+        } else {
+            assert_int_equal(lt_grep(log, "holds the database password"), 0);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     int rc = lt_pick_backend(argc, argv, "test_dns", &ctx.backend);
@@ -704,8 +1034,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_bad_frames),
         cmocka_unit_test(t_many_connections),
         cmocka_unit_test(t_slow_reader),
+        cmocka_unit_test(t_big_route),
         cmocka_unit_test(t_waits_for_database),
         cmocka_unit_test(t_database_outage),
+        cmocka_unit_test(t_signals),
+        cmocka_unit_test(t_fd_limit),
+        cmocka_unit_test(t_peer_cap_and_idle),
+        cmocka_unit_test(t_password_file_mode),
         cmocka_unit_test(t_clean_stop),
     };
     /* clang-format on */

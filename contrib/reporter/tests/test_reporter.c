@@ -11,12 +11,14 @@
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -405,6 +407,195 @@ static void t_bounded_when_store_fails(void **state)
     assert_true(reported_failure);
 }
 
+/* Polls path until needle shows up in `count` lines (or timeout_ms). */
+static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
+}
+
+/* Issue 9 item 3: SIGHUP killed lars-reporter at once (queue lost, nothing
+ * logged). Now HUP re-reads the file: log_level applies at once, a setting
+ * that needs a restart is named, a broken file changes nothing, and USR1
+ * reopens the log; the process keeps storing throughout. */
+static void t_signals(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    snprintf(conf, sizeof(conf), "%s/signals.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/signals.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    write_conf(conf, port, &ctx.srv.settings, NULL);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    assert_true(fd >= 0);
+    struct result r = {ip4(10, 5, 0, 1), 80, 1, 0, false};
+    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(105, 1, rows, 4, 5000, NULL), 1);
+
+    /* Same listen, more verbose, one writer fewer (needs a restart). */
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen = \"127.0.0.1:%u\";\nthreads = 1;\nqueue_max = 200000;\n"
+            "log_level = \"debug\";\n",
+            port);
+    lt_write_store_section(f, &ctx.srv.settings);
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+        fail_msg("no SIGHUP line in %s (alive: %d)", log, lt_alive(pid));
+    }
+    assert_true(lt_alive(pid));
+    assert_int_equal(lt_grep(log, "applied: log_level"), 1);
+    assert_int_equal(lt_grep(log, "needs a restart (running value kept): threads"), 1);
+
+    /* Debug now: a new connection is logged; its rows are stored. */
+    int fd2 = lt_connect(port);
+    assert_true(fd2 >= 0);
+    r.ip = ip4(10, 5, 0, 2);
+    send_report(fd2, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    assert_int_equal(wait_rows(105, 2, rows, 4, 5000, NULL), 2);
+    assert_true(wait_log(log, "debug reporter: connection from 127.0.0.1", 1, 3000));
+
+    /* A broken file: one error line, nothing changes. */
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:%u\";\nthreds = 1;\n", port);
+    fclose(f);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    assert_true(wait_log(log, "keeping the running configuration", 1, 5000));
+    assert_true(lt_grep(log, "unknown setting 'threds'") >= 1);
+
+    assert_int_equal(kill(pid, SIGUSR1), 0);
+    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_alive(pid));
+    r.ip = ip4(10, 5, 0, 3);
+    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    assert_int_equal(wait_rows(105, 3, rows, 4, 5000, NULL), 3);
+    close(fd);
+    close(fd2);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
+/* Issue 9 item 9: one client flooding cut a well-behaved client to 70 of
+ * 1000 rows stored, and the drops showed only in an hourly log line. Now
+ * each connection holds at most a fair share of the store queue; the
+ * flooder's excess is dropped and counted in /metrics at once; the
+ * well-behaved client's 1000 rows are all stored. Also: a silent
+ * connection is closed after idle_timeout, and a second connection from
+ * one IP over max_connections_per_peer is refused. */
+static void t_fair_share(void **state)
+{
+    (void)state;
+    enum { GOOD_REPORTS = 10, GOOD_NODES = 100, FLOOD_NODES = 100, FLOOD_FRAMES = 50 };
+    char conf[700];
+    char log[700];
+    snprintf(conf, sizeof(conf), "%s/fair.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/fair.log", ctx.srv.dir);
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    /* One slow writer (batches of 10) and a small queue: the flood
+     * saturates it. */
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "listen = \"127.0.0.1:%u\";\nthreads = 1;\nbatch_max = 10;\nqueue_max = 1000;\n"
+            "stats_listen = \"127.0.0.1:%u\";\nidle_timeout = 2;\n"
+            "max_connections_per_peer = 3;\n",
+            port, stats);
+    lt_write_store_section(f, &ctx.srv.settings);
+    fclose(f);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int probe = lt_connect_wait(port, 10000);
+    assert_true(probe >= 0);
+    close(probe);
+
+    /* The flooder: a child process sending as fast as it can for 12 s. */
+    size_t cap = (size_t)FLOOD_FRAMES * (64 + FLOOD_NODES * 40);
+    uint8_t *flood = malloc(cap);
+    assert_non_null(flood);
+    size_t used = 0;
+    struct result results[FLOOD_NODES > GOOD_NODES ? FLOOD_NODES : GOOD_NODES];
+    for (int frame = 0; frame < FLOOD_FRAMES; frame++) {
+        for (int i = 0; i < FLOOD_NODES; i++) {
+            results[i] = (struct result){ip4(10, 7, 0, (unsigned)i), 7000, 1, 0, false};
+        }
+        used += encode_report(flood + used, cap - used, 301, 1, ip4(10, 1, 7, 1), 1, results,
+                              FLOOD_NODES);
+    }
+    pid_t flooder = fork();
+    assert_true(flooder >= 0);
+    if (flooder == 0) {
+        int fd = lt_connect(port);
+        uint64_t end = lt_now_ms() + 12000;
+        while (fd >= 0 && lt_now_ms() < end && lt_send(fd, flood, used) == 0) {
+        }
+        _exit(0);
+    }
+    free(flood);
+    lt_sleep_ms(1000); /* the queue is full by now */
+
+    int good = lt_connect(port);
+    assert_true(good >= 0);
+    uint64_t t0 = lt_now_ms();
+    for (int r = 0; r < GOOD_REPORTS; r++) {
+        for (int i = 0; i < GOOD_NODES; i++) {
+            results[i] = (struct result){ip4(10, 6, (unsigned)r, (unsigned)i), 80, 5, 1, false};
+        }
+        send_report(good, 300, 1, ip4(10, 1, 6, 1), 1700000000u, results, GOOD_NODES);
+        lt_sleep_ms(100); /* an agent reports module by module */
+    }
+    const size_t want = (size_t)GOOD_REPORTS * GOOD_NODES;
+    size_t n = wait_rows(300, want, NULL, 0, 8000, NULL);
+    uint64_t took = lt_now_ms() - t0;
+
+    /* Meanwhile: with the flooder connected, three more from 127.0.0.1
+     * pass max_connections_per_peer (3); those let in are silent and go
+     * after idle_timeout. */
+    int extra[3];
+    for (int i = 0; i < 3; i++) {
+        extra[i] = lt_connect(port);
+        assert_true(extra[i] >= 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_true(lt_wait_closed(extra[i], 5000));
+        close(extra[i]);
+    }
+
+    char *text = lt_http_get(stats, "/metrics");
+    assert_non_null(text);
+    long long fair = lt_metric(text, "lars_reporter_rows_dropped_total{reason=\"fair_share\"}");
+    long long full = lt_metric(text, "lars_reporter_rows_dropped_total{reason=\"queue_full\"}");
+    long long received = lt_metric(text, "lars_reporter_rows_received_total");
+    long long stored = lt_metric(text, "lars_reporter_rows_stored_total");
+    long long per_peer = lt_metric(
+        text, "lars_reporter_connections_refused_total{reason=\"max_connections_per_peer\"}");
+    long long idle = lt_metric(text, "lars_reporter_connections_idle_closed_total");
+    free(text);
+    print_message("flooder + well-behaved client: %zu/%zu rows of the well-behaved one stored "
+                  "in %llu ms; %lld received, %lld stored, dropped %lld over a fair share, %lld "
+                  "queue full; %lld refused per peer, %lld idle closed\n",
+                  n, want, (unsigned long long)took, received, stored, fair, full, per_peer, idle);
+    kill(flooder, SIGKILL);
+    waitpid(flooder, NULL, 0);
+    close(good);
+    assert_int_equal(n, want);
+    assert_true(fair > 0);
+    assert_true(per_peer >= 1);
+    assert_true(idle >= 1);
+    assert_true(lt_grep(log, "over its fair share") >= 1);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
 int main(int argc, char **argv)
 {
     int rc = lt_pick_backend(argc, argv, "test_reporter", &ctx.backend);
@@ -419,6 +610,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_garbage),
         cmocka_unit_test(t_ingest_rate),
         cmocka_unit_test(t_bounded_when_store_fails),
+        cmocka_unit_test(t_signals),
+        cmocka_unit_test(t_fair_share),
         cmocka_unit_test(t_clean_stop),
     };
     char name[64];

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -698,11 +699,26 @@ static void test_admin(void **state)
     ADMIN(2, "route set-version -5");
     ADMIN(2, "status 1");
     ADMIN(0, "-h");
+    /* Issue 9: -1 and 0 were taken as IPs (255.255.255.255, 0.0.0.0), and a
+     * bad CMDID was reported as the MODID's value. */
+    ADMIN(2, "route add 1 2 -1 80");
+    assert_non_null(strstr(out, "(got -1: 255.255.255.255 is the broadcast address)"));
+    ADMIN(2, "route add 1 2 0 80");
+    assert_non_null(strstr(out, "(got 0: 0.0.0.0/8 is not a node address)"));
+    ADMIN(2, "route add 1 2 0.0.0.0 80");
+    ADMIN(2, "route add 1 2 224.0.0.1 80");
+    ADMIN(2, "route add 1 x 10.0.0.1 80");
+    assert_non_null(strstr(out, "(got x)"));
+    ADMIN(2, "route list 1 -3");
+    assert_non_null(strstr(out, "(got -3)"));
 
     ADMIN(0, "route add 1 2 10.0.0.1 8080");
     assert_non_null(strstr(out, "added 1/2 10.0.0.1:8080 (version "));
     ADMIN(0, "route add 1 2 167772162 8080"); /* 10.0.0.2 as an integer */
     ADMIN(0, "route add 3 4 192.168.1.177 7777");
+    ADMIN(0, "route add 5 6 -1062731775 80"); /* 192.168.0.1 as HostInfo.ip carries it */
+    assert_non_null(strstr(out, "added 5/6 192.168.0.1:80"));
+    ADMIN(0, "route del 5 6 192.168.0.1 80");
     ADMIN(1, "route add 1 2 10.0.0.1 8080");
     assert_non_null(strstr(out, "already exists"));
     ADMIN(0, "route list");
@@ -712,7 +728,7 @@ static void test_admin(void **state)
     ADMIN(0, "route list 3 4");
     assert_null(strstr(out, "10.0.0.1:8080"));
     assert_non_null(strstr(out, "192.168.1.177:7777"));
-    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange"), 3);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange"), 5);
     assert_int_equal(raw_int(f, "SELECT serverip FROM RouteData WHERE modid = 3"), 3232235953LL);
 
     ADMIN(0, "route del 1 2 10.0.0.1 8080");
@@ -720,7 +736,7 @@ static void test_admin(void **state)
     ADMIN(1, "route del 1 2 10.0.0.1 8080");
     assert_non_null(strstr(out, "does not exist"));
     assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData"), 2);
-    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange"), 4);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange"), 6);
 
     ADMIN(0, "route set-version 4000000000");
     ADMIN(0, "route version");
@@ -760,6 +776,38 @@ static void test_admin(void **state)
     assert_non_null(strstr(out, "cannot read /nonexistent/lars.conf"));
 }
 
+/* Issue 9: SQLite databases were created 0644, statistics and routes
+ * readable by every user. Now 0640 less the umask, -wal and -shm alike; an
+ * existing file keeps its mode. */
+static void test_file_mode(void **state)
+{
+    struct fixture *f = use(state);
+    mode_t old = umask(022);
+    struct lars_store *s = open_store(f);
+    umask(old);
+    struct lars_store_route r = {1, 1, 0x0a000001u, 80};
+    assert_int_equal(lars_store_route_add(s, &r), 0); /* the WAL file exists now */
+    char wal[1100];
+    snprintf(wal, sizeof(wal), "%s-wal", f->settings.path);
+    struct stat db_st;
+    struct stat wal_st;
+    assert_int_equal(stat(f->settings.path, &db_st), 0);
+    assert_int_equal(stat(wal, &wal_st), 0);
+    print_message("new database %o, its -wal %o\n", (unsigned)(db_st.st_mode & 0777),
+                  (unsigned)(wal_st.st_mode & 0777));
+    assert_int_equal(db_st.st_mode & 0777, 0640);
+    assert_int_equal(wal_st.st_mode & 0777, 0640);
+    lars_store_close(s);
+    f->store = NULL;
+
+    assert_int_equal(chmod(f->settings.path, 0660), 0);
+    s = open_store(f);
+    lars_store_close(s);
+    f->store = NULL;
+    assert_int_equal(stat(f->settings.path, &db_st), 0);
+    assert_int_equal(db_st.st_mode & 0777, 0660);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest sqlite_tests[] = {
@@ -767,7 +815,7 @@ int main(int argc, char **argv)
         ONE(test_schema_empty), ONE(test_schema_existing),
         ONE(test_routes),       ONE(test_versions_and_changes),
         ONE(test_status),       ONE(test_settings),
-        ONE(test_admin),
+        ONE(test_admin),        ONE(test_file_mode),
 #undef ONE
     };
     const struct CMUnitTest mysql_tests[] = {

@@ -1,0 +1,40 @@
+/*
+ * service_http.h - the `stats_listen` endpoint of lars-dns and
+ * lars-reporter: GET /metrics (Prometheus text) and /healthz over evhttp,
+ * like the agent's. The program renders its counters from a snapshot into
+ * the text; nothing here knows what they mean.
+ *
+ * Threads: start/stop and the render callback run on the thread of the
+ * event_base given to start (the main thread in both services).
+ */
+#ifndef LARS_SERVICE_HTTP_H
+#define LARS_SERVICE_HTTP_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct lars_text;
+struct lars_service_http;
+
+/* Appends the whole /metrics body to out. */
+typedef void (*lars_service_render_fn)(void *arg, struct lars_text *out);
+
+/* Listens on addr (text: the configured "host:port", for messages) and
+ * serves render's text at /metrics. NULL with a message in err. */
+struct lars_service_http *lars_service_http_start(struct event_base *base,
+                                                  const struct sockaddr_storage *addr,
+                                                  socklen_t addr_len, const char *text,
+                                                  lars_service_render_fn render, void *arg,
+                                                  char *err, size_t err_len);
+
+/* NULL-safe. */
+void lars_service_http_stop(struct lars_service_http *http);
+
+/* Helpers for render: one family header, and one sample. */
+void lars_service_metric_family(struct lars_text *t, const char *name, const char *type,
+                                const char *help);
+void lars_service_metric(struct lars_text *t, const char *name, const char *type, const char *help,
+                         unsigned long long value);
+
+#endif /* LARS_SERVICE_HTTP_H */
