@@ -136,8 +136,13 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
     struct lars_dns_thread *t = host->core;
     if (!wanted_has(&t->wanted, lars_module_key(modid, cmdid))) {
         /* A push for a module no worker asked for (or one they dropped):
-         * ignored, so the dns side cannot grow the agent's tables. */
+         * ignored, so the dns side cannot grow the agent's tables, and the
+         * transport is told to forget it (it may have remembered it). */
         LARS_STAT_INC(t->stats.ignored);
+        if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) &&
+            t->ops->forget) {
+            t->ops->forget(t->instance, modid, cmdid);
+        }
         int64_t quiet = lars_log_limiter_allow(&t->ignored_log, lars_clock_ms());
         if (quiet >= 0) {
             LARS_WARN("dns",

@@ -267,9 +267,11 @@ struct lars_dns_ops {
      * lars_dns_ops, forget) and non-NULL): the agent dropped the module
      * (unrequested too long, or evicted at agent.max_modules); stop
      * refreshing it and forget it. A later want() asks for it again. The
-     * core ignores deliveries for modules it did not ask for (or forgot),
-     * so a transport need not remember a module only because its server
-     * pushed it. */
+     * core ignores deliveries for modules it did not ask for (or forgot)
+     * and calls forget() for each, from inside deliver(): a transport that
+     * remembers pushed modules (to subscribe them again after a reconnect)
+     * stays bounded by what the agent wants. Touch nothing of the module
+     * after calling deliver(). */
     void (*forget)(void *instance, int32_t modid, int32_t cmdid);
 };
 

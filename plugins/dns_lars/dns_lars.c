@@ -391,12 +391,16 @@ static int handle_route(struct dns_lars *dns, const struct lars_frame *frame)
         module_remove(dns, m); /* gone: no refresh on reconnect */
     } else if (m) {
         await_unlink(m);
+    } else if (n > 0) {
+        /* A push for a module we do not remember: e.g. one the server said
+         * was absent, which the agent still wants, since added. Remember it
+         * so a reconnect subscribes it again. When no worker wants it, the
+         * core calls forget() from deliver() below: a server pushing
+         * thousands of modules cannot grow this table. */
+        module_add(dns, rsp->modid, rsp->cmdid);
     }
-    /* A push for a module we were not asked for is not remembered: a server
-     * pushing thousands of them would otherwise be asked for all of them
-     * again on every reconnect. It still goes to the core, which drops what
-     * no worker wants (and counts it). */
     dns->stats.routes++;
+    /* Last use of m: deliver() may forget (free) it. */
     dns->host->deliver(dns->host, rsp->modid, rsp->cmdid, n ? hosts : NULL, n);
     protobuf_c_message_free_unpacked(&rsp->base, NULL);
     return 0;

@@ -161,6 +161,41 @@ static void test_server_restart(void **state)
     assert_true(nh_wait_route(&fx->agent, 4, 2, "10.0.0.7:7000", 2000));
 }
 
+/* A module the server first says is absent, then pushes once it exists,
+ * is subscribed again after a reconnect (lars-dns keeps the subscription of
+ * an absent module and pushes when it appears). Found by system_sqlite when
+ * pushed modules stopped being remembered. */
+static void test_pushed_after_absent_resubscribed(void **state)
+{
+    struct fixture *fx = *state;
+    char servers[64];
+    one_server(fx, servers, sizeof(servers));
+    nh_peer_set_route(fx->peer, 6, 1, NULL, 0);
+    assert_int_equal(start_agent(fx, servers, 3000), 0);
+    char got[256];
+    assert_int_equal(nh_route(&fx->agent, 6, 1, got, sizeof(got)), LARS_NOEXIST);
+    bool ok = false;
+    NH_WAIT_UNTIL(ok, nh_peer_requests(fx->peer, 6, 1) >= 1, 2000);
+    assert_true(ok);
+    nh_sleep_ms(100); /* the empty answer is in */
+
+    nh_peer_set_route(fx->peer, 6, 1, ROUTE_B, 1);
+    assert_int_equal(nh_peer_push(fx->peer, 6, 1), 1);
+    assert_true(nh_wait_route(&fx->agent, 6, 1, "10.0.0.7:7000", 1000));
+
+    nh_peer_down(fx->peer);
+    nh_sleep_ms(200);
+    assert_int_equal(nh_peer_up(fx->peer), 0);
+    NH_WAIT_UNTIL(ok, nh_peer_accepts(fx->peer) >= 2, 3000);
+    assert_true(ok);
+    /* Asked on the new connection, so later pushes reach the agent. */
+    NH_WAIT_UNTIL(ok, nh_peer_requests_on(fx->peer, 6, 1, 2) >= 1, 2000);
+    assert_true(ok);
+    nh_peer_set_route(fx->peer, 6, 1, ROUTE_A, 2);
+    assert_int_equal(nh_peer_push(fx->peer, 6, 1), 1);
+    assert_true(nh_wait_route(&fx->agent, 6, 1, "127.0.0.1:9001,127.0.0.1:9002", 1000));
+}
+
 /* The dns service is down when the agent starts: NOEXIST, then routes as
  * soon as it appears. */
 static void test_server_down_at_start(void **state)
@@ -431,6 +466,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_answer_push_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pushed_after_absent_resubscribed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_down_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
