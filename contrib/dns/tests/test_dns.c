@@ -851,7 +851,21 @@ static void t_fd_limit(void **state)
     for (int i = 0; i < IDLE; i++) {
         idle[i] = lt_connect(port); /* completes in the backlog even when not accepted */
     }
-    lt_sleep_ms(1500); /* let lars-dns take in the whole backlog */
+    /* Let lars-dns take in the whole backlog (accept or refuse each), so
+     * the newcomer below is not one more of the flood; bounded. */
+    uint64_t drained_by = lt_now_ms() + 10000;
+    for (;;) {
+        char *seen = metrics(stats);
+        long long taken =
+            lt_metric(seen, "lars_dns_connections_accepted_total") +
+            lt_metric(seen, "lars_dns_connections_refused_total{reason=\"max_connections\"}");
+        free(seen);
+        if (taken >= IDLE + 2 || lt_now_ms() > drained_by) {
+            break;
+        }
+        lt_sleep_ms(50);
+    }
+    lt_sleep_ms(200);
 
     uint64_t t0 = lt_now_ms();
     int fd = lt_connect(port);
