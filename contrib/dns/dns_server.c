@@ -182,7 +182,7 @@ static int conn_send(struct conn *c, const uint8_t *frame, size_t len)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (evbuffer_get_length(out) + len > w->server->cfg->max_output) {
         COUNT(w->server, overflows);
-        lars_service_log_limited(
+        lars_log_limited(
             &w->overflow_log, LARS_LOG_WARN, w->name,
             "agent %s has %zu unsent bytes (max_output %zu): disconnecting it; it reads "
             "too slowly or not at all",
@@ -191,7 +191,7 @@ static int conn_send(struct conn *c, const uint8_t *frame, size_t len)
         return -1;
     }
     if (evbuffer_add(out, frame, len) < 0) {
-        lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+        lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
                                  "out of memory queueing %zu bytes for %s: disconnecting it", len,
                                  c->peer);
         c->doomed = 1;
@@ -246,7 +246,7 @@ static void bad_frame(void *arg, const char *why)
     struct conn *c = arg;
     struct worker *w = c->worker;
     COUNT(w->server, bad_frames);
-    lars_service_log_limited(&w->bad_log, LARS_LOG_WARN, w->name,
+    lars_log_limited(&w->bad_log, LARS_LOG_WARN, w->name,
                              "closing connection from %s: %s (expected GetRouteRequest frames)",
                              c->peer, why);
     conn_finish(c);
@@ -277,7 +277,7 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
 
     COUNT(w->server, requests);
     if (lars_subs_join(w->subs, lars_route_key(modid, cmdid), &c->member) < 0) {
-        lars_service_log_limited(
+        lars_log_limited(
             &w->nomem_log, LARS_LOG_ERROR, w->name,
             "out of memory subscribing %s to module %d/%d: answered, not subscribed", c->peer,
             modid, cmdid);
@@ -327,7 +327,7 @@ static void conn_refuse(struct worker *w, struct msg *m, const char *why)
     close(m->fd);
     m->fd = -1;
     slot_release(w->server, &m->addr);
-    lars_service_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
+    lars_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
                              "refused a connection from %s: %s", m->peer, why);
 }
 
@@ -342,7 +342,7 @@ static int evict_for(struct worker *w, const char *newcomer)
         return -1;
     }
     COUNT(w->server, evicted);
-    lars_service_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
+    lars_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
                              "max_connections (%zu) reached: closed idle connection from %s "
                              "(no subscription) for %s",
                              w->server->cap, victim->peer, newcomer);
@@ -388,7 +388,7 @@ static void conn_open(struct worker *w, struct msg *m)
         bufferevent_free(c->bev); /* closes fd */
         free(c);
         slot_release(w->server, &m->addr);
-        lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+        lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
                                  "cannot watch connection from %s", peer);
         return;
     }
@@ -413,7 +413,7 @@ fail:
     free(c);
     close(fd);
     slot_release(w->server, &m->addr);
-    lars_service_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+    lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
                              "out of memory accepting a connection from %s: closed", peer);
 }
 
@@ -508,7 +508,7 @@ static void refuse(struct lars_dns_server *server, int fd, const struct sockaddr
     char peer[64];
     close(fd);
     lars_service_format_peer(sa, peer, sizeof(peer));
-    lars_service_log_limited(&server->refuse_log, LARS_LOG_WARN, "listener",
+    lars_log_limited(&server->refuse_log, LARS_LOG_WARN, "listener",
                              "refused a connection from %s: %s", peer, why);
 }
 

@@ -75,7 +75,7 @@ void lars_frame_conn_accept_failed(struct evconnlistener *listener, struct event
                                    struct lars_log_limiter *limiter, const char *who)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    lars_service_log_limited(
+    lars_log_limited(
         limiter, LARS_LOG_ERROR, who,
         "accept failed: %s; pausing 1 s (raise LimitNOFILE / ulimit -n if it is EMFILE)",
         evutil_socket_error_to_string(err));

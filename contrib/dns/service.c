@@ -260,26 +260,6 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)
     snprintf(buf, len, "%s:%u", host, port);
 }
 
-void lars_service_log_limited(struct lars_log_limiter *limiter, int level, const char *who,
-                              const char *fmt, ...)
-{
-    int64_t suppressed = lars_log_limiter_allow(limiter, lars_clock_ms());
-    if (suppressed < 0) {
-        return;
-    }
-    char line[1536];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (suppressed > 0) {
-        lars_log((enum lars_log_level)level, who, "%s (%lld similar lines suppressed)", line,
-                 (long long)suppressed);
-    } else {
-        lars_log((enum lars_log_level)level, who, "%s", line);
-    }
-}
-
 int lars_service_daemonize(void)
 {
     pid_t pid = fork();
@@ -457,6 +437,9 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
     int opt;
 
     lars_log_init(p->name);
+    /* libevent logs from loops that can spin (accept at EMFILE): through our
+     * rate limit, not its own stderr printing. */
+    event_set_log_callback(lars_log_libevent);
     while ((opt = getopt(argc, argv, "c:tfhV")) != -1) {
         switch (opt) {
         case 'c':

@@ -70,15 +70,6 @@ int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, soc
 /* "host:port" of a peer (IPv4 or IPv6; "?:0" otherwise) into buf. */
 void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len);
 
-/* ---- logging ---- */
-
-struct lars_log_limiter;
-/* Logs through limiter (log.h): at most one line per interval, the next
- * one saying how many were suppressed. The limiter belongs to the caller's
- * thread. */
-void lars_service_log_limited(struct lars_log_limiter *limiter, int level, const char *who,
-                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
 /* ---- process ---- */
 
 /* Detaches from the terminal (double fork, setsid, stdio to /dev/null,

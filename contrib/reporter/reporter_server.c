@@ -83,7 +83,7 @@ static void bad_frame(void *arg, const char *why)
     struct conn *c = arg;
     struct lars_reporter_server *s = c->server;
     s->stats.bad_frames++;
-    lars_service_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
+    lars_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
                              "closing connection from %s: %s (expected ReportStatusRequest "
                              "frames)",
                              c->peer, why);
@@ -111,7 +111,7 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
     if (req->n_results > s->rows_cap) {
         struct lars_store_status *bigger = realloc(s->rows, req->n_results * sizeof(*bigger));
         if (!bigger) {
-            lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
+            lars_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
                                      "out of memory converting a report of %zu nodes from %s: "
                                      "dropped",
                                      req->n_results, c->peer);
@@ -153,7 +153,7 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
     if (unfair) {
         struct lars_store_writer_stats w;
         lars_store_writer_stats(s->writer, &w);
-        lars_service_log_limited(&s->fair_log, LARS_LOG_WARN, WHO,
+        lars_log_limited(&s->fair_log, LARS_LOG_WARN, WHO,
                                  "dropped %zu rows from %s over its fair share of the store queue "
                                  "(queue_max %zu shared by %zu connections with rows waiting): "
                                  "it sends faster than the database stores",
@@ -191,7 +191,7 @@ static void refuse(struct lars_reporter_server *s, int fd, const struct sockaddr
     char peer[64];
     close(fd);
     lars_service_format_peer(sa, peer, sizeof(peer));
-    lars_service_log_limited(&s->limit_log, LARS_LOG_WARN, WHO, "refused a connection from %s: %s",
+    lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO, "refused a connection from %s: %s",
                              peer, why);
 }
 
@@ -209,7 +209,7 @@ static int evict_for(struct lars_reporter_server *s, const struct sockaddr *sa)
     char peer[64];
     lars_service_format_peer(sa, peer, sizeof(peer));
     s->stats.evicted++;
-    lars_service_log_limited(&s->limit_log, LARS_LOG_WARN, WHO,
+    lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO,
                              "max_connections (%zu) reached: closed connection from %s (no report "
                              "yet) for %s",
                              s->cap, victim->peer, peer);
@@ -279,7 +279,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 
 nomem:
     lars_peer_table_release(s->peers, sa);
-    lars_service_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
+    lars_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
                              "out of memory: refused a connection");
 }
 

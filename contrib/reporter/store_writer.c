@@ -79,7 +79,7 @@ static void write_failed(struct writer *w, const char *what, const char *why, ui
     size_t depth;
     uint64_t dropped;
     lars_row_queue_stats(w->queue, &depth, &dropped);
-    lars_service_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
+    lars_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
                              "%s: %s; retrying in %llu ms (%zu rows waiting, %llu dropped so far; "
                              "check the database and the store settings)",
                              what, why, (unsigned long long)backoff, depth,

@@ -366,7 +366,7 @@ static void test_slowloris(void **state)
         }
     }
     uint64_t took = it_now_ms() - t0;
-    printf("%u of %u slow connections still open after %llu ms\n", still_open, SLOW,
+    printf("%u of %u slow connections still open after %llu ms\n", still_open, (unsigned)SLOW,
            (unsigned long long)took);
     assert_int_equal(still_open, 0);
     long long timeouts = wait_metric("lars_stats_timeouts_total", SLOW, 2000);
@@ -431,7 +431,7 @@ static void test_non_reading_clients(void **state)
     }
     long grown_kb = rss1 - rss0;
     printf("RSS %ld kB -> %ld kB (+%ld kB) with %u clients not reading /routes of %zu bytes\n",
-           rss0, rss1, grown_kb, CLIENTS, routes_len);
+           rss0, rss1, grown_kb, (unsigned)CLIENTS, routes_len);
     close_sockets();
 
     long long busy = wait_metric("lars_stats_answers_refused_total", 1, 3000);
