@@ -277,18 +277,21 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
     if (generation_start(agent->current, err, err_len) < 0) {
         goto fail;
     }
-    for (unsigned i = 0; i < agent->n_workers; i++) {
-        int rc = lars_worker_start(agent->workers[i]);
-        if (rc < 0) {
-            snprintf(err, err_len, "cannot start worker %u: %s", i, strerror(-rc));
-            goto fail;
-        }
-    }
+    /* The stats endpoint listens before any worker answers, so whoever sees
+     * the agent answer UDP finds /metrics too. Its connections wait in the
+     * backlog until the main loop runs, when every worker does. */
     if (config->agent.stats_listen) {
         agent->stats =
             lars_stats_http_start(agent->base, config->stats_ip, config->stats_port, agent, err,
                                   err_len);
         if (!agent->stats) {
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < agent->n_workers; i++) {
+        int rc = lars_worker_start(agent->workers[i]);
+        if (rc < 0) {
+            snprintf(err, err_len, "cannot start worker %u: %s", i, strerror(-rc));
             goto fail;
         }
     }

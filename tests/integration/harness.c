@@ -907,3 +907,64 @@ long long it_metric(uint16_t port, const char *name)
     free(m);
     return value;
 }
+
+long long it_metric_wait(uint16_t port, const char *name, long long want, unsigned timeout_ms)
+{
+    uint64_t deadline = it_now_ms() + it_timeout(timeout_ms);
+    long long v = it_metric(port, name);
+    while (v < want && it_now_ms() < deadline) {
+        it_sleep_ms(50);
+        v = it_metric(port, name);
+    }
+    return v;
+}
+
+long it_proc_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *status = it_read_file(path);
+    const char *line = strstr(status, "VmRSS:");
+    long kb = line ? strtol(line + 6, NULL, 10) : -1;
+    free(status);
+    return kb;
+}
+
+int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth,
+                         unsigned timeout_ms)
+{
+    if (a->pid <= 0 || kill(a->pid, SIGHUP) < 0) {
+        return -1;
+    }
+    uint64_t deadline = it_now_ms() + it_timeout(timeout_ms);
+    for (;;) {
+        char *err = it_agent_stderr(a);
+        unsigned n = it_count_lines(err, needle);
+        if (n >= nth) {
+            free(err);
+            return 0;
+        }
+        if (it_now_ms() > deadline) {
+            fprintf(stderr, "harness: %u x '%s' not logged within %u ms:\n%s", nth, needle,
+                    it_timeout(timeout_ms), err);
+            free(err);
+            return -1;
+        }
+        free(err);
+        it_sleep_ms(10);
+    }
+}
+
+int it_agent_share_plugins(struct it_agent *a)
+{
+    if (chmod(a->dir, 0755) < 0) {
+        return -1;
+    }
+    char copy[8192];
+    snprintf(copy, sizeof(copy),
+             "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
+             "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
+             a->dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, a->dir, a->dir);
+    char *const sh[] = {"/bin/sh", "-c", copy, NULL};
+    return it_run(sh, 10000, NULL, NULL) == 0 ? 0 : -1;
+}

@@ -132,6 +132,23 @@ int it_run(char *const argv[], unsigned timeout_ms, char **out, char **err);
 /* Counts lines of text containing needle. */
 unsigned it_count_lines(const char *text, const char *needle);
 
+/* A process's resident memory in kB (VmRSS of /proc/PID/status), -1 when
+ * it cannot be read. */
+long it_proc_rss_kb(pid_t pid);
+
+/* Sends SIGHUP to the running agent and waits up to timeout_ms (scaled)
+ * until its stderr holds nth lines containing needle ("reloaded: generation",
+ * "reload refused"). 0, or -1 on timeout (the log is printed). */
+int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth,
+                         unsigned timeout_ms);
+
+/* For an agent started as root with agent.user: makes its temp dir
+ * readable by everyone and puts copies of lb_lars, dns_static and
+ * report_log (0644) in DIR/plugins (its config sets plugin_dir to
+ * "@DIR@/plugins"), so the unprivileged user reaches config and plugins
+ * wherever the build tree lives. 0 or -1. */
+int it_agent_share_plugins(struct it_agent *a);
+
 /* ---- the stats endpoint (agent.stats_listen on 127.0.0.1:port) ---- */
 
 /* GET path; the malloc'd body, or NULL when there is no complete answer
@@ -140,5 +157,8 @@ char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms);
 /* One sample of /metrics named exactly (labels included): its value, -1
  * when /metrics lacks it, -2 when /metrics does not answer. */
 long long it_metric(uint16_t port, const char *name);
+/* Polls it_metric until the value is at least want, up to timeout_ms
+ * (scaled); returns the last value. */
+long long it_metric_wait(uint16_t port, const char *name, long long want, unsigned timeout_ms);
 
 #endif /* LARS_IT_HARNESS_H */

@@ -76,63 +76,12 @@ static void start_agent(unsigned max_modules)
     assert_int_equal(it_agent_start(&agent, conf), 0);
 }
 
-/* GET path from the stats endpoint; malloc'd body, NULL on failure. */
-static char *http_get(const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(stats_port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        return NULL;
-    }
-    char req[256];
-    int len = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
-    assert_int_equal(write(fd, req, (size_t)len), len);
-    size_t cap = 1 << 20;
-    size_t used = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    uint64_t deadline = it_now_ms() + it_timeout(5000);
-    while (used < cap - 1 && it_now_ms() < deadline) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0) {
-            continue;
-        }
-        ssize_t n = read(fd, buf + used, cap - used - 1);
-        if (n <= 0) {
-            break;
-        }
-        used += (size_t)n;
-    }
-    close(fd);
-    buf[used] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    if (!body) {
-        free(buf);
-        return NULL;
-    }
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
-}
-
 /* A sample of /metrics, exactly as named (with labels); -1 when absent. */
 static long long metric(const char *name)
 {
-    char *m = http_get("/metrics");
-    assert_non_null(m);
-    long long value = -1;
-    size_t len = strlen(name);
-    for (char *line = m; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-        if (strncmp(line, name, len) == 0 && line[len] == ' ') {
-            value = strtoll(line + len + 1, NULL, 10);
-            break;
-        }
-    }
-    free(m);
-    return value;
+    long long v = it_metric(stats_port, name);
+    assert_true(v != -2); /* /metrics answered */
+    return v;
 }
 
 static long long malformed_total(void)
@@ -160,7 +109,7 @@ static void test_metrics_count_requests(void **state)
     assert_non_null(c);
     assert_int_equal(it_wait_route(c, 1, 1, 2, 2000), LARS_OK);
 
-    char *full = http_get("/metrics");
+    char *full = it_http_get(stats_port, "/metrics", it_timeout(5000));
     assert_non_null(full);
     assert_non_null(strstr(full, "# HELP lars_requests_total"));
     assert_non_null(strstr(full, "# TYPE lars_requests_total counter"));
@@ -186,7 +135,7 @@ static void test_metrics_count_requests(void **state)
     assert_int_equal(metric("lars_modules{state=\"absent\"}") - absent0, 1);
     assert_int_equal(metric("lars_module_nodes{modid=\"1\",cmdid=\"1\",state=\"idle\"}"), 2);
 
-    char *routes = http_get("/routes?modid=1&cmdid=1");
+    char *routes = it_http_get(stats_port, "/routes?modid=1&cmdid=1", it_timeout(5000));
     assert_non_null(routes);
     printf("%s", routes);
     assert_non_null(strstr(routes, "\"modid\":1,\"cmdid\":1,\"state\":\"ready\""));
@@ -202,7 +151,7 @@ static void test_metrics_count_requests(void **state)
     assert_non_null(strstr(out, "requests   get_host 26"));
     assert_non_null(strstr(out, "127.0.0.1:9001         idle               0        7"));
     free(out);
-    char *health = http_get("/healthz");
+    char *health = it_http_get(stats_port, "/healthz", it_timeout(5000));
     assert_non_null(health);
     assert_non_null(strstr(health, "ok"));
     free(health);
@@ -322,17 +271,6 @@ static void test_garbage_flood(void **state)
 
 /* ---- thousands of unknown modules against the cap ---- */
 
-static long rss_kb(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)agent.pid);
-    char *status = it_read_file(path);
-    const char *line = strstr(status, "VmRSS:");
-    long kb = line ? strtol(line + 6, NULL, 10) : -1;
-    free(status);
-    return kb;
-}
-
 static void test_unknown_modules_capped(void **state)
 {
     (void)state;
@@ -341,7 +279,7 @@ static void test_unknown_modules_capped(void **state)
     struct lars_client *c = it_client(&agent, 0, 1000);
     assert_non_null(c);
     assert_int_equal(it_wait_route(c, 1, 1, 2, 2000), LARS_OK);
-    long rss0 = rss_kb();
+    long rss0 = it_proc_rss_kb(agent.pid);
     unsigned noexist = 0;
     unsigned system_error = 0;
     unsigned other = 0;
@@ -351,7 +289,7 @@ static void test_unknown_modules_capped(void **state)
         system_error += rc == -1002;
         other += rc != -1003 && rc != -1002;
     }
-    long rss1 = rss_kb();
+    long rss1 = it_proc_rss_kb(agent.pid);
     long long refused = metric("lars_modules_refused_total");
     long long evicted = metric("lars_modules_evicted_total");
     printf("%d unknown modules: %u NOEXIST, %u SYSTEM_ERROR (cap %d), %u other; refused counter "
@@ -445,15 +383,7 @@ static void test_privilege_drop_and_config_permissions(void **state)
     /* nobody must reach the config and the plugins (a reload reads both
      * again): give it copies in the agent's temp dir, wherever the build
      * tree lives (a clone under a 0700 directory, say). */
-    assert_int_equal(chmod(agent.dir, 0755), 0);
-    char copy[8192];
-    snprintf(copy, sizeof(copy),
-             "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
-             "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
-             agent.dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, agent.dir,
-             agent.dir);
-    char *const sh[] = {"/bin/sh", "-c", copy, NULL};
-    assert_int_equal(it_run(sh, 10000, NULL, NULL), 0);
+    assert_int_equal(it_agent_share_plugins(&agent), 0);
     assert_int_equal(it_agent_start(&agent, conf), 0);
     assert_int_equal(proc_uid(agent.pid), 65534);
     struct lars_client *c = it_client(&agent, 0, 1000);

@@ -61,22 +61,9 @@ static char *config_with(const char *policy)
 }
 
 /* SIGHUP and wait for the n-th line containing needle. */
-static void reload_and_wait(const char *needle, unsigned nth)
+static void assert_reload(const char *needle, unsigned nth)
 {
-    assert_int_equal(kill(agent.pid, SIGHUP), 0);
-    uint64_t deadline = it_now_ms() + it_timeout(5000);
-    for (;;) {
-        char *err = it_agent_stderr(&agent);
-        unsigned n = it_count_lines(err, needle);
-        free(err);
-        if (n >= nth) {
-            return;
-        }
-        if (it_now_ms() > deadline) {
-            fail_msg("'%s' not logged %u times in time", needle, nth);
-        }
-        it_sleep_ms(10);
-    }
+    assert_int_equal(it_agent_reload_wait(&agent, needle, nth, 5000), 0);
 }
 
 static void all_modules_answer(struct lars_client *c)
@@ -135,7 +122,7 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
     conf = config_with("policy: { plugin = \"" CREATE_FAIL "\"; fail_modid = 2; };\n");
     assert_int_equal(it_agent_write_file(&agent, "agent.conf", conf, NULL), 0);
     free(conf);
-    reload_and_wait("reload refused", 1);
+    assert_reload("reload refused", 1);
     /* Many ticks (50 ms) later: still serving, with the old policy. */
     it_sleep_ms(1000);
     all_modules_answer(c);
@@ -143,7 +130,7 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
     conf = config_with("policy: { plugin = \"" CREATE_FAIL "\"; refuse = true; };\n");
     assert_int_equal(it_agent_write_file(&agent, "agent.conf", conf, NULL), 0);
     free(conf);
-    reload_and_wait("reload refused", 2);
+    assert_reload("reload refused", 2);
     it_sleep_ms(500);
     all_modules_answer(c);
 
@@ -159,7 +146,7 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
     conf = config_with("policy: { plugin = \"" CREATE_FAIL "\"; };\n");
     assert_int_equal(it_agent_write_file(&agent, "agent.conf", conf, NULL), 0);
     free(conf);
-    reload_and_wait("agent: reloaded: generation 2", 1);
+    assert_reload("agent: reloaded: generation 2", 1);
     it_sleep_ms(300);
     all_modules_answer(c);
     lars_client_destroy(c);
@@ -383,16 +370,7 @@ static void test_privilege_drop_pid_file_and_log_reopen(void **state)
         "); };\n"
         "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"/dev/null\"; };\n";
     assert_int_equal(it_agent_init(&agent, 3), 0);
-    assert_int_equal(chmod(agent.dir, 0755), 0); /* nobody reads, only root writes */
-    char copy[8192];
-    snprintf(
-        copy, sizeof(copy),
-        "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
-        "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
-        agent.dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, agent.dir,
-        agent.dir);
-    char *const sh[] = {"/bin/sh", "-c", copy, NULL};
-    assert_int_equal(it_run(sh, 10000, NULL, NULL), 0);
+    assert_int_equal(it_agent_share_plugins(&agent), 0); /* nobody reads, only root writes */
     assert_int_equal(it_agent_start(&agent, conf), 0);
     assert_true(wait_daemon_log("running as user nobody", 5000));
     assert_int_equal(kill(agent.pid, SIGUSR1), 0);

@@ -94,12 +94,8 @@ static void start_agent(unsigned max_modules, unsigned update_timeout, const cha
             src++;
         }
     }
+    /* Answering UDP implies the stats endpoint listens (agent.c). */
     assert_int_equal(it_agent_start(&agent, conf_text), 0);
-    /* The stats endpoint may open just after the UDP workers answer. */
-    uint64_t end = it_now_ms() + it_timeout(3000);
-    while (it_metric(stats_port, "lars_uptime_seconds") < 0 && it_now_ms() < end) {
-        it_sleep_ms(20);
-    }
 }
 
 static long long metric(const char *name)
@@ -113,17 +109,6 @@ static long long modules_tracked(void)
 {
     return metric("lars_modules{state=\"ready\"}") + metric("lars_modules{state=\"pending\"}") +
            metric("lars_modules{state=\"absent\"}");
-}
-
-static long rss_kb(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)agent.pid);
-    char *status = it_read_file(path);
-    const char *line = strstr(status, "VmRSS:");
-    long kb = line ? strtol(line + 6, NULL, 10) : -1;
-    free(status);
-    return kb;
 }
 
 /* ---- item 7: unknown modules do not poison the table ---- */
@@ -249,7 +234,7 @@ static void test_wrong_port_flood_is_bounded(void **state)
     assert_non_null(c);
     /* Module 1/1 belongs to worker 2 ((1 + 1) % 3). */
     assert_int_equal(it_wait_route(c, 1, 1, 2, it_timeout(2000)), LARS_OK);
-    long rss0 = rss_kb();
+    long rss0 = it_proc_rss_kb(agent.pid);
 
     Lars__GetHostRequest req = LARS__GET_HOST_REQUEST__INIT;
     req.seq = 1;
@@ -297,7 +282,7 @@ static void test_wrong_port_flood_is_bounded(void **state)
             free(m);
             worst_ms = q > worst_ms ? q : worst_ms;
             probes++;
-            long rss = rss_kb();
+            long rss = it_proc_rss_kb(agent.pid);
             rss_max = rss > rss_max ? rss : rss_max;
             next_probe = it_now_ms() + 500;
         }

@@ -64,25 +64,11 @@ static void rewrite_config(const char *text)
     assert_int_equal(it_agent_write_file(&agent, "agent.conf", text, NULL), 0);
 }
 
-/* SIGHUP and wait for the n-th "reloaded" (or "reload refused") line. */
-static void reload_and_wait(const char *needle, unsigned nth)
+/* SIGHUP and wait for the n-th line containing needle ("reloaded", "reload
+ * refused"). */
+static void assert_reload(const char *needle, unsigned nth)
 {
-    char want[64];
-    assert_int_equal(kill(agent.pid, SIGHUP), 0);
-    uint64_t deadline = it_now_ms() + it_timeout(5000);
-    for (;;) {
-        char *err = it_agent_stderr(&agent);
-        unsigned n = it_count_lines(err, needle);
-        free(err);
-        if (n >= nth) {
-            return;
-        }
-        if (it_now_ms() > deadline) {
-            snprintf(want, sizeof(want), "%u x '%s'", nth, needle);
-            fail_msg("reload not seen in time: %s", want);
-        }
-        it_sleep_ms(10);
-    }
+    assert_int_equal(it_agent_reload_wait(&agent, needle, nth, 5000), 0);
 }
 
 /* ---- load ---- */
@@ -179,7 +165,7 @@ static void test_reloads_under_load_lose_nothing(void **state)
         char *text = config_with(POLICIES[r % 4]);
         rewrite_config(text);
         free(text);
-        reload_and_wait("agent: reloaded: generation", r);
+        assert_reload("agent: reloaded: generation", r);
         it_sleep_ms(50);
     }
     it_sleep_ms(200);
@@ -236,7 +222,7 @@ static void test_invalid_reload_keeps_old_settings(void **state)
         char *text = config_with(broken[i]);
         rewrite_config(text);
         free(text);
-        reload_and_wait("reload refused", i + 1);
+        assert_reload("reload refused", i + 1);
         /* Still the old generation's lb_failover: always the first node. */
         for (int k = 0; k < 6; k++) {
             assert_int_equal(it_pick(c, 1, 1), 9001);
@@ -252,7 +238,7 @@ static void test_invalid_reload_keeps_old_settings(void **state)
 
     /* A good file again is taken. */
     rewrite_config(good);
-    reload_and_wait("agent: reloaded: generation 2", 1);
+    assert_reload("agent: reloaded: generation 2", 1);
     lars_client_destroy(c);
     free(good);
     assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
@@ -271,7 +257,7 @@ static void test_reload_keeps_failing_node_out(void **state)
     assert_int_equal(it_wait_route(c, 1, 1, 3, 2000), LARS_OK);
     assert_int_equal(it_report_n(c, 1, 1, 9001, 1, 15), 0); /* contin_err_limit */
     it_sleep_ms(100);
-    reload_and_wait("agent: reloaded: generation 2", 1);
+    assert_reload("agent: reloaded: generation 2", 1);
     /* probe_num 10: in 10 picks no probe, so never 9001. */
     for (int i = 0; i < 10; i++) {
         assert_int_not_equal(it_pick(c, 1, 1), 9001);
@@ -311,7 +297,7 @@ static void test_replaced_plugin_runs_new_code(void **state)
     for (int i = 0; i < 5; i++) {
         assert_int_equal(it_pick(c, 1, 1), 9001); /* the running copy is untouched */
     }
-    reload_and_wait("agent: reloaded: generation 2", 1);
+    assert_reload("agent: reloaded: generation 2", 1);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(it_pick(c, 1, 1), 9003); /* last node: the new code */
     }
@@ -393,17 +379,6 @@ static int files_in_plugin_copies(void)
     return n;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    char *status = it_read_file(path);
-    const char *line = strstr(status, "VmRSS:");
-    long kb = line ? strtol(line + 6, NULL, 10) : -1;
-    free(status);
-    return kb;
-}
-
 static void test_hundred_reloads_leak_nothing(void **state)
 {
     (void)state;
@@ -417,16 +392,16 @@ static void test_hundred_reloads_leak_nothing(void **state)
     assert_int_equal(it_wait_route(c, 2, 1, 2, 2000), LARS_OK);
     int copies_before = files_in_plugin_copies();
     for (unsigned r = 1; r <= 10; r++) { /* warm up allocator caches */
-        reload_and_wait("agent: reloaded: generation", r);
+        assert_reload("agent: reloaded: generation", r);
     }
-    long rss_before = rss_kb(agent.pid);
+    long rss_before = it_proc_rss_kb(agent.pid);
     for (unsigned r = 11; r <= RELOADS; r++) {
-        reload_and_wait("agent: reloaded: generation", r);
+        assert_reload("agent: reloaded: generation", r);
         if (r % 10 == 0) {
             assert_true(it_pick(c, 1, 1) > 0);
         }
     }
-    long rss_after = rss_kb(agent.pid);
+    long rss_after = it_proc_rss_kb(agent.pid);
     int copies_after = files_in_plugin_copies();
     printf("after %d reloads: RSS %ld kB -> %ld kB, plugin copies %d -> %d\n", RELOADS,
            rss_before, rss_after, copies_before, copies_after);

@@ -198,45 +198,8 @@ static int http_get(const char *path, char **body)
  * or when /metrics did not answer 200. */
 static long long metric(const char *name)
 {
-    char *m = NULL;
-    if (http_get("/metrics", &m) != 200 || !m) {
-        free(m);
-        return -1;
-    }
-    long long value = -1;
-    size_t len = strlen(name);
-    for (char *line = m; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
-        if (strncmp(line, name, len) == 0 && line[len] == ' ') {
-            value = strtoll(line + len + 1, NULL, 10);
-            break;
-        }
-    }
-    free(m);
-    return value;
-}
-
-/* Polls metric until it is at least want (bounded); returns the last value. */
-static long long wait_metric(const char *name, long long want, unsigned timeout_ms)
-{
-    uint64_t deadline = it_now_ms() + it_timeout(timeout_ms);
-    long long v = metric(name);
-    while (v < want && it_now_ms() < deadline) {
-        it_sleep_ms(50);
-        v = metric(name);
-    }
-    return v;
-}
-
-/* The agent's resident memory in kB, from /proc/PID/status. */
-static long rss_kb(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)agent.pid);
-    char *status = it_read_file(path);
-    const char *line = strstr(status, "VmRSS:");
-    long kb = line ? strtol(line + 6, NULL, 10) : -1;
-    free(status);
-    return kb;
+    long long v = it_metric(stats_port, name);
+    return v < 0 ? -1 : v;
 }
 
 /* CPU ticks (user + system) the agent used so far, from /proc/PID/stat. */
@@ -318,7 +281,7 @@ static void test_connection_cap(void **state)
     assert_int_equal(closed, EXTRA);
 
     close_sockets();
-    long long refused = wait_metric("lars_stats_connections_refused_total", EXTRA, 3000);
+    long long refused = it_metric_wait(stats_port, "lars_stats_connections_refused_total", EXTRA, 3000);
     printf("lars_stats_connections_refused_total %lld\n", refused);
     assert_true(refused >= EXTRA);
     assert_true(metric("lars_stats_connections") >= 1);
@@ -369,7 +332,7 @@ static void test_slowloris(void **state)
     printf("%u of %u slow connections still open after %llu ms\n", still_open, (unsigned)SLOW,
            (unsigned long long)took);
     assert_int_equal(still_open, 0);
-    long long timeouts = wait_metric("lars_stats_timeouts_total", SLOW, 2000);
+    long long timeouts = it_metric_wait(stats_port, "lars_stats_timeouts_total", SLOW, 2000);
     printf("lars_stats_timeouts_total %lld\n", timeouts);
     assert_true(timeouts >= SLOW);
 }
@@ -404,7 +367,7 @@ static void test_non_reading_clients(void **state)
         (void)lars_get_route(c, (int32_t)(100 + m), 1, hosts, 1, &count); /* pulls it */
     }
     lars_client_destroy(c);
-    assert_int_equal(wait_metric("lars_modules{state=\"ready\"}", MODULES, 5000), MODULES);
+    assert_int_equal(it_metric_wait(stats_port, "lars_modules{state=\"ready\"}", MODULES, 5000), MODULES);
     char *routes = NULL;
     assert_int_equal(http_get("/routes", &routes), 200);
     size_t routes_len = strlen(routes);
@@ -412,7 +375,7 @@ static void test_non_reading_clients(void **state)
     printf("/routes is %zu bytes\n", routes_len);
     assert_true(routes_len > (size_t)500 * 1024);
 
-    long rss0 = rss_kb();
+    long rss0 = it_proc_rss_kb(agent.pid);
     for (unsigned i = 0; i < CLIENTS; i++) {
         int fd = stats_connect(4096);
         if (fd >= 0) {
@@ -421,11 +384,11 @@ static void test_non_reading_clients(void **state)
     }
     /* The agent answers (or refuses) each; what it then holds for them
      * stays. Until RSS has not moved for 600 ms (bounded). */
-    long rss1 = rss_kb();
+    long rss1 = it_proc_rss_kb(agent.pid);
     uint64_t settle = it_now_ms() + it_timeout(8000);
     for (unsigned still = 0; still < 6 && it_now_ms() < settle;) {
         it_sleep_ms(100);
-        long now = rss_kb();
+        long now = it_proc_rss_kb(agent.pid);
         still = now > rss1 ? 0 : still + 1;
         rss1 = now > rss1 ? now : rss1;
     }
@@ -434,7 +397,7 @@ static void test_non_reading_clients(void **state)
            rss0, rss1, grown_kb, (unsigned)CLIENTS, routes_len);
     close_sockets();
 
-    long long busy = wait_metric("lars_stats_answers_refused_total", 1, 3000);
+    long long busy = it_metric_wait(stats_port, "lars_stats_answers_refused_total", 1, 3000);
     long long refused = metric("lars_stats_connections_refused_total");
     printf("answers refused (stats_max_output) %lld, connections refused %lld\n", busy, refused);
     assert_true(busy >= 1);
@@ -493,12 +456,12 @@ static void test_fd_limit(void **state)
     close_sockets();
     /* Descriptors are back once the agent sees the hogs leave; accepting
      * resumes within a second. */
-    long long errors = wait_metric("lars_stats_accept_errors_total", 1, 5000);
+    long long errors = it_metric_wait(stats_port, "lars_stats_accept_errors_total", 1, 5000);
     printf("lars_stats_accept_errors_total %lld\n", errors);
     assert_true(errors >= 1);
     assert_true(metric("lars_reloads_total{result=\"failed\"}") == 1);
     assert_int_equal(kill(agent.pid, SIGHUP), 0);
-    assert_int_equal(wait_metric("lars_reloads_total{result=\"ok\"}", 1, 5000), 1);
+    assert_int_equal(it_metric_wait(stats_port, "lars_reloads_total{result=\"ok\"}", 1, 5000), 1);
     char *err = it_agent_stderr(&agent);
     printf("%s", err);
     assert_true(it_count_lines(err, "accept failed") <= 3);
@@ -537,7 +500,7 @@ static void test_udp_drops(void **state)
     }
     assert_int_equal(kill(agent.pid, SIGCONT), 0);
     close(fd);
-    long long drops = wait_metric("lars_udp_receive_drops_total{worker=\"0\"}", 1, 3000);
+    long long drops = it_metric_wait(stats_port, "lars_udp_receive_drops_total{worker=\"0\"}", 1, 3000);
     printf("%ld datagrams sent to a stopped worker: %lld dropped by the kernel\n", sent, drops);
     assert_true(drops > 0);
     assert_true(drops <= sent);
