@@ -2,15 +2,15 @@
  * dns_server.c - listener, connection workers, requests and pushes.
  *
  * A worker's state (connections, subscriptions, snapshot) is touched only by
- * its own thread; everything else reaches it through its queue, in order:
- * a connection handed over after a snapshot always sees that snapshot.
+ * its own thread ("lars-dns-wN", a loop-thread host: loop_thread.h);
+ * everything else reaches it through its queue, in order: a connection
+ * handed over after a snapshot always sees that snapshot.
  */
 #include "dns_server.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +24,7 @@
 #include "conn_limits.h"
 #include "frame_conn.h"
 #include "log.h"
+#include "loop_thread.h"
 #include "queue.h"
 #include "service.h"
 #include "subscriptions.h"
@@ -32,7 +33,6 @@
 enum msg_type {
     MSG_CONN,   /* a new connection: fd, peer */
     MSG_ROUTES, /* a new snapshot and the modules to push */
-    MSG_STOP,
 };
 
 struct msg {
@@ -71,11 +71,9 @@ struct worker {
     struct lars_dns_server *server;
     int index;
     char name[32];
-    pthread_t thread;
-    int started;
-    struct event_base *base;
-    struct lars_queue *queue;
-    struct event *queue_ev;
+    struct lars_loop_thread *loop;
+    struct event_base *base;    /* the loop's */
+    struct lars_queue *queue;   /* the loop's */
     struct lars_route_map *map; /* this worker's reference */
     struct lars_subs *subs;
     struct conn *conns;
@@ -459,45 +457,34 @@ static void free_msg(struct lars_queue_item *item)
     free(m);
 }
 
-static void worker_wakeup(evutil_socket_t fd, short what, void *arg)
+/* Worker thread: a connection handed over or a new snapshot. */
+static void worker_handle(void *arg, struct lars_queue_item *item)
 {
-    (void)fd;
-    (void)what;
     struct worker *w = arg;
-    struct lars_queue_item *item = lars_queue_take_all(w->queue);
-    while (item) {
-        struct lars_queue_item *next = item->next;
-        struct msg *m = (struct msg *)item;
-        switch (m->type) {
-        case MSG_CONN:
-            conn_open(w, m); /* takes m->fd, sets it to -1 */
-            break;
-        case MSG_ROUTES:
-            apply_routes(w, m);
-            break;
-        case MSG_STOP:
-            event_base_loopbreak(w->base);
-            /* Later items (none are sent after STOP) are freed at destroy. */
-            break;
-        }
-        free_msg(item);
-        item = next;
+    struct msg *m = (struct msg *)item;
+    switch (m->type) {
+    case MSG_CONN:
+        conn_open(w, m); /* takes m->fd, sets it to -1 */
+        break;
+    case MSG_ROUTES:
+        apply_routes(w, m);
+        break;
     }
+    free_msg(item);
 }
 
-static void *worker_main(void *arg)
+/* Worker thread: stopping. Drop every connection while still in this
+ * thread; messages posted later are freed at destroy. */
+static void worker_stop(void *arg)
 {
     struct worker *w = arg;
-    event_base_dispatch(w->base);
-    /* Stopped: drop every connection while still in this thread. The
-     * analyzer cannot see that the head has no prev, so conn_close always
-     * advances w->conns. */
+    /* The analyzer cannot see that the head has no prev, so conn_close
+     * always advances w->conns. */
     while (w->conns) {
         conn_close(w->conns); // NOLINT(clang-analyzer-unix.Malloc)
     }
     lars_route_map_unref(w->map);
     w->map = NULL;
-    return NULL;
 }
 
 /* ---- listener (main thread) ---- */
@@ -614,46 +601,29 @@ static int worker_init(struct lars_dns_server *server, struct worker *w, int ind
     w->overflow_log.interval_ms = 10000;
     w->nomem_log.interval_ms = 10000;
     w->limit_log.interval_ms = 10000;
-    w->base = event_base_new();
-    w->queue = lars_queue_create();
+    static const struct lars_loop_thread_ops ops = {
+        .handle = worker_handle,
+        .on_stop = worker_stop,
+        .free_item = free_msg,
+    };
+    char thread_name[16];
+    snprintf(thread_name, sizeof(thread_name), "lars-dns-w%d", index);
+    w->loop = lars_loop_thread_create(thread_name, &ops, w);
     w->subs = lars_subs_create();
-    if (!w->base || !w->queue || !w->subs) {
+    if (!w->loop || !w->subs) {
         return -ENOMEM;
     }
-    w->queue_ev =
-        event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, worker_wakeup, w);
-    if (!w->queue_ev || event_add(w->queue_ev, NULL) < 0) {
-        return -ENOMEM;
-    }
-    int rc = pthread_create(&w->thread, NULL, worker_main, w);
-    if (rc != 0) {
-        return -rc;
-    }
-    w->started = 1;
-    return 0;
+    w->base = lars_loop_thread_base(w->loop);
+    w->queue = lars_loop_thread_queue(w->loop);
+    return lars_loop_thread_start(w->loop);
 }
 
 static void worker_fini(struct worker *w)
 {
-    if (w->started) {
-        struct msg *m = calloc(1, sizeof(*m));
-        if (m) {
-            m->type = MSG_STOP;
-            lars_queue_push(w->queue, &m->item);
-        } else {
-            event_base_loopbreak(w->base); /* thread-safe with evthread enabled */
-        }
-        pthread_join(w->thread, NULL);
-        w->started = 0;
-    }
-    if (w->queue_ev) {
-        event_free(w->queue_ev);
-    }
-    lars_queue_destroy(w->queue, free_msg);
+    /* The stop message is the host's: stopping never fails. */
+    lars_loop_thread_destroy(w->loop);
+    w->loop = NULL;
     lars_subs_destroy(w->subs);
-    if (w->base) {
-        event_base_free(w->base);
-    }
 }
 
 struct lars_dns_server *lars_dns_server_create(const struct lars_dns_config *cfg,

@@ -1,7 +1,8 @@
 /*
- * agent.c - assembles the threads of one configuration and runs the main
- * thread's loop. Signals arrive as libevent signal events: handlers run in
- * the loop, never in signal context.
+ * agent.c - the workers, the serving generation (generation.h) and the main
+ * thread's loop: signals, reload, the stats endpoint and status. Signals
+ * arrive as libevent signal events: handlers run in the loop, never in
+ * signal context.
  */
 #include "agent.h"
 
@@ -14,29 +15,11 @@
 #include <event2/event.h>
 
 #include "../common/log.h"
-#include "dns_thread.h"
-#include "report_thread.h"
+#include "generation.h"
 #include "stats_http.h"
-#include "worker.h"
-
-/*
- * A generation: everything built from one configuration file. Workers and
- * their sockets outlive generations; policy bindings, the dns and reporter
- * threads and the plugin code belong to one generation and are released only
- * after every worker has moved to the next.
- */
-struct generation {
-    unsigned number;
-    struct lars_config *config;
-    struct lars_policy_binding policy;
-    struct lars_policy_override_binding *overrides;
-    struct lars_worker_env env;
-    struct lars_dns_thread *dns;
-    struct lars_report_thread *reporter;
-};
 
 struct lars_agent {
-    struct generation *current;
+    struct lars_generation *current; /* the serving generation */
     struct lars_stats_http *stats;
     uint64_t started_ms;
     struct lars_worker *workers[LARS_MAX_WORKERS];
@@ -47,102 +30,9 @@ struct lars_agent {
     unsigned reloads_failed;
 };
 
-static struct lars_policy_binding binding_of(const struct lars_plugin_config *pc)
-{
-    return (struct lars_policy_binding){
-        .ops = pc->plugin->desc->policy,
-        .conf = pc->conf,
-        .name = pc->plugin->desc->name,
-    };
-}
-
-/* Stops the generation's threads (if running) and frees it with its
- * config. Only once no worker uses its env. NULL-safe. */
-static void generation_free(struct generation *gen)
-{
-    if (!gen) {
-        return;
-    }
-    lars_dns_thread_destroy(gen->dns);
-    lars_report_thread_destroy(gen->reporter);
-    free(gen->overrides);
-    lars_config_free(gen->config);
-    free(gen);
-}
-
-/* Builds a generation from config (taken over, also on failure) for
- * workers; creates but does not start its threads. */
-static struct generation *generation_new(struct lars_config *config, unsigned number,
-                                         struct lars_worker **workers, unsigned n_workers,
-                                         char *err, size_t err_len)
-{
-    struct generation *gen = calloc(1, sizeof(*gen));
-    if (!gen) {
-        snprintf(err, err_len, "out of memory");
-        lars_config_free(config);
-        return NULL;
-    }
-    gen->number = number;
-    gen->config = config;
-    gen->policy = binding_of(&config->policy);
-    gen->overrides = calloc(config->n_overrides ? config->n_overrides : 1, sizeof(*gen->overrides));
-    if (!gen->overrides) {
-        snprintf(err, err_len, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < config->n_overrides; i++) {
-        gen->overrides[i] = (struct lars_policy_override_binding){
-            .modid = config->overrides[i].modid,
-            .cmdid = config->overrides[i].cmdid,
-            .binding = binding_of(&config->overrides[i].policy),
-        };
-    }
-    gen->reporter = lars_report_thread_create(&config->reporter, err, err_len);
-    if (!gen->reporter) {
-        goto fail;
-    }
-    gen->dns = lars_dns_thread_create(&config->dns, workers, n_workers, err, err_len);
-    if (!gen->dns) {
-        goto fail;
-    }
-    uint64_t max_modules = (uint64_t)config->agent.max_modules;
-    gen->env = (struct lars_worker_env){
-        .listen_ip = config->listen_ip,
-        .base_port = (uint16_t)config->agent.udp_base_port,
-        .n_workers = n_workers,
-        .workers = workers,
-        .dns_queue = lars_dns_thread_queue(gen->dns),
-        .report_queue = lars_report_thread_queue(gen->reporter),
-        .policy = &gen->policy,
-        .overrides = gen->overrides,
-        .n_overrides = config->n_overrides,
-        .update_timeout_ms = (uint64_t)config->update_timeout * 1000u,
-        .report_interval_ms = (uint64_t)config->report_interval * 1000u,
-        .tick_ms = (uint64_t)config->agent.tick_ms,
-        .caller_ip = config->local_ip,
-        .max_modules = (max_modules + n_workers - 1) / n_workers,
-    };
-    return gen;
-
-fail:
-    generation_free(gen);
-    return NULL;
-}
-
-/* Starts the generation's transports: reporter first (the dns side never
- * needs it), then dns (it delivers to workers, which exist already). */
-static int generation_start(struct generation *gen, char *err, size_t err_len)
-{
-    int rc = lars_report_thread_start(gen->reporter, err, err_len);
-    if (rc == 0) {
-        rc = lars_dns_thread_start(gen->dns, err, err_len);
-    }
-    return rc;
-}
-
 static void log_serving(const struct lars_agent *agent, const char *what, double ms)
 {
-    const struct generation *gen = agent->current;
+    const struct lars_generation *gen = agent->current;
     const struct lars_config *config = gen->config;
     char ip[16];
     uint32_t l = config->listen_ip;
@@ -166,7 +56,7 @@ static void on_stop_signal(evutil_socket_t sig, short events, void *arg)
 /* SIGHUP: a new generation from the same file, or nothing changes. */
 static void reload(struct lars_agent *agent)
 {
-    struct generation *old = agent->current;
+    struct lars_generation *old = agent->current;
     char err[2048];
     uint64_t started = lars_clock_ms();
 
@@ -181,34 +71,18 @@ static void reload(struct lars_agent *agent)
         LARS_WARN("agent", "reload: %s changed but need%s a restart to apply; running with the "
                   "old value meanwhile", restart, strchr(restart, ',') ? "" : "s");
     }
-    struct generation *next =
-        generation_new(config, old->number + 1, agent->workers, agent->n_workers, err, sizeof(err));
-    if (next) {
-        /* What cannot change live keeps its running value. */
-        next->env.listen_ip = old->env.listen_ip;
-        next->env.base_port = old->env.base_port;
-        next->env.tick_ms = old->env.tick_ms;
-    }
-    if (!next || generation_start(next, err, sizeof(err)) < 0) {
+    struct lars_generation *next = lars_generation_build(config, old->number + 1, agent->workers,
+                                                         agent->n_workers, old, err, sizeof(err));
+    if (!next || lars_generation_start(next, err, sizeof(err)) < 0 ||
+        lars_generation_switch(old, next, agent->workers, agent->n_workers, err, sizeof(err)) < 0) {
         agent->reloads_failed++;
         LARS_ERROR("agent", "reload refused, generation %u keeps serving: %s", old->number, err);
-        generation_free(next);
-        return;
-    }
-    /* Workers switch between two datagrams, all of them or none; once all
-     * have, nothing runs the old generation's policy code or feeds its
-     * transports. */
-    if (lars_workers_reload(agent->workers, agent->n_workers, &next->env, err, sizeof(err)) < 0) {
-        agent->reloads_failed++;
-        LARS_ERROR("agent", "reload refused, generation %u keeps serving: %s", old->number, err);
-        generation_free(next); /* its transports never had work */
+        lars_generation_free(next);
         return;
     }
     lars_log_set_level((enum lars_log_level)config->log_level);
-    lars_dns_thread_stop(old->dns);
-    lars_report_thread_handover(old->reporter, lars_report_thread_queue(next->reporter));
     agent->current = next;
-    generation_free(old);
+    lars_generation_free(old);
     agent->reloads_ok++;
     log_serving(agent, "reloaded", (double)(lars_clock_ms() - started));
 }
@@ -257,7 +131,8 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
      * can spin) go through our rate-limited logger. */
     event_set_log_callback(lars_log_libevent);
     agent->n_workers = (unsigned)config->agent.workers;
-    agent->current = generation_new(config, 1, agent->workers, agent->n_workers, err, err_len);
+    agent->current =
+        lars_generation_build(config, 1, agent->workers, agent->n_workers, NULL, err, err_len);
     if (!agent->current) {
         goto fail;
     }
@@ -274,7 +149,7 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             goto fail;
         }
     }
-    if (generation_start(agent->current, err, err_len) < 0) {
+    if (lars_generation_start(agent->current, err, err_len) < 0) {
         goto fail;
     }
     /* The stats endpoint listens before any worker answers, so whoever sees
@@ -312,7 +187,7 @@ int lars_agent_run(struct lars_agent *agent)
 
 void lars_agent_get_status(const struct lars_agent *agent, struct lars_agent_status *out)
 {
-    const struct generation *gen = agent->current;
+    const struct lars_generation *gen = agent->current;
     *out = (struct lars_agent_status){
         .generation = gen->number,
         .reloads_ok = agent->reloads_ok,
@@ -376,15 +251,12 @@ void lars_agent_destroy(struct lars_agent *agent)
     for (unsigned i = 0; i < agent->n_workers; i++) {
         lars_worker_stop(agent->workers[i]);
     }
-    if (agent->current) {
-        lars_dns_thread_stop(agent->current->dns);
-        lars_report_thread_stop(agent->current->reporter);
-    }
+    lars_generation_stop(agent->current);
     log_final_counters(agent);
     for (unsigned i = 0; i < agent->n_workers; i++) {
         lars_worker_destroy(agent->workers[i]);
     }
-    generation_free(agent->current);
+    lars_generation_free(agent->current);
     for (size_t i = 0; i < sizeof(agent->signals) / sizeof(agent->signals[0]); i++) {
         if (agent->signals[i]) {
             event_free(agent->signals[i]);

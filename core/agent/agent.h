@@ -1,6 +1,7 @@
 /*
- * agent.h - a running lars-agent: workers, dns and reporter threads built
- * from one configuration, and the main thread's loop (signals).
+ * agent.h - a running lars-agent: the workers, the serving generation
+ * (generation.h: config, plugins, dns and reporter threads) and the main
+ * thread's loop (signals, reload, the stats endpoint).
  *
  * Main thread only.
  */

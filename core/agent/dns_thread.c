@@ -1,18 +1,17 @@
 /*
- * dns_thread.c - hosts the dns transport plugin.
+ * dns_thread.c - hosts the dns transport plugin on a loop-thread host
+ * (loop_thread.h): what is its own is the set of wanted modules and the
+ * plugin calls.
  */
 #include "dns_thread.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <event2/event.h>
 
 #include "../common/log.h"
+#include "../common/loop_thread.h"
 #include "../common/module_key.h"
 #include "settings.h"
 
@@ -34,11 +33,7 @@ struct lars_dns_thread {
     struct lars_dns_host host;
     struct lars_worker **workers;
     unsigned n_workers;
-    struct event_base *base;
-    struct event *queue_event;
-    struct lars_queue *queue;
-    pthread_t thread;
-    int started;
+    struct lars_loop_thread *loop;
     struct wanted_set wanted;
     struct lars_log_limiter ignored_log;
     struct lars_dns_stats stats;
@@ -177,41 +172,38 @@ static void count(void *core, enum lars_transport_counter counter, uint64_t n)
     }
 }
 
-static void on_queue(evutil_socket_t fd, short events, void *arg)
+/* dns thread: a pull or a forget from a worker. */
+static void on_message(void *arg, struct lars_queue_item *item)
 {
     struct lars_dns_thread *t = arg;
-    (void)fd;
-    (void)events;
-    struct lars_queue_item *item = lars_queue_take_all(t->queue);
-    while (item) {
-        struct lars_queue_item *next = item->next;
-        struct lars_msg *msg = (struct lars_msg *)item;
-        if (msg->type == LARS_MSG_WANT && t->instance) {
-            struct lars_want_msg *want = (struct lars_want_msg *)msg;
-            LARS_STAT_INC(t->stats.wants);
-            /* Before want(): dns_static delivers from inside it. */
-            if (wanted_add(&t->wanted, lars_module_key(want->modid, want->cmdid)) < 0) {
-                LARS_ERROR("dns", "out of memory remembering module %d/%d (asked anyway)",
-                           want->modid, want->cmdid);
-            }
-            t->ops->want(t->instance, want->modid, want->cmdid);
-        } else if (msg->type == LARS_MSG_FORGET) {
-            struct lars_want_msg *forget = (struct lars_want_msg *)msg;
-            LARS_STAT_INC(t->stats.forgets);
-            wanted_del(&t->wanted, lars_module_key(forget->modid, forget->cmdid));
-            if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) &&
-                t->ops->forget) {
-                t->ops->forget(t->instance, forget->modid, forget->cmdid);
-            }
-        } else if (msg->type == LARS_MSG_STOP) {
-            if (t->instance) {
-                t->ops->stop(t->instance);
-                t->instance = NULL;
-            }
-            event_base_loopbreak(t->base);
+    struct lars_msg *msg = (struct lars_msg *)item;
+    if (msg->type == LARS_MSG_WANT && t->instance) {
+        struct lars_want_msg *want = (struct lars_want_msg *)msg;
+        LARS_STAT_INC(t->stats.wants);
+        /* Before want(): dns_static delivers from inside it. */
+        if (wanted_add(&t->wanted, lars_module_key(want->modid, want->cmdid)) < 0) {
+            LARS_ERROR("dns", "out of memory remembering module %d/%d (asked anyway)", want->modid,
+                       want->cmdid);
         }
-        lars_msg_free(item);
-        item = next;
+        t->ops->want(t->instance, want->modid, want->cmdid);
+    } else if (msg->type == LARS_MSG_FORGET) {
+        struct lars_want_msg *forget = (struct lars_want_msg *)msg;
+        LARS_STAT_INC(t->stats.forgets);
+        wanted_del(&t->wanted, lars_module_key(forget->modid, forget->cmdid));
+        if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) && t->ops->forget) {
+            t->ops->forget(t->instance, forget->modid, forget->cmdid);
+        }
+    }
+    lars_msg_free(item);
+}
+
+/* dns thread: the pulls queued before the stop have been handed over. */
+static void on_stop(void *arg)
+{
+    struct lars_dns_thread *t = arg;
+    if (t->instance) {
+        t->ops->stop(t->instance);
+        t->instance = NULL;
     }
 }
 
@@ -229,21 +221,20 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
     t->ignored_log.interval_ms = 10000;
     t->workers = workers;
     t->n_workers = n_workers;
-    t->queue = lars_queue_create();
-    t->base = event_base_new();
-    if (!t->queue || !t->base) {
-        snprintf(err, err_len, "dns thread: out of memory");
-        goto fail;
-    }
-    t->queue_event = event_new(t->base, lars_queue_fd(t->queue), EV_READ | EV_PERSIST, on_queue, t);
-    if (!t->queue_event || event_add(t->queue_event, NULL) < 0) {
-        snprintf(err, err_len, "dns thread: cannot set up its event loop");
+    static const struct lars_loop_thread_ops ops = {
+        .handle = on_message,
+        .on_stop = on_stop,
+        .free_item = lars_msg_free,
+    };
+    t->loop = lars_loop_thread_create("lars-dns", &ops, t);
+    if (!t->loop) {
+        snprintf(err, err_len, "dns thread: cannot set up its event loop: %s", strerror(errno));
         goto fail;
     }
     t->host = (struct lars_dns_host){
         .size = sizeof(struct lars_dns_host),
         .svc = lars_services_get(),
-        .base = t->base,
+        .base = lars_loop_thread_base(t->loop),
         .deliver = deliver,
         .core = t,
         .count = count,
@@ -252,13 +243,6 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
 
 fail:
     lars_dns_thread_destroy(t);
-    return NULL;
-}
-
-static void *dns_main(void *arg)
-{
-    struct lars_dns_thread *t = arg;
-    event_base_dispatch(t->base);
     return NULL;
 }
 
@@ -273,35 +257,24 @@ int lars_dns_thread_start(struct lars_dns_thread *t, char *err, size_t err_len)
         t->instance = NULL;
         return rc;
     }
-    rc = pthread_create(&t->thread, NULL, dns_main, t);
-    if (rc != 0) {
-        snprintf(err, err_len, "cannot start the dns thread: %s", strerror(rc));
-        return -rc;
+    rc = lars_loop_thread_start(t->loop);
+    if (rc < 0) {
+        snprintf(err, err_len, "cannot start the dns thread: %s", strerror(-rc));
+        return rc;
     }
-    pthread_setname_np(t->thread, "lars-dns");
-    t->started = 1;
     return 0;
 }
 
 struct lars_queue *lars_dns_thread_queue(struct lars_dns_thread *t)
 {
-    return t->queue;
+    return lars_loop_thread_queue(t->loop);
 }
 
 void lars_dns_thread_stop(struct lars_dns_thread *t)
 {
-    if (!t || !t->started) {
-        return;
+    if (t) {
+        lars_loop_thread_stop(t->loop);
     }
-    struct lars_stop_msg *stop;
-    /* Without the message the thread would never leave: retry. */
-    while (!(stop = (struct lars_stop_msg *)lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop)))) {
-        usleep(1000);
-    }
-    stop->successor = NULL;
-    lars_queue_push(t->queue, &stop->base.item);
-    pthread_join(t->thread, NULL);
-    t->started = 0;
 }
 
 void lars_dns_thread_destroy(struct lars_dns_thread *t)
@@ -310,16 +283,10 @@ void lars_dns_thread_destroy(struct lars_dns_thread *t)
         return;
     }
     lars_dns_thread_stop(t);
-    if (t->instance) { /* never started, or stop message lost */
+    if (t->instance) { /* never started */
         t->ops->stop(t->instance);
     }
-    if (t->queue_event) {
-        event_free(t->queue_event);
-    }
-    if (t->base) {
-        event_base_free(t->base);
-    }
-    lars_queue_destroy(t->queue, lars_msg_free);
+    lars_loop_thread_destroy(t->loop);
     free(t->wanted.keys);
     free(t->wanted.used);
     free(t);

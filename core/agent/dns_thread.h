@@ -6,7 +6,12 @@
  * other module, so a dns server pushing modules nobody asked for cannot grow
  * the agent.
  *
- * create/start/stop/destroy: main thread. lars_dns_thread_queue: any thread.
+ * The thread is "lars-dns", a loop-thread host (loop_thread.h): the plugin
+ * runs in its loop; WANT/FORGET messages are freed by it. The thread owns
+ * the wanted set; the plugin instance is its from start to stop.
+ *
+ * create/start/stop/destroy: main thread. lars_dns_thread_queue and the
+ * stats: any thread.
  */
 #ifndef LARS_DNS_THREAD_H
 #define LARS_DNS_THREAD_H
@@ -36,7 +41,9 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
  * a message in err. */
 int lars_dns_thread_start(struct lars_dns_thread *thread, char *err, size_t err_len);
 struct lars_queue *lars_dns_thread_queue(struct lars_dns_thread *thread);
-/* Stops the plugin in its thread and joins. */
+/* Hands the pulls queued before it to the plugin, stops the plugin in its
+ * thread (the stop message is preallocated: this never fails) and joins.
+ * Idempotent. */
 void lars_dns_thread_stop(struct lars_dns_thread *thread);
 void lars_dns_thread_destroy(struct lars_dns_thread *thread);
 const struct lars_dns_stats *lars_dns_thread_stats(const struct lars_dns_thread *thread);

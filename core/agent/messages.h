@@ -1,13 +1,15 @@
 /*
  * messages.h - what travels on the agent's queues between threads.
  *
- * Every message is one malloc'd block starting with struct lars_msg; the
- * producer allocates, the consumer frees (lars_msg_free).
+ * Every data message is one malloc'd block starting with struct lars_msg;
+ * the producer allocates, the consumer frees (lars_msg_free). Control
+ * messages (stop, a reload step, describe) are not lars_msg: they are
+ * struct lars_loop_ctl, preallocated by the thread they go to (worker.c,
+ * loop_thread.h).
  */
 #ifndef LARS_MESSAGES_H
 #define LARS_MESSAGES_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,14 +20,11 @@
 #include "../common/queue.h"
 
 enum lars_msg_type {
-    LARS_MSG_STOP = 1,     /* any thread: flush and leave the loop */
-    LARS_MSG_ROUTE = 2,    /* dns thread -> owning worker */
-    LARS_MSG_FORWARD = 3,  /* worker -> owning worker: a datagram for its module */
-    LARS_MSG_WANT = 4,     /* worker -> dns thread: pull this module */
-    LARS_MSG_BATCH = 5,    /* worker -> reporter thread: one module's statistics */
-    LARS_MSG_RELOAD = 6,   /* main -> worker: prepare, commit or abort a new generation */
-    LARS_MSG_DESCRIBE = 7, /* main -> worker: write its modules for /routes, /metrics */
-    LARS_MSG_FORGET = 8,   /* worker -> dns thread: module dropped (lars_want_msg) */
+    LARS_MSG_ROUTE = 2,   /* dns thread -> owning worker */
+    LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
+    LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
+    LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
+    LARS_MSG_FORGET = 8,  /* worker -> dns thread: module dropped (lars_want_msg) */
 };
 
 struct lars_msg {
@@ -62,43 +61,11 @@ struct lars_batch_msg {
     struct lars_call_result results[];
 };
 
-/* Stops a thread. For the reporter thread, successor (when not NULL) is
- * the next generation's reporter queue: unsent batches are handed to it. */
-struct lars_stop_msg {
-    struct lars_msg base;
-    struct lars_queue *successor;
-};
-
-/* Counts workers that have done a step; main waits for zero. A reload's
- * prepare step also collects the first failure. */
-struct lars_reload_sync {
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    unsigned remaining;
-    int error;         /* 0, or the first negative errno of a prepare step */
-    char failure[512]; /* what failed, when error < 0 */
-};
-
 /* The steps of a reload (see lars_workers_reload). */
 enum lars_reload_step {
     LARS_RELOAD_PREPARE = 0, /* create the new policy instances ahead */
     LARS_RELOAD_COMMIT = 1,  /* switch to them */
     LARS_RELOAD_ABORT = 2,   /* drop them: the reload was refused */
-};
-
-struct lars_worker_env;
-struct lars_reload_msg {
-    struct lars_msg base;
-    enum lars_reload_step step;
-    const struct lars_worker_env *env;
-    struct lars_reload_sync *sync;
-};
-
-struct lars_describe;
-struct lars_describe_msg {
-    struct lars_msg base;
-    struct lars_describe *request;
-    struct lars_reload_sync *sync; /* remaining = 1 */
 };
 
 static inline struct lars_msg *lars_msg_alloc(enum lars_msg_type type, size_t size)

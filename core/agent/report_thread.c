@@ -1,18 +1,17 @@
 /*
- * report_thread.c - hosts the reporter transport plugin.
+ * report_thread.c - hosts the reporter transport plugin on a loop-thread
+ * host (loop_thread.h): what is its own is the plugin calls and the
+ * handover of unsent batches to the next generation's reporter.
  */
 #include "report_thread.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <event2/event.h>
 
 #include "../common/log.h"
+#include "../common/loop_thread.h"
 #include "messages.h"
 #include "settings.h"
 #include "worker.h" /* LARS_STAT_* */
@@ -22,11 +21,10 @@ struct lars_report_thread {
     const struct lars_reporter_ops *ops;
     void *instance;
     struct lars_reporter_host host;
-    struct event_base *base;
-    struct event *queue_event;
-    struct lars_queue *queue;
-    pthread_t thread;
-    int started;
+    struct lars_loop_thread *loop;
+    /* Set by main before stop, read by the thread at stop (the queue
+     * orders the two): the next generation's reporter queue, or NULL. */
+    struct lars_queue *successor;
     struct lars_report_stats stats;
 };
 
@@ -57,32 +55,31 @@ static void resubmit(void *ctx, const struct lars_report_batch *batch)
     lars_queue_push(successor, &msg->base.item);
 }
 
-static void on_queue(evutil_socket_t fd, short events, void *arg)
+/* reporter thread: one statistics batch from a worker. */
+static void on_message(void *arg, struct lars_queue_item *item)
 {
     struct lars_report_thread *t = arg;
-    (void)fd;
-    (void)events;
-    struct lars_queue_item *item = lars_queue_take_all(t->queue);
-    while (item) {
-        struct lars_queue_item *next = item->next;
-        struct lars_msg *msg = (struct lars_msg *)item;
-        if (msg->type == LARS_MSG_BATCH && t->instance) {
-            LARS_STAT_INC(t->stats.batches);
-            t->ops->submit(t->instance, &((struct lars_batch_msg *)msg)->batch);
-        } else if (msg->type == LARS_MSG_STOP) {
-            struct lars_queue *successor = ((struct lars_stop_msg *)msg)->successor;
-            if (t->instance && successor && t->ops->size > offsetof(struct lars_reporter_ops, handover) &&
-                t->ops->handover) {
-                t->ops->handover(t->instance, resubmit, successor);
-            } else if (t->instance) {
-                t->ops->stop(t->instance);
-            }
-            t->instance = NULL;
-            event_base_loopbreak(t->base);
-        }
-        lars_msg_free(item);
-        item = next;
+    struct lars_msg *msg = (struct lars_msg *)item;
+    if (msg->type == LARS_MSG_BATCH && t->instance) {
+        LARS_STAT_INC(t->stats.batches);
+        t->ops->submit(t->instance, &((struct lars_batch_msg *)msg)->batch);
     }
+    lars_msg_free(item);
+}
+
+/* reporter thread: every batch queued before the stop was submitted; hand
+ * what the plugin has not sent to the successor, or stop it. */
+static void on_stop(void *arg)
+{
+    struct lars_report_thread *t = arg;
+    struct lars_queue *successor = t->successor;
+    if (t->instance && successor && t->ops->size > offsetof(struct lars_reporter_ops, handover) &&
+        t->ops->handover) {
+        t->ops->handover(t->instance, resubmit, successor);
+    } else if (t->instance) {
+        t->ops->stop(t->instance);
+    }
+    t->instance = NULL;
 }
 
 struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,
@@ -95,21 +92,21 @@ struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_co
     }
     t->pc = pc;
     t->ops = pc->plugin->desc->reporter;
-    t->queue = lars_queue_create();
-    t->base = event_base_new();
-    if (!t->queue || !t->base) {
-        snprintf(err, err_len, "reporter thread: out of memory");
-        goto fail;
-    }
-    t->queue_event = event_new(t->base, lars_queue_fd(t->queue), EV_READ | EV_PERSIST, on_queue, t);
-    if (!t->queue_event || event_add(t->queue_event, NULL) < 0) {
-        snprintf(err, err_len, "reporter thread: cannot set up its event loop");
+    static const struct lars_loop_thread_ops ops = {
+        .handle = on_message,
+        .on_stop = on_stop,
+        .free_item = lars_msg_free,
+    };
+    t->loop = lars_loop_thread_create("lars-reporter", &ops, t);
+    if (!t->loop) {
+        snprintf(err, err_len, "reporter thread: cannot set up its event loop: %s",
+                 strerror(errno));
         goto fail;
     }
     t->host = (struct lars_reporter_host){
         .size = sizeof(struct lars_reporter_host),
         .svc = lars_services_get(),
-        .base = t->base,
+        .base = lars_loop_thread_base(t->loop),
         .core = t,
         .count = count,
     };
@@ -117,13 +114,6 @@ struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_co
 
 fail:
     lars_report_thread_destroy(t);
-    return NULL;
-}
-
-static void *report_main(void *arg)
-{
-    struct lars_report_thread *t = arg;
-    event_base_dispatch(t->base);
     return NULL;
 }
 
@@ -138,35 +128,26 @@ int lars_report_thread_start(struct lars_report_thread *t, char *err, size_t err
         t->instance = NULL;
         return rc;
     }
-    rc = pthread_create(&t->thread, NULL, report_main, t);
-    if (rc != 0) {
-        snprintf(err, err_len, "cannot start the reporter thread: %s", strerror(rc));
-        return -rc;
+    rc = lars_loop_thread_start(t->loop);
+    if (rc < 0) {
+        snprintf(err, err_len, "cannot start the reporter thread: %s", strerror(-rc));
+        return rc;
     }
-    pthread_setname_np(t->thread, "lars-reporter");
-    t->started = 1;
     return 0;
 }
 
 struct lars_queue *lars_report_thread_queue(struct lars_report_thread *t)
 {
-    return t->queue;
+    return lars_loop_thread_queue(t->loop);
 }
 
 void lars_report_thread_handover(struct lars_report_thread *t, struct lars_queue *successor)
 {
-    if (!t || !t->started) {
+    if (!t) {
         return;
     }
-    struct lars_stop_msg *stop;
-    /* Without the message the thread would never leave: retry. */
-    while (!(stop = (struct lars_stop_msg *)lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop)))) {
-        usleep(1000);
-    }
-    stop->successor = successor;
-    lars_queue_push(t->queue, &stop->base.item);
-    pthread_join(t->thread, NULL);
-    t->started = 0;
+    t->successor = successor;
+    lars_loop_thread_stop(t->loop);
 }
 
 void lars_report_thread_stop(struct lars_report_thread *t)
@@ -180,16 +161,10 @@ void lars_report_thread_destroy(struct lars_report_thread *t)
         return;
     }
     lars_report_thread_stop(t);
-    if (t->instance) {
+    if (t->instance) { /* never started */
         t->ops->stop(t->instance);
     }
-    if (t->queue_event) {
-        event_free(t->queue_event);
-    }
-    if (t->base) {
-        event_base_free(t->base);
-    }
-    lars_queue_destroy(t->queue, lars_msg_free);
+    lars_loop_thread_destroy(t->loop);
     free(t);
 }
 

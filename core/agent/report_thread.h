@@ -3,8 +3,11 @@
  * plugin in its own event loop and hands it every statistics batch
  * (LARS_MSG_BATCH) the workers post to its queue.
  *
- * create/start/stop/destroy: main thread. lars_report_thread_queue: any
- * thread.
+ * The thread is "lars-reporter", a loop-thread host (loop_thread.h): the
+ * plugin runs in its loop; BATCH messages are freed by it.
+ *
+ * create/start/stop/handover/destroy: main thread. lars_report_thread_queue
+ * and the stats: any thread.
  */
 #ifndef LARS_REPORT_THREAD_H
 #define LARS_REPORT_THREAD_H
@@ -32,7 +35,9 @@ struct lars_queue *lars_report_thread_queue(struct lars_report_thread *thread);
  * the workers first so their last statistics are in the queue. */
 void lars_report_thread_stop(struct lars_report_thread *thread);
 /* Like stop, but batches the plugin has not sent (and that it can hand
- * over) go to successor, the next generation's reporter queue. */
+ * over) go to successor, the next generation's reporter queue. Stopping
+ * never fails (the stop message is preallocated); stop and handover are
+ * idempotent: only the first one counts. */
 void lars_report_thread_handover(struct lars_report_thread *thread, struct lars_queue *successor);
 void lars_report_thread_destroy(struct lars_report_thread *thread);
 const struct lars_report_stats *lars_report_thread_stats(const struct lars_report_thread *thread);

@@ -24,6 +24,7 @@
 #include <event2/event.h>
 
 #include "../common/log.h"
+#include "../common/loop_thread.h"
 #include "../common/wire.h"
 
 #define BATCH 32
@@ -49,22 +50,38 @@
  * protocol's full 65535 bytes cannot be sent (EMSGSIZE). */
 #define MAX_UDP_PAYLOAD 65507u
 
+/* A step of a reload, preallocated: main posts it once per step and waits
+ * for it before the next (lars_workers_reload). */
+struct reload_ctl {
+    struct lars_loop_ctl ctl; /* first */
+    enum lars_reload_step step;
+    const struct lars_worker_env *env;
+    int error;         /* 0, or the negative errno of a prepare step */
+    char failure[512]; /* what failed, when error < 0 */
+};
+
+/* A describe request, preallocated (lars_worker_describe). */
+struct describe_ctl {
+    struct lars_loop_ctl ctl; /* first */
+    struct lars_describe *request;
+};
+
 struct lars_worker {
     unsigned index;
     char name[32];
     const struct lars_worker_env *env;
     int fd;
     uint16_t port;
-    pthread_t thread;
-    int started;
     bool truncation_logged; /* a get_route was cut: said once */
 
-    struct event_base *base;
+    struct lars_loop_thread *loop;
+    struct event_base *base;  /* the loop's */
+    struct lars_queue *queue; /* the loop's, for forwarding to this worker */
     struct event *read_event;
-    struct event *queue_event;
     struct event *tick_event;
     struct event *tick_more_event; /* continues a housekeeping pass */
-    struct lars_queue *queue;
+    struct reload_ctl reload;
+    struct describe_ctl describe;
 
     struct lars_route_table routes;
     uint64_t last_flush_ms;
@@ -772,8 +789,11 @@ static void commit_module(struct lars_module *m, void *arg)
     request_pull(w, m, ctx->now_ms);
 }
 
-static void reload_step(struct lars_worker *w, const struct lars_reload_msg *msg)
+/* Loop thread: one step of a reload (main waits for it). */
+static void reload_step(struct lars_loop_ctl *ctl, void *arg)
 {
+    struct lars_worker *w = arg;
+    struct reload_ctl *msg = (struct reload_ctl *)ctl;
     struct reload_ctx ctx = {.w = w, .env = msg->env, .now_ms = lars_clock_ms()};
     switch (msg->step) {
     case LARS_RELOAD_PREPARE:
@@ -787,15 +807,10 @@ static void reload_step(struct lars_worker *w, const struct lars_reload_msg *msg
         lars_route_table_foreach(&w->routes, discard_module, &ctx);
         break;
     }
-    pthread_mutex_lock(&msg->sync->lock);
-    if (ctx.error < 0 && msg->sync->error == 0) {
-        msg->sync->error = ctx.error;
-        snprintf(msg->sync->failure, sizeof(msg->sync->failure), "%s: %s", w->name, ctx.failure);
+    msg->error = ctx.error;
+    if (ctx.error < 0) {
+        snprintf(msg->failure, sizeof(msg->failure), "%s: %s", w->name, ctx.failure);
     }
-    if (--msg->sync->remaining == 0) {
-        pthread_cond_signal(&msg->sync->done);
-    }
-    pthread_mutex_unlock(&msg->sync->lock);
 }
 
 static const char *state_name(enum lars_module_state state)
@@ -863,8 +878,11 @@ static void describe_module(struct lars_module *m, void *arg)
     req->described++;
 }
 
-static void describe(struct lars_worker *w, struct lars_describe_msg *msg)
+/* Loop thread: writes the worker's modules (main waits for it). */
+static void describe(struct lars_loop_ctl *ctl, void *arg)
 {
+    struct lars_worker *w = arg;
+    struct describe_ctl *msg = (struct describe_ctl *)ctl;
     struct describe_ctx ctx = {.req = msg->request, .now_ms = lars_clock_ms()};
     if (ctx.req->one_module) {
         struct lars_module *m = lars_route_table_find(&w->routes, ctx.req->modid, ctx.req->cmdid);
@@ -874,10 +892,6 @@ static void describe(struct lars_worker *w, struct lars_describe_msg *msg)
     } else {
         lars_route_table_foreach(&w->routes, describe_module, &ctx);
     }
-    pthread_mutex_lock(&msg->sync->lock);
-    msg->sync->remaining = 0;
-    pthread_cond_signal(&msg->sync->done);
-    pthread_mutex_unlock(&msg->sync->lock);
 }
 
 static void on_tick(evutil_socket_t fd, short events, void *arg)
@@ -897,48 +911,38 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     continue_pass(w);
 }
 
-static void on_queue(evutil_socket_t fd, short events, void *arg)
+/* Loop thread: a route from the dns thread or a request forwarded by
+ * another worker. */
+static void on_message(void *arg, struct lars_queue_item *item)
 {
     struct lars_worker *w = arg;
-    (void)fd;
-    (void)events;
-    struct lars_queue_item *item = lars_queue_take_all(w->queue);
+    struct lars_msg *msg = (struct lars_msg *)item;
     uint64_t now_ms = lars_clock_ms();
-    while (item) {
-        struct lars_queue_item *next = item->next;
-        struct lars_msg *msg = (struct lars_msg *)item;
-        switch (msg->type) {
-        case LARS_MSG_ROUTE:
-            apply_route(w, (struct lars_route_msg *)msg, now_ms);
-            break;
-        case LARS_MSG_FORWARD: {
-            struct lars_forward_msg *f = (struct lars_forward_msg *)msg;
-            struct reply_to to = {
-                .fd = f->reply_fd,
-                .peer = (const struct sockaddr *)&f->peer,
-                .peer_len = f->peer_len,
-                .batched = 0,
-            };
-            handle_datagram(w, f->data, f->len, &to, 1, now_ms);
-            break;
-        }
-        case LARS_MSG_RELOAD:
-            reload_step(w, (struct lars_reload_msg *)msg);
-            break;
-        case LARS_MSG_DESCRIBE:
-            describe(w, (struct lars_describe_msg *)msg);
-            break;
-        case LARS_MSG_STOP:
-            /* Hand the last statistics over before leaving. */
-            flush_and_tick(w, 1);
-            event_base_loopbreak(w->base);
-            break;
-        default:
-            break;
-        }
-        lars_msg_free(item);
-        item = next;
+    switch (msg->type) {
+    case LARS_MSG_ROUTE:
+        apply_route(w, (struct lars_route_msg *)msg, now_ms);
+        break;
+    case LARS_MSG_FORWARD: {
+        struct lars_forward_msg *f = (struct lars_forward_msg *)msg;
+        struct reply_to to = {
+            .fd = f->reply_fd,
+            .peer = (const struct sockaddr *)&f->peer,
+            .peer_len = f->peer_len,
+            .batched = 0,
+        };
+        handle_datagram(w, f->data, f->len, &to, 1, now_ms);
+        break;
     }
+    default:
+        break;
+    }
+    lars_msg_free(item);
+}
+
+/* Loop thread: stopping. Hand the last statistics over before leaving. */
+static void on_stop(void *arg)
+{
+    flush_and_tick(arg, 1);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -990,15 +994,26 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->send_log.interval_ms = 10000;
     lars_arena_init(&w->arena, w->arena_mem, sizeof(w->arena_mem));
 
+    /* The control messages exist from now on: no reload, describe or stop
+     * ever waits for memory. */
+    lars_loop_ctl_init(&w->reload.ctl, reload_step);
+    lars_loop_ctl_init(&w->describe.ctl, describe);
+    char thread_name[16];
+    snprintf(thread_name, sizeof(thread_name), "lars-worker-%u", index);
+    static const struct lars_loop_thread_ops ops = {
+        .handle = on_message,
+        .on_stop = on_stop,
+        .free_item = lars_msg_free,
+    };
+    w->loop = lars_loop_thread_create(thread_name, &ops, w);
     w->rx_buf = malloc((size_t)BATCH * LARS_WIRE_MAX_DATAGRAM);
     w->big_answer = malloc(LARS_WIRE_MAX_DATAGRAM);
-    w->queue = lars_queue_create();
-    w->base = event_base_new();
-    if (!w->rx_buf || !w->big_answer || !w->queue || !w->base ||
-        lars_route_table_init(&w->routes) < 0) {
+    if (!w->rx_buf || !w->big_answer || !w->loop || lars_route_table_init(&w->routes) < 0) {
         snprintf(err, err_len, "%s: out of memory", w->name);
         goto fail;
     }
+    w->base = lars_loop_thread_base(w->loop);
+    w->queue = lars_loop_thread_queue(w->loop);
     for (unsigned i = 0; i < BATCH; i++) {
         w->rx_iov[i].iov_base = w->rx_buf + (size_t)i * LARS_WIRE_MAX_DATAGRAM;
         w->rx_iov[i].iov_len = LARS_WIRE_MAX_DATAGRAM;
@@ -1022,15 +1037,12 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
                   ip, env->base_port, env->base_port + env->n_workers - 1);
     }
     w->read_event = event_new(w->base, w->fd, EV_READ | EV_PERSIST, on_readable, w);
-    w->queue_event =
-        event_new(w->base, lars_queue_fd(w->queue), EV_READ | EV_PERSIST, on_queue, w);
     w->tick_event = event_new(w->base, -1, EV_PERSIST, on_tick, w);
     w->tick_more_event = event_new(w->base, -1, 0, on_tick_more, w);
     struct timeval tick = {.tv_sec = (time_t)(env->tick_ms / 1000),
                            .tv_usec = (suseconds_t)(env->tick_ms % 1000) * 1000};
-    if (!w->read_event || !w->queue_event || !w->tick_event || !w->tick_more_event ||
-        event_add(w->read_event, NULL) ||
-        event_add(w->queue_event, NULL) || event_add(w->tick_event, &tick)) {
+    if (!w->read_event || !w->tick_event || !w->tick_more_event || event_add(w->read_event, NULL) ||
+        event_add(w->tick_event, &tick)) {
         snprintf(err, err_len, "%s: cannot set up its event loop", w->name);
         goto fail;
     }
@@ -1042,72 +1054,50 @@ fail:
     return NULL;
 }
 
-static void *worker_main(void *arg)
-{
-    struct lars_worker *w = arg;
-    LARS_DEBUG(w->name, "serving UDP port %u", w->port);
-    event_base_dispatch(w->base);
-    return NULL;
-}
-
 int lars_worker_start(struct lars_worker *worker)
 {
-    int rc = pthread_create(&worker->thread, NULL, worker_main, worker);
-    if (rc != 0) {
-        return -rc;
-    }
-    char name[16];
-    snprintf(name, sizeof(name), "lars-worker-%u", worker->index);
-    pthread_setname_np(worker->thread, name);
-    worker->started = 1;
-    return 0;
+    LARS_DEBUG(worker->name, "serving UDP port %u", worker->port);
+    return lars_loop_thread_start(worker->loop);
 }
 
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg)
 {
-    /* Control messages overtake routes and forwarded requests: a reload or
-     * a /metrics request must not wait behind a backlog of data. */
-    if (msg->type == LARS_MSG_DESCRIBE || msg->type == LARS_MSG_RELOAD ||
-        msg->type == LARS_MSG_STOP) {
-        lars_queue_push_urgent(worker->queue, &msg->item);
-    } else {
-        lars_queue_push(worker->queue, &msg->item);
-    }
+    lars_loop_thread_post(worker->loop, &msg->item);
 }
 
-/* Runs one step of a reload in every worker and waits for all. Returns the
- * first error a worker reported (prepare step only). */
+/* Runs one step of a reload in every worker and waits for all: each
+ * worker's one preallocated reload message, posted once per step (the
+ * previous step has run everywhere, so it is free again). Returns the first
+ * error a worker reported (prepare step only), by worker order. */
 static int run_reload_step(struct lars_worker **workers, unsigned n, enum lars_reload_step step,
                            const struct lars_worker_env *env, char *err, size_t err_len)
 {
-    struct lars_reload_sync sync = {.remaining = 0};
-    pthread_mutex_init(&sync.lock, NULL);
-    pthread_cond_init(&sync.done, NULL);
+    int error = 0;
+    char failure[sizeof(workers[0]->reload.failure)] = "";
     for (unsigned i = 0; i < n; i++) {
-        struct lars_reload_msg *msg;
-        /* A step must not be skipped: retry a failed allocation. */
-        while (!(msg = (struct lars_reload_msg *)lars_msg_alloc(LARS_MSG_RELOAD, sizeof(*msg)))) {
-            usleep(1000);
-        }
+        struct reload_ctl *msg = &workers[i]->reload;
         msg->step = step;
         msg->env = env;
-        msg->sync = &sync;
-        pthread_mutex_lock(&sync.lock);
-        sync.remaining++;
-        pthread_mutex_unlock(&sync.lock);
-        lars_worker_post(workers[i], &msg->base);
+        msg->error = 0;
+        int rc = lars_loop_thread_post_ctl(workers[i]->loop, &msg->ctl);
+        if (rc < 0 && error == 0) { /* a worker stopped: cannot happen while serving */
+            error = rc;
+            snprintf(failure, sizeof(failure), "%s: not running: %s", workers[i]->name,
+                     strerror(-rc));
+        }
     }
-    pthread_mutex_lock(&sync.lock);
-    while (sync.remaining > 0) {
-        pthread_cond_wait(&sync.done, &sync.lock);
+    for (unsigned i = 0; i < n; i++) {
+        struct reload_ctl *msg = &workers[i]->reload;
+        lars_loop_ctl_wait(&msg->ctl); /* at once when not posted */
+        if (msg->error < 0 && error == 0) {
+            error = msg->error;
+            memcpy(failure, msg->failure, sizeof(failure));
+        }
     }
-    pthread_mutex_unlock(&sync.lock);
-    pthread_cond_destroy(&sync.done);
-    pthread_mutex_destroy(&sync.lock);
-    if (sync.error < 0) {
-        snprintf(err, err_len, "%s", sync.failure);
+    if (error < 0 && err) {
+        snprintf(err, err_len, "%s", failure);
     }
-    return sync.error;
+    return error;
 }
 
 int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct lars_worker_env *env,
@@ -1124,40 +1114,17 @@ int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct l
 
 void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request)
 {
-    struct lars_reload_sync sync = {.remaining = 1};
-    struct lars_describe_msg *msg =
-        (struct lars_describe_msg *)lars_msg_alloc(LARS_MSG_DESCRIBE, sizeof(*msg));
-    if (!msg) {
-        request->out->failed = true;
-        return;
+    worker->describe.request = request;
+    if (lars_loop_thread_call(worker->loop, &worker->describe.ctl) < 0) {
+        request->out->failed = true; /* the worker has stopped */
     }
-    pthread_mutex_init(&sync.lock, NULL);
-    pthread_cond_init(&sync.done, NULL);
-    msg->request = request;
-    msg->sync = &sync;
-    lars_worker_post(worker, &msg->base);
-    pthread_mutex_lock(&sync.lock);
-    while (sync.remaining > 0) {
-        pthread_cond_wait(&sync.done, &sync.lock);
-    }
-    pthread_mutex_unlock(&sync.lock);
-    pthread_cond_destroy(&sync.done);
-    pthread_mutex_destroy(&sync.lock);
 }
 
 void lars_worker_stop(struct lars_worker *worker)
 {
-    if (!worker || !worker->started) {
-        return;
+    if (worker) {
+        lars_loop_thread_stop(worker->loop);
     }
-    struct lars_msg *stop = lars_msg_alloc(LARS_MSG_STOP, sizeof(*stop));
-    if (stop) {
-        lars_worker_post(worker, stop);
-    } else {
-        event_base_loopbreak(worker->base); /* not thread-safe, but the last resort */
-    }
-    pthread_join(worker->thread, NULL);
-    worker->started = 0;
 }
 
 void lars_worker_destroy(struct lars_worker *worker)
@@ -1169,9 +1136,6 @@ void lars_worker_destroy(struct lars_worker *worker)
     if (worker->read_event) {
         event_free(worker->read_event);
     }
-    if (worker->queue_event) {
-        event_free(worker->queue_event);
-    }
     if (worker->tick_event) {
         event_free(worker->tick_event);
     }
@@ -1179,14 +1143,14 @@ void lars_worker_destroy(struct lars_worker *worker)
         event_free(worker->tick_more_event);
     }
     free(worker->pass);
-    if (worker->base) {
-        event_base_free(worker->base);
-    }
+    /* Before the socket closes: forwarded requests still queued name it. */
+    lars_loop_thread_destroy(worker->loop);
     if (worker->fd >= 0) {
         close(worker->fd);
     }
     lars_route_table_destroy(&worker->routes);
-    lars_queue_destroy(worker->queue, lars_msg_free);
+    lars_loop_ctl_fini(&worker->reload.ctl);
+    lars_loop_ctl_fini(&worker->describe.ctl);
     free(worker->rx_buf);
     free(worker->big_answer);
     free(worker);

@@ -3,7 +3,10 @@
  * it owns ((modid + cmdid) % workers == index) and their policy instances.
  *
  * Created and destroyed by the main thread; everything else happens in the
- * worker's own thread, reached only through its queue (lars_worker_post).
+ * worker's own thread "lars-worker-N" (a loop-thread host, loop_thread.h),
+ * reached only through its queue: data with lars_worker_post, control
+ * (reload steps, describe, stop) through messages preallocated at create,
+ * so no control path allocates.
  */
 #ifndef LARS_WORKER_H
 #define LARS_WORKER_H
@@ -104,7 +107,8 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
 /* Starts the thread. Main thread. 0 or a negative errno. */
 int lars_worker_start(struct lars_worker *worker);
 
-/* Any thread: hands msg to the worker (which frees it). */
+/* Any thread: hands a data message (LARS_MSG_ROUTE) to the worker, which
+ * frees it; after stop it is freed unhandled by destroy. */
 void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
 
 /* Main thread: moves every worker to env (a new generation), all or
@@ -114,16 +118,18 @@ void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
  * returns that negative errno with one line in err: nothing changed.
  * Otherwise every worker switches (nodes, routes and real counters kept) and
  * pulls every module again through env's dns queue; this returns 0 once all
- * have: the previous env and its plugins are then unused by workers. */
+ * have: the previous env and its plugins are then unused by workers.
+ * Each step reuses every worker's one preallocated reload message: posted
+ * once per step, reposted only after every worker has run the step. */
 int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct lars_worker_env *env,
                         char *err, size_t err_len);
 
 /* Main thread: runs request in the worker's thread (its modules are its
- * own) and waits for it. */
+ * own) and waits for it. After stop, sets request->out->failed instead. */
 void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request);
 
-/* Main thread: asks the worker to flush its statistics and leave, then
- * joins it. */
+/* Main thread: asks the worker to flush its statistics and leave (in its
+ * own loop), then joins it. Idempotent. */
 void lars_worker_stop(struct lars_worker *worker);
 
 /* Main thread, after stop (or if never started). NULL-safe. */

@@ -130,7 +130,10 @@ int lars_queue_push_bounded(struct lars_queue *queue, struct lars_queue_item *it
     return 0;
 }
 
-struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue)
+/* Clears the wake-up and empties both lanes; *urgent_tail is the last
+ * urgent item (when any). */
+static void take(struct lars_queue *queue, struct lars_queue_item **urgent,
+                 struct lars_queue_item **urgent_tail, struct lars_queue_item **normal)
 {
     uint64_t count;
     /* Clear the wake-up first: a push after our take writes it again. */
@@ -138,18 +141,34 @@ struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue)
     (void)ignored;
 
     pthread_mutex_lock(&queue->lock);
-    struct lars_queue_item *items = queue->urgent_head;
-    if (items) {
-        queue->urgent_tail->next = queue->head;
-    } else {
-        items = queue->head;
-    }
+    *urgent = queue->urgent_head;
+    *urgent_tail = queue->urgent_tail;
+    *normal = queue->head;
     queue->head = queue->tail = NULL;
     queue->urgent_head = queue->urgent_tail = NULL;
     atomic_store_explicit(&queue->depth, 0, memory_order_relaxed);
     atomic_store_explicit(&queue->bounded, 0, memory_order_relaxed);
     pthread_mutex_unlock(&queue->lock);
-    return items;
+}
+
+void lars_queue_take_lanes(struct lars_queue *queue, struct lars_queue_item **urgent,
+                           struct lars_queue_item **normal)
+{
+    struct lars_queue_item *urgent_tail;
+    take(queue, urgent, &urgent_tail, normal);
+}
+
+struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue)
+{
+    struct lars_queue_item *urgent;
+    struct lars_queue_item *urgent_tail;
+    struct lars_queue_item *normal;
+    take(queue, &urgent, &urgent_tail, &normal);
+    if (!urgent) {
+        return normal;
+    }
+    urgent_tail->next = normal;
+    return urgent;
 }
 
 size_t lars_queue_bounded_depth(struct lars_queue *queue)

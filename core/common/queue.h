@@ -54,6 +54,12 @@ size_t lars_queue_bounded_depth(struct lars_queue *queue);
  * ones first, each lane in push order (a NULL-terminated chain), or NULL. */
 struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue);
 
+/* Consumer only: as lars_queue_take_all, but the lanes apart: *urgent gets
+ * the items pushed with lars_queue_push_urgent, *normal the others (each a
+ * NULL-terminated chain in push order, or NULL). */
+void lars_queue_take_lanes(struct lars_queue *queue, struct lars_queue_item **urgent,
+                           struct lars_queue_item **normal);
+
 /* Items queued right now (for metrics; any thread). */
 size_t lars_queue_depth(struct lars_queue *queue);
 
