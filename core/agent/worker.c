@@ -638,7 +638,7 @@ static void tick_module(struct lars_module *m, void *arg)
 
     if (m->state == LARS_MODULE_READY) {
         const struct lars_policy_ops *ops = m->binding->ops;
-        if (ops->size > offsetof(struct lars_policy_ops, tick) && ops->tick) {
+        if (LARS_HAS_MEMBER(ops, tick)) {
             ops->tick(m->policy, now);
         }
         if (ctx->flush) {
