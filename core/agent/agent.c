@@ -16,6 +16,7 @@
 #include "../common/log.h"
 #include "dns_thread.h"
 #include "report_thread.h"
+#include "settings.h"
 #include "stats_http.h"
 #include "worker.h"
 
@@ -84,6 +85,11 @@ static struct generation *generation_new(struct lars_config *config, unsigned nu
     }
     gen->number = number;
     gen->config = config;
+    /* Before the threads: their plugins get the table in start(). */
+    if (lars_services_set_local_ip(config->local_ip) < 0) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
     gen->policy = binding_of(&config->policy);
     gen->overrides = calloc(config->n_overrides ? config->n_overrides : 1, sizeof(*gen->overrides));
     if (!gen->overrides) {
