@@ -19,6 +19,11 @@
  *         .policy = &my_policy_ops,
  *     };
  *
+ * (In C++, declare it `extern "C" LARS_PLUGIN_EXPORT const struct lars_plugin
+ * lars_plugin = {...}` and use positional initializers before C++20. The
+ * header compiles clean as C++17 and under clang -Weverything except
+ * -Wpadded: tests/header.)
+ *
  * The core loads the file named by `plugin = "NAME"` in a config section
  * (NAME.so in the agent's plugin_dir, or a path when NAME contains '/'),
  * checks abi_major (must equal the core's), kind (must match the section),
