@@ -1197,11 +1197,6 @@ const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *work
     return &worker->stats;
 }
 
-uint16_t lars_worker_port(const struct lars_worker *worker)
-{
-    return worker->port;
-}
-
 int lars_worker_fd(const struct lars_worker *worker)
 {
     return worker->fd;
