@@ -176,8 +176,7 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
     lars_worker_post(t->workers[lars_module_owner(modid, cmdid, t->n_workers)], &msg->base);
 }
 
-static void count(const struct lars_dns_host *host, enum lars_transport_counter counter,
-                  uint64_t n)
+static void count(const struct lars_dns_host *host, enum lars_transport_counter counter, uint64_t n)
 {
     struct lars_dns_thread *t = thread_of(host);
     if ((unsigned)counter < LARS_TRANSPORT_COUNTERS) {

@@ -134,7 +134,10 @@ struct lars_setting {
 };
 
 /* Terminates a settings table (the cast keeps it valid C++). */
-#define LARS_SETTINGS_END {NULL, (enum lars_setting_type)0, NULL, 0, 0, 0, NULL}
+#define LARS_SETTINGS_END                                                                          \
+    {                                                                                              \
+        NULL, (enum lars_setting_type)0, NULL, 0, 0, 0, NULL                                       \
+    }
 
 /*
  * Structured values (LARS_SETTING_LIST): an opaque node the plugin reads
