@@ -151,11 +151,6 @@ void lars_subs_member_init(struct lars_subs_member *member, void *owner)
     member->owner = owner;
 }
 
-void lars_subs_member_clear(struct lars_subs_member *member)
-{
-    map_free(&member->index);
-}
-
 int lars_subs_join(struct lars_subs *subs, uint64_t key, struct lars_subs_member *member)
 {
     if (map_get(&member->index, key)) {

@@ -33,13 +33,11 @@ struct lars_subs;
 /* NULL on allocation failure. */
 struct lars_subs *lars_subs_create(void);
 /* Frees the table (not the members; their maps are freed by
- * lars_subs_leave_all or lars_subs_member_clear). NULL-safe. */
+ * lars_subs_leave_all). NULL-safe. */
 void lars_subs_destroy(struct lars_subs *subs);
 
 /* Zeroes a member for owner. */
 void lars_subs_member_init(struct lars_subs_member *member, void *owner);
-/* Frees the member's own map without touching the table (table destroyed). */
-void lars_subs_member_clear(struct lars_subs_member *member);
 
 /* Subscribes member to the module key; already subscribed is a no-op.
  * Returns 0 or -ENOMEM. */

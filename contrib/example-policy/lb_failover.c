@@ -41,6 +41,8 @@ static const struct lars_setting failover_settings[] = {
     LARS_SETTINGS_END,
 };
 
+/* One node's state: the core allocates it, zeroed, for every node and
+ * frees it after node_removed (node_data_size below). */
 struct failover_node {
     struct failover_node *next; /* join order */
     struct failover_node *prev;
@@ -77,11 +79,7 @@ static void failover_destroy(void *instance)
 static int failover_node_added(void *instance, struct lars_node *node, uint64_t now_ms)
 {
     struct failover *f = instance;
-    (void)now_ms;
-    struct failover_node *n = calloc(1, sizeof(*n));
-    if (!n) {
-        return -ENOMEM;
-    }
+    struct failover_node *n = node->policy_data; /* zeroed by the core */
     n->node = node;
     n->prev = f->tail;
     if (f->tail) {
@@ -90,18 +88,20 @@ static int failover_node_added(void *instance, struct lars_node *node, uint64_t 
         f->head = n;
     }
     f->tail = n;
-    node->policy_data = n;
-    node->overloaded = false;
+    /* A reload hands the nodes to a new instance: one the previous instance
+     * had taken out stays out for a fresh retry_after. */
+    if (node->origin == LARS_NODE_FROM_HANDOVER && node->overloaded) {
+        n->out_since_ms = now_ms ? now_ms : 1;
+    } else {
+        node->overloaded = false;
+    }
     return 0;
 }
 
 static void failover_node_removed(void *instance, struct lars_node *node)
 {
     struct failover *f = instance;
-    struct failover_node *n = node->policy_data;
-    if (!n) {
-        return;
-    }
+    struct failover_node *n = node->policy_data; /* only nodes we accepted */
     if (n->prev) {
         n->prev->next = n->next;
     } else {
@@ -112,8 +112,6 @@ static void failover_node_removed(void *instance, struct lars_node *node)
     } else {
         f->tail = n->prev;
     }
-    node->policy_data = NULL;
-    free(n);
 }
 
 /* Back in service once retry_after has passed: the next call decides. */
@@ -148,9 +146,6 @@ static void failover_report(void *instance, struct lars_node *node, int retcode,
     struct failover *f = instance;
     struct failover_node *n = node->policy_data;
     (void)cost_us;
-    if (!n) {
-        return;
-    }
     if (retcode == 0) {
         n->fails_in_row = 0;
         return;
@@ -169,6 +164,7 @@ static const struct lars_policy_ops failover_ops = {
     .node_removed = failover_node_removed,
     .pick = failover_pick,
     .report = failover_report,
+    .node_data_size = sizeof(struct failover_node),
 };
 
 LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {

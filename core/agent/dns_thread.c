@@ -125,17 +125,24 @@ static void wanted_del(struct wanted_set *set, uint64_t key)
     set->n--;
 }
 
+/* The plugin hands back the host it was given, which lives inside its
+ * thread: no pointer to the core in the public struct. */
+static struct lars_dns_thread *thread_of(const struct lars_dns_host *host)
+{
+    return (struct lars_dns_thread *)(void *)((char *)(uintptr_t)host -
+                                              offsetof(struct lars_dns_thread, host));
+}
+
 static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
                     const struct lars_route_host *hosts, size_t n)
 {
-    struct lars_dns_thread *t = host->core;
+    struct lars_dns_thread *t = thread_of(host);
     if (!wanted_has(&t->wanted, lars_module_key(modid, cmdid))) {
         /* A push for a module no worker asked for (or one they dropped):
          * ignored, so the dns side cannot grow the agent's tables, and the
          * transport is told to forget it (it may have remembered it). */
         LARS_STAT_INC(t->stats.ignored);
-        if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) &&
-            t->ops->forget) {
+        if (t->instance && LARS_HAS_MEMBER(t->ops, forget)) {
             t->ops->forget(t->instance, modid, cmdid);
         }
         int64_t quiet = lars_log_limiter_allow(&t->ignored_log, lars_clock_ms());
@@ -164,9 +171,9 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
     lars_worker_post(t->workers[lars_module_owner(modid, cmdid, t->n_workers)], &msg->base);
 }
 
-static void count(void *core, enum lars_transport_counter counter, uint64_t n)
+static void count(const struct lars_dns_host *host, enum lars_transport_counter counter, uint64_t n)
 {
-    struct lars_dns_thread *t = core;
+    struct lars_dns_thread *t = thread_of(host);
     if ((unsigned)counter < LARS_TRANSPORT_COUNTERS) {
         atomic_fetch_add_explicit(&t->stats.transport[counter], n, memory_order_relaxed);
     }
@@ -190,7 +197,7 @@ static void on_message(void *arg, struct lars_queue_item *item)
         struct lars_want_msg *forget = (struct lars_want_msg *)msg;
         LARS_STAT_INC(t->stats.forgets);
         wanted_del(&t->wanted, lars_module_key(forget->modid, forget->cmdid));
-        if (t->instance && t->ops->size > offsetof(struct lars_dns_ops, forget) && t->ops->forget) {
+        if (t->instance && LARS_HAS_MEMBER(t->ops, forget)) {
             t->ops->forget(t->instance, forget->modid, forget->cmdid);
         }
     }
@@ -236,7 +243,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
         .svc = lars_services_get(),
         .base = lars_loop_thread_base(t->loop),
         .deliver = deliver,
-        .core = t,
+        .reserved = &t->host, /* what plugins built before 1.2 pass to count() */
         .count = count,
     };
     return t;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "settings.h"
+
 static struct lars_policy_binding binding_of(const struct lars_plugin_config *pc)
 {
     return (struct lars_policy_binding){
@@ -42,6 +44,11 @@ struct lars_generation *lars_generation_build(struct lars_config *config, unsign
     }
     gen->number = number;
     gen->config = config;
+    /* Before the threads: their plugins get the table in start(). */
+    if (lars_services_set_local_ip(config->local_ip) < 0) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
     gen->policy = binding_of(&config->policy);
     gen->overrides = calloc(config->n_overrides ? config->n_overrides : 1, sizeof(*gen->overrides));
     if (!gen->overrides) {

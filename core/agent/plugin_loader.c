@@ -298,25 +298,27 @@ static const void *kind_ops(const struct lars_plugin *desc)
     return NULL;
 }
 
+/* Every required operation is inside the plugin's table and set (the
+ * growth rule of plugin.h: a table built before an optional member was
+ * appended is shorter, and still complete). */
 static int ops_complete(const struct lars_plugin *desc)
 {
     switch (desc->kind) {
     case LARS_PLUGIN_POLICY: {
         const struct lars_policy_ops *ops = desc->policy;
-        /* Sizes: up to the last required member, so plugins built before an
-         * optional member was appended keep loading. */
-        return ops->size >= offsetof(struct lars_policy_ops, tick) && ops->create && ops->destroy &&
-               ops->node_added && ops->node_removed && ops->pick && ops->report;
+        return LARS_HAS_MEMBER(ops, create) && LARS_HAS_MEMBER(ops, destroy) &&
+               LARS_HAS_MEMBER(ops, node_added) && LARS_HAS_MEMBER(ops, node_removed) &&
+               LARS_HAS_MEMBER(ops, pick) && LARS_HAS_MEMBER(ops, report);
     }
     case LARS_PLUGIN_DNS: {
         const struct lars_dns_ops *ops = desc->dns;
-        return ops->size >= offsetof(struct lars_dns_ops, forget) && ops->start && ops->want &&
-               ops->stop;
+        return LARS_HAS_MEMBER(ops, start) && LARS_HAS_MEMBER(ops, want) &&
+               LARS_HAS_MEMBER(ops, stop);
     }
     case LARS_PLUGIN_REPORTER: {
         const struct lars_reporter_ops *ops = desc->reporter;
-        return ops->size >= offsetof(struct lars_reporter_ops, handover) && ops->start &&
-               ops->submit && ops->stop;
+        return LARS_HAS_MEMBER(ops, start) && LARS_HAS_MEMBER(ops, submit) &&
+               LARS_HAS_MEMBER(ops, stop);
     }
     }
     return 0;
@@ -341,7 +343,7 @@ static int check_descriptor(const struct lars_plugin *desc, const char *path, co
                  (unsigned)LARS_PLUGIN_ABI_MAJOR, (unsigned)LARS_PLUGIN_ABI_MINOR);
         return -EPROTO;
     }
-    if (desc->size < offsetof(struct lars_plugin, reporter) + sizeof(void *)) {
+    if (!LARS_HAS_FIELD(desc, reporter)) {
         snprintf(err, err_len, "plugin %s: descriptor too small (%u bytes): not built from "
                  "lars/plugin.h?", path, desc->size);
         return -EPROTO;

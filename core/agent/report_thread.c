@@ -28,9 +28,18 @@ struct lars_report_thread {
     struct lars_report_stats stats;
 };
 
-static void count(void *core, enum lars_transport_counter counter, uint64_t n)
+/* The plugin hands back the host it was given, which lives inside its
+ * thread: no pointer to the core in the public struct. */
+static struct lars_report_thread *thread_of(const struct lars_reporter_host *host)
 {
-    struct lars_report_thread *t = core;
+    return (struct lars_report_thread *)(void *)((char *)(uintptr_t)host -
+                                                 offsetof(struct lars_report_thread, host));
+}
+
+static void count(const struct lars_reporter_host *host, enum lars_transport_counter counter,
+                  uint64_t n)
+{
+    struct lars_report_thread *t = thread_of(host);
     if ((unsigned)counter < LARS_TRANSPORT_COUNTERS) {
         atomic_fetch_add_explicit(&t->stats.transport[counter], n, memory_order_relaxed);
     }
@@ -73,8 +82,7 @@ static void on_stop(void *arg)
 {
     struct lars_report_thread *t = arg;
     struct lars_queue *successor = t->successor;
-    if (t->instance && successor && t->ops->size > offsetof(struct lars_reporter_ops, handover) &&
-        t->ops->handover) {
+    if (t->instance && successor && LARS_HAS_MEMBER(t->ops, handover)) {
         t->ops->handover(t->instance, resubmit, successor);
     } else if (t->instance) {
         t->ops->stop(t->instance);
@@ -107,7 +115,7 @@ struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_co
         .size = sizeof(struct lars_reporter_host),
         .svc = lars_services_get(),
         .base = lars_loop_thread_base(t->loop),
-        .core = t,
+        .reserved = &t->host, /* what plugins built before 1.2 pass to count() */
         .count = count,
     };
     return t;

@@ -41,13 +41,56 @@ void lars_module_discard_prepared(struct lars_module *module)
     module->next_binding = NULL;
 }
 
+/* The per-node block the policy asked for (plugin.h, node_data_size). */
+static size_t node_data_size(const struct lars_policy_ops *ops)
+{
+    return LARS_HAS_FIELD(ops, node_data_size) ? ops->node_data_size : 0;
+}
+
+/*
+ * Gives node to instance: its zeroed data block first, then node_added().
+ * A refused node gets nothing back (policy_data NULL again) and is not the
+ * instance's: the caller drops it, so it never reaches node_removed().
+ */
+static int attach_node(const struct lars_policy_ops *ops, void *instance, struct lars_node *node,
+                       enum lars_node_origin origin, uint64_t now_ms)
+{
+    size_t size = node_data_size(ops);
+    node->policy_data = NULL;
+    if (size > 0) {
+        node->policy_data = calloc(1, size);
+        if (!node->policy_data) {
+            return -ENOMEM;
+        }
+    }
+    node->origin = (uint32_t)origin;
+    int rc = ops->node_added(instance, node, now_ms);
+    if (rc < 0) {
+        if (size > 0) {
+            free(node->policy_data);
+        }
+        node->policy_data = NULL;
+    }
+    return rc;
+}
+
+/* Takes node back from the instance that accepted it (attach_node). */
+static void detach_node(const struct lars_policy_ops *ops, void *instance, struct lars_node *node)
+{
+    ops->node_removed(instance, node);
+    if (node_data_size(ops) > 0) {
+        free(node->policy_data);
+    }
+    node->policy_data = NULL;
+}
+
 static void remove_all_nodes(struct lars_module *module)
 {
     lars_module_discard_prepared(module);
     for (size_t i = 0; i < module->n_nodes; i++) {
         struct lars_node *node = module->nodes[i];
         if (module->policy) {
-            module->binding->ops->node_removed(module->policy, node);
+            detach_node(module->binding->ops, module->policy, node);
         }
         free(node);
     }
@@ -351,7 +394,7 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
             i++;
             j++;
         } else if (old && ko < kn) { /* gone from the route */
-            module->binding->ops->node_removed(module->policy, old);
+            detach_node(module->binding->ops, module->policy, old);
             free(old);
             i++;
         } else { /* new node */
@@ -383,7 +426,8 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
             continue; /* a survivor, a duplicate, or not created */
         }
         fresh[lo] = false;
-        int added = module->binding->ops->node_added(module->policy, merged[lo], now_ms);
+        int added = attach_node(module->binding->ops, module->policy, merged[lo],
+                                LARS_NODE_FROM_ROUTE, now_ms);
         if (added < 0) {
             rc = added;
             refused[lo] = true; /* dropped below: the searches need every entry */
@@ -403,7 +447,6 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
     free(sorted);
     module->nodes = merged;
     module->n_nodes = out;
-    module->cap_nodes = n;
     module->state = LARS_MODULE_READY;
     return rc;
 }
@@ -463,12 +506,12 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
      * between two datagrams: no request sees the module half switched. */
     for (size_t i = 0; i < module->n_nodes; i++) {
         was_overloaded[i] = module->nodes[i]->overloaded;
-        module->binding->ops->node_removed(module->policy, module->nodes[i]);
-        module->nodes[i]->policy_data = NULL;
+        detach_node(module->binding->ops, module->policy, module->nodes[i]);
     }
     module->binding->ops->destroy(module->policy);
     module->policy = instance;
     module->binding = binding;
+    size_t kept = 0;
     for (size_t i = 0; i < module->n_nodes; i++) {
         struct lars_node *node = module->nodes[i];
         /* The real counters belong to the core and the reporter: a policy
@@ -476,13 +519,19 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
         uint32_t succ = node->real_succ;
         uint32_t err = node->real_err;
         node->overloaded = was_overloaded[i];
-        int added = binding->ops->node_added(instance, node, now_ms);
+        int added = attach_node(binding->ops, instance, node, LARS_NODE_FROM_HANDOVER, now_ms);
         node->real_succ = succ;
         node->real_err = err;
         if (added < 0) {
-            rc = added; /* the node stays in the table but is never picked */
+            /* Not the new instance's node: out of the module (the order
+             * stays sorted); the next route update offers it again. */
+            rc = added;
+            free(node);
+        } else {
+            module->nodes[kept++] = node;
         }
     }
+    module->n_nodes = kept;
     free(was_overloaded);
     return rc;
 }

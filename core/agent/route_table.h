@@ -52,7 +52,6 @@ struct lars_module {
     uint64_t used_ms;  /* cold modules: last request (or when it became cold) */
     struct lars_node **nodes; /* sorted by (ip, port) */
     size_t n_nodes;
-    size_t cap_nodes;
     void *policy; /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
     /* A reload in progress: an instance of the next generation's policy,
@@ -110,7 +109,8 @@ struct lars_node *lars_module_find_node(const struct lars_module *module, uint32
 /*
  * Applies a route answer: n == 0 makes the module ABSENT (every node and the
  * policy instance go); otherwise nodes not in hosts are removed, new ones
- * added (the policy is told of each), survivors keep their state. The policy
+ * added (the policy is told of each, with its zeroed node_data_size block;
+ * a node it refuses is dropped), survivors keep their state. The policy
  * instance is created from binding when the module becomes READY.
  * Returns 0 or a negative errno (the module is then left consistent but may
  * miss new nodes).
@@ -136,7 +136,10 @@ void lars_module_discard_prepared(struct lars_module *module);
  * destroyed. Afterwards the module never refers to the old binding, whatever
  * happens. Returns 0, or a negative errno: an instance created now failed
  * (the module then lost its nodes and is PENDING again: pull it), or some
- * node could not be added to the new instance (it is then never picked).
+ * node was refused by the new instance (it is then out of the module until
+ * the next route update offers it again; it never reaches node_removed).
+ * Every node's per-node block (node_data_size) is freed after the old
+ * instance's node_removed and a new one allocated for the new instance.
  */
 int lars_module_rebind(struct lars_module *module, const struct lars_policy_binding *binding,
                        uint64_t now_ms);

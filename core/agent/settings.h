@@ -27,7 +27,13 @@ int lars_settings_apply(const struct lars_setting *table, const config_setting_t
 /* Formats "file:line: " for a setting (or "" when unknown) into buf. */
 const char *lars_settings_where(const config_setting_t *setting, char *buf, size_t len);
 
-/* The services table handed to every plugin instance. */
+/* The services table handed to every plugin instance: the latest one
+ * published (any thread). */
 const struct lars_services *lars_services_get(void);
+
+/* Publishes a services table whose local_ip is local_ip (IPv4, host order)
+ * for the instances created from now on; those created before keep theirs.
+ * Main thread only. Returns 0 or -ENOMEM (the previous table stays). */
+int lars_services_set_local_ip(uint32_t local_ip);
 
 #endif /* LARS_SETTINGS_H */

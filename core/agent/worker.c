@@ -655,7 +655,7 @@ static void tick_module(struct lars_module *m, void *arg)
 
     if (m->state == LARS_MODULE_READY) {
         const struct lars_policy_ops *ops = m->binding->ops;
-        if (ops->size > offsetof(struct lars_policy_ops, tick) && ops->tick) {
+        if (LARS_HAS_MEMBER(ops, tick)) {
             ops->tick(m->policy, now);
         }
         if (ctx->flush) {
@@ -1159,11 +1159,6 @@ void lars_worker_destroy(struct lars_worker *worker)
 const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker)
 {
     return &worker->stats;
-}
-
-uint16_t lars_worker_port(const struct lars_worker *worker)
-{
-    return worker->port;
 }
 
 int lars_worker_fd(const struct lars_worker *worker)

@@ -136,7 +136,6 @@ void lars_worker_stop(struct lars_worker *worker);
 void lars_worker_destroy(struct lars_worker *worker);
 
 const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker);
-uint16_t lars_worker_port(const struct lars_worker *worker);
 /* The worker's UDP socket, for reading kernel counters (getsockopt) from
  * any thread; open from create to destroy, -1 outside. Never read or write
  * datagrams through it: the worker owns them. */

@@ -1,6 +1,7 @@
 /*
  * log.c - the logger. A line is formatted into a stack buffer and written
- * with one write(2); the target fd is swapped atomically on reopen.
+ * with one write(2); a reopen swaps the file behind the same descriptor
+ * (dup2), so no thread ever writes to a closed or reused number.
  */
 #include "log.h"
 
@@ -27,21 +28,42 @@ void lars_log_init(const char *program)
     log_program = program;
 }
 
+/*
+ * Another thread may be inside write(2) on the current descriptor, or have
+ * loaded its number just before: a reopen must never close that number (it
+ * could be reused by an unrelated file, which would then receive log
+ * lines). Once a file descriptor exists, a reopen points that same number
+ * at the new file with dup2, which swaps the open file atomically, and
+ * closes only the temporary descriptor. The number is never released.
+ */
 int lars_log_open(const char *path)
 {
-    int fd = 2;
+    int fd = STDERR_FILENO;
     if (path && strcmp(path, "-") != 0) {
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd < 0) {
             return -errno;
         }
     }
-    int old = atomic_exchange(&log_fd, fd);
-    if (fd > 2 && atomic_load(&stderr_follows_log)) {
-        dup2(fd, STDERR_FILENO);
+    int cur = atomic_load(&log_fd);
+    if (cur <= STDERR_FILENO) { /* first file: publish its own number */
+        atomic_store(&log_fd, fd);
+        cur = fd;
+    } else {
+        if (dup2(fd, cur) < 0) {
+            int rc = -errno;
+            if (fd > STDERR_FILENO) {
+                close(fd);
+            }
+            return rc;
+        }
+        (void)fcntl(cur, F_SETFD, FD_CLOEXEC); /* dup2 clears it */
+        if (fd > STDERR_FILENO) {
+            close(fd);
+        }
     }
-    if (old > 2) {
-        close(old);
+    if (cur > STDERR_FILENO && atomic_load(&stderr_follows_log)) {
+        dup2(cur, STDERR_FILENO);
     }
     return 0;
 }

@@ -19,6 +19,11 @@
  *         .policy = &my_policy_ops,
  *     };
  *
+ * (In C++, declare it `extern "C" LARS_PLUGIN_EXPORT const struct lars_plugin
+ * lars_plugin = {...}` and use positional initializers before C++20. The
+ * header compiles clean as C++17 and under clang -Weverything except
+ * -Wpadded: tests/header.)
+ *
  * The core loads the file named by `plugin = "NAME"` in a config section
  * (NAME.so in the agent's plugin_dir, or a path when NAME contains '/'),
  * checks abi_major (must equal the core's), kind (must match the section),
@@ -28,9 +33,22 @@
  * validate(). Plugins never link core symbols: everything the core offers is
  * in struct lars_services, handed to every instance.
  *
- * Compatibility: the structs here only grow at their end. A plugin built
- * against an older minor version keeps working; the core reads fields past
- * `size` of an ops table as absent.
+ * Compatibility (the growth rule, one for every table): a struct with a
+ * leading `size` member (lars_services, lars_policy_ops, lars_dns_host,
+ * lars_dns_ops, lars_reporter_host, lars_reporter_ops) only grows at its
+ * end, and the minor version goes up with each addition. Whoever reads a
+ * member added after the first release (marked "since 1.x" below) first
+ * checks that the writer's `size` covers it: LARS_HAS_MEMBER(p, member) for
+ * a function or pointer (covered and non-NULL), LARS_HAS_FIELD(p, member)
+ * for plain data. The core does so for every optional member of the ops
+ * tables; a plugin does so for what it reads from the host and services
+ * tables (an agent of ABI 1.0 has no lars_dns_host.count). A plugin built
+ * against an older minor keeps loading and working; one built against a
+ * newer minor than the agent's is refused at load. struct lars_node is
+ * allocated by the core and only grows at its end too; a policy reads a
+ * member added later only when the agent's ABI minor has it (the agent
+ * refuses plugins newer than itself, so a plugin built against this header
+ * may read every member of it).
  *
  * Threads: a policy instance is only ever called from the worker thread that
  * owns its module; dns and reporter instances only from their own thread.
@@ -48,9 +66,23 @@ extern "C" {
 #endif
 
 #define LARS_PLUGIN_ABI_MAJOR 1
-/* Minor versions: 1 transports count into /metrics (count); 2 dns forget(). */
+/* Minor versions: 1 transports count into /metrics (count); 2 dns forget(),
+ * policy node_data_size and lars_node.origin, services local_ip, the host
+ * tables' callbacks take the host itself (no `core` pointer). */
 #define LARS_PLUGIN_ABI_MINOR 2
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
+
+/* True when the table p (a pointer to a struct whose first member is its
+ * `uint32_t size`) was built with member in it: its size covers the member
+ * entirely. Takes the member's address without reading it, so p may point
+ * to an older, shorter struct. */
+#define LARS_HAS_FIELD(p, member)                                                                  \
+    ((size_t)(p)->size >=                                                                          \
+     (size_t)((const char *)&(p)->member - (const char *)(p)) + sizeof((p)->member))
+
+/* LARS_HAS_FIELD for a function (or pointer) member, which must also be
+ * set: the test to make before calling an optional operation. */
+#define LARS_HAS_MEMBER(p, member) (LARS_HAS_FIELD(p, member) && (p)->member != NULL)
 
 /* Exports the descriptor with default visibility even when the plugin is
  * built with -fvisibility=hidden (recommended). */
@@ -101,8 +133,11 @@ struct lars_setting {
     const char *description;   /* one line, shown by documentation tools */
 };
 
-/* Terminates a settings table. */
-#define LARS_SETTINGS_END {NULL, 0, NULL, 0, 0, 0, NULL}
+/* Terminates a settings table (the cast keeps it valid C++). */
+#define LARS_SETTINGS_END                                                                          \
+    {                                                                                              \
+        NULL, (enum lars_setting_type)0, NULL, 0, 0, 0, NULL                                       \
+    }
 
 /*
  * Structured values (LARS_SETTING_LIST): an opaque node the plugin reads
@@ -138,20 +173,39 @@ struct lars_services {
     const char *(*config_string)(const struct lars_config_node *node);
     int (*config_line)(const struct lars_config_node *node);
     const char *(*config_file)(const struct lars_config_node *node);
+
+    /* Since 1.2 (LARS_HAS_FIELD(svc, local_ip)): the agent's own IPv4, host
+     * byte order (agent.local_ip, or the address it detected), as sent to
+     * the reporter as the caller; 0 when not known yet (`lars-agent -t`,
+     * validate()). The table a plugin instance was handed keeps its value
+     * for the instance's life; a reload changing local_ip hands the next
+     * instances a new table. (The zone of the route, issue 10, is to come.) */
+    uint32_t local_ip;
 };
 
 /* ------------------------------------------------------------------------
  * Policy plugins (LARS_PLUGIN_POLICY)
  * ---------------------------------------------------------------------- */
 
+/* Why a node is handed to node_added (lars_node.origin). */
+enum lars_node_origin {
+    LARS_NODE_FROM_ROUTE = 1,    /* a route answer or push lists it */
+    LARS_NODE_FROM_HANDOVER = 2, /* a reload moves it from the previous instance */
+};
+
 /*
- * One node of a module, owned by the core. The core increments real_succ /
- * real_err on every report *before* calling report(); the policy decides when
- * a statistics window starts again and sets both to 0 then. `overloaded` is
- * what the reporter receives and what /routes shows: keep it true exactly
- * while the policy considers the node overloaded.
- * policy_data is the policy's own per-node pointer (set it in node_added,
- * free it in node_removed).
+ * One node of a module, owned (allocated and freed) by the core. The core
+ * increments real_succ / real_err on every report *before* calling report();
+ * the policy decides when a statistics window starts again and sets both to
+ * 0 then. `overloaded` is what the reporter receives and what /routes shows:
+ * keep it true exactly while the policy considers the node overloaded.
+ *
+ * policy_data: when the policy's ops declare node_data_size > 0 (since 1.2),
+ * the core points it at a zeroed block of that many bytes before
+ * node_added() and frees the block after node_removed() (or when node_added
+ * refused the node): the policy allocates and frees nothing per node and
+ * must not change the pointer. Otherwise it is NULL before node_added() and
+ * the policy's own (set it there, free it in node_removed()).
  */
 struct lars_node {
     uint32_t ip;   /* IPv4, host byte order (127.0.0.1 = 0x7f000001) */
@@ -160,6 +214,10 @@ struct lars_node {
     uint32_t real_succ; /* successes in the current window */
     uint32_t real_err;  /* failures in the current window */
     void *policy_data;
+
+    /* Since 1.2, read only: why the node was handed to the current
+     * node_added() (enum lars_node_origin). */
+    uint32_t origin;
 };
 
 /* Identifies the module a policy instance serves. */
@@ -180,15 +238,21 @@ struct lars_policy_ops {
     /* Frees the instance. Every node is removed before this is called. */
     void (*destroy)(void *instance);
 
-    /* A node joins the module: from a route update (node->overloaded is
-     * false), or handed to a new instance after a reload, where
+    /* A node joins the module, node->origin says why: LARS_NODE_FROM_ROUTE,
+     * a route update lists it (node->overloaded is false); or
+     * LARS_NODE_FROM_HANDOVER, a reload hands it to a new instance, where
      * node->overloaded says what the previous instance thought (start such
      * a node as overloaded to keep a failing node out of rotation) and the
-     * core restores the real counters after this call. Return 0 or a
-     * negative errno (the node is then not added). */
+     * core restores the real counters after this call. The core adds a node
+     * to an instance once, and only nodes of this instance's module. Return
+     * 0 or a negative errno: the node is then not in the module (no pick,
+     * report or node_removed for it; the next route update offers it
+     * again). */
     int (*node_added)(void *instance, struct lars_node *node, uint64_t now_ms);
 
-    /* A node leaves the module; it must not be returned by pick() again. */
+    /* A node the instance accepted leaves the module (route update, reload,
+     * module dropped, before destroy); it must not be returned by pick()
+     * again. Called exactly once per accepted node. */
     void (*node_removed)(void *instance, struct lars_node *node);
 
     /* Chooses a node for one request. key is a caller-provided hash key (0
@@ -205,6 +269,11 @@ struct lars_policy_ops {
 
     /* Called about once a second by the owning worker (optional). */
     void (*tick)(void *instance, uint64_t now_ms);
+
+    /* Since 1.2, optional (0 = none): bytes of per-node state the core
+     * allocates, zeroed, for each node of an instance (lars_node.policy_data,
+     * aligned for any type) and frees after node_removed(). */
+    size_t node_data_size;
 };
 
 /* ------------------------------------------------------------------------
@@ -234,8 +303,10 @@ struct lars_route_host {
     uint16_t port;
 };
 
-/* Given to a dns transport when it starts; its functions may be called from
- * the dns thread only. */
+/* Given to a dns transport when it starts, valid until stop() returns.
+ * Pass the pointer itself (never a copy of the struct) back to its
+ * functions: the core finds its own state from it. deliver() may be called
+ * from the dns thread only. */
 struct lars_dns_host {
     uint32_t size;
     const struct lars_services *svc;
@@ -245,12 +316,16 @@ struct lars_dns_host {
      * does not exist (any more). The core copies hosts. */
     void (*deliver)(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
                     const struct lars_route_host *hosts, size_t n);
-    void *core; /* the core's, do not touch */
 
-    /* Since ABI 1.1 (present when size > offsetof(struct lars_dns_host,
-     * count)): adds n to one of the transport's counters. Any thread of the
-     * transport; cheap (a relaxed atomic add). */
-    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
+    /* Unused since 1.2: holds the host's own address, which plugins built
+     * before 1.2 pass as count()'s first argument. Do not read it. */
+    const void *reserved;
+
+    /* Since 1.1 (LARS_HAS_MEMBER(host, count)): adds n to one of the
+     * transport's counters. Any thread of the transport; cheap (a relaxed
+     * atomic add). */
+    void (*count)(const struct lars_dns_host *host, enum lars_transport_counter counter,
+                  uint64_t n);
 };
 
 struct lars_dns_ops {
@@ -263,8 +338,7 @@ struct lars_dns_ops {
     /* Stops and frees everything; no deliver() afterwards. */
     void (*stop)(void *instance);
 
-    /* Since ABI 1.2, optional (read only when size > offsetof(struct
-     * lars_dns_ops, forget) and non-NULL): the agent dropped the module
+    /* Since 1.2, optional (LARS_HAS_MEMBER(ops, forget)): the agent dropped the module
      * (unrequested too long, or evicted at agent.max_modules); stop
      * refreshing it and forget it. A later want() asks for it again. The
      * core ignores deliveries for modules it did not ask for (or forgot)
@@ -297,14 +371,19 @@ struct lars_report_batch {
     const struct lars_call_result *results;
 };
 
+/* Given to a reporter transport when it starts, valid until stop() or
+ * handover() returns; as lars_dns_host, pass the pointer itself back. */
 struct lars_reporter_host {
     uint32_t size;
     const struct lars_services *svc;
     struct event_base *base; /* the reporter thread's loop */
-    void *core;
 
-    /* Since ABI 1.1: as lars_dns_host.count. */
-    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
+    /* Unused since 1.2: as lars_dns_host.reserved. */
+    const void *reserved;
+
+    /* Since 1.1 (LARS_HAS_MEMBER(host, count)): as lars_dns_host.count. */
+    void (*count)(const struct lars_reporter_host *host, enum lars_transport_counter counter,
+                  uint64_t n);
 };
 
 struct lars_reporter_ops {
@@ -316,7 +395,8 @@ struct lars_reporter_ops {
     /* Flushes what it can without blocking for long, then frees everything. */
     void (*stop)(void *instance);
 
-    /* Optional, used on reload instead of stop(): passes every batch not yet
+    /* Optional (LARS_HAS_MEMBER(ops, handover)), used on reload instead of
+     * stop(): passes every batch not yet
      * sent, oldest first, to resubmit() (the core hands them to the next
      * generation's reporter, so nothing is lost), then frees everything like
      * stop(). Called in the reporter thread; resubmit copies the batch. */

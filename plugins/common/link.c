@@ -156,7 +156,7 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
 static void link_count(struct lars_link *link, enum lars_transport_counter counter)
 {
     if (link->p.count) {
-        link->p.count(link->p.count_core, counter, 1);
+        link->p.count(link->p.arg, counter, 1);
     }
 }
 

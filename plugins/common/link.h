@@ -87,10 +87,9 @@ struct lars_link_params {
      * kernel; `unread` bytes of input were left (a frame cut short; 0
      * after lars_link_drop(), whose caller judged the input already). */
     void (*on_closed)(void *arg, size_t unsent, size_t unread);
-    /* The host's counter function and its core pointer (plugin.h); NULL
-     * when the agent predates ABI 1.1. */
-    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
-    void *count_core;
+    /* Counts an event into the host's transport counters (plugin.h); NULL
+     * when the agent predates ABI 1.1 (the plugin wraps its host's count). */
+    void (*count)(void *arg, enum lars_transport_counter counter, uint64_t n);
 };
 
 struct lars_link_stats {

@@ -5,13 +5,6 @@
 
 #include <stdlib.h>
 
-void lars_policy_detach(struct lars_node *node, void *state)
-{
-    node->policy_data = NULL;
-    node->overloaded = false;
-    free(state);
-}
-
 void lars_policy_window_start(struct lars_policy_window *w, uint64_t now_ms)
 {
     if (!w->started) {

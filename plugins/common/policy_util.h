@@ -5,8 +5,8 @@
  *
  * Hot path: lars_policy_expired and lars_policy_probe_next run inside
  * pick()/report(); they allocate nothing, take no lock and log nothing.
- * Only lars_policy_grow allocates (node_added); lars_policy_detach frees
- * (node_removed, destroy).
+ * Only lars_policy_grow allocates (node_added); the per-node blocks are the
+ * core's (plugin.h, node_data_size).
  *
  * Threads: every function works on the caller's instance only; the caller's
  * rule (the worker owning the module) applies. The symbols are hidden from
@@ -28,12 +28,6 @@ static inline bool lars_policy_expired(uint64_t now_ms, uint64_t ts, uint64_t ti
 {
     return now_ms >= ts && now_ms - ts >= timeout_ms;
 }
-
-/* Unhooks node from the policy and frees state, the policy's block for it:
- * policy_data is cleared, and so is `overloaded` (no policy holds the node
- * out any more). For node_removed() and the destroy() guard against a core
- * that left nodes behind. */
-void lars_policy_detach(struct lars_node *node, void *state);
 
 /* The window after which the core's real counters (what the reporter
  * receives) restart. Zero it, then set ms. */

@@ -100,8 +100,17 @@ struct dns_lars {
 static void dns_count(struct dns_lars *dns, enum lars_transport_counter counter)
 {
     const struct lars_dns_host *h = dns->host;
-    if (h->size > offsetof(struct lars_dns_host, count) && h->count) {
-        h->count(h->core, counter, 1);
+    if (LARS_HAS_MEMBER(h, count)) {
+        h->count(h, counter, 1);
+    }
+}
+
+/* lars_link_params.count: the link's events go to the same counters. */
+static void link_count(void *arg, enum lars_transport_counter counter, uint64_t n)
+{
+    struct dns_lars *dns = arg;
+    if (LARS_HAS_MEMBER(dns->host, count)) {
+        dns->host->count(dns->host, counter, n);
     }
 }
 
@@ -554,8 +563,7 @@ static int dns_start(const void *conf_block, const struct lars_dns_host *host, v
         .on_connected = on_connected,
         .on_read = on_read,
         .on_closed = on_closed,
-        .count = host->size > offsetof(struct lars_dns_host, count) ? host->count : NULL,
-        .count_core = host->core,
+        .count = link_count,
     };
     dns->link = lars_link_create(&params);
     if (!dns->link) {

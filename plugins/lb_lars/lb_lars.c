@@ -14,8 +14,8 @@
  * Hot path: pick() and report() allocate nothing, take no lock and log
  * nothing. Both are O(1): the lists are intrusive and doubly linked through
  * the per-node policy_data, so a move or a removal never walks a list (the
- * original's std::list::remove did). Only node_added allocates and only tick()
- * walks the lists.
+ * original's std::list::remove did). Only create() allocates (the per-node
+ * blocks are the core's: node_data_size) and only tick() walks the lists.
  *
  * Threads: an instance is only ever called from the worker that owns its
  * module (see lars/plugin.h), so nothing here is shared or locked. The conf
@@ -57,7 +57,6 @@ struct lb_module;
 struct lb_node {
     struct lb_node *prev, *next; /* in the list named by `on_overload` */
     struct lars_node *node;
-    struct lb_module *owner; /* tells our nodes from anyone else's */
     bool on_overload;
     /* 64 bits: vsucc only restarts with a window, and a busy node may see
      * more than 2^32 successes if idle_timeout is large. */
@@ -198,17 +197,6 @@ static void check_window(struct lb_module *m, struct lb_node *n, uint64_t now_ms
     }
 }
 
-/* Returns our state for node, or NULL when the node was never added to this
- * instance (or was removed): reports for those are ignored. */
-static struct lb_node *lookup(struct lb_module *m, struct lars_node *node)
-{
-    struct lb_node *n = node ? node->policy_data : NULL;
-    if (!n || n->owner != m || n->node != node) {
-        return NULL;
-    }
-    return n;
-}
-
 /* ---- policy ops ---- */
 
 static int lb_create(const void *conf, const struct lars_services *svc,
@@ -231,29 +219,10 @@ static int lb_create(const void *conf, const struct lars_services *svc,
     return 0;
 }
 
-static void free_list(struct lb_list *list)
-{
-    struct lb_node *n = list->head;
-    while (n) {
-        struct lb_node *next = n->next;
-        lars_policy_detach(n->node, n);
-        n = next;
-    }
-    list->head = list->tail = NULL;
-    list->len = 0;
-}
-
 static void lb_destroy(void *instance)
 {
-    struct lb_module *m = instance;
-    if (!m) {
-        return;
-    }
-    /* The core removes every node first; this only guards against a core bug
-     * leaking our per-node blocks or leaving dangling policy_data. */
-    free_list(&m->idle);
-    free_list(&m->overload);
-    free(m);
+    /* The core removed every node first and frees their blocks. */
+    free(instance);
 }
 
 static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms)
@@ -262,18 +231,8 @@ static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms
     if (!m || !node) {
         return -EINVAL;
     }
-    /* policy_data is a single slot: if it is taken (added twice, or still
-     * held by another instance) overwriting it would corrupt that owner. */
-    if (node->policy_data) {
-        return -EEXIST;
-    }
-    struct lb_node *n = calloc(1, sizeof(*n));
-    if (!n) {
-        return -ENOMEM;
-    }
+    struct lb_node *n = node->policy_data; /* zeroed by the core */
     n->node = node;
-    n->owner = m;
-    node->policy_data = n;
     /* A reload hands nodes over with `overloaded` as the previous instance
      * left it: a node failing before the SIGHUP stays out of rotation
      * (fresh overload window) instead of getting traffic back. */
@@ -295,13 +254,10 @@ static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms
 static void lb_node_removed(void *instance, struct lars_node *node)
 {
     struct lb_module *m = instance;
-    struct lb_node *n = m ? lookup(m, node) : NULL;
-    if (!n) {
-        return;
-    }
+    struct lb_node *n = node->policy_data;
     list_unlink(list_of(m, n), n);
     /* On no list any more, so not overloaded as far as this policy knows. */
-    lars_policy_detach(node, n);
+    node->overloaded = false;
 }
 
 static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -343,12 +299,9 @@ static void lb_report(void *instance, struct lars_node *node, int retcode, uint3
                       uint64_t now_ms)
 {
     struct lb_module *m = instance;
-    struct lb_node *n = m ? lookup(m, node) : NULL;
+    struct lb_node *n = node->policy_data;
     (void)cost_us; /* lb_lars judges by outcome only */
 
-    if (!n) {
-        return;
-    }
     /* real_succ / real_err were already counted by the core. */
     bool ok = retcode == 0;
     if (ok) {
@@ -481,6 +434,7 @@ static const struct lars_policy_ops lb_ops = {
     .pick = lb_pick,
     .report = lb_report,
     .tick = lb_tick,
+    .node_data_size = sizeof(struct lb_node),
 };
 
 /* Declared first so -Wmissing-variable-declarations (clang) sees that the

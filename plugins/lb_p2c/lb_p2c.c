@@ -41,7 +41,8 @@
  * the same for all), so finding the ones whose time is up is O(1) per pick.
  *
  * Hot path: pick() and report() are O(1), allocate nothing, take no lock and
- * log nothing (two exp() per pick). Only node_added allocates.
+ * log nothing (two exp() per pick). Only node_added allocates (the node array
+ * grows; the per-node blocks are the core's: node_data_size).
  *
  * Threads: an instance is only called from the worker owning its module; the
  * conf block is shared and only read. The PRNG is per instance.
@@ -86,8 +87,7 @@ struct p2c_module;
 /* One node's state, hung on lars_node.policy_data. */
 struct p2c_node {
     struct lars_node *node;
-    struct p2c_module *owner;       /* tells our nodes from anyone else's */
-    size_t idx;                     /* position in owner->arr */
+    size_t idx;                     /* position in the module's arr */
     struct p2c_node *eprev, *enext; /* ejected FIFO, while ejected */
     double succ;                    /* decayed successes, as of ts */
     double fail;                    /* decayed failures, as of ts */
@@ -228,15 +228,6 @@ static void expire_ejections(struct p2c_module *m, uint64_t now_ms)
     }
 }
 
-static struct p2c_node *lookup(struct p2c_module *m, struct lars_node *node)
-{
-    struct p2c_node *n = node ? node->policy_data : NULL;
-    if (!n || n->owner != m || n->node != node) {
-        return NULL;
-    }
-    return n;
-}
-
 /* ---- policy ops ---- */
 
 static int p2c_create(const void *conf, const struct lars_services *svc,
@@ -274,10 +265,7 @@ static void p2c_destroy(void *instance)
     if (!m) {
         return;
     }
-    /* The core removes every node first; this guards against a core bug. */
-    for (size_t i = 0; i < m->n; i++) {
-        lars_policy_detach(m->arr[i]->node, m->arr[i]);
-    }
+    /* The core removed every node first and frees their blocks. */
     free(m->arr);
     free(m);
 }
@@ -288,11 +276,6 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
     if (!m || !node) {
         return -EINVAL;
     }
-    /* policy_data is one slot: taken means added twice or still owned by
-     * another instance. */
-    if (node->policy_data) {
-        return -EEXIST;
-    }
     if (m->n == m->cap) {
         struct p2c_node **arr = lars_policy_grow(m->arr, &m->cap, sizeof(*arr));
         if (!arr) {
@@ -300,18 +283,13 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
         }
         m->arr = arr;
     }
-    struct p2c_node *n = calloc(1, sizeof(*n));
-    if (!n) {
-        return -ENOMEM;
-    }
+    struct p2c_node *n = node->policy_data; /* zeroed by the core */
     n->node = node;
-    n->owner = m;
     n->ts = now_ms;
     place(m, m->n, n);
     swap_slots(m, m->n, m->n_up); /* into the available part */
     m->n++;
     m->n_up++;
-    node->policy_data = n;
     /* Real counters handed over on reload are kept; a node the previous
      * instance had ejected stays ejected for a fresh eject_time (plugin.h:
      * node_added). */
@@ -325,10 +303,7 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
 static void p2c_node_removed(void *instance, struct lars_node *node)
 {
     struct p2c_module *m = instance;
-    struct p2c_node *n = m ? lookup(m, node) : NULL;
-    if (!n) {
-        return;
-    }
+    struct p2c_node *n = node->policy_data;
     if (n->ejected) {
         fifo_unlink(m, n);
     } else {
@@ -338,7 +313,7 @@ static void p2c_node_removed(void *instance, struct lars_node *node)
     }
     swap_slots(m, n->idx, m->n - 1);
     m->n--;
-    lars_policy_detach(node, n);
+    node->overloaded = false; /* no policy holds it out any more */
 }
 
 static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -384,12 +359,9 @@ static void p2c_report(void *instance, struct lars_node *node, int retcode, uint
                        uint64_t now_ms)
 {
     struct p2c_module *m = instance;
-    struct p2c_node *n = m ? lookup(m, node) : NULL;
+    struct p2c_node *n = node->policy_data;
     bool ok = retcode == 0;
 
-    if (!n) {
-        return;
-    }
     /* real_succ / real_err were already counted by the core. */
     if (n->ejected && lars_policy_expired(now_ms, n->eject_ts, m->eject_ms)) {
         bring_back(m, n, true, now_ms);
@@ -477,6 +449,7 @@ static const struct lars_policy_ops p2c_ops = {
     .pick = p2c_pick,
     .report = p2c_report,
     .tick = p2c_tick,
+    .node_data_size = sizeof(struct p2c_node),
 };
 
 /* Declared first so -Wmissing-variable-declarations (clang) sees that the

@@ -72,8 +72,7 @@ struct wrr_module;
 /* One node's state, hung on lars_node.policy_data. */
 struct wrr_node {
     struct lars_node *node;
-    struct wrr_module *owner; /* tells our nodes from anyone else's */
-    size_t idx;               /* position in owner->nodes */
+    size_t idx; /* position in the module's nodes */
     int64_t weight;
     int64_t current; /* smooth WRR current weight */
     int64_t contin_err;
@@ -250,17 +249,6 @@ static void bring_back(struct wrr_module *m, struct wrr_node *n, bool half_open)
     n->contin_err = half_open ? m->fail_limit - 1 : 0;
 }
 
-/* Returns our state for node, or NULL when the node is not in this instance:
- * reports for those are ignored. */
-static struct wrr_node *lookup(struct wrr_module *m, struct lars_node *node)
-{
-    struct wrr_node *n = node ? node->policy_data : NULL;
-    if (!n || n->owner != m || n->node != node) {
-        return NULL;
-    }
-    return n;
-}
-
 /* ---- policy ops ---- */
 
 static int wrr_create(const void *conf, const struct lars_services *svc,
@@ -297,11 +285,7 @@ static void wrr_destroy(void *instance)
     if (!m) {
         return;
     }
-    /* The core removes every node first; this guards against a core bug
-     * leaking our blocks or leaving dangling policy_data. */
-    for (size_t i = 0; i < m->n; i++) {
-        lars_policy_detach(m->nodes[i]->node, m->nodes[i]);
-    }
+    /* The core removed every node first and frees their blocks. */
     free(m->nodes);
     free(m->weights);
     free(m);
@@ -313,11 +297,6 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
     if (!m || !node) {
         return -EINVAL;
     }
-    /* policy_data is one slot: taken means added twice or still owned by
-     * another instance, and overwriting it would corrupt that owner. */
-    if (node->policy_data) {
-        return -EEXIST;
-    }
     if (m->n == m->cap) {
         struct wrr_node **nodes = lars_policy_grow(m->nodes, &m->cap, sizeof(*nodes));
         if (!nodes) {
@@ -325,16 +304,11 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
         }
         m->nodes = nodes;
     }
-    struct wrr_node *n = calloc(1, sizeof(*n));
-    if (!n) {
-        return -ENOMEM;
-    }
+    struct wrr_node *n = node->policy_data; /* zeroed by the core */
     n->node = node;
-    n->owner = m;
     n->idx = m->n;
     n->weight = weight_of(m, node);
     m->nodes[m->n++] = n;
-    node->policy_data = n;
     /* A node handed over on reload keeps its real counters (the window they
      * belong to goes on); one the previous instance had taken out stays out
      * for a fresh fail_timeout (plugin.h: node_added). */
@@ -348,16 +322,13 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
 static void wrr_node_removed(void *instance, struct lars_node *node)
 {
     struct wrr_module *m = instance;
-    struct wrr_node *n = m ? lookup(m, node) : NULL;
-    if (!n) {
-        return;
-    }
+    struct wrr_node *n = node->policy_data;
     /* Swap-remove: O(1). The order only decides ties between equal current
      * weights, so moving the last node does not skew the shares. */
     struct wrr_node *last = m->nodes[--m->n];
     m->nodes[n->idx] = last;
     last->idx = n->idx;
-    lars_policy_detach(node, n);
+    node->overloaded = false; /* no policy holds it out any more */
 }
 
 static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -405,12 +376,9 @@ static void wrr_report(void *instance, struct lars_node *node, int retcode, uint
                        uint64_t now_ms)
 {
     struct wrr_module *m = instance;
-    struct wrr_node *n = m ? lookup(m, node) : NULL;
+    struct wrr_node *n = node->policy_data;
     (void)cost_us; /* weights are static; latency plays no part */
 
-    if (!n) {
-        return;
-    }
     /* real_succ / real_err were already counted by the core. */
     if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
         bring_back(m, n, true);
@@ -491,6 +459,7 @@ static const struct lars_policy_ops wrr_ops = {
     .pick = wrr_pick,
     .report = wrr_report,
     .tick = wrr_tick,
+    .node_data_size = sizeof(struct wrr_node),
 };
 
 /* Declared first so -Wmissing-variable-declarations (clang) sees that the

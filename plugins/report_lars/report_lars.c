@@ -99,9 +99,15 @@ struct report_lars {
 static void report_count(struct report_lars *r, enum lars_transport_counter counter, uint64_t n)
 {
     const struct lars_reporter_host *h = r->host;
-    if (h && h->size > offsetof(struct lars_reporter_host, count) && h->count) {
-        h->count(h->core, counter, n);
+    if (h && LARS_HAS_MEMBER(h, count)) {
+        h->count(h, counter, n);
     }
+}
+
+/* lars_link_params.count: the link's events go to the same counters. */
+static void link_count(void *arg, enum lars_transport_counter counter, uint64_t n)
+{
+    report_count(arg, counter, n);
 }
 
 static const struct lars_setting report_settings[] = {
@@ -503,8 +509,7 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
         .on_read = on_read,
         .on_drained = on_drained,
         .on_closed = on_closed,
-        .count = host->size > offsetof(struct lars_reporter_host, count) ? host->count : NULL,
-        .count_core = host->core,
+        .count = link_count,
     };
     r->link = lars_link_create(&params);
     if (!r->link) {

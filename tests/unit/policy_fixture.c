@@ -88,6 +88,7 @@ int64_t fx_conf_int(void *conf, const char *name)
     const struct lars_setting *s = fx_find_setting(name);
     if (!s) {
         fail_msg("setting '%s' missing", name);
+        return 0; /* not reached: for the analyzer */
     }
     assert_int_equal(s->type, LARS_SETTING_INT);
     int64_t v;
@@ -105,6 +106,9 @@ void fx_check_descriptor(const char *name)
     assert_null(lars_plugin.dns);
     assert_null(lars_plugin.reporter);
     assert_non_null(ops()->tick);
+    /* ABI 1.2: the core owns the per-node blocks (plugin.h). */
+    assert_true(LARS_HAS_FIELD(ops(), node_data_size));
+    assert_true(ops()->node_data_size > 0);
 }
 
 struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t port0, int32_t modid,
@@ -156,18 +160,30 @@ int fx_teardown(void **state)
     }
     for (int i = 0; i < fx->nnodes; i++) {
         if (fx->node[i].policy_data) {
-            ops()->node_removed(fx->inst, &fx->node[i]);
-            assert_null(fx->node[i].policy_data);
+            fx_del(fx, i);
         }
     }
     fx_free(fx);
     return 0;
 }
 
+void fx_add_from(struct fx *fx, int i, enum lars_node_origin origin)
+{
+    /* As the core: a zeroed block of node_data_size, the origin, then
+     * node_added; the policy must keep the block where it is. */
+    struct lars_node *node = &fx->node[i];
+    assert_null(node->policy_data);
+    void *block = calloc(1, ops()->node_data_size);
+    assert_non_null(block);
+    node->policy_data = block;
+    node->origin = (uint32_t)origin;
+    assert_int_equal(ops()->node_added(fx->inst, node, fx->now), 0);
+    assert_ptr_equal(node->policy_data, block);
+}
+
 void fx_add(struct fx *fx, int i)
 {
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[i], fx->now), 0);
-    assert_non_null(fx->node[i].policy_data);
+    fx_add_from(fx, i, LARS_NODE_FROM_ROUTE);
 }
 
 void fx_add_n(struct fx *fx, int n)
@@ -179,12 +195,19 @@ void fx_add_n(struct fx *fx, int n)
 
 void fx_del(struct fx *fx, int i)
 {
+    void *block = fx->node[i].policy_data;
+    assert_non_null(block);
     ops()->node_removed(fx->inst, &fx->node[i]);
-    assert_null(fx->node[i].policy_data);
+    assert_ptr_equal(fx->node[i].policy_data, block);
+    free(block);
+    fx->node[i].policy_data = NULL;
 }
 
 void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us)
 {
+    if (!fx->node[i].policy_data) {
+        return; /* as the core: not in the module, no node to report to */
+    }
     if (ok) {
         fx->node[i].real_succ++;
     } else {

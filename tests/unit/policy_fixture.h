@@ -2,7 +2,8 @@
  * policy_fixture.h - a fake core for the policy plugin unit tests
  * (test_lb_lars, test_lb_wrr, test_lb_p2c).
  *
- * The fixture plays the core: it owns the struct lars_node array, increments
+ * The fixture plays the core: it owns the struct lars_node array and the
+ * per-node blocks (node_data_size), increments
  * real_succ / real_err before report(), and builds every conf from a config
  * string through lars_settings_apply + validate(), as the agent does.
  *
@@ -63,7 +64,7 @@ const struct lars_setting *fx_find_setting(const char *name);
 int64_t fx_conf_int(void *conf, const char *name);
 
 /* The descriptor checks every policy plugin must pass: ABI, size, kind,
- * name, policy ops only, tick present. */
+ * name, policy ops only, tick present, node_data_size set. */
 void fx_check_descriptor(const char *name);
 
 /*
@@ -86,12 +87,17 @@ int fx_setup_none(void **state);
  * then fx_free. A NULL *state is fine. */
 int fx_teardown(void **state);
 
-/* node_added / node_removed of node i, asserting policy_data follows. */
+/* node_added / node_removed of node i as the core does them (ABI 1.2): a
+ * zeroed block of node_data_size in policy_data before node_added, freed
+ * after node_removed; asserts the policy leaves the pointer alone. fx_add
+ * says LARS_NODE_FROM_ROUTE, fx_add_from the origin given. */
+void fx_add_from(struct fx *fx, int i, enum lars_node_origin origin);
 void fx_add(struct fx *fx, int i);
 void fx_add_n(struct fx *fx, int n); /* nodes 0 .. n-1 */
 void fx_del(struct fx *fx, int i);
 
-/* One call result of node i at fx->now, counted first by the "core". */
+/* One call result of node i at fx->now, counted first by the "core"; a
+ * node not added (or removed) is not in the module: nothing happens. */
 void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us);
 void fx_rep(struct fx *fx, int i, bool ok); /* cost 0: not measured */
 void fx_rep_n(struct fx *fx, int i, bool ok, int n);

@@ -488,8 +488,8 @@ static void test_added_node_keeps_counters(void **state)
     *state = fx;
     fx->node[0].real_err = 9;
     fx->node[0].overloaded = true; /* the previous instance had ejected it */
-    fx_add(fx, 0);
-    fx_add(fx, 1);
+    fx_add_from(fx, 0, LARS_NODE_FROM_HANDOVER);
+    fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
     assert_int_equal(fx->node[0].real_err, 9);
     assert_true(fx->node[0].overloaded); /* stays ejected for a fresh eject_time */
     for (int i = 0; i < 5; i++) {
@@ -579,40 +579,6 @@ static void test_churn_against_model(void **state)
     }
 }
 
-static void test_double_add_and_foreign_nodes(void **state)
-{
-    struct fx *fx = fx_new("");
-    struct fx *other = fx_new("");
-    *state = fx;
-    fx_add(fx, 0);
-    fx_add(other, 1);
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[0], 0), -EEXIST);
-    fx_rep_n(fx, 2, false, 20); /* never added */
-    assert_false(fx->node[2].overloaded);
-    for (int k = 0; k < 10; k++) {
-        ops()->report(fx->inst, &other->node[1], 1, 0, 0);
-    }
-    assert_false(other->node[1].overloaded);
-    ops()->node_removed(fx->inst, &other->node[1]);
-    assert_non_null(other->node[1].policy_data);
-    fx_teardown((void **)&other);
-}
-
-static void test_destroy_with_nodes_left(void **state)
-{
-    struct fx *fx = fx_new("");
-    (void)state;
-    fx_add_n(fx, 4);
-    fx_rep_n(fx, 2, false, 5);
-    ops()->destroy(fx->inst);
-    for (int i = 0; i < 4; i++) {
-        assert_null(fx->node[i].policy_data);
-        assert_false(fx->node[i].overloaded);
-    }
-    fx->inst = NULL;
-    fx_free(fx);
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
@@ -639,8 +605,6 @@ int main(void)
         T(test_added_node_keeps_counters),
         T(test_removed_never_picked),
         T(test_churn_against_model),
-        T(test_double_add_and_foreign_nodes),
-        cmocka_unit_test(test_destroy_with_nodes_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

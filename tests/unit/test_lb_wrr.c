@@ -505,8 +505,8 @@ static void test_added_node_keeps_counters(void **state)
     *state = fx;
     fx->node[0].real_succ = 42;
     fx->node[0].overloaded = true; /* the previous instance took it out */
-    fx_add(fx, 0);
-    fx_add(fx, 1);
+    fx_add_from(fx, 0, LARS_NODE_FROM_HANDOVER);
+    fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
     assert_int_equal(fx->node[0].real_succ, 42);
     assert_true(fx->node[0].overloaded);
     for (int i = 0; i < 5; i++) {
@@ -560,44 +560,6 @@ static void test_remove_out_node(void **state)
     assert_int_equal(count[1], 33);
 }
 
-static void test_double_add_and_foreign_nodes(void **state)
-{
-    struct fx *fx = fx_new("");
-    struct fx *other = fx_new("");
-    *state = fx;
-    fx_add(fx, 0);
-    fx_add(other, 1);
-    void *data = fx->node[0].policy_data;
-    assert_int_equal(ops()->node_added(fx->inst, &fx->node[0], 0), -EEXIST);
-    assert_ptr_equal(fx->node[0].policy_data, data);
-
-    fx_rep_n(fx, 2, false, 20); /* never added */
-    assert_false(fx->node[2].overloaded);
-    for (int k = 0; k < 10; k++) { /* another instance's node */
-        ops()->report(fx->inst, &other->node[1], 1, 0, 0);
-    }
-    assert_false(other->node[1].overloaded);
-    ops()->node_removed(fx->inst, &other->node[1]); /* not fx's: ignored */
-    assert_non_null(other->node[1].policy_data);
-    assert_int_equal(fx_pick(other), 1);
-    fx_teardown((void **)&other);
-}
-
-static void test_destroy_with_nodes_left(void **state)
-{
-    struct fx *fx = fx_new("");
-    (void)state;
-    fx_add_n(fx, 3);
-    fx_rep_n(fx, 1, false, 5);
-    ops()->destroy(fx->inst);
-    for (int i = 0; i < 3; i++) {
-        assert_null(fx->node[i].policy_data);
-        assert_false(fx->node[i].overloaded);
-    }
-    fx->inst = NULL;
-    fx_free(fx);
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
@@ -628,8 +590,6 @@ int main(void)
         T(test_added_node_keeps_counters),
         T(test_removed_never_picked),
         T(test_remove_out_node),
-        T(test_double_add_and_foreign_nodes),
-        cmocka_unit_test(test_destroy_with_nodes_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

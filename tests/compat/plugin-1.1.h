@@ -1,0 +1,348 @@
+/*
+ * lars/plugin.h - the whole API between lars-agent and its plugins.
+ *
+ * A plugin is a shared object exporting exactly one symbol, LARS_PLUGIN_SYMBOL
+ * ("lars_plugin"), a `const struct lars_plugin` built with designated
+ * initializers:
+ *
+ *     const struct lars_plugin lars_plugin = {
+ *         .abi_major = LARS_PLUGIN_ABI_MAJOR,
+ *         .abi_minor = LARS_PLUGIN_ABI_MINOR,
+ *         .size = sizeof(struct lars_plugin),
+ *         .kind = LARS_PLUGIN_POLICY,
+ *         .name = "my_policy",
+ *         .version = "1.0",
+ *         .description = "what it does, one line",
+ *         .settings = my_settings,            // table of accepted keys
+ *         .conf_size = sizeof(struct my_conf),
+ *         .validate = my_validate,            // optional
+ *         .policy = &my_policy_ops,
+ *     };
+ *
+ * The core loads the file named by `plugin = "NAME"` in a config section
+ * (NAME.so in the agent's plugin_dir, or a path when NAME contains '/'),
+ * checks abi_major (must equal the core's), kind (must match the section),
+ * then fills a zeroed block of conf_size bytes from the section using the
+ * settings table (defaults first, then the file's values; unknown keys and
+ * values of the wrong type are refused with file:line), and finally calls
+ * validate(). Plugins never link core symbols: everything the core offers is
+ * in struct lars_services, handed to every instance.
+ *
+ * Compatibility: the structs here only grow at their end. A plugin built
+ * against an older minor version keeps working; the core reads fields past
+ * `size` of an ops table as absent.
+ *
+ * Threads: a policy instance is only ever called from the worker thread that
+ * owns its module; dns and reporter instances only from their own thread.
+ * None of them needs locks.
+ */
+#ifndef LARS_PLUGIN_H
+#define LARS_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LARS_PLUGIN_ABI_MAJOR 1
+#define LARS_PLUGIN_ABI_MINOR 1 /* 1: transports count into /metrics (count) */
+#define LARS_PLUGIN_SYMBOL "lars_plugin"
+
+/* Exports the descriptor with default visibility even when the plugin is
+ * built with -fvisibility=hidden (recommended). */
+#define LARS_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* Answer codes, identical to LarsRetCode on the wire. */
+enum lars_retcode {
+    LARS_RET_SUCC = 0,
+    LARS_RET_OVERLOAD = 1,
+    LARS_RET_SYSTEM_ERROR = 2,
+    LARS_RET_NOEXIST = 3,
+};
+
+enum lars_plugin_kind {
+    LARS_PLUGIN_POLICY = 1,   /* config section "policy" (or "policies") */
+    LARS_PLUGIN_DNS = 2,      /* config section "dns" */
+    LARS_PLUGIN_REPORTER = 3, /* config section "reporter" */
+};
+
+enum lars_log_level {
+    LARS_LOG_ERROR = 0,
+    LARS_LOG_WARN = 1,
+    LARS_LOG_INFO = 2,
+    LARS_LOG_DEBUG = 3,
+};
+
+/* ------------------------------------------------------------------------
+ * Settings: each plugin declares the keys its section accepts.
+ * ---------------------------------------------------------------------- */
+
+enum lars_setting_type {
+    LARS_SETTING_INT = 1,    /* int64_t at offset; the file may write 5 or 5L */
+    LARS_SETTING_DOUBLE = 2, /* double at offset; the file may write 0.5 or 1 */
+    LARS_SETTING_BOOL = 3,   /* bool at offset */
+    LARS_SETTING_STRING = 4, /* const char * at offset, owned by the core,
+                                valid while the plugin's configuration lives */
+    LARS_SETTING_LIST = 5,   /* const struct lars_config_node * at offset: a list
+                                or group the plugin walks itself (see below);
+                                NULL when absent */
+};
+
+struct lars_setting {
+    const char *name;
+    enum lars_setting_type type;
+    const char *default_value; /* as it would be written in the file, NULL = none */
+    size_t offset;             /* offsetof(struct your_conf, field) */
+    double min, max;           /* INT and DOUBLE: accepted range; min > max disables */
+    const char *description;   /* one line, shown by documentation tools */
+};
+
+/* Terminates a settings table. */
+#define LARS_SETTINGS_END {NULL, 0, NULL, 0, 0, 0, NULL}
+
+/*
+ * Structured values (LARS_SETTING_LIST): an opaque node the plugin reads
+ * through the accessors in struct lars_services (config_*). Valid while the
+ * plugin's configuration lives, i.e. until after its last instance is gone.
+ */
+struct lars_config_node;
+
+/* ------------------------------------------------------------------------
+ * Services the core gives every plugin. Never NULL; callable from the thread
+ * the plugin is running in.
+ * ---------------------------------------------------------------------- */
+
+struct lars_services {
+    uint32_t size; /* sizeof(struct lars_services) of the core */
+
+    /* Log one line, prefixed with the plugin's name. Never per request at
+     * LARS_LOG_INFO or above. */
+    void (*log)(enum lars_log_level level, const char *plugin, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Monotonic clock, milliseconds. Policies are handed `now_ms` instead and
+     * should use that (so tests can inject time). */
+    uint64_t (*now_ms)(void);
+
+    /* Structured configuration access. Each returns NULL/false/0 when absent
+     * or of another type; *line (if non-NULL) receives the source line. */
+    unsigned (*config_length)(const struct lars_config_node *node);
+    const struct lars_config_node *(*config_elem)(const struct lars_config_node *node, unsigned i);
+    const struct lars_config_node *(*config_member)(const struct lars_config_node *node,
+                                                    const char *name);
+    bool (*config_int)(const struct lars_config_node *node, int64_t *out);
+    const char *(*config_string)(const struct lars_config_node *node);
+    int (*config_line)(const struct lars_config_node *node);
+    const char *(*config_file)(const struct lars_config_node *node);
+};
+
+/* ------------------------------------------------------------------------
+ * Policy plugins (LARS_PLUGIN_POLICY)
+ * ---------------------------------------------------------------------- */
+
+/*
+ * One node of a module, owned by the core. The core increments real_succ /
+ * real_err on every report *before* calling report(); the policy decides when
+ * a statistics window starts again and sets both to 0 then. `overloaded` is
+ * what the reporter receives and what /routes shows: keep it true exactly
+ * while the policy considers the node overloaded.
+ * policy_data is the policy's own per-node pointer (set it in node_added,
+ * free it in node_removed).
+ */
+struct lars_node {
+    uint32_t ip;   /* IPv4, host byte order (127.0.0.1 = 0x7f000001) */
+    uint16_t port;
+    bool overloaded;
+    uint32_t real_succ; /* successes in the current window */
+    uint32_t real_err;  /* failures in the current window */
+    void *policy_data;
+};
+
+/* Identifies the module a policy instance serves. */
+struct lars_module_id {
+    int32_t modid;
+    int32_t cmdid;
+};
+
+struct lars_policy_ops {
+    uint32_t size; /* sizeof(struct lars_policy_ops) */
+
+    /* Creates the state for one module. conf is the block filled from the
+     * settings table (read only, shared by every instance). Returns 0 or a
+     * negative errno. */
+    int (*create)(const void *conf, const struct lars_services *svc,
+                  const struct lars_module_id *module, void **instance);
+
+    /* Frees the instance. Every node is removed before this is called. */
+    void (*destroy)(void *instance);
+
+    /* A node joins the module: from a route update (node->overloaded is
+     * false), or handed to a new instance after a reload, where
+     * node->overloaded says what the previous instance thought (start such
+     * a node as overloaded to keep a failing node out of rotation) and the
+     * core restores the real counters after this call. Return 0 or a
+     * negative errno (the node is then not added). */
+    int (*node_added)(void *instance, struct lars_node *node, uint64_t now_ms);
+
+    /* A node leaves the module; it must not be returned by pick() again. */
+    void (*node_removed)(void *instance, struct lars_node *node);
+
+    /* Chooses a node for one request. key is a caller-provided hash key (0
+     * when none). Returns LARS_RET_SUCC with *out set, or LARS_RET_OVERLOAD
+     * (no node to give). Hot path: no allocation, no lock, no log. */
+    enum lars_retcode (*pick)(void *instance, uint64_t key, uint64_t now_ms,
+                              struct lars_node **out);
+
+    /* The result of one call to node: retcode 0 = success, anything else
+     * = failure; cost_us is the call's latency when the client sent it, else
+     * 0. Hot path. */
+    void (*report)(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
+                   uint64_t now_ms);
+
+    /* Called about once a second by the owning worker (optional). */
+    void (*tick)(void *instance, uint64_t now_ms);
+};
+
+/* ------------------------------------------------------------------------
+ * Counters of network transports (dns and reporter plugins), shown by the
+ * agent's /metrics as lars_transport_events_total{transport,event}.
+ * ---------------------------------------------------------------------- */
+
+enum lars_transport_counter {
+    LARS_TRANSPORT_CONNECTS = 0,         /* connections established */
+    LARS_TRANSPORT_CONNECT_FAILURES = 1, /* attempts refused, unreachable, timed out */
+    LARS_TRANSPORT_DISCONNECTS = 2,      /* established connections lost or dropped */
+    LARS_TRANSPORT_BAD_FRAMES = 3,       /* frames refused (the connection is dropped) */
+    LARS_TRANSPORT_SENT = 4,             /* messages handed to the kernel */
+    LARS_TRANSPORT_DROPPED = 5,          /* messages given up (buffer full, ...) */
+    LARS_TRANSPORT_COUNTERS = 6
+};
+
+/* ------------------------------------------------------------------------
+ * dns transport plugins (LARS_PLUGIN_DNS)
+ * ---------------------------------------------------------------------- */
+
+struct event_base;
+
+/* One node of a route as delivered by a dns transport. */
+struct lars_route_host {
+    uint32_t ip; /* host byte order */
+    uint16_t port;
+};
+
+/* Given to a dns transport when it starts; its functions may be called from
+ * the dns thread only. */
+struct lars_dns_host {
+    uint32_t size;
+    const struct lars_services *svc;
+    struct event_base *base; /* the dns thread's loop: add events, timers */
+
+    /* Hands a route (answer or push) to the core. n == 0 means the module
+     * does not exist (any more). The core copies hosts. */
+    void (*deliver)(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
+                    const struct lars_route_host *hosts, size_t n);
+    void *core; /* the core's, do not touch */
+
+    /* Since ABI 1.1 (present when size > offsetof(struct lars_dns_host,
+     * count)): adds n to one of the transport's counters. Any thread of the
+     * transport; cheap (a relaxed atomic add). */
+    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
+};
+
+struct lars_dns_ops {
+    uint32_t size;
+    /* Starts the transport in the dns thread. Returns 0 or a negative errno. */
+    int (*start)(const void *conf, const struct lars_dns_host *host, void **instance);
+    /* The workers need this module's route (deduplicated by the core: at most
+     * one want() per module in flight until deliver() or a timeout). */
+    void (*want)(void *instance, int32_t modid, int32_t cmdid);
+    /* Stops and frees everything; no deliver() afterwards. */
+    void (*stop)(void *instance);
+};
+
+/* ------------------------------------------------------------------------
+ * reporter transport plugins (LARS_PLUGIN_REPORTER)
+ * ---------------------------------------------------------------------- */
+
+struct lars_call_result {
+    uint32_t ip; /* host byte order */
+    uint16_t port;
+    uint32_t succ;
+    uint32_t err;
+    bool overload;
+};
+
+/* One module's statistics for one report interval (ReportStatusRequest). */
+struct lars_report_batch {
+    int32_t modid;
+    int32_t cmdid;
+    uint32_t caller; /* the agent's IPv4, host byte order */
+    uint32_t ts;     /* unix seconds */
+    size_t n;
+    const struct lars_call_result *results;
+};
+
+struct lars_reporter_host {
+    uint32_t size;
+    const struct lars_services *svc;
+    struct event_base *base; /* the reporter thread's loop */
+    void *core;
+
+    /* Since ABI 1.1: as lars_dns_host.count. */
+    void (*count)(void *core, enum lars_transport_counter counter, uint64_t n);
+};
+
+struct lars_reporter_ops {
+    uint32_t size;
+    int (*start)(const void *conf, const struct lars_reporter_host *host, void **instance);
+    /* One batch; the plugin copies what it keeps. Called in the reporter
+     * thread. */
+    void (*submit)(void *instance, const struct lars_report_batch *batch);
+    /* Flushes what it can without blocking for long, then frees everything. */
+    void (*stop)(void *instance);
+
+    /* Optional, used on reload instead of stop(): passes every batch not yet
+     * sent, oldest first, to resubmit() (the core hands them to the next
+     * generation's reporter, so nothing is lost), then frees everything like
+     * stop(). Called in the reporter thread; resubmit copies the batch. */
+    void (*handover)(void *instance,
+                     void (*resubmit)(void *ctx, const struct lars_report_batch *batch), void *ctx);
+};
+
+/* ------------------------------------------------------------------------
+ * The descriptor
+ * ---------------------------------------------------------------------- */
+
+struct lars_plugin {
+    uint16_t abi_major; /* LARS_PLUGIN_ABI_MAJOR the plugin was built with */
+    uint16_t abi_minor; /* LARS_PLUGIN_ABI_MINOR the plugin was built with */
+    uint32_t size;      /* sizeof(struct lars_plugin) the plugin was built with */
+    enum lars_plugin_kind kind;
+    const char *name;        /* must match the file name without ".so" */
+    const char *version;     /* the plugin's own version, free form */
+    const char *description; /* one line */
+
+    const struct lars_setting *settings; /* terminated by LARS_SETTINGS_END; may be NULL */
+    size_t conf_size;                    /* bytes of the block settings are written to */
+
+    /* Optional: checks the filled conf as a whole (ranges between keys, the
+     * content of LIST settings, ...), at load time and for `lars-agent -t`.
+     * Return 0, or a negative errno with one line in err (the core prefixes
+     * the section's file:line; name a more precise line yourself with
+     * svc->config_line when you have one). */
+    int (*validate)(const void *conf, const struct lars_services *svc, char *err, size_t err_len);
+
+    /* Exactly the one matching kind is set. */
+    const struct lars_policy_ops *policy;
+    const struct lars_dns_ops *dns;
+    const struct lars_reporter_ops *reporter;
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LARS_PLUGIN_H */
