@@ -639,7 +639,8 @@ static void test_settings(void **state)
 static int admin(struct fixture *f, const char *args, char *out, size_t len)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", LARS_ADMIN_BIN, args);
+    int n = snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", LARS_ADMIN_BIN, args);
+    assert_true(n > 0 && (size_t)n < sizeof(cmd));
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t got = fread(out, 1, len - 1, p);
