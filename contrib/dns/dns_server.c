@@ -607,7 +607,8 @@ static int worker_init(struct lars_dns_server *server, struct worker *w, int ind
         .free_item = free_msg,
     };
     char thread_name[16];
-    snprintf(thread_name, sizeof(thread_name), "lars-dns-w%d", index);
+    /* Thread names hold 15 characters; workers number far fewer than 10000. */
+    snprintf(thread_name, sizeof(thread_name), "lars-dns-w%u", (unsigned)index % 10000u);
     w->loop = lars_loop_thread_create(thread_name, &ops, w);
     w->subs = lars_subs_create();
     if (!w->loop || !w->subs) {

@@ -197,7 +197,7 @@ static int svc_start(struct svc *s)
     s->starts++;
     uint64_t deadline = it_now_ms() + it_timeout(10000);
     while (it_now_ms() < deadline) {
-        int status;
+        int status = 0;
         if (svc_reaped(s, &status)) {
             fprintf(stderr, "%s exited at start (status %d)\n", s->name, status);
             svc_dump_log(s);
