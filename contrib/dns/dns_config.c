@@ -42,8 +42,8 @@ static const struct lars_setting dns_settings[] = {
      "\"host:port\" serving /metrics (Prometheus), \"\" = off"},
     {"log_level", LARS_SETTING_LOG_LEVEL, "info", OFF(log_level), 0, -1,
      "error, warn, info or debug"},
-    {"log_file", LARS_SETTING_TEXT, NULL, OFF(log_file), 0, sizeof(((struct lars_dns_config *)0)->log_file),
-     "log file path, \"-\" = stderr"},
+    {"log_file", LARS_SETTING_TEXT, NULL, OFF(log_file), 0,
+     sizeof(((struct lars_dns_config *)0)->log_file), "log file path, \"-\" = stderr"},
     LARS_SETTINGS_END,
 };
 #undef OFF
@@ -59,8 +59,8 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
 
     memset(out, 0, sizeof(*out));
     config_init(&cfg);
-    int rc = lars_service_config_read(&cfg, path, dns_settings, out, dns_staged_settings,
-                                      &staged, err, err_len);
+    int rc = lars_service_config_read(&cfg, path, dns_settings, out, dns_staged_settings, &staged,
+                                      err, err_len);
     if (rc < 0) {
         goto fail;
     }
@@ -74,7 +74,8 @@ int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *er
             out->reload_interval, out->poll_interval);
         goto fail;
     }
-    rc = lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err, err_len);
+    rc =
+        lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err, err_len);
 
 fail:
     config_destroy(&cfg);
@@ -109,6 +110,6 @@ static void adopt_any(void *running, const void *next, char *restart, size_t res
 int lars_dns_config_reload(const char *path, struct lars_dns_config *running, char *restart,
                            size_t restart_len)
 {
-    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running,
-                                      restart, restart_len);
+    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running, restart,
+                                      restart_len);
 }

@@ -84,8 +84,7 @@ void lars_service_config_adopt(const struct lars_setting *table, const char *con
 }
 
 int lars_service_config_reload(const char *path, size_t conf_size,
-                               int (*load)(const char *path, void *conf, char *err,
-                                           size_t err_len),
+                               int (*load)(const char *path, void *conf, char *err, size_t err_len),
                                void (*adopt)(void *running, const void *next, char *restart,
                                              size_t restart_len),
                                void *running, char *restart, size_t restart_len)

@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include <libconfig.h>
 #include <lars/plugin.h>
+#include <libconfig.h>
 
 /* ---- configuration (the engine is core/common/lars_settings.h) ---- */
 
@@ -51,8 +51,7 @@ void lars_service_config_adopt(const struct lars_setting *table, const char *con
  * Returns load()'s result; on failure "file:line: message" is in restart.
  */
 int lars_service_config_reload(const char *path, size_t conf_size,
-                               int (*load)(const char *path, void *conf, char *err,
-                                           size_t err_len),
+                               int (*load)(const char *path, void *conf, char *err, size_t err_len),
                                void (*adopt)(void *running, const void *next, char *restart,
                                              size_t restart_len),
                                void *running, char *restart, size_t restart_len);

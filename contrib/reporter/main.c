@@ -147,9 +147,9 @@ static int app_start(void *arg, struct event_base *base)
         return -1;
     }
     if (app->cfg.stats_listen.len) {
-        app->http =
-            lars_service_http_start(base, &app->cfg.stats_listen.sa, app->cfg.stats_listen.len,
-                                    app->cfg.stats_listen.text, render_metrics, app, err, sizeof(err));
+        app->http = lars_service_http_start(base, &app->cfg.stats_listen.sa,
+                                            app->cfg.stats_listen.len, app->cfg.stats_listen.text,
+                                            render_metrics, app, err, sizeof(err));
         if (!app->http) {
             LARS_ERROR(WHO, "%s", err);
             return -1;

@@ -60,8 +60,8 @@ int lars_reporter_config_load(const char *path, struct lars_reporter_config *out
 
     memset(out, 0, sizeof(*out));
     config_init(&cfg);
-    int rc = lars_service_config_read(&cfg, path, reporter_settings, out,
-                                      reporter_staged_settings, &staged, err, err_len);
+    int rc = lars_service_config_read(&cfg, path, reporter_settings, out, reporter_staged_settings,
+                                      &staged, err, err_len);
     if (rc < 0) {
         goto fail;
     }
@@ -74,8 +74,8 @@ int lars_reporter_config_load(const char *path, struct lars_reporter_config *out
             "queue_max (%zu) must be at least threads (%d)", out->queue_max, out->threads);
         goto fail;
     }
-    rc = lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err,
-                                  err_len);
+    rc =
+        lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err, err_len);
 
 fail:
     config_destroy(&cfg);
@@ -106,8 +106,8 @@ static void adopt_any(void *running, const void *next, char *restart, size_t res
 int lars_reporter_config_reload(const char *path, struct lars_reporter_config *running,
                                 char *restart, size_t restart_len)
 {
-    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running,
-                                      restart, restart_len);
+    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running, restart,
+                                      restart_len);
 }
 
 const struct lars_setting *lars_reporter_config_table(int staged)

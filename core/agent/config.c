@@ -30,8 +30,7 @@ static const struct lars_setting agent_settings[] = {
      "where plugin = \"NAME\" finds NAME.so (relative to this file's directory)"},
     {"local_ip", LARS_SETTING_STRING, NULL, OFF(local_ip), 0, -1,
      "this host's IPv4 reported as caller (default: first non-loopback address)"},
-    {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1,
-     "error, warn, info or debug"},
+    {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1, "error, warn, info or debug"},
     {"log_file", LARS_SETTING_STRING, NULL, OFF(log_file), 0, -1,
      "log to this file instead of stderr (reopened on SIGUSR1)"},
     {"pid_file", LARS_SETTING_STRING, NULL, OFF(pid_file), 0, -1,
@@ -259,8 +258,8 @@ static int load_plugin_group(struct lars_config *config, const config_setting_t 
     const struct lars_plugin *desc = pc->plugin->desc;
     rc = lars_settings_check_table(desc->settings, desc->name, 1, why, sizeof(why));
     if (rc < 0) {
-        return lars_settings_error(err, err_len, plugin ? plugin : section, label,
-                                   "plugin bug: %s", why);
+        return lars_settings_error(err, err_len, plugin ? plugin : section, label, "plugin bug: %s",
+                                   why);
     }
     pc->conf = calloc(1, desc->conf_size ? desc->conf_size : 1);
     if (!pc->conf) {
@@ -371,8 +370,7 @@ static int load_policy_overrides(struct lars_config *config, char *err, size_t e
         if (rc < 0) {
             return rc;
         }
-        snprintf(label, sizeof(label), "policies[%u] (modid %d, cmdid %d)", i, o->modid,
-                 o->cmdid);
+        snprintf(label, sizeof(label), "policies[%u] (modid %d, cmdid %d)", i, o->modid, o->cmdid);
         for (size_t k = 0; k < config->n_overrides; k++) {
             if (config->overrides[k].modid == o->modid && config->overrides[k].cmdid == o->cmdid) {
                 return lars_settings_error(err, err_len, entry, label,
@@ -460,7 +458,8 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
                 "\"127.0.0.1:8080\")",
                 config_setting_get_string(MEMBER("stats_listen")));
         }
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&config->stats_address.sa;
+        const struct sockaddr_in *in =
+            (const struct sockaddr_in *)(const void *)&config->stats_address.sa;
         config->stats_ip = ntohl(in->sin_addr.s_addr);
         config->stats_port = ntohs(in->sin_port);
         config->agent.stats_listen = config->stats_address.text;
@@ -507,7 +506,8 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
                              &config->policy, err, err_len);
     if (rc == 0) {
         const config_setting_t *at = config->policy.section ? config->policy.section : root;
-        rc = try_policy_instance(&config->policy, at, "policy", 0, 0, err, err_len);
+        /* "policy NAME: create() ..." names the section already. */
+        rc = try_policy_instance(&config->policy, at, NULL, 0, 0, err, err_len);
     }
     if (rc < 0) {
         goto fail;
@@ -518,8 +518,8 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
         goto fail;
     }
     memset(&core, 0, sizeof(core));
-    rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, dns_core_settings, &core,
-                             &config->dns, err, err_len);
+    rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, dns_core_settings, &core, &config->dns,
+                             err, err_len);
     if (rc < 0) {
         goto fail;
     }
@@ -576,8 +576,8 @@ int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, ch
     int rc = -ENOENT;
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]) && !handle; k++) {
         char why[1024];
-        int krc = lars_plugin_load(dir, name, kinds[k], (unsigned)geteuid(), &handle, why,
-                                   sizeof(why));
+        int krc =
+            lars_plugin_load(dir, name, kinds[k], (unsigned)geteuid(), &handle, why, sizeof(why));
         if (krc < 0 && k == 0) {
             rc = krc; /* the first answer says why: missing, ABI, ... */
             snprintf(err, err_len, "%s", why);

@@ -224,8 +224,8 @@ static int describe_settings(const char *name, const char *config_path)
         lars_plugin_loader_cleanup();
         return 1;
     }
-    int rc = lars_config_describe(name, config ? config->plugin_dir : NULL, stdout, err,
-                                  sizeof(err));
+    int rc =
+        lars_config_describe(name, config ? config->plugin_dir : NULL, stdout, err, sizeof(err));
     lars_config_free(config);
     lars_plugin_loader_cleanup();
     if (rc < 0) {

@@ -112,8 +112,8 @@ int lars_address_parse(const char *text, unsigned flags, struct lars_address *ou
     char host[256];
     const char *port_text = NULL;
     size_t host_len = 0;
-    const char *example = flags & LARS_ADDRESS_IPV4 ? "\"127.0.0.1:7778\""
-                                                    : "\"127.0.0.1:7778\" or \"[::1]:7778\"";
+    const char *example =
+        flags & LARS_ADDRESS_IPV4 ? "\"127.0.0.1:7778\"" : "\"127.0.0.1:7778\" or \"[::1]:7778\"";
 
     if (!text || !*text) {
         snprintf(err, err_len, "empty address: write \"host:port\" (e.g. %s)", example);
@@ -142,8 +142,9 @@ int lars_address_parse(const char *text, unsigned flags, struct lars_address *ou
         }
         host_len = (size_t)(colon - text);
         if (memchr(text, ':', host_len)) {
-            snprintf(err, err_len, "'%s': an IPv6 address needs brackets: \"[v6]:port\" (e.g. "
-                                   "\"[::1]:7778\")",
+            snprintf(err, err_len,
+                     "'%s': an IPv6 address needs brackets: \"[v6]:port\" (e.g. "
+                     "\"[::1]:7778\")",
                      text);
             return -EINVAL;
         }
@@ -155,8 +156,8 @@ int lars_address_parse(const char *text, unsigned flags, struct lars_address *ou
         port_text = colon + 1;
     }
     if (host_len == 0 || host_len >= sizeof(host)) {
-        snprintf(err, err_len, "'%s': %s host part (e.g. %s)", text,
-                 host_len ? "too long a" : "no", example);
+        snprintf(err, err_len, "'%s': %s host part (e.g. %s)", text, host_len ? "too long a" : "no",
+                 example);
         return -EINVAL;
     }
     host[host_len] = '\0';
@@ -440,8 +441,8 @@ static int store_text(const struct lars_setting *s, const char *text, char *fiel
         } else if (lars_address_parse(text, address_flags(s), &a, why, why_len) < 0) {
             return -1;
         } else if (has_range(s) && (address_port(&a) < s->min || address_port(&a) > s->max)) {
-            snprintf(why, why_len, "'%s': port %u is out of range [%g, %g]", text,
-                     address_port(&a), s->min, s->max);
+            snprintf(why, why_len, "'%s': port %u is out of range [%g, %g]", text, address_port(&a),
+                     s->min, s->max);
             return -1;
         }
         memcpy(field, &a, sizeof(a));
@@ -587,8 +588,8 @@ static void list_keys(const struct lars_settings_block *blocks, size_t n_blocks,
 }
 
 int lars_settings_apply_blocks(const config_setting_t *section, const char *label,
-                               const struct lars_settings_block *blocks, size_t n_blocks,
-                               char *err, size_t err_len)
+                               const struct lars_settings_block *blocks, size_t n_blocks, char *err,
+                               size_t err_len)
 {
     int rc;
     for (size_t b = 0; b < n_blocks; b++) {
@@ -698,8 +699,7 @@ void lars_settings_print(FILE *out, const struct lars_setting *table)
         if (!s->default_value) {
             snprintf(def, sizeof(def), "-");
         } else if (s->type == LARS_SETTING_STRING || (int)s->type == (int)LARS_SETTING_TEXT ||
-                   s->type == LARS_SETTING_ADDRESS ||
-                   (int)s->type == (int)LARS_SETTING_LOG_LEVEL) {
+                   s->type == LARS_SETTING_ADDRESS || (int)s->type == (int)LARS_SETTING_LOG_LEVEL) {
             snprintf(def, sizeof(def), "\"%s\"", s->default_value);
         } else {
             snprintf(def, sizeof(def), "%s", s->default_value);

@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include <libconfig.h>
 #include <lars/plugin.h>
+#include <libconfig.h>
 
 /* char[(size_t)max] at offset: the string is copied, so the libconfig tree
  * may go (min unused). Longer values are refused. */
@@ -72,8 +72,8 @@ int lars_settings_read_file(config_t *cfg, const char *path, char *err, size_t e
  * the block must not outlive it. Returns 0, -EINVAL with one line in err.
  */
 int lars_settings_apply_blocks(const config_setting_t *section, const char *label,
-                               const struct lars_settings_block *blocks, size_t n_blocks,
-                               char *err, size_t err_len);
+                               const struct lars_settings_block *blocks, size_t n_blocks, char *err,
+                               size_t err_len);
 
 /*
  * Checks a table before use: every type known (and, when plugin is

@@ -108,8 +108,8 @@ enum lars_setting_type {
 /* A LARS_SETTING_ADDRESS value (or svc->parse_address's result). */
 #define LARS_ADDRESS_TEXT_LEN 64
 struct lars_address {
-    struct sockaddr_storage sa; /* ready for bind() / connect() */
-    socklen_t len;              /* 0 = unset */
+    struct sockaddr_storage sa;       /* ready for bind() / connect() */
+    socklen_t len;                    /* 0 = unset */
     char text[LARS_ADDRESS_TEXT_LEN]; /* numeric "ip:port" or "[v6]:port", for logs */
 };
 

@@ -120,8 +120,8 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
         if (!text || parse_server(svc, text, &parsed, why, sizeof(why)) < 0) {
             int line = elem ? svc->config_line(elem) : svc->config_line(list);
             if (text) {
-                snprintf(err, err_len, "servers entry %u at line %d: %s (e.g. \"%s\")", i + 1,
-                         line, why, default_server);
+                snprintf(err, err_len, "servers entry %u at line %d: %s (e.g. \"%s\")", i + 1, line,
+                         why, default_server);
             } else {
                 snprintf(err, err_len,
                          "servers entry %u at line %d is not a string: write \"IPv4:port\" "

@@ -237,15 +237,18 @@ static void test_seconds(void **state)
     const struct {
         const char *text;
         double want;
-    } ok[] = {{"t: { timeout = 5; };", 5},       {"t: { timeout = 0.25; };", 0.25},
-              {"t: { timeout = \"250ms\"; };", 0.25}, {"t: { timeout = \"30s\"; };", 30},
-              {"t: { timeout = \"2m\"; };", 120},  {"t: { timeout = \"1h\"; };", 3600}};
+    } ok[] = {{"t: { timeout = 5; };", 5},
+              {"t: { timeout = 0.25; };", 0.25},
+              {"t: { timeout = \"250ms\"; };", 0.25},
+              {"t: { timeout = \"30s\"; };", 30},
+              {"t: { timeout = \"2m\"; };", 120},
+              {"t: { timeout = \"1h\"; };", 3600}};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         assert_int_equal(apply_typed(ok[i].text, &conf, err, sizeof(err)), 0);
         assert_true(conf.timeout == ok[i].want);
     }
-    const char *const unit[] = {"line 1:", "t-section: ", "'timeout'", "\"5 parsecs\"",
-                                "\"250ms\"", NULL};
+    const char *const unit[] = {"line 1:",       "t-section: ", "'timeout'",
+                                "\"5 parsecs\"", "\"250ms\"",   NULL};
     expect_typed_error("t: { timeout = \"5 parsecs\"; };", unit);
     const char *const range[] = {"'timeout' = 7200 is out of range [0.001, 3600]", NULL};
     expect_typed_error("t: { timeout = \"2h\"; };", range);
@@ -308,9 +311,9 @@ static void test_addresses(void **state)
     assert_int_equal(port_of(&conf.server), 8080);
 
     /* "" = unset; port 0 where the range allows it. */
-    assert_int_equal(apply_typed("t: { server = \"\"; optional = \"127.0.0.1:0\"; };", &conf,
-                                 err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        apply_typed("t: { server = \"\"; optional = \"127.0.0.1:0\"; };", &conf, err, sizeof(err)),
+        0);
     assert_int_equal(conf.server.len, 0);
     assert_int_equal(conf.optional.len, sizeof(struct sockaddr_in));
     assert_int_equal(port_of(&conf.optional), 0);
@@ -365,9 +368,9 @@ static void test_parse_address_flags(void **state)
                                         &a, err, sizeof(err)),
                      0);
     assert_string_equal(a.text, "127.0.0.1:9001");
-    assert_int_equal(svc->parse_address("db.example.com:80", LARS_ADDRESS_NUMERIC, &a, err,
-                                        sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(
+        svc->parse_address("db.example.com:80", LARS_ADDRESS_NUMERIC, &a, err, sizeof(err)),
+        -EINVAL);
     assert_non_null(strstr(err, "'db.example.com' is not a numeric"));
     assert_int_equal(svc->parse_address("[::1]:80", LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a,
                                         err, sizeof(err)),
@@ -384,8 +387,8 @@ static void test_text_int32_log_level(void **state)
     (void)state;
     struct typed_conf conf;
     char err[512] = "";
-    assert_int_equal(apply_typed("t: { name = \"1234567\"; small = 10; level = \"debug\"; };", &conf,
-                                 err, sizeof(err)),
+    assert_int_equal(apply_typed("t: { name = \"1234567\"; small = 10; level = \"debug\"; };",
+                                 &conf, err, sizeof(err)),
                      0);
     assert_string_equal(conf.name, "1234567");
     assert_int_equal(conf.small, 10);
@@ -441,9 +444,9 @@ static void test_file_errors(void **state)
     struct typed_conf conf;
     memset(&conf, 0, sizeof(conf));
     const struct lars_settings_block block = {typed_table, &conf};
-    assert_int_equal(lars_settings_apply_blocks(config_lookup(&cfg, "t"), "t", &block, 1, err,
-                                                sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(
+        lars_settings_apply_blocks(config_lookup(&cfg, "t"), "t", &block, 1, err, sizeof(err)),
+        -EINVAL);
     char want[128];
     snprintf(want, sizeof(want), "%s:2: t: 'buffer' = \"big\"", path);
     if (strncmp(err, want, strlen(want)) != 0) {
