@@ -116,17 +116,17 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static int start_http(struct app *app)
 {
     char err[1024];
-    if (!app->cfg.stats_listen[0]) {
+    if (!app->cfg.stats_listen.len) {
         return 0;
     }
     app->http =
-        lars_service_http_start(app->base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
-                                app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
+        lars_service_http_start(app->base, &app->cfg.stats_listen.sa, app->cfg.stats_listen.len,
+                                app->cfg.stats_listen.text, render_metrics, app, err, sizeof(err));
     if (!app->http) {
         LARS_ERROR(WHO, "%s", err);
         return -1;
     }
-    LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen);
+    LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen.text);
     return 0;
 }
 
@@ -139,19 +139,7 @@ static int app_load(void *arg, const char *path, char *err, size_t err_len)
 static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
 {
     struct app *app = arg;
-    /* Heap: the config is kilobytes and the running one must stay intact
-     * when the file is bad. */
-    struct lars_dns_config *next = malloc(sizeof(*next));
-    if (!next) {
-        snprintf(restart, restart_len, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    int rc = lars_dns_config_load(path, next, restart, restart_len);
-    if (rc == 0) {
-        lars_dns_config_adopt(&app->cfg, next, restart, restart_len);
-    }
-    free(next);
-    return rc;
+    return lars_dns_config_reload(path, &app->cfg, restart, restart_len);
 }
 
 static void app_check_ok(void *arg, const char *path)

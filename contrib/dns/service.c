@@ -1,5 +1,5 @@
 /*
- * service.c - config table, addresses and process lifecycle shared by
+ * service.c - config reading and reloading, addresses and process lifecycle shared by
  * lars-dns and lars-reporter (their queues are core/common/queue.c).
  */
 #include "service.h"
@@ -8,8 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,226 +20,88 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "lars_settings.h"
 #include "log.h"
 
-const char *lars_service_where(const config_setting_t *setting, char *buf, size_t len)
+int lars_service_config_read(config_t *cfg, const char *path, const struct lars_setting *table,
+                             void *conf, const struct lars_setting *staged_table,
+                             struct lars_service_staged *staged, char *err, size_t err_len)
 {
-    const char *file = setting ? config_setting_source_file(setting) : NULL;
-    unsigned line = setting ? config_setting_source_line(setting) : 0;
-    if (file && line) {
-        snprintf(buf, len, "%s:%u: ", file, line);
-    } else if (line) {
-        snprintf(buf, len, "line %u: ", line);
-    } else if (file) {
-        snprintf(buf, len, "%s: ", file);
-    } else {
-        buf[0] = '\0';
+    memset(staged, 0, sizeof(*staged));
+    int rc = lars_settings_read_file(cfg, path, err, err_len);
+    if (rc < 0) {
+        return rc;
     }
-    return buf;
+    const struct lars_settings_block blocks[] = {{table, conf}, {staged_table, staged}};
+    return lars_settings_apply_blocks(config_root_setting(cfg), NULL, blocks, 2, err, err_len);
 }
 
-static const struct lars_service_key *find_key(const struct lars_service_key *keys,
-                                               const char *name)
+/* Bytes a value of s occupies in its block (0: nothing comparable). */
+static size_t value_size(const struct lars_setting *s)
 {
-    for (; keys->name; keys++) {
-        if (strcmp(keys->name, name) == 0) {
-            return keys;
-        }
-    }
-    return NULL;
-}
-
-static void list_keys(const struct lars_service_key *keys, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (; keys->name && used < len; keys++) {
-        int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", keys->name);
-        if (n < 0) {
-            break;
-        }
-        used += (size_t)n;
-    }
-}
-
-static int is_number(const config_setting_t *s)
-{
-    int type = config_setting_type(s);
-    return type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64 || type == CONFIG_TYPE_FLOAT;
-}
-
-static double number_of(const config_setting_t *s)
-{
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_INT:
-        return config_setting_get_int(s);
-    case CONFIG_TYPE_INT64:
-        return (double)config_setting_get_int64(s);
+    switch ((int)s->type) {
+    case LARS_SETTING_INT:
+        return sizeof(int64_t);
+    case (int)LARS_SETTING_INT32:
+    case (int)LARS_SETTING_LOG_LEVEL:
+        return sizeof(int);
+    case LARS_SETTING_DOUBLE:
+    case LARS_SETTING_SECONDS:
+        return sizeof(double);
+    case LARS_SETTING_SIZE:
+        return sizeof(size_t);
+    case LARS_SETTING_BOOL:
+        return sizeof(bool);
+    case LARS_SETTING_ADDRESS:
+        return sizeof(struct lars_address);
+    case (int)LARS_SETTING_TEXT:
+        return (size_t)s->max;
     default:
-        return config_setting_get_float(s);
+        return 0; /* pointers into a libconfig tree that is gone */
     }
 }
 
-static int apply_key(const struct lars_service_key *key, config_setting_t *s, char *err,
-                     size_t err_len)
+void lars_service_config_adopt(const struct lars_setting *table, const char *const *live,
+                               void *running, const void *next, char *restart, size_t restart_len)
 {
-    char where[1200];
-    lars_service_where(s, where, sizeof(where));
-    int type = config_setting_type(s);
-
-    if (key->type == LARS_SERVICE_STRING) {
-        if (type != CONFIG_TYPE_STRING) {
-            snprintf(err, err_len, "%s'%s' must be a string (%s)", where, key->name,
-                     key->description);
-            return -EINVAL;
+    for (const struct lars_setting *s = table; s->name; s++) {
+        size_t size = value_size(s);
+        char *to = (char *)running + s->offset;
+        const char *from = (const char *)next + s->offset;
+        int is_live = 0;
+        for (const char *const *l = live; l && *l; l++) {
+            is_live |= strcmp(*l, s->name) == 0;
         }
-        const char *value = config_setting_get_string(s);
-        if (strlen(value) >= key->dst_len) {
-            snprintf(err, err_len, "%s'%s' is longer than %zu characters", where, key->name,
-                     key->dst_len - 1);
-            return -EINVAL;
+        if (size == 0) {
+            continue;
         }
-        memcpy(key->dst, value, strlen(value) + 1);
-        return 0;
-    }
-    if (key->type == LARS_SERVICE_GROUP) {
-        if (type != CONFIG_TYPE_GROUP) {
-            snprintf(err, err_len, "%s'%s' must be a group { ... } (%s)", where, key->name,
-                     key->description);
-            return -EINVAL;
-        }
-        *(const config_setting_t **)key->dst = s;
-        return 0;
-    }
-
-    /* Numbers: integers only where an integer is meant. */
-    if (!is_number(s) || (key->type != LARS_SERVICE_SECONDS && type == CONFIG_TYPE_FLOAT)) {
-        snprintf(err, err_len, "%s'%s' must be %s (%s)", where, key->name,
-                 key->type == LARS_SERVICE_SECONDS ? "a number of seconds" : "an integer",
-                 key->description);
-        return -EINVAL;
-    }
-    double value = number_of(s);
-    if (!isfinite(value) || value < key->min || value > key->max) {
-        snprintf(err, err_len, "%s'%s' = %.15g is out of range [%.15g, %.15g] (%s)", where,
-                 key->name, value, key->min, key->max, key->description);
-        return -EINVAL;
-    }
-    switch (key->type) {
-    case LARS_SERVICE_INT:
-        *(int *)key->dst = (int)value;
-        break;
-    case LARS_SERVICE_SIZE:
-        *(size_t *)key->dst = (size_t)value;
-        break;
-    default:
-        *(double *)key->dst = value;
-        break;
-    }
-    return 0;
-}
-
-int lars_service_config_read(config_t *cfg, const char *path, const struct lars_service_key *keys,
-                             char *err, size_t err_len)
-{
-    if (config_read_file(cfg, path) != CONFIG_TRUE) {
-        if (config_error_type(cfg) == CONFIG_ERR_FILE_IO) {
-            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+        if (is_live) {
+            memcpy(to, from, size);
         } else {
-            snprintf(err, err_len, "%s:%d: %s",
-                     config_error_file(cfg) ? config_error_file(cfg) : path, config_error_line(cfg),
-                     config_error_text(cfg));
-        }
-        return -EINVAL;
-    }
-    config_setting_t *root = config_root_setting(cfg);
-    int count = config_setting_length(root);
-    for (int i = 0; i < count; i++) {
-        config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
-        const char *name = config_setting_name(s);
-        const struct lars_service_key *key = find_key(keys, name ? name : "");
-        if (!key) {
-            char where[1200];
-            char known[512];
-            list_keys(keys, known, sizeof(known));
-            snprintf(err, err_len, "%sunknown setting '%s' (expected one of: %s)",
-                     lars_service_where(s, where, sizeof(where)), name ? name : "?", known);
-            return -EINVAL;
-        }
-        int rc = apply_key(key, s, err, err_len);
-        if (rc < 0) {
-            return rc;
+            lars_service_note_change(restart, restart_len, s->name, memcmp(to, from, size) != 0);
         }
     }
-    return 0;
 }
 
-int lars_service_config_check_common(const config_t *cfg, const char *log_level, int *level,
-                                     const char *listen, struct sockaddr_storage *addr,
-                                     socklen_t *addr_len, char *err, size_t err_len)
+int lars_service_config_reload(const char *path, size_t conf_size,
+                               int (*load)(const char *path, void *conf, char *err, size_t err_len),
+                               void (*adopt)(void *running, const void *next, char *restart,
+                                             size_t restart_len),
+                               void *running, char *restart, size_t restart_len)
 {
-    char where[1200];
-    const config_setting_t *root = config_root_setting(cfg);
-    int parsed = lars_log_level_parse(log_level);
-    if (parsed < 0) {
-        lars_service_where(config_setting_get_member(root, "log_level"), where, sizeof(where));
-        snprintf(err, err_len, "%slog_level '%s' is not one of error, warn, info, debug", where,
-                 log_level);
-        return -EINVAL;
+    /* Heap: a config is kilobytes, and the running one must stay intact
+     * when the file is bad. */
+    void *next = malloc(conf_size);
+    if (!next) {
+        snprintf(restart, restart_len, "%s: out of memory", path);
+        return -ENOMEM;
     }
-    *level = parsed;
-    char why[512];
-    if (lars_service_parse_addr(listen, addr, addr_len, why, sizeof(why)) < 0) {
-        lars_service_where(config_setting_get_member(root, "listen"), where, sizeof(where));
-        snprintf(err, err_len, "%slisten: %s", where, why);
-        return -EINVAL;
+    int rc = load(path, next, restart, restart_len);
+    if (rc == 0) {
+        adopt(running, next, restart, restart_len);
     }
-    return 0;
-}
-
-int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, socklen_t *len,
-                            char *err, size_t err_len)
-{
-    char host[256];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || colon[1] == '\0') {
-        snprintf(err, err_len, "'%s' is not host:port (e.g. \"127.0.0.1:7778\")", text);
-        return -EINVAL;
-    }
-    const char *h = text;
-    size_t hlen = (size_t)(colon - text);
-    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') {
-        h++;
-        hlen -= 2;
-    }
-    if (hlen == 0 || hlen >= sizeof(host)) {
-        snprintf(err, err_len, "'%s': bad host part", text);
-        return -EINVAL;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || *end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, err_len, "'%s': port must be 0..65535", text);
-        return -EINVAL;
-    }
-
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, colon + 1, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, err_len, "'%s': cannot resolve '%s': %s", text, host, gai_strerror(rc));
-        return -EINVAL;
-    }
-    memcpy(addr, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
+    free(next);
+    return rc;
 }
 
 void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)

@@ -1,6 +1,6 @@
 /*
  * service.h - plumbing shared by the central services (lars-dns,
- * lars-reporter): a declarative top-level config table, listen addresses,
+ * lars-reporter): their top-level config read through the settings engine,
  * the process lifecycle (command line, daemonizing, signals, event loop),
  * and the small MPSC wake-up queue their threads talk through.
  *
@@ -14,58 +14,49 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <lars/plugin.h>
 #include <libconfig.h>
 
-/* ---- configuration ---- */
+/* ---- configuration (the engine is core/common/lars_settings.h) ---- */
 
-enum lars_service_key_type {
-    LARS_SERVICE_STRING,  /* dst: char[dst_len] */
-    LARS_SERVICE_INT,     /* dst: int; bounds min..max */
-    LARS_SERVICE_SECONDS, /* dst: double; int or float in the file; bounds min..max */
-    LARS_SERVICE_SIZE,    /* dst: size_t; bounds min..max */
-    LARS_SERVICE_GROUP,   /* dst: const config_setting_t * (the caller reads it) */
-};
-
-/* One top-level key: the whole schema of a service is one table of these,
- * terminated by a NULL name. Defaults are whatever dst holds beforehand. */
-struct lars_service_key {
-    const char *name;
-    enum lars_service_key_type type;
-    void *dst;
-    size_t dst_len; /* LARS_SERVICE_STRING only */
-    double min;
-    double max;
-    const char *description; /* for error messages and docs */
+/* Values every service parses on its way to its own config struct. */
+struct lars_service_staged {
+    struct lars_address listen;
+    const struct lars_config_node *store; /* the store group (a config_setting_t), or NULL */
 };
 
 /*
  * Reads path into cfg (config_init'd by the caller, config_destroy'd by the
- * caller whatever the result) and applies the table. Unknown keys, wrong
+ * caller whatever the result) and applies two tables to the file's top
+ * level: table into conf, staged_table into staged. Unknown keys, wrong
  * types and values out of range are refused. Returns 0 or -EINVAL with
  * "file:line: message" in err.
  */
-int lars_service_config_read(config_t *cfg, const char *path, const struct lars_service_key *keys,
-                             char *err, size_t err_len);
+int lars_service_config_read(config_t *cfg, const char *path, const struct lars_setting *table,
+                             void *conf, const struct lars_setting *staged_table,
+                             struct lars_service_staged *staged, char *err, size_t err_len);
 
 /*
- * Checks the two values every service's table reads as strings, after
- * lars_service_config_read: log_level (a level name, stored into *level as
- * an enum lars_log_level) and listen (resolved into addr/addr_len). Returns
- * 0 or -EINVAL with "file:line: message" in err.
+ * SIGHUP: for every key of table, copies next's value into running when the
+ * key is in live (NULL-terminated), else appends its name to restart (",
+ * "-separated) when the values differ. Both configs come from the same
+ * table (memset before filling), so values compare byte for byte.
  */
-int lars_service_config_check_common(const config_t *cfg, const char *log_level, int *level,
-                                     const char *listen, struct sockaddr_storage *addr,
-                                     socklen_t *addr_len, char *err, size_t err_len);
+void lars_service_config_adopt(const struct lars_setting *table, const char *const *live,
+                               void *running, const void *next, char *restart, size_t restart_len);
 
-/* "file:line: " of a setting into buf (or "" when unknown). */
-const char *lars_service_where(const config_setting_t *setting, char *buf, size_t len);
+/*
+ * SIGHUP for a program whose config is conf_size bytes: loads path into a
+ * fresh heap copy with load() and, when valid, adopt()s it into running.
+ * Returns load()'s result; on failure "file:line: message" is in restart.
+ */
+int lars_service_config_reload(const char *path, size_t conf_size,
+                               int (*load)(const char *path, void *conf, char *err, size_t err_len),
+                               void (*adopt)(void *running, const void *next, char *restart,
+                                             size_t restart_len),
+                               void *running, char *restart, size_t restart_len);
 
 /* ---- addresses ---- */
-
-/* Parses "host:port" or "[v6]:port" (numeric hosts, or names resolved once
- * here). Returns 0 or -EINVAL with a message in err. */
-int lars_service_parse_addr(const char *text, struct sockaddr_storage *addr, socklen_t *len,
-                            char *err, size_t err_len);
 
 /* "host:port" of a peer (IPv4 or IPv6; "?:0" otherwise) into buf. */
 void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len);

@@ -119,19 +119,7 @@ static int app_load(void *arg, const char *path, char *err, size_t err_len)
 static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
 {
     struct app *app = arg;
-    /* Heap: the config is kilobytes and the running one must stay intact
-     * when the file is bad. */
-    struct lars_reporter_config *next = malloc(sizeof(*next));
-    if (!next) {
-        snprintf(restart, restart_len, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    int rc = lars_reporter_config_load(path, next, restart, restart_len);
-    if (rc == 0) {
-        lars_reporter_config_adopt(&app->cfg, next, restart, restart_len);
-    }
-    free(next);
-    return rc;
+    return lars_reporter_config_reload(path, &app->cfg, restart, restart_len);
 }
 
 static void app_check_ok(void *arg, const char *path)
@@ -158,15 +146,15 @@ static int app_start(void *arg, struct event_base *base)
         LARS_ERROR(WHO, "%s", err);
         return -1;
     }
-    if (app->cfg.stats_listen[0]) {
-        app->http =
-            lars_service_http_start(base, &app->cfg.stats_addr, app->cfg.stats_addr_len,
-                                    app->cfg.stats_listen, render_metrics, app, err, sizeof(err));
+    if (app->cfg.stats_listen.len) {
+        app->http = lars_service_http_start(base, &app->cfg.stats_listen.sa,
+                                            app->cfg.stats_listen.len, app->cfg.stats_listen.text,
+                                            render_metrics, app, err, sizeof(err));
         if (!app->http) {
             LARS_ERROR(WHO, "%s", err);
             return -1;
         }
-        LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen);
+        LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen.text);
     }
     LARS_INFO(WHO, "listening on %s; %s store, %d writers, batches of %zu, queue bound %zu rows",
               app->cfg.listen, app->cfg.store.backend, app->cfg.threads, app->cfg.batch_max,

@@ -5,6 +5,7 @@
  *   queue_max = 100000;   max_frame = 65527;
  *   max_connections = 10000;   max_connections_per_peer = 1000;
  *   idle_timeout = 300;   stats_listen = "";
+ *   (sizes may be written "64K", seconds "500ms"; see lars/plugin.h)
  *   log_level = "info";   log_file = "-";
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
@@ -16,11 +17,13 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include <lars/plugin.h>
+
 #include "store.h"
 
 struct lars_reporter_config {
-    char listen[256];
-    struct sockaddr_storage listen_addr; /* listen, resolved */
+    char listen[256];                    /* listen, resolved, numeric "ip:port" */
+    struct sockaddr_storage listen_addr; /* listen, parsed once */
     socklen_t listen_addr_len;
     int threads;      /* store writer threads, each with its own connection */
     size_t batch_max; /* rows per transaction at most */
@@ -29,9 +32,7 @@ struct lars_reporter_config {
     size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
     size_t max_connections_per_peer; /* per source IP */
     double idle_timeout;             /* seconds of silence before a connection is closed */
-    char stats_listen[256];          /* "host:port" of /metrics, "" = off */
-    struct sockaddr_storage stats_addr;
-    socklen_t stats_addr_len;
+    struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;    /* enum lars_log_level */
     char log_file[1024];
     struct lars_store_settings store;
@@ -48,5 +49,16 @@ int lars_reporter_config_load(const char *path, struct lars_reporter_config *out
 void lars_reporter_config_adopt(struct lars_reporter_config *running,
                                 const struct lars_reporter_config *next, char *restart,
                                 size_t restart_len);
+
+/* SIGHUP: loads path into a fresh config and adopts it into running (as
+ * lars_reporter_config_adopt). Returns 0, or a negative errno with
+ * "file:line: message" in restart (nothing adopted). Main thread. */
+int lars_reporter_config_reload(const char *path, struct lars_reporter_config *running,
+                                char *restart, size_t restart_len);
+
+/* The schema (for documentation and tests): the keys written into struct
+ * lars_reporter_config, or (staged non-zero) those parsed on the way
+ * (listen, store). */
+const struct lars_setting *lars_reporter_config_table(int staged);
 
 #endif /* LARS_REPORTER_CONFIG_H */

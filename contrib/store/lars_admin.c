@@ -21,6 +21,7 @@
 
 #include <libconfig.h>
 
+#include "lars_settings.h"
 #include "store.h"
 
 #define EXIT_USAGE 2
@@ -242,14 +243,8 @@ static int load_settings(const char *file, struct lars_store_settings *settings)
     char err[1400];
     int rc = EXIT_SUCCESS;
     config_init(&cfg);
-    if (config_read_file(&cfg, file) != CONFIG_TRUE) {
-        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO) {
-            fprintf(stderr, "lars-admin: cannot read %s: %s\n", file, strerror(errno));
-        } else {
-            fprintf(stderr, "lars-admin: %s:%d: %s\n",
-                    config_error_file(&cfg) ? config_error_file(&cfg) : file,
-                    config_error_line(&cfg), config_error_text(&cfg));
-        }
+    if (lars_settings_read_file(&cfg, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lars-admin: %s\n", err);
         rc = EXIT_FAILURE;
         goto out;
     }

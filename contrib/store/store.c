@@ -1,5 +1,6 @@
 /*
- * store.c - settings of the `store` group, argument checks and dispatch to
+ * store.c - settings of the `store` group (a table of the settings engine,
+ * core/common/lars_settings.h), argument checks and dispatch to
  * the backend (store_sqlite.c, store_mysql.c).
  *
  * Threads: lars_store_settings_read is pure; everything else follows the
@@ -13,132 +14,49 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "lars_settings.h"
 #include "store_impl.h"
-
-enum key_type { KEY_STRING, KEY_INT };
-
-struct store_key {
-    const char *name;
-    enum key_type type;
-    size_t offset;
-    size_t size; /* KEY_STRING: buffer size */
-    long min, max;
-    const char *description;
-};
 
 #define S_OFF(f) offsetof(struct lars_store_settings, f)
 #define S_SIZE(f) sizeof(((struct lars_store_settings *)0)->f)
-static const struct store_key store_keys[] = {
-    {"backend", KEY_STRING, S_OFF(backend), S_SIZE(backend), 0, 0, "\"sqlite\" or \"mysql\""},
-    {"path", KEY_STRING, S_OFF(path), S_SIZE(path), 0, 0, "sqlite database file"},
-    {"host", KEY_STRING, S_OFF(host), S_SIZE(host), 0, 0, "mysql server host"},
-    {"port", KEY_INT, S_OFF(port), 0, 1, 65535, "mysql server port"},
-    {"user", KEY_STRING, S_OFF(user), S_SIZE(user), 0, 0, "mysql user"},
-    {"password", KEY_STRING, S_OFF(password), S_SIZE(password), 0, 0, "mysql password"},
-    {"database", KEY_STRING, S_OFF(database), S_SIZE(database), 0, 0, "mysql database"},
-    {"socket", KEY_STRING, S_OFF(socket), S_SIZE(socket), 0, 0, "mysql unix socket"},
-    {"timeout", KEY_INT, S_OFF(timeout), 0, 1, 3600, "seconds to wait for the database"},
+static const struct lars_setting store_settings[] = {
+    {"backend", LARS_SETTING_TEXT, "sqlite", S_OFF(backend), 0, S_SIZE(backend),
+     "\"sqlite\" or \"mysql\""},
+    {"path", LARS_SETTING_TEXT, "/var/lib/lars/lars.db", S_OFF(path), 0, S_SIZE(path),
+     "sqlite database file"},
+    {"host", LARS_SETTING_TEXT, "127.0.0.1", S_OFF(host), 0, S_SIZE(host), "mysql server host"},
+    {"port", LARS_SETTING_INT32, "3306", S_OFF(port), 1, 65535, "mysql server port"},
+    {"user", LARS_SETTING_TEXT, NULL, S_OFF(user), 0, S_SIZE(user), "mysql user"},
+    {"password", LARS_SETTING_TEXT, NULL, S_OFF(password), 0, S_SIZE(password), "mysql password"},
+    {"database", LARS_SETTING_TEXT, "lars", S_OFF(database), 0, S_SIZE(database), "mysql database"},
+    {"socket", LARS_SETTING_TEXT, NULL, S_OFF(socket), 0, S_SIZE(socket), "mysql unix socket"},
+    {"timeout", LARS_SETTING_INT32, "5", S_OFF(timeout), 1, 3600,
+     "seconds to wait for the database"},
+    LARS_SETTINGS_END,
 };
-#define N_KEYS (sizeof(store_keys) / sizeof(store_keys[0]))
-
-static void set_defaults(struct lars_store_settings *out)
-{
-    memset(out, 0, sizeof(*out));
-    snprintf(out->backend, sizeof(out->backend), "sqlite");
-    snprintf(out->path, sizeof(out->path), "/var/lib/lars/lars.db");
-    snprintf(out->host, sizeof(out->host), "127.0.0.1");
-    out->port = 3306;
-    snprintf(out->database, sizeof(out->database), "lars");
-    out->timeout = 5;
-}
-
-/* "file:line: " of a setting; libconfig has no file for config_read_string. */
-static void where(const config_setting_t *s, char *buf, size_t len)
-{
-    const char *file = config_setting_source_file(s);
-    snprintf(buf, len, "%s:%d", file ? file : "<config>", config_setting_source_line(s));
-}
-
-static int read_key(const config_setting_t *s, const struct store_key *key,
-                    struct lars_store_settings *out, char *err, size_t err_len)
-{
-    char at[1100];
-    where(s, at, sizeof(at));
-    char *field = (char *)out + key->offset;
-    if (key->type == KEY_STRING) {
-        const char *v = config_setting_get_string(s);
-        if (v == NULL) {
-            snprintf(err, err_len, "%s: store.%s must be a string (%s)", at, key->name,
-                     key->description);
-            return -EINVAL;
-        }
-        if (strlen(v) >= key->size) {
-            snprintf(err, err_len, "%s: store.%s is too long (at most %zu bytes)", at, key->name,
-                     key->size - 1);
-            return -EINVAL;
-        }
-        memcpy(field, v, strlen(v) + 1);
-        return 0;
-    }
-    int type = config_setting_type(s);
-    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
-        snprintf(err, err_len, "%s: store.%s must be an integer (%s)", at, key->name,
-                 key->description);
-        return -EINVAL;
-    }
-    long long v = config_setting_get_int64(s);
-    if (v < key->min || v > key->max) {
-        snprintf(err, err_len, "%s: store.%s = %lld is out of range %ld..%ld", at, key->name, v,
-                 key->min, key->max);
-        return -EINVAL;
-    }
-    int iv = (int)v;
-    memcpy(field, &iv, sizeof(iv));
-    return 0;
-}
+#undef S_OFF
+#undef S_SIZE
 
 int lars_store_settings_read(const config_setting_t *section, struct lars_store_settings *out,
                              char *err, size_t err_len)
 {
     struct lars_store_settings tmp;
-    char at[1100];
-    set_defaults(&tmp);
+    memset(&tmp, 0, sizeof(tmp));
     if (err_len > 0) {
         err[0] = '\0';
+    }
+    if (section != NULL && !config_setting_is_group(section)) {
+        return lars_settings_error(err, err_len, section, NULL,
+                                   "store must be a group: store = { backend = \"sqlite\"; ... };");
+    }
+    const struct lars_settings_block block = {store_settings, &tmp};
+    int rc = lars_settings_apply_blocks(section, "store", &block, 1, err, err_len);
+    if (rc < 0) {
+        return rc;
     }
     if (section == NULL) {
         *out = tmp;
         return 0;
-    }
-    where(section, at, sizeof(at));
-    if (!config_setting_is_group(section)) {
-        snprintf(err, err_len, "%s: store must be a group: store = { backend = \"sqlite\"; ... };",
-                 at);
-        return -EINVAL;
-    }
-    int count = config_setting_length(section);
-    for (int i = 0; i < count; i++) {
-        const config_setting_t *s = config_setting_get_elem(section, (unsigned)i);
-        const char *name = config_setting_name(s);
-        const struct store_key *key = NULL;
-        for (size_t k = 0; k < N_KEYS; k++) {
-            if (name != NULL && strcmp(name, store_keys[k].name) == 0) {
-                key = &store_keys[k];
-                break;
-            }
-        }
-        if (key == NULL) {
-            where(s, at, sizeof(at));
-            snprintf(err, err_len,
-                     "%s: store: unknown key '%s' (known: backend, path, host, port, user, "
-                     "password, database, socket, timeout)",
-                     at, name ? name : "?");
-            return -EINVAL;
-        }
-        int rc = read_key(s, key, &tmp, err, err_len);
-        if (rc < 0) {
-            return rc;
-        }
     }
     const config_setting_t *pw = config_setting_get_member(section, "password");
     if (tmp.password[0] && pw && config_setting_source_file(pw)) {
@@ -148,27 +66,26 @@ int lars_store_settings_read(const config_setting_t *section, struct lars_store_
     /* Checked after every key so the order of keys in the file does not
      * matter; the line is the backend key's, or the group's. */
     const config_setting_t *b = config_setting_get_member(section, "backend");
-    where(b ? b : section, at, sizeof(at));
+    const config_setting_t *at = b ? b : section;
     if (strcmp(tmp.backend, "sqlite") == 0) {
         if (tmp.path[0] == '\0') {
-            snprintf(err, err_len, "%s: store.path must name the sqlite database file", at);
-            return -EINVAL;
+            return lars_settings_error(err, err_len, at, "store",
+                                       "store.path must name the sqlite database file");
         }
     } else if (strcmp(tmp.backend, "mysql") == 0 || strcmp(tmp.backend, "mariadb") == 0) {
         snprintf(tmp.backend, sizeof(tmp.backend), "mysql");
         if (tmp.database[0] == '\0') {
-            snprintf(err, err_len, "%s: store.database must name the mysql database", at);
-            return -EINVAL;
+            return lars_settings_error(err, err_len, at, "store",
+                                       "store.database must name the mysql database");
         }
         if (tmp.host[0] == '\0' && tmp.socket[0] == '\0') {
-            snprintf(err, err_len, "%s: store needs host (and port) or socket for mysql", at);
-            return -EINVAL;
+            return lars_settings_error(err, err_len, at, "store",
+                                       "needs host (and port) or socket for mysql");
         }
     } else {
-        snprintf(err, err_len,
-                 "%s: store.backend = \"%s\" is unknown (use \"sqlite\" or \"mysql\")", at,
-                 tmp.backend);
-        return -EINVAL;
+        return lars_settings_error(err, err_len, at, "store",
+                                   "backend = \"%s\" is unknown (use \"sqlite\" or \"mysql\")",
+                                   tmp.backend);
     }
     *out = tmp;
     return 0;
@@ -210,7 +127,7 @@ struct lars_store *lars_store_open(const struct lars_store_settings *settings, c
     struct lars_store *store = NULL;
     struct lars_store_settings defaults;
     if (settings == NULL) {
-        set_defaults(&defaults);
+        lars_store_settings_read(NULL, &defaults, err, err_len); /* the table's defaults */
         settings = &defaults;
     }
     const struct lars_store_ops *ops = NULL;

@@ -30,8 +30,7 @@ static const struct lars_setting agent_settings[] = {
      "where plugin = \"NAME\" finds NAME.so (relative to this file's directory)"},
     {"local_ip", LARS_SETTING_STRING, NULL, OFF(local_ip), 0, -1,
      "this host's IPv4 reported as caller (default: first non-loopback address)"},
-    {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1,
-     "error, warn, info or debug"},
+    {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1, "error, warn, info or debug"},
     {"log_file", LARS_SETTING_STRING, NULL, OFF(log_file), 0, -1,
      "log to this file instead of stderr (reopened on SIGUSR1)"},
     {"pid_file", LARS_SETTING_STRING, NULL, OFF(pid_file), 0, -1,
@@ -40,8 +39,6 @@ static const struct lars_setting agent_settings[] = {
      "period of each worker's housekeeping tick (windows, timeouts, refresh, statistics)"},
     {"max_modules", LARS_SETTING_INT, "1000000", OFF(max_modules), 1, 100000000,
      "modules the agent tracks at most; requests for more get RET_SYSTEM_ERROR"},
-    {"stats_listen", LARS_SETTING_STRING, NULL, OFF(stats_listen), 0, -1,
-     "\"ip:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset = off"},
     {"user", LARS_SETTING_STRING, NULL, OFF(user), 0, -1,
      "when started as root, switch to this user (and its group) after opening files"},
     {"stats_module_cap", LARS_SETTING_INT, "1000", OFF(stats_module_cap), 0, 10000000,
@@ -58,24 +55,55 @@ static const struct lars_setting agent_settings[] = {
 
 #undef OFF
 
+/* The agent section's keys written elsewhere than struct lars_agent_settings. */
+static const struct lars_setting agent_address_settings[] = {
+    {"stats_listen", LARS_SETTING_ADDRESS, NULL, offsetof(struct lars_config, stats_address), 1,
+     65535, "\"IPv4:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset = off"},
+    LARS_SETTINGS_END,
+};
+
+/* The keys the core reads inside plugin sections, beside the plugin's own. */
+struct section_core {
+    const char *plugin;
+    int64_t update_timeout;
+    int64_t report_interval;
+};
+
+#define CORE(field) offsetof(struct section_core, field)
+static const struct lars_setting policy_core_settings[] = {
+    {"plugin", LARS_SETTING_STRING, "lb_lars", CORE(plugin), 0, -1,
+     "the policy plugin: NAME (NAME.so in plugin_dir) or a path"},
+    {"update_timeout", LARS_SETTING_INT, "15", CORE(update_timeout), 1, 86400,
+     "seconds before a module's route is pulled again; a denied module after 1, 2, 4, 8, then "
+     "every 16 x update_timeout"},
+    LARS_SETTINGS_END,
+};
+
+static const struct lars_setting override_core_settings[] = {
+    {"plugin", LARS_SETTING_STRING, NULL, CORE(plugin), 0, -1,
+     "the module's policy plugin: NAME or a path"},
+    {"modid", LARS_SETTING_ANY, NULL, 0, 0, -1, "the module's modid (32-bit integer)"},
+    {"cmdid", LARS_SETTING_ANY, NULL, 0, 0, -1, "the module's cmdid (32-bit integer)"},
+    LARS_SETTINGS_END,
+};
+
+static const struct lars_setting dns_core_settings[] = {
+    {"plugin", LARS_SETTING_STRING, NULL, CORE(plugin), 0, -1,
+     "the dns transport plugin: dns_static, dns_lars or a path"},
+    LARS_SETTINGS_END,
+};
+
+static const struct lars_setting reporter_core_settings[] = {
+    {"plugin", LARS_SETTING_STRING, NULL, CORE(plugin), 0, -1,
+     "the reporter transport plugin: report_log, report_lars or a path"},
+    {"report_interval", LARS_SETTING_INT, "10", CORE(report_interval), 1, 86400,
+     "seconds between statistics of a module"},
+    LARS_SETTINGS_END,
+};
+#undef CORE
+
 static const char *const top_level_sections[] = {"agent", "policy", "policies", "dns", "reporter",
                                                  NULL};
-
-static int where_error(char *err, size_t err_len, const config_setting_t *at, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int where_error(char *err, size_t err_len, const config_setting_t *at, const char *fmt, ...)
-{
-    char where[512];
-    lars_settings_where(at, where, sizeof(where));
-    size_t used = (size_t)snprintf(err, err_len, "%s", where);
-    if (used < err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + used, err_len - used, fmt, ap);
-        va_end(ap);
-    }
-    return -EINVAL;
-}
 
 static int parse_ipv4(const char *text, uint32_t *ip)
 {
@@ -121,25 +149,24 @@ static void config_dir_of(const char *path, char *dir, size_t len)
     }
 }
 
-/* plugin_dir: the file's (relative to the file), else $LARS_PLUGIN_DIR, else
- * the build tree's when this agent runs from the build tree, else the
- * install location. */
-static void resolve_plugin_dir(struct lars_config *config)
+/* plugin_dir: the file's (relative to the file, path NULL: the current
+ * directory), else $LARS_PLUGIN_DIR, else the build tree's when this agent
+ * runs from the build tree, else the install location. */
+static void resolve_plugin_dir(const char *dir, const char *path, char *out, size_t out_len)
 {
-    const char *dir = config->agent.plugin_dir;
     if (dir && dir[0] == '/') {
-        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", dir);
+        snprintf(out, out_len, "%s", dir);
         return;
     }
     if (dir) {
         char base[PATH_MAX];
-        config_dir_of(config->path, base, sizeof(base));
-        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%.2000s/%.2000s", base, dir);
+        config_dir_of(path ? path : "./x", base, sizeof(base));
+        snprintf(out, out_len, "%.2000s/%.2000s", base, dir);
         return;
     }
     const char *env = getenv("LARS_PLUGIN_DIR");
     if (env && *env) {
-        snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", env);
+        snprintf(out, out_len, "%s", env);
         return;
     }
     char exe[PATH_MAX];
@@ -151,33 +178,11 @@ static void resolve_plugin_dir(struct lars_config *config)
             *slash = '\0';
         }
         if (strcmp(exe, LARS_BUILD_BIN_DIR) == 0) {
-            snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", LARS_BUILD_PLUGIN_DIR);
+            snprintf(out, out_len, "%s", LARS_BUILD_PLUGIN_DIR);
             return;
         }
     }
-    snprintf(config->plugin_dir, sizeof(config->plugin_dir), "%s", LARS_INSTALL_PLUGIN_DIR);
-}
-
-/* Reads an optional integer core key of a plugin section. */
-static int read_core_int(const config_setting_t *section, const char *name, int64_t def,
-                         int64_t min, int64_t max, int64_t *out, char *err, size_t err_len)
-{
-    *out = def;
-    const config_setting_t *value = section ? config_setting_get_member(section, name) : NULL;
-    if (!value) {
-        return 0;
-    }
-    int type = config_setting_type(value);
-    if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
-        return where_error(err, err_len, value, "'%s' must be an integer", name);
-    }
-    long long v = config_setting_get_int64(value);
-    if (v < min || v > max) {
-        return where_error(err, err_len, value, "'%s' = %lld is out of range [%lld, %lld]", name, v,
-                           (long long)min, (long long)max);
-    }
-    *out = v;
-    return 0;
+    snprintf(out, out_len, "%s", LARS_INSTALL_PLUGIN_DIR);
 }
 
 /* A handle this file already loaded for spec (policy overrides often name
@@ -204,34 +209,39 @@ static unsigned agent_uid(const struct lars_config *config)
     return pw ? (unsigned)pw->pw_uid : (unsigned)geteuid();
 }
 
-/* Loads the plugin a group names and fills its conf. */
+/* Loads the plugin a group names and fills its conf and the core's keys
+ * of the section (core_table into *core). label names the section in
+ * messages. */
 static int load_plugin_group(struct lars_config *config, const config_setting_t *section,
-                             const char *section_name, enum lars_plugin_kind kind,
-                             const char *default_plugin, const char *const *core_keys,
+                             const char *label, enum lars_plugin_kind kind,
+                             const struct lars_setting *core_table, struct section_core *core,
                              struct lars_plugin_config *pc, char *err, size_t err_len)
 {
     const config_setting_t *root = config_root_setting(&config->cfg);
-    const char *spec = default_plugin;
+    const char *spec = kind == LARS_PLUGIN_POLICY && core_table == policy_core_settings
+                           ? policy_core_settings[0].default_value
+                           : NULL;
     char why[1024];
 
     pc->section = section;
     if (section && !config_setting_is_group(section)) {
-        return where_error(err, err_len, section, "'%s' must be a group { ... }", section_name);
+        return lars_settings_error(err, err_len, section, NULL, "'%s' must be a group { ... }",
+                                   label);
     }
-    if (!section && !default_plugin) {
-        return where_error(err, err_len, root, "missing section '%s' (e.g. %s { plugin = \"%s\"; })",
-                           section_name, section_name,
-                           kind == LARS_PLUGIN_DNS ? "dns_static" : "report_log");
+    if (!section && !spec) {
+        return lars_settings_error(err, err_len, root, NULL,
+                                   "missing section '%s' (e.g. %s { plugin = \"%s\"; })", label,
+                                   label, kind == LARS_PLUGIN_DNS ? "dns_static" : "report_log");
     }
     const config_setting_t *plugin = section ? config_setting_get_member(section, "plugin") : NULL;
     if (plugin) {
         spec = config_setting_get_string(plugin);
         if (!spec || !*spec) {
-            return where_error(err, err_len, plugin, "'plugin' must be a non-empty string");
+            return lars_settings_error(err, err_len, plugin, label,
+                                       "'plugin' must be a non-empty string");
         }
-    } else if (!default_plugin) {
-        return where_error(err, err_len, section, "section '%s' needs plugin = \"NAME\";",
-                           section_name);
+    } else if (!spec) {
+        return lars_settings_error(err, err_len, section, label, "needs plugin = \"NAME\";");
     }
     int rc = 0;
     pc->plugin = kind == LARS_PLUGIN_POLICY ? already_loaded(config, spec) : NULL;
@@ -242,16 +252,22 @@ static int load_plugin_group(struct lars_config *config, const config_setting_t 
                               sizeof(why));
     }
     if (rc < 0 || !pc->plugin) {
-        where_error(err, err_len, plugin ? plugin : section, "%s", why);
+        lars_settings_error(err, err_len, plugin ? plugin : section, label, "%s", why);
         return rc < 0 ? rc : -EINVAL;
     }
     const struct lars_plugin *desc = pc->plugin->desc;
+    rc = lars_settings_check_table(desc->settings, desc->name, 1, why, sizeof(why));
+    if (rc < 0) {
+        return lars_settings_error(err, err_len, plugin ? plugin : section, label, "plugin bug: %s",
+                                   why);
+    }
     pc->conf = calloc(1, desc->conf_size ? desc->conf_size : 1);
     if (!pc->conf) {
         snprintf(err, err_len, "out of memory");
         return -ENOMEM;
     }
-    rc = lars_settings_apply(desc->settings, section, core_keys, pc->conf, err, err_len);
+    const struct lars_settings_block blocks[] = {{desc->settings, pc->conf}, {core_table, core}};
+    rc = lars_settings_apply_blocks(section, label, blocks, 2, err, err_len);
     if (rc < 0) {
         return rc;
     }
@@ -259,29 +275,30 @@ static int load_plugin_group(struct lars_config *config, const config_setting_t 
         why[0] = '\0';
         rc = desc->validate(pc->conf, lars_services_get(), why, sizeof(why));
         if (rc < 0) {
-            return where_error(err, err_len, section, "%s: %s", desc->name,
-                               why[0] ? why : "settings refused");
+            return lars_settings_error(err, err_len, section, label, "%s: %s", desc->name,
+                                       why[0] ? why : "settings refused");
         }
     }
     return 0;
 }
 
 static int load_plugin_section(struct lars_config *config, const char *section_name,
-                               enum lars_plugin_kind kind, const char *default_plugin,
-                               const char *const *core_keys, struct lars_plugin_config *pc,
-                               char *err, size_t err_len)
+                               enum lars_plugin_kind kind, const struct lars_setting *core_table,
+                               struct section_core *core, struct lars_plugin_config *pc, char *err,
+                               size_t err_len)
 {
     const config_setting_t *section =
         config_setting_get_member(config_root_setting(&config->cfg), section_name);
-    return load_plugin_group(config, section, section_name, kind, default_plugin, core_keys, pc,
-                             err, err_len);
+    return load_plugin_group(config, section, section_name, kind, core_table, core, pc, err,
+                             err_len);
 }
 
 /* Creates and destroys one instance of a policy, so a create() that refuses
  * its settings fails the check (and the reload before anything switches),
- * not the first module that needs it. at: where to point the error. */
+ * not the first module that needs it. at, label: where to point the error. */
 static int try_policy_instance(const struct lars_plugin_config *pc, const config_setting_t *at,
-                               int32_t modid, int32_t cmdid, char *err, size_t err_len)
+                               const char *label, int32_t modid, int32_t cmdid, char *err,
+                               size_t err_len)
 {
     if (!pc->plugin) {
         return 0; /* no plugin, nothing to try (loading said why) */
@@ -291,26 +308,28 @@ static int try_policy_instance(const struct lars_plugin_config *pc, const config
     void *instance = NULL;
     int rc = desc->policy->create(pc->conf, lars_services_get(), &id, &instance);
     if (rc < 0) {
-        where_error(err, err_len, at, "policy %s: create() for module %d/%d failed: %s", desc->name,
-                    modid, cmdid, strerror(-rc));
+        lars_settings_error(err, err_len, at, label,
+                            "policy %s: create() for module %d/%d failed: %s", desc->name, modid,
+                            cmdid, strerror(-rc));
         return rc;
     }
     desc->policy->destroy(instance);
     return 0;
 }
 
-static int read_module_id(const config_setting_t *entry, const char *name, int32_t *out, char *err,
-                          size_t err_len)
+static int read_module_id(const config_setting_t *entry, const char *label, const char *name,
+                          int32_t *out, char *err, size_t err_len)
 {
     const config_setting_t *value = config_setting_get_member(entry, name);
     int type = value ? config_setting_type(value) : CONFIG_TYPE_NONE;
     if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
-        return where_error(err, err_len, value ? value : entry,
-                           "each policies entry needs %s = <32-bit integer>;", name);
+        return lars_settings_error(err, err_len, value ? value : entry, label,
+                                   "each policies entry needs %s = <32-bit integer>;", name);
     }
     long long v = config_setting_get_int64(value);
     if (v < INT32_MIN || v > INT32_MAX) {
-        return where_error(err, err_len, value, "%s = %lld does not fit 32 bits", name, v);
+        return lars_settings_error(err, err_len, value, label, "%s = %lld does not fit 32 bits",
+                                   name, v);
     }
     *out = (int32_t)v;
     return 0;
@@ -319,15 +338,15 @@ static int read_module_id(const config_setting_t *entry, const char *name, int32
 /* policies = ( { modid = M; cmdid = C; plugin = "NAME"; <its keys> }, ... ) */
 static int load_policy_overrides(struct lars_config *config, char *err, size_t err_len)
 {
-    static const char *const override_core_keys[] = {"plugin", "modid", "cmdid", NULL};
     const config_setting_t *list =
         config_setting_get_member(config_root_setting(&config->cfg), "policies");
     if (!list) {
         return 0;
     }
     if (!config_setting_is_list(list)) {
-        return where_error(err, err_len, list,
-                           "'policies' must be a list: ( { modid; cmdid; plugin; ... }, ... )");
+        return lars_settings_error(
+            err, err_len, list, NULL,
+            "'policies' must be a list: ( { modid; cmdid; plugin; ... }, ... )");
     }
     unsigned count = (unsigned)config_setting_length(list);
     config->overrides = calloc(count ? count : 1, sizeof(*config->overrides));
@@ -338,27 +357,35 @@ static int load_policy_overrides(struct lars_config *config, char *err, size_t e
     for (unsigned i = 0; i < count; i++) {
         const config_setting_t *entry = config_setting_get_elem(list, i);
         struct lars_policy_override *o = &config->overrides[i];
+        char label[96];
+        snprintf(label, sizeof(label), "policies[%u]", i);
         if (!config_setting_is_group(entry)) {
-            return where_error(err, err_len, entry, "each policies entry must be a group { ... }");
+            return lars_settings_error(err, err_len, entry, label,
+                                       "each policies entry must be a group { ... }");
         }
-        int rc = read_module_id(entry, "modid", &o->modid, err, err_len);
+        int rc = read_module_id(entry, label, "modid", &o->modid, err, err_len);
         if (rc == 0) {
-            rc = read_module_id(entry, "cmdid", &o->cmdid, err, err_len);
+            rc = read_module_id(entry, label, "cmdid", &o->cmdid, err, err_len);
         }
         if (rc < 0) {
             return rc;
         }
+        snprintf(label, sizeof(label), "policies[%u] (modid %d, cmdid %d)", i, o->modid, o->cmdid);
         for (size_t k = 0; k < config->n_overrides; k++) {
             if (config->overrides[k].modid == o->modid && config->overrides[k].cmdid == o->cmdid) {
-                return where_error(err, err_len, entry, "module %d/%d has two policies entries",
-                                   o->modid, o->cmdid);
+                return lars_settings_error(err, err_len, entry, label,
+                                           "module %d/%d has two policies entries (the other is "
+                                           "policies[%zu])",
+                                           o->modid, o->cmdid, k);
             }
         }
         config->n_overrides = i + 1;
-        rc = load_plugin_group(config, entry, "policies", LARS_PLUGIN_POLICY, NULL,
-                               override_core_keys, &o->policy, err, err_len);
+        struct section_core core;
+        memset(&core, 0, sizeof(core));
+        rc = load_plugin_group(config, entry, label, LARS_PLUGIN_POLICY, override_core_settings,
+                               &core, &o->policy, err, err_len);
         if (rc == 0) {
-            rc = try_policy_instance(&o->policy, entry, o->modid, o->cmdid, err, err_len);
+            rc = try_policy_instance(&o->policy, entry, label, o->modid, o->cmdid, err, err_len);
         }
         if (rc < 0) {
             return rc;
@@ -379,8 +406,9 @@ static int check_top_level(const config_t *cfg, char *err, size_t err_len)
             known |= strcmp(*k, name) == 0;
         }
         if (!known) {
-            return where_error(err, err_len, s,
-                               "unknown section '%s' (expected agent, policy, policies, dns, reporter)", name);
+            return lars_settings_error(
+                err, err_len, s, NULL,
+                "unknown section '%s' (expected agent, policy, policies, dns, reporter)", name);
         }
     }
     return 0;
@@ -390,61 +418,61 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
 {
     const config_setting_t *section =
         config_setting_get_member(config_root_setting(&config->cfg), "agent");
-    int rc = lars_settings_apply(agent_settings, section, NULL, &config->agent, err, err_len);
+    const struct lars_settings_block blocks[] = {{agent_settings, &config->agent},
+                                                 {agent_address_settings, config}};
+    int rc = lars_settings_apply_blocks(section, "agent", blocks, 2, err, err_len);
     if (rc < 0) {
         return rc;
     }
     const struct lars_agent_settings *a = &config->agent;
     const config_setting_t *at = section;
+#define MEMBER(name) (section ? config_setting_get_member(section, name) : NULL)
     if (parse_ipv4(a->listen, &config->listen_ip) < 0) {
-        return where_error(err, err_len, section ? config_setting_get_member(section, "listen") : at,
-                           "listen = \"%s\" is not an IPv4 address", a->listen);
+        return lars_settings_error(err, err_len, MEMBER("listen") ? MEMBER("listen") : at, "agent",
+                                   "listen = \"%s\" is not an IPv4 address", a->listen);
     }
     if (a->udp_base_port + a->workers - 1 > 65535) {
-        return where_error(err, err_len, at, "udp_base_port %lld + workers %lld exceeds port 65535",
-                           (long long)a->udp_base_port, (long long)a->workers);
+        return lars_settings_error(err, err_len, at, "agent",
+                                   "udp_base_port %lld + workers %lld exceeds port 65535",
+                                   (long long)a->udp_base_port, (long long)a->workers);
     }
     if (a->local_ip) {
         if (parse_ipv4(a->local_ip, &config->local_ip) < 0) {
-            return where_error(err, err_len, config_setting_get_member(section, "local_ip"),
-                               "local_ip = \"%s\" is not an IPv4 address", a->local_ip);
+            return lars_settings_error(err, err_len, MEMBER("local_ip"), "agent",
+                                       "local_ip = \"%s\" is not an IPv4 address", a->local_ip);
         }
     } else {
         config->local_ip = detect_local_ip();
     }
     config->log_level = lars_log_level_parse(a->log_level);
     if (config->log_level < 0) {
-        return where_error(err, err_len, config_setting_get_member(section, "log_level"),
-                           "log_level = \"%s\": use error, warn, info or debug", a->log_level);
+        return lars_settings_error(err, err_len, MEMBER("log_level"), "agent",
+                                   "log_level = \"%s\": use error, warn, info or debug",
+                                   a->log_level);
     }
-    if (a->stats_listen) {
-        char ip[64];
-        const char *colon = strrchr(a->stats_listen, ':');
-        char *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : 0;
-        size_t ip_len = colon ? (size_t)(colon - a->stats_listen) : 0;
-        if (!colon || ip_len >= sizeof(ip) || !end || *end || port < 1 || port > 65535) {
-            return where_error(err, err_len, config_setting_get_member(section, "stats_listen"),
-                               "stats_listen = \"%s\": expected \"IPv4:port\"", a->stats_listen);
+    if (config->stats_address.len) {
+        if (config->stats_address.sa.ss_family != AF_INET) {
+            return lars_settings_error(
+                err, err_len, MEMBER("stats_listen"), "agent",
+                "stats_listen = \"%s\": the stats endpoint listens on IPv4 only (e.g. "
+                "\"127.0.0.1:8080\")",
+                config_setting_get_string(MEMBER("stats_listen")));
         }
-        memcpy(ip, a->stats_listen, ip_len);
-        ip[ip_len] = '\0';
-        if (parse_ipv4(ip, &config->stats_ip) < 0) {
-            return where_error(err, err_len, config_setting_get_member(section, "stats_listen"),
-                               "stats_listen = \"%s\": %s is not an IPv4 address", a->stats_listen,
-                               ip);
-        }
-        config->stats_port = (uint16_t)port;
+        const struct sockaddr_in *in =
+            (const struct sockaddr_in *)(const void *)&config->stats_address.sa;
+        config->stats_ip = ntohl(in->sin_addr.s_addr);
+        config->stats_port = ntohs(in->sin_port);
+        config->agent.stats_listen = config->stats_address.text;
     }
-    resolve_plugin_dir(config);
+#undef MEMBER
+    resolve_plugin_dir(config->agent.plugin_dir, config->path, config->plugin_dir,
+                       sizeof(config->plugin_dir));
     return 0;
 }
 
 int lars_config_load(const char *path, struct lars_config **out, char *err, size_t err_len)
 {
-    static const char *const policy_core_keys[] = {"plugin", "update_timeout", NULL};
-    static const char *const dns_core_keys[] = {"plugin", NULL};
-    static const char *const reporter_core_keys[] = {"plugin", "report_interval", NULL};
+    struct section_core core;
     int rc;
 
     struct lars_config *config = calloc(1, sizeof(*config));
@@ -459,15 +487,8 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
-    if (!config_read_file(&config->cfg, path)) {
-        if (config_error_type(&config->cfg) == CONFIG_ERR_FILE_IO) {
-            snprintf(err, err_len, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
-        } else {
-            snprintf(err, err_len, "%s:%d: %s",
-                     config_error_file(&config->cfg) ? config_error_file(&config->cfg) : path,
-                     config_error_line(&config->cfg), config_error_text(&config->cfg));
-        }
-        rc = -EINVAL;
+    rc = lars_settings_read_file(&config->cfg, path, err, err_len);
+    if (rc < 0) {
         goto fail;
     }
     rc = check_top_level(&config->cfg, err, err_len);
@@ -480,44 +501,107 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
     }
 
     const config_setting_t *root = config_root_setting(&config->cfg);
-    rc = load_plugin_section(config, "policy", LARS_PLUGIN_POLICY, "lb_lars", policy_core_keys,
+    memset(&core, 0, sizeof(core));
+    rc = load_plugin_section(config, "policy", LARS_PLUGIN_POLICY, policy_core_settings, &core,
                              &config->policy, err, err_len);
     if (rc == 0) {
         const config_setting_t *at = config->policy.section ? config->policy.section : root;
-        rc = try_policy_instance(&config->policy, at, 0, 0, err, err_len);
+        /* "policy NAME: create() ..." names the section already. */
+        rc = try_policy_instance(&config->policy, at, NULL, 0, 0, err, err_len);
     }
     if (rc < 0) {
         goto fail;
     }
-    rc = read_core_int(config_setting_get_member(root, "policy"), "update_timeout", 15, 1, 86400,
-                       &config->update_timeout, err, err_len);
-    if (rc < 0) {
-        goto fail;
-    }
+    config->update_timeout = core.update_timeout;
     rc = load_policy_overrides(config, err, err_len);
     if (rc < 0) {
         goto fail;
     }
-    rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, NULL, dns_core_keys, &config->dns, err,
-                             err_len);
+    memset(&core, 0, sizeof(core));
+    rc = load_plugin_section(config, "dns", LARS_PLUGIN_DNS, dns_core_settings, &core, &config->dns,
+                             err, err_len);
     if (rc < 0) {
         goto fail;
     }
-    rc = load_plugin_section(config, "reporter", LARS_PLUGIN_REPORTER, NULL, reporter_core_keys,
-                             &config->reporter, err, err_len);
+    memset(&core, 0, sizeof(core));
+    rc = load_plugin_section(config, "reporter", LARS_PLUGIN_REPORTER, reporter_core_settings,
+                             &core, &config->reporter, err, err_len);
     if (rc < 0) {
         goto fail;
     }
-    rc = read_core_int(config_setting_get_member(root, "reporter"), "report_interval", 10, 1, 86400,
-                       &config->report_interval, err, err_len);
-    if (rc < 0) {
-        goto fail;
-    }
+    config->report_interval = core.report_interval;
     *out = config;
     return 0;
 
 fail:
     lars_config_free(config);
+    return rc;
+}
+
+static const struct lars_setting *core_settings_of(enum lars_plugin_kind kind)
+{
+    switch (kind) {
+    case LARS_PLUGIN_POLICY:
+        return policy_core_settings;
+    case LARS_PLUGIN_DNS:
+        return dns_core_settings;
+    default:
+        return reporter_core_settings;
+    }
+}
+
+int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, char *err,
+                         size_t err_len)
+{
+    if (strcmp(name, "agent") == 0) {
+        fprintf(out, "agent { ... }: the agent's own section\n");
+        lars_settings_print(out, agent_settings);
+        lars_settings_print(out, agent_address_settings);
+        fprintf(out, "\npolicy { ... }: the core's keys beside the policy plugin's own "
+                     "(lars-agent -T PLUGIN)\n");
+        lars_settings_print(out, policy_core_settings);
+        fprintf(out, "\npolicies = ( { ... }, ... ): per-module policies, each entry\n");
+        lars_settings_print(out, override_core_settings);
+        fprintf(out, "\ndns { ... }: the core's keys beside the dns plugin's own\n");
+        lars_settings_print(out, dns_core_settings);
+        fprintf(out, "\nreporter { ... }: the core's keys beside the reporter plugin's own\n");
+        lars_settings_print(out, reporter_core_settings);
+        return 0;
+    }
+    char dir[PATH_MAX];
+    resolve_plugin_dir(plugin_dir, NULL, dir, sizeof(dir));
+    static const enum lars_plugin_kind kinds[] = {LARS_PLUGIN_POLICY, LARS_PLUGIN_DNS,
+                                                  LARS_PLUGIN_REPORTER};
+    struct lars_plugin_handle *handle = NULL;
+    int rc = -ENOENT;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]) && !handle; k++) {
+        char why[1024];
+        int krc =
+            lars_plugin_load(dir, name, kinds[k], (unsigned)geteuid(), &handle, why, sizeof(why));
+        if (krc < 0 && k == 0) {
+            rc = krc; /* the first answer says why: missing, ABI, ... */
+            snprintf(err, err_len, "%s", why);
+        }
+    }
+    if (!handle) {
+        return rc < 0 ? rc : -ENOENT;
+    }
+    const struct lars_plugin *desc = handle->desc;
+    rc = lars_settings_check_table(desc->settings, desc->name, 1, err, err_len);
+    if (rc == 0) {
+        const char *section = lars_plugin_kind_name(desc->kind);
+        fprintf(out, "%s %s (%s plugin, section %s { plugin = \"%s\"; ... }): %s\n", desc->name,
+                desc->version ? desc->version : "", section, section, desc->name,
+                desc->description ? desc->description : "");
+        if (desc->settings && desc->settings[0].name) {
+            lars_settings_print(out, desc->settings);
+        } else {
+            fprintf(out, "(no settings of its own)\n");
+        }
+        fprintf(out, "\nthe core's keys of the section:\n");
+        lars_settings_print(out, core_settings_of(desc->kind));
+    }
+    lars_plugin_unload(handle);
     return rc;
 }
 

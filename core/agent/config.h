@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <libconfig.h>
 
@@ -49,7 +50,8 @@ struct lars_agent_settings {
     const char *pid_file;
     int64_t tick_ms;
     int64_t max_modules;
-    const char *stats_listen; /* "ip:port" of the HTTP stats endpoint, NULL = off */
+    const char *stats_listen; /* numeric "ip:port" of the HTTP stats endpoint, NULL = off
+                                 (stats_address.text of the config) */
     const char *user;         /* run as this user when started as root */
     int64_t stats_module_cap;
     int64_t stats_max_connections; /* open at once; more are answered 503 and closed */
@@ -64,7 +66,8 @@ struct lars_config {
     char plugin_dir[PATH_MAX]; /* resolved */
     uint32_t listen_ip;        /* host byte order */
     uint32_t local_ip;         /* caller ip sent to the reporter */
-    uint32_t stats_ip;         /* parsed stats_listen, when set */
+    struct lars_address stats_address; /* agent.stats_listen, parsed (len 0 = off) */
+    uint32_t stats_ip;                 /* stats_address's IPv4, when set */
     uint16_t stats_port;
     int log_level;
 
@@ -82,6 +85,17 @@ struct lars_config {
 /* Loads and validates path. On failure returns a negative errno and one
  * line "file:line: message" in err. */
 int lars_config_load(const char *path, struct lars_config **out, char *err, size_t err_len);
+
+/*
+ * `lars-agent -T NAME`: prints to out the settings (key, type, default,
+ * range, description) of the plugin NAME (a name or a path, resolved like
+ * plugin = "NAME" with plugin_dir as agent.plugin_dir, NULL = the default
+ * directory), followed by the core's keys of its section; NAME "agent"
+ * prints the agent's own keys. Returns 0, or a negative errno with one line
+ * in err. Main thread.
+ */
+int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, char *err,
+                         size_t err_len);
 
 /* NULL-safe. Unloads the plugins: no instance may remain. */
 void lars_config_free(struct lars_config *config);

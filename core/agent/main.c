@@ -28,9 +28,14 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: lars-agent -c FILE [-t] [-f] [-p PIDFILE]\n"
+            "       lars-agent [-c FILE] -T NAME\n"
             "  -c FILE     configuration file (libconfig), e.g. etc/lars-agent.conf\n"
             "  -t          check the configuration (parse, load every plugin) and exit:\n"
             "              0 when valid, else 1 with file:line: message\n"
+            "  -T NAME     print the settings of plugin NAME (a name or a path, as in\n"
+            "              plugin = \"NAME\"; with -c, found in that file's plugin_dir)\n"
+            "              or, for NAME = agent, the agent's own: key, type, default,\n"
+            "              range, description\n"
             "  -f          stay in the foreground (default: run as a daemon)\n"
             "  -p PIDFILE  write and lock a pid file (overrides agent.pid_file)\n"
             "  -h          this help;  -V  version\n"
@@ -209,22 +214,47 @@ static void remove_pid_file(const char *path, int fd)
     close(fd);
 }
 
+/* -T NAME [-c FILE]: the plugin directory of FILE when given. */
+static int describe_settings(const char *name, const char *config_path)
+{
+    char err[2048];
+    struct lars_config *config = NULL;
+    if (config_path && lars_config_load(config_path, &config, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        lars_plugin_loader_cleanup();
+        return 1;
+    }
+    int rc =
+        lars_config_describe(name, config ? config->plugin_dir : NULL, stdout, err, sizeof(err));
+    lars_config_free(config);
+    lars_plugin_loader_cleanup();
+    if (rc < 0) {
+        fprintf(stderr, "lars-agent -T %s: %s\n", name, err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
     const char *pid_path = NULL;
+    const char *describe = NULL;
     int check_only = 0;
     int foreground = 0;
     int opt;
 
     lars_log_init("lars-agent");
-    while ((opt = getopt(argc, argv, "c:tfp:hV")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tT:fp:hV")) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
             break;
         case 't':
             check_only = 1;
+            break;
+        case 'T':
+            describe = optarg;
             break;
         case 'f':
             foreground = 1;
@@ -243,6 +273,9 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (describe && optind == argc) {
+        return describe_settings(describe, config_path);
     }
     if (!config_path || optind != argc) {
         usage(stderr);

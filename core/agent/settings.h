@@ -1,7 +1,8 @@
 /*
- * settings.h - fills a plugin's configuration block from its libconfig
- * section, following the plugin's declared settings table, and gives
- * plugins the services table (log, clock, structured config access).
+ * settings.h - the agent's side of the settings engine (the engine itself
+ * is core/common/lars_settings.h, shared with lars-dns, lars-reporter and
+ * lars-admin): a plugin's block filled from its section, and the services
+ * table plugins get (log, clock, structured config access, addresses).
  *
  * Threads: lars_settings_apply runs in the main thread (config load);
  * the services are callable from any thread.
@@ -14,18 +15,19 @@
 #include <libconfig.h>
 #include <lars/plugin.h>
 
+#include "lars_settings.h"
+
 /*
  * Writes the table's defaults into conf, then every value of section
  * (NULL = defaults only). Keys neither in the table nor in core_keys
- * (NULL-terminated, may be NULL) are refused. On error returns -EINVAL with
- * "file:line: message" in err. Strings and lists point into the libconfig
- * tree (or the plugin's defaults): conf must not outlive either.
+ * (NULL-terminated, may be NULL; someone else reads them) are refused. On
+ * error returns -EINVAL with "file:line: SECTION: message" in err, SECTION
+ * being the section's name. Strings and lists point into the libconfig
+ * tree (or the plugin's defaults): conf must not outlive either. The
+ * agent's own loader uses lars_settings_apply_blocks directly.
  */
 int lars_settings_apply(const struct lars_setting *table, const config_setting_t *section,
                         const char *const *core_keys, void *conf, char *err, size_t err_len);
-
-/* Formats "file:line: " for a setting (or "" when unknown) into buf. */
-const char *lars_settings_where(const config_setting_t *setting, char *buf, size_t len);
 
 /* The services table handed to every plugin instance: the latest one
  * published (any thread). */

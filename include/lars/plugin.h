@@ -60,6 +60,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,6 +123,26 @@ enum lars_setting_type {
     LARS_SETTING_LIST = 5,   /* const struct lars_config_node * at offset: a list
                                 or group the plugin walks itself (see below);
                                 NULL when absent */
+    /* Since ABI 1.2: */
+    LARS_SETTING_SECONDS = 6, /* double at offset, seconds; the file may write 5,
+                                 0.25, or a string with a unit: "250ms", "30s",
+                                 "5m", "2h"; min..max in seconds */
+    LARS_SETTING_SIZE = 7,    /* size_t at offset, bytes; the file may write 4096
+                                 or a string with a binary unit: "64K", "32M",
+                                 "1G", "1T" (K = 1024, either case); min..max in
+                                 bytes */
+    LARS_SETTING_ADDRESS = 8, /* struct lars_address at offset: "host:port" or
+                                 "[v6]:port", parsed once at load (names resolved
+                                 then); min..max = accepted ports (min > max:
+                                 1..65535); absent or "" = unset (len 0) */
+};
+
+/* A LARS_SETTING_ADDRESS value (or svc->parse_address's result). */
+#define LARS_ADDRESS_TEXT_LEN 64
+struct lars_address {
+    struct sockaddr_storage sa;       /* ready for bind() / connect() */
+    socklen_t len;                    /* 0 = unset */
+    char text[LARS_ADDRESS_TEXT_LEN]; /* numeric "ip:port" or "[v6]:port", for logs */
 };
 
 struct lars_setting {
@@ -129,9 +150,15 @@ struct lars_setting {
     enum lars_setting_type type;
     const char *default_value; /* as it would be written in the file, NULL = none */
     size_t offset;             /* offsetof(struct your_conf, field) */
-    double min, max;           /* INT and DOUBLE: accepted range; min > max disables */
-    const char *description;   /* one line, shown by documentation tools */
+    double min, max;           /* INT, DOUBLE, SECONDS, SIZE: accepted range, ADDRESS:
+                                  accepted ports; min > max disables */
+    const char *description;   /* one line, printed by `lars-agent -T NAME` */
 };
+
+/* Flags of lars_services.parse_address. */
+#define LARS_ADDRESS_NUMERIC 1u /* no name lookups: numeric hosts only */
+#define LARS_ADDRESS_IPV4 2u    /* IPv4 only */
+#define LARS_ADDRESS_PORT0 4u   /* port 0 accepted */
 
 /* Terminates a settings table (the cast keeps it valid C++). */
 #define LARS_SETTINGS_END                                                                          \
@@ -181,6 +208,15 @@ struct lars_services {
      * for the instance's life; a reload changing local_ip hands the next
      * instances a new table. (The zone of the route, issue 10, is to come.) */
     uint32_t local_ip;
+
+    /* Since 1.2 (LARS_HAS_MEMBER(svc, parse_address)): parses "host:port" or
+     * "[v6]:port" exactly as a LARS_SETTING_ADDRESS value is (flags
+     * LARS_ADDRESS_*; ports 1..65535 unless LARS_ADDRESS_PORT0), for lists
+     * of addresses the plugin walks itself. Returns 0, or -EINVAL with one
+     * line quoting text in err. May block resolving a name unless
+     * LARS_ADDRESS_NUMERIC. */
+    int (*parse_address)(const char *text, unsigned flags, struct lars_address *out, char *err,
+                         size_t err_len);
 };
 
 /* ------------------------------------------------------------------------

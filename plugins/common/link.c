@@ -69,30 +69,22 @@ bool lars_link_limit(struct lars_link_limiter *limiter, uint64_t now_ms, uint64_
     return true;
 }
 
-static int parse_server(const char *text, struct lars_link_server *out)
+/* The core's address parser (struct lars_services, ABI 1.2): the same rules
+ * and messages as every address of every config. */
+static int parse_server(const struct lars_services *svc, const char *text,
+                        struct lars_link_server *out, char *why, size_t why_len)
 {
-    char ip[INET_ADDRSTRLEN];
-    const char *colon = text ? strrchr(text, ':') : NULL;
-    if (!colon || colon == text || (size_t)(colon - text) >= sizeof(ip)) {
+    struct lars_address a;
+    if (svc->size <= offsetof(struct lars_services, parse_address) || !svc->parse_address) {
+        snprintf(why, why_len, "this lars-agent has no address parser (ABI 1.2 needed)");
         return -1;
     }
-    memcpy(ip, text, (size_t)(colon - text));
-    ip[colon - text] = '\0';
-    struct in_addr addr;
-    if (inet_pton(AF_INET, ip, &addr) != 1) {
-        return -1;
-    }
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end != '\0' || errno || port < 1 || port > 65535) {
+    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a, why, why_len) < 0) {
         return -1;
     }
     memset(out, 0, sizeof(*out));
-    out->addr.sin_family = AF_INET;
-    out->addr.sin_addr = addr;
-    out->addr.sin_port = htons((uint16_t)port);
-    snprintf(out->text, sizeof(out->text), "%s:%ld", ip, port);
+    memcpy(&out->addr, &a.sa, sizeof(out->addr));
+    snprintf(out->text, sizeof(out->text), "%.31s", a.text); /* IPv4: 21 at most */
     return 0;
 }
 
@@ -124,13 +116,12 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
         const struct lars_config_node *elem = list ? svc->config_elem(list, i) : NULL;
         const char *text = list ? svc->config_string(elem) : default_server;
         struct lars_link_server parsed;
-        if (parse_server(text, &parsed) < 0) {
+        char why[256];
+        if (!text || parse_server(svc, text, &parsed, why, sizeof(why)) < 0) {
             int line = elem ? svc->config_line(elem) : svc->config_line(list);
             if (text) {
-                snprintf(err, err_len,
-                         "servers entry %u at line %d: \"%.64s\" is not \"IPv4:port\" (e.g. "
-                         "\"%s\")",
-                         i + 1, line, text, default_server);
+                snprintf(err, err_len, "servers entry %u at line %d: %s (e.g. \"%s\")", i + 1, line,
+                         why, default_server);
             } else {
                 snprintf(err, err_len,
                          "servers entry %u at line %d is not a string: write \"IPv4:port\" "

@@ -40,26 +40,22 @@ static const struct lars_setting static_settings[] = {
     LARS_SETTINGS_END,
 };
 
-static int parse_host(const char *text, struct lars_route_host *out)
+/* Routes carry IPv4 nodes: numeric IPv4 only, through the core's parser
+ * (struct lars_services, ABI 1.2). */
+static int parse_host(const struct lars_services *svc, const char *text,
+                      struct lars_route_host *out, char *why, size_t why_len)
 {
-    char ip[64];
-    const char *colon = text ? strrchr(text, ':') : NULL;
-    if (!colon || (size_t)(colon - text) >= sizeof(ip)) {
+    struct lars_address a;
+    if (svc->size <= offsetof(struct lars_services, parse_address) || !svc->parse_address) {
+        snprintf(why, why_len, "this lars-agent has no address parser (ABI 1.2 needed)");
         return -1;
     }
-    memcpy(ip, text, (size_t)(colon - text));
-    ip[colon - text] = '\0';
-    struct in_addr addr;
-    if (inet_pton(AF_INET, ip, &addr) != 1) {
+    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a, why, why_len) < 0) {
         return -1;
     }
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (!*(colon + 1) || *end != '\0' || port < 1 || port > 65535) {
-        return -1;
-    }
-    out->ip = ntohl(addr.s_addr);
-    out->port = (uint16_t)port;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a.sa;
+    out->ip = ntohl(in->sin_addr.s_addr);
+    out->port = ntohs(in->sin_port);
     return 0;
 }
 
@@ -130,10 +126,14 @@ static int parse_routes(const struct static_conf *conf, const struct lars_servic
         out->n_routes = i + 1;
         for (unsigned h = 0; h < n; h++) {
             const char *text = svc->config_string(svc->config_elem(hosts, h));
-            if (parse_host(text, &route->hosts[h]) < 0) {
-                char what[160];
-                snprintf(what, sizeof(what), "host \"%.64s\" is not \"IPv4:port\"",
-                         text ? text : "(not a string)");
+            char why[256] = "";
+            if (!text || parse_host(svc, text, &route->hosts[h], why, sizeof(why)) < 0) {
+                char what[400];
+                if (text) {
+                    snprintf(what, sizeof(what), "host %s", why);
+                } else {
+                    snprintf(what, sizeof(what), "host (not a string) is not \"IPv4:port\"");
+                }
                 return route_error(svc, svc->config_elem(hosts, h), err, err_len, what);
             }
         }

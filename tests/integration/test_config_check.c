@@ -207,6 +207,86 @@ static void test_unreadable_file(void **state)
     free(err);
 }
 
+/* Runs `lars-agent -TNAME -c FILE` (the valid file: plugins are found in
+ * its plugin_dir) and returns the exit code. */
+static int describe(const char *name, char **out, char **err)
+{
+    char arg[128];
+    snprintf(arg, sizeof(arg), "-T%s", name);
+    assert_int_equal(it_agent_configure(&agent, variant(0, NULL)), 0);
+    assert_int_equal(it_agent_spawn(&agent, arg), 0);
+    int code = it_agent_stop(&agent, 0, it_timeout(10000));
+    *out = it_agent_stdout(&agent);
+    *err = it_agent_stderr(&agent);
+    printf("lars-agent %s: exit %d\n%s%s", arg, code, *out, *err);
+    return code;
+}
+
+/* `lars-agent -T NAME` prints a plugin's settings for people: key, type,
+ * default, range, description. */
+static void test_describe_plugin(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    char *err = NULL;
+    assert_int_equal(describe("lb_lars", &out, &err), 0);
+    assert_non_null(strstr(out, "lb_lars"));
+    assert_non_null(strstr(out, "description"));
+    /* probe_num with its type, default, range and description on one line. */
+    const char *line = strstr(out, "\nprobe_num ");
+    assert_non_null(line);
+    const char *eol = strchr(line + 1, '\n');
+    assert_non_null(eol);
+    char row[512];
+    snprintf(row, sizeof(row), "%.*s", (int)(eol - line - 1), line + 1);
+    assert_non_null(strstr(row, " int "));
+    assert_non_null(strstr(row, " 10 "));
+    assert_non_null(strstr(row, "[1, 1000000]"));
+    assert_non_null(strstr(row, "requests served by idle nodes between two probes"));
+    /* The core's keys of the section follow. */
+    assert_non_null(strstr(out, "update_timeout"));
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+
+    assert_int_equal(describe("dns_static", &out, &err), 0);
+    assert_non_null(strstr(out, "routes"));
+    assert_non_null(strstr(out, "dns plugin"));
+    free(out);
+    free(err);
+
+    /* The agent's own keys. */
+    assert_int_equal(describe("agent", &out, &err), 0);
+    assert_non_null(strstr(out, "stats_listen"));
+    assert_non_null(strstr(out, "address"));
+    assert_non_null(strstr(out, "report_interval"));
+    free(out);
+    free(err);
+
+    /* No such plugin: exit 1, one line naming it and where it was looked for. */
+    assert_int_equal(describe("no_such", &out, &err), 1);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "lars-agent -T no_such: "));
+    assert_non_null(strstr(err, "no_such.so does not exist"));
+    assert_ptr_equal(strchr(err, '\n'), err + strlen(err) - 1); /* one line */
+    free(out);
+    free(err);
+}
+
+/* Errors inside a policies entry name the entry and its module. */
+static void test_policies_entry_named(void **state)
+{
+    (void)state;
+    const char *const named[] = {"policies[1] (modid 2, cmdid 1): unknown setting 'probe_nun'",
+                                 NULL};
+    expect_error_at(variant(9, "};\npolicies = (\n"
+                               "    { modid = 1; cmdid = 1; plugin = \"lb_lars\"; },\n"
+                               "    { modid = 2; cmdid = 1; plugin = \"lb_lars\";\n"
+                               "      probe_nun = 3; }\n"
+                               ");"),
+                    13, named);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +300,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_dns_static_host_own_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_plugin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_plugin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policies_entry_named, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -698,7 +698,9 @@ static void t_check_config(void **state)
 
     write_conf(path, 7778, &ctx.srv.settings, "max_frame = \"big\";\n");
     assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 1);
-    assert_non_null(strstr(out, ":8: 'max_frame' must be an integer"));
+    /* max_frame is a size now: the message says how sizes are written. */
+    assert_non_null(strstr(out, ":8: 'max_frame' = \"big\" must be a number of bytes (4096) or "
+                                "a string with a unit"));
 
     write_conf(path, 7778, &ctx.srv.settings, "store = { backend = \"sqlite\"; colour = 1; };\n");
     assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 1);

@@ -623,10 +623,10 @@ static void test_settings(void **state)
     assert_int_equal(st.timeout, 2);
 
     expect_error(f, "threads = 2;\nstore = {\n  backend = \"sqlite\";\n  pth = \"/x\";\n};\n", 4,
-                 "unknown key 'pth'");
-    expect_error(f, "store = {\n  port = \"3306\";\n};\n", 2, "store.port must be an integer");
+                 "unknown setting 'pth'");
+    expect_error(f, "store = {\n  port = \"3306\";\n};\n", 2, "store: 'port' must be an integer");
     expect_error(f, "store = {\n\n  port = 70000;\n};\n", 3, "out of range");
-    expect_error(f, "store = {\n  path = 5;\n};\n", 2, "store.path must be a string");
+    expect_error(f, "store = {\n  path = 5;\n};\n", 2, "store: 'path' must be a string");
     expect_error(f, "store = {\n  path = \"/a\";\n  backend = \"postgres\";\n};\n", 3,
                  "unknown (use \"sqlite\" or \"mysql\")");
     expect_error(f, "store = {\n  backend = \"sqlite\";\n  path = \"\";\n};\n", 2, "store.path");
@@ -771,10 +771,10 @@ static void test_admin(void **state)
     fclose(fp);
     ADMIN(1, "route list");
     char at[200];
-    snprintf(at, sizeof(at), "%s:4: store: unknown key 'colour'", f->conf);
+    snprintf(at, sizeof(at), "%s:4: store: unknown setting 'colour'", f->conf);
     assert_non_null(strstr(out, at));
     ADMIN(1, "-c /nonexistent/lars.conf route list"); /* the second -c wins */
-    assert_non_null(strstr(out, "cannot read /nonexistent/lars.conf"));
+    assert_non_null(strstr(out, "/nonexistent/lars.conf: cannot read"));
 }
 
 /* Issue 9: SQLite databases were created 0644, statistics and routes
