@@ -97,26 +97,21 @@ struct wrr_module {
 
 /* ---- the weights table ---- */
 
-static int parse_addr(const char *text, uint32_t *ip, uint16_t *port)
+/* "IPv4:port" through the core's address parser (the one every config
+ * address goes through); -1 when it is not one. */
+static int parse_addr(const struct lars_services *svc, const char *text, uint32_t *ip,
+                      uint16_t *port)
 {
-    char buf[64];
-    const char *colon = text ? strrchr(text, ':') : NULL;
-    if (!colon || (size_t)(colon - text) >= sizeof(buf)) {
+    struct lars_address addr;
+    char why[256];
+    if (!text || !LARS_HAS_MEMBER(svc, parse_address) ||
+        svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &addr, why,
+                           sizeof(why)) < 0) {
         return -1;
     }
-    memcpy(buf, text, (size_t)(colon - text));
-    buf[colon - text] = '\0';
-    struct in_addr addr;
-    if (inet_pton(AF_INET, buf, &addr) != 1) {
-        return -1;
-    }
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (!*(colon + 1) || *end != '\0' || p < 1 || p > 65535) {
-        return -1;
-    }
-    *ip = ntohl(addr.s_addr);
-    *port = (uint16_t)p;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&addr.sa;
+    *ip = ntohl(in->sin_addr.s_addr);
+    *port = ntohs(in->sin_port);
     return 0;
 }
 
@@ -177,7 +172,7 @@ static int parse_weights(const struct wrr_conf *conf, const struct lars_services
                      line);
             goto fail;
         }
-        if (parse_addr(text, &w[i].ip, &w[i].port) < 0) {
+        if (parse_addr(svc, text, &w[i].ip, &w[i].port) < 0) {
             snprintf(err, err_len, "weights entry at line %d: node \"%.64s\" is not \"IPv4:port\"",
                      line, text ? text : "(not a string)");
             goto fail;
