@@ -473,8 +473,8 @@ static int write_default(const struct lars_setting *s, void *conf, char *err, si
         return 0; /* the caller's zeroed block is the default */
     }
     if (store_text(s, s->default_value, (char *)conf + s->offset, &number, why, sizeof(why)) != 0) {
-        snprintf(err, err_len, "bug: default \"%s\" of '%s' is refused%s%s", s->default_value,
-                 s->name, why[0] ? ": " : "", why);
+        snprintf(err, err_len, "bug: default \"%.64s\" of '%.64s' is refused%s%.256s",
+                 s->default_value, s->name, why[0] ? ": " : "", why);
         return -EINVAL;
     }
     return 0;
