@@ -28,11 +28,9 @@ bool lars_policy_window_tick(struct lars_policy_window *w, uint64_t now_ms)
 
 size_t lars_policy_probe_next(struct lars_policy_probe *p, int64_t probe_num, size_t n)
 {
-    if (p->access_cnt < probe_num) {
-        p->access_cnt++;
+    if (!lars_policy_probe_due(&p->access_cnt, probe_num)) {
         return SIZE_MAX;
     }
-    p->access_cnt = 0;
     if (p->next >= n) {
         p->next = 0;
     }

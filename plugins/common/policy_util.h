@@ -1,10 +1,12 @@
 /*
  * policy_util.h - pieces the policy plugins (lb_lars, lb_wrr, lb_p2c) share:
- * the clock-safe timeout test, the real counters' window, the "every node is
- * out" probe rotation and the growth of a node pointer array.
+ * the clock-safe timeout test, the real counters' window, the probe count and
+ * the "every node is out" probe rotation, and the growth of a node pointer
+ * array.
  *
- * Hot path: lars_policy_expired and lars_policy_probe_next run inside
- * pick()/report(); they allocate nothing, take no lock and log nothing.
+ * Hot path: lars_policy_expired, lars_policy_probe_due and
+ * lars_policy_probe_next run inside pick()/report(); they allocate nothing,
+ * take no lock and log nothing.
  * Only lars_policy_grow allocates (node_added); the per-node blocks are the
  * core's (plugin.h, node_data_size).
  *
@@ -37,6 +39,14 @@ struct lars_policy_window {
     bool started;
 };
 
+/* Starts a new window of node's real counters: the core counts, the policy
+ * decides when a window ends. */
+static inline void lars_policy_restart_real(struct lars_node *node)
+{
+    node->real_succ = 0;
+    node->real_err = 0;
+}
+
 /* Starts the window at now_ms unless it already runs (first node added). */
 void lars_policy_window_start(struct lars_policy_window *w, uint64_t now_ms);
 
@@ -44,6 +54,19 @@ void lars_policy_window_start(struct lars_policy_window *w, uint64_t now_ms);
  * ended, the new one starting at now_ms: the caller then zeroes real_succ
  * and real_err of its nodes. */
 bool lars_policy_window_tick(struct lars_policy_window *w, uint64_t now_ms);
+
+/* One more request counted towards a probe: true, the count starting again,
+ * when probe_num requests have been counted since the last probe, else
+ * false. Inline: lb_lars calls it on every pick while a node is overloaded. */
+static inline bool lars_policy_probe_due(int64_t *access_cnt, int64_t probe_num)
+{
+    if (*access_cnt < probe_num) {
+        (*access_cnt)++;
+        return false;
+    }
+    *access_cnt = 0;
+    return true;
+}
 
 /* Probes while every node is out: RET_OVERLOAD answers counted against
  * probe_num, and a round robin over the nodes for the probe. Zero it. */

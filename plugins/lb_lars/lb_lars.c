@@ -133,48 +133,52 @@ static struct lb_node *list_rotate(struct lb_list *list)
 
 /* ---- node states (DESIGN 4: set_idle / set_overload) ---- */
 
-/* The core increments real_succ / real_err; the policy owns the window, so
- * starting a new state is also where the real counters restart. */
+/* A new state starts new runs and, since the core increments real_succ /
+ * real_err but the policy owns the window, a new window of the real
+ * counters. */
+static void restart_counts(struct lb_node *n)
+{
+    n->contin_succ = 0;
+    n->contin_err = 0;
+    lars_policy_restart_real(n->node);
+}
+
 static void set_idle(struct lb_module *m, struct lb_node *n, uint64_t now_ms)
 {
     n->vsucc = (uint64_t)m->conf.init_succ_cnt;
     n->verr = 0;
-    n->contin_succ = 0;
-    n->contin_err = 0;
     n->idle_ts = now_ms;
-    n->node->real_succ = 0;
-    n->node->real_err = 0;
+    restart_counts(n);
 }
 
 static void set_overload(struct lb_module *m, struct lb_node *n, uint64_t now_ms)
 {
     n->vsucc = 0;
     n->verr = (uint64_t)m->conf.init_err_cnt;
-    n->contin_succ = 0;
-    n->contin_err = 0;
     n->overload_ts = now_ms;
-    n->node->real_succ = 0;
-    n->node->real_err = 0;
+    restart_counts(n);
 }
 
-/* Moves keep `overloaded` equal to list membership, which is what the
- * reporter and /routes show. */
-static void move_to_overload(struct lb_module *m, struct lb_node *n, uint64_t now_ms)
+/* Puts n, on no list, in a fresh idle or overload state at that list's tail.
+ * `overloaded` stays equal to list membership, which is what the reporter
+ * and /routes show. */
+static void enter(struct lb_module *m, struct lb_node *n, bool overload, uint64_t now_ms)
 {
-    set_overload(m, n, now_ms);
-    list_unlink(&m->idle, n);
-    n->on_overload = true;
-    n->node->overloaded = true;
-    list_append(&m->overload, n);
+    if (overload) {
+        set_overload(m, n, now_ms);
+    } else {
+        set_idle(m, n, now_ms);
+    }
+    n->on_overload = overload;
+    n->node->overloaded = overload;
+    list_append(list_of(m, n), n);
 }
 
-static void move_to_idle(struct lb_module *m, struct lb_node *n, uint64_t now_ms)
+/* From its list to the tail of the other one, in a fresh state. */
+static void move(struct lb_module *m, struct lb_node *n, bool overload, uint64_t now_ms)
 {
-    set_idle(m, n, now_ms);
-    list_unlink(&m->overload, n);
-    n->on_overload = false;
-    n->node->overloaded = false;
-    list_append(&m->idle, n);
+    list_unlink(list_of(m, n), n);
+    enter(m, n, overload, now_ms);
 }
 
 /* DESIGN 4 "Windows": shared by report() and tick(). */
@@ -188,12 +192,12 @@ static void check_window(struct lb_module *m, struct lb_node *n, uint64_t now_ms
         uint64_t re = n->node->real_err;
         /* A node nobody called has no error rate: its window just restarts. */
         if (rs + re > 0 && (double)re / (double)(rs + re) >= m->conf.window_err_rate) {
-            move_to_overload(m, n, now_ms);
+            move(m, n, true, now_ms);
         } else {
             set_idle(m, n, now_ms);
         }
     } else if (lars_policy_expired(now_ms, n->overload_ts, m->overload_timeout_ms)) {
-        move_to_idle(m, n, now_ms);
+        move(m, n, false, now_ms);
     }
 }
 
@@ -235,19 +239,11 @@ static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms
     n->node = node;
     /* A reload hands nodes over with `overloaded` as the previous instance
      * left it: a node failing before the SIGHUP stays out of rotation
-     * (fresh overload window) instead of getting traffic back. */
-    if (node->overloaded) {
-        n->on_overload = true;
-        set_overload(m, n, now_ms);
-        list_append(&m->overload, n);
-        return 0;
-    }
-    /* DESIGN 4: a new node starts in set_idle state at the idle tail. This
-     * also restarts its real counters (the core keeps them across a
-     * reload anyway). */
-    n->on_overload = false;
-    set_idle(m, n, now_ms);
-    list_append(&m->idle, n);
+     * (fresh overload window) instead of getting traffic back. Otherwise
+     * (DESIGN 4) a new node starts in set_idle state at the idle tail; this
+     * also restarts its real counters (the core keeps them across a reload
+     * anyway). */
+    enter(m, n, node->overloaded, now_ms);
     return 0;
 }
 
@@ -269,27 +265,14 @@ static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
     (void)now_ms; /* windows move on report and tick, not on pick */
 
     *out = NULL;
-    if (m->idle.len == 0) {
-        if (m->overload.len == 0) {
-            /* No node at all: nothing to give and nothing to probe. */
-            return LARS_RET_OVERLOAD;
-        }
-        if (m->access_cnt >= m->conf.probe_num) {
-            m->access_cnt = 0;
-            n = list_rotate(&m->overload);
-        } else {
-            m->access_cnt++;
-            return LARS_RET_OVERLOAD;
-        }
-    } else if (m->overload.len == 0) {
-        /* access_cnt only counts towards probes while someone needs one. */
-        n = list_rotate(&m->idle);
-    } else if (m->access_cnt >= m->conf.probe_num) {
-        m->access_cnt = 0;
+    /* access_cnt only counts towards probes while someone needs one. */
+    if (m->overload.len > 0 && lars_policy_probe_due(&m->access_cnt, m->conf.probe_num)) {
         n = list_rotate(&m->overload);
-    } else {
-        m->access_cnt++;
+    } else if (m->idle.len > 0) {
         n = list_rotate(&m->idle);
+    } else {
+        /* No node at all, or only overloaded ones between two probes. */
+        return LARS_RET_OVERLOAD;
     }
     *out = n->node;
     return LARS_RET_SUCC;
@@ -317,13 +300,13 @@ static void lb_report(void *instance, struct lars_node *node, int retcode, uint3
     if (!n->on_overload && !ok) {
         double rate = (double)n->verr / (double)(n->vsucc + n->verr);
         if (rate > m->conf.err_rate || n->contin_err >= (uint64_t)m->conf.contin_err_limit) {
-            move_to_overload(m, n, now_ms);
+            move(m, n, true, now_ms);
             return;
         }
     } else if (n->on_overload && ok) {
         double rate = (double)n->vsucc / (double)(n->vsucc + n->verr);
         if (rate > m->conf.succ_rate || n->contin_succ >= (uint64_t)m->conf.contin_succ_limit) {
-            move_to_idle(m, n, now_ms);
+            move(m, n, false, now_ms);
             return;
         }
     }

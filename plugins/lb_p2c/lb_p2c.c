@@ -416,8 +416,7 @@ static void p2c_tick(void *instance, uint64_t now_ms)
     expire_ejections(m, now_ms);
     if (lars_policy_window_tick(&m->window, now_ms)) {
         for (size_t i = 0; i < m->n; i++) {
-            m->arr[i]->node->real_succ = 0;
-            m->arr[i]->node->real_err = 0;
+            lars_policy_restart_real(m->arr[i]->node);
         }
     }
 }

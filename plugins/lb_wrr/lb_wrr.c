@@ -411,8 +411,7 @@ static void wrr_tick(void *instance, uint64_t now_ms)
     }
     if (lars_policy_window_tick(&m->window, now_ms)) {
         for (size_t i = 0; i < m->n; i++) {
-            m->nodes[i]->node->real_succ = 0;
-            m->nodes[i]->node->real_err = 0;
+            lars_policy_restart_real(m->nodes[i]->node);
         }
     }
 }

@@ -22,7 +22,7 @@
 /* Keys the core owns in every policy section. */
 static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
 
-static const struct lars_policy_ops *ops(void)
+const struct lars_policy_ops *fx_ops(void)
 {
     return lars_plugin.policy;
 }
@@ -73,6 +73,28 @@ void fx_expect_refused(const char *text, const char *line, const char *word)
     }
 }
 
+void *fx_conf_defaults(void)
+{
+    char text[256];
+    char err[512] = "";
+    void *conf = NULL;
+    snprintf(text, sizeof(text), "policy = { plugin = \"%s\"; update_timeout = 15; };",
+             lars_plugin.name);
+    if (fx_conf_from_string(text, &conf, err, sizeof(err)) != 0) {
+        fail_msg("defaults refused: %s", err);
+    }
+    return conf;
+}
+
+void fx_check_settings_described(size_t n)
+{
+    size_t seen = 0;
+    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++, seen++) {
+        assert_true(s->description && *s->description);
+    }
+    assert_int_equal(seen, n);
+}
+
 const struct lars_setting *fx_find_setting(const char *name)
 {
     for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
@@ -105,10 +127,10 @@ void fx_check_descriptor(const char *name)
     assert_non_null(lars_plugin.policy);
     assert_null(lars_plugin.dns);
     assert_null(lars_plugin.reporter);
-    assert_non_null(ops()->tick);
+    assert_non_null(fx_ops()->tick);
     /* ABI 1.2: the core owns the per-node blocks (plugin.h). */
-    assert_true(LARS_HAS_FIELD(ops(), node_data_size));
-    assert_true(ops()->node_data_size > 0);
+    assert_true(LARS_HAS_FIELD(fx_ops(), node_data_size));
+    assert_true(fx_ops()->node_data_size > 0);
 }
 
 struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t port0, int32_t modid,
@@ -126,7 +148,7 @@ struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t po
         fail_msg("conf refused: %s", err);
     }
     struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
-    assert_int_equal(ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
+    assert_int_equal(fx_ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
     assert_non_null(fx->inst);
     fx->nnodes = nnodes;
     for (int i = 0; i < nnodes; i++) {
@@ -139,7 +161,7 @@ struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t po
 void fx_free(struct fx *fx)
 {
     if (fx->inst) {
-        ops()->destroy(fx->inst);
+        fx_ops()->destroy(fx->inst);
     }
     free(fx->conf);
     config_destroy(&fx->cfg);
@@ -173,11 +195,11 @@ void fx_add_from(struct fx *fx, int i, enum lars_node_origin origin)
      * node_added; the policy must keep the block where it is. */
     struct lars_node *node = &fx->node[i];
     assert_null(node->policy_data);
-    void *block = calloc(1, ops()->node_data_size);
+    void *block = calloc(1, fx_ops()->node_data_size);
     assert_non_null(block);
     node->policy_data = block;
     node->origin = (uint32_t)origin;
-    assert_int_equal(ops()->node_added(fx->inst, node, fx->now), 0);
+    assert_int_equal(fx_ops()->node_added(fx->inst, node, fx->now), 0);
     assert_ptr_equal(node->policy_data, block);
 }
 
@@ -197,7 +219,7 @@ void fx_del(struct fx *fx, int i)
 {
     void *block = fx->node[i].policy_data;
     assert_non_null(block);
-    ops()->node_removed(fx->inst, &fx->node[i]);
+    fx_ops()->node_removed(fx->inst, &fx->node[i]);
     assert_ptr_equal(fx->node[i].policy_data, block);
     free(block);
     fx->node[i].policy_data = NULL;
@@ -213,8 +235,8 @@ void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us)
     } else {
         fx->node[i].real_err++;
     }
-    ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, cost_us,
-                  fx->now);
+    fx_ops()->report(fx->inst, &fx->node[i], ok ? LARS_RET_SUCC : LARS_RET_SYSTEM_ERROR, cost_us,
+                     fx->now);
 }
 
 void fx_rep(struct fx *fx, int i, bool ok)
@@ -232,7 +254,7 @@ void fx_rep_n(struct fx *fx, int i, bool ok, int n)
 int fx_pick(struct fx *fx)
 {
     struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
-    enum lars_retcode rc = ops()->pick(fx->inst, 0, fx->now, &out);
+    enum lars_retcode rc = fx_ops()->pick(fx->inst, 0, fx->now, &out);
     if (rc == LARS_RET_OVERLOAD) {
         assert_null(out);
         return NONE;
@@ -241,6 +263,15 @@ int fx_pick(struct fx *fx)
     assert_non_null(out);
     assert_true(out >= fx->node && out < fx->node + fx->nnodes);
     return (int)(out - fx->node);
+}
+
+void fx_expect_none(struct fx *fx, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (fx_pick(fx) != NONE) {
+            fail_msg("pick #%d of %d: a node, want RET_OVERLOAD", k + 1, n);
+        }
+    }
 }
 
 void fx_expect_picks(struct fx *fx, const int *want, size_t n)
@@ -266,4 +297,35 @@ int fx_count_picks(struct fx *fx, int n, int *count)
         }
     }
     return none;
+}
+
+void fx_tick(struct fx *fx, uint64_t now)
+{
+    fx->now = now;
+    fx_ops()->tick(fx->inst, fx->now);
+}
+
+void fx_check_empty_module(struct fx *fx)
+{
+    fx_expect_none(fx, 30);
+    fx_add(fx, 0);
+    assert_int_equal(fx_pick(fx), 0);
+    fx_del(fx, 0);
+    assert_int_equal(fx_pick(fx), NONE);
+}
+
+void fx_check_handover_keeps_out(struct fx *fx)
+{
+    fx->node[0].real_succ = 42;
+    fx->node[0].real_err = 9;
+    fx->node[0].overloaded = true; /* the previous instance took it out */
+    fx_add_from(fx, 0, LARS_NODE_FROM_HANDOVER);
+    fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
+    assert_int_equal(fx->node[0].real_succ, 42);
+    assert_int_equal(fx->node[0].real_err, 9);
+    assert_true(fx->node[0].overloaded); /* out again for a fresh timeout */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fx_pick(fx), 1);
+    }
+    assert_false(fx->node[1].overloaded);
 }

@@ -56,6 +56,17 @@ int fx_conf_from_string(const char *text, void **out, char *err, size_t len);
  * unless NULL, line. */
 void fx_expect_refused(const char *text, const char *line, const char *word);
 
+/* The policy ops of the plugin under test. */
+const struct lars_policy_ops *fx_ops(void);
+
+/* The conf of a section setting nothing but the core's keys (plugin,
+ * update_timeout): the table's defaults. Fails the test if it is refused;
+ * free it. */
+void *fx_conf_defaults(void);
+
+/* Asserts that the settings table has n entries, each with a description. */
+void fx_check_settings_described(size_t n);
+
 /* The settings table's entry for name, or NULL. */
 const struct lars_setting *fx_find_setting(const char *name);
 
@@ -105,10 +116,31 @@ void fx_rep_n(struct fx *fx, int i, bool ok, int n);
 /* pick() at fx->now: the node's index, or NONE for RET_OVERLOAD. */
 int fx_pick(struct fx *fx);
 
+/* Asserts that the next n picks answer RET_OVERLOAD. */
+void fx_expect_none(struct fx *fx, int n);
+
 /* Asserts the next picks, given as indexes (NONE for RET_OVERLOAD). */
 void fx_expect_picks(struct fx *fx, const int *want, size_t n);
 
 /* Counts n picks per node into count[fx->nnodes]; returns RET_OVERLOADs. */
 int fx_count_picks(struct fx *fx, int n, int *count);
+
+/* tick() at now, which becomes fx->now. */
+void fx_tick(struct fx *fx, uint64_t now);
+
+/*
+ * Checks every policy shares, on a module of at least two nodes, none added:
+ * an empty module answers RET_OVERLOAD, a single node added (node 0) is
+ * picked, and once removed the module is empty again.
+ */
+void fx_check_empty_module(struct fx *fx);
+
+/*
+ * Checks the handover of a reload (plugin.h, node_added) for a policy that
+ * keeps the real counters: node 0, overloaded with counters set, and node 1
+ * are handed over; node 0 keeps its counters and stays out (only node 1 is
+ * picked), node 1 is not overloaded.
+ */
+void fx_check_handover_keeps_out(struct fx *fx);
 
 #endif

@@ -30,11 +30,6 @@
 
 #define NNODES 5
 
-static const struct lars_policy_ops *ops(void)
-{
-    return lars_plugin.policy;
-}
-
 static struct fx *fx_new(const char *policy_body)
 {
     return fx_create("  update_timeout = 15;\n", policy_body, NNODES, 8000, 1, 2);
@@ -92,34 +87,23 @@ static void test_descriptor(void **state)
 {
     (void)state;
     fx_check_descriptor("lb_lars");
-    assert_non_null(ops()->create);
-    assert_non_null(ops()->pick);
-    assert_non_null(ops()->report);
+    assert_non_null(fx_ops()->create);
+    assert_non_null(fx_ops()->pick);
+    assert_non_null(fx_ops()->report);
 }
 
 /* The table declares exactly the DESIGN keys with the DESIGN defaults, and
  * update_timeout stays the core's. */
 static void test_settings_defaults(void **state)
 {
-    char err[512] = "";
-    void *conf = NULL;
     (void)state;
 
-    size_t n = 0;
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++) {
-        n++;
-        assert_non_null(s->description);
-        assert_true(strlen(s->description) > 0);
-    }
-    assert_int_equal(n, sizeof(design_defaults) / sizeof(design_defaults[0]));
+    size_t n = sizeof(design_defaults) / sizeof(design_defaults[0]);
+    fx_check_settings_described(n);
     assert_null(fx_find_setting("update_timeout"));
 
     /* update_timeout and plugin are accepted as core keys, nothing else set. */
-    int rc = fx_conf_from_string("policy = { plugin = \"lb_lars\"; update_timeout = 15; };", &conf,
-                                 err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("defaults refused: %s", err);
-    }
+    void *conf = fx_conf_defaults();
     for (size_t i = 0; i < n; i++) {
         const struct expected_default *d = &design_defaults[i];
         const struct lars_setting *s = fx_find_setting(d->name);
@@ -252,23 +236,14 @@ static void test_pick_all_overloaded(void **state)
     overload(fx, 0);
     overload(fx, 1);
     for (int round = 0; round < 3; round++) {
-        for (int k = 0; k < 10; k++) {
-            assert_int_equal(fx_pick(fx), NONE);
-        }
+        fx_expect_none(fx, 10);
         assert_int_equal(fx_pick(fx), round % 2 == 0 ? 0 : 1);
     }
 }
 
 static void test_pick_empty_module(void **state)
 {
-    struct fx *fx = *state;
-    for (int k = 0; k < 30; k++) {
-        assert_int_equal(fx_pick(fx), NONE);
-    }
-    fx_add(fx, 0);
-    assert_int_equal(fx_pick(fx), 0);
-    fx_del(fx, 0);
-    assert_int_equal(fx_pick(fx), NONE);
+    fx_check_empty_module(*state);
 }
 
 /* ---- report ---- */
@@ -366,11 +341,9 @@ static void test_window_reset_on_tick(void **state)
     fx_add(fx, 0);
     fx_rep_n(fx, 0, true, 10);
     fx_rep_n(fx, 0, false, 14); /* 14/24 < 0.7; one more failure would overload */
-    fx->now = 14999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 14999);
     assert_int_equal(fx->node[0].real_err, 14);
-    fx->now = 15000;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 15000);
     assert_false(fx->node[0].overloaded);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[0].real_err, 0);
@@ -415,11 +388,9 @@ static void test_window_overload_at_rate(void **state)
     fx_rep_n(fx, 0, false, 7);
     fx_rep_n(fx, 1, true, 4);
     fx_rep_n(fx, 1, false, 6);
-    fx->now = 14999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 14999);
     assert_false(fx->node[0].overloaded);
-    fx->now = 15000;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 15000);
     assert_true(fx->node[0].overloaded);
     assert_false(fx->node[1].overloaded);
     assert_false(fx->node[2].overloaded);
@@ -453,11 +424,9 @@ static void test_overload_timeout_on_tick(void **state)
     fx_add(fx, 1);
     fx_add(fx, 2);
     overload(fx, 0); /* idle 1, 2 */
-    fx->now = 14999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 14999);
     assert_true(fx->node[0].overloaded);
-    fx->now = 15000;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 15000);
     assert_false(fx->node[0].overloaded);
     const int want[] = {1, 2, 0, 1, 2, 0};
     fx_expect_picks(fx, want, 6);
@@ -545,8 +514,7 @@ static void test_handover_keeps_overloaded(void **state)
     fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
     assert_true(fx->node[0].overloaded);
     expect_probe_cycle(fx, 1, 1, 0); /* only probes reach node 0 */
-    fx->now = 15000;
-    ops()->tick(fx->inst, fx->now); /* overload_timeout: back to idle */
+    fx_tick(fx, 15000);              /* overload_timeout: back to idle */
     assert_false(fx->node[0].overloaded);
 }
 
@@ -565,11 +533,9 @@ static void test_overloaded_flag_tracks_lists(void **state)
     assert_int_equal(fx_pick(fx), 1);
     assert_int_equal(fx_pick(fx), 0);
     fx_rep_n(fx, 0, false, 8);
-    fx->now = 15000;
-    ops()->tick(fx->inst, fx->now); /* window: 8/8 */
+    fx_tick(fx, 15000); /* window: 8/8 */
     assert_true(fx->node[0].overloaded);
-    fx->now = 30000;
-    ops()->tick(fx->inst, fx->now); /* overload timeout */
+    fx_tick(fx, 30000); /* overload timeout */
     assert_false(fx->node[0].overloaded);
     overload(fx, 0);
     fx_del(fx, 0);

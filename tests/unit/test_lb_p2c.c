@@ -28,11 +28,6 @@
 
 #define NNODES 16
 
-static const struct lars_policy_ops *ops(void)
-{
-    return lars_plugin.policy;
-}
-
 static struct fx *fx_new_module(const char *policy_body, int32_t modid, int32_t cmdid)
 {
     struct fx *fx = fx_create("", policy_body, NNODES, 9001, modid, cmdid);
@@ -95,25 +90,15 @@ static void test_descriptor(void **state)
 
 static void test_settings_defaults(void **state)
 {
-    char err[512] = "";
-    void *conf = NULL;
     (void)state;
-    int rc = fx_conf_from_string("policy = { plugin = \"lb_p2c\"; update_timeout = 15; };", &conf,
-                                 err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("defaults refused: %s", err);
-    }
+    void *conf = fx_conf_defaults();
     assert_int_equal(fx_conf_int(conf, "seed"), 0);
     assert_int_equal(fx_conf_int(conf, "decay_time"), 10);
     assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
     assert_int_equal(fx_conf_int(conf, "eject_time"), 10);
     assert_int_equal(fx_conf_int(conf, "probe_num"), 10);
     assert_int_equal(fx_conf_int(conf, "window"), 15);
-    size_t n = 0;
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++, n++) {
-        assert_true(s->description && *s->description);
-    }
-    assert_int_equal(n, 6);
+    fx_check_settings_described(6);
     free(conf);
 }
 
@@ -385,8 +370,7 @@ static void test_half_open(void **state)
     *state = fx;
     fx_add_n(fx, 2);
     fx_rep_n(fx, 0, false, 5);
-    fx->now = 1999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 1999);
     assert_true(fx->node[0].overloaded);
     fx->now = 2000;
     int got[NNODES] = {0};
@@ -398,11 +382,9 @@ static void test_half_open(void **state)
     assert_false(fx->node[0].overloaded);
     fx_rep(fx, 0, false);
     assert_true(fx->node[0].overloaded);
-    fx->now = 3999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 3999);
     assert_true(fx->node[0].overloaded);
-    fx->now = 4000;
-    ops()->tick(fx->inst, fx->now); /* tick alone brings it back */
+    fx_tick(fx, 4000); /* tick alone brings it back */
     assert_false(fx->node[0].overloaded);
     fx_rep(fx, 0, true);
     fx_rep_n(fx, 0, false, 4);
@@ -436,9 +418,7 @@ static void test_all_ejected_probes(void **state)
     fx_rep_n(fx, 1, false, 5);
     int seen[2] = {0, 0};
     for (int round = 0; round < 4; round++) {
-        for (int k = 0; k < 4; k++) {
-            assert_int_equal(fx_pick(fx), NONE);
-        }
+        fx_expect_none(fx, 4);
         int got = fx_pick(fx);
         assert_true(got == 0 || got == 1);
         seen[got]++;
@@ -447,9 +427,7 @@ static void test_all_ejected_probes(void **state)
     }
     assert_int_equal(seen[0], 2);
     assert_int_equal(seen[1], 2);
-    for (int k = 0; k < 4; k++) {
-        assert_int_equal(fx_pick(fx), NONE);
-    }
+    fx_expect_none(fx, 4);
     int got = fx_pick(fx);
     fx_rep(fx, got, true);
     assert_false(fx->node[got].overloaded);
@@ -473,28 +451,19 @@ static void test_window_resets_real_counters(void **state)
     fx_add_n(fx, 2);
     fx_rep_n(fx, 0, true, 4);
     fx_rep_n(fx, 1, false, 2);
-    fx->now = 5099;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 5099);
     assert_int_equal(fx->node[0].real_succ, 4);
-    fx->now = 5100;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 5100);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[1].real_err, 0);
 }
 
+/* Nodes handed over by a reload keep their counters, and one the previous
+ * instance had ejected stays ejected for a fresh eject_time. */
 static void test_added_node_keeps_counters(void **state)
 {
-    struct fx *fx = fx_new("");
-    *state = fx;
-    fx->node[0].real_err = 9;
-    fx->node[0].overloaded = true; /* the previous instance had ejected it */
-    fx_add_from(fx, 0, LARS_NODE_FROM_HANDOVER);
-    fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
-    assert_int_equal(fx->node[0].real_err, 9);
-    assert_true(fx->node[0].overloaded); /* stays ejected for a fresh eject_time */
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(fx_pick(fx), 1);
-    }
+    *state = fx_new("");
+    fx_check_handover_keeps_out(*state);
 }
 
 /* ---- membership ---- */
@@ -551,7 +520,7 @@ static void test_churn_against_model(void **state)
                 fx_rep(fx, i, test_rand(fx) < 0.3);
             }
         } else if (r < 0.21) {
-            ops()->tick(fx->inst, fx->now);
+            fx_ops()->tick(fx->inst, fx->now);
         } else {
             int got = fx_pick(fx);
             int n_in = 0;

@@ -37,11 +37,6 @@
     "  { node = \"10.0.0.3:9003\"; weight = 1; }\n"                                                \
     ");"
 
-static const struct lars_policy_ops *ops(void)
-{
-    return lars_plugin.policy;
-}
-
 static struct fx *fx_new(const char *policy_body)
 {
     return fx_create("", policy_body, NNODES, 9001, 1, 2);
@@ -54,19 +49,13 @@ static void test_descriptor(void **state)
     (void)state;
     fx_check_descriptor("lb_wrr");
     assert_non_null(lars_plugin.validate);
-    assert_non_null(ops()->tick);
+    assert_non_null(fx_ops()->tick);
 }
 
 static void test_settings_defaults(void **state)
 {
-    char err[512] = "";
-    void *conf = NULL;
     (void)state;
-    int rc = fx_conf_from_string("policy = { plugin = \"lb_wrr\"; update_timeout = 15; };", &conf,
-                                 err, sizeof(err));
-    if (rc != 0) {
-        fail_msg("defaults refused: %s", err);
-    }
+    void *conf = fx_conf_defaults();
     assert_int_equal(fx_conf_int(conf, "default_weight"), 1);
     assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
     assert_int_equal(fx_conf_int(conf, "fail_timeout"), 10);
@@ -78,11 +67,7 @@ static void test_settings_defaults(void **state)
     const void *list;
     memcpy(&list, (char *)conf + w->offset, sizeof(list));
     assert_null(list);
-    size_t n = 0;
-    for (const struct lars_setting *s = lars_plugin.settings; s->name; s++, n++) {
-        assert_true(s->description && *s->description);
-    }
-    assert_int_equal(n, 6);
+    fx_check_settings_described(6);
     free(conf);
 }
 
@@ -282,15 +267,8 @@ static void test_weight_matches_port(void **state)
 
 static void test_empty_module(void **state)
 {
-    struct fx *fx = fx_new("");
-    *state = fx;
-    for (int k = 0; k < 30; k++) {
-        assert_int_equal(fx_pick(fx), NONE);
-    }
-    fx_add(fx, 0);
-    assert_int_equal(fx_pick(fx), 0);
-    fx_del(fx, 0);
-    assert_int_equal(fx_pick(fx), NONE);
+    *state = fx_new("");
+    fx_check_empty_module(*state);
 }
 
 /* ---- failures ---- */
@@ -397,11 +375,9 @@ static void test_tick_brings_back(void **state)
     *state = fx;
     fx_add_n(fx, 2);
     fx_rep_n(fx, 1, false, 5);
-    fx->now = 2999;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 2999);
     assert_true(fx->node[1].overloaded);
-    fx->now = 3000;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 3000);
     assert_false(fx->node[1].overloaded);
 }
 
@@ -431,17 +407,13 @@ static void test_all_out_probes(void **state)
         fx_rep_n(fx, i, false, 5);
     }
     for (int round = 0; round < 4; round++) {
-        for (int k = 0; k < 10; k++) {
-            assert_int_equal(fx_pick(fx), NONE);
-        }
+        fx_expect_none(fx, 10);
         int got = fx_pick(fx);
         assert_int_equal(got, round % 3);
         fx_rep(fx, got, false); /* failed probe: stays out */
         assert_true(fx->node[got].overloaded);
     }
-    for (int k = 0; k < 10; k++) {
-        assert_int_equal(fx_pick(fx), NONE);
-    }
+    fx_expect_none(fx, 10);
     assert_int_equal(fx_pick(fx), 1);
     fx_rep(fx, 1, true);
     assert_false(fx->node[1].overloaded);
@@ -469,20 +441,16 @@ static void test_window_resets_real_counters(void **state)
     fx_add_n(fx, 2);
     fx_rep_n(fx, 0, true, 7);
     fx_rep_n(fx, 1, false, 3);
-    fx->now = 15499;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 15499);
     assert_int_equal(fx->node[0].real_succ, 7);
     assert_int_equal(fx->node[1].real_err, 3);
-    fx->now = 15500;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 15500);
     assert_int_equal(fx->node[0].real_succ, 0);
     assert_int_equal(fx->node[1].real_err, 0);
     fx_rep(fx, 0, true);
-    fx->now = 30499;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 30499);
     assert_int_equal(fx->node[0].real_succ, 1);
-    fx->now = 30500;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 30500);
     assert_int_equal(fx->node[0].real_succ, 0);
 }
 
@@ -492,8 +460,7 @@ static void test_window_setting(void **state)
     *state = fx;
     fx_add(fx, 0);
     fx_rep(fx, 0, false);
-    fx->now = 2000;
-    ops()->tick(fx->inst, fx->now);
+    fx_tick(fx, 2000);
     assert_int_equal(fx->node[0].real_err, 0);
 }
 
@@ -501,18 +468,8 @@ static void test_window_setting(void **state)
  * instance had taken out stays out for a fresh fail_timeout. */
 static void test_added_node_keeps_counters(void **state)
 {
-    struct fx *fx = fx_new("");
-    *state = fx;
-    fx->node[0].real_succ = 42;
-    fx->node[0].overloaded = true; /* the previous instance took it out */
-    fx_add_from(fx, 0, LARS_NODE_FROM_HANDOVER);
-    fx_add_from(fx, 1, LARS_NODE_FROM_HANDOVER);
-    assert_int_equal(fx->node[0].real_succ, 42);
-    assert_true(fx->node[0].overloaded);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(fx_pick(fx), 1);
-    }
-    assert_false(fx->node[1].overloaded);
+    *state = fx_new("");
+    fx_check_handover_keeps_out(*state);
 }
 
 /* ---- membership ---- */
