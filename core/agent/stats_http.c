@@ -186,10 +186,9 @@ static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
     }
     family(t, "lars_malformed_datagrams_total", "counter",
            "Datagrams dropped without an answer, by reason.");
-    static const char *const reasons[] = {"unexpected_id", "truncated", "size_mismatch",
-                                          "too_large",     "unknown_id", "bad_body"};
-    for (unsigned r = 0; r < 6; r++) {
-        lars_text_printf(t, "lars_malformed_datagrams_total{reason=\"%s\"} %llu\n", reasons[r],
+    for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
+        lars_text_printf(t, "lars_malformed_datagrams_total{reason=\"%s\"} %llu\n",
+                         lars_wire_reason_label(r),
                          (unsigned long long)sum_workers(&st, offsetof(struct lars_worker_stats,
                                                                        malformed) +
                                                                   r * sizeof(uint64_t)));

@@ -489,7 +489,7 @@ static void handle_datagram(struct lars_worker *w, const uint8_t *data, size_t l
         break;
     default:
         /* A valid Lars message, but not one a client sends to an agent. */
-        LARS_STAT_INC(w->stats.malformed[0]);
+        LARS_STAT_INC(w->stats.malformed[LARS_WIRE_REASON_UNEXPECTED_ID]);
         return;
     }
     /* The two requests of the steady state decode without protobuf-c; any

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "../common/text.h"
+#include "../common/wire.h"
 #include "messages.h"
 #include "route_table.h"
 
@@ -54,7 +55,7 @@ struct lars_worker_stats {
     _Atomic uint64_t reports;
     _Atomic uint64_t reports_unknown; /* report for a module or node not known */
     _Atomic uint64_t answers[4];      /* by retcode */
-    _Atomic uint64_t malformed[6];    /* by -enum lars_wire_status (1..5), [0] = unexpected id */
+    _Atomic uint64_t malformed[LARS_WIRE_REASONS]; /* by enum lars_wire_reason */
     _Atomic uint64_t forwarded;       /* handed to the owning worker */
     _Atomic uint64_t pulls;
     _Atomic uint64_t routes_applied;
