@@ -67,6 +67,9 @@ struct lars_stats_module *lars_stats_snapshot_add(struct lars_stats_snapshot *sn
                                                   const struct lars_stats_module *row,
                                                   size_t n_nodes)
 {
+    if (!lars_stats_snapshot_wants(snap, row->state)) {
+        return NULL;
+    }
     if (snap->n_modules >= snap->query.module_cap) {
         snap->omitted++;
         return NULL;

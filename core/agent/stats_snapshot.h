@@ -169,8 +169,8 @@ bool lars_stats_snapshot_wants(const struct lars_stats_snapshot *snap,
 
 /* Appends a module row (copied) with room for n_nodes nodes, which the
  * caller fills through the returned row's first_node (routes view; none in
- * the metrics view). Beyond the cap the module is only counted (omitted)
- * and NULL returned; NULL with snap->failed set when memory is short. */
+ * the metrics view). NULL for a module the query does not want; beyond the
+ * cap the module is only counted (omitted) and NULL returned; NULL with snap->failed set when memory is short. */
 struct lars_stats_module *lars_stats_snapshot_add(struct lars_stats_snapshot *snap,
                                                   const struct lars_stats_module *row,
                                                   size_t n_nodes);
