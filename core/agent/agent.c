@@ -251,17 +251,12 @@ static void log_final_counters(const struct lars_agent *agent)
                   "worker %u counters: datagrams=%llu get_host=%llu get_route=%llu reports=%llu "
                   "succ=%llu overload=%llu system_error=%llu noexist=%llu malformed=%llu "
                   "forwarded=%llu pulls=%llu routes=%llu batches=%llu",
-                  i, (unsigned long long)s.datagrams,
-                  (unsigned long long)s.get_host,
-                  (unsigned long long)s.get_route,
-                  (unsigned long long)s.reports,
-                  (unsigned long long)s.answers[0],
-                  (unsigned long long)s.answers[1],
-                  (unsigned long long)s.answers[2],
-                  (unsigned long long)s.answers[3], (unsigned long long)malformed,
-                  (unsigned long long)s.forwarded,
-                  (unsigned long long)s.pulls,
-                  (unsigned long long)s.routes_applied,
+                  i, (unsigned long long)s.datagrams, (unsigned long long)s.get_host,
+                  (unsigned long long)s.get_route, (unsigned long long)s.reports,
+                  (unsigned long long)s.answers[0], (unsigned long long)s.answers[1],
+                  (unsigned long long)s.answers[2], (unsigned long long)s.answers[3],
+                  (unsigned long long)malformed, (unsigned long long)s.forwarded,
+                  (unsigned long long)s.pulls, (unsigned long long)s.routes_applied,
                   (unsigned long long)s.batches);
     }
     LARS_INFO("agent", "reloads: %u ok, %u failed", agent->reloads_ok, agent->reloads_failed);

@@ -225,15 +225,17 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
                          events[e], (unsigned long long)snap->reporter_transport[e]);
     }
     family(t, "lars_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
-    lars_text_printf(t, "lars_reloads_total{result=\"ok\"} %u\nlars_reloads_total{result=\"failed\"} %u\n",
-                     snap->reloads_ok, snap->reloads_failed);
+    lars_text_printf(
+        t, "lars_reloads_total{result=\"ok\"} %u\nlars_reloads_total{result=\"failed\"} %u\n",
+        snap->reloads_ok, snap->reloads_failed);
     metric(t, "lars_generation", "gauge", "Configuration generation serving (1 = as started).",
            snap->generation);
     metric(t, "lars_uptime_seconds", "gauge", "Seconds since the agent started.",
            snap->uptime_ms / 1000u);
     family(t, "lars_modules", "gauge", "Modules known, by state (refreshed every tick).");
-    lars_text_printf(t, "lars_modules{state=\"ready\"} %llu\nlars_modules{state=\"pending\"} %llu\n"
-                        "lars_modules{state=\"absent\"} %llu\n",
+    lars_text_printf(t,
+                     "lars_modules{state=\"ready\"} %llu\nlars_modules{state=\"pending\"} %llu\n"
+                     "lars_modules{state=\"absent\"} %llu\n",
                      (unsigned long long)c->modules_ready, (unsigned long long)c->modules_pending,
                      (unsigned long long)c->modules_absent);
     family(t, "lars_nodes", "gauge", "Nodes of ready modules, by state (refreshed every tick).");
@@ -241,8 +243,9 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
                      (unsigned long long)(c->nodes - c->nodes_overloaded),
                      (unsigned long long)c->nodes_overloaded);
     family(t, "lars_queue_depth", "gauge", "Messages waiting in a thread's queue.");
-    lars_text_printf(t, "lars_queue_depth{queue=\"dns\"} %llu\nlars_queue_depth{queue=\"reporter\"} %llu\n",
-                     (unsigned long long)snap->dns_queue, (unsigned long long)snap->report_queue);
+    lars_text_printf(
+        t, "lars_queue_depth{queue=\"dns\"} %llu\nlars_queue_depth{queue=\"reporter\"} %llu\n",
+        (unsigned long long)snap->dns_queue, (unsigned long long)snap->report_queue);
 
     family(t, "lars_module_nodes", "gauge",
            "Nodes per module and state (at most agent.stats_module_cap modules).");

@@ -21,7 +21,8 @@ void lars_stats_counters_add(struct lars_stats_counters *into,
     }
 }
 
-void lars_stats_snapshot_init(struct lars_stats_snapshot *snap, const struct lars_stats_query *query)
+void lars_stats_snapshot_init(struct lars_stats_snapshot *snap,
+                              const struct lars_stats_query *query)
 {
     *snap = (struct lars_stats_snapshot){.query = *query};
 }

@@ -31,11 +31,11 @@
     X(get_host)                                                                                    \
     X(get_route)                                                                                   \
     X(reports)                                                                                     \
-    X(reports_unknown)  /* report for a module or node not known */                                \
-    X(forwarded)        /* handed to the owning worker */                                          \
+    X(reports_unknown) /* report for a module or node not known */                                 \
+    X(forwarded)       /* handed to the owning worker */                                           \
     X(pulls)                                                                                       \
     X(routes_applied)                                                                              \
-    X(modules_refused)  /* beyond max_modules */                                                   \
+    X(modules_refused) /* beyond max_modules */                                                    \
     X(batches)                                                                                     \
     X(send_errors)                                                                                 \
     X(policy_errors)    /* instance creation or node adds refused */                               \
@@ -50,7 +50,8 @@
     X(nodes)                                                                                       \
     X(nodes_overloaded)
 
-#define LARS_STATS_RETCODES 4 /* get_host answers by retcode: succ, overload, system_error, noexist */
+/* get_host answers by retcode: succ, overload, system_error, noexist */
+#define LARS_STATS_RETCODES 4
 
 /* Counters of one worker, or summed over all. */
 struct lars_stats_counters {
@@ -158,7 +159,8 @@ struct lars_stats_snapshot {
 };
 
 /* Empties snap for query. Any thread owning snap. */
-void lars_stats_snapshot_init(struct lars_stats_snapshot *snap, const struct lars_stats_query *query);
+void lars_stats_snapshot_init(struct lars_stats_snapshot *snap,
+                              const struct lars_stats_query *query);
 
 /* Frees the module and node arrays. NULL-safe. */
 void lars_stats_snapshot_free(struct lars_stats_snapshot *snap);
@@ -170,7 +172,8 @@ bool lars_stats_snapshot_wants(const struct lars_stats_snapshot *snap,
 /* Appends a module row (copied) with room for n_nodes nodes, which the
  * caller fills through the returned row's first_node (routes view; none in
  * the metrics view). NULL for a module the query does not want; beyond the
- * cap the module is only counted (omitted) and NULL returned; NULL with snap->failed set when memory is short. */
+ * cap the module is only counted (omitted) and NULL returned; NULL with
+ * snap->failed set when memory is short. */
 struct lars_stats_module *lars_stats_snapshot_add(struct lars_stats_snapshot *snap,
                                                   const struct lars_stats_module *row,
                                                   size_t n_nodes);

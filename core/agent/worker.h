@@ -54,7 +54,7 @@ struct lars_worker_stats {
 #define LARS_WORKER_STAT_FIELD_(name) _Atomic uint64_t name;
     LARS_WORKER_COUNTERS(LARS_WORKER_STAT_FIELD_)
 #undef LARS_WORKER_STAT_FIELD_
-    _Atomic uint64_t answers[LARS_STATS_RETCODES];   /* by retcode */
+    _Atomic uint64_t answers[LARS_STATS_RETCODES]; /* by retcode */
     _Atomic uint64_t malformed[LARS_WIRE_REASONS]; /* by enum lars_wire_reason */
 };
 

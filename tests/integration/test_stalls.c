@@ -31,7 +31,7 @@
 
 #include "harness.h"
 
-#define MODULES 20000
+#define MODULES 20000u
 #define FIRST_MODID 100
 #define MEASURE_MS 4000
 /* The slowest get_host allowed while /routes or SIGHUP run. */
@@ -52,14 +52,14 @@ static void start_agent(void)
 {
     assert_int_equal(it_agent_init(&agent, 2), 0);
     assert_int_equal(it_find_free_ports(1, &stats_port), 0);
-    size_t used = (size_t)snprintf(
-        conf, sizeof(conf),
-        "agent: { udp_base_port = @PORT@; workers = @WORKERS@;\n"
-        "         stats_listen = \"127.0.0.1:%u\"; stats_module_cap = %u;\n"
-        "         stats_max_output = 1073741824; stats_timeout = 120; };\n"
-        "policy: { plugin = \"lb_lars\"; update_timeout = 3600; };\n"
-        "dns: { plugin = \"dns_static\"; routes = (\n",
-        stats_port, MODULES);
+    size_t used =
+        (size_t)snprintf(conf, sizeof(conf),
+                         "agent: { udp_base_port = @PORT@; workers = @WORKERS@;\n"
+                         "         stats_listen = \"127.0.0.1:%u\"; stats_module_cap = %u;\n"
+                         "         stats_max_output = 1073741824; stats_timeout = 120; };\n"
+                         "policy: { plugin = \"lb_lars\"; update_timeout = 3600; };\n"
+                         "dns: { plugin = \"dns_static\"; routes = (\n",
+                         stats_port, MODULES);
     for (unsigned m = 0; m < MODULES; m++) {
         used += (size_t)snprintf(conf + used, sizeof(conf) - used,
                                  "%s  { modid = %u; cmdid = 1; hosts = ( \"10.%u.%u.1:80\" ); }",
@@ -136,9 +136,8 @@ static uint64_t worst_get_host(enum load load, unsigned *sent)
         int retcode = -1;
         int port = 0;
         uint64_t t0 = it_now_ms();
-        assert_int_equal(it_raw_get_host(fd, 1000000 + *sent, (int32_t)modid, 1, 10000, &retcode,
-                                         &port),
-                         0);
+        assert_int_equal(
+            it_raw_get_host(fd, 1000000 + *sent, (int32_t)modid, 1, 10000, &retcode, &port), 0);
         uint64_t took = it_now_ms() - t0;
         worst = took > worst ? took : worst;
         assert_int_equal(retcode, 0); /* RET_SUCC: the module kept its route */

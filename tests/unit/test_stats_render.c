@@ -3,11 +3,14 @@
  * of a snapshot: given one filled by hand, /metrics and /routes come out
  * exactly as expected (names, labels, order, JSON escaping).
  */
+/* cmocka.h needs these first, in this order. */
+/* clang-format off */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+/* clang-format on */
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +41,13 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
     for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
         snap->counters.malformed[r] = 100 + r;
     }
-    struct lars_stats_module a = {
-        .modid = 1, .cmdid = -2, .state = LARS_STATS_READY, .policy = "lb_lars",
-        .route_age_ms = 1500, .n_nodes = 2, .n_overloaded = 1};
+    struct lars_stats_module a = {.modid = 1,
+                                  .cmdid = -2,
+                                  .state = LARS_STATS_READY,
+                                  .policy = "lb_lars",
+                                  .route_age_ms = 1500,
+                                  .n_nodes = 2,
+                                  .n_overloaded = 1};
     struct lars_stats_module *row = lars_stats_snapshot_add(snap, &a, 2);
     if (row && view == LARS_STATS_ROUTES) {
         snap->nodes[row->first_node] = (struct lars_stats_node){
@@ -48,8 +55,11 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
         snap->nodes[row->first_node + 1] =
             (struct lars_stats_node){.ip = 0xc0a80102, .port = 8080, .succ = 0, .err = 0};
     }
-    struct lars_stats_module b = {.modid = 7, .cmdid = 8, .state = LARS_STATS_PENDING,
-                                  .pull_in_flight = true, .route_age_ms = -1};
+    struct lars_stats_module b = {.modid = 7,
+                                  .cmdid = 8,
+                                  .state = LARS_STATS_PENDING,
+                                  .pull_in_flight = true,
+                                  .route_age_ms = -1};
     lars_stats_snapshot_add(snap, &b, 0);
     lars_stats_snapshot_add(snap, &b, 0); /* beyond the cap of 2 */
 }
@@ -68,7 +78,8 @@ static void test_routes_json(void **state)
     assert_string_equal(
         t.data,
         "{\"generation\":3,\"policy\":\"lb\\\"x\\\\y\\u000a\",\"modules\":[\n"
-        "{\"modid\":1,\"cmdid\":-2,\"state\":\"ready\",\"policy\":\"lb_lars\",\"route_age_s\":1.500,"
+        "{\"modid\":1,\"cmdid\":-2,\"state\":\"ready\",\"policy\":\"lb_lars\",\"route_age_s\":1."
+        "500,"
         "\"pull_in_flight\":false,\"nodes\":["
         "{\"node\":\"10.0.0.1:80\",\"state\":\"overloaded\",\"succ\":3,\"err\":1},"
         "{\"node\":\"192.168.1.2:8080\",\"state\":\"idle\",\"succ\":0,\"err\":0}]},\n"
@@ -129,7 +140,8 @@ static void test_metrics_text(void **state)
                  "lars_malformed_datagrams_total{reason=\"too_large\"} 103\n"
                  "lars_malformed_datagrams_total{reason=\"unknown_id\"} 104\n"
                  "lars_malformed_datagrams_total{reason=\"bad_body\"} 105\n");
-    expect_lines(t.data, "# TYPE lars_malformed", "# TYPE lars_malformed_datagrams_total counter\n");
+    expect_lines(t.data, "# TYPE lars_malformed",
+                 "# TYPE lars_malformed_datagrams_total counter\n");
     expect_lines(t.data, "lars_routes_ignored_total", "lars_routes_ignored_total 7\n");
     expect_lines(t.data, "lars_transport_events_total{transport=\"reporter\",event=\"dropped\"}",
                  "lars_transport_events_total{transport=\"reporter\",event=\"dropped\"} 8\n");
