@@ -17,6 +17,7 @@
 #include "../common/log.h"
 #include "generation.h"
 #include "stats_http.h"
+#include "stats_snapshot.h"
 
 struct lars_agent {
     struct lars_generation *current; /* the serving generation */
@@ -118,6 +119,51 @@ static int add_signal(struct lars_agent *agent, unsigned slot, int sig, event_ca
     return agent->signals[slot] && evsignal_add(agent->signals[slot], NULL) == 0 ? 0 : -1;
 }
 
+/* The stats endpoint's source (main thread): the serving generation's
+ * settings, and snapshots the workers fill in their own threads. */
+static void stats_settings(void *ctx, struct lars_stats_settings *out)
+{
+    const struct lars_agent *agent = ctx;
+    const struct lars_config *config = agent->current->config;
+    *out = (struct lars_stats_settings){
+        .generation = agent->current->number,
+        .max_connections = (unsigned)config->agent.stats_max_connections,
+        .timeout_s = (unsigned)config->agent.stats_timeout,
+        .max_output = (size_t)config->agent.stats_max_output,
+        .module_cap = (size_t)config->agent.stats_module_cap,
+    };
+}
+
+static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
+{
+    const struct lars_agent *agent = ctx;
+    const struct lars_generation *gen = agent->current;
+    const struct lars_dns_stats *dns = lars_dns_thread_stats(gen->dns);
+    const struct lars_report_stats *reporter = lars_report_thread_stats(gen->reporter);
+    snap->generation = gen->number;
+    snap->reloads_ok = agent->reloads_ok;
+    snap->reloads_failed = agent->reloads_failed;
+    snap->uptime_ms = lars_clock_ms() - agent->started_ms;
+    snprintf(snap->policy, sizeof(snap->policy), "%s", gen->policy.name);
+    snap->dns_wants = LARS_STAT_GET(dns->wants);
+    snap->dns_deliveries = LARS_STAT_GET(dns->deliveries);
+    snap->dns_ignored = LARS_STAT_GET(dns->ignored);
+    snap->dns_forgets = LARS_STAT_GET(dns->forgets);
+    snap->reporter_batches = LARS_STAT_GET(reporter->batches);
+    for (unsigned e = 0; e < LARS_TRANSPORT_COUNTERS; e++) {
+        snap->dns_transport[e] = LARS_STAT_GET(dns->transport[e]);
+        snap->reporter_transport[e] = LARS_STAT_GET(reporter->transport[e]);
+    }
+    snap->dns_queue = lars_queue_depth(lars_dns_thread_queue(gen->dns));
+    snap->report_queue = lars_queue_depth(lars_report_thread_queue(gen->reporter));
+    snap->n_workers = agent->n_workers;
+    /* One worker after the other: the module cap is shared, in order. */
+    for (unsigned i = 0; i < agent->n_workers; i++) {
+        snap->has_udp_drops[i] = lars_worker_udp_drops(agent->workers[i], &snap->udp_drops[i]) == 0;
+        lars_worker_snapshot(agent->workers[i], snap);
+    }
+}
+
 struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_t err_len)
 {
     uint64_t started = lars_clock_ms();
@@ -156,9 +202,13 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
      * the agent answer UDP finds /metrics too. Its connections wait in the
      * backlog until the main loop runs, when every worker does. */
     if (config->agent.stats_listen) {
-        agent->stats =
-            lars_stats_http_start(agent->base, config->stats_ip, config->stats_port, agent, err,
-                                  err_len);
+        const struct lars_stats_source source = {
+            .ctx = agent,
+            .settings = stats_settings,
+            .fill = stats_fill,
+        };
+        agent->stats = lars_stats_http_start(agent->base, config->stats_ip, config->stats_port,
+                                             &source, err, err_len);
         if (!agent->stats) {
             goto fail;
         }
@@ -185,57 +235,29 @@ int lars_agent_run(struct lars_agent *agent)
     return 0;
 }
 
-void lars_agent_get_status(const struct lars_agent *agent, struct lars_agent_status *out)
-{
-    const struct lars_generation *gen = agent->current;
-    *out = (struct lars_agent_status){
-        .generation = gen->number,
-        .reloads_ok = agent->reloads_ok,
-        .reloads_failed = agent->reloads_failed,
-        .uptime_ms = lars_clock_ms() - agent->started_ms,
-        .policy = gen->policy.name,
-        .dns_plugin = gen->config->dns.plugin->desc->name,
-        .reporter_plugin = gen->config->reporter.plugin->desc->name,
-        .module_cap = (size_t)gen->config->agent.stats_module_cap,
-        .stats_max_connections = (unsigned)gen->config->agent.stats_max_connections,
-        .stats_timeout_s = (unsigned)gen->config->agent.stats_timeout,
-        .stats_max_output = (size_t)gen->config->agent.stats_max_output,
-        .dns = lars_dns_thread_stats(gen->dns),
-        .reporter = lars_report_thread_stats(gen->reporter),
-        .dns_queue = lars_queue_depth(lars_dns_thread_queue(gen->dns)),
-        .report_queue = lars_queue_depth(lars_report_thread_queue(gen->reporter)),
-        .workers = agent->workers,
-        .n_workers = agent->n_workers,
-    };
-}
-
 static void log_final_counters(const struct lars_agent *agent)
 {
     for (unsigned i = 0; i < agent->n_workers; i++) {
         if (!agent->workers[i]) {
             continue;
         }
-        const struct lars_worker_stats *s = lars_worker_stats(agent->workers[i]);
+        struct lars_stats_counters s;
+        lars_worker_counters(agent->workers[i], &s);
         uint64_t malformed = 0;
-        for (size_t k = 0; k < sizeof(s->malformed) / sizeof(s->malformed[0]); k++) {
-            malformed += LARS_STAT_GET(s->malformed[k]);
+        for (size_t k = 0; k < LARS_WIRE_REASONS; k++) {
+            malformed += s.malformed[k];
         }
         LARS_INFO("agent",
                   "worker %u counters: datagrams=%llu get_host=%llu get_route=%llu reports=%llu "
                   "succ=%llu overload=%llu system_error=%llu noexist=%llu malformed=%llu "
                   "forwarded=%llu pulls=%llu routes=%llu batches=%llu",
-                  i, (unsigned long long)LARS_STAT_GET(s->datagrams),
-                  (unsigned long long)LARS_STAT_GET(s->get_host),
-                  (unsigned long long)LARS_STAT_GET(s->get_route),
-                  (unsigned long long)LARS_STAT_GET(s->reports),
-                  (unsigned long long)LARS_STAT_GET(s->answers[0]),
-                  (unsigned long long)LARS_STAT_GET(s->answers[1]),
-                  (unsigned long long)LARS_STAT_GET(s->answers[2]),
-                  (unsigned long long)LARS_STAT_GET(s->answers[3]), (unsigned long long)malformed,
-                  (unsigned long long)LARS_STAT_GET(s->forwarded),
-                  (unsigned long long)LARS_STAT_GET(s->pulls),
-                  (unsigned long long)LARS_STAT_GET(s->routes_applied),
-                  (unsigned long long)LARS_STAT_GET(s->batches));
+                  i, (unsigned long long)s.datagrams, (unsigned long long)s.get_host,
+                  (unsigned long long)s.get_route, (unsigned long long)s.reports,
+                  (unsigned long long)s.answers[0], (unsigned long long)s.answers[1],
+                  (unsigned long long)s.answers[2], (unsigned long long)s.answers[3],
+                  (unsigned long long)malformed, (unsigned long long)s.forwarded,
+                  (unsigned long long)s.pulls, (unsigned long long)s.routes_applied,
+                  (unsigned long long)s.batches);
     }
     LARS_INFO("agent", "reloads: %u ok, %u failed", agent->reloads_ok, agent->reloads_failed);
 }

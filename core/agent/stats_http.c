@@ -1,7 +1,9 @@
 /*
- * stats_http.c - /metrics, /routes, /healthz. Counters are read from the
- * workers' atomics; per-module data is written by each worker in its own
- * thread (lars_worker_describe), so nothing here touches worker state.
+ * stats_http.c - /metrics, /routes, /healthz, rendered from a snapshot
+ * (stats_snapshot.h) the agent fills through struct lars_stats_source: the
+ * workers copy their counters and modules in their own threads, so nothing
+ * here touches worker state, and rendering is a pure function of the
+ * snapshot.
  *
  * A small HTTP/1.x server of our own on bufferevents, not evhttp: libevent
  * 2.1's evhttp has no connection cap and no hook at accept or at close to
@@ -30,9 +32,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/sock_diag.h> /* SK_MEMINFO_DROPS */
 #include <netinet/in.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,10 +52,6 @@
 
 #include "../common/log.h"
 #include "../common/text.h"
-#include "agent.h"
-#include "dns_thread.h"
-#include "report_thread.h"
-#include "worker.h"
 
 #define MAX_REQUEST_HEAD 16384 /* request line and headers; more gets 431 */
 #define LISTEN_BACKLOG 128
@@ -70,7 +66,7 @@ struct stats_conn {
 
 struct lars_stats_http {
     struct event_base *base;
-    struct lars_agent *agent;
+    struct lars_stats_source source;
     struct evconnlistener *listener;
     struct event *resume; /* re-enables accepting after a failed accept */
     TAILQ_HEAD(stats_conns, stats_conn) conns;
@@ -104,139 +100,118 @@ static void family(struct lars_text *t, const char *name, const char *type, cons
     lars_text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A counter summed over every worker. */
-static uint64_t sum_workers(const struct lars_agent_status *st, size_t offset)
+static void sample(struct lars_text *t, const char *name, const char *labels, uint64_t value)
 {
-    uint64_t sum = 0;
-    for (unsigned i = 0; i < st->n_workers; i++) {
-        const char *stats = (const char *)lars_worker_stats(st->workers[i]);
-        sum += atomic_load_explicit((const _Atomic uint64_t *)(const void *)(stats + offset),
-                                    memory_order_relaxed);
-    }
-    return sum;
+    lars_text_printf(t, "%s{%s} %llu\n", name, labels, (unsigned long long)value);
 }
 
-#define SUM(st, field) sum_workers((st), offsetof(struct lars_worker_stats, field))
-
-/* Datagrams the kernel dropped on a worker's socket (receive buffer full,
- * mostly): read with one getsockopt per worker per scrape, nothing on the
- * worker's datagram path. sk_drops is 32 bits wide in the kernel and wraps. */
-static int udp_drops(const struct lars_worker *worker, uint64_t *out)
+/* A JSON string's contents: quotes, backslashes and control characters
+ * escaped (names come from configuration and plugins). */
+static void json_string(struct lars_text *t, const char *s)
 {
-    uint32_t meminfo[SK_MEMINFO_VARS] = {0};
-    socklen_t len = sizeof(meminfo);
-    int fd = lars_worker_fd(worker);
-    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) < 0 ||
-        len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) {
-        return -1;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            lars_text_printf(t, "\\%c", c);
+        } else if (c < 0x20) {
+            lars_text_printf(t, "\\u%04x", c);
+        } else {
+            lars_text_printf(t, "%c", c);
+        }
     }
-    *out = meminfo[SK_MEMINFO_DROPS];
-    return 0;
 }
 
-static void write_endpoint_metrics(struct lars_stats_http *h, const struct lars_agent_status *st,
-                                   struct lars_text *t)
+static void render_endpoint(const struct lars_stats_snapshot *snap, struct lars_text *t)
 {
     family(t, "lars_udp_receive_drops_total", "counter",
            "Datagrams the kernel dropped on a worker's socket (receive buffer full).");
-    for (unsigned i = 0; i < st->n_workers; i++) {
-        uint64_t drops = 0;
-        if (udp_drops(st->workers[i], &drops) == 0) {
+    for (unsigned i = 0; i < snap->n_workers && i < LARS_STATS_MAX_WORKERS; i++) {
+        if (snap->has_udp_drops[i]) {
             lars_text_printf(t, "lars_udp_receive_drops_total{worker=\"%u\"} %llu\n", i,
-                             (unsigned long long)drops);
+                             (unsigned long long)snap->udp_drops[i]);
         }
     }
+    const struct lars_stats_endpoint *e = &snap->endpoint;
     metric(t, "lars_stats_connections", "gauge", "Stats endpoint connections open (this one too).",
-           h->n_conns);
+           e->connections);
     metric(t, "lars_stats_connections_accepted_total", "counter",
-           "Stats endpoint connections accepted.", h->accepted);
+           "Stats endpoint connections accepted.", e->accepted);
     metric(t, "lars_stats_connections_refused_total", "counter",
            "Stats endpoint connections answered 503 beyond agent.stats_max_connections.",
-           h->refused);
+           e->refused);
     metric(t, "lars_stats_timeouts_total", "counter",
-           "Stats endpoint connections closed by agent.stats_timeout.", h->timeouts);
+           "Stats endpoint connections closed by agent.stats_timeout.", e->timeouts);
     metric(t, "lars_stats_answers_refused_total", "counter",
            "Stats answers refused (503) because agent.stats_max_output bytes wait for readers.",
-           h->busy);
+           e->busy);
     metric(t, "lars_stats_accept_errors_total", "counter",
            "Failed accepts on the stats endpoint (EMFILE: at the fd limit); each pauses "
            "accepting for 1 s.",
-           h->accept_errors);
+           e->accept_errors);
 }
 
-static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
+void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct lars_text *t)
 {
-    struct lars_agent_status st;
-    lars_agent_get_status(h->agent, &st);
-
+    const struct lars_stats_counters *c = &snap->counters;
     family(t, "lars_requests_total", "counter", "Requests received, by type.");
-    lars_text_printf(t, "lars_requests_total{type=\"get_host\"} %llu\n",
-                     (unsigned long long)SUM(&st, get_host));
-    lars_text_printf(t, "lars_requests_total{type=\"get_route\"} %llu\n",
-                     (unsigned long long)SUM(&st, get_route));
-    lars_text_printf(t, "lars_requests_total{type=\"report\"} %llu\n",
-                     (unsigned long long)SUM(&st, reports));
+    sample(t, "lars_requests_total", "type=\"get_host\"", c->get_host);
+    sample(t, "lars_requests_total", "type=\"get_route\"", c->get_route);
+    sample(t, "lars_requests_total", "type=\"report\"", c->reports);
     family(t, "lars_answers_total", "counter", "get_host answers, by retcode.");
-    static const char *const retcodes[] = {"succ", "overload", "system_error", "noexist"};
-    for (unsigned r = 0; r < 4; r++) {
+    static const char *const retcodes[LARS_STATS_RETCODES] = {"succ", "overload", "system_error",
+                                                              "noexist"};
+    for (unsigned r = 0; r < LARS_STATS_RETCODES; r++) {
         lars_text_printf(t, "lars_answers_total{retcode=\"%s\"} %llu\n", retcodes[r],
-                         (unsigned long long)sum_workers(&st, offsetof(struct lars_worker_stats,
-                                                                       answers) +
-                                                                  r * sizeof(uint64_t)));
+                         (unsigned long long)c->answers[r]);
     }
     family(t, "lars_malformed_datagrams_total", "counter",
            "Datagrams dropped without an answer, by reason.");
-    static const char *const reasons[] = {"unexpected_id", "truncated", "size_mismatch",
-                                          "too_large",     "unknown_id", "bad_body"};
-    for (unsigned r = 0; r < 6; r++) {
-        lars_text_printf(t, "lars_malformed_datagrams_total{reason=\"%s\"} %llu\n", reasons[r],
-                         (unsigned long long)sum_workers(&st, offsetof(struct lars_worker_stats,
-                                                                       malformed) +
-                                                                  r * sizeof(uint64_t)));
+    for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
+        lars_text_printf(t, "lars_malformed_datagrams_total{reason=\"%s\"} %llu\n",
+                         lars_wire_reason_label(r), (unsigned long long)c->malformed[r]);
     }
     metric(t, "lars_datagrams_total", "counter", "Datagrams received by the workers.",
-           SUM(&st, datagrams));
+           c->datagrams);
     metric(t, "lars_reports_unknown_total", "counter",
-           "Reports for a module or node the agent does not know.", SUM(&st, reports_unknown));
+           "Reports for a module or node the agent does not know.", c->reports_unknown);
     metric(t, "lars_forwarded_total", "counter",
            "Requests that arrived on another worker's port and were handed to the owner.",
-           SUM(&st, forwarded));
-    metric(t, "lars_pulls_total", "counter", "Route pulls asked of the dns transport.",
-           SUM(&st, pulls));
+           c->forwarded);
+    metric(t, "lars_pulls_total", "counter", "Route pulls asked of the dns transport.", c->pulls);
     metric(t, "lars_routes_applied_total", "counter", "Route answers and pushes applied.",
-           SUM(&st, routes_applied));
+           c->routes_applied);
     metric(t, "lars_modules_refused_total", "counter", "Modules refused beyond agent.max_modules.",
-           SUM(&st, modules_refused));
+           c->modules_refused);
     metric(t, "lars_statistics_batches_total", "counter",
-           "Per-module statistics batches handed to the reporter.", SUM(&st, batches));
+           "Per-module statistics batches handed to the reporter.", c->batches);
     metric(t, "lars_send_errors_total", "counter", "Answers the kernel refused to send.",
-           SUM(&st, send_errors));
+           c->send_errors);
     metric(t, "lars_policy_errors_total", "counter",
-           "Policy instances or nodes the policy refused.", SUM(&st, policy_errors));
+           "Policy instances or nodes the policy refused.", c->policy_errors);
     /* Bounds on modules and forwarding (issue 9): kept together. */
     metric(t, "lars_modules_evicted_total", "counter",
            "Modules without a route dropped at agent.max_modules to admit a new one.",
-           SUM(&st, modules_evicted));
+           c->modules_evicted);
     metric(t, "lars_modules_expired_total", "counter",
            "Modules without a route dropped after 4 x update_timeout without a request.",
-           SUM(&st, modules_expired));
+           c->modules_expired);
     metric(t, "lars_routes_ignored_total", "counter",
            "Routes (answers or pushes) for modules no worker asked for or still tracks: dropped.",
-           LARS_STAT_GET(st.dns->ignored) + SUM(&st, routes_ignored));
+           snap->dns_ignored + c->routes_ignored);
     metric(t, "lars_dns_forgets_total", "counter",
            "Modules the workers dropped and the dns transport was told to forget.",
-           LARS_STAT_GET(st.dns->forgets));
+           snap->dns_forgets);
     metric(t, "lars_forward_dropped_total", "counter",
            "Requests on another worker's port dropped: the owner's forwarding queue was full.",
-           SUM(&st, forward_dropped));
+           c->forward_dropped);
     metric(t, "lars_routes_truncated_total", "counter",
-           "get_route answers cut to the nodes that fit one datagram.", SUM(&st, routes_truncated));
+           "get_route answers cut to the nodes that fit one datagram.", c->routes_truncated);
     metric(t, "lars_dns_wants_total", "counter", "Pulls handed to the dns plugin.",
-           LARS_STAT_GET(st.dns->wants));
+           snap->dns_wants);
     metric(t, "lars_dns_deliveries_total", "counter", "Routes the dns plugin delivered.",
-           LARS_STAT_GET(st.dns->deliveries));
+           snap->dns_deliveries);
     metric(t, "lars_reporter_batches_total", "counter", "Batches handed to the reporter plugin.",
-           LARS_STAT_GET(st.reporter->batches));
+           snap->reporter_batches);
     family(t, "lars_transport_events_total", "counter",
            "Events counted by the dns and reporter transports (connects, reconnect causes, "
            "frames, drops); they restart with each configuration generation.");
@@ -244,43 +219,108 @@ static void write_metrics(struct lars_stats_http *h, struct lars_text *t)
         "connects", "connect_failures", "disconnects", "bad_frames", "sent", "dropped"};
     for (unsigned e = 0; e < LARS_TRANSPORT_COUNTERS; e++) {
         lars_text_printf(t, "lars_transport_events_total{transport=\"dns\",event=\"%s\"} %llu\n",
-                         events[e], (unsigned long long)LARS_STAT_GET(st.dns->transport[e]));
+                         events[e], (unsigned long long)snap->dns_transport[e]);
         lars_text_printf(t,
                          "lars_transport_events_total{transport=\"reporter\",event=\"%s\"} %llu\n",
-                         events[e], (unsigned long long)LARS_STAT_GET(st.reporter->transport[e]));
+                         events[e], (unsigned long long)snap->reporter_transport[e]);
     }
     family(t, "lars_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
-    lars_text_printf(t, "lars_reloads_total{result=\"ok\"} %u\nlars_reloads_total{result=\"failed\"} %u\n",
-                     st.reloads_ok, st.reloads_failed);
+    lars_text_printf(
+        t, "lars_reloads_total{result=\"ok\"} %u\nlars_reloads_total{result=\"failed\"} %u\n",
+        snap->reloads_ok, snap->reloads_failed);
     metric(t, "lars_generation", "gauge", "Configuration generation serving (1 = as started).",
-           st.generation);
+           snap->generation);
     metric(t, "lars_uptime_seconds", "gauge", "Seconds since the agent started.",
-           st.uptime_ms / 1000u);
+           snap->uptime_ms / 1000u);
     family(t, "lars_modules", "gauge", "Modules known, by state (refreshed every tick).");
-    lars_text_printf(t, "lars_modules{state=\"ready\"} %llu\nlars_modules{state=\"pending\"} %llu\n"
-                        "lars_modules{state=\"absent\"} %llu\n",
-                     (unsigned long long)SUM(&st, modules_ready),
-                     (unsigned long long)SUM(&st, modules_pending),
-                     (unsigned long long)SUM(&st, modules_absent));
-    uint64_t nodes = SUM(&st, nodes);
-    uint64_t overloaded = SUM(&st, nodes_overloaded);
+    lars_text_printf(t,
+                     "lars_modules{state=\"ready\"} %llu\nlars_modules{state=\"pending\"} %llu\n"
+                     "lars_modules{state=\"absent\"} %llu\n",
+                     (unsigned long long)c->modules_ready, (unsigned long long)c->modules_pending,
+                     (unsigned long long)c->modules_absent);
     family(t, "lars_nodes", "gauge", "Nodes of ready modules, by state (refreshed every tick).");
     lars_text_printf(t, "lars_nodes{state=\"idle\"} %llu\nlars_nodes{state=\"overloaded\"} %llu\n",
-                     (unsigned long long)(nodes - overloaded), (unsigned long long)overloaded);
+                     (unsigned long long)(c->nodes - c->nodes_overloaded),
+                     (unsigned long long)c->nodes_overloaded);
     family(t, "lars_queue_depth", "gauge", "Messages waiting in a thread's queue.");
-    lars_text_printf(t, "lars_queue_depth{queue=\"dns\"} %zu\nlars_queue_depth{queue=\"reporter\"} %zu\n",
-                     st.dns_queue, st.report_queue);
+    lars_text_printf(
+        t, "lars_queue_depth{queue=\"dns\"} %llu\nlars_queue_depth{queue=\"reporter\"} %llu\n",
+        (unsigned long long)snap->dns_queue, (unsigned long long)snap->report_queue);
 
     family(t, "lars_module_nodes", "gauge",
            "Nodes per module and state (at most agent.stats_module_cap modules).");
-    struct lars_describe d = {
-        .format = LARS_DESCRIBE_METRICS, .budget = st.module_cap, .out = t};
-    for (unsigned i = 0; i < st.n_workers; i++) {
-        lars_worker_describe(st.workers[i], &d);
+    for (size_t i = 0; i < snap->n_modules; i++) {
+        const struct lars_stats_module *m = &snap->modules[i];
+        lars_text_printf(t, "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"idle\"} %zu\n",
+                         m->modid, m->cmdid, m->n_nodes - m->n_overloaded);
+        lars_text_printf(t,
+                         "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"overloaded\"} %zu\n",
+                         m->modid, m->cmdid, m->n_overloaded);
     }
     metric(t, "lars_module_series_omitted", "gauge",
-           "Modules left out of lars_module_nodes by agent.stats_module_cap.", d.skipped);
-    write_endpoint_metrics(h, &st, t);
+           "Modules left out of lars_module_nodes by agent.stats_module_cap.", snap->omitted);
+    render_endpoint(snap, t);
+}
+
+static const char *state_name(enum lars_stats_module_state state)
+{
+    switch (state) {
+    case LARS_STATS_READY:
+        return "ready";
+    case LARS_STATS_PENDING:
+        return "pending";
+    case LARS_STATS_ABSENT:
+        return "absent";
+    }
+    return "unknown";
+}
+
+void lars_stats_render_routes(const struct lars_stats_snapshot *snap, struct lars_text *t)
+{
+    lars_text_printf(t, "{\"generation\":%u,\"policy\":\"", snap->generation);
+    json_string(t, snap->policy);
+    lars_text_printf(t, "\",\"modules\":[\n");
+    for (size_t i = 0; i < snap->n_modules; i++) {
+        const struct lars_stats_module *m = &snap->modules[i];
+        double age = m->route_age_ms < 0 ? -1.0 : (double)m->route_age_ms / 1000.0;
+        lars_text_printf(t, "%s{\"modid\":%d,\"cmdid\":%d,\"state\":\"%s\",\"policy\":\"",
+                         i ? ",\n" : "", m->modid, m->cmdid, state_name(m->state));
+        json_string(t, m->policy);
+        lars_text_printf(t, "\",\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"nodes\":[", age,
+                         m->pull_in_flight ? "true" : "false");
+        for (size_t k = 0; k < m->n_nodes && m->first_node + k < snap->n_nodes; k++) {
+            const struct lars_stats_node *node = &snap->nodes[m->first_node + k];
+            lars_text_printf(t,
+                             "%s{\"node\":\"%u.%u.%u.%u:%u\",\"state\":\"%s\",\"succ\":%u,"
+                             "\"err\":%u}",
+                             k ? "," : "", node->ip >> 24, (node->ip >> 16) & 255u,
+                             (node->ip >> 8) & 255u, node->ip & 255u, node->port,
+                             node->overloaded ? "overloaded" : "idle", node->succ, node->err);
+        }
+        lars_text_printf(t, "]}");
+    }
+    lars_text_printf(t, "\n],\"omitted\":%zu}\n", snap->omitted);
+}
+
+/* A snapshot for query, with the endpoint's own counters. */
+static void take_snapshot(struct lars_stats_http *h, const struct lars_stats_query *query,
+                          struct lars_stats_snapshot *snap)
+{
+    lars_stats_snapshot_init(snap, query);
+    h->source.fill(h->source.ctx, snap);
+    snap->endpoint = (struct lars_stats_endpoint){
+        .connections = h->n_conns,
+        .accepted = h->accepted,
+        .refused = h->refused,
+        .timeouts = h->timeouts,
+        .busy = h->busy,
+        .accept_errors = h->accept_errors,
+    };
+}
+
+static void settings_of(const struct lars_stats_http *h, struct lars_stats_settings *out)
+{
+    h->source.settings(h->source.ctx, out);
 }
 
 /* ---- connections ---- */
@@ -334,17 +374,17 @@ static void on_conn_event(struct bufferevent *bev, short what, void *arg)
  * answer always fits when none waits, however large. */
 static bool over_budget(struct lars_stats_http *h, size_t len)
 {
-    struct lars_agent_status st;
-    lars_agent_get_status(h->agent, &st);
+    struct lars_stats_settings st;
+    settings_of(h, &st);
     size_t waiting = output_waiting(h);
-    if (waiting == 0 || waiting + len <= st.stats_max_output) {
+    if (waiting == 0 || waiting + len <= st.max_output) {
         return false;
     }
     h->busy++;
     lars_log_limited(&h->busy_log, LARS_LOG_WARN, "stats",
                      "answer refused (503): %zu bytes already wait for slow readers, "
                      "agent.stats_max_output = %zu",
-                     waiting, st.stats_max_output);
+                     waiting, st.max_output);
     return true;
 }
 
@@ -419,8 +459,15 @@ static void answer_plain(struct stats_conn *c, int code, const char *reason, con
 
 static void on_metrics(struct stats_conn *c, bool head_only)
 {
+    struct lars_stats_settings st;
+    settings_of(c->h, &st);
+    struct lars_stats_query query = {.view = LARS_STATS_METRICS, .module_cap = st.module_cap};
+    struct lars_stats_snapshot snap;
+    take_snapshot(c->h, &query, &snap);
     struct lars_text t = {0};
-    write_metrics(c->h, &t);
+    lars_stats_render_metrics(&snap, &t);
+    t.failed = t.failed || snap.failed;
+    lars_stats_snapshot_free(&snap);
     c->h->last_metrics_len = t.len;
     answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &t, head_only);
     lars_text_free(&t);
@@ -443,9 +490,9 @@ static int query_int(const struct evkeyvalq *q, const char *key, int32_t *out)
 
 static void on_routes(struct stats_conn *c, const char *query_string, bool head_only)
 {
-    struct lars_agent_status st;
-    lars_agent_get_status(c->h->agent, &st);
-    struct lars_describe d = {.format = LARS_DESCRIBE_ROUTES_JSON, .budget = st.module_cap};
+    struct lars_stats_settings st;
+    settings_of(c->h, &st);
+    struct lars_stats_query q = {.view = LARS_STATS_ROUTES, .module_cap = st.module_cap};
 
     struct evkeyvalq query;
     TAILQ_INIT(&query);
@@ -453,44 +500,42 @@ static void on_routes(struct stats_conn *c, const char *query_string, bool head_
         answer_plain(c, 400, "Bad Request", "bad query\n", head_only);
         return;
     }
-    int has_mod = query_int(&query, "modid", &d.modid);
-    int has_cmd = query_int(&query, "cmdid", &d.cmdid);
+    int has_mod = query_int(&query, "modid", &q.modid);
+    int has_cmd = query_int(&query, "cmdid", &q.cmdid);
     evhttp_clear_headers(&query);
     if (has_mod < 0 || has_cmd < 0 || has_mod != has_cmd) {
         answer_plain(c, 400, "Bad Request", "use ?modid=M&cmdid=C (32-bit integers) or nothing\n",
                      head_only);
         return;
     }
-    d.one_module = has_mod == 1;
-    if (d.one_module) {
-        d.budget = 1;
+    q.one_module = has_mod == 1;
+    if (q.one_module) {
+        q.module_cap = 1;
     }
 
+    struct lars_stats_snapshot snap;
+    take_snapshot(c->h, &q, &snap);
     struct lars_text t = {0};
-    d.out = &t;
-    lars_text_printf(&t, "{\"generation\":%u,\"policy\":\"%s\",\"modules\":[\n", st.generation,
-                     st.policy);
-    for (unsigned i = 0; i < st.n_workers; i++) {
-        lars_worker_describe(st.workers[i], &d);
-    }
-    lars_text_printf(&t, "\n],\"omitted\":%zu}\n", d.skipped);
-    if (!d.one_module) {
+    lars_stats_render_routes(&snap, &t);
+    t.failed = t.failed || snap.failed;
+    if (!q.one_module) {
         c->h->last_routes_len = t.len;
     }
-    if (d.one_module && d.described == 0) {
+    if (q.one_module && snap.n_modules == 0 && !snap.failed) {
         lars_text_free(&t);
         lars_text_printf(&t, "{\"error\":\"module not known to the agent\"}\n");
         answer(c, 404, "Not Found", "application/json", &t, head_only);
     } else {
         answer(c, 200, "OK", "application/json", &t, head_only);
     }
+    lars_stats_snapshot_free(&snap);
     lars_text_free(&t);
 }
 
 static void on_healthz(struct stats_conn *c, bool head_only)
 {
-    struct lars_agent_status st;
-    lars_agent_get_status(c->h->agent, &st);
+    struct lars_stats_settings st;
+    settings_of(c->h, &st);
     struct lars_text t = {0};
     lars_text_printf(&t, "ok generation %u\n", st.generation);
     answer(c, 200, "OK", "text/plain", &t, head_only);
@@ -599,9 +644,9 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     (void)listener;
     (void)peer;
     (void)peer_len;
-    struct lars_agent_status st;
-    lars_agent_get_status(h->agent, &st);
-    if (h->n_conns >= st.stats_max_connections) {
+    struct lars_stats_settings st;
+    settings_of(h, &st);
+    if (h->n_conns >= st.max_connections) {
         refuse(h, fd);
         return;
     }
@@ -620,7 +665,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     TAILQ_INSERT_TAIL(&h->conns, c, link);
     h->n_conns++;
     h->accepted++;
-    struct timeval timeout = {.tv_sec = (time_t)st.stats_timeout_s};
+    struct timeval timeout = {.tv_sec = (time_t)st.timeout_s};
     c->deadline = evtimer_new(h->base, on_deadline, c);
     if (!c->deadline || evtimer_add(c->deadline, &timeout) < 0) {
         conn_close(c);
@@ -661,7 +706,8 @@ static void on_resume(evutil_socket_t fd, short events, void *arg)
 }
 
 struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t ip, uint16_t port,
-                                              struct lars_agent *agent, char *err, size_t err_len)
+                                              const struct lars_stats_source *source, char *err,
+                                              size_t err_len)
 {
     struct lars_stats_http *h = calloc(1, sizeof(*h));
     if (!h) {
@@ -669,7 +715,7 @@ struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t 
         return NULL;
     }
     h->base = base;
-    h->agent = agent;
+    h->source = *source;
     TAILQ_INIT(&h->conns);
     h->refused_log.interval_ms = 10000;
     h->timeout_log.interval_ms = 10000;

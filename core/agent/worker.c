@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sock_diag.h> /* SK_MEMINFO_DROPS */
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -50,20 +51,32 @@
  * protocol's full 65535 bytes cannot be sent (EMSGSIZE). */
 #define MAX_UDP_PAYLOAD 65507u
 
-/* A step of a reload, preallocated: main posts it once per step and waits
- * for it before the next (lars_workers_reload). */
+/* Walks over every module that stop between slices so the worker serves
+ * its datagrams meanwhile (housekeeping, reload steps, snapshots) run up to
+ * this many modules per slice: about a millisecond of work at most. */
+#define TICK_SLICE 2048   /* modules per housekeeping slice */
+#define RELOAD_SLICE 1024 /* a prepare creates a policy instance per module */
+#define SNAPSHOT_SLICE 2048
+
+/* A step of a reload, preallocated: main posts it once per slice of the
+ * step, until every worker has done the step (lars_workers_reload). */
 struct reload_ctl {
     struct lars_loop_ctl ctl; /* first */
     enum lars_reload_step step;
     const struct lars_worker_env *env;
+    bool first;        /* main: the step's first slice (the walk starts over) */
+    bool done;         /* worker: the step has visited every module */
     int error;         /* 0, or the negative errno of a prepare step */
     char failure[512]; /* what failed, when error < 0 */
 };
 
-/* A describe request, preallocated (lars_worker_describe). */
-struct describe_ctl {
+/* A snapshot request, preallocated: main posts it once per slice until done
+ * (lars_worker_snapshot). */
+struct snapshot_ctl {
     struct lars_loop_ctl ctl; /* first */
-    struct lars_describe *request;
+    struct lars_stats_snapshot *snap;
+    bool first; /* main: the first slice (counters, then the walk starts) */
+    bool done;  /* worker: every module visited */
 };
 
 struct lars_worker {
@@ -81,11 +94,16 @@ struct lars_worker {
     struct event *tick_event;
     struct event *tick_more_event; /* continues a housekeeping pass */
     struct reload_ctl reload;
-    struct describe_ctl describe;
+    struct snapshot_ctl snapshot;
 
     struct lars_route_table routes;
     uint64_t last_flush_ms;
     struct tick_pass *pass; /* the housekeeping pass in progress, or NULL */
+    /* Where the paused walks of a reload step and of a snapshot go on
+     * (all_next order; NULL: at the end). Whoever removes a module moves
+     * them past it (drop_module). */
+    struct lars_module *reload_next;
+    struct lars_module *snapshot_next;
 
     struct lars_arena arena;
     _Alignas(16) uint8_t arena_mem[ARENA_SIZE];
@@ -244,8 +262,15 @@ static void pull_if_due(struct lars_worker *w, struct lars_module *m, uint64_t n
  * transport stops refreshing it and its later pushes are ignored. */
 static void drop_module(struct lars_worker *w, struct lars_module *m)
 {
+    /* The paused walks skip it. */
     if (w->pass && w->pass->next == m) {
-        w->pass->next = m->all_next; /* the paused housekeeping walk skips it */
+        w->pass->next = m->all_next;
+    }
+    if (w->reload_next == m) {
+        w->reload_next = m->all_next;
+    }
+    if (w->snapshot_next == m) {
+        w->snapshot_next = m->all_next;
     }
     struct lars_want_msg *forget =
         (struct lars_want_msg *)lars_msg_alloc(LARS_MSG_FORGET, sizeof(*forget));
@@ -489,7 +514,7 @@ static void handle_datagram(struct lars_worker *w, const uint8_t *data, size_t l
         break;
     default:
         /* A valid Lars message, but not one a client sends to an agent. */
-        LARS_STAT_INC(w->stats.malformed[0]);
+        LARS_STAT_INC(w->stats.malformed[LARS_WIRE_REASON_UNEXPECTED_ID]);
         return;
     }
     /* The two requests of the steady state decode without protobuf-c; any
@@ -645,8 +670,6 @@ static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts
     lars_queue_push(w->env->report_queue, &msg->base.item);
 }
 
-#define TICK_SLICE 2048 /* modules per slice: ~1 ms of work */
-
 static void tick_module(struct lars_module *m, void *arg)
 {
     struct tick_ctx *ctx = arg;
@@ -778,7 +801,11 @@ static void commit_module(struct lars_module *m, void *arg)
 {
     struct reload_ctx *ctx = arg;
     struct lars_worker *w = ctx->w;
-    int rc = lars_module_rebind(m, policy_for(w->env, m->modid, m->cmdid), ctx->now_ms);
+    const struct lars_policy_binding *binding = policy_for(w->env, m->modid, m->cmdid);
+    /* A module that got its instance from the new generation between two
+     * slices of this step (a first route) is switched already. */
+    bool switched = m->policy && m->binding == binding && !m->next_policy;
+    int rc = switched ? 0 : lars_module_rebind(m, binding, ctx->now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
         LARS_ERROR(w->name, "module %d/%d: new policy instance: %s%s", m->modid, m->cmdid,
@@ -789,109 +816,131 @@ static void commit_module(struct lars_module *m, void *arg)
     request_pull(w, m, ctx->now_ms);
 }
 
-/* Loop thread: one step of a reload (main waits for it). */
+/* Loop thread: one slice of a step of a reload (main waits for it and
+ * posts the next slice until the step is done). Between slices the worker
+ * serves datagrams and applies routes with the binding it has: a module
+ * prepared early may change state before the commit, which
+ * lars_module_rebind handles as it did when the slices were one (routes
+ * arrived between the two steps then too); modules created meanwhile are
+ * appended to all_next and so visited; removed ones move the cursor. */
 static void reload_step(struct lars_loop_ctl *ctl, void *arg)
 {
     struct lars_worker *w = arg;
     struct reload_ctl *msg = (struct reload_ctl *)ctl;
     struct reload_ctx ctx = {.w = w, .env = msg->env, .now_ms = lars_clock_ms()};
-    switch (msg->step) {
-    case LARS_RELOAD_PREPARE:
-        lars_route_table_foreach(&w->routes, prepare_module, &ctx);
-        break;
-    case LARS_RELOAD_COMMIT:
-        w->env = msg->env;
-        lars_route_table_foreach(&w->routes, commit_module, &ctx);
-        break;
-    case LARS_RELOAD_ABORT:
-        lars_route_table_foreach(&w->routes, discard_module, &ctx);
-        break;
+    if (msg->first) {
+        w->reload_next = w->routes.all_head;
+        if (msg->step == LARS_RELOAD_COMMIT) {
+            /* From now on new modules and routes use the new generation. */
+            w->env = msg->env;
+        }
     }
+    for (size_t i = 0; w->reload_next && i < RELOAD_SLICE; i++) {
+        struct lars_module *m = w->reload_next;
+        w->reload_next = m->all_next;
+        switch (msg->step) {
+        case LARS_RELOAD_PREPARE:
+            prepare_module(m, &ctx);
+            break;
+        case LARS_RELOAD_COMMIT:
+            commit_module(m, &ctx);
+            break;
+        case LARS_RELOAD_ABORT:
+            discard_module(m, &ctx);
+            break;
+        }
+        if (ctx.error < 0) {
+            w->reload_next = NULL; /* refused: the abort step drops what exists */
+        }
+    }
+    msg->done = w->reload_next == NULL;
     msg->error = ctx.error;
     if (ctx.error < 0) {
         snprintf(msg->failure, sizeof(msg->failure), "%s: %s", w->name, ctx.failure);
     }
 }
 
-static const char *state_name(enum lars_module_state state)
+static enum lars_stats_module_state state_of(enum lars_module_state state)
 {
     switch (state) {
     case LARS_MODULE_READY:
-        return "ready";
-    case LARS_MODULE_PENDING:
-        return "pending";
+        return LARS_STATS_READY;
     case LARS_MODULE_ABSENT:
-        return "absent";
+        return LARS_STATS_ABSENT;
+    case LARS_MODULE_PENDING:
+        break;
     }
-    return "unknown";
+    return LARS_STATS_PENDING;
 }
 
-struct describe_ctx {
-    struct lars_describe *req;
-    uint64_t now_ms;
-};
-
-static void describe_module(struct lars_module *m, void *arg)
+/* Copies one module into the snapshot (if the query wants it). */
+static void snapshot_module(const struct lars_module *m, struct lars_stats_snapshot *snap,
+                            uint64_t now_ms)
 {
-    struct describe_ctx *ctx = arg;
-    struct lars_describe *req = ctx->req;
-    if (req->one_module && (m->modid != req->modid || m->cmdid != req->cmdid)) {
+    enum lars_stats_module_state state = state_of(m->state);
+    if (!lars_stats_snapshot_wants(snap, state)) {
         return;
     }
-    if (req->format == LARS_DESCRIBE_METRICS && m->state != LARS_MODULE_READY) {
-        return; /* no nodes: nothing worth a series */
+    struct lars_stats_module row = {
+        .modid = m->modid,
+        .cmdid = m->cmdid,
+        .state = state,
+        .pull_in_flight = m->pull_in_flight,
+        .route_age_ms = m->route_ms ? (int64_t)(now_ms - m->route_ms) : -1,
+        .n_nodes = m->n_nodes,
+    };
+    if (m->binding) {
+        snprintf(row.policy, sizeof(row.policy), "%s", m->binding->name);
     }
-    if (req->budget == 0) {
-        req->skipped++;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        row.n_overloaded += m->nodes[i]->overloaded;
+    }
+    struct lars_stats_module *out = lars_stats_snapshot_add(snap, &row, m->n_nodes);
+    if (!out || snap->query.view != LARS_STATS_ROUTES) {
         return;
     }
-    req->budget--;
-    struct lars_text *out = req->out;
-    if (req->format == LARS_DESCRIBE_METRICS) {
-        size_t overloaded = 0;
-        for (size_t i = 0; i < m->n_nodes; i++) {
-            overloaded += m->nodes[i]->overloaded;
-        }
-        lars_text_printf(out, "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"idle\"} %zu\n",
-                         m->modid, m->cmdid, m->n_nodes - overloaded);
-        lars_text_printf(out,
-                         "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"overloaded\"} %zu\n",
-                         m->modid, m->cmdid, overloaded);
-        req->described++;
-        return;
-    }
-    double age = m->route_ms ? (double)(ctx->now_ms - m->route_ms) / 1000.0 : -1.0;
-    lars_text_printf(out,
-                     "%s{\"modid\":%d,\"cmdid\":%d,\"state\":\"%s\",\"policy\":\"%s\","
-                     "\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"nodes\":[",
-                     req->described ? ",\n" : "", m->modid, m->cmdid, state_name(m->state),
-                     m->binding ? m->binding->name : "", age, m->pull_in_flight ? "true" : "false");
     for (size_t i = 0; i < m->n_nodes; i++) {
         const struct lars_node *node = m->nodes[i];
-        lars_text_printf(out,
-                         "%s{\"node\":\"%u.%u.%u.%u:%u\",\"state\":\"%s\",\"succ\":%u,\"err\":%u}",
-                         i ? "," : "", node->ip >> 24, (node->ip >> 16) & 255u,
-                         (node->ip >> 8) & 255u, node->ip & 255u, node->port,
-                         node->overloaded ? "overloaded" : "idle", node->real_succ, node->real_err);
+        snap->nodes[out->first_node + i] = (struct lars_stats_node){
+            .ip = node->ip,
+            .port = node->port,
+            .overloaded = node->overloaded,
+            .succ = node->real_succ,
+            .err = node->real_err,
+        };
     }
-    lars_text_printf(out, "]}");
-    req->described++;
 }
 
-/* Loop thread: writes the worker's modules (main waits for it). */
-static void describe(struct lars_loop_ctl *ctl, void *arg)
+/* Loop thread: one slice of a snapshot (main waits for it and posts the
+ * next until done). The counters go with the first slice. */
+static void snapshot_slice(struct lars_loop_ctl *ctl, void *arg)
 {
     struct lars_worker *w = arg;
-    struct describe_ctl *msg = (struct describe_ctl *)ctl;
-    struct describe_ctx ctx = {.req = msg->request, .now_ms = lars_clock_ms()};
-    if (ctx.req->one_module) {
-        struct lars_module *m = lars_route_table_find(&w->routes, ctx.req->modid, ctx.req->cmdid);
-        if (m) {
-            describe_module(m, &ctx);
+    struct snapshot_ctl *msg = (struct snapshot_ctl *)ctl;
+    struct lars_stats_snapshot *snap = msg->snap;
+    uint64_t now_ms = lars_clock_ms();
+    if (msg->first) {
+        struct lars_stats_counters counters;
+        lars_worker_counters(w, &counters);
+        lars_stats_counters_add(&snap->counters, &counters);
+        if (snap->query.one_module) {
+            const struct lars_module *m =
+                lars_route_table_find(&w->routes, snap->query.modid, snap->query.cmdid);
+            if (m) {
+                snapshot_module(m, snap, now_ms);
+            }
+            w->snapshot_next = NULL;
+            msg->done = true;
+            return;
         }
-    } else {
-        lars_route_table_foreach(&w->routes, describe_module, &ctx);
+        w->snapshot_next = w->routes.all_head;
     }
+    for (size_t i = 0; w->snapshot_next && i < SNAPSHOT_SLICE; i++) {
+        const struct lars_module *m = w->snapshot_next;
+        w->snapshot_next = m->all_next;
+        snapshot_module(m, snap, now_ms);
+    }
+    msg->done = w->snapshot_next == NULL;
 }
 
 static void on_tick(evutil_socket_t fd, short events, void *arg)
@@ -994,10 +1043,10 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->send_log.interval_ms = 10000;
     lars_arena_init(&w->arena, w->arena_mem, sizeof(w->arena_mem));
 
-    /* The control messages exist from now on: no reload, describe or stop
+    /* The control messages exist from now on: no reload, snapshot or stop
      * ever waits for memory. */
     lars_loop_ctl_init(&w->reload.ctl, reload_step);
-    lars_loop_ctl_init(&w->describe.ctl, describe);
+    lars_loop_ctl_init(&w->snapshot.ctl, snapshot_slice);
     char thread_name[16];
     snprintf(thread_name, sizeof(thread_name), "lars-worker-%u", index);
     static const struct lars_loop_thread_ops ops = {
@@ -1078,20 +1127,39 @@ static int run_reload_step(struct lars_worker **workers, unsigned n, enum lars_r
         struct reload_ctl *msg = &workers[i]->reload;
         msg->step = step;
         msg->env = env;
+        msg->first = true;
+        msg->done = false;
         msg->error = 0;
-        int rc = lars_loop_thread_post_ctl(workers[i]->loop, &msg->ctl);
-        if (rc < 0 && error == 0) { /* a worker stopped: cannot happen while serving */
-            error = rc;
-            snprintf(failure, sizeof(failure), "%s: not running: %s", workers[i]->name,
-                     strerror(-rc));
-        }
     }
-    for (unsigned i = 0; i < n; i++) {
-        struct reload_ctl *msg = &workers[i]->reload;
-        lars_loop_ctl_wait(&msg->ctl); /* at once when not posted */
-        if (msg->error < 0 && error == 0) {
-            error = msg->error;
-            memcpy(failure, msg->failure, sizeof(failure));
+    /* One slice per worker at a time, all workers in parallel, until every
+     * worker is done (or, preparing, one refused: the rest is aborted). */
+    bool pending = true;
+    while (pending && error == 0) {
+        pending = false;
+        for (unsigned i = 0; i < n; i++) {
+            struct reload_ctl *msg = &workers[i]->reload;
+            if (msg->done) {
+                continue;
+            }
+            int rc = lars_loop_thread_post_ctl(workers[i]->loop, &msg->ctl);
+            if (rc < 0) { /* a worker stopped: cannot happen while serving */
+                msg->done = true;
+                if (error == 0) {
+                    error = rc;
+                    snprintf(failure, sizeof(failure), "%s: not running: %s", workers[i]->name,
+                             strerror(-rc));
+                }
+            }
+        }
+        for (unsigned i = 0; i < n; i++) {
+            struct reload_ctl *msg = &workers[i]->reload;
+            lars_loop_ctl_wait(&msg->ctl); /* at once when not posted */
+            msg->first = false;
+            if (msg->error < 0 && error == 0) {
+                error = msg->error;
+                memcpy(failure, msg->failure, sizeof(failure));
+            }
+            pending = pending || !msg->done;
         }
     }
     if (error < 0 && err) {
@@ -1112,12 +1180,20 @@ int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct l
     return 0;
 }
 
-void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request)
+void lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap)
 {
-    worker->describe.request = request;
-    if (lars_loop_thread_call(worker->loop, &worker->describe.ctl) < 0) {
-        request->out->failed = true; /* the worker has stopped */
+    struct snapshot_ctl *msg = &worker->snapshot;
+    msg->snap = snap;
+    msg->first = true;
+    msg->done = false;
+    while (!msg->done && !snap->failed) {
+        if (lars_loop_thread_call(worker->loop, &msg->ctl) < 0) {
+            snap->failed = true; /* the worker has stopped */
+        }
+        msg->first = false;
     }
+    /* Later slices would see a freed snapshot: none is posted. */
+    msg->snap = NULL;
 }
 
 void lars_worker_stop(struct lars_worker *worker)
@@ -1150,18 +1226,34 @@ void lars_worker_destroy(struct lars_worker *worker)
     }
     lars_route_table_destroy(&worker->routes);
     lars_loop_ctl_fini(&worker->reload.ctl);
-    lars_loop_ctl_fini(&worker->describe.ctl);
+    lars_loop_ctl_fini(&worker->snapshot.ctl);
     free(worker->rx_buf);
     free(worker->big_answer);
     free(worker);
 }
 
-const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker)
+void lars_worker_counters(const struct lars_worker *worker, struct lars_stats_counters *out)
 {
-    return &worker->stats;
+    const struct lars_worker_stats *s = &worker->stats;
+#define LARS_WORKER_COUNTER_COPY_(name) out->name = LARS_STAT_GET(s->name);
+    LARS_WORKER_COUNTERS(LARS_WORKER_COUNTER_COPY_)
+#undef LARS_WORKER_COUNTER_COPY_
+    for (size_t i = 0; i < LARS_STATS_RETCODES; i++) {
+        out->answers[i] = LARS_STAT_GET(s->answers[i]);
+    }
+    for (size_t i = 0; i < LARS_WIRE_REASONS; i++) {
+        out->malformed[i] = LARS_STAT_GET(s->malformed[i]);
+    }
 }
 
-int lars_worker_fd(const struct lars_worker *worker)
+int lars_worker_udp_drops(const struct lars_worker *worker, uint64_t *out)
 {
-    return worker->fd;
+    uint32_t meminfo[SK_MEMINFO_VARS] = {0};
+    socklen_t len = sizeof(meminfo);
+    if (worker->fd < 0 || getsockopt(worker->fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) < 0 ||
+        len <= SK_MEMINFO_DROPS * sizeof(uint32_t)) {
+        return -1;
+    }
+    *out = meminfo[SK_MEMINFO_DROPS];
+    return 0;
 }

@@ -14,9 +14,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "../common/text.h"
+#include "../common/wire.h"
 #include "messages.h"
 #include "route_table.h"
+#include "stats_snapshot.h"
 
 struct lars_worker;
 
@@ -46,50 +47,15 @@ struct lars_worker_env {
     uint64_t max_modules; /* per worker */
 };
 
-/* Counters of one worker. Written by the worker only, read by anyone. */
+/* Counters of one worker (the list is LARS_WORKER_COUNTERS, in
+ * stats_snapshot.h). Written by the worker only; read through
+ * lars_worker_counters or a snapshot. */
 struct lars_worker_stats {
-    _Atomic uint64_t datagrams;
-    _Atomic uint64_t get_host;
-    _Atomic uint64_t get_route;
-    _Atomic uint64_t reports;
-    _Atomic uint64_t reports_unknown; /* report for a module or node not known */
-    _Atomic uint64_t answers[4];      /* by retcode */
-    _Atomic uint64_t malformed[6];    /* by -enum lars_wire_status (1..5), [0] = unexpected id */
-    _Atomic uint64_t forwarded;       /* handed to the owning worker */
-    _Atomic uint64_t pulls;
-    _Atomic uint64_t routes_applied;
-    _Atomic uint64_t modules_refused; /* beyond max_modules */
-    _Atomic uint64_t batches;
-    _Atomic uint64_t send_errors;
-    _Atomic uint64_t policy_errors; /* instance creation or node adds refused */
-    _Atomic uint64_t modules_evicted;  /* module without a route dropped to admit a new one */
-    _Atomic uint64_t modules_expired;  /* module without a route unrequested too long */
-    _Atomic uint64_t routes_ignored;   /* route for a module this worker does not track */
-    _Atomic uint64_t forward_dropped;  /* the owner's forwarding queue was full */
-    _Atomic uint64_t routes_truncated; /* get_route answers cut to fit one datagram */
-    /* Gauges, refreshed every tick. */
-    _Atomic uint64_t modules_ready;
-    _Atomic uint64_t modules_pending;
-    _Atomic uint64_t modules_absent;
-    _Atomic uint64_t nodes;
-    _Atomic uint64_t nodes_overloaded;
-};
-
-/* A request to write a worker's modules into text (stats endpoint). */
-enum lars_describe_format {
-    LARS_DESCRIBE_ROUTES_JSON, /* one JSON object per module, comma-separated */
-    LARS_DESCRIBE_METRICS,     /* Prometheus samples per module */
-};
-
-struct lars_describe {
-    enum lars_describe_format format;
-    bool one_module; /* only modid/cmdid */
-    int32_t modid;
-    int32_t cmdid;
-    size_t budget;    /* modules that may still be written (a cap) */
-    size_t described; /* written so far, across workers */
-    size_t skipped;   /* not written because the budget ran out */
-    struct lars_text *out;
+#define LARS_WORKER_STAT_FIELD_(name) _Atomic uint64_t name;
+    LARS_WORKER_COUNTERS(LARS_WORKER_STAT_FIELD_)
+#undef LARS_WORKER_STAT_FIELD_
+    _Atomic uint64_t answers[LARS_STATS_RETCODES]; /* by retcode */
+    _Atomic uint64_t malformed[LARS_WIRE_REASONS]; /* by enum lars_wire_reason */
 };
 
 #define LARS_STAT_ADD(field, n)                                                                    \
@@ -119,14 +85,20 @@ void lars_worker_post(struct lars_worker *worker, struct lars_msg *msg);
  * Otherwise every worker switches (nodes, routes and real counters kept) and
  * pulls every module again through env's dns queue; this returns 0 once all
  * have: the previous env and its plugins are then unused by workers.
- * Each step reuses every worker's one preallocated reload message: posted
- * once per step, reposted only after every worker has run the step. */
+ * Each step runs in slices of about a thousand modules between which every
+ * worker serves its datagrams: every worker's one preallocated reload
+ * message is posted once per slice, reposted only after it has run, until
+ * every worker has visited all its modules. */
 int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct lars_worker_env *env,
                         char *err, size_t err_len);
 
-/* Main thread: runs request in the worker's thread (its modules are its
- * own) and waits for it. After stop, sets request->out->failed instead. */
-void lars_worker_describe(struct lars_worker *worker, struct lars_describe *request);
+/* Main thread: adds the worker's counters to snap->counters and appends its
+ * modules (those snap->query wants, up to its cap; the rest counted as
+ * omitted), copied in the worker's own thread. A whole table is copied in
+ * slices of a few thousand modules between which the worker serves its
+ * datagrams; modules added or removed meanwhile may or may not appear.
+ * Waits until done. After stop, sets snap->failed instead. */
+void lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap);
 
 /* Main thread: asks the worker to flush its statistics and leave (in its
  * own loop), then joins it. Idempotent. */
@@ -135,10 +107,13 @@ void lars_worker_stop(struct lars_worker *worker);
 /* Main thread, after stop (or if never started). NULL-safe. */
 void lars_worker_destroy(struct lars_worker *worker);
 
-const struct lars_worker_stats *lars_worker_stats(const struct lars_worker *worker);
-/* The worker's UDP socket, for reading kernel counters (getsockopt) from
- * any thread; open from create to destroy, -1 outside. Never read or write
- * datagrams through it: the worker owns them. */
-int lars_worker_fd(const struct lars_worker *worker);
+/* Any thread: a copy of the worker's counters (each one atomic, the set
+ * not: for logs and tests; the stats endpoint uses a snapshot). */
+void lars_worker_counters(const struct lars_worker *worker, struct lars_stats_counters *out);
+
+/* Any thread: datagrams the kernel dropped on the worker's socket (receive
+ * buffer full, mostly), by one getsockopt; nothing on the datagram path.
+ * 0, or -1 when the kernel does not say. 32 bits wide in the kernel: wraps. */
+int lars_worker_udp_drops(const struct lars_worker *worker, uint64_t *out);
 
 #endif /* LARS_WORKER_H */

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/wire.h"
+
 static long long elapsed_ms(const struct timespec *start)
 {
     struct timespec now;
@@ -113,13 +115,13 @@ static void print_summary(const char *m)
            sample(m, "lars_answers_total{retcode=\"overload\"}"),
            sample(m, "lars_answers_total{retcode=\"noexist\"}"),
            sample(m, "lars_answers_total{retcode=\"system_error\"}"));
-    static const char *const reasons[] = {"truncated", "size_mismatch", "too_large",
-                                          "unknown_id", "bad_body", "unexpected_id"};
     printf("dropped   ");
-    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+    /* The frame errors first, then unexpected_id (reason 0), as always. */
+    for (unsigned i = 1; i <= LARS_WIRE_REASONS; i++) {
+        const char *reason = lars_wire_reason_label(i % LARS_WIRE_REASONS);
         char name[128];
-        snprintf(name, sizeof(name), "lars_malformed_datagrams_total{reason=\"%s\"}", reasons[i]);
-        printf(" %s %lld", reasons[i], sample(m, name));
+        snprintf(name, sizeof(name), "lars_malformed_datagrams_total{reason=\"%s\"}", reason);
+        printf(" %s %lld", reason, sample(m, name));
     }
     printf("\nmodules    ready %lld  pending %lld  absent %lld   nodes idle %lld  overloaded %lld\n",
            sample(m, "lars_modules{state=\"ready\"}"), sample(m, "lars_modules{state=\"pending\"}"),

@@ -13,16 +13,11 @@ const char *lars_wire_status_name(enum lars_wire_status status)
         return "ok";
     case LARS_WIRE_NEED_MORE:
         return "incomplete frame";
-    case LARS_WIRE_TRUNCATED:
-        return "shorter than the 8-byte header";
-    case LARS_WIRE_SIZE_MISMATCH:
-        return "header length does not match datagram size";
-    case LARS_WIRE_TOO_LARGE:
-        return "body larger than the limit";
-    case LARS_WIRE_UNKNOWN_ID:
-        return "unknown message id";
-    case LARS_WIRE_BAD_BODY:
-        return "body does not decode";
+#define LARS_WIRE_STATUS_CASE_(id, label, description)                                             \
+    case LARS_WIRE_##id:                                                                           \
+        return description;
+        LARS_WIRE_FRAME_ERRORS(LARS_WIRE_STATUS_CASE_)
+#undef LARS_WIRE_STATUS_CASE_
     }
     return "unknown status";
 }

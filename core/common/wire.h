@@ -21,16 +21,55 @@
 #define LARS_WIRE_MAX_UDP_BODY 65527u
 #define LARS_WIRE_MAX_DATAGRAM (LARS_WIRE_HEADER_SIZE + LARS_WIRE_MAX_UDP_BODY)
 
-/* Why a frame was refused; each has its own counter in the agent. */
+/*
+ * Why a datagram is dropped without an answer: one list (an X-macro) for the
+ * codec's statuses, the agent's counters, the /metrics labels and `lars
+ * stats`. X(ID, label, description): LARS_WIRE_<ID> is a status of the codec
+ * (frame errors only), LARS_WIRE_REASON_<ID> the index of its counter, label
+ * the value of the `reason` label in lars_malformed_datagrams_total.
+ * Append only: the indexes are the order of the list.
+ */
+#define LARS_WIRE_FRAME_ERRORS(X)                                                                  \
+    X(TRUNCATED, truncated, "shorter than the 8-byte header")                                      \
+    X(SIZE_MISMATCH, size_mismatch, "header length does not match datagram size")                  \
+    X(TOO_LARGE, too_large, "body larger than the limit")                                          \
+    X(UNKNOWN_ID, unknown_id, "unknown message id")                                                \
+    X(BAD_BODY, bad_body, "body does not decode")
+
+/* The frame errors, after a well-formed message a client never sends to an
+ * agent (index 0). */
+#define LARS_WIRE_MALFORMED_REASONS(X)                                                             \
+    X(UNEXPECTED_ID, unexpected_id, "a message a client never sends to an agent")                  \
+    LARS_WIRE_FRAME_ERRORS(X)
+
+enum lars_wire_reason {
+#define LARS_WIRE_REASON_ENUM_(id, label, description) LARS_WIRE_REASON_##id,
+    LARS_WIRE_MALFORMED_REASONS(LARS_WIRE_REASON_ENUM_)
+#undef LARS_WIRE_REASON_ENUM_
+        LARS_WIRE_REASONS /* how many */
+};
+
+/* Why a frame was refused: the negated index of its reason, so
+ * -status is the counter of a frame error. */
 enum lars_wire_status {
     LARS_WIRE_OK = 0,
-    LARS_WIRE_NEED_MORE = 1,          /* stream: not a whole frame yet */
-    LARS_WIRE_TRUNCATED = -1,         /* shorter than the header */
-    LARS_WIRE_SIZE_MISMATCH = -2,     /* header msglen != datagram size - 8 */
-    LARS_WIRE_TOO_LARGE = -3,         /* msglen above the limit (or negative) */
-    LARS_WIRE_UNKNOWN_ID = -4,        /* msgid not in MessageId */
-    LARS_WIRE_BAD_BODY = -5,          /* protobuf body does not decode */
+    LARS_WIRE_NEED_MORE = 1, /* stream: not a whole frame yet */
+#define LARS_WIRE_STATUS_ENUM_(id, label, description) LARS_WIRE_##id = -LARS_WIRE_REASON_##id,
+    LARS_WIRE_FRAME_ERRORS(LARS_WIRE_STATUS_ENUM_)
+#undef LARS_WIRE_STATUS_ENUM_
 };
+
+/* The `reason` label of a reason ("truncated", ...); NULL out of range.
+ * Header-only: the CLI uses it without linking the codec's internals. */
+static inline const char *lars_wire_reason_label(unsigned reason)
+{
+    static const char *const labels[] = {
+#define LARS_WIRE_REASON_LABEL_(id, label, description) #label,
+        LARS_WIRE_MALFORMED_REASONS(LARS_WIRE_REASON_LABEL_)
+#undef LARS_WIRE_REASON_LABEL_
+    };
+    return reason < LARS_WIRE_REASONS ? labels[reason] : NULL;
+}
 
 /* A short human name for a status, for log lines. */
 const char *lars_wire_status_name(enum lars_wire_status status);
