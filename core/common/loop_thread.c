@@ -6,11 +6,16 @@
 #include "loop_thread.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
+
+/* Data items handled per turn of the loop; between two slices the loop
+ * serves its I/O (a worker's datagrams). */
+#define DATA_SLICE 256
 
 struct lars_loop_thread {
     char name[16];
@@ -18,7 +23,12 @@ struct lars_loop_thread {
     void *ctx;
     struct event_base *base;
     struct event *queue_event;
+    struct event *more_event; /* zero-timeout timer: the next slice of data */
     struct lars_queue *queue;
+    /* Data taken from the queue and not handled yet, in order: handled
+     * DATA_SLICE at a time, so a burst (100k routes after a reload) never
+     * holds the loop's own I/O for long. Loop thread only. */
+    struct lars_queue_item *backlog;
     pthread_t thread;
     bool started; /* owner only */
     /* Orders control posts against stop: every control message posted
@@ -56,15 +66,27 @@ static void ctl_release(struct lars_loop_ctl *ctl)
     pthread_mutex_unlock(&ctl->lock);
 }
 
-static void on_queue(evutil_socket_t fd, short events, void *arg)
+/* Hands up to max items of the backlog to the owner. */
+static void handle_backlog(struct lars_loop_thread *t, size_t max)
 {
-    struct lars_loop_thread *t = arg;
-    (void)fd;
-    (void)events;
-    struct lars_queue_item *urgent;
-    struct lars_queue_item *normal;
-    lars_queue_take_lanes(t->queue, &urgent, &normal);
+    for (size_t n = 0; t->backlog && n < max; n++) {
+        struct lars_queue_item *item = t->backlog;
+        t->backlog = item->next;
+        t->ops.handle(t->ctx, item);
+    }
+}
 
+/* One turn: control messages first, then one slice of data. New data is
+ * taken only once the backlog is handled, so what waits here stays bounded
+ * by what one take brought (the queue's bounded lane keeps its cap). */
+static void pump(struct lars_loop_thread *t)
+{
+    struct lars_queue_item *urgent;
+    if (t->backlog) {
+        urgent = lars_queue_take_urgent(t->queue);
+    } else {
+        lars_queue_take_lanes(t->queue, &urgent, &t->backlog);
+    }
     bool stop = false;
     while (urgent) {
         struct lars_queue_item *next = urgent->next; /* before the poster may reuse it */
@@ -77,18 +99,48 @@ static void on_queue(evutil_socket_t fd, short events, void *arg)
         }
         urgent = next;
     }
-    while (normal) {
-        struct lars_queue_item *next = normal->next;
-        t->ops.handle(t->ctx, normal);
-        normal = next;
-    }
     if (stop) {
+        /* Every item queued before the stop is handled first, also what a
+         * backlog kept in the queue (the reporter hands its batches over). */
+        struct lars_queue_item *late_urgent;
+        struct lars_queue_item *late;
+        lars_queue_take_lanes(t->queue, &late_urgent, &late);
+        struct lars_queue_item **tail = &t->backlog;
+        while (*tail) {
+            tail = &(*tail)->next;
+        }
+        *tail = late;
+        for (; late_urgent; late_urgent = late_urgent->next) {
+            ctl_release((struct lars_loop_ctl *)late_urgent); /* none: refused once stopping */
+        }
+        handle_backlog(t, SIZE_MAX);
         if (t->ops.on_stop) {
             t->ops.on_stop(t->ctx);
         }
         /* Our own loop, from inside it: the only loopbreak a host does. */
         event_base_loopbreak(t->base);
+        return;
     }
+    handle_backlog(t, DATA_SLICE);
+    if (t->backlog || lars_queue_depth(t->queue) > 0) {
+        /* A zero timeout runs after the next poll of the loop's I/O. */
+        static const struct timeval now = {0, 0};
+        evtimer_add(t->more_event, &now);
+    }
+}
+
+static void on_queue(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    pump(arg);
+}
+
+static void on_more(evutil_socket_t fd, short events, void *arg)
+{
+    (void)fd;
+    (void)events;
+    pump(arg);
 }
 
 struct lars_loop_thread *lars_loop_thread_create(const char *name,
@@ -110,6 +162,10 @@ struct lars_loop_thread *lars_loop_thread_create(const char *name,
     }
     t->queue_event = event_new(t->base, lars_queue_fd(t->queue), EV_READ | EV_PERSIST, on_queue, t);
     if (!t->queue_event || event_add(t->queue_event, NULL) < 0) {
+        goto fail;
+    }
+    t->more_event = evtimer_new(t->base, on_more, t);
+    if (!t->more_event) {
         goto fail;
     }
     return t;
@@ -245,6 +301,16 @@ void lars_loop_thread_destroy(struct lars_loop_thread *t)
             }
             normal = next;
         }
+    }
+    while (t->backlog) { /* taken but never handled: a stop never came */
+        struct lars_queue_item *next = t->backlog->next;
+        if (t->ops.free_item) {
+            t->ops.free_item(t->backlog);
+        }
+        t->backlog = next;
+    }
+    if (t->more_event) {
+        event_free(t->more_event);
     }
     if (t->queue_event) {
         event_free(t->queue_event);

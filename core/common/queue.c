@@ -158,6 +158,24 @@ void lars_queue_take_lanes(struct lars_queue *queue, struct lars_queue_item **ur
     take(queue, urgent, &urgent_tail, normal);
 }
 
+struct lars_queue_item *lars_queue_take_urgent(struct lars_queue *queue)
+{
+    uint64_t count;
+    ssize_t ignored = read(queue->efd, &count, sizeof(count));
+    (void)ignored;
+
+    pthread_mutex_lock(&queue->lock);
+    struct lars_queue_item *items = queue->urgent_head;
+    size_t n = 0;
+    for (const struct lars_queue_item *i = items; i; i = i->next) {
+        n++;
+    }
+    queue->urgent_head = queue->urgent_tail = NULL;
+    atomic_fetch_sub_explicit(&queue->depth, n, memory_order_relaxed);
+    pthread_mutex_unlock(&queue->lock);
+    return items;
+}
+
 struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue)
 {
     struct lars_queue_item *urgent;

@@ -54,6 +54,12 @@ size_t lars_queue_bounded_depth(struct lars_queue *queue);
  * ones first, each lane in push order (a NULL-terminated chain), or NULL. */
 struct lars_queue_item *lars_queue_take_all(struct lars_queue *queue);
 
+/* Consumer only: clears the wake-up and takes the urgent lane alone (a
+ * NULL-terminated chain in push order, or NULL); the other items stay
+ * queued, and a push no longer wakes the consumer while they are there:
+ * it must come back for them (lars_queue_depth() > 0) on its own. */
+struct lars_queue_item *lars_queue_take_urgent(struct lars_queue *queue);
+
 /* Consumer only: as lars_queue_take_all, but the lanes apart: *urgent gets
  * the items pushed with lars_queue_push_urgent, *normal the others (each a
  * NULL-terminated chain in push order, or NULL). */

@@ -20,6 +20,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "loop_thread.h"
 
@@ -391,6 +394,68 @@ static void t_never_started(void **state)
     counted_fini(&cc);
 }
 
+/* ---- data handled in slices ---- */
+
+struct slice_ctx {
+    int pipe_fds[2];
+    atomic_long handled;
+    atomic_long seen_at; /* handled when the pipe's event ran; -1 before */
+};
+
+static void slice_handle(void *arg, struct lars_queue_item *qi)
+{
+    struct slice_ctx *c = arg;
+    if (atomic_fetch_add(&c->handled, 1) == 0) {
+        char byte = 1; /* the loop's own I/O becomes ready now */
+        assert_int_equal(write(c->pipe_fds[1], &byte, 1), 1);
+    }
+    free(qi);
+}
+
+static void slice_pipe_ready(evutil_socket_t fd, short events, void *arg)
+{
+    struct slice_ctx *c = arg;
+    char byte;
+    (void)events;
+    assert_int_equal(read(fd, &byte, 1), 1);
+    atomic_store(&c->seen_at, atomic_load(&c->handled));
+}
+
+/* A burst of data does not hold the loop: its own I/O (a worker's
+ * datagrams) runs between slices of the burst, not only after all of it. */
+static void t_data_in_slices(void **state)
+{
+    (void)state;
+    enum { BURST = 5000 };
+    struct slice_ctx c = {.handled = 0, .seen_at = -1};
+    assert_int_equal(pipe(c.pipe_fds), 0);
+    static const struct lars_loop_thread_ops slice_ops = {.handle = slice_handle,
+                                                          .free_item = free_item};
+    struct lars_loop_thread *t = lars_loop_thread_create("t-slices", &slice_ops, &c);
+    assert_non_null(t);
+    struct event *ev = event_new(lars_loop_thread_base(t), c.pipe_fds[0], EV_READ | EV_PERSIST,
+                                 slice_pipe_ready, &c);
+    assert_non_null(ev);
+    assert_int_equal(event_add(ev, NULL), 0);
+    for (int i = 0; i < BURST; i++) {
+        lars_loop_thread_post(t, &new_item(0, i)->item);
+    }
+    assert_int_equal(lars_loop_thread_start(t), 0);
+    for (int spin = 0; spin < 5000 && (atomic_load(&c.handled) < BURST ||
+                                       atomic_load(&c.seen_at) < 0); spin++) {
+        usleep(1000);
+    }
+    lars_loop_thread_stop(t);
+    printf("burst of %d: the loop's I/O ran after %ld items\n", BURST, atomic_load(&c.seen_at));
+    assert_int_equal(atomic_load(&c.handled), BURST);
+    assert_true(atomic_load(&c.seen_at) > 0);
+    assert_true(atomic_load(&c.seen_at) < BURST);
+    event_free(ev);
+    lars_loop_thread_destroy(t);
+    close(c.pipe_fds[0]);
+    close(c.pipe_fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +466,7 @@ int main(void)
         cmocka_unit_test(t_stop_from_other_thread),
         cmocka_unit_test(t_post_after_stop),
         cmocka_unit_test(t_never_started),
+        cmocka_unit_test(t_data_in_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
