@@ -111,6 +111,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     }
     LARS_INFO(WHO, "routes loaded; listening on %s with %d workers", app->cfg.listen,
               app->cfg.threads);
+    lars_service_ready();
 }
 
 static int start_http(struct app *app)
@@ -215,7 +216,8 @@ int main(int argc, char **argv)
         .app = &app,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
-        .threaded = 1, /* the poller activates ready_ev from its thread */
+        .threaded = 1,    /* the poller activates ready_ev from its thread */
+        .ready_later = 1, /* on_ready: routes loaded, listening */
         .load = app_load,
         .check_ok = app_check_ok,
         .start = app_start,

@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,11 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon.h"
 #include "lars_settings.h"
 #include "log.h"
 
@@ -120,35 +119,17 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)
     snprintf(buf, len, "%s:%u", host, port);
 }
 
-int lars_service_daemonize(void)
+/* What lars_daemon_start returned, until the service serves; -1 in the
+ * foreground. Main thread only. */
+static int ready_fd = -1;
+static const char *service_name;
+
+void lars_service_ready(void)
 {
-    pid_t pid = fork();
-    if (pid < 0) {
-        return -errno;
+    if (ready_fd >= 0) {
+        lars_daemon_ready(service_name, ready_fd);
+        ready_fd = -1;
     }
-    if (pid > 0) {
-        _exit(0);
-    }
-    if (setsid() < 0) {
-        return -errno;
-    }
-    pid = fork();
-    if (pid < 0) {
-        return -errno;
-    }
-    if (pid > 0) {
-        _exit(0);
-    }
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        /* stderr stays unless a log file is set: the logger may write there. */
-        if (null > STDERR_FILENO) {
-            close(null);
-        }
-    }
-    return chdir("/") < 0 ? -errno : 0;
 }
 
 void lars_service_note_change(char *list, size_t len, const char *name, int differs)
@@ -272,6 +253,9 @@ static int service_run(const struct lars_service_program *p, const char *config_
         goto stop;
     }
     started = 1;
+    if (!p->ready_later) {
+        lars_service_ready();
+    }
     event_base_dispatch(run.base);
 
 stop:;
@@ -347,9 +331,16 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
         }
     }
     if (!foreground) {
-        int rc = lars_service_daemonize();
-        if (rc < 0) {
-            fprintf(stderr, "%s: cannot become a daemon: %s\n", p->name, strerror(-rc));
+        if (!p->log_file[0] || strcmp(p->log_file, "-") == 0) {
+            fprintf(stderr,
+                    "%s: no log_file: once the daemon serves, its log goes to /dev/null (set "
+                    "log_file, or run with -f under a supervisor)\n",
+                    p->name);
+        }
+        service_name = p->name;
+        ready_fd = lars_daemon_start(p->name);
+        if (ready_fd < 0) {
+            fprintf(stderr, "%s: cannot become a daemon: %s\n", p->name, strerror(-ready_fd));
             return 1;
         }
     }

@@ -63,10 +63,6 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len);
 
 /* ---- process ---- */
 
-/* Detaches from the terminal (double fork, setsid, stdio to /dev/null,
- * chdir /). Before any thread exists. Returns 0 or a negative errno. */
-int lars_service_daemonize(void);
-
 struct event_base;
 
 /*
@@ -82,6 +78,9 @@ struct lars_service_program {
     const int *log_level; /* enum lars_log_level, in app's config */
     const char *log_file; /* in app's config: "" or "-" = stderr */
     int threaded;         /* other threads use the main event_base: libevent locking */
+    /* 0: the service serves once start returns; 1: it calls
+     * lars_service_ready itself when it does (lars-dns: routes loaded). */
+    int ready_later;
     /* Reads path into app's config: 0, or a negative errno with "file:line:
      * message" in err. */
     int (*load)(void *app, const char *path, char *err, size_t err_len);
@@ -114,9 +113,17 @@ struct lars_service_program {
 void lars_service_note_change(char *list, size_t len, const char *name, int differs);
 
 /*
+ * The service serves: when it runs as a daemon, the process that started it
+ * exits 0 and the caller's stderr is released (core/common/daemon.h). Main
+ * thread; only the first call does anything.
+ */
+void lars_service_ready(void);
+
+/*
  * The whole life of a service process: parses -c FILE [-t] [-f] [-h] [-V],
  * loads the config (-t: checks it and exits), opens the log, daemonizes
- * unless -f, ignores SIGPIPE, then runs program->start, the event loop
+ * unless -f (the started process returns once the service serves: see
+ * lars_service_ready), ignores SIGPIPE, then runs program->start, the event loop
  * (TERM/INT stop it; USR1 reopens the log file; HUP calls program->reload,
  * applies a new log_level / log_file, logs one line naming what needs a
  * restart, then calls program->hup; neither signal ever stops the process)
