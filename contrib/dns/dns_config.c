@@ -4,25 +4,23 @@
  */
 #include "dns_config.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
+#include <stddef.h>
 
 #include "lars_settings.h"
 #include "service.h"
 
 #define OFF(f) offsetof(struct lars_dns_config, f)
 #define STAGED(f) offsetof(struct lars_service_staged, f)
-/* Parsed into lars_service_staged, then copied where the server reads them. */
+/* Parsed into lars_service_staged, then read by the store library. */
 static const struct lars_setting dns_staged_settings[] = {
-    {"listen", LARS_SETTING_ADDRESS, "127.0.0.1:7778", STAGED(listen), 0, 65535,
-     "address agents connect to, \"host:port\" or \"[v6]:port\""},
     {"store", LARS_SETTING_LIST, NULL, STAGED(store), 0, -1,
      "the route database: store = { backend = \"sqlite\"; path = \"...\"; ... }"},
     LARS_SETTINGS_END,
 };
 
 static const struct lars_setting dns_settings[] = {
+    {"listen", LARS_SETTING_ADDRESS, "127.0.0.1:7778", OFF(listen), 0, 65535,
+     "address agents connect to, \"host:port\" or \"[v6]:port\""},
     {"poll_interval", LARS_SETTING_SECONDS, "1", OFF(poll_interval), 0.01, 3600,
      "seconds between RouteVersion polls"},
     {"reload_interval", LARS_SETTING_SECONDS, "60", OFF(reload_interval), 1, 86400,
@@ -52,64 +50,28 @@ static const struct lars_setting dns_settings[] = {
 /* What may change on SIGHUP without a restart. */
 static const char *const live_keys[] = {"log_level", "log_file", NULL};
 
-int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len)
+static int check(const void *conf, const config_setting_t *root, char *err, size_t err_len)
 {
-    struct lars_service_staged staged;
-    config_t cfg;
-
-    memset(out, 0, sizeof(*out));
-    config_init(&cfg);
-    int rc = lars_service_config_read(&cfg, path, dns_settings, out, dns_staged_settings, &staged,
-                                      err, err_len);
-    if (rc < 0) {
-        goto fail;
+    const struct lars_dns_config *c = conf;
+    if (c->reload_interval < c->poll_interval) {
+        return lars_settings_error(err, err_len, config_setting_get_member(root, "reload_interval"),
+                                   NULL,
+                                   "reload_interval (%g s) must not be below poll_interval (%g s)",
+                                   c->reload_interval, c->poll_interval);
     }
-    snprintf(out->listen, sizeof(out->listen), "%s", staged.listen.text);
-    out->listen_addr = staged.listen.sa;
-    out->listen_addr_len = staged.listen.len;
-    if (out->reload_interval < out->poll_interval) {
-        rc = lars_settings_error(
-            err, err_len, config_setting_get_member(config_root_setting(&cfg), "reload_interval"),
-            NULL, "reload_interval (%g s) must not be below poll_interval (%g s)",
-            out->reload_interval, out->poll_interval);
-        goto fail;
-    }
-    rc =
-        lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err, err_len);
-
-fail:
-    config_destroy(&cfg);
-    return rc;
+    return 0;
 }
 
-void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
-                           char *restart, size_t restart_len)
-{
-    lars_service_note_change(restart, restart_len, "listen",
-                             strcmp(running->listen, next->listen) != 0);
-    lars_service_config_adopt(dns_settings, live_keys, running, next, restart, restart_len);
-    lars_service_note_change(restart, restart_len, "store",
-                             memcmp(&running->store, &next->store, sizeof(next->store)) != 0);
-}
+const struct lars_service_config_schema lars_dns_config_schema = {
+    .table = dns_settings,
+    .staged_table = dns_staged_settings,
+    .live = live_keys,
+    .size = sizeof(struct lars_dns_config),
+    .store = offsetof(struct lars_dns_config, store),
+    .check = check,
+};
 
 const struct lars_setting *lars_dns_config_table(int staged)
 {
     return staged ? dns_staged_settings : dns_settings;
-}
-
-static int load_any(const char *path, void *conf, char *err, size_t err_len)
-{
-    return lars_dns_config_load(path, conf, err, err_len);
-}
-
-static void adopt_any(void *running, const void *next, char *restart, size_t restart_len)
-{
-    lars_dns_config_adopt(running, next, restart, restart_len);
-}
-
-int lars_dns_config_reload(const char *path, struct lars_dns_config *running, char *restart,
-                           size_t restart_len)
-{
-    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running, restart,
-                                      restart_len);
 }

@@ -19,12 +19,11 @@
 
 #include <lars/plugin.h>
 
+#include "service.h"
 #include "store.h"
 
 struct lars_dns_config {
-    char listen[256];                    /* listen, resolved, numeric "ip:port" */
-    struct sockaddr_storage listen_addr; /* listen, parsed once */
-    socklen_t listen_addr_len;
+    struct lars_address listen; /* resolved; .text is numeric "ip:port" */
     double poll_interval;   /* seconds between RouteVersion polls */
     double reload_interval; /* seconds between full reloads (safety net) */
     int threads;            /* connection worker threads */
@@ -39,25 +38,14 @@ struct lars_dns_config {
     struct lars_store_settings store;
 };
 
-/* Fills out with defaults, then the file. Returns 0 or -EINVAL with
- * "file:line: message" in err; validates everything. */
-int lars_dns_config_load(const char *path, struct lars_dns_config *out, char *err, size_t err_len);
-
-/* SIGHUP: copies what may change while running (log_level, log_file) from
- * next into running, and lists in restart (", "-separated) the settings
- * that differ but need a restart. Main thread. */
-void lars_dns_config_adopt(struct lars_dns_config *running, const struct lars_dns_config *next,
-                           char *restart, size_t restart_len);
-
-/* SIGHUP: loads path into a fresh config and adopts it into running (as
- * lars_dns_config_adopt). Returns 0, or a negative errno with "file:line:
- * message" in restart (nothing adopted). Main thread. */
-int lars_dns_config_reload(const char *path, struct lars_dns_config *running, char *restart,
-                           size_t restart_len);
+/* The file's keys, store section and SIGHUP rules, for
+ * lars_service_config_load / _reload (service.h): defaults, then the file,
+ * everything validated, reload_interval not below poll_interval; SIGHUP
+ * applies log_level and log_file, the rest needs a restart. */
+extern const struct lars_service_config_schema lars_dns_config_schema;
 
 /* The schema (for documentation and tests): the keys written into struct
- * lars_dns_config, or (staged non-zero) those parsed on the way (listen,
- * store). */
+ * lars_dns_config, or (staged non-zero) those parsed on the way (store). */
 const struct lars_setting *lars_dns_config_table(int staged);
 
 #endif /* LARS_DNS_CONFIG_H */

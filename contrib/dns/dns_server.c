@@ -666,18 +666,18 @@ struct lars_dns_server *lars_dns_server_create(const struct lars_dns_config *cfg
      * are loaded, so until then agents are refused (and try another
      * lars-dns) instead of queueing in the backlog. */
     server->listen_fd =
-        socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        socket(cfg->listen.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (server->listen_fd < 0) {
-        snprintf(err, err_len, "cannot create a socket for %s: %s", cfg->listen, strerror(errno));
+        snprintf(err, err_len, "cannot create a socket for %s: %s", cfg->listen.text,
+                 strerror(errno));
         goto fail;
     }
     int one = 1;
     setsockopt(server->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(server->listen_fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addr_len) <
-        0) {
+    if (bind(server->listen_fd, (const struct sockaddr *)&cfg->listen.sa, cfg->listen.len) < 0) {
         snprintf(err, err_len,
-                 "cannot listen on %s: %s (another lars-dns running? change 'listen')", cfg->listen,
-                 strerror(errno));
+                 "cannot listen on %s: %s (another lars-dns running? change 'listen')",
+                 cfg->listen.text, strerror(errno));
         goto fail;
     }
     server->resume_ev = evtimer_new(main_base, on_resume, server);
@@ -709,7 +709,8 @@ int lars_dns_server_enable(struct lars_dns_server *server, char *err, size_t err
         evconnlistener_new(server->main_base, on_accept, server,
                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 1024, server->listen_fd);
     if (!server->listener) {
-        snprintf(err, err_len, "cannot listen on %s: %s", server->cfg->listen, strerror(errno));
+        snprintf(err, err_len, "cannot listen on %s: %s", server->cfg->listen.text,
+                 strerror(errno));
         return -errno ? -errno : -EIO;
     }
     server->listen_fd = -1; /* the listener's now */

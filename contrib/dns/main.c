@@ -109,43 +109,15 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(app->base, NULL);
         return;
     }
-    LARS_INFO(WHO, "routes loaded; listening on %s with %d workers", app->cfg.listen,
+    LARS_INFO(WHO, "routes loaded; listening on %s with %d workers", app->cfg.listen.text,
               app->cfg.threads);
-}
-
-static int start_http(struct app *app)
-{
-    char err[1024];
-    if (!app->cfg.stats_listen.len) {
-        return 0;
-    }
-    app->http =
-        lars_service_http_start(app->base, &app->cfg.stats_listen.sa, app->cfg.stats_listen.len,
-                                app->cfg.stats_listen.text, render_metrics, app, err, sizeof(err));
-    if (!app->http) {
-        LARS_ERROR(WHO, "%s", err);
-        return -1;
-    }
-    LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen.text);
-    return 0;
-}
-
-static int app_load(void *arg, const char *path, char *err, size_t err_len)
-{
-    struct app *app = arg;
-    return lars_dns_config_load(path, &app->cfg, err, err_len);
-}
-
-static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
-{
-    struct app *app = arg;
-    return lars_dns_config_reload(path, &app->cfg, restart, restart_len);
+    lars_service_ready();
 }
 
 static void app_check_ok(void *arg, const char *path)
 {
     struct app *app = arg;
-    printf("%s: configuration OK (listen %s, %s store, %d threads)\n", path, app->cfg.listen,
+    printf("%s: configuration OK (listen %s, %s store, %d threads)\n", path, app->cfg.listen.text,
            app->cfg.store.backend, app->cfg.threads);
 }
 
@@ -167,7 +139,8 @@ static int app_start(void *arg, struct event_base *base)
         LARS_ERROR(WHO, "out of memory");
         return -1;
     }
-    if (start_http(app) < 0) {
+    if (lars_service_http_open(WHO, base, &app->cfg.stats_listen, render_metrics, app, &app->http) <
+        0) {
         return -1;
     }
     app->poller = lars_dns_poller_start(&app->cfg, app->server, app->ready_ev, err, sizeof(err));
@@ -213,15 +186,16 @@ int main(int argc, char **argv)
                  "         what needs a restart) and reloads every route now; USR1 reopens\n"
                  "         the log\n",
         .app = &app,
+        .schema = &lars_dns_config_schema,
+        .conf = &app.cfg,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
-        .threaded = 1, /* the poller activates ready_ev from its thread */
-        .load = app_load,
+        .threaded = 1,    /* the poller activates ready_ev from its thread */
+        .ready_later = 1, /* on_ready: routes loaded, listening */
         .check_ok = app_check_ok,
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
-        .reload = app_reload,
         .stats_when = "last hour",
         .hup = on_hup,
     };

@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,25 +14,47 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "daemon.h"
 #include "lars_settings.h"
 #include "log.h"
+#include "store.h"
 
-int lars_service_config_read(config_t *cfg, const char *path, const struct lars_setting *table,
-                             void *conf, const struct lars_setting *staged_table,
-                             struct lars_service_staged *staged, char *err, size_t err_len)
+int lars_service_config_load(const struct lars_service_config_schema *schema, const char *path,
+                             void *conf, char *err, size_t err_len)
 {
-    memset(staged, 0, sizeof(*staged));
-    int rc = lars_settings_read_file(cfg, path, err, err_len);
+    struct lars_service_staged staged = {0};
+    config_t cfg;
+
+    memset(conf, 0, schema->size);
+    config_init(&cfg);
+    int rc = lars_settings_read_file(&cfg, path, err, err_len);
     if (rc < 0) {
-        return rc;
+        goto fail;
     }
-    const struct lars_settings_block blocks[] = {{table, conf}, {staged_table, staged}};
-    return lars_settings_apply_blocks(config_root_setting(cfg), NULL, blocks, 2, err, err_len);
+    const config_setting_t *root = config_root_setting(&cfg);
+    const struct lars_settings_block blocks[] = {{schema->table, conf},
+                                                 {schema->staged_table, &staged}};
+    rc = lars_settings_apply_blocks(root, NULL, blocks, 2, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    if (schema->check) {
+        rc = schema->check(conf, root, err, err_len);
+        if (rc < 0) {
+            goto fail;
+        }
+    }
+    rc = lars_store_settings_read((const config_setting_t *)staged.store,
+                                  (struct lars_store_settings *)((char *)conf + schema->store), err,
+                                  err_len);
+
+fail:
+    config_destroy(&cfg);
+    return rc;
 }
 
 /* Bytes a value of s occupies in its block (0: nothing comparable). */
@@ -61,15 +82,15 @@ static size_t value_size(const struct lars_setting *s)
     }
 }
 
-void lars_service_config_adopt(const struct lars_setting *table, const char *const *live,
-                               void *running, const void *next, char *restart, size_t restart_len)
+void lars_service_config_adopt(const struct lars_service_config_schema *schema, void *running,
+                               const void *next, char *restart, size_t restart_len)
 {
-    for (const struct lars_setting *s = table; s->name; s++) {
+    for (const struct lars_setting *s = schema->table; s->name; s++) {
         size_t size = value_size(s);
         char *to = (char *)running + s->offset;
         const char *from = (const char *)next + s->offset;
         int is_live = 0;
-        for (const char *const *l = live; l && *l; l++) {
+        for (const char *const *l = schema->live; l && *l; l++) {
             is_live |= strcmp(*l, s->name) == 0;
         }
         if (size == 0) {
@@ -81,24 +102,25 @@ void lars_service_config_adopt(const struct lars_setting *table, const char *con
             lars_service_note_change(restart, restart_len, s->name, memcmp(to, from, size) != 0);
         }
     }
+    lars_service_note_change(restart, restart_len, "store",
+                             memcmp((const char *)running + schema->store,
+                                    (const char *)next + schema->store,
+                                    sizeof(struct lars_store_settings)) != 0);
 }
 
-int lars_service_config_reload(const char *path, size_t conf_size,
-                               int (*load)(const char *path, void *conf, char *err, size_t err_len),
-                               void (*adopt)(void *running, const void *next, char *restart,
-                                             size_t restart_len),
+int lars_service_config_reload(const struct lars_service_config_schema *schema, const char *path,
                                void *running, char *restart, size_t restart_len)
 {
     /* Heap: a config is kilobytes, and the running one must stay intact
      * when the file is bad. */
-    void *next = malloc(conf_size);
+    void *next = malloc(schema->size);
     if (!next) {
         snprintf(restart, restart_len, "%s: out of memory", path);
         return -ENOMEM;
     }
-    int rc = load(path, next, restart, restart_len);
+    int rc = lars_service_config_load(schema, path, next, restart, restart_len);
     if (rc == 0) {
-        adopt(running, next, restart, restart_len);
+        lars_service_config_adopt(schema, running, next, restart, restart_len);
     }
     free(next);
     return rc;
@@ -120,35 +142,17 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)
     snprintf(buf, len, "%s:%u", host, port);
 }
 
-int lars_service_daemonize(void)
+/* What lars_daemon_start returned, until the service serves; -1 in the
+ * foreground. Main thread only. */
+static int ready_fd = -1;
+static const char *service_name;
+
+void lars_service_ready(void)
 {
-    pid_t pid = fork();
-    if (pid < 0) {
-        return -errno;
+    if (ready_fd >= 0) {
+        lars_daemon_ready(service_name, ready_fd);
+        ready_fd = -1;
     }
-    if (pid > 0) {
-        _exit(0);
-    }
-    if (setsid() < 0) {
-        return -errno;
-    }
-    pid = fork();
-    if (pid < 0) {
-        return -errno;
-    }
-    if (pid > 0) {
-        _exit(0);
-    }
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        /* stderr stays unless a log file is set: the logger may write there. */
-        if (null > STDERR_FILENO) {
-            close(null);
-        }
-    }
-    return chdir("/") < 0 ? -errno : 0;
 }
 
 void lars_service_note_change(char *list, size_t len, const char *name, int differs)
@@ -176,7 +180,8 @@ static void on_hup(struct service_run *run)
     snprintf(old_file, sizeof(old_file), "%s", p->log_file);
     const int old_level = *p->log_level;
 
-    int rc = p->reload(p->app, run->config_path, restart, sizeof(restart));
+    int rc =
+        lars_service_config_reload(p->schema, run->config_path, p->conf, restart, sizeof(restart));
     if (rc < 0) {
         LARS_ERROR(p->name, "SIGHUP: %s; keeping the running configuration", restart);
     } else {
@@ -272,6 +277,9 @@ static int service_run(const struct lars_service_program *p, const char *config_
         goto stop;
     }
     started = 1;
+    if (!p->ready_later) {
+        lars_service_ready();
+    }
     event_base_dispatch(run.base);
 
 stop:;
@@ -328,7 +336,7 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
     }
 
     char err[2048];
-    if (p->load(p->app, config_path, err, sizeof(err)) < 0) {
+    if (lars_service_config_load(p->schema, config_path, p->conf, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
@@ -347,9 +355,16 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
         }
     }
     if (!foreground) {
-        int rc = lars_service_daemonize();
-        if (rc < 0) {
-            fprintf(stderr, "%s: cannot become a daemon: %s\n", p->name, strerror(-rc));
+        if (!p->log_file[0] || strcmp(p->log_file, "-") == 0) {
+            fprintf(stderr,
+                    "%s: no log_file: once the daemon serves, its log goes to /dev/null (set "
+                    "log_file, or run with -f under a supervisor)\n",
+                    p->name);
+        }
+        service_name = p->name;
+        ready_fd = lars_daemon_start(p->name);
+        if (ready_fd < 0) {
+            fprintf(stderr, "%s: cannot become a daemon: %s\n", p->name, strerror(-ready_fd));
             return 1;
         }
     }

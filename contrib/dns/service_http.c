@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "log.h"
 #include "text.h"
 
 struct lars_service_http {
@@ -126,4 +127,23 @@ void lars_service_metric(struct lars_text *t, const char *name, const char *type
 {
     lars_service_metric_family(t, name, type, help);
     lars_text_printf(t, "%s %llu\n", name, value);
+}
+
+int lars_service_http_open(const char *who, struct event_base *base,
+                           const struct lars_address *listen, lars_service_render_fn render,
+                           void *arg, struct lars_service_http **out)
+{
+    char err[1024];
+    *out = NULL;
+    if (!listen->len) {
+        return 0;
+    }
+    *out = lars_service_http_start(base, &listen->sa, listen->len, listen->text, render, arg, err,
+                                   sizeof(err));
+    if (!*out) {
+        LARS_ERROR(who, "%s", err);
+        return -1;
+    }
+    LARS_INFO(who, "serving http://%s/metrics", listen->text);
+    return 0;
 }

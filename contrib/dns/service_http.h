@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include <lars/plugin.h> /* struct lars_address */
+
 struct event_base;
 struct lars_text;
 struct lars_service_http;
@@ -27,6 +29,14 @@ struct lars_service_http *lars_service_http_start(struct event_base *base,
                                                   socklen_t addr_len, const char *text,
                                                   lars_service_render_fn render, void *arg,
                                                   char *err, size_t err_len);
+
+/* The same for a service's stats_listen setting: does nothing when it is
+ * unset (len 0); else starts, logging under who where it serves. Returns 0
+ * (*out: the server, or NULL when off), or -1 after logging why. Main
+ * thread. */
+int lars_service_http_open(const char *who, struct event_base *base,
+                           const struct lars_address *listen, lars_service_render_fn render,
+                           void *arg, struct lars_service_http **out);
 
 /* NULL-safe. */
 void lars_service_http_stop(struct lars_service_http *http);

@@ -110,22 +110,10 @@ static void render_metrics(void *arg, struct lars_text *t)
                         "Failed store opens and writes.", w.failures);
 }
 
-static int app_load(void *arg, const char *path, char *err, size_t err_len)
-{
-    struct app *app = arg;
-    return lars_reporter_config_load(path, &app->cfg, err, err_len);
-}
-
-static int app_reload(void *arg, const char *path, char *restart, size_t restart_len)
-{
-    struct app *app = arg;
-    return lars_reporter_config_reload(path, &app->cfg, restart, restart_len);
-}
-
 static void app_check_ok(void *arg, const char *path)
 {
     struct app *app = arg;
-    printf("%s: configuration OK (listen %s, %s store, %d writers)\n", path, app->cfg.listen,
+    printf("%s: configuration OK (listen %s, %s store, %d writers)\n", path, app->cfg.listen.text,
            app->cfg.store.backend, app->cfg.threads);
 }
 
@@ -146,18 +134,12 @@ static int app_start(void *arg, struct event_base *base)
         LARS_ERROR(WHO, "%s", err);
         return -1;
     }
-    if (app->cfg.stats_listen.len) {
-        app->http = lars_service_http_start(base, &app->cfg.stats_listen.sa,
-                                            app->cfg.stats_listen.len, app->cfg.stats_listen.text,
-                                            render_metrics, app, err, sizeof(err));
-        if (!app->http) {
-            LARS_ERROR(WHO, "%s", err);
-            return -1;
-        }
-        LARS_INFO(WHO, "serving http://%s/metrics", app->cfg.stats_listen.text);
+    if (lars_service_http_open(WHO, base, &app->cfg.stats_listen, render_metrics, app, &app->http) <
+        0) {
+        return -1;
     }
     LARS_INFO(WHO, "listening on %s; %s store, %d writers, batches of %zu, queue bound %zu rows",
-              app->cfg.listen, app->cfg.store.backend, app->cfg.threads, app->cfg.batch_max,
+              app->cfg.listen.text, app->cfg.store.backend, app->cfg.threads, app->cfg.batch_max,
               app->cfg.queue_max);
     return 0;
 }
@@ -198,14 +180,14 @@ int main(int argc, char **argv)
                  "         log_level/log_file from FILE (names what needs a restart); USR1\n"
                  "         reopens the log\n",
         .app = &app,
+        .schema = &lars_reporter_config_schema,
+        .conf = &app.cfg,
         .log_level = &app.cfg.log_level,
         .log_file = app.cfg.log_file,
-        .load = app_load,
         .check_ok = app_check_ok,
         .start = app_start,
         .stop = app_stop,
         .stats = log_stats,
-        .reload = app_reload,
         .stats_when = "since start",
     };
     return lars_service_main(&program, argc, argv);

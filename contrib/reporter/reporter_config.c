@@ -5,18 +5,14 @@
  */
 #include "reporter_config.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
+#include <stddef.h>
 
 #include "lars_settings.h"
 #include "service.h"
 
 #define STAGED(f) offsetof(struct lars_service_staged, f)
-/* Parsed into lars_service_staged, then copied where the server reads them. */
+/* Parsed into lars_service_staged, then read by the store library. */
 static const struct lars_setting reporter_staged_settings[] = {
-    {"listen", LARS_SETTING_ADDRESS, "127.0.0.1:7779", STAGED(listen), 0, 65535,
-     "address agents report to, \"host:port\" or \"[v6]:port\""},
     {"store", LARS_SETTING_LIST, NULL, STAGED(store), 0, -1,
      "the statistics database: store = { backend = \"sqlite\"; path = \"...\"; ... }"},
     LARS_SETTINGS_END,
@@ -25,6 +21,8 @@ static const struct lars_setting reporter_staged_settings[] = {
 
 #define OFF(f) offsetof(struct lars_reporter_config, f)
 static const struct lars_setting reporter_settings[] = {
+    {"listen", LARS_SETTING_ADDRESS, "127.0.0.1:7779", OFF(listen), 0, 65535,
+     "address agents report to, \"host:port\" or \"[v6]:port\""},
     {"threads", LARS_SETTING_INT32, "2", OFF(threads), 1, 64,
      "store writer threads, one database connection each"},
     {"batch_max", LARS_SETTING_SIZE, "1000", OFF(batch_max), 1, 100000,
@@ -52,63 +50,25 @@ static const struct lars_setting reporter_settings[] = {
 /* What may change on SIGHUP without a restart. */
 static const char *const live_keys[] = {"log_level", "log_file", NULL};
 
-int lars_reporter_config_load(const char *path, struct lars_reporter_config *out, char *err,
-                              size_t err_len)
+static int check(const void *conf, const config_setting_t *root, char *err, size_t err_len)
 {
-    struct lars_service_staged staged;
-    config_t cfg;
-
-    memset(out, 0, sizeof(*out));
-    config_init(&cfg);
-    int rc = lars_service_config_read(&cfg, path, reporter_settings, out, reporter_staged_settings,
-                                      &staged, err, err_len);
-    if (rc < 0) {
-        goto fail;
+    const struct lars_reporter_config *c = conf;
+    if (c->queue_max < (size_t)c->threads) {
+        return lars_settings_error(err, err_len, config_setting_get_member(root, "queue_max"), NULL,
+                                   "queue_max (%zu) must be at least threads (%d)", c->queue_max,
+                                   c->threads);
     }
-    snprintf(out->listen, sizeof(out->listen), "%s", staged.listen.text);
-    out->listen_addr = staged.listen.sa;
-    out->listen_addr_len = staged.listen.len;
-    if (out->queue_max < (size_t)out->threads) {
-        rc = lars_settings_error(
-            err, err_len, config_setting_get_member(config_root_setting(&cfg), "queue_max"), NULL,
-            "queue_max (%zu) must be at least threads (%d)", out->queue_max, out->threads);
-        goto fail;
-    }
-    rc =
-        lars_store_settings_read((const config_setting_t *)staged.store, &out->store, err, err_len);
-
-fail:
-    config_destroy(&cfg);
-    return rc;
+    return 0;
 }
 
-void lars_reporter_config_adopt(struct lars_reporter_config *running,
-                                const struct lars_reporter_config *next, char *restart,
-                                size_t restart_len)
-{
-    lars_service_note_change(restart, restart_len, "listen",
-                             strcmp(running->listen, next->listen) != 0);
-    lars_service_config_adopt(reporter_settings, live_keys, running, next, restart, restart_len);
-    lars_service_note_change(restart, restart_len, "store",
-                             memcmp(&running->store, &next->store, sizeof(next->store)) != 0);
-}
-
-static int load_any(const char *path, void *conf, char *err, size_t err_len)
-{
-    return lars_reporter_config_load(path, conf, err, err_len);
-}
-
-static void adopt_any(void *running, const void *next, char *restart, size_t restart_len)
-{
-    lars_reporter_config_adopt(running, next, restart, restart_len);
-}
-
-int lars_reporter_config_reload(const char *path, struct lars_reporter_config *running,
-                                char *restart, size_t restart_len)
-{
-    return lars_service_config_reload(path, sizeof(*running), load_any, adopt_any, running, restart,
-                                      restart_len);
-}
+const struct lars_service_config_schema lars_reporter_config_schema = {
+    .table = reporter_settings,
+    .staged_table = reporter_staged_settings,
+    .live = live_keys,
+    .size = sizeof(struct lars_reporter_config),
+    .store = offsetof(struct lars_reporter_config, store),
+    .check = check,
+};
 
 const struct lars_setting *lars_reporter_config_table(int staged)
 {

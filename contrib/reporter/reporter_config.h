@@ -19,12 +19,11 @@
 
 #include <lars/plugin.h>
 
+#include "service.h"
 #include "store.h"
 
 struct lars_reporter_config {
-    char listen[256];                    /* listen, resolved, numeric "ip:port" */
-    struct sockaddr_storage listen_addr; /* listen, parsed once */
-    socklen_t listen_addr_len;
+    struct lars_address listen; /* resolved; .text is numeric "ip:port" */
     int threads;      /* store writer threads, each with its own connection */
     size_t batch_max; /* rows per transaction at most */
     size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
@@ -38,27 +37,15 @@ struct lars_reporter_config {
     struct lars_store_settings store;
 };
 
-/* Defaults, then the file. Returns 0 or -EINVAL with "file:line: message"
- * in err. */
-int lars_reporter_config_load(const char *path, struct lars_reporter_config *out, char *err,
-                              size_t err_len);
-
-/* SIGHUP: copies what may change while running (log_level, log_file) from
- * next into running, and lists in restart (", "-separated) the settings
- * that differ but need a restart. Main thread. */
-void lars_reporter_config_adopt(struct lars_reporter_config *running,
-                                const struct lars_reporter_config *next, char *restart,
-                                size_t restart_len);
-
-/* SIGHUP: loads path into a fresh config and adopts it into running (as
- * lars_reporter_config_adopt). Returns 0, or a negative errno with
- * "file:line: message" in restart (nothing adopted). Main thread. */
-int lars_reporter_config_reload(const char *path, struct lars_reporter_config *running,
-                                char *restart, size_t restart_len);
+/* The file's keys, store section and SIGHUP rules, for
+ * lars_service_config_load / _reload (service.h): defaults, then the file,
+ * everything validated, queue_max at least threads; SIGHUP
+ * applies log_level and log_file, the rest needs a restart. */
+extern const struct lars_service_config_schema lars_reporter_config_schema;
 
 /* The schema (for documentation and tests): the keys written into struct
  * lars_reporter_config, or (staged non-zero) those parsed on the way
- * (listen, store). */
+ * (store). */
 const struct lars_setting *lars_reporter_config_table(int staged);
 
 #endif /* LARS_REPORTER_CONFIG_H */

@@ -333,11 +333,11 @@ struct lars_reporter_server *lars_reporter_server_create(const struct lars_repor
     }
     s->listener = evconnlistener_new_bind(
         base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 1024,
-        (const struct sockaddr *)&cfg->listen_addr, (int)cfg->listen_addr_len);
+        (const struct sockaddr *)&cfg->listen.sa, (int)cfg->listen.len);
     if (!s->listener) {
         snprintf(err, err_len,
                  "cannot listen on %s: %s (another lars-reporter running? change 'listen')",
-                 cfg->listen, strerror(errno));
+                 cfg->listen.text, strerror(errno));
         goto fail;
     }
     evconnlistener_set_error_cb(s->listener, on_accept_error);

@@ -7,7 +7,6 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
-#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,12 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/daemon.h"
 #include "../common/log.h"
 #include "agent.h"
 #include "config.h"
-
-/* How long the started process waits for the daemon to serve. */
-#define DAEMON_START_TIMEOUT_S 120
 
 static void usage(FILE *out)
 {
@@ -125,75 +122,6 @@ static void check_config_permissions(const char *path)
         LARS_WARN("agent", "%s is writable by %s: whoever can write it chooses the plugins this "
                   "agent runs (chmod go-w %s)", path, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
                   path);
-    }
-}
-
-/*
- * Detaches from the terminal. The process that was started waits until the
- * daemon says it serves (or fails: its errors still reach the caller's
- * stderr then) and exits 0 or 1 accordingly, so `lars-agent -c FILE && ...`
- * and systemd's Type=forking see a real result. Returns the descriptor to
- * pass to daemon_ready, or -1.
- */
-static int daemonize(void)
-{
-    int ready[2];
-    if (pipe2(ready, O_CLOEXEC) < 0) {
-        return -1;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        return -1;
-    }
-    if (pid > 0) {
-        close(ready[1]);
-        struct pollfd wait_ready = {.fd = ready[0], .events = POLLIN};
-        char byte = 0;
-        int n = poll(&wait_ready, 1, DAEMON_START_TIMEOUT_S * 1000);
-        if (n == 0) {
-            fprintf(stderr,
-                    "lars-agent: the daemon did not report ready within %d s; see its log\n",
-                    DAEMON_START_TIMEOUT_S);
-        }
-        _exit(n > 0 && read(ready[0], &byte, 1) == 1 ? 0 : 1);
-    }
-    close(ready[0]);
-    if (setsid() < 0) {
-        return -1;
-    }
-    pid = fork();
-    if (pid < 0) {
-        return -1;
-    }
-    if (pid > 0) {
-        _exit(0);
-    }
-    int null = open("/dev/null", O_RDWR);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        if (null > STDERR_FILENO) {
-            close(null);
-        }
-    }
-    if (chdir("/") < 0) {
-        return -1;
-    }
-    return ready[1];
-}
-
-/* The daemon serves: release the waiting parent and the caller's stderr
- * (a shell capturing our output would otherwise wait for ever). */
-static void daemon_ready(int ready_fd)
-{
-    char byte = 1;
-    if (write(ready_fd, &byte, 1) != 1) {
-        LARS_WARN("agent", "cannot tell the starting process we serve: %s", strerror(errno));
-    }
-    close(ready_fd);
-    int rc = lars_log_take_stderr();
-    if (rc < 0) {
-        LARS_WARN("agent", "cannot redirect stderr: %s", strerror(-rc));
     }
 }
 
@@ -322,9 +250,9 @@ int main(int argc, char **argv)
                     "lars-agent: no agent.log_file: once the daemon serves, its log goes to "
                     "/dev/null (set agent.log_file, or run with -f under a supervisor)\n");
         }
-        ready_fd = daemonize();
+        ready_fd = lars_daemon_start("lars-agent");
         if (ready_fd < 0) {
-            fprintf(stderr, "lars-agent: cannot become a daemon: %s\n", strerror(errno));
+            fprintf(stderr, "lars-agent: cannot become a daemon: %s\n", strerror(-ready_fd));
             lars_config_free(config);
             return 1;
         }
@@ -359,7 +287,7 @@ int main(int argc, char **argv)
         status = 1;
     } else {
         if (ready_fd >= 0) {
-            daemon_ready(ready_fd);
+            lars_daemon_ready("agent", ready_fd);
         }
         lars_agent_run(agent);
         lars_agent_destroy(agent);

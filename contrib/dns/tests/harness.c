@@ -218,6 +218,33 @@ pid_t lt_spawn_nofile(const char *bin, const char *conf, const char *log, unsign
     return pid;
 }
 
+/* Runs argv (NULL-terminated) with stdin /dev/null and stdout/stderr on
+ * a pipe whose read end goes to *out_fd. */
+static pid_t spawn_piped(const char *const *argv, int *out_fd)
+{
+    int pipefd[2];
+    if (pipe(pipefd) < 0) {
+        abort();
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        abort();
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    *out_fd = pipefd[0];
+    return pid;
+}
+
 int lt_run(char *out, size_t out_len, const char *bin, ...)
 {
     const char *argv[16];
@@ -232,27 +259,12 @@ int lt_run(char *out, size_t out_len, const char *bin, ...)
     va_end(ap);
     argv[argc] = NULL;
 
-    int pipefd[2];
-    if (pipe(pipefd) < 0) {
-        abort();
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        abort();
-    }
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        close(pipefd[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
+    int out_fd = -1;
+    pid_t pid = spawn_piped(argv, &out_fd);
     size_t used = 0;
     ssize_t n;
     char chunk[512];
-    while ((n = read(pipefd[0], chunk, sizeof(chunk))) > 0) {
+    while ((n = read(out_fd, chunk, sizeof(chunk))) > 0) {
         size_t take = (size_t)n;
         if (used + take >= out_len) {
             take = out_len - used - 1;
@@ -261,10 +273,62 @@ int lt_run(char *out, size_t out_len, const char *bin, ...)
         used += take;
     }
     out[used] = '\0';
-    close(pipefd[0]);
+    close(out_fd);
     int status;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int lt_run_daemon(const char *bin, const char *conf, unsigned timeout_ms, char *out, size_t out_len,
+                  bool *released)
+{
+    const char *argv[] = {bin, "-c", conf, NULL};
+    int out_fd = -1;
+    pid_t pid = spawn_piped(argv, &out_fd);
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    size_t used = 0;
+    int status = -1;
+    bool exited = false;
+    *released = false;
+    while (!(exited && *released) && lt_now_ms() < deadline) {
+        int wstatus;
+        if (!exited && waitpid(pid, &wstatus, WNOHANG) == pid) {
+            exited = true;
+            status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+        }
+        struct pollfd p = {.fd = out_fd, .events = POLLIN};
+        if (!*released && poll(&p, 1, 20) > 0) {
+            char chunk[512];
+            ssize_t n = read(out_fd, chunk, sizeof(chunk));
+            *released = n == 0;
+            size_t take = n > 0 ? (size_t)n : 0;
+            if (used + take >= out_len) {
+                take = out_len - used - 1;
+            }
+            memcpy(out + used, chunk, take);
+            used += take;
+        } else if (*released) {
+            lt_sleep_ms(20);
+        }
+    }
+    out[used] = '\0';
+    close(out_fd);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return status;
+}
+
+pid_t lt_log_pid(const char *log, const char *program)
+{
+    char *text = lt_read_file(log);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "%s[", program);
+    const char *at = text ? strstr(text, needle) : NULL;
+    pid_t pid = at ? (pid_t)strtol(at + strlen(needle), NULL, 10) : 0;
+    free(text);
+    return pid;
 }
 
 int lt_stop(pid_t pid, unsigned timeout_ms)

@@ -51,6 +51,17 @@ pid_t lt_spawn_nofile(const char *bin, const char *conf, const char *log, unsign
 /* Runs `bin args...` (NULL-terminated) to completion; returns its exit
  * status, its stderr+stdout captured into out. */
 int lt_run(char *out, size_t out_len, const char *bin, ...);
+/*
+ * Runs `bin -c conf` (no -f: it daemonizes) with stdout/stderr on a pipe,
+ * waiting up to timeout_ms. Returns the exit status of the process started
+ * (-1 when it did not exit in time: killed); its output goes to out, and
+ * *released says whether every writer of the pipe was gone (EOF) in time,
+ * i.e. the daemon let go of the caller's stdout/stderr.
+ */
+int lt_run_daemon(const char *bin, const char *conf, unsigned timeout_ms, char *out, size_t out_len,
+                  bool *released);
+/* The pid in the first "<program>[pid]" of log (a daemon's log file), or 0. */
+pid_t lt_log_pid(const char *log, const char *program);
 /* SIGTERM, then waits up to timeout_ms; returns the exit status, or -1
  * (after SIGKILL) when it did not stop or died from a signal. */
 int lt_stop(pid_t pid, unsigned timeout_ms);

@@ -773,6 +773,70 @@ static pid_t spawn_own(const char *conf, const char *log, uint16_t port)
     return pid;
 }
 
+static pid_t daemon_pid; /* t_daemon's lars-dns: not our child */
+
+static int daemon_teardown(void **state)
+{
+    (void)state;
+    if (daemon_pid > 0) {
+        kill(daemon_pid, SIGKILL);
+        daemon_pid = 0;
+    }
+    return 0;
+}
+
+/* Started without -f, lars-dns daemonizes: the process started returns 0
+ * once the daemon serves (it answers at once), and nobody keeps the
+ * caller's stdout/stderr (a shell capturing the output, as $(lars-dns ...)
+ * does, would wait for ever). A broken start still reports on the caller's
+ * stderr, with exit 1. */
+static void t_daemon(void **state)
+{
+    (void)state;
+    char conf[600];
+    char log[600];
+    char extra[700];
+    char out[4096];
+    bool released = false;
+    snprintf(conf, sizeof(conf), "%s/daemon.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/daemon.log", ctx.srv.dir);
+    snprintf(extra, sizeof(extra), "log_file = \"%s\";\n", log);
+    uint16_t port = lt_free_port();
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    int status = lt_run_daemon(LARS_DNS_BIN, conf, 10000, out, sizeof(out), &released);
+    printf("%s", out);
+    assert_int_equal(status, 0);
+    daemon_pid = lt_log_pid(log, "lars-dns");
+    assert_true(daemon_pid > 0);
+    int fd = lt_connect(port);
+    assert_true(fd >= 0);
+    request(fd, M, 1);
+    Lars__GetRouteResponse *rsp = recv_route(fd, 3000);
+    assert_non_null(rsp);
+    assert_int_equal(rsp->n_host, 2);
+    lars__get_route_response__free_unpacked(rsp, NULL);
+    close(fd);
+    assert_true(released);
+
+    /* A second one on the same port, logging to stderr. */
+    snprintf(conf, sizeof(conf), "%s/daemon2.conf", ctx.srv.dir);
+    write_conf(conf, port, &ctx.srv.settings, NULL);
+    status = lt_run_daemon(LARS_DNS_BIN, conf, 10000, out, sizeof(out), &released);
+    printf("second: %s", out);
+    assert_int_equal(status, 1);
+    assert_true(released);
+    assert_non_null(strstr(out, "another lars-dns running?"));
+
+    assert_int_equal(kill(daemon_pid, SIGTERM), 0);
+    uint64_t deadline = lt_now_ms() + 10000;
+    while (kill(daemon_pid, 0) == 0) {
+        assert_true(lt_now_ms() < deadline);
+        lt_sleep_ms(20);
+    }
+    daemon_pid = 0;
+    assert_true(wait_log(log, "stopped:", 1, 3000));
+}
+
 /* Issue 9 item 3: HUP and USR1 as the agent handles them: HUP re-reads
  * log_level/log_file, names what needs a restart, reloads routes, never
  * stops; USR1 says what it reopened. (test_reporter checks that a new
@@ -1054,6 +1118,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_waits_for_database),
         cmocka_unit_test(t_database_outage),
         cmocka_unit_test(t_signals),
+        cmocka_unit_test_teardown(t_daemon, daemon_teardown),
         cmocka_unit_test(t_fd_limit),
         cmocka_unit_test(t_peer_cap_and_idle),
         cmocka_unit_test(t_password_file_mode),
