@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -333,6 +334,12 @@ int lars_service_main(const struct lars_service_program *p, int argc, char **arg
     if (!config_path || optind != argc) {
         fputs(p->usage, stderr);
         return 2;
+    }
+    /* A daemon runs in /: a relative path must still name the file at
+     * SIGHUP. (When it does not resolve, loading says why.) */
+    char absolute[PATH_MAX];
+    if (realpath(config_path, absolute)) {
+        config_path = absolute;
     }
 
     char err[2048];

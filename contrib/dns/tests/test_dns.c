@@ -803,11 +803,20 @@ static void t_daemon(void **state)
     snprintf(extra, sizeof(extra), "log_file = \"%s\";\n", log);
     uint16_t port = lt_free_port();
     write_conf(conf, port, &ctx.srv.settings, extra);
-    int status = lt_run_daemon(LARS_DNS_BIN, conf, 10000, out, sizeof(out), &released);
+    /* Started with a relative -c path, as from a shell in that directory:
+     * the daemon (cwd /) must still find its file at SIGHUP. */
+    char cwd[600];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(ctx.srv.dir), 0);
+    int status = lt_run_daemon(LARS_DNS_BIN, "daemon.conf", 10000, out, sizeof(out), &released);
+    assert_int_equal(chdir(cwd), 0);
     printf("%s", out);
     assert_int_equal(status, 0);
     daemon_pid = lt_log_pid(log, "lars-dns");
     assert_true(daemon_pid > 0);
+    assert_int_equal(kill(daemon_pid, SIGHUP), 0);
+    assert_true(wait_log(log, "SIGHUP: ", 1, 5000));
+    assert_false(wait_log(log, "cannot read", 1, 200));
     int fd = lt_connect(port);
     assert_true(fd >= 0);
     request(fd, M, 1);
