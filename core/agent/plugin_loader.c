@@ -424,8 +424,9 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
     handle->spec = strdup(spec);
     rc = ensure_copy_dir();
     if (rc < 0 || !handle->path || !handle->spec) {
+        rc = rc < 0 ? rc : -ENOMEM; /* not 0: the caller would take a handle never set */
         snprintf(err, err_len, "plugin %s: cannot create a private directory for plugin copies: %s",
-                 path, strerror(rc < 0 ? -rc : ENOMEM));
+                 path, strerror(-rc));
         goto fail;
     }
     char copy[PATH_MAX];
