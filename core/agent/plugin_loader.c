@@ -2,6 +2,7 @@
  * plugin_loader.c - dlopen of private copies, descriptor checks.
  */
 #include "plugin_loader.h"
+#include "plugin_loader_internal.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -203,7 +204,8 @@ static bool trusted_owner(uid_t owner, unsigned trusted_uid)
  * entry they do not own there. Opens the checked file into *fd, so what is
  * copied and loaded is what was checked.
  */
-static int open_trusted(const char *path, unsigned trusted_uid, int *fd, char *err, size_t err_len)
+int lars_plugin_open_trusted(const char *path, unsigned trusted_uid, int *fd, char *err,
+                             size_t err_len)
 {
     char real[PATH_MAX];
     if (!realpath(path, real)) {
@@ -324,8 +326,9 @@ static int ops_complete(const struct lars_plugin *desc)
     return 0;
 }
 
-static int check_descriptor(const struct lars_plugin *desc, const char *path, const char *expect_name,
-                            enum lars_plugin_kind kind, char *err, size_t err_len)
+int lars_plugin_check_descriptor(const struct lars_plugin *desc, const char *path,
+                                 const char *expect_name, enum lars_plugin_kind kind, char *err,
+                                 size_t err_len)
 {
     if (desc->abi_major != LARS_PLUGIN_ABI_MAJOR) {
         snprintf(err, err_len,
@@ -409,7 +412,7 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
         return -ENOENT;
     }
     int fd = -1;
-    rc = open_trusted(path, trusted_uid, &fd, err, err_len);
+    rc = lars_plugin_open_trusted(path, trusted_uid, &fd, err, err_len);
     if (rc < 0) {
         return rc;
     }
@@ -463,7 +466,7 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
         rc = -ENOEXEC;
         goto fail;
     }
-    rc = check_descriptor(handle->desc, path, name, kind, err, err_len);
+    rc = lars_plugin_check_descriptor(handle->desc, path, name, kind, err, err_len);
     if (rc < 0) {
         goto fail;
     }
