@@ -2,6 +2,7 @@
  * plugin_loader.c - dlopen of private copies, descriptor checks.
  */
 #include "plugin_loader.h"
+#include "plugin_loader_internal.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -203,7 +204,8 @@ static bool trusted_owner(uid_t owner, unsigned trusted_uid)
  * entry they do not own there. Opens the checked file into *fd, so what is
  * copied and loaded is what was checked.
  */
-static int open_trusted(const char *path, unsigned trusted_uid, int *fd, char *err, size_t err_len)
+int lars_plugin_open_trusted(const char *path, unsigned trusted_uid, int *fd, char *err,
+                             size_t err_len)
 {
     char real[PATH_MAX];
     if (!realpath(path, real)) {
@@ -324,8 +326,9 @@ static int ops_complete(const struct lars_plugin *desc)
     return 0;
 }
 
-static int check_descriptor(const struct lars_plugin *desc, const char *path, const char *expect_name,
-                            enum lars_plugin_kind kind, char *err, size_t err_len)
+int lars_plugin_check_descriptor(const struct lars_plugin *desc, const char *path,
+                                 const char *expect_name, enum lars_plugin_kind kind, char *err,
+                                 size_t err_len)
 {
     if (desc->abi_major != LARS_PLUGIN_ABI_MAJOR) {
         snprintf(err, err_len,
@@ -384,74 +387,90 @@ static void name_from_path(const char *path, char *name, size_t len)
     }
 }
 
-int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_kind kind,
-                     unsigned trusted_uid, struct lars_plugin_handle **out, char *err,
-                     size_t err_len)
+/*
+ * spec -> the file to load (NAME -> plugin_dir/NAME.so; anything with '/'
+ * is a path) and the name its descriptor must have. -EINVAL without a
+ * spec, -ENOENT when the file does not exist.
+ */
+static int resolve_spec(const char *plugin_dir, const char *spec, char *path, size_t path_len,
+                        char *name, size_t name_len, char *err, size_t err_len)
 {
-    char path[PATH_MAX];
-    char name[256];
-    int rc;
-
     if (!spec || !*spec) {
         snprintf(err, err_len, "no plugin named");
         return -EINVAL;
     }
     if (strchr(spec, '/')) {
-        snprintf(path, sizeof(path), "%s", spec);
+        snprintf(path, path_len, "%s", spec);
     } else {
-        snprintf(path, sizeof(path), "%s/%s.so", plugin_dir, spec);
+        snprintf(path, path_len, "%s/%s.so", plugin_dir, spec);
     }
-    name_from_path(path, name, sizeof(name));
-
+    name_from_path(path, name, name_len);
     if (access(path, F_OK) < 0) {
         snprintf(err, err_len, "plugin '%s': %s does not exist (plugin_dir is %s)", spec, path,
                  plugin_dir);
         return -ENOENT;
     }
-    int fd = -1;
-    rc = open_trusted(path, trusted_uid, &fd, err, err_len);
-    if (rc < 0) {
-        return rc;
-    }
+    return 0;
+}
 
+/* A handle naming spec and path, nothing loaded yet. */
+static int new_handle(const char *spec, const char *path, struct lars_plugin_handle **out,
+                      char *err, size_t err_len)
+{
     struct lars_plugin_handle *handle = calloc(1, sizeof(*handle));
-    if (!handle) {
-        close(fd);
+    if (handle) {
+        handle->path = strdup(path);
+        handle->spec = strdup(spec);
+    }
+    if (!handle || !handle->path || !handle->spec) {
+        lars_plugin_unload(handle);
         snprintf(err, err_len, "plugin %s: out of memory", path);
         return -ENOMEM;
     }
-    handle->path = strdup(path);
-    handle->spec = strdup(spec);
-    rc = ensure_copy_dir();
-    if (rc < 0 || !handle->path || !handle->spec) {
+    *out = handle;
+    return 0;
+}
+
+/* Copies the checked file (open in `in`) into the private directory as
+ * handle->copy: what is mapped is what was checked, and nobody can change
+ * it under the running code. */
+static int copy_private(struct lars_plugin_handle *handle, int in, const char *name, char *err,
+                        size_t err_len)
+{
+    int rc = ensure_copy_dir();
+    if (rc < 0) {
         snprintf(err, err_len, "plugin %s: cannot create a private directory for plugin copies: %s",
-                 path, strerror(rc < 0 ? -rc : ENOMEM));
-        goto fail;
+                 handle->path, strerror(-rc));
+        return rc;
     }
     char copy[PATH_MAX];
     snprintf(copy, sizeof(copy), "%.3000s/%.255s.%u.so", copy_dir, name,
              atomic_fetch_add(&copy_serial, 1));
-    rc = copy_file(fd, copy);
-    close(fd);
-    fd = -1;
+    rc = copy_file(in, copy);
     if (rc < 0) {
-        snprintf(err, err_len, "plugin %s: cannot read it: %s", path, strerror(-rc));
-        goto fail;
+        snprintf(err, err_len, "plugin %s: cannot read it: %s", handle->path, strerror(-rc));
+        return rc;
     }
     handle->copy = strdup(copy);
     if (!handle->copy) {
         unlink(copy);
-        rc = -ENOMEM;
-        snprintf(err, err_len, "plugin %s: out of memory", path);
-        goto fail;
+        snprintf(err, err_len, "plugin %s: out of memory", handle->path);
+        return -ENOMEM;
     }
-    handle->dl = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+    return 0;
+}
+
+/* Maps the private copy and checks the descriptor it exports. */
+static int open_copy(struct lars_plugin_handle *handle, const char *name,
+                     enum lars_plugin_kind kind, char *err, size_t err_len)
+{
+    const char *path = handle->path;
+    handle->dl = dlopen(handle->copy, RTLD_NOW | RTLD_LOCAL);
     if (!handle->dl) {
         const char *why = dlerror();
         snprintf(err, err_len, "plugin %s: cannot load it: %s (does `ldd %s` resolve everything?)",
                  path, why ? why : "unknown dlopen error", path);
-        rc = -ENOEXEC;
-        goto fail;
+        return -ENOEXEC;
     }
     handle->desc = dlsym(handle->dl, LARS_PLUGIN_SYMBOL);
     if (!handle->desc) {
@@ -459,10 +478,39 @@ int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_
                  "plugin %s: no '%s' symbol: not a Lars plugin (a plugin exports a const struct "
                  "lars_plugin named %s, see lars/plugin.h)",
                  path, LARS_PLUGIN_SYMBOL, LARS_PLUGIN_SYMBOL);
-        rc = -ENOEXEC;
+        return -ENOEXEC;
+    }
+    return lars_plugin_check_descriptor(handle->desc, path, name, kind, err, err_len);
+}
+
+int lars_plugin_load(const char *plugin_dir, const char *spec, enum lars_plugin_kind kind,
+                     unsigned trusted_uid, struct lars_plugin_handle **out, char *err,
+                     size_t err_len)
+{
+    char path[PATH_MAX];
+    char name[256];
+    struct lars_plugin_handle *handle = NULL;
+    int fd = -1;
+
+    int rc = resolve_spec(plugin_dir, spec, path, sizeof(path), name, sizeof(name), err, err_len);
+    if (rc < 0) {
         goto fail;
     }
-    rc = check_descriptor(handle->desc, path, name, kind, err, err_len);
+    rc = lars_plugin_open_trusted(path, trusted_uid, &fd, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = new_handle(spec, path, &handle, err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = copy_private(handle, fd, name, err, err_len);
+    close(fd); /* the copy is what gets loaded */
+    fd = -1;
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = open_copy(handle, name, kind, err, err_len);
     if (rc < 0) {
         goto fail;
     }

@@ -326,71 +326,97 @@ static int create_instance(struct lars_module *module, const struct lars_policy_
     return binding->ops->create(binding->conf, lars_services_get(), &id, instance);
 }
 
-int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
-                            size_t n, const struct lars_policy_binding *binding, uint64_t now_ms)
+/* The dns side says the module does not exist (an empty answer): every node
+ * and the policy instance go; empty_answers drives the absent back-off. */
+static void make_absent(struct lars_module *module)
 {
-    module->route_ms = now_ms;
-    module->pull_in_flight = false;
-    if (n == 0) {
-        remove_all_nodes(module);
-        module->state = LARS_MODULE_ABSENT;
-        if (module->empty_answers < UINT32_MAX) {
-            module->empty_answers++;
+    remove_all_nodes(module);
+    module->state = LARS_MODULE_ABSENT;
+    if (module->empty_answers < UINT32_MAX) {
+        module->empty_answers++;
+    }
+}
+
+/* The scratch of one non-empty answer of n hosts. Allocated before anything
+ * changes, so running out of memory leaves the module as it was. */
+struct merge {
+    struct lars_route_host *sorted; /* the answer by address, each once */
+    size_t unique;
+    struct lars_node **merged; /* the module's next nodes, sorted; becomes module->nodes */
+    size_t out;
+    bool *fresh;   /* merged[k] was created for this answer, not given to the policy yet */
+    bool *refused; /* merged[k]: node_added said no */
+};
+
+static int merge_alloc(struct merge *mg, size_t n)
+{
+    memset(mg, 0, sizeof(*mg));
+    mg->sorted = malloc(n * sizeof(*mg->sorted));
+    mg->merged = malloc(n * sizeof(*mg->merged));
+    mg->fresh = calloc(2 * n, sizeof(*mg->fresh));
+    if (!mg->sorted || !mg->merged || !mg->fresh) {
+        return -ENOMEM;
+    }
+    mg->refused = mg->fresh + n;
+    return 0;
+}
+
+/* NULL-safe on every member (merged is NULL once the module owns it). */
+static void merge_free(struct merge *mg)
+{
+    free(mg->sorted);
+    free(mg->merged);
+    free(mg->fresh);
+}
+
+/* Sorts and de-duplicates the answer so the merge sees each address once. */
+static void dedup_answer(struct merge *mg, const struct lars_route_host *hosts, size_t n)
+{
+    memcpy(mg->sorted, hosts, n * sizeof(*mg->sorted));
+    qsort(mg->sorted, n, sizeof(*mg->sorted), compare_hosts);
+    mg->unique = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (mg->unique == 0 || compare_hosts(&mg->sorted[mg->unique - 1], &mg->sorted[i]) != 0) {
+            mg->sorted[mg->unique++] = mg->sorted[i];
         }
+    }
+}
+
+/* A module without an instance (its first answer, or the first since it
+ * was ABSENT) gets one from binding. */
+static int ensure_instance(struct lars_module *module, const struct lars_policy_binding *binding)
+{
+    if (module->policy) {
         return 0;
     }
-    module->empty_answers = 0;
-
-    /* Sort and de-duplicate the answer so the merge below sees each
-     * address once. */
-    struct lars_route_host *sorted = malloc(n * sizeof(*sorted));
-    struct lars_node **merged = malloc(n * sizeof(*merged));
-    if (!sorted || !merged) {
-        free(sorted);
-        free(merged);
-        return -ENOMEM;
+    int rc = create_instance(module, binding, &module->policy);
+    if (rc < 0) {
+        module->policy = NULL;
+        return rc;
     }
-    memcpy(sorted, hosts, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), compare_hosts);
-    size_t unique = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (unique == 0 || compare_hosts(&sorted[unique - 1], &sorted[i]) != 0) {
-            sorted[unique++] = sorted[i];
-        }
-    }
+    module->binding = binding;
+    return 0;
+}
 
+/*
+ * Merges the old nodes (sorted) with the answer (sorted) into mg->merged:
+ * survivors keep their state, nodes gone leave the policy and are freed.
+ * New nodes are created and marked fresh but not given to the policy yet:
+ * that happens in answer order (add_new_nodes), not address order. Returns
+ * 0, or -ENOMEM when some new node could not be created (it is left out).
+ */
+static int merge_nodes(struct lars_module *module, struct merge *mg)
+{
     int rc = 0;
-    if (!module->policy) {
-        rc = create_instance(module, binding, &module->policy);
-        if (rc < 0) {
-            module->policy = NULL;
-            free(sorted);
-            free(merged);
-            return rc;
-        }
-        module->binding = binding;
-    }
-
-    /* Merge old nodes (sorted) with the answer (sorted): survivors keep
-     * their state, nodes gone are removed. New nodes are created here but
-     * given to the policy afterwards, in the order the answer lists them
-     * (DESIGN 4: appended to the idle list), not in address order. */
-    bool *fresh = calloc(2 * n, sizeof(*fresh));
-    if (!fresh) {
-        free(sorted);
-        free(merged);
-        return -ENOMEM;
-    }
-    bool *refused = fresh + n; /* node_added said no */
     size_t i = 0;
     size_t j = 0;
-    size_t out = 0;
-    while (i < module->n_nodes || j < unique) {
+    mg->out = 0;
+    while (i < module->n_nodes || j < mg->unique) {
         struct lars_node *old = i < module->n_nodes ? module->nodes[i] : NULL;
         uint64_t ko = old ? node_key(old->ip, old->port) : UINT64_MAX;
-        uint64_t kn = j < unique ? node_key(sorted[j].ip, sorted[j].port) : UINT64_MAX;
+        uint64_t kn = j < mg->unique ? node_key(mg->sorted[j].ip, mg->sorted[j].port) : UINT64_MAX;
         if (old && ko == kn) { /* survivor keeps its state */
-            merged[out++] = old;
+            mg->merged[mg->out++] = old;
             i++;
             j++;
         } else if (old && ko < kn) { /* gone from the route */
@@ -400,54 +426,111 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
         } else { /* new node */
             struct lars_node *node = calloc(1, sizeof(*node));
             if (node) {
-                node->ip = sorted[j].ip;
-                node->port = sorted[j].port;
-                fresh[out] = true;
-                merged[out++] = node;
+                node->ip = mg->sorted[j].ip;
+                node->port = mg->sorted[j].port;
+                mg->fresh[mg->out] = true;
+                mg->merged[mg->out++] = node;
             } else {
                 rc = -ENOMEM;
             }
             j++;
         }
     }
+    return rc;
+}
+
+/* Where key is, or would go, in merged[0, n) (sorted by key). */
+static size_t merged_lower_bound(struct lars_node *const *merged, size_t n, uint64_t key)
+{
+    size_t lo = 0;
+    size_t hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (node_key(merged[mid]->ip, merged[mid]->port) < key) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/*
+ * Gives the fresh nodes to the policy in the order the answer lists them
+ * (DESIGN 4: appended to the idle list), each once however often it is
+ * listed. A refused node is only marked: the searches need every entry of
+ * merged until all are added. Returns 0 or the last refusal's error.
+ */
+static int add_new_nodes(struct lars_module *module, const struct lars_route_host *hosts, size_t n,
+                         struct merge *mg, uint64_t now_ms)
+{
+    int rc = 0;
     for (size_t h = 0; h < n; h++) {
         uint64_t key = node_key(hosts[h].ip, hosts[h].port);
-        size_t lo = 0;
-        size_t hi = out;
-        while (lo < hi) { /* merged is sorted by key */
-            size_t mid = lo + (hi - lo) / 2;
-            if (node_key(merged[mid]->ip, merged[mid]->port) < key) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if (lo == out || !fresh[lo] || node_key(merged[lo]->ip, merged[lo]->port) != key) {
+        size_t k = merged_lower_bound(mg->merged, mg->out, key);
+        if (k == mg->out || !mg->fresh[k] ||
+            node_key(mg->merged[k]->ip, mg->merged[k]->port) != key) {
             continue; /* a survivor, a duplicate, or not created */
         }
-        fresh[lo] = false;
-        int added = attach_node(module->binding->ops, module->policy, merged[lo],
+        mg->fresh[k] = false;
+        int added = attach_node(module->binding->ops, module->policy, mg->merged[k],
                                 LARS_NODE_FROM_ROUTE, now_ms);
         if (added < 0) {
             rc = added;
-            refused[lo] = true; /* dropped below: the searches need every entry */
+            mg->refused[k] = true;
         }
     }
+    return rc;
+}
+
+/* Frees the refused nodes and makes the rest the module's nodes: it is
+ * READY. */
+static void install_nodes(struct lars_module *module, struct merge *mg)
+{
     size_t kept = 0;
-    for (size_t k = 0; k < out; k++) {
-        if (refused[k]) {
-            free(merged[k]);
+    for (size_t k = 0; k < mg->out; k++) {
+        if (mg->refused[k]) {
+            free(mg->merged[k]);
         } else {
-            merged[kept++] = merged[k];
+            mg->merged[kept++] = mg->merged[k];
         }
     }
-    out = kept;
-    free(fresh);
     free(module->nodes);
-    free(sorted);
-    module->nodes = merged;
-    module->n_nodes = out;
+    module->nodes = mg->merged;
+    module->n_nodes = kept;
+    mg->merged = NULL;
     module->state = LARS_MODULE_READY;
+}
+
+int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
+                            size_t n, const struct lars_policy_binding *binding, uint64_t now_ms)
+{
+    module->route_ms = now_ms;
+    module->pull_in_flight = false;
+    if (n == 0) {
+        make_absent(module);
+        return 0;
+    }
+    module->empty_answers = 0;
+
+    struct merge mg;
+    int rc = merge_alloc(&mg, n);
+    if (rc < 0) {
+        goto out;
+    }
+    dedup_answer(&mg, hosts, n);
+    rc = ensure_instance(module, binding);
+    if (rc < 0) {
+        goto out;
+    }
+    rc = merge_nodes(module, &mg);
+    int added = add_new_nodes(module, hosts, n, &mg, now_ms);
+    if (added < 0) {
+        rc = added;
+    }
+    install_nodes(module, &mg);
+out:
+    merge_free(&mg);
     return rc;
 }
 
