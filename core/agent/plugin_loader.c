@@ -219,7 +219,9 @@ int lars_plugin_open_trusted(const char *path, unsigned trusted_uid, int *fd, ch
     } else {
         snprintf(shown, sizeof(shown), "%s", path);
     }
-    int in = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO must not block the open (it is refused below);
+     * reads of a regular file ignore the flag. */
+    int in = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0) {
         int rc = -errno;

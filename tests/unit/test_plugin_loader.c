@@ -550,6 +550,12 @@ static void test_trusted_not_regular(void **state)
     make_dir(sub, 0755);
     expect_trusted_refused(sub, 12345, -EINVAL, "not a regular file", NULL);
     expect_trusted_refused("/dev/null", 12345, -EINVAL, "not a regular file", NULL);
+    /* A FIFO nobody writes to: refused at once, not waited on (opening it
+     * for reading would block until a writer came). */
+    char fifo[PATH_MAX];
+    path_in(fifo, dir, "fifo.so");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    expect_trusted_refused(fifo, 12345, -EINVAL, "not a regular file", NULL);
 }
 
 static void test_trusted_bad_paths(void **state)

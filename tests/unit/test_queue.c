@@ -165,6 +165,36 @@ static void test_take_lanes(void **state)
     lars_queue_destroy(q, NULL);
 }
 
+/* take_urgent takes the urgent lane alone and clears the wake-up; the
+ * data stays queued (and counted) for a later take. */
+static void test_take_urgent(void **state)
+{
+    (void)state;
+    struct lars_queue *q = new_queue();
+    assert_null(lars_queue_take_urgent(q));
+    lars_queue_push(q, &new_item(0, 0)->item);
+    lars_queue_push_urgent(q, &new_item(0, 100)->item);
+    lars_queue_push(q, &new_item(0, 1)->item);
+    lars_queue_push_urgent(q, &new_item(0, 101)->item);
+    assert_int_equal(lars_queue_depth(q), 4);
+    struct lars_queue_item *urgent = lars_queue_take_urgent(q);
+    const int want_urgent[] = {100, 101};
+    expect_chain(urgent, want_urgent, 2);
+    free_chain(urgent);
+    assert_int_equal(lars_queue_depth(q), 2);
+    assert_int_equal(wakeups(q), 0); /* cleared by the take */
+    /* Data still there: no wake-up for a push now (the queue is not
+     * empty), and a later take gets everything in order. */
+    lars_queue_push(q, &new_item(0, 2)->item);
+    assert_int_equal(wakeups(q), 0);
+    struct lars_queue_item *rest = lars_queue_take_all(q);
+    const int want_rest[] = {0, 1, 2};
+    expect_chain(rest, want_rest, 3);
+    free_chain(rest);
+    assert_int_equal(lars_queue_depth(q), 0);
+    lars_queue_destroy(q, NULL);
+}
+
 /* The cap counts only bounded pushes; a refused item stays the caller's
  * and leaves the queue unchanged; a take frees the cap. */
 static void test_bounded_cap(void **state)
@@ -406,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_push_order),
         cmocka_unit_test(test_urgent_lane_first),
         cmocka_unit_test(test_take_lanes),
+        cmocka_unit_test(test_take_urgent),
         cmocka_unit_test(test_bounded_cap),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_wakeup_on_empty_only),
