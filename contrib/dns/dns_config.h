@@ -30,8 +30,8 @@ struct lars_dns_config {
     size_t max_frame;       /* largest accepted request body, bytes */
     size_t max_output;      /* unsent bytes per connection before it is dropped */
     size_t max_connections; /* total; lowered to what RLIMIT_NOFILE allows */
-    size_t max_connections_per_peer; /* per source IP */
-    double idle_timeout;             /* seconds; connections without a subscription only */
+    size_t max_connections_per_peer;  /* per source IP */
+    double idle_timeout;              /* seconds; connections without a subscription only */
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;          /* enum lars_log_level */
     char log_file[1024];    /* "" or "-" = stderr */

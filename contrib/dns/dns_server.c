@@ -190,8 +190,7 @@ static int conn_send(struct conn *c, const uint8_t *frame, size_t len)
     }
     if (evbuffer_add(out, frame, len) < 0) {
         lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
-                                 "out of memory queueing %zu bytes for %s: disconnecting it", len,
-                                 c->peer);
+                         "out of memory queueing %zu bytes for %s: disconnecting it", len, c->peer);
         c->doomed = 1;
         return -1;
     }
@@ -245,8 +244,8 @@ static void bad_frame(void *arg, const char *why)
     struct worker *w = c->worker;
     COUNT(w->server, bad_frames);
     lars_log_limited(&w->bad_log, LARS_LOG_WARN, w->name,
-                             "closing connection from %s: %s (expected GetRouteRequest frames)",
-                             c->peer, why);
+                     "closing connection from %s: %s (expected GetRouteRequest frames)", c->peer,
+                     why);
     conn_finish(c);
 }
 
@@ -275,10 +274,9 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
 
     COUNT(w->server, requests);
     if (lars_subs_join(w->subs, lars_route_key(modid, cmdid), &c->member) < 0) {
-        lars_log_limited(
-            &w->nomem_log, LARS_LOG_ERROR, w->name,
-            "out of memory subscribing %s to module %d/%d: answered, not subscribed", c->peer,
-            modid, cmdid);
+        lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
+                         "out of memory subscribing %s to module %d/%d: answered, not subscribed",
+                         c->peer, modid, cmdid);
     } else if (c->fresh) {
         /* A subscriber may wait silently for pushes as long as it likes:
          * no idle timeout (TCP keepalive notices a dead one), no eviction. */
@@ -325,8 +323,8 @@ static void conn_refuse(struct worker *w, struct msg *m, const char *why)
     close(m->fd);
     m->fd = -1;
     slot_release(w->server, &m->addr);
-    lars_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
-                             "refused a connection from %s: %s", m->peer, why);
+    lars_log_limited(&w->limit_log, LARS_LOG_WARN, w->name, "refused a connection from %s: %s",
+                     m->peer, why);
 }
 
 /* At the total cap: the oldest connection without a subscription makes
@@ -341,9 +339,9 @@ static int evict_for(struct worker *w, const char *newcomer)
     }
     COUNT(w->server, evicted);
     lars_log_limited(&w->limit_log, LARS_LOG_WARN, w->name,
-                             "max_connections (%zu) reached: closed idle connection from %s "
-                             "(no subscription) for %s",
-                             w->server->cap, victim->peer, newcomer);
+                     "max_connections (%zu) reached: closed idle connection from %s "
+                     "(no subscription) for %s",
+                     w->server->cap, victim->peer, newcomer);
     /* conn_close unlinks it from the fresh list (every conn there has
      * fresh set), which the analyzer cannot see. */
     conn_close(victim); // NOLINT(clang-analyzer-unix.Malloc)
@@ -386,8 +384,8 @@ static void conn_open(struct worker *w, struct msg *m)
         bufferevent_free(c->bev); /* closes fd */
         free(c);
         slot_release(w->server, &m->addr);
-        lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
-                                 "cannot watch connection from %s", peer);
+        lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name, "cannot watch connection from %s",
+                         peer);
         return;
     }
     c->next = w->conns;
@@ -412,7 +410,7 @@ fail:
     close(fd);
     slot_release(w->server, &m->addr);
     lars_log_limited(&w->nomem_log, LARS_LOG_ERROR, w->name,
-                             "out of memory accepting a connection from %s: closed", peer);
+                     "out of memory accepting a connection from %s: closed", peer);
 }
 
 /* ---- snapshots and pushes (owning worker only) ---- */
@@ -496,7 +494,7 @@ static void refuse(struct lars_dns_server *server, int fd, const struct sockaddr
     close(fd);
     lars_service_format_peer(sa, peer, sizeof(peer));
     lars_log_limited(&server->refuse_log, LARS_LOG_WARN, "listener",
-                             "refused a connection from %s: %s", peer, why);
+                     "refused a connection from %s: %s", peer, why);
 }
 
 /* The worker with the most connections without a subscription (eviction

@@ -28,9 +28,9 @@ struct lars_reporter_config {
     size_t batch_max; /* rows per transaction at most */
     size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
     size_t max_frame; /* largest accepted body, bytes */
-    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
-    size_t max_connections_per_peer; /* per source IP */
-    double idle_timeout;             /* seconds of silence before a connection is closed */
+    size_t max_connections;           /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer;  /* per source IP */
+    double idle_timeout;              /* seconds of silence before a connection is closed */
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;    /* enum lars_log_level */
     char log_file[1024];

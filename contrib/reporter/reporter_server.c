@@ -84,9 +84,9 @@ static void bad_frame(void *arg, const char *why)
     struct lars_reporter_server *s = c->server;
     s->stats.bad_frames++;
     lars_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
-                             "closing connection from %s: %s (expected ReportStatusRequest "
-                             "frames)",
-                             c->peer, why);
+                     "closing connection from %s: %s (expected ReportStatusRequest "
+                     "frames)",
+                     c->peer, why);
     conn_close(c);
 }
 
@@ -112,9 +112,9 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
         struct lars_store_status *bigger = realloc(s->rows, req->n_results * sizeof(*bigger));
         if (!bigger) {
             lars_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
-                                     "out of memory converting a report of %zu nodes from %s: "
-                                     "dropped",
-                                     req->n_results, c->peer);
+                             "out of memory converting a report of %zu nodes from %s: "
+                             "dropped",
+                             req->n_results, c->peer);
             protobuf_c_message_free_unpacked(&req->base, NULL);
             return 0;
         }
@@ -154,10 +154,10 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
         struct lars_store_writer_stats w;
         lars_store_writer_stats(s->writer, &w);
         lars_log_limited(&s->fair_log, LARS_LOG_WARN, WHO,
-                                 "dropped %zu rows from %s over its fair share of the store queue "
-                                 "(queue_max %zu shared by %zu connections with rows waiting): "
-                                 "it sends faster than the database stores",
-                                 unfair, c->peer, s->cfg->queue_max, w.owners_waiting);
+                         "dropped %zu rows from %s over its fair share of the store queue "
+                         "(queue_max %zu shared by %zu connections with rows waiting): "
+                         "it sends faster than the database stores",
+                         unfair, c->peer, s->cfg->queue_max, w.owners_waiting);
     }
     return 0;
 }
@@ -191,8 +191,8 @@ static void refuse(struct lars_reporter_server *s, int fd, const struct sockaddr
     char peer[64];
     close(fd);
     lars_service_format_peer(sa, peer, sizeof(peer));
-    lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO, "refused a connection from %s: %s",
-                             peer, why);
+    lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO, "refused a connection from %s: %s", peer,
+                     why);
 }
 
 /* At max_connections: the oldest connection that has not sent a report
@@ -210,9 +210,9 @@ static int evict_for(struct lars_reporter_server *s, const struct sockaddr *sa)
     lars_service_format_peer(sa, peer, sizeof(peer));
     s->stats.evicted++;
     lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO,
-                             "max_connections (%zu) reached: closed connection from %s (no report "
-                             "yet) for %s",
-                             s->cap, victim->peer, peer);
+                     "max_connections (%zu) reached: closed connection from %s (no report "
+                     "yet) for %s",
+                     s->cap, victim->peer, peer);
     conn_close(victim);
     return 0;
 }
@@ -279,8 +279,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
 
 nomem:
     lars_peer_table_release(s->peers, sa);
-    lars_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO,
-                             "out of memory: refused a connection");
+    lars_log_limited(&s->sys_log, LARS_LOG_ERROR, WHO, "out of memory: refused a connection");
 }
 
 static void on_accept_error(struct evconnlistener *listener, void *arg)

@@ -80,10 +80,9 @@ static void write_failed(struct writer *w, const char *what, const char *why, ui
     uint64_t dropped;
     lars_row_queue_stats(w->queue, &depth, &dropped);
     lars_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
-                             "%s: %s; retrying in %llu ms (%zu rows waiting, %llu dropped so far; "
-                             "check the database and the store settings)",
-                             what, why, (unsigned long long)backoff, depth,
-                             (unsigned long long)dropped);
+                     "%s: %s; retrying in %llu ms (%zu rows waiting, %llu dropped so far; "
+                     "check the database and the store settings)",
+                     what, why, (unsigned long long)backoff, depth, (unsigned long long)dropped);
     lars_store_close(w->store);
     w->store = NULL;
 }

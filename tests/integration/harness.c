@@ -930,8 +930,7 @@ long it_proc_rss_kb(pid_t pid)
     return kb;
 }
 
-int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth,
-                         unsigned timeout_ms)
+int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth, unsigned timeout_ms)
 {
     if (a->pid <= 0 || kill(a->pid, SIGHUP) < 0) {
         return -1;
@@ -961,10 +960,11 @@ int it_agent_share_plugins(struct it_agent *a)
         return -1;
     }
     char copy[8192];
-    snprintf(copy, sizeof(copy),
-             "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
-             "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
-             a->dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, a->dir, a->dir);
+    snprintf(
+        copy, sizeof(copy),
+        "mkdir -m 755 '%s/plugins' && cp '%s/lb_lars.so' '%s/dns_static.so' '%s/report_log.so' "
+        "'%s/plugins/' && chmod 644 '%s'/plugins/*.so",
+        a->dir, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, LARS_IT_PLUGIN_DIR, a->dir, a->dir);
     char *const sh[] = {"/bin/sh", "-c", copy, NULL};
     return it_run(sh, 10000, NULL, NULL) == 0 ? 0 : -1;
 }

@@ -139,8 +139,7 @@ long it_proc_rss_kb(pid_t pid);
 /* Sends SIGHUP to the running agent and waits up to timeout_ms (scaled)
  * until its stderr holds nth lines containing needle ("reloaded: generation",
  * "reload refused"). 0, or -1 on timeout (the log is printed). */
-int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth,
-                         unsigned timeout_ms);
+int it_agent_reload_wait(struct it_agent *a, const char *needle, unsigned nth, unsigned timeout_ms);
 
 /* For an agent started as root with agent.user: makes its temp dir
  * readable by everyone and puts copies of lb_lars, dns_static and

@@ -281,7 +281,8 @@ static void test_connection_cap(void **state)
     assert_int_equal(closed, EXTRA);
 
     close_sockets();
-    long long refused = it_metric_wait(stats_port, "lars_stats_connections_refused_total", EXTRA, 3000);
+    long long refused =
+        it_metric_wait(stats_port, "lars_stats_connections_refused_total", EXTRA, 3000);
     printf("lars_stats_connections_refused_total %lld\n", refused);
     assert_true(refused >= EXTRA);
     assert_true(metric("lars_stats_connections") >= 1);
@@ -367,7 +368,8 @@ static void test_non_reading_clients(void **state)
         (void)lars_get_route(c, (int32_t)(100 + m), 1, hosts, 1, &count); /* pulls it */
     }
     lars_client_destroy(c);
-    assert_int_equal(it_metric_wait(stats_port, "lars_modules{state=\"ready\"}", MODULES, 5000), MODULES);
+    assert_int_equal(it_metric_wait(stats_port, "lars_modules{state=\"ready\"}", MODULES, 5000),
+                     MODULES);
     char *routes = NULL;
     assert_int_equal(http_get("/routes", &routes), 200);
     size_t routes_len = strlen(routes);
@@ -500,7 +502,8 @@ static void test_udp_drops(void **state)
     }
     assert_int_equal(kill(agent.pid, SIGCONT), 0);
     close(fd);
-    long long drops = it_metric_wait(stats_port, "lars_udp_receive_drops_total{worker=\"0\"}", 1, 3000);
+    long long drops =
+        it_metric_wait(stats_port, "lars_udp_receive_drops_total{worker=\"0\"}", 1, 3000);
     printf("%ld datagrams sent to a stopped worker: %lld dropped by the kernel\n", sent, drops);
     assert_true(drops > 0);
     assert_true(drops <= sent);

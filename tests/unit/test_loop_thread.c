@@ -441,8 +441,8 @@ static void t_data_in_slices(void **state)
         lars_loop_thread_post(t, &new_item(0, i)->item);
     }
     assert_int_equal(lars_loop_thread_start(t), 0);
-    for (int spin = 0; spin < 5000 && (atomic_load(&c.handled) < BURST ||
-                                       atomic_load(&c.seen_at) < 0); spin++) {
+    for (int spin = 0;
+         spin < 5000 && (atomic_load(&c.handled) < BURST || atomic_load(&c.seen_at) < 0); spin++) {
         usleep(1000);
     }
     lars_loop_thread_stop(t);

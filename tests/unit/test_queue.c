@@ -433,14 +433,10 @@ static void test_destroy_frees_rest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_push_order),
-        cmocka_unit_test(test_urgent_lane_first),
-        cmocka_unit_test(test_take_lanes),
-        cmocka_unit_test(test_take_urgent),
-        cmocka_unit_test(test_bounded_cap),
-        cmocka_unit_test(test_depth),
-        cmocka_unit_test(test_wakeup_on_empty_only),
-        cmocka_unit_test(test_producers_stress),
+        cmocka_unit_test(test_push_order),           cmocka_unit_test(test_urgent_lane_first),
+        cmocka_unit_test(test_take_lanes),           cmocka_unit_test(test_take_urgent),
+        cmocka_unit_test(test_bounded_cap),          cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_wakeup_on_empty_only), cmocka_unit_test(test_producers_stress),
         cmocka_unit_test(test_destroy_frees_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
