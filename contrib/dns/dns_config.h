@@ -23,18 +23,18 @@
 #include "store.h"
 
 struct lars_dns_config {
-    struct lars_address listen; /* resolved; .text is numeric "ip:port" */
-    double poll_interval;   /* seconds between RouteVersion polls */
-    double reload_interval; /* seconds between full reloads (safety net) */
-    int threads;            /* connection worker threads */
-    size_t max_frame;       /* largest accepted request body, bytes */
-    size_t max_output;      /* unsent bytes per connection before it is dropped */
-    size_t max_connections; /* total; lowered to what RLIMIT_NOFILE allows */
+    struct lars_address listen;       /* resolved; .text is numeric "ip:port" */
+    double poll_interval;             /* seconds between RouteVersion polls */
+    double reload_interval;           /* seconds between full reloads (safety net) */
+    int threads;                      /* connection worker threads */
+    size_t max_frame;                 /* largest accepted request body, bytes */
+    size_t max_output;                /* unsent bytes per connection before it is dropped */
+    size_t max_connections;           /* total; lowered to what RLIMIT_NOFILE allows */
     size_t max_connections_per_peer;  /* per source IP */
     double idle_timeout;              /* seconds; connections without a subscription only */
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
-    int log_level;          /* enum lars_log_level */
-    char log_file[1024];    /* "" or "-" = stderr */
+    int log_level;                    /* enum lars_log_level */
+    char log_file[1024];              /* "" or "-" = stderr */
     struct lars_store_settings store;
 };
 

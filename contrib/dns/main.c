@@ -29,7 +29,7 @@ struct app {
     struct lars_dns_poller *poller;
     struct event *ready_ev; /* the poller's "routes loaded" */
     struct lars_service_http *http;
-    int failed;             /* a fatal error stopped the loop */
+    int failed; /* a fatal error stopped the loop */
 };
 
 static void log_stats(void *arg, const char *when)

@@ -23,16 +23,16 @@
 #include "store.h"
 
 struct lars_reporter_config {
-    struct lars_address listen; /* resolved; .text is numeric "ip:port" */
-    int threads;      /* store writer threads, each with its own connection */
-    size_t batch_max; /* rows per transaction at most */
-    size_t queue_max; /* rows waiting for the store at most; beyond, the oldest go */
-    size_t max_frame; /* largest accepted body, bytes */
-    size_t max_connections;           /* total; lowered to what RLIMIT_NOFILE allows */
-    size_t max_connections_per_peer;  /* per source IP */
-    double idle_timeout;              /* seconds of silence before a connection is closed */
+    struct lars_address listen;      /* resolved; .text is numeric "ip:port" */
+    int threads;                     /* store writer threads, each with its own connection */
+    size_t batch_max;                /* rows per transaction at most */
+    size_t queue_max;                /* rows waiting for the store at most; beyond, the oldest go */
+    size_t max_frame;                /* largest accepted body, bytes */
+    size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
+    size_t max_connections_per_peer; /* per source IP */
+    double idle_timeout;             /* seconds of silence before a connection is closed */
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
-    int log_level;    /* enum lars_log_level */
+    int log_level;                    /* enum lars_log_level */
     char log_file[1024];
     struct lars_store_settings store;
 };

@@ -32,12 +32,12 @@
 struct lars_reporter_server;
 
 struct lars_reporter_stats {
-    uint64_t accepted;   /* connections accepted */
-    uint64_t open;       /* connections open now */
-    uint64_t reports;    /* ReportStatusRequests decoded */
-    uint64_t rows;       /* rows handed to the writers */
-    uint64_t bad_frames; /* connections closed for a bad frame */
-    uint64_t bad_rows;   /* results skipped (port outside 0..65535) */
+    uint64_t accepted;     /* connections accepted */
+    uint64_t open;         /* connections open now */
+    uint64_t reports;      /* ReportStatusRequests decoded */
+    uint64_t rows;         /* rows handed to the writers */
+    uint64_t bad_frames;   /* connections closed for a bad frame */
+    uint64_t bad_rows;     /* results skipped (port outside 0..65535) */
     uint64_t refused_cap;  /* connections refused at max_connections */
     uint64_t refused_peer; /* connections refused at max_connections_per_peer */
     uint64_t evicted;      /* connections without a report closed for a newcomer */

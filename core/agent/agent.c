@@ -69,8 +69,10 @@ static void reload(struct lars_agent *agent)
     }
     char restart[512];
     if (lars_config_restart_only_changes(old->config, config, restart, sizeof(restart)) > 0) {
-        LARS_WARN("agent", "reload: %s changed but need%s a restart to apply; running with the "
-                  "old value meanwhile", restart, strchr(restart, ',') ? "" : "s");
+        LARS_WARN("agent",
+                  "reload: %s changed but need%s a restart to apply; running with the "
+                  "old value meanwhile",
+                  restart, strchr(restart, ',') ? "" : "s");
     }
     struct lars_generation *next = lars_generation_build(config, old->number + 1, agent->workers,
                                                          agent->n_workers, old, err, sizeof(err));
@@ -184,8 +186,8 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
     }
     agent->base = event_base_new();
     if (!agent->base || add_signal(agent, 0, SIGTERM, on_stop_signal) < 0 ||
-        add_signal(agent, 1, SIGINT, on_stop_signal) < 0 || add_signal(agent, 2, SIGHUP, on_hup) < 0 ||
-        add_signal(agent, 3, SIGUSR1, on_usr1) < 0) {
+        add_signal(agent, 1, SIGINT, on_stop_signal) < 0 ||
+        add_signal(agent, 2, SIGHUP, on_hup) < 0 || add_signal(agent, 3, SIGUSR1, on_usr1) < 0) {
         snprintf(err, err_len, "cannot set up the main event loop");
         goto fail;
     }

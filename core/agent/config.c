@@ -102,8 +102,8 @@ static const struct lars_setting reporter_core_settings[] = {
 };
 #undef CORE
 
-static const char *const top_level_sections[] = {"agent", "policy", "policies", "dns", "reporter",
-                                                 NULL};
+static const char *const top_level_sections[] = {"agent", "policy",   "policies",
+                                                 "dns",   "reporter", NULL};
 
 static int parse_ipv4(const char *text, uint32_t *ip)
 {
@@ -649,7 +649,7 @@ int lars_config_restart_only_changes(const struct lars_config *running,
 #define NOTE(...)                                                                                  \
     do {                                                                                           \
         if (used < out_len) {                                                                      \
-            int n = snprintf(out + used, out_len - used, "%s", count ? ", " : "");                \
+            int n = snprintf(out + used, out_len - used, "%s", count ? ", " : "");                 \
             used += n > 0 ? (size_t)n : 0;                                                         \
         }                                                                                          \
         if (used < out_len) {                                                                      \

@@ -63,9 +63,9 @@ struct lars_config {
     config_t cfg;
     char *path;
     struct lars_agent_settings agent;
-    char plugin_dir[PATH_MAX]; /* resolved */
-    uint32_t listen_ip;        /* host byte order */
-    uint32_t local_ip;         /* caller ip sent to the reporter */
+    char plugin_dir[PATH_MAX];         /* resolved */
+    uint32_t listen_ip;                /* host byte order */
+    uint32_t local_ip;                 /* caller ip sent to the reporter */
     struct lars_address stats_address; /* agent.stats_listen, parsed (len 0 = off) */
     uint32_t stats_ip;                 /* stats_address's IPv4, when set */
     uint16_t stats_port;

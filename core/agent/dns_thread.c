@@ -157,8 +157,8 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
     struct lars_route_msg *msg = (struct lars_route_msg *)lars_msg_alloc(
         LARS_MSG_ROUTE, sizeof(*msg) + n * sizeof(msg->hosts[0]));
     if (!msg) {
-        LARS_ERROR("dns", "out of memory delivering module %d/%d (retried at the next pull)",
-                   modid, cmdid);
+        LARS_ERROR("dns", "out of memory delivering module %d/%d (retried at the next pull)", modid,
+                   cmdid);
         return;
     }
     msg->modid = modid;

@@ -75,7 +75,8 @@ static int drop_privileges(const char *user, const char *log_file)
 {
     if (!user) {
         if (geteuid() == 0) {
-            LARS_WARN("agent", "running as root: set agent.user (e.g. \"lars\") to drop privileges");
+            LARS_WARN("agent",
+                      "running as root: set agent.user (e.g. \"lars\") to drop privileges");
         }
         return 0;
     }
@@ -119,9 +120,10 @@ static void check_config_permissions(const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
-        LARS_WARN("agent", "%s is writable by %s: whoever can write it chooses the plugins this "
-                  "agent runs (chmod go-w %s)", path, (st.st_mode & S_IWOTH) ? "everyone" : "its group",
-                  path);
+        LARS_WARN("agent",
+                  "%s is writable by %s: whoever can write it chooses the plugins this "
+                  "agent runs (chmod go-w %s)",
+                  path, (st.st_mode & S_IWOTH) ? "everyone" : "its group", path);
     }
 }
 

@@ -349,8 +349,10 @@ int lars_plugin_check_descriptor(const struct lars_plugin *desc, const char *pat
         return -EPROTO;
     }
     if (!LARS_HAS_FIELD(desc, reporter)) {
-        snprintf(err, err_len, "plugin %s: descriptor too small (%u bytes): not built from "
-                 "lars/plugin.h?", path, desc->size);
+        snprintf(err, err_len,
+                 "plugin %s: descriptor too small (%u bytes): not built from "
+                 "lars/plugin.h?",
+                 path, desc->size);
         return -EPROTO;
     }
     if (desc->kind != kind) {
@@ -360,8 +362,10 @@ int lars_plugin_check_descriptor(const struct lars_plugin *desc, const char *pat
         return -EINVAL;
     }
     if (!desc->name || strcmp(desc->name, expect_name) != 0) {
-        snprintf(err, err_len, "plugin %s: its descriptor is named '%s', expected '%s' (the file "
-                 "name without .so)", path, desc->name ? desc->name : "(null)", expect_name);
+        snprintf(err, err_len,
+                 "plugin %s: its descriptor is named '%s', expected '%s' (the file "
+                 "name without .so)",
+                 path, desc->name ? desc->name : "(null)", expect_name);
         return -EINVAL;
     }
     if (!kind_ops(desc) || !ops_complete(desc)) {

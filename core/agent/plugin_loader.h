@@ -15,9 +15,9 @@
 
 struct lars_plugin_handle {
     const struct lars_plugin *desc;
-    char *spec;     /* as the config wrote it: "NAME" or a path */
-    char *path;     /* the file it resolved to */
-    char *copy;     /* the private copy actually mapped */
+    char *spec; /* as the config wrote it: "NAME" or a path */
+    char *path; /* the file it resolved to */
+    char *copy; /* the private copy actually mapped */
     void *dl;
 };
 

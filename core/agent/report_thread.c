@@ -90,8 +90,8 @@ static void on_stop(void *arg)
     t->instance = NULL;
 }
 
-struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,
-                                                     char *err, size_t err_len)
+struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc, char *err,
+                                                     size_t err_len)
 {
     struct lars_report_thread *t = calloc(1, sizeof(*t));
     if (!t) {

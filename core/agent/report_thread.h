@@ -21,12 +21,12 @@
 struct lars_report_thread;
 
 struct lars_report_stats {
-    _Atomic uint64_t batches; /* handed to the plugin */
+    _Atomic uint64_t batches;                            /* handed to the plugin */
     _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 
-struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,
-                                                     char *err, size_t err_len);
+struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc, char *err,
+                                                     size_t err_len);
 /* Starts the plugin instance, then the thread. 0, or a negative errno with
  * a message in err. */
 int lars_report_thread_start(struct lars_report_thread *thread, char *err, size_t err_len);

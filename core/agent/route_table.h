@@ -46,10 +46,10 @@ struct lars_module {
     int32_t cmdid;
     enum lars_module_state state;
     bool pull_in_flight;
-    uint32_t empty_answers; /* consecutive empty route answers: the absent back-off */
-    uint64_t pull_ms;  /* when the last pull was asked for */
-    uint64_t route_ms; /* when the last route answer arrived */
-    uint64_t used_ms;  /* cold modules: last request (or when it became cold) */
+    uint32_t empty_answers;   /* consecutive empty route answers: the absent back-off */
+    uint64_t pull_ms;         /* when the last pull was asked for */
+    uint64_t route_ms;        /* when the last route answer arrived */
+    uint64_t used_ms;         /* cold modules: last request (or when it became cold) */
     struct lars_node **nodes; /* sorted by (ip, port) */
     size_t n_nodes;
     void *policy; /* instance of binding, NULL unless READY */

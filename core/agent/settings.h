@@ -12,8 +12,8 @@
 
 #include <stddef.h>
 
-#include <libconfig.h>
 #include <lars/plugin.h>
+#include <libconfig.h>
 
 #include "lars_settings.h"
 

@@ -29,9 +29,9 @@
 #include "../common/wire.h"
 
 #define BATCH 32
-#define MAX_READ_ROUNDS 8     /* batches per wake-up before letting the queue run */
+#define MAX_READ_ROUNDS 8 /* batches per wake-up before letting the queue run */
 #define ARENA_SIZE (256 * 1024)
-#define PULL_TIMEOUT_MS 5000  /* a pull unanswered this long is asked again */
+#define PULL_TIMEOUT_MS 5000 /* a pull unanswered this long is asked again */
 /* A module the dns side denied is asked again after update_timeout, then
  * twice that, ... up to update_timeout << ABSENT_BACKOFF_MAX_SHIFT: a client
  * asking for modules that do not exist must not turn into a steady stream
@@ -46,7 +46,7 @@
  * ~1 MB per worker at most; a client with the wrong worker count flooding
  * the wrong ports cannot grow the agent or delay /metrics behind them. */
 #define FORWARD_QUEUE_MAX 4096
-#define SMALL_ANSWER 256      /* room for any GetHostResponse */
+#define SMALL_ANSWER 256 /* room for any GetHostResponse */
 /* The largest UDP payload IPv4 carries (65535 - 20 - 8): a frame of the
  * protocol's full 65535 bytes cannot be sent (EMSGSIZE). */
 #define MAX_UDP_PAYLOAD 65507u
@@ -1016,10 +1016,9 @@ static int bind_socket(struct lars_worker *w, char *err, size_t err_len)
         int saved = errno;
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof(ip));
-        snprintf(err, err_len, "%s: cannot bind UDP %s:%u: %s%s", w->name, ip, w->port,
-                 strerror(saved),
-                 saved == EADDRINUSE ? " (another lars-agent running? see agent.udp_base_port)"
-                                     : "");
+        snprintf(
+            err, err_len, "%s: cannot bind UDP %s:%u: %s%s", w->name, ip, w->port, strerror(saved),
+            saved == EADDRINUSE ? " (another lars-agent running? see agent.udp_base_port)" : "");
         return -saved;
     }
     return 0;

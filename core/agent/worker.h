@@ -59,8 +59,7 @@ struct lars_worker_stats {
 };
 
 #define LARS_STAT_ADD(field, n)                                                                    \
-    atomic_store_explicit(&(field),                                                                \
-                          atomic_load_explicit(&(field), memory_order_relaxed) + (n),              \
+    atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + (n),    \
                           memory_order_relaxed)
 #define LARS_STAT_INC(field) LARS_STAT_ADD(field, 1)
 #define LARS_STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)

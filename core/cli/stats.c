@@ -21,7 +21,8 @@ static long long elapsed_ms(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)(now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+    return (long long)(now.tv_sec - start->tv_sec) * 1000 +
+           (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
 /* GET path over HTTP/1.0; returns the malloc'd body or NULL (message on
@@ -96,7 +97,8 @@ static char *http_get(const struct sockaddr_in *addr, const char *path, unsigned
 static long long sample(const char *metrics, const char *name)
 {
     size_t len = strlen(name);
-    for (const char *line = metrics; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    for (const char *line = metrics; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         if (strncmp(line, name, len) == 0 && line[len] == ' ') {
             return strtoll(line + len + 1, NULL, 10);
         }
@@ -123,10 +125,11 @@ static void print_summary(const char *m)
         snprintf(name, sizeof(name), "lars_malformed_datagrams_total{reason=\"%s\"}", reason);
         printf(" %s %lld", reason, sample(m, name));
     }
-    printf("\nmodules    ready %lld  pending %lld  absent %lld   nodes idle %lld  overloaded %lld\n",
-           sample(m, "lars_modules{state=\"ready\"}"), sample(m, "lars_modules{state=\"pending\"}"),
-           sample(m, "lars_modules{state=\"absent\"}"), sample(m, "lars_nodes{state=\"idle\"}"),
-           sample(m, "lars_nodes{state=\"overloaded\"}"));
+    printf(
+        "\nmodules    ready %lld  pending %lld  absent %lld   nodes idle %lld  overloaded %lld\n",
+        sample(m, "lars_modules{state=\"ready\"}"), sample(m, "lars_modules{state=\"pending\"}"),
+        sample(m, "lars_modules{state=\"absent\"}"), sample(m, "lars_nodes{state=\"idle\"}"),
+        sample(m, "lars_nodes{state=\"overloaded\"}"));
     printf("routes     pulls %lld  applied %lld  forwarded requests %lld\n",
            sample(m, "lars_pulls_total"), sample(m, "lars_routes_applied_total"),
            sample(m, "lars_forwarded_total"));
@@ -140,7 +143,8 @@ static void print_routes(const char *routes)
 {
     printf("\n%-16s %-8s %-22s %-11s %8s %8s\n", "MODULE", "STATE", "NODE", "NODE STATE", "SUCC",
            "ERR");
-    for (const char *line = routes; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+    for (const char *line = routes; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         int modid;
         int cmdid;
         char state[16];
@@ -165,7 +169,8 @@ static void print_routes(const char *routes)
             char nstate[16];
             unsigned succ;
             unsigned err;
-            if (sscanf(node, "{\"node\":\"%31[0-9.:]\",\"state\":\"%15[a-z]\",\"succ\":%u,\"err\":%u",
+            if (sscanf(node,
+                       "{\"node\":\"%31[0-9.:]\",\"state\":\"%15[a-z]\",\"succ\":%u,\"err\":%u",
                        addr, nstate, &succ, &err) == 4) {
                 printf("%-16s %-8s %-22s %-11s %8u %8u\n", module, state, addr, nstate, succ, err);
                 module[0] = '\0';

@@ -176,10 +176,17 @@ int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHos
             return 0;
         }
         switch (key >> 3) {
-        case 1: req->seq = (uint32_t)v; break;
-        case 2: req->modid = (int32_t)(uint32_t)v; break;
-        case 3: req->cmdid = (int32_t)(uint32_t)v; break;
-        default: return 0; /* unknown field: let protobuf-c decide */
+        case 1:
+            req->seq = (uint32_t)v;
+            break;
+        case 2:
+            req->modid = (int32_t)(uint32_t)v;
+            break;
+        case 3:
+            req->cmdid = (int32_t)(uint32_t)v;
+            break;
+        default:
+            return 0; /* unknown field: let protobuf-c decide */
         }
     }
     return 1;
@@ -225,11 +232,20 @@ int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRe
             return 0;
         }
         switch (key >> 3) {
-        case 1: req->modid = (int32_t)(uint32_t)v; break;
-        case 2: req->cmdid = (int32_t)(uint32_t)v; break;
-        case 4: req->retcode = (int32_t)(uint32_t)v; break;
-        case 5: req->cost_us = (uint32_t)v; break;
-        default: return 0;
+        case 1:
+            req->modid = (int32_t)(uint32_t)v;
+            break;
+        case 2:
+            req->cmdid = (int32_t)(uint32_t)v;
+            break;
+        case 4:
+            req->retcode = (int32_t)(uint32_t)v;
+            break;
+        case 5:
+            req->cost_us = (uint32_t)v;
+            break;
+        default:
+            return 0;
         }
     }
     return 1;

@@ -244,7 +244,7 @@ enum lars_node_origin {
  * the policy's own (set it there, free it in node_removed()).
  */
 struct lars_node {
-    uint32_t ip;   /* IPv4, host byte order (127.0.0.1 = 0x7f000001) */
+    uint32_t ip; /* IPv4, host byte order (127.0.0.1 = 0x7f000001) */
     uint16_t port;
     bool overloaded;
     uint32_t real_succ; /* successes in the current window */

@@ -2,7 +2,8 @@
  * dns_static - a dns transport serving routes written in the config file:
  *
  *   dns: { plugin = "dns_static";
- *          routes = ( { modid = 1; cmdid = 1; hosts = ( "127.0.0.1:9001", "127.0.0.1:9002" ); } ); };
+ *          routes = ( { modid = 1; cmdid = 1; hosts = ( "127.0.0.1:9001", "127.0.0.1:9002" ); } );
+ * };
  *
  * want() answers at once from the table; a module not in it gets an empty
  * route, which the agent treats as "does not exist" (RET_NOEXIST), as with a
@@ -59,8 +60,8 @@ static int parse_host(const struct lars_services *svc, const char *text,
     return 0;
 }
 
-static int route_error(const struct lars_services *svc, const struct lars_config_node *at, char *err,
-                       size_t err_len, const char *what)
+static int route_error(const struct lars_services *svc, const struct lars_config_node *at,
+                       char *err, size_t err_len, const char *what)
 {
     snprintf(err, err_len, "routes entry at line %d: %s", svc->config_line(at), what);
     return -EINVAL;
@@ -200,10 +201,9 @@ static void static_want(void *instance, int32_t modid, int32_t cmdid)
 {
     struct static_dns *dns = instance;
     struct static_route key = {.modid = modid, .cmdid = cmdid};
-    const struct static_route *route =
-        dns->n_routes ? bsearch(&key, dns->routes, dns->n_routes, sizeof(*dns->routes),
-                                compare_routes)
-                      : NULL;
+    const struct static_route *route = dns->n_routes ? bsearch(&key, dns->routes, dns->n_routes,
+                                                               sizeof(*dns->routes), compare_routes)
+                                                     : NULL;
     if (route) {
         dns->host->deliver(dns->host, modid, cmdid, route->hosts, route->n);
     } else {

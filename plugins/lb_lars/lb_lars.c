@@ -346,8 +346,8 @@ static const struct lars_setting lb_settings[] = {
      "requests served by idle nodes between two probes of an overloaded node"},
     {"init_succ_cnt", LARS_SETTING_INT, "180", offsetof(struct lb_conf, init_succ_cnt), 0,
      1000000000, "virtual successes a node starts an idle period with"},
-    {"init_err_cnt", LARS_SETTING_INT, "5", offsetof(struct lb_conf, init_err_cnt), 0,
-     1000000000, "virtual failures a node starts an overload period with"},
+    {"init_err_cnt", LARS_SETTING_INT, "5", offsetof(struct lb_conf, init_err_cnt), 0, 1000000000,
+     "virtual failures a node starts an overload period with"},
     {"err_rate", LARS_SETTING_DOUBLE, "0.1", offsetof(struct lb_conf, err_rate), 0.0, 1.0,
      "an idle node whose virtual error rate exceeds this is overloaded"},
     {"succ_rate", LARS_SETTING_DOUBLE, "0.5", offsetof(struct lb_conf, succ_rate), 0.0, 1.0,
@@ -356,8 +356,8 @@ static const struct lars_setting lb_settings[] = {
      1000000000, "consecutive failures that overload an idle node"},
     {"contin_succ_limit", LARS_SETTING_INT, "15", offsetof(struct lb_conf, contin_succ_limit), 1,
      1000000000, "consecutive successes that return an overloaded node to idle"},
-    {"window_err_rate", LARS_SETTING_DOUBLE, "0.7", offsetof(struct lb_conf, window_err_rate),
-     0.0, 1.0, "real error rate at which an idle node is overloaded when its window ends"},
+    {"window_err_rate", LARS_SETTING_DOUBLE, "0.7", offsetof(struct lb_conf, window_err_rate), 0.0,
+     1.0, "real error rate at which an idle node is overloaded when its window ends"},
     {"idle_timeout", LARS_SETTING_INT, "15", offsetof(struct lb_conf, idle_timeout), 1, 86400,
      "seconds of an idle node's statistics window"},
     {"overload_timeout", LARS_SETTING_INT, "15", offsetof(struct lb_conf, overload_timeout), 1,
@@ -372,8 +372,7 @@ static const struct lars_setting lb_settings[] = {
  * Whoever wants that behaviour has a direct way to say it, named in the
  * message.
  */
-static int lb_validate(const void *conf, const struct lars_services *svc, char *err,
-                       size_t err_len)
+static int lb_validate(const void *conf, const struct lars_services *svc, char *err, size_t err_len)
 {
     const struct lb_conf *c = conf;
     (void)svc; /* no LIST settings: the section's file:line the core adds is precise enough */

@@ -69,11 +69,11 @@ struct fifo {
 };
 
 struct report_stats {
-    uint64_t batches;  /* submitted */
-    uint64_t frames;   /* encoded */
-    uint64_t sent;     /* frames handed to the kernel */
-    uint64_t dropped;  /* frames dropped because the buffer was full */
-    uint64_t failures; /* batches lost to memory shortage */
+    uint64_t batches;     /* submitted */
+    uint64_t frames;      /* encoded */
+    uint64_t sent;        /* frames handed to the kernel */
+    uint64_t dropped;     /* frames dropped because the buffer was full */
+    uint64_t failures;    /* batches lost to memory shortage */
     uint64_t handed_over; /* unsent at a reload, given to the next generation */
 };
 
@@ -373,15 +373,16 @@ done:
 
 /* Turns one queued frame back into a batch for the next generation. */
 static void hand_frame_over(struct report_lars *r, const struct frame *f,
-                           void (*resubmit)(void *ctx, const struct lars_report_batch *batch),
-                           void *ctx)
+                            void (*resubmit)(void *ctx, const struct lars_report_batch *batch),
+                            void *ctx)
 {
     Lars__ReportStatusRequest *req = lars__report_status_request__unpack(
         NULL, f->len - LARS_WIRE_HEADER_SIZE, f->data + LARS_WIRE_HEADER_SIZE);
     if (!req) {
         return; /* we encoded it: cannot happen short of memory */
     }
-    struct lars_call_result *results = calloc(req->n_results ? req->n_results : 1, sizeof(*results));
+    struct lars_call_result *results =
+        calloc(req->n_results ? req->n_results : 1, sizeof(*results));
     if (results) {
         for (size_t i = 0; i < req->n_results; i++) {
             const Lars__HostCallResult *res = req->results[i];

@@ -86,8 +86,8 @@ static long long metric(const char *name)
 
 static long long malformed_total(void)
 {
-    static const char *const reasons[] = {"truncated", "size_mismatch", "too_large",
-                                          "unknown_id", "bad_body", "unexpected_id"};
+    static const char *const reasons[] = {"truncated",  "size_mismatch", "too_large",
+                                          "unknown_id", "bad_body",      "unexpected_id"};
     long long sum = 0;
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
         char name[128];
@@ -125,7 +125,7 @@ static void test_metrics_count_requests(void **state)
     }
     assert_int_equal(it_report_n(c, 1, 1, 9001, 1, 7), 0);
     assert_int_equal(it_pick(c, 77, 77), -1003); /* unknown: NOEXIST */
-    it_sleep_ms(200); /* reports have no answer: let them arrive */
+    it_sleep_ms(200);                            /* reports have no answer: let them arrive */
     assert_int_equal(metric("lars_requests_total{type=\"get_host\"}") - host0, 26);
     assert_int_equal(metric("lars_answers_total{retcode=\"succ\"}") - succ0, 25);
     assert_int_equal(metric("lars_requests_total{type=\"report\"}") - rep0, 7);
@@ -139,7 +139,8 @@ static void test_metrics_count_requests(void **state)
     assert_non_null(routes);
     printf("%s", routes);
     assert_non_null(strstr(routes, "\"modid\":1,\"cmdid\":1,\"state\":\"ready\""));
-    assert_non_null(strstr(routes, "\"node\":\"127.0.0.1:9001\",\"state\":\"idle\",\"succ\":0,\"err\":7"));
+    assert_non_null(
+        strstr(routes, "\"node\":\"127.0.0.1:9001\",\"state\":\"idle\",\"succ\":0,\"err\":7"));
     free(routes);
     /* `lars stats` shows the same, as tables. */
     char addr[32];

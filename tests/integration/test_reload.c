@@ -403,8 +403,8 @@ static void test_hundred_reloads_leak_nothing(void **state)
     }
     long rss_after = it_proc_rss_kb(agent.pid);
     int copies_after = files_in_plugin_copies();
-    printf("after %d reloads: RSS %ld kB -> %ld kB, plugin copies %d -> %d\n", RELOADS,
-           rss_before, rss_after, copies_before, copies_after);
+    printf("after %d reloads: RSS %ld kB -> %ld kB, plugin copies %d -> %d\n", RELOADS, rss_before,
+           rss_after, copies_before, copies_after);
     /* Old generations' copies are unloaded and deleted. */
     assert_int_equal(copies_after, copies_before);
     /* LeakSanitizer (sanitizer builds) fails the exit status on any leak;

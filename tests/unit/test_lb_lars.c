@@ -71,16 +71,11 @@ struct expected_default {
 
 /* DESIGN 4: the original's shipped values. */
 static const struct expected_default design_defaults[] = {
-    {"probe_num", LARS_SETTING_INT, 10},
-    {"init_succ_cnt", LARS_SETTING_INT, 180},
-    {"init_err_cnt", LARS_SETTING_INT, 5},
-    {"err_rate", LARS_SETTING_DOUBLE, 0.1},
-    {"succ_rate", LARS_SETTING_DOUBLE, 0.5},
-    {"contin_err_limit", LARS_SETTING_INT, 15},
-    {"contin_succ_limit", LARS_SETTING_INT, 15},
-    {"window_err_rate", LARS_SETTING_DOUBLE, 0.7},
-    {"idle_timeout", LARS_SETTING_INT, 15},
-    {"overload_timeout", LARS_SETTING_INT, 15},
+    {"probe_num", LARS_SETTING_INT, 10},         {"init_succ_cnt", LARS_SETTING_INT, 180},
+    {"init_err_cnt", LARS_SETTING_INT, 5},       {"err_rate", LARS_SETTING_DOUBLE, 0.1},
+    {"succ_rate", LARS_SETTING_DOUBLE, 0.5},     {"contin_err_limit", LARS_SETTING_INT, 15},
+    {"contin_succ_limit", LARS_SETTING_INT, 15}, {"window_err_rate", LARS_SETTING_DOUBLE, 0.7},
+    {"idle_timeout", LARS_SETTING_INT, 15},      {"overload_timeout", LARS_SETTING_INT, 15},
 };
 
 static void test_descriptor(void **state)

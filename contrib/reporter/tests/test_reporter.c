@@ -214,7 +214,8 @@ static void t_pipelined_and_split(void **state)
     size_t used = 0;
     for (unsigned i = 0; i < 50; i++) {
         struct result r = {ip4(10, 2, 0, i), 1000 + (int)i, i, 0, false};
-        used += encode_report(buf + used, (size_t)50 * 200 - used, 102, 1, ip4(10, 1, 1, 2), 1, &r, 1);
+        used +=
+            encode_report(buf + used, (size_t)50 * 200 - used, 102, 1, ip4(10, 1, 1, 2), 1, &r, 1);
     }
     int fd = lt_connect(ctx.srv.port);
     for (size_t off = 0; off < used; off += 7) {
