@@ -37,6 +37,7 @@
 
 #include "plugin_loader.h"
 #include "plugin_loader_internal.h"
+#include "stub_policy.h"
 
 #ifndef LARS_TEST_PLUGIN_DIR
 #error "the build defines LARS_TEST_PLUGIN_DIR (the build tree's plugins)"
@@ -71,26 +72,6 @@ static void p_node_removed(void *instance, struct lars_node *node)
 {
     (void)instance;
     (void)node;
-}
-
-static enum lars_retcode p_pick(void *instance, uint64_t key, uint64_t now_ms,
-                                struct lars_node **out)
-{
-    (void)instance;
-    (void)key;
-    (void)now_ms;
-    *out = NULL;
-    return LARS_RET_OVERLOAD;
-}
-
-static void p_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
-                     uint64_t now_ms)
-{
-    (void)instance;
-    (void)node;
-    (void)retcode;
-    (void)cost_us;
-    (void)now_ms;
 }
 
 static void p_tick(void *instance, uint64_t now_ms)
@@ -148,8 +129,8 @@ static const struct lars_policy_ops policy_ops = {
     .destroy = p_destroy,
     .node_added = p_node_added,
     .node_removed = p_node_removed,
-    .pick = p_pick,
-    .report = p_report,
+    .pick = stub_pick,
+    .report = stub_report,
     .tick = p_tick,
     .node_data_size = 8,
 };

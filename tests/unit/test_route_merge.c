@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "route_table.h"
+#include "stub_policy.h"
 
 #define MAX_EVENTS 64
 
@@ -129,34 +130,14 @@ static void fake_node_removed(void *instance, struct lars_node *node)
     f->nodes--;
 }
 
-static enum lars_retcode fake_pick(void *instance, uint64_t key, uint64_t now_ms,
-                                   struct lars_node **out)
-{
-    (void)instance;
-    (void)key;
-    (void)now_ms;
-    *out = NULL;
-    return LARS_RET_OVERLOAD;
-}
-
-static void fake_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
-                        uint64_t now_ms)
-{
-    (void)instance;
-    (void)node;
-    (void)retcode;
-    (void)cost_us;
-    (void)now_ms;
-}
-
 static const struct lars_policy_ops fake_ops = {
     .size = sizeof(struct lars_policy_ops),
     .create = fake_create,
     .destroy = fake_destroy,
     .node_added = fake_node_added,
     .node_removed = fake_node_removed,
-    .pick = fake_pick,
-    .report = fake_report,
+    .pick = stub_pick,
+    .report = stub_report,
     .node_data_size = sizeof(int),
 };
 
