@@ -5,7 +5,7 @@
 #                          etc/lars-agent.conf (static routes, log reporter)
 #   contrib/dev.sh test    install what is missing, then: build with -Werror
 #                          and ASan+UBSan, start a private MariaDB, run every
-#                          test; cppcheck and clang-tidy; valgrind on agent integration
+#                          test; clang-format check, cppcheck and clang-tidy; valgrind on agent integration
 #                          tests; the performance regression check; each
 #                          fuzzer for 60 s (LARS_FUZZ_SECONDS)
 #   contrib/dev.sh deps    only install the Debian packages
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config
           libevent-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev
           libcmocka-dev libsqlite3-dev libmariadb-dev mariadb-server
-          clang clang-tidy libclang-rt-14-dev valgrind cppcheck procps git)
+          clang clang-tidy clang-format libclang-rt-14-dev valgrind cppcheck procps git)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -49,6 +49,11 @@ step() { # step NAME: prints a banner with the time since the start
 }
 
 run_tests() {
+    step "style: clang-format --dry-run -Werror (.clang-format) over tracked C files"
+    # tests/compat/plugin-1.*.h are verbatim copies of released headers.
+    git ls-files '*.c' '*.h' | grep -v '^tests/compat/plugin-1\.' |
+        xargs clang-format --dry-run -Werror
+
     step "build: -Werror, ASan+UBSan (build-test)"
     build build-test -DLARS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     local db_dir=""

@@ -166,8 +166,8 @@ static uint64_t now_ns(void)
 enum slot_state { SLOT_FREE = 0, SLOT_WAITING = 1, SLOT_RETRY = 2 };
 
 struct slot {
-    uint32_t seq;      /* of the request in flight */
-    uint32_t gen;      /* bumped at every use */
+    uint32_t seq; /* of the request in flight */
+    uint32_t gen; /* bumped at every use */
     enum slot_state state;
     int32_t modid;
     uint64_t sent_ns;  /* this request */
@@ -182,8 +182,8 @@ struct client {
     uint64_t rng;
 
     /* what this thread has to do */
-    uint64_t quota;      /* get_host to send (count and warm modes), or UINT64_MAX */
-    uint64_t sent;       /* get_host sent (first tries in warm mode) */
+    uint64_t quota;       /* get_host to send (count and warm modes), or UINT64_MAX */
+    uint64_t sent;        /* get_host sent (first tries in warm mode) */
     uint64_t next_module; /* warm mode: index into this thread's share */
     uint64_t t_start, t_measure, t_end, t_hard_end;
     uint64_t interval_ns; /* --rate: between two sends of this thread */
@@ -195,9 +195,9 @@ struct client {
     unsigned in_flight;
 
     /* results */
-    uint64_t answers;          /* get_host answers inside the measured window */
+    uint64_t answers; /* get_host answers inside the measured window */
     uint64_t answers_total;
-    uint64_t by_rc[5];         /* SUCC, OVERLOAD, SYSTEM_ERROR, NOEXIST, other */
+    uint64_t by_rc[5]; /* SUCC, OVERLOAD, SYSTEM_ERROR, NOEXIST, other */
     uint64_t timeouts, late, send_errors, bad_answers, reports;
     uint64_t ready, not_ready; /* warm mode */
     uint64_t last_answer_ns;
@@ -304,8 +304,7 @@ static void send_report(struct client *c, const Lars__GetHostResponse *rsp)
     rep.cmdid = rsp->cmdid;
     rep.host = &host;
     rep.retcode = 0;
-    queue_frame(c, LARS__MESSAGE_ID__ID_ReportRequest, &rep.base,
-                dest_for(rsp->modid, rsp->cmdid));
+    queue_frame(c, LARS__MESSAGE_ID__ID_ReportRequest, &rep.base, dest_for(rsp->modid, rsp->cmdid));
     c->reports++;
 }
 
@@ -574,7 +573,8 @@ static int proc_cpu(long pid, double *user, double *sys)
     }
     unsigned long long ut = 0;
     unsigned long long st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14)
+     * stime(15) */
     if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
         return -1;
     }
@@ -596,30 +596,32 @@ static double self_cpu(void)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: lars-bench [options]\n"
-            "  --agent IP        agent (or udp-echo) address (default 127.0.0.1)\n"
-            "  --port BASE       its udp_base_port (default 8888)\n"
-            "  --workers N       its worker count: module m goes to BASE + (m + cmdid) %% N (default 3)\n"
-            "  --threads T       client threads, one socket each (default 1)\n"
-            "  --duration S      measure S seconds (default 3 unless --count)\n"
-            "  --count N         send N get_host in total, then wait for the answers\n"
-            "  --warmup S        run S seconds before measuring (default 0)\n"
-            "  --mode M          blocking | pipelined | warm (default blocking)\n"
-            "  --depth D         pipelined/warm: requests in flight per thread (default 16, max %u)\n"
-            "  --modules K       spread over modules MODID..MODID+K-1, chosen at random (default 1)\n"
-            "  --modid MODID     first modid (default 1); --cmdid C (default 1)\n"
-            "  --report/--no-report  report each node got (default on)\n"
-            "  --rate R          total get_host per second over all threads (open loop)\n"
-            "  --timeout-ms MS   a get_host unanswered this long is a timeout (default 200)\n"
-            "  --retry-us US     warm: ask again this long after a NOEXIST (default 200)\n"
-            "  --pid PID         print the agent's CPU seconds over the measured window\n"
-            "  --max-time S      hard limit on the whole run (default 300)\n"
-            "  --label TEXT      copied into the output\n"
-            "  --json            one JSON object on stdout instead of text\n"
-            "warm mode asks every module of the range (--modules K) until RET_SUCC and\n"
-            "prints how many became ready and the time each took.\n",
-            MAX_DEPTH);
+    fprintf(
+        out,
+        "usage: lars-bench [options]\n"
+        "  --agent IP        agent (or udp-echo) address (default 127.0.0.1)\n"
+        "  --port BASE       its udp_base_port (default 8888)\n"
+        "  --workers N       its worker count: module m goes to BASE + (m + cmdid) %% N (default "
+        "3)\n"
+        "  --threads T       client threads, one socket each (default 1)\n"
+        "  --duration S      measure S seconds (default 3 unless --count)\n"
+        "  --count N         send N get_host in total, then wait for the answers\n"
+        "  --warmup S        run S seconds before measuring (default 0)\n"
+        "  --mode M          blocking | pipelined | warm (default blocking)\n"
+        "  --depth D         pipelined/warm: requests in flight per thread (default 16, max %u)\n"
+        "  --modules K       spread over modules MODID..MODID+K-1, chosen at random (default 1)\n"
+        "  --modid MODID     first modid (default 1); --cmdid C (default 1)\n"
+        "  --report/--no-report  report each node got (default on)\n"
+        "  --rate R          total get_host per second over all threads (open loop)\n"
+        "  --timeout-ms MS   a get_host unanswered this long is a timeout (default 200)\n"
+        "  --retry-us US     warm: ask again this long after a NOEXIST (default 200)\n"
+        "  --pid PID         print the agent's CPU seconds over the measured window\n"
+        "  --max-time S      hard limit on the whole run (default 300)\n"
+        "  --label TEXT      copied into the output\n"
+        "  --json            one JSON object on stdout instead of text\n"
+        "warm mode asks every module of the range (--modules K) until RET_SUCC and\n"
+        "prints how many became ready and the time each took.\n",
+        MAX_DEPTH);
 }
 
 static void on_signal(int sig)
@@ -630,9 +632,30 @@ static void on_signal(int sig)
 
 static int parse_opts(int argc, char **argv)
 {
-    enum { O_AGENT = 256, O_PORT, O_WORKERS, O_THREADS, O_DURATION, O_COUNT, O_MODE, O_DEPTH,
-           O_MODULES, O_MODID, O_CMDID, O_REPORT, O_NOREPORT, O_PID, O_JSON, O_RATE, O_TIMEOUT,
-           O_WARMUP, O_MAXTIME, O_RETRY, O_LABEL, O_HELP };
+    enum {
+        O_AGENT = 256,
+        O_PORT,
+        O_WORKERS,
+        O_THREADS,
+        O_DURATION,
+        O_COUNT,
+        O_MODE,
+        O_DEPTH,
+        O_MODULES,
+        O_MODID,
+        O_CMDID,
+        O_REPORT,
+        O_NOREPORT,
+        O_PID,
+        O_JSON,
+        O_RATE,
+        O_TIMEOUT,
+        O_WARMUP,
+        O_MAXTIME,
+        O_RETRY,
+        O_LABEL,
+        O_HELP
+    };
     static const struct option longopts[] = {
         {"agent", required_argument, NULL, O_AGENT},
         {"port", required_argument, NULL, O_PORT},
@@ -661,12 +684,24 @@ static int parse_opts(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
-        case O_AGENT: opt.agent = optarg; break;
-        case O_PORT: opt.port = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_WORKERS: opt.workers = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_THREADS: opt.threads = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_DURATION: opt.duration = strtod(optarg, NULL); break;
-        case O_COUNT: opt.count = strtoull(optarg, NULL, 10); break;
+        case O_AGENT:
+            opt.agent = optarg;
+            break;
+        case O_PORT:
+            opt.port = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_WORKERS:
+            opt.workers = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_THREADS:
+            opt.threads = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_DURATION:
+            opt.duration = strtod(optarg, NULL);
+            break;
+        case O_COUNT:
+            opt.count = strtoull(optarg, NULL, 10);
+            break;
         case O_MODE:
             if (strcmp(optarg, "blocking") == 0) {
                 opt.mode = MODE_BLOCKING;
@@ -679,23 +714,55 @@ static int parse_opts(int argc, char **argv)
                 return -1;
             }
             break;
-        case O_DEPTH: opt.depth = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_MODULES: opt.modules = strtoull(optarg, NULL, 10); break;
-        case O_MODID: opt.modid_base = strtoll(optarg, NULL, 10); break;
-        case O_CMDID: opt.cmdid = (int32_t)strtol(optarg, NULL, 10); break;
-        case O_REPORT: opt.report = true; break;
-        case O_NOREPORT: opt.report = false; break;
-        case O_PID: opt.pid = strtol(optarg, NULL, 10); break;
-        case O_JSON: opt.json = true; break;
-        case O_RATE: opt.rate = strtod(optarg, NULL); break;
-        case O_TIMEOUT: opt.timeout_ms = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_WARMUP: opt.warmup = strtod(optarg, NULL); break;
-        case O_MAXTIME: opt.max_time = strtod(optarg, NULL); break;
-        case O_RETRY: opt.retry_us = (unsigned)strtoul(optarg, NULL, 10); break;
-        case O_LABEL: opt.label = optarg; break;
+        case O_DEPTH:
+            opt.depth = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_MODULES:
+            opt.modules = strtoull(optarg, NULL, 10);
+            break;
+        case O_MODID:
+            opt.modid_base = strtoll(optarg, NULL, 10);
+            break;
+        case O_CMDID:
+            opt.cmdid = (int32_t)strtol(optarg, NULL, 10);
+            break;
+        case O_REPORT:
+            opt.report = true;
+            break;
+        case O_NOREPORT:
+            opt.report = false;
+            break;
+        case O_PID:
+            opt.pid = strtol(optarg, NULL, 10);
+            break;
+        case O_JSON:
+            opt.json = true;
+            break;
+        case O_RATE:
+            opt.rate = strtod(optarg, NULL);
+            break;
+        case O_TIMEOUT:
+            opt.timeout_ms = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_WARMUP:
+            opt.warmup = strtod(optarg, NULL);
+            break;
+        case O_MAXTIME:
+            opt.max_time = strtod(optarg, NULL);
+            break;
+        case O_RETRY:
+            opt.retry_us = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case O_LABEL:
+            opt.label = optarg;
+            break;
         case O_HELP:
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind != argc) {
@@ -894,22 +961,22 @@ int main(int argc, char **argv)
                ",\"timeouts\":%" PRIu64 ",\"late\":%" PRIu64 ",\"send_errors\":%" PRIu64
                ",\"bad_answers\":%" PRIu64 ",\"reports\":%" PRIu64 ",\"p50_us\":%.1f"
                ",\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f",
-               opt.threads, depth, opt.modules, opt.report ? "true" : "false", opt.rate,
-               elapsed, sent, answers, qps, by_rc[0], by_rc[1], by_rc[2], by_rc[3], by_rc[4],
-               timeouts, late, send_errors, bad, reports, p50, p90, p99, p999, maxus);
+               opt.threads, depth, opt.modules, opt.report ? "true" : "false", opt.rate, elapsed,
+               sent, answers, qps, by_rc[0], by_rc[1], by_rc[2], by_rc[3], by_rc[4], timeouts, late,
+               send_errors, bad, reports, p50, p90, p99, p999, maxus);
         if (opt.mode == MODE_WARM) {
             printf(",\"ready\":%" PRIu64 ",\"not_ready\":%" PRIu64, ready, not_ready);
         }
         if (have_cpu) {
-            printf(",\"agent_cpu_s\":%.2f,\"agent_user_s\":%.2f,\"agent_sys_s\":%.2f",
-                   agent_cpu, cpu_u1 - cpu_u0, cpu_s1 - cpu_s0);
+            printf(",\"agent_cpu_s\":%.2f,\"agent_user_s\":%.2f,\"agent_sys_s\":%.2f", agent_cpu,
+                   cpu_u1 - cpu_u0, cpu_s1 - cpu_s0);
         }
         printf(",\"bench_cpu_s\":%.2f}\n", bench_cpu);
     } else {
         printf("lars-bench: %s%s%s, %u thread%s, depth %u, %" PRIu64 " module%s, report %s",
-               opt.label ? opt.label : "", opt.label ? " " : "", mode_names[opt.mode],
-               opt.threads, opt.threads == 1 ? "" : "s", depth, opt.modules,
-               opt.modules == 1 ? "" : "s", opt.report ? "on" : "off");
+               opt.label ? opt.label : "", opt.label ? " " : "", mode_names[opt.mode], opt.threads,
+               opt.threads == 1 ? "" : "s", depth, opt.modules, opt.modules == 1 ? "" : "s",
+               opt.report ? "on" : "off");
         if (opt.rate > 0) {
             printf(", rate %.0f/s", opt.rate);
         }

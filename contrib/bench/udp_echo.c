@@ -173,19 +173,31 @@ int main(int argc, char **argv)
     unsigned workers = 3;
     double max_time = 600;
     static const struct option longopts[] = {
-        {"listen", required_argument, NULL, 'l'}, {"port", required_argument, NULL, 'p'},
+        {"listen", required_argument, NULL, 'l'},  {"port", required_argument, NULL, 'p'},
         {"workers", required_argument, NULL, 'w'}, {"max-time", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "l:p:w:m:h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'l': listen_ip = optarg; break;
-        case 'p': port = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'w': workers = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'm': max_time = strtod(optarg, NULL); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'l':
+            listen_ip = optarg;
+            break;
+        case 'p':
+            port = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'w':
+            workers = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            max_time = strtod(optarg, NULL);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     struct in_addr addr;
@@ -217,8 +229,8 @@ int main(int argc, char **argv)
         }
         int size = 4 * 1024 * 1024;
         setsockopt(t->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(port + i)),
-                                  .sin_addr = addr};
+        struct sockaddr_in sin = {
+            .sin_family = AF_INET, .sin_port = htons((uint16_t)(port + i)), .sin_addr = addr};
         if (bind(t->fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
             fprintf(stderr, "udp-echo: cannot bind %s:%u: %s\n", listen_ip, port + i,
                     strerror(errno));

@@ -481,8 +481,7 @@ int main(int argc, char **argv)
     }
     if ((unsigned)ctx.opts.base_port + ctx.opts.workers - 1 > 65535u) {
         fprintf(stderr, "%s: ports %u..%u do not all exist: lower -p or -w\n", prog,
-                (unsigned)ctx.opts.base_port,
-                (unsigned)ctx.opts.base_port + ctx.opts.workers - 1);
+                (unsigned)ctx.opts.base_port, (unsigned)ctx.opts.base_port + ctx.opts.workers - 1);
         return EXIT_USAGE;
     }
     ctx.client = lars_client_create(&ctx.opts);

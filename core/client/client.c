@@ -66,11 +66,11 @@
 #define SEND_BUF_SIZE 128
 
 struct lars_client {
-    int *fds;         /* fds[i] is connected to agent_ip:base_port + i */
+    int *fds; /* fds[i] is connected to agent_ip:base_port + i */
     unsigned workers;
     unsigned timeout_ms;
-    uint32_t seq;     /* last GetHostRequest seq sent */
-    uint8_t *rbuf;    /* LARS_WIRE_MAX_DATAGRAM bytes */
+    uint32_t seq;  /* last GetHostRequest seq sent */
+    uint8_t *rbuf; /* LARS_WIRE_MAX_DATAGRAM bytes */
 };
 
 LARS_API const char *lars_strerror(int status)
@@ -495,8 +495,7 @@ LARS_API int lars_get_route(struct lars_client *client, int32_t modid, int32_t c
         return LARS_ERR_INVALID;
     }
     *count = 0;
-    return get_route_until(client, modid, cmdid, hosts, max, count,
-                           now_ms() + client->timeout_ms);
+    return get_route_until(client, modid, cmdid, hosts, max, count, now_ms() + client->timeout_ms);
 }
 
 /* Sleeps until the monotonic time `until_ms`; EINTR just sleeps again. */
@@ -519,8 +518,8 @@ LARS_API int lars_reg_init(struct lars_client *client, int32_t modid, int32_t cm
     int64_t end = now_ms() + REG_INIT_TOTAL_MS;
     for (;;) {
         size_t count = 0;
-        int rc = get_route_until(client, modid, cmdid, NULL, 0, &count,
-                                 now_ms() + client->timeout_ms);
+        int rc =
+            get_route_until(client, modid, cmdid, NULL, 0, &count, now_ms() + client->timeout_ms);
         if (rc == LARS_ERR_TOOSMALL) {
             return LARS_OK; /* hosts exist; we asked for none of them */
         }

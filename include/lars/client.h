@@ -69,8 +69,7 @@ struct lars_client *lars_client_create(const struct lars_client_options *opts);
 void lars_client_destroy(struct lars_client *client);
 
 /* Asks the agent for one node of modid/cmdid. LARS_OK fills *host. */
-int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid,
-                  struct lars_host *host);
+int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid, struct lars_host *host);
 
 /* Tells the agent how a call to host went: retcode 0 = success, anything
  * else = failure. Does not wait for an answer (there is none). Returns

@@ -37,8 +37,7 @@ static void format_ip(uint32_t ip, char *buf, size_t len)
     snprintf(buf, len, "%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255u, (ip >> 8) & 255u, ip & 255u);
 }
 
-static int log_start(const void *conf_block, const struct lars_reporter_host *host,
-                     void **instance)
+static int log_start(const void *conf_block, const struct lars_reporter_host *host, void **instance)
 {
     const struct log_conf *conf = conf_block;
     struct log_reporter *r = calloc(1, sizeof(*r));
@@ -74,8 +73,7 @@ static void log_submit(void *instance, const struct lars_report_batch *batch)
         const struct lars_call_result *res = &batch->results[i];
         format_ip(res->ip, ip, sizeof(ip));
         fprintf(r->out, "%s{\"node\":\"%s:%u\",\"succ\":%u,\"err\":%u,\"overload\":%s}",
-                i ? "," : "", ip, res->port, res->succ, res->err,
-                res->overload ? "true" : "false");
+                i ? "," : "", ip, res->port, res->succ, res->err, res->overload ? "true" : "false");
     }
     fputs("]}\n", r->out);
     /* One flush per line keeps the file readable by tail -f and tests; the

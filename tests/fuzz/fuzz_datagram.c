@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!slow || slow->modid != fast_rr.modid || slow->cmdid != fast_rr.cmdid ||
             slow->retcode != fast_rr.retcode || slow->cost_us != fast_rr.cost_us ||
             (slow->host == NULL) != (fast_rr.host == NULL) ||
-            (slow->host && (slow->host->ip != fast_host.ip || slow->host->port != fast_host.port))) {
+            (slow->host &&
+             (slow->host->ip != fast_host.ip || slow->host->port != fast_host.port))) {
             abort();
         }
     }

@@ -155,8 +155,8 @@ static void test_roundtrip_get_route_response(void **state)
         Lars__HostInfo init = LARS__HOST_INFO__INIT;
         hosts[i] = init;
         /* Alternate positive (10.x) and negative (192.168.x) wire ips. */
-        hosts[i].ip = lars_wire_ip_to_wire(i % 2 ? IP_192_168_1_10 + (uint32_t)i
-                                                 : IP_10_0_0_1 + (uint32_t)i);
+        hosts[i].ip =
+            lars_wire_ip_to_wire(i % 2 ? IP_192_168_1_10 + (uint32_t)i : IP_10_0_0_1 + (uint32_t)i);
         hosts[i].port = (int32_t)(1 + i * 65 % 65535);
         ptrs[i] = &hosts[i];
     }
@@ -350,8 +350,8 @@ static void test_ip_wire_mapping(void **state)
     assert_int_equal(lars_wire_ip_to_wire(IP_192_168_1_10), -1062731510);
     assert_int_equal(lars_wire_ip_to_wire(0xFFFFFFFFu), -1);
     assert_int_equal(lars_wire_ip_to_wire(0x80000000u), INT32_MIN);
-    const uint32_t ips[] = {0, 1, IP_10_0_0_1, IP_127_0_0_1, 0x7FFFFFFFu, 0x80000000u,
-                            IP_192_168_1_10, 0xFFFFFFFFu};
+    const uint32_t ips[] = {0,           1,           IP_10_0_0_1,     IP_127_0_0_1,
+                            0x7FFFFFFFu, 0x80000000u, IP_192_168_1_10, 0xFFFFFFFFu};
     for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
         assert_int_equal(lars_wire_ip_from_wire(lars_wire_ip_to_wire(ips[i])), ips[i]);
     }
@@ -415,9 +415,8 @@ static void test_empty_bodies(void **state)
     }
 
     /* Spot checks of what "default" means to a reader. */
-    struct lars_frame frame = {.msgid = LARS__MESSAGE_ID__ID_GetHostResponse,
-                               .body = frame_buf,
-                               .body_len = 0};
+    struct lars_frame frame = {
+        .msgid = LARS__MESSAGE_ID__ID_GetHostResponse, .body = frame_buf, .body_len = 0};
     Lars__GetHostResponse *r = (Lars__GetHostResponse *)lars_wire_decode(
         &lars__get_host_response__descriptor, &frame, NULL);
     assert_non_null(r);
@@ -494,9 +493,9 @@ static void test_datagram_truncated(void **state)
         assert_int_equal(lars_wire_parse_datagram(frame_buf, len, LARS_WIRE_MAX_UDP_BODY, &frame),
                          LARS_WIRE_TRUNCATED);
     }
-    assert_int_equal(lars_wire_parse_datagram(frame_buf, LARS_WIRE_HEADER_SIZE,
-                                              LARS_WIRE_MAX_UDP_BODY, &frame),
-                     LARS_WIRE_OK);
+    assert_int_equal(
+        lars_wire_parse_datagram(frame_buf, LARS_WIRE_HEADER_SIZE, LARS_WIRE_MAX_UDP_BODY, &frame),
+        LARS_WIRE_OK);
 }
 
 static void test_datagram_size_mismatch(void **state)
@@ -584,8 +583,7 @@ static void test_datagram_unknown_id(void **state)
 }
 
 /* Decodes raw body bytes as desc, with and without an arena: must fail. */
-static void expect_bad_body(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
-                            size_t len)
+static void expect_bad_body(const ProtobufCMessageDescriptor *desc, const uint8_t *body, size_t len)
 {
     struct lars_arena arena;
     struct lars_frame frame;
@@ -667,8 +665,8 @@ static void test_decode_bad_body(void **state)
     size_t undecodable = 0;
     for (size_t cut = 1; cut < n; cut++) {
         struct lars_frame frame = {.msgid = 8, .body = body, .body_len = cut};
-        ProtobufCMessage *out = lars_wire_decode(&lars__get_route_response__descriptor, &frame,
-                                                 NULL);
+        ProtobufCMessage *out =
+            lars_wire_decode(&lars__get_route_response__descriptor, &frame, NULL);
         if (out) {
             protobuf_c_message_free_unpacked(out, NULL); /* cut on a field boundary */
         } else {
@@ -837,9 +835,8 @@ static void test_arena_exhaustion(void **state)
     assert_non_null(mem);
     lars_arena_init(&arena, mem, need);
     arena.used = need; /* full from a previous datagram */
-    Lars__GetRouteResponse *r =
-        (Lars__GetRouteResponse *)lars_wire_decode(&lars__get_route_response__descriptor, &frame,
-                                                   &arena);
+    Lars__GetRouteResponse *r = (Lars__GetRouteResponse *)lars_wire_decode(
+        &lars__get_route_response__descriptor, &frame, &arena);
     assert_non_null(r);
     assert_int_equal(r->n_host, N);
     assert_int_equal(r->host[N - 1]->port, N - 1);
@@ -885,10 +882,9 @@ static void test_encode_buffer_too_small(void **state)
 static void test_status_names(void **state)
 {
     (void)state;
-    const enum lars_wire_status all[] = {LARS_WIRE_OK,          LARS_WIRE_NEED_MORE,
-                                         LARS_WIRE_TRUNCATED,   LARS_WIRE_SIZE_MISMATCH,
-                                         LARS_WIRE_TOO_LARGE,   LARS_WIRE_UNKNOWN_ID,
-                                         LARS_WIRE_BAD_BODY};
+    const enum lars_wire_status all[] = {
+        LARS_WIRE_OK,        LARS_WIRE_NEED_MORE,  LARS_WIRE_TRUNCATED, LARS_WIRE_SIZE_MISMATCH,
+        LARS_WIRE_TOO_LARGE, LARS_WIRE_UNKNOWN_ID, LARS_WIRE_BAD_BODY};
     const size_t n = sizeof(all) / sizeof(all[0]);
     const char *unknown = lars_wire_status_name((enum lars_wire_status)42);
     assert_non_null(unknown);
@@ -1011,9 +1007,9 @@ static void test_fast_decoders_decline_the_unknown(void **state)
     }
     Lars__ReportRequest r;
     Lars__HostInfo h;
-    assert_int_equal(lars_wire_parse_datagram(host_overrun, sizeof(host_overrun),
-                                              LARS_WIRE_MAX_UDP_BODY, &f),
-                     LARS_WIRE_OK);
+    assert_int_equal(
+        lars_wire_parse_datagram(host_overrun, sizeof(host_overrun), LARS_WIRE_MAX_UDP_BODY, &f),
+        LARS_WIRE_OK);
     assert_int_equal(lars_wire_fast_report_request(&f, &r, &h), 0);
 }
 
