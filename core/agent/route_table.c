@@ -5,6 +5,7 @@
 #include "route_table.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -428,6 +429,9 @@ static int merge_nodes(struct lars_module *module, struct merge *mg)
             if (node) {
                 node->ip = mg->sorted[j].ip;
                 node->port = mg->sorted[j].port;
+                node->weight = 100;
+                node->family = AF_INET;
+                node->zone = "";
                 mg->fresh[mg->out] = true;
                 mg->merged[mg->out++] = node;
             } else {

@@ -114,6 +114,7 @@ static const struct lars_services base_services = {
     .config_line = node_line,
     .config_file = node_file,
     .parse_address = lars_address_parse,
+    .zone = "",
 };
 
 /*

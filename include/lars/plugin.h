@@ -69,7 +69,10 @@ extern "C" {
 #define LARS_PLUGIN_ABI_MAJOR 1
 /* Minor versions: 1 transports count into /metrics (count); 2 dns forget(),
  * policy node_data_size and lars_node.origin, services local_ip, the host
- * tables' callbacks take the host itself (no `core` pointer). */
+ * tables' callbacks take the host itself (no `core` pointer); what a route
+ * says about a node (weight, zone, tags, draining, IPv6: lars_node,
+ * lars_route_node, deliver_nodes, node_updated), services zone, IPv6
+ * results in reporter batches. */
 #define LARS_PLUGIN_ABI_MINOR 2
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
 
@@ -206,7 +209,7 @@ struct lars_services {
      * the reporter as the caller; 0 when not known yet (`lars-agent -t`,
      * validate()). The table a plugin instance was handed keeps its value
      * for the instance's life; a reload changing local_ip hands the next
-     * instances a new table. (The zone of the route, issue 10, is to come.) */
+     * instances a new table. */
     uint32_t local_ip;
 
     /* Since 1.2 (LARS_HAS_MEMBER(svc, parse_address)): parses "host:port" or
@@ -217,6 +220,11 @@ struct lars_services {
      * LARS_ADDRESS_NUMERIC. */
     int (*parse_address)(const char *text, unsigned flags, struct lars_address *out, char *err,
                          size_t err_len);
+
+    /* Since 1.2 (LARS_HAS_FIELD(svc, zone)): the zone this host runs in
+     * (agent.zone), never NULL, "" when not configured. Compared with
+     * lars_node.zone by zone-aware policies. Same lifetime as local_ip. */
+    const char *zone;
 };
 
 /* ------------------------------------------------------------------------
@@ -254,6 +262,18 @@ struct lars_node {
     /* Since 1.2, read only: why the node was handed to the current
      * node_added() (enum lars_node_origin). */
     uint32_t origin;
+
+    /* Since 1.2, read only: what the route says about the node. Set before
+     * node_added(); when a route update changes them for a node that stays,
+     * the core writes the new values and then calls node_updated(). zone and
+     * tags stay valid until node_removed() or the next node_updated(). */
+    uint32_t weight;         /* relative capacity, >= 1 (100 when the route is silent) */
+    bool draining;           /* give it no new request while another node can serve */
+    uint16_t family;         /* AF_INET, or AF_INET6 (then ip is 0 and ip6 is set) */
+    uint8_t ip6[16];         /* network byte order */
+    const char *zone;        /* where it runs, "" when unknown */
+    const char *const *tags; /* n_tags "key=value" labels */
+    uint32_t n_tags;
 };
 
 /* Identifies the module a policy instance serves. */
@@ -310,6 +330,12 @@ struct lars_policy_ops {
      * allocates, zeroed, for each node of an instance (lars_node.policy_data,
      * aligned for any type) and frees after node_removed(). */
     size_t node_data_size;
+
+    /* Since 1.2, optional: a route update changed the weight, zone, tags or
+     * draining of an accepted node that stays; the node's members already
+     * hold the new values. A policy that reads them at pick time needs no
+     * node_updated(). */
+    void (*node_updated)(void *instance, struct lars_node *node, uint64_t now_ms);
 };
 
 /* ------------------------------------------------------------------------
@@ -333,10 +359,25 @@ enum lars_transport_counter {
 
 struct event_base;
 
-/* One node of a route as delivered by a dns transport. */
+/* One node of a route as delivered by a dns transport (deliver()). */
 struct lars_route_host {
     uint32_t ip; /* host byte order */
     uint16_t port;
+};
+
+/* Since 1.2: one node of a route with what the registry says about it
+ * (deliver_nodes()). The core reads an array of it with the element size the
+ * plugin passes, so the struct grows at its end like the tables. */
+struct lars_route_node {
+    uint32_t ip; /* IPv4, host byte order; 0 for an IPv6 node */
+    uint16_t port;
+    uint16_t family; /* AF_INET or AF_INET6 */
+    uint8_t ip6[16]; /* network byte order, when family is AF_INET6 */
+    uint32_t weight; /* 0 = unset = 100 */
+    bool draining;
+    const char *zone;        /* NULL or "" = unknown */
+    const char *const *tags; /* n_tags "key=value" labels (NULL when 0) */
+    uint32_t n_tags;
 };
 
 /* Given to a dns transport when it starts, valid until stop() returns.
@@ -362,6 +403,13 @@ struct lars_dns_host {
      * atomic add). */
     void (*count)(const struct lars_dns_host *host, enum lars_transport_counter counter,
                   uint64_t n);
+
+    /* Since 1.2 (LARS_HAS_MEMBER(host, deliver_nodes)): deliver() with the
+     * nodes' weight, zone, tags, draining and IPv6 nodes; node_size is
+     * sizeof(struct lars_route_node) as the plugin was built. The core copies
+     * everything before returning. */
+    void (*deliver_nodes)(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
+                          const struct lars_route_node *nodes, size_t n, size_t node_size);
 };
 
 struct lars_dns_ops {
@@ -397,6 +445,11 @@ struct lars_call_result {
     bool overload;
 };
 
+/* A 16-byte IPv6 address, network byte order. */
+struct lars_ip6 {
+    uint8_t addr[16];
+};
+
 /* One module's statistics for one report interval (ReportStatusRequest). */
 struct lars_report_batch {
     int32_t modid;
@@ -405,6 +458,13 @@ struct lars_report_batch {
     uint32_t ts;     /* unix seconds */
     size_t n;
     const struct lars_call_result *results;
+
+    /* Since 1.2: NULL when every result is an IPv4 node; else n entries,
+     * ip6[i] being results[i]'s IPv6 address (results[i].ip is then 0) or
+     * all zero for an IPv4 node. The core gives IPv6 results only to
+     * plugins built with 1.2 or later, and reads this member only from them
+     * (resubmit). */
+    const struct lars_ip6 *ip6;
 };
 
 /* Given to a reporter transport when it starts, valid until stop() or
