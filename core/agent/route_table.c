@@ -5,9 +5,9 @@
 #include "route_table.h"
 
 #include <errno.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "../common/module_key.h"
 #include "settings.h"
