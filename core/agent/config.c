@@ -65,16 +65,16 @@ static const struct lars_setting agent_address_settings[] = {
 /* The keys the core reads inside plugin sections, beside the plugin's own. */
 struct section_core {
     const char *plugin;
-    int64_t update_timeout;
-    int64_t report_interval;
+    double update_timeout;  /* seconds */
+    double report_interval; /* seconds */
 };
 
 #define CORE(field) offsetof(struct section_core, field)
 static const struct lars_setting policy_core_settings[] = {
     {"plugin", LARS_SETTING_STRING, "lb_lars", CORE(plugin), 0, -1,
      "the policy plugin: NAME (NAME.so in plugin_dir) or a path"},
-    {"update_timeout", LARS_SETTING_INT, "15", CORE(update_timeout), 1, 86400,
-     "seconds before a module's route is pulled again; a denied module after 1, 2, 4, 8, then "
+    {"update_timeout", LARS_SETTING_SECONDS, "15", CORE(update_timeout), 0.1, 86400,
+     "time before a module's route is pulled again; a denied module after 1, 2, 4, 8, then "
      "every 16 x update_timeout"},
     LARS_SETTINGS_END,
 };
@@ -96,14 +96,20 @@ static const struct lars_setting dns_core_settings[] = {
 static const struct lars_setting reporter_core_settings[] = {
     {"plugin", LARS_SETTING_STRING, NULL, CORE(plugin), 0, -1,
      "the reporter transport plugin: report_log, report_lars or a path"},
-    {"report_interval", LARS_SETTING_INT, "10", CORE(report_interval), 1, 86400,
-     "seconds between statistics of a module"},
+    {"report_interval", LARS_SETTING_SECONDS, "10", CORE(report_interval), 0.1, 86400,
+     "time between statistics of a module"},
     LARS_SETTINGS_END,
 };
 #undef CORE
 
 static const char *const top_level_sections[] = {"agent", "policy",   "policies",
                                                  "dns",   "reporter", NULL};
+
+/* A SECONDS value, range-checked by its table, in whole milliseconds. */
+static uint64_t seconds_to_ms(double seconds)
+{
+    return (uint64_t)(seconds * 1000.0 + 0.5);
+}
 
 static int parse_ipv4(const char *text, uint32_t *ip)
 {
@@ -512,7 +518,7 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
     if (rc < 0) {
         goto fail;
     }
-    config->update_timeout = core.update_timeout;
+    config->update_timeout_ms = seconds_to_ms(core.update_timeout);
     rc = load_policy_overrides(config, err, err_len);
     if (rc < 0) {
         goto fail;
@@ -529,7 +535,7 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
     if (rc < 0) {
         goto fail;
     }
-    config->report_interval = core.report_interval;
+    config->report_interval_ms = seconds_to_ms(core.report_interval);
     *out = config;
     return 0;
 

@@ -72,14 +72,14 @@ struct lars_config {
     int log_level;
 
     struct lars_plugin_config policy;
-    int64_t update_timeout; /* seconds; core key of the policy section */
+    uint64_t update_timeout_ms; /* core key update_timeout of the policy section */
     struct lars_policy_override *overrides;
     size_t n_overrides;
 
     struct lars_plugin_config dns;
 
     struct lars_plugin_config reporter;
-    int64_t report_interval; /* seconds; core key of the reporter section */
+    uint64_t report_interval_ms; /* core key report_interval of the reporter section */
 };
 
 /* Loads and validates path. On failure returns a negative errno and one

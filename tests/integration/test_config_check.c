@@ -122,6 +122,19 @@ static void test_wrong_type(void **state)
     expect_error_at(variant(8, "    err_rate = \"high\";"), 8, dbl);
 }
 
+/* update_timeout and report_interval are durations: a unit is accepted,
+ * less than 100 ms is not. */
+static void test_core_durations(void **state)
+{
+    (void)state;
+    assert_int_equal(it_agent_check(&agent, variant(18, "    report_interval = \"2500ms\";")), 0);
+    assert_int_equal(it_agent_check(&agent, variant(8, "    update_timeout = \"2m\";")), 0);
+    const char *const interval[] = {"report_interval", "out of range", NULL};
+    expect_error_at(variant(18, "    report_interval = \"50ms\";"), 18, interval);
+    const char *const update[] = {"update_timeout", "out of range", NULL};
+    expect_error_at(variant(8, "    update_timeout = 0.01;"), 8, update);
+}
+
 static void test_out_of_range(void **state)
 {
     (void)state;
@@ -294,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_durations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dns_static_host, setup, teardown),
