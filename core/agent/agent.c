@@ -209,8 +209,8 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             .settings = stats_settings,
             .fill = stats_fill,
         };
-        agent->stats = lars_stats_http_start(agent->base, config->stats_ip, config->stats_port,
-                                             &source, err, err_len);
+        agent->stats =
+            lars_stats_http_start(agent->base, &config->stats_address, &source, err, err_len);
         if (!agent->stats) {
             goto fail;
         }

@@ -58,7 +58,9 @@ static const struct lars_setting agent_settings[] = {
 /* The agent section's keys written elsewhere than struct lars_agent_settings. */
 static const struct lars_setting agent_address_settings[] = {
     {"stats_listen", LARS_SETTING_ADDRESS, NULL, offsetof(struct lars_config, stats_address), 1,
-     65535, "\"IPv4:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset = off"},
+     65535,
+     "\"ip:port\" or \"[v6]:port\" of the HTTP stats endpoint (/metrics, /routes, /healthz); unset "
+     "= off"},
     LARS_SETTINGS_END,
 };
 
@@ -457,17 +459,6 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
                                    a->log_level);
     }
     if (config->stats_address.len) {
-        if (config->stats_address.sa.ss_family != AF_INET) {
-            return lars_settings_error(
-                err, err_len, MEMBER("stats_listen"), "agent",
-                "stats_listen = \"%s\": the stats endpoint listens on IPv4 only (e.g. "
-                "\"127.0.0.1:8080\")",
-                config_setting_get_string(MEMBER("stats_listen")));
-        }
-        const struct sockaddr_in *in =
-            (const struct sockaddr_in *)(const void *)&config->stats_address.sa;
-        config->stats_ip = ntohl(in->sin_addr.s_addr);
-        config->stats_port = ntohs(in->sin_port);
         config->agent.stats_listen = config->stats_address.text;
     }
 #undef MEMBER

@@ -67,8 +67,6 @@ struct lars_config {
     uint32_t listen_ip;                /* host byte order */
     uint32_t local_ip;                 /* caller ip sent to the reporter */
     struct lars_address stats_address; /* agent.stats_listen, parsed (len 0 = off) */
-    uint32_t stats_ip;                 /* stats_address's IPv4, when set */
-    uint16_t stats_port;
     int log_level;
 
     struct lars_plugin_config policy;

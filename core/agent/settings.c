@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/address.h"
 #include "../common/log.h"
 
 int lars_settings_apply(const struct lars_setting *table, const config_setting_t *section,

@@ -705,7 +705,8 @@ static void on_resume(evutil_socket_t fd, short events, void *arg)
     evconnlistener_enable(h->listener);
 }
 
-struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t ip, uint16_t port,
+struct lars_stats_http *lars_stats_http_start(struct event_base *base,
+                                              const struct lars_address *listen_at,
                                               const struct lars_stats_source *source, char *err,
                                               size_t err_len)
 {
@@ -721,26 +722,21 @@ struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t 
     h->timeout_log.interval_ms = 10000;
     h->busy_log.interval_ms = 10000;
     h->accept_log.interval_ms = 10000;
-    char addr[INET_ADDRSTRLEN];
-    struct in_addr in = {.s_addr = htonl(ip)};
-    inet_ntop(AF_INET, &in, addr, sizeof(addr));
-
     h->resume = evtimer_new(base, on_resume, h);
     if (!h->resume) {
         snprintf(err, err_len, "stats endpoint: out of memory");
         goto fail;
     }
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = in};
     h->listener = evconnlistener_new_bind(
         base, on_accept, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
-        LISTEN_BACKLOG, (const struct sockaddr *)&sin, sizeof(sin));
+        LISTEN_BACKLOG, (const struct sockaddr *)&listen_at->sa, (int)listen_at->len);
     if (!h->listener) {
-        snprintf(err, err_len, "stats endpoint: cannot listen on %s:%u: %s (agent.stats_listen)",
-                 addr, port, strerror(errno));
+        snprintf(err, err_len, "stats endpoint: cannot listen on %s: %s (agent.stats_listen)",
+                 listen_at->text, strerror(errno));
         goto fail;
     }
     evconnlistener_set_error_cb(h->listener, on_accept_error);
-    LARS_INFO("stats", "serving http://%s:%u/metrics, /routes, /healthz", addr, port);
+    LARS_INFO("stats", "serving http://%s/metrics, /routes, /healthz", listen_at->text);
     return h;
 
 fail:

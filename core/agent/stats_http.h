@@ -50,7 +50,8 @@ struct lars_stats_source {
 
 /* Listens on ip:port (host byte order). source is copied. NULL with a
  * message in err on failure. */
-struct lars_stats_http *lars_stats_http_start(struct event_base *base, uint32_t ip, uint16_t port,
+struct lars_stats_http *lars_stats_http_start(struct event_base *base,
+                                              const struct lars_address *listen_at,
                                               const struct lars_stats_source *source, char *err,
                                               size_t err_len);
 

@@ -55,7 +55,7 @@ static void usage(FILE *out)
             "                                    N times get-host, fail each call with\n"
             "                                    probability R (default %.1f, N default %d),\n"
             "                                    report it, then print per-node counts\n"
-            "  stats [IP:PORT]                   counters and routes from the agent's stats\n"
+            "  stats [ADDR]                      counters and routes from the agent's stats\n"
             "                                    endpoint (agent.stats_listen, default\n"
             "                                    127.0.0.1:9888)\n"
             "  help                              this text\n"
@@ -464,7 +464,7 @@ int main(int argc, char **argv)
         return EXIT_SUCCESS;
     } else if (strcmp(cmd, "stats") == 0) {
         if (cargc > 2) {
-            return usage_error("stats takes at most one argument, IP:PORT");
+            return usage_error("stats takes at most one argument, IP:PORT or [IPv6]:PORT");
         }
         return lars_cli_stats(cargc == 2 ? cargv[1] : "127.0.0.1:9888",
                               ctx.opts.timeout_ms < 2000 ? 2000 : ctx.opts.timeout_ms);

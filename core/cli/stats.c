@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/address.h"
 #include "../common/wire.h"
 
 static long long elapsed_ms(const struct timespec *start)
@@ -27,17 +28,17 @@ static long long elapsed_ms(const struct timespec *start)
 
 /* GET path over HTTP/1.0; returns the malloc'd body or NULL (message on
  * stderr). */
-static char *http_get(const struct sockaddr_in *addr, const char *path, unsigned timeout_ms)
+static char *http_get(const struct lars_address *addr, const char *path, unsigned timeout_ms)
 {
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return NULL;
     }
-    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) < 0) {
-        fprintf(stderr, "lars stats: cannot connect to %s:%u: %s (is agent.stats_listen set?)\n",
-                inet_ntoa(addr->sin_addr), ntohs(addr->sin_port), strerror(errno));
+    if (connect(fd, (const struct sockaddr *)&addr->sa, addr->len) < 0) {
+        fprintf(stderr, "lars stats: cannot connect to %s: %s (is agent.stats_listen set?)\n",
+                addr->text, strerror(errno));
         close(fd);
         return NULL;
     }
@@ -187,21 +188,12 @@ static void print_routes(const char *routes)
 
 int lars_cli_stats(const char *address, unsigned timeout_ms)
 {
-    char host[64];
-    const char *colon = strrchr(address, ':');
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (!colon || (size_t)(colon - address) >= sizeof(host) || port < 1 || port > 65535) {
-        fprintf(stderr, "lars stats: bad address '%s' (IPv4:port)\n", address);
+    struct lars_address addr;
+    char err[256];
+    if (lars_address_parse(address, LARS_ADDRESS_NUMERIC, &addr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "lars stats: %s\n", err);
         return 2;
     }
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = '\0';
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "lars stats: bad address '%s' (IPv4:port)\n", address);
-        return 2;
-    }
-    addr.sin_port = htons((uint16_t)port);
     char *metrics = http_get(&addr, "/metrics", timeout_ms);
     if (!metrics) {
         return 1;

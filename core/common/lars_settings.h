@@ -83,18 +83,6 @@ int lars_settings_apply_blocks(const config_setting_t *section, const char *labe
 int lars_settings_check_table(const struct lars_setting *table, const char *table_name, int plugin,
                               char *err, size_t err_len);
 
-/*
- * Parses "host:port" or "[v6]:port" into out (sockaddr, its length and the
- * numeric form "ip:port" / "[v6]:port" as text). Names are resolved once,
- * here (the first answer wins), unless LARS_ADDRESS_NUMERIC (flags: the
- * LARS_ADDRESS_* of lars/plugin.h). Refused: no
- * port, a port outside 1..65535 (0 only with LARS_ADDRESS_PORT0), an IPv6
- * address without brackets, a host that does not resolve. Returns 0 or
- * -EINVAL with one line quoting text in err.
- */
-int lars_address_parse(const char *text, unsigned flags, struct lars_address *out, char *err,
-                       size_t err_len);
-
 /* Short name of a type as -T prints it ("int", "seconds", "address"...). */
 const char *lars_setting_type_name(enum lars_setting_type type);
 

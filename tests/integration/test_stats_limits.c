@@ -67,18 +67,19 @@ static int teardown(void **state)
 
 /* Starts an agent with agent_extra in its agent section and modules
  * dns_static routes of hosts nodes each (module m is modid 100 + m, cmdid 1). */
-static void start_agent(const char *agent_extra, unsigned modules, unsigned hosts)
+static void start_agent_at(const char *stats_host, const char *agent_extra, unsigned modules,
+                           unsigned hosts)
 {
     assert_int_equal(it_agent_init(&agent, 2), 0);
     assert_int_equal(it_find_free_ports(1, &stats_port), 0);
     size_t used =
         (size_t)snprintf(conf, sizeof(conf),
                          "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50;\n"
-                         "         stats_listen = \"127.0.0.1:%u\"; %s };\n"
+                         "         stats_listen = \"%s:%u\"; %s };\n"
                          "policy: { plugin = \"lb_lars\"; };\n"
                          "dns: { plugin = \"dns_static\"; routes = (\n"
                          "  { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:9001\" ); }",
-                         stats_port, agent_extra);
+                         stats_host, stats_port, agent_extra);
     for (unsigned m = 0; m < modules; m++) {
         used += (size_t)snprintf(conf + used, sizeof(conf) - used,
                                  ",\n  { modid = %u; cmdid = 1; hosts = (", 100 + m);
@@ -94,6 +95,11 @@ static void start_agent(const char *agent_extra, unsigned modules, unsigned host
              "reporter: { plugin = \"report_log\"; report_interval = 60; "
              "path = \"@DIR@/stats.log\"; };\n");
     assert_int_equal(it_agent_start(&agent, conf), 0);
+}
+
+static void start_agent(const char *agent_extra, unsigned modules, unsigned hosts)
+{
+    start_agent_at("127.0.0.1", agent_extra, modules, hosts);
 }
 
 /* A blocking TCP connection to the stats endpoint, remembered for teardown;
@@ -509,9 +515,25 @@ static void test_udp_drops(void **state)
     assert_true(drops <= sent);
 }
 
+/* stats_listen takes an IPv6 address, and `lars stats` reaches it there. */
+static void test_ipv6_endpoint(void **state)
+{
+    (void)state;
+    start_agent_at("[::1]", "", 0, 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "[::1]:%u", stats_port);
+    char *const argv[] = {LARS_IT_CLI, "stats", addr, NULL};
+    char *out = NULL;
+    assert_int_equal(it_run(argv, it_timeout(5000), &out, NULL), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "requests   get_host"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_ipv6_endpoint, teardown),
         cmocka_unit_test_teardown(test_connection_cap, teardown),
         cmocka_unit_test_teardown(test_slowloris, teardown),
         cmocka_unit_test_teardown(test_non_reading_clients, teardown),
