@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/node_meta.h"
 #include "settings.h"
 
 #define OFF(field) offsetof(struct lars_agent_settings, field)
@@ -30,6 +31,8 @@ static const struct lars_setting agent_settings[] = {
      "where plugin = \"NAME\" finds NAME.so (relative to this file's directory)"},
     {"local_ip", LARS_SETTING_STRING, NULL, OFF(local_ip), 0, -1,
      "this host's IPv4 reported as caller (default: first non-loopback address)"},
+    {"zone", LARS_SETTING_STRING, "", OFF(zone), 0, -1,
+     "the zone this host runs in (e.g. \"az1\"), for zone-aware policies; \"\" = none"},
     {"log_level", LARS_SETTING_STRING, "info", OFF(log_level), 0, -1, "error, warn, info or debug"},
     {"log_file", LARS_SETTING_STRING, NULL, OFF(log_file), 0, -1,
      "log to this file instead of stderr (reopened on SIGUSR1)"},
@@ -451,6 +454,11 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
         }
     } else {
         config->local_ip = detect_local_ip();
+    }
+    if (!lars_zone_name_valid(a->zone)) {
+        return lars_settings_error(err, err_len, MEMBER("zone"), "agent",
+                                   "zone = \"%s\": use at most %d of A-Z a-z 0-9 . _ : -", a->zone,
+                                   LARS_ZONE_MAX);
     }
     config->log_level = lars_log_level_parse(a->log_level);
     if (config->log_level < 0) {

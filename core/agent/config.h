@@ -45,6 +45,7 @@ struct lars_agent_settings {
     int64_t workers;
     const char *plugin_dir;
     const char *local_ip;
+    const char *zone; /* "" = none */
     const char *log_level;
     const char *log_file;
     const char *pid_file;

@@ -215,6 +215,7 @@ static void on_stop(void *arg)
 }
 
 struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *pc,
+                                               const struct lars_services *svc,
                                                struct lars_worker **workers, unsigned n_workers,
                                                char *err, size_t err_len)
 {
@@ -240,7 +241,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
     }
     t->host = (struct lars_dns_host){
         .size = sizeof(struct lars_dns_host),
-        .svc = lars_services_get(),
+        .svc = svc,
         .base = lars_loop_thread_base(t->loop),
         .deliver = deliver,
         .reserved = &t->host, /* what plugins built before 1.2 pass to count() */

@@ -35,6 +35,7 @@ struct lars_dns_stats {
 
 /* Sets up the thread's loop and queue. Returns NULL with a message in err. */
 struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *pc,
+                                               const struct lars_services *svc,
                                                struct lars_worker **workers, unsigned n_workers,
                                                char *err, size_t err_len);
 /* Starts the plugin instance, then the thread. 0, or a negative errno with

@@ -10,11 +10,13 @@
 
 #include "settings.h"
 
-static struct lars_policy_binding binding_of(const struct lars_plugin_config *pc)
+static struct lars_policy_binding binding_of(const struct lars_plugin_config *pc,
+                                             const struct lars_services *svc)
 {
     return (struct lars_policy_binding){
         .ops = pc->plugin->desc->policy,
         .conf = pc->conf,
+        .svc = svc,
         .name = pc->plugin->desc->name,
     };
 }
@@ -44,12 +46,8 @@ struct lars_generation *lars_generation_build(struct lars_config *config, unsign
     }
     gen->number = number;
     gen->config = config;
-    /* Before the threads: their plugins get the table in start(). */
-    if (lars_services_set_local_ip(config->local_ip) < 0) {
-        snprintf(err, err_len, "out of memory");
-        goto fail;
-    }
-    gen->policy = binding_of(&config->policy);
+    lars_services_init(&gen->services, config->local_ip, config->agent.zone);
+    gen->policy = binding_of(&config->policy, &gen->services);
     gen->overrides = calloc(config->n_overrides ? config->n_overrides : 1, sizeof(*gen->overrides));
     if (!gen->overrides) {
         snprintf(err, err_len, "out of memory");
@@ -59,14 +57,15 @@ struct lars_generation *lars_generation_build(struct lars_config *config, unsign
         gen->overrides[i] = (struct lars_policy_override_binding){
             .modid = config->overrides[i].modid,
             .cmdid = config->overrides[i].cmdid,
-            .binding = binding_of(&config->overrides[i].policy),
+            .binding = binding_of(&config->overrides[i].policy, &gen->services),
         };
     }
-    gen->reporter = lars_report_thread_create(&config->reporter, err, err_len);
+    gen->reporter = lars_report_thread_create(&config->reporter, &gen->services, err, err_len);
     if (!gen->reporter) {
         goto fail;
     }
-    gen->dns = lars_dns_thread_create(&config->dns, workers, n_workers, err, err_len);
+    gen->dns =
+        lars_dns_thread_create(&config->dns, &gen->services, workers, n_workers, err, err_len);
     if (!gen->dns) {
         goto fail;
     }

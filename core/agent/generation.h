@@ -3,6 +3,8 @@
  * cycle).
  *
  * A generation owns:
+ * - the services table of its plugin instances (this host's local_ip and
+ *   zone as its config says);
  * - its config (struct lars_config), and through it the plugin handles of
  *   its policy, per-module overrides, dns and reporter plugins: their code
  *   stays loaded exactly as long as the generation;
@@ -44,6 +46,7 @@
 struct lars_generation {
     unsigned number; /* 1 at start, +1 per reload that was switched to */
     struct lars_config *config;
+    struct lars_services services; /* handed to every plugin instance it creates */
     struct lars_policy_binding policy;
     struct lars_policy_override_binding *overrides; /* config->n_overrides */
     struct lars_worker_env env;

@@ -90,7 +90,8 @@ static void on_stop(void *arg)
     t->instance = NULL;
 }
 
-struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc, char *err,
+struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,
+                                                     const struct lars_services *svc, char *err,
                                                      size_t err_len)
 {
     struct lars_report_thread *t = calloc(1, sizeof(*t));
@@ -113,7 +114,7 @@ struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_co
     }
     t->host = (struct lars_reporter_host){
         .size = sizeof(struct lars_reporter_host),
-        .svc = lars_services_get(),
+        .svc = svc,
         .base = lars_loop_thread_base(t->loop),
         .reserved = &t->host, /* what plugins built before 1.2 pass to count() */
         .count = count,

@@ -25,7 +25,8 @@ struct lars_report_stats {
     _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 
-struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc, char *err,
+struct lars_report_thread *lars_report_thread_create(const struct lars_plugin_config *pc,
+                                                     const struct lars_services *svc, char *err,
                                                      size_t err_len);
 /* Starts the plugin instance, then the thread. 0, or a negative errno with
  * a message in err. */

@@ -324,7 +324,8 @@ static int create_instance(struct lars_module *module, const struct lars_policy_
                            void **instance)
 {
     struct lars_module_id id = {.modid = module->modid, .cmdid = module->cmdid};
-    return binding->ops->create(binding->conf, lars_services_get(), &id, instance);
+    const struct lars_services *svc = binding->svc ? binding->svc : lars_services_get();
+    return binding->ops->create(binding->conf, svc, &id, instance);
 }
 
 /* The dns side says the module does not exist (an empty answer): every node

@@ -21,6 +21,7 @@ struct lars_policy_binding {
     const struct lars_policy_ops *ops;
     const void *conf;
     const char *name;
+    const struct lars_services *svc; /* handed to create(); NULL = lars_services_get() */
 };
 
 enum lars_module_state {

@@ -118,38 +118,14 @@ static const struct lars_services base_services = {
     .zone = "",
 };
 
-/*
- * Tables are immutable once published: an instance keeps reading the one it
- * was handed while the main thread publishes another for a new local_ip.
- * Superseded tables stay allocated (instances may hold them); a new one is
- * made only when local_ip changes, which a reload rarely does.
- */
-struct services_node {
-    struct lars_services svc;
-    struct services_node *older;
-};
-
-static struct services_node *published_list; /* main thread only */
-static _Atomic(const struct lars_services *) published = &base_services;
-
 const struct lars_services *lars_services_get(void)
 {
-    return atomic_load_explicit(&published, memory_order_acquire);
+    return &base_services;
 }
 
-int lars_services_set_local_ip(uint32_t local_ip)
+void lars_services_init(struct lars_services *svc, uint32_t local_ip, const char *zone)
 {
-    if (lars_services_get()->local_ip == local_ip) {
-        return 0;
-    }
-    struct services_node *node = malloc(sizeof(*node));
-    if (!node) {
-        return -ENOMEM;
-    }
-    node->svc = base_services;
-    node->svc.local_ip = local_ip;
-    node->older = published_list;
-    published_list = node;
-    atomic_store_explicit(&published, &node->svc, memory_order_release);
-    return 0;
+    *svc = base_services;
+    svc->local_ip = local_ip;
+    svc->zone = zone ? zone : "";
 }

@@ -29,13 +29,14 @@
 int lars_settings_apply(const struct lars_setting *table, const config_setting_t *section,
                         const char *const *core_keys, void *conf, char *err, size_t err_len);
 
-/* The services table handed to every plugin instance: the latest one
- * published (any thread). */
+/* The services table of plugins outside a generation: validate(), the
+ * instances `lars-agent -t` tries (local_ip 0, zone ""). Any thread. */
 const struct lars_services *lars_services_get(void);
 
-/* Publishes a services table whose local_ip is local_ip (IPv4, host order)
- * for the instances created from now on; those created before keep theirs.
- * Main thread only. Returns 0 or -ENOMEM (the previous table stays). */
-int lars_services_set_local_ip(uint32_t local_ip);
+/* Fills svc, a generation's own table, with this host's local_ip (IPv4,
+ * host order) and zone (NULL = ""; must outlive svc). Every plugin instance
+ * a generation creates gets its table, so a reload hands new values to new
+ * instances only, and a refused reload publishes nothing. */
+void lars_services_init(struct lars_services *svc, uint32_t local_ip, const char *zone);
 
 #endif /* LARS_SETTINGS_H */

@@ -153,6 +153,46 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
     assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
 }
 
+/* The services table belongs to the generation: a refused reload that
+ * changed local_ip and zone hands nothing of them to the instances the
+ * serving generation creates afterwards (before: built tables were
+ * published at build, so module 4/1, created after the refused reload,
+ * was handed local_ip 10.2.2.2). */
+static void test_refused_reload_publishes_no_services(void **state)
+{
+    (void)state;
+    static const char *const conf_text =
+        "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50;\n"
+        "         local_ip = \"%s\"; zone = \"%s\"; };\n"
+        "policy: { plugin = \"" CREATE_FAIL "\"; fail_modid = %d; };\n"
+        "dns: { plugin = \"dns_static\"; routes = (\n"
+        "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); },\n"
+        "  { modid = 4; cmdid = 1; hosts = ( \"127.0.0.1:9301\" ); }\n"
+        "); };\n"
+        "reporter: { plugin = \"report_log\"; path = \"@DIR@/stats.log\"; };\n";
+    char conf[2048];
+    snprintf(conf, sizeof(conf), conf_text, "10.1.1.1", "az1", -1);
+    assert_int_equal(it_agent_init(&agent, 2), 0);
+    assert_int_equal(it_agent_start(&agent, conf), 0);
+    struct lars_client *c = it_client(&agent, 0, 1000);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 2, 1, 1, 2000), LARS_OK);
+    /* 167837953 = 10.1.1.1 */
+    assert_true(it_agent_wait_log(&agent, "create 2/1: local_ip 167837953 zone 'az1'", 2000));
+
+    snprintf(conf, sizeof(conf), conf_text, "10.2.2.2", "az2", 2);
+    assert_int_equal(it_agent_write_file(&agent, "agent.conf", conf, NULL), 0);
+    assert_reload("reload refused", 1);
+    assert_int_equal(it_wait_route(c, 4, 1, 1, 2000), LARS_OK);
+    assert_true(it_agent_wait_log(&agent, "create 4/1: local_ip", 2000));
+    char *log = it_agent_stderr(&agent);
+    printf("%s", log);
+    assert_non_null(strstr(log, "create 4/1: local_ip 167837953 zone 'az1'"));
+    free(log);
+    lars_client_destroy(c);
+    assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
+}
+
 /* ---- daemons ---- */
 
 static const char *const DAEMON_CONF =
@@ -396,6 +436,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_check_creates_policy_instances, teardown),
         cmocka_unit_test_teardown(test_reload_with_failing_create_is_refused_whole, teardown),
+        cmocka_unit_test_teardown(test_refused_reload_publishes_no_services, teardown),
         cmocka_unit_test_teardown(test_daemon_reloads_after_another_agent_ran, teardown),
         cmocka_unit_test_teardown(test_daemon_relative_config_path_reloads, teardown),
         cmocka_unit_test_teardown(test_daemon_releases_callers_stderr, teardown),

@@ -5,6 +5,8 @@
  *                      `lars-agent -t` and a reload must catch it)
  *   fail_modid = M     create() returns -ENOMEM for module M only (a failure
  *                      only a worker sees: the reload must be refused whole)
+ * Every create() logs the services table it was handed ("create M/C:
+ * local_ip X zone Z"), so tests see which generation's table that was.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,7 +27,9 @@ static int create(const void *conf, const struct lars_services *svc,
                   const struct lars_module_id *module, void **out)
 {
     const struct conf *c = conf;
-    (void)svc;
+    svc->log(LARS_LOG_INFO, "lars_it_create_fail", "create %d/%d: local_ip %u zone '%s'",
+             (int)module->modid, (int)module->cmdid, (unsigned)svc->local_ip,
+             LARS_HAS_FIELD(svc, zone) ? svc->zone : "?");
     if (c->refuse) {
         return -EINVAL;
     }
