@@ -185,10 +185,62 @@ int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHos
         case 3:
             req->cmdid = (int32_t)(uint32_t)v;
             break;
+        case 4:
+            req->key = v;
+            break;
+        case 5:
+            req->caps = (uint32_t)v;
+            break;
         default:
             return 0; /* unknown field: let protobuf-c decide */
         }
     }
+    return 1;
+}
+
+/* A HostInfo as a client sends it back in a report: ip, port, weight,
+ * draining and ip6 (which then points into the frame); anything else (zone,
+ * tags) is left to protobuf-c. */
+static int fast_host_info(const uint8_t **pp, const uint8_t *end, Lars__HostInfo *host)
+{
+    const uint8_t *p = *pp;
+    lars__host_info__init(host);
+    while (p < end) {
+        uint64_t key;
+        uint64_t v;
+        if (!read_varint(&p, end, &key)) {
+            return 0;
+        }
+        if (key == ((5 << 3) | 2)) { /* ip6 */
+            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+                return 0;
+            }
+            host->ip6.len = (size_t)v;
+            host->ip6.data = (uint8_t *)(uintptr_t)p; /* read only, like protobuf-c's */
+            p += v;
+            continue;
+        }
+        if ((key & 7) != 0 || !read_varint(&p, end, &v)) {
+            return 0;
+        }
+        switch (key >> 3) {
+        case 1:
+            host->ip = (int32_t)(uint32_t)v;
+            break;
+        case 2:
+            host->port = (int32_t)(uint32_t)v;
+            break;
+        case 3:
+            host->weight = (uint32_t)v;
+            break;
+        case 7:
+            host->draining = v != 0;
+            break;
+        default:
+            return 0;
+        }
+    }
+    *pp = p;
     return 1;
 }
 
@@ -209,21 +261,8 @@ int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRe
             if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
                 return 0;
             }
-            const uint8_t *hend = p + len;
-            lars__host_info__init(host);
-            while (p < hend) {
-                uint64_t hk;
-                uint64_t hv;
-                if (!read_varint(&p, hend, &hk) || (hk & 7) != 0 || !read_varint(&p, hend, &hv)) {
-                    return 0;
-                }
-                if ((hk >> 3) == 1) {
-                    host->ip = (int32_t)(uint32_t)hv;
-                } else if ((hk >> 3) == 2) {
-                    host->port = (int32_t)(uint32_t)hv;
-                } else {
-                    return 0;
-                }
+            if (!fast_host_info(&p, p + len, host)) {
+                return 0;
             }
             req->host = host;
             continue;
@@ -271,10 +310,33 @@ static uint8_t *put_int32_field(uint8_t *p, unsigned field, int32_t v)
     return put_varint(p, (uint64_t)(int64_t)v);
 }
 
+/* A string or bytes field, written only when non-empty (proto3). */
+static uint8_t *put_bytes_field(uint8_t *p, unsigned field, const void *data, size_t len)
+{
+    if (len == 0) {
+        return p;
+    }
+    *p++ = (uint8_t)((field << 3) | 2);
+    p = put_varint(p, len);
+    memcpy(p, data, len);
+    return p + len;
+}
+
+/* The largest HostInfo the fast encoder writes: ip, port (11 bytes each),
+ * weight (6), zone (2 + 63), ip6 (2 + 16), draining (2): 113, so its length
+ * takes one byte. Tags and longer zones go through protobuf-c. */
+#define FAST_ZONE_MAX 63
+#define FAST_HOST_MAX (11 + 11 + 6 + 2 + FAST_ZONE_MAX + 2 + 16 + 2)
+
 size_t lars_wire_fast_get_host_response(const Lars__GetHostResponse *rsp, uint8_t *buf, size_t cap)
 {
-    /* header 8 + 4 fields of <= 11 bytes + host (2 + 2 * 11) */
-    if (cap < 8 + 4 * 11 + 24) {
+    /* header 8 + 4 fields of <= 11 bytes + host (2 + FAST_HOST_MAX) */
+    if (cap < 8 + 4 * 11 + 2 + FAST_HOST_MAX) {
+        return 0;
+    }
+    const Lars__HostInfo *h = rsp->host;
+    size_t zone_len = h && h->zone ? strlen(h->zone) : 0;
+    if (h && (h->n_tags > 0 || zone_len > FAST_ZONE_MAX || h->ip6.len > 16)) {
         return 0;
     }
     uint8_t *p = buf + LARS_WIRE_HEADER_SIZE;
@@ -289,9 +351,19 @@ size_t lars_wire_fast_get_host_response(const Lars__GetHostResponse *rsp, uint8_
         *p++ = (5 << 3) | 2;
         uint8_t *len = p++;
         uint8_t *start = p;
-        p = put_int32_field(p, 1, rsp->host->ip);
-        p = put_int32_field(p, 2, rsp->host->port);
-        *len = (uint8_t)(p - start); /* <= 22 */
+        p = put_int32_field(p, 1, h->ip);
+        p = put_int32_field(p, 2, h->port);
+        if (h->weight) {
+            *p++ = 3 << 3;
+            p = put_varint(p, h->weight);
+        }
+        p = put_bytes_field(p, 4, h->zone, zone_len);
+        p = put_bytes_field(p, 5, h->ip6.data, h->ip6.len);
+        if (h->draining) {
+            *p++ = 7 << 3;
+            *p++ = 1;
+        }
+        *len = (uint8_t)(p - start); /* <= FAST_HOST_MAX < 128 */
     }
     size_t body = (size_t)(p - buf) - LARS_WIRE_HEADER_SIZE;
     write_le32(buf, LARS__MESSAGE_ID__ID_GetHostResponse);

@@ -17,6 +17,11 @@
 #include "lars.pb-c.h"
 
 #define LARS_WIRE_HEADER_SIZE 8
+
+/* Capability bits of GetHostRequest.caps / GetRouteRequest.caps (DESIGN
+ * §3.1). A request without LARS_WIRE_CAP_IP6 is answered exactly as the
+ * original agent would: IPv4 nodes only, HostInfo fields 1-2 only. */
+#define LARS_WIRE_CAP_IP6 1u
 /* The original's limit on a body, so a frame fits one UDP datagram. */
 #define LARS_WIRE_MAX_UDP_BODY 65527u
 #define LARS_WIRE_MAX_DATAGRAM (LARS_WIRE_HEADER_SIZE + LARS_WIRE_MAX_UDP_BODY)

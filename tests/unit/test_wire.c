@@ -10,6 +10,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "lars-original.pb-c.h"
 #include "wire.h"
 
 #define BUF_SIZE (LARS_WIRE_MAX_DATAGRAM + 64)
@@ -938,9 +940,22 @@ static void test_fast_codecs_match_protobuf_c(void **state)
         r.modid = fast_value();
         r.cmdid = fast_value();
         r.retcode = fast_value();
+        static const char *const zones[] = {
+            "", "az1", "a-zone-name-of-exactly-sixty-three-bytes.0123456789abcdefghij"};
+        uint8_t ip6[16];
         if (fast_rand() % 2) {
             h.ip = fast_value();
             h.port = fast_value();
+            h.weight = (uint32_t)fast_value();
+            h.zone = (char *)zones[fast_rand() % 3];
+            h.draining = fast_rand() % 2;
+            if (fast_rand() % 2) {
+                for (size_t k = 0; k < sizeof(ip6); k++) {
+                    ip6[k] = (uint8_t)fast_rand();
+                }
+                h.ip6.data = ip6;
+                h.ip6.len = sizeof(ip6);
+            }
             r.host = &h;
         }
         size_t la = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostResponse, &r.base, a, sizeof(a));
@@ -954,12 +969,16 @@ static void test_fast_codecs_match_protobuf_c(void **state)
         q.seq = (uint32_t)fast_value();
         q.modid = fast_value();
         q.cmdid = fast_value();
+        q.key = fast_rand() % 2 ? ((uint64_t)fast_rand() << 32 | fast_rand()) : 0;
+        q.caps = (uint32_t)fast_value();
         la = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostRequest, &q.base, a, sizeof(a));
         assert_int_equal(lars_wire_parse_datagram(a, la, LARS_WIRE_MAX_UDP_BODY, &f), LARS_WIRE_OK);
         assert_int_equal(lars_wire_fast_get_host_request(&f, &q2), 1);
         assert_int_equal(q2.seq, q.seq);
         assert_int_equal(q2.modid, q.modid);
         assert_int_equal(q2.cmdid, q.cmdid);
+        assert_true(q2.key == q.key);
+        assert_int_equal(q2.caps, q.caps);
 
         Lars__ReportRequest p = LARS__REPORT_REQUEST__INIT;
         Lars__ReportRequest p2;
@@ -972,6 +991,12 @@ static void test_fast_codecs_match_protobuf_c(void **state)
         if (fast_rand() % 2) {
             ph.ip = fast_value();
             ph.port = fast_value();
+            ph.weight = (uint32_t)fast_value();
+            ph.draining = fast_rand() % 2;
+            if (fast_rand() % 2) {
+                ph.ip6.data = ip6;
+                ph.ip6.len = sizeof(ip6);
+            }
             p.host = &ph;
         }
         la = lars_wire_encode(LARS__MESSAGE_ID__ID_ReportRequest, &p.base, a, sizeof(a));
@@ -985,8 +1010,171 @@ static void test_fast_codecs_match_protobuf_c(void **state)
         if (p.host) {
             assert_int_equal(ph2.ip, ph.ip);
             assert_int_equal(ph2.port, ph.port);
+            assert_int_equal(ph2.weight, ph.weight);
+            assert_int_equal(ph2.draining, ph.draining);
+            assert_int_equal(ph2.ip6.len, ph.ip6.len);
+            if (ph.ip6.len) {
+                assert_memory_equal(ph2.ip6.data, ph.ip6.data, ph.ip6.len);
+            }
         }
     }
+}
+
+/* ---- DESIGN §3.1: the extensions against the original protocol ---- */
+
+/* Encodes msg with one descriptor, decodes the body with the other. */
+static ProtobufCMessage *recode(const ProtobufCMessage *msg, const ProtobufCMessageDescriptor *to)
+{
+    static uint8_t buf[4096];
+    size_t len = protobuf_c_message_pack(msg, buf);
+    assert_true(len <= sizeof(buf));
+    ProtobufCMessage *out = protobuf_c_message_unpack(to, NULL, len, buf);
+    assert_non_null(out);
+    return out;
+}
+
+static const uint8_t IP6_DB8_1[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+
+/* Our messages with every new field set, read by an original peer: it sees
+ * the original fields unchanged (and skips the rest). */
+static void test_extensions_read_by_original(void **state)
+{
+    (void)state;
+    Lars__GetHostRequest q = LARS__GET_HOST_REQUEST__INIT;
+    q.seq = 7;
+    q.modid = 1;
+    q.cmdid = -2;
+    q.key = 0xfedcba9876543210ull;
+    q.caps = LARS_WIRE_CAP_IP6;
+    LarsOriginal__GetHostRequest *oq = (LarsOriginal__GetHostRequest *)recode(
+        &q.base, &lars_original__get_host_request__descriptor);
+    assert_int_equal(oq->seq, 7);
+    assert_int_equal(oq->modid, 1);
+    assert_int_equal(oq->cmdid, -2);
+    protobuf_c_message_free_unpacked(&oq->base, NULL);
+
+    char *tags[] = {"canary=1", "rack=r7"};
+    Lars__HostInfo hosts[2] = {LARS__HOST_INFO__INIT, LARS__HOST_INFO__INIT};
+    Lars__HostInfo *hp[2] = {&hosts[0], &hosts[1]};
+    hosts[0].ip = lars_wire_ip_to_wire(0x7f000001);
+    hosts[0].port = 9001;
+    hosts[0].weight = 200;
+    hosts[0].zone = "az1";
+    hosts[0].n_tags = 2;
+    hosts[0].tags = tags;
+    hosts[0].draining = true;
+    hosts[1].port = 9002;
+    hosts[1].ip6.data = (uint8_t *)(uintptr_t)IP6_DB8_1;
+    hosts[1].ip6.len = 16;
+    Lars__GetRouteResponse r = LARS__GET_ROUTE_RESPONSE__INIT;
+    r.modid = 3;
+    r.cmdid = 4;
+    r.n_host = 2;
+    r.host = hp;
+    LarsOriginal__GetRouteResponse *orr = (LarsOriginal__GetRouteResponse *)recode(
+        &r.base, &lars_original__get_route_response__descriptor);
+    assert_int_equal(orr->n_host, 2);
+    assert_int_equal(orr->host[0]->ip, hosts[0].ip);
+    assert_int_equal(orr->host[0]->port, 9001);
+    assert_int_equal(orr->host[1]->ip, 0);
+    assert_int_equal(orr->host[1]->port, 9002);
+    protobuf_c_message_free_unpacked(&orr->base, NULL);
+
+    Lars__GetRouteRequest gq = LARS__GET_ROUTE_REQUEST__INIT;
+    gq.modid = 5;
+    gq.cmdid = 6;
+    gq.caps = LARS_WIRE_CAP_IP6;
+    LarsOriginal__GetRouteRequest *ogq = (LarsOriginal__GetRouteRequest *)recode(
+        &gq.base, &lars_original__get_route_request__descriptor);
+    assert_int_equal(ogq->modid, 5);
+    assert_int_equal(ogq->cmdid, 6);
+    protobuf_c_message_free_unpacked(&ogq->base, NULL);
+
+    Lars__HostCallResult res = LARS__HOST_CALL_RESULT__INIT;
+    Lars__HostCallResult *resp = &res;
+    res.port = 9002;
+    res.succ = 10;
+    res.err = 2;
+    res.overload = true;
+    res.ip6.data = (uint8_t *)(uintptr_t)IP6_DB8_1;
+    res.ip6.len = 16;
+    Lars__ReportStatusRequest st = LARS__REPORT_STATUS_REQUEST__INIT;
+    st.modid = 1;
+    st.cmdid = 1;
+    st.caller = 42;
+    st.n_results = 1;
+    st.results = &resp;
+    st.ts = 1000;
+    LarsOriginal__ReportStatusRequest *ost = (LarsOriginal__ReportStatusRequest *)recode(
+        &st.base, &lars_original__report_status_request__descriptor);
+    assert_int_equal(ost->n_results, 1);
+    assert_int_equal(ost->results[0]->port, 9002);
+    assert_int_equal(ost->results[0]->succ, 10);
+    assert_int_equal(ost->results[0]->err, 2);
+    assert_true(ost->results[0]->overload);
+    assert_int_equal(ost->ts, 1000);
+    protobuf_c_message_free_unpacked(&ost->base, NULL);
+}
+
+/* Original bytes read by our decoders: every new field at its default, and
+ * every extended field round trips through ours. */
+static void test_original_read_by_extensions(void **state)
+{
+    (void)state;
+    LarsOriginal__GetHostRequest oq = LARS_ORIGINAL__GET_HOST_REQUEST__INIT;
+    oq.seq = 9;
+    oq.modid = 1;
+    oq.cmdid = 1;
+    Lars__GetHostRequest *q =
+        (Lars__GetHostRequest *)recode(&oq.base, &lars__get_host_request__descriptor);
+    assert_int_equal(q->seq, 9);
+    assert_true(q->key == 0);
+    assert_int_equal(q->caps, 0);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+
+    LarsOriginal__HostInfo oh = LARS_ORIGINAL__HOST_INFO__INIT;
+    LarsOriginal__HostInfo *ohp = &oh;
+    oh.ip = 0x0a000001;
+    oh.port = 80;
+    LarsOriginal__GetRouteResponse orr = LARS_ORIGINAL__GET_ROUTE_RESPONSE__INIT;
+    orr.n_host = 1;
+    orr.host = &ohp;
+    Lars__GetRouteResponse *r =
+        (Lars__GetRouteResponse *)recode(&orr.base, &lars__get_route_response__descriptor);
+    assert_int_equal(r->n_host, 1);
+    assert_int_equal(r->host[0]->ip, 0x0a000001);
+    assert_int_equal(r->host[0]->port, 80);
+    assert_int_equal(r->host[0]->weight, 0);
+    assert_string_equal(r->host[0]->zone, "");
+    assert_int_equal(r->host[0]->ip6.len, 0);
+    assert_int_equal(r->host[0]->n_tags, 0);
+    assert_false(r->host[0]->draining);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+
+    /* Ours on ours: every extension survives. */
+    char *tags[] = {"canary=1"};
+    Lars__HostInfo h = LARS__HOST_INFO__INIT;
+    Lars__HostInfo *hp = &h;
+    h.port = 7;
+    h.weight = 300;
+    h.zone = "az2";
+    h.ip6.data = (uint8_t *)(uintptr_t)IP6_DB8_1;
+    h.ip6.len = 16;
+    h.n_tags = 1;
+    h.tags = tags;
+    h.draining = true;
+    Lars__GetRouteResponse nr = LARS__GET_ROUTE_RESPONSE__INIT;
+    nr.n_host = 1;
+    nr.host = &hp;
+    r = (Lars__GetRouteResponse *)recode(&nr.base, &lars__get_route_response__descriptor);
+    assert_int_equal(r->host[0]->weight, 300);
+    assert_string_equal(r->host[0]->zone, "az2");
+    assert_int_equal(r->host[0]->ip6.len, 16);
+    assert_memory_equal(r->host[0]->ip6.data, IP6_DB8_1, 16);
+    assert_int_equal(r->host[0]->n_tags, 1);
+    assert_string_equal(r->host[0]->tags[0], "canary=1");
+    assert_true(r->host[0]->draining);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
 /* Bodies the fast decoders do not fully understand are left to protobuf-c. */
@@ -1016,6 +1204,8 @@ static void test_fast_decoders_decline_the_unknown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_extensions_read_by_original),
+        cmocka_unit_test(test_original_read_by_extensions),
         cmocka_unit_test(test_roundtrip_get_route_request),
         cmocka_unit_test(test_roundtrip_get_route_response),
         cmocka_unit_test(test_roundtrip_report_status_request),
