@@ -8,6 +8,7 @@
  * Results go to stdout, one item per line, so scripts can use them directly;
  * everything else goes to stderr.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@
 
 #include <lars/client.h>
 
+#include "address.h"
 #include "stats.h"
 
 #define EXIT_USAGE 2
@@ -48,9 +50,14 @@ static void usage(FILE *out)
             "  -t TIMEOUT_MS  per request (default %d)\n"
             "\n"
             "commands:\n"
-            "  get-host MODID CMDID              print one node as ip:port\n"
-            "  get-route MODID CMDID             print every node of the module, one per line\n"
-            "  report MODID CMDID IP PORT RET    report a call to IP:PORT (RET 0 = success)\n"
+            "  get-host MODID CMDID [--key K]    print one node as ip:port or [v6]:port, then\n"
+            "                                    weight=W and zone=Z when not the defaults;\n"
+            "                                    K (0 to 2^64-1) is the key of hashing policies\n"
+            "  get-route MODID CMDID             every node of the module, one per line:\n"
+            "                                    ADDR weight=W zone=Z tags=K=V,...\n"
+            "                                    draining=yes|no (\"-\": no zone, no tags)\n"
+            "  report MODID CMDID ADDR RET       report a call to ADDR (ip:port or [v6]:port;\n"
+            "  report MODID CMDID IP PORT RET    IP may be IPv6), RET 0 = success\n"
             "  simulate MODID CMDID [--err-rate R] [--count N] [--seed S]\n"
             "                                    N times get-host, fail each call with\n"
             "                                    probability R (default %.1f, N default %d),\n"
@@ -157,24 +164,70 @@ static bool parse_module(int argc, char **argv, int32_t *modid, int32_t *cmdid)
     return true;
 }
 
+static bool parse_u64(const char *text, uint64_t *out)
+{
+    char *end;
+
+    errno = 0;
+    if (text[0] < '0' || text[0] > '9') {
+        return false; /* strtoull takes "-1" as 2^64-1 */
+    }
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || *end) {
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
 static int cmd_get_host(struct ctx *ctx, int argc, char **argv)
 {
     int32_t modid, cmdid;
+    uint64_t key = 0;
     struct lars_host host;
+    char addr[LARS_HOST_ADDR_SIZE];
 
     if (!parse_module(argc, argv, &modid, &cmdid)) {
         return EXIT_USAGE;
     }
-    if (argc != 3) {
-        return usage_error("get-host: unexpected argument '%s'", argv[3]);
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--key") != 0) {
+            return usage_error("get-host: unexpected argument '%s'", argv[i]);
+        }
+        if (i + 1 >= argc || !parse_u64(argv[i + 1], &key)) {
+            return usage_error("get-host: --key needs a number from 0 to 18446744073709551615");
+        }
+        i++;
     }
-    int rc = lars_get_host(ctx->client, modid, cmdid, &host);
+    int rc = lars_get_host_key(ctx->client, modid, cmdid, key, &host);
     if (rc != LARS_OK) {
         print_failure(ctx, "get-host", modid, cmdid, rc);
         return exit_of(rc);
     }
-    printf("%s:%u\n", host.ip_str, (unsigned)host.port);
+    lars_host_format(&host, addr, sizeof(addr));
+    printf("%s", addr);
+    if (host.weight != LARS_HOST_WEIGHT_DEFAULT) {
+        printf(" weight=%" PRIu32, host.weight);
+    }
+    if (host.zone[0]) {
+        printf(" zone=%s", host.zone);
+    }
+    printf("\n");
     return EXIT_SUCCESS;
+}
+
+/* One get-route line: every field, so scripts can rely on them. */
+static void print_node(const struct lars_host *host)
+{
+    char addr[LARS_HOST_ADDR_SIZE];
+
+    lars_host_format(host, addr, sizeof(addr));
+    printf("%s weight=%" PRIu32 " zone=%s tags=", addr, host->weight,
+           host->zone[0] ? host->zone : "-");
+    for (unsigned t = 0; t < host->n_tags; t++) {
+        printf("%s%s", t ? "," : "", host->tags[t]);
+    }
+    printf("%s draining=%s\n", host->n_tags ? "" : "-", host->draining ? "yes" : "no");
 }
 
 static int cmd_get_route(struct ctx *ctx, int argc, char **argv)
@@ -212,37 +265,65 @@ static int cmd_get_route(struct ctx *ctx, int argc, char **argv)
         print_failure(ctx, "get-route", modid, cmdid, rc);
     } else {
         for (size_t i = 0; i < count; i++) {
-            printf("%s:%u\n", hosts[i].ip_str, (unsigned)hosts[i].port);
+            print_node(&hosts[i]);
         }
     }
     free(hosts);
     return exit_of(rc);
 }
 
+/* "IP PORT" (IP IPv4 or IPv6, brackets optional) or "ADDR" (ip:port,
+ * [v6]:port) into host, through the one address parser. */
+static int parse_report_host(const char *ip, const char *port, struct lars_host *host)
+{
+    char text[LARS_ADDRESS_TEXT_LEN + 8];
+    char err[256];
+    struct lars_address a;
+
+    if (port) {
+        bool v6 = ip[0] != '[' && strchr(ip, ':');
+        if ((size_t)snprintf(text, sizeof(text), v6 ? "[%s]:%s" : "%s:%s", ip, port) >=
+            sizeof(text)) {
+            return usage_error("report: '%s' is too long for an address", ip);
+        }
+    } else {
+        snprintf(text, sizeof(text), "%s", ip);
+    }
+    if (lars_address_parse(text, LARS_ADDRESS_NUMERIC, &a, err, sizeof(err)) < 0) {
+        return usage_error("report: %s", err);
+    }
+    memset(host, 0, sizeof(*host));
+    host->family = a.sa.ss_family;
+    if (a.sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)&a.sa;
+        memcpy(host->ip6, &in6->sin6_addr, sizeof(host->ip6));
+        host->port = ntohs(in6->sin6_port);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a.sa;
+        host->ip = ntohl(in->sin_addr.s_addr);
+        host->port = ntohs(in->sin_port);
+    }
+    return 0;
+}
+
 static int cmd_report(struct ctx *ctx, int argc, char **argv)
 {
     int32_t modid, cmdid, ret;
     struct lars_host host;
-    long port;
 
     if (!parse_module(argc, argv, &modid, &cmdid)) {
         return EXIT_USAGE;
     }
-    if (argc != 6) {
-        return usage_error("%s: usage: report MODID CMDID IP PORT RET", argv[0]);
+    if (argc != 5 && argc != 6) {
+        return usage_error("%s: usage: report MODID CMDID ADDR RET, or MODID CMDID IP PORT RET",
+                           argv[0]);
     }
-    memset(&host, 0, sizeof(host));
-    if (lars_parse_ipv4(argv[3], &host.ip) != 0) {
-        return usage_error("bad IP '%s' (an IPv4 dotted quad)", argv[3]);
+    if (parse_report_host(argv[3], argc == 6 ? argv[4] : NULL, &host) != 0) {
+        return EXIT_USAGE;
     }
-    if (!parse_long(argv[4], 1, 65535, &port)) {
-        return usage_error("bad PORT '%s' (1-65535)", argv[4]);
+    if (!parse_i32(argv[argc - 1], &ret)) {
+        return usage_error("bad RET '%s' (an int32, 0 = success)", argv[argc - 1]);
     }
-    if (!parse_i32(argv[5], &ret)) {
-        return usage_error("bad RET '%s' (an int32, 0 = success)", argv[5]);
-    }
-    host.port = (uint16_t)port;
-    snprintf(host.ip_str, sizeof(host.ip_str), "%s", argv[3]);
     int rc = lars_report(ctx->client, modid, cmdid, &host, ret);
     if (rc != LARS_OK) {
         print_failure(ctx, "report", modid, cmdid, rc);
@@ -272,7 +353,10 @@ static struct node_stat *find_node(struct node_stat **nodes, size_t *n, size_t *
                                    const struct lars_host *host)
 {
     for (size_t i = 0; i < *n; i++) {
-        if ((*nodes)[i].host.ip == host->ip && (*nodes)[i].host.port == host->port) {
+        const struct lars_host *h = &(*nodes)[i].host;
+        if (h->family == host->family && h->port == host->port &&
+            (host->family == AF_INET6 ? memcmp(h->ip6, host->ip6, sizeof(h->ip6)) == 0
+                                      : h->ip == host->ip)) {
             return &(*nodes)[i];
         }
     }
@@ -387,8 +471,8 @@ static int cmd_simulate(struct ctx *ctx, int argc, char **argv)
     unsigned long tsucc = 0, terr = 0;
     printf("%-22s %10s %10s\n", "node", "succ", "err");
     for (size_t i = 0; i < n_nodes; i++) {
-        char addr[32];
-        snprintf(addr, sizeof(addr), "%s:%u", nodes[i].host.ip_str, (unsigned)nodes[i].host.port);
+        char addr[LARS_HOST_ADDR_SIZE];
+        lars_host_format(&nodes[i].host, addr, sizeof(addr));
         printf("%-22s %10lu %10lu\n", addr, nodes[i].succ, nodes[i].err);
         tsucc += nodes[i].succ;
         terr += nodes[i].err;

@@ -1,6 +1,8 @@
 /*
- * client.c - liblars: get_host / report / get_route / reg_init over UDP to
- * the local lars-agent.
+ * client.c - liblars's protocol core: get_host / report / get_route /
+ * reg_init over UDP to the local lars-agent. The entry points that take a
+ * struct lars_host live in host.c (liblars.so.1) and host_abi0.c
+ * (liblars.so.0); both libraries compile this file (client_private.h).
  *
  * Threads: a struct lars_client belongs to one thread at a time (it owns a
  * sequence counter and one receive buffer); clients share nothing, so each
@@ -44,11 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_private.h"
 #include "wire.h"
-
-/* The shared library is built with -fvisibility=hidden (so the bundled wire
- * codec and protobuf-c tables stay private); only the API is exported. */
-#define LARS_API __attribute__((visibility("default")))
 
 #define DEFAULT_AGENT_IP "127.0.0.1"
 #define DEFAULT_BASE_PORT 8888
@@ -127,16 +126,6 @@ static unsigned port_index(const struct lars_client *c, int32_t modid, int32_t c
         r += c->workers;
     }
     return (unsigned)r;
-}
-
-static void fill_host(struct lars_host *host, int32_t wire_ip, int32_t port)
-{
-    struct in_addr addr;
-
-    host->ip = lars_wire_ip_from_wire(wire_ip);
-    host->port = (uint16_t)port;
-    addr.s_addr = htonl(host->ip);
-    inet_ntop(AF_INET, &addr, host->ip_str, sizeof(host->ip_str));
 }
 
 static bool valid_port(int32_t port)
@@ -375,8 +364,8 @@ static int status_of_retcode(int32_t retcode)
     return LARS_ERR_PROTOCOL;
 }
 
-LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid,
-                           struct lars_host *host)
+int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdid, uint64_t key,
+                         uint32_t caps, lars_client_fill_fn fill, void *host)
 {
     Lars__GetHostRequest req = LARS__GET_HOST_REQUEST__INIT;
     ProtobufCMessage *msg = NULL;
@@ -389,6 +378,8 @@ LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cm
     req.seq = ++client->seq;
     req.modid = modid;
     req.cmdid = cmdid;
+    req.key = key;   /* 0 = none: not on the wire, as the original sends */
+    req.caps = caps; /* likewise */
 
     drain(client->fds[idx], client->rbuf);
     int rc = send_request(client, idx, LARS__MESSAGE_ID__ID_GetHostRequest, &req.base);
@@ -404,7 +395,7 @@ LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cm
     rc = status_of_retcode(rsp->retcode);
     if (rc == LARS_OK) {
         if (rsp->host && valid_port(rsp->host->port)) {
-            fill_host(host, rsp->host->ip, rsp->host->port);
+            rc = fill(host, 0, rsp->host);
         } else {
             rc = LARS_ERR_PROTOCOL; /* "success" without a usable node */
         }
@@ -413,26 +404,17 @@ LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cm
     return rc;
 }
 
-LARS_API int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,
-                         const struct lars_host *host, int retcode)
-{
-    return lars_report_cost(client, modid, cmdid, host, retcode, 0);
-}
-
-LARS_API int lars_report_cost(struct lars_client *client, int32_t modid, int32_t cmdid,
-                              const struct lars_host *host, int retcode, uint32_t cost_us)
+int lars_client_send_report(struct lars_client *client, int32_t modid, int32_t cmdid,
+                            const Lars__HostInfo *hi, int retcode, uint32_t cost_us)
 {
     Lars__ReportRequest req = LARS__REPORT_REQUEST__INIT;
-    Lars__HostInfo hi = LARS__HOST_INFO__INIT;
 
-    if (!client || !host) {
+    if (!client || !hi) {
         return LARS_ERR_INVALID;
     }
-    hi.ip = lars_wire_ip_to_wire(host->ip);
-    hi.port = host->port;
     req.modid = modid;
     req.cmdid = cmdid;
-    req.host = &hi;
+    req.host = (Lars__HostInfo *)hi; /* only read by the encoder */
     /* Passed through as is: the agent only tells 0 (success) from the rest. */
     req.retcode = retcode;
     req.cost_us = cost_us; /* 0 = not measured; original agents ignore field 5 */
@@ -449,8 +431,9 @@ static bool match_route(const ProtobufCMessage *msg, const void *ctx)
     return rsp->modid == req->modid && rsp->cmdid == req->cmdid;
 }
 
-static int get_route_until(struct lars_client *client, int32_t modid, int32_t cmdid,
-                           struct lars_host *hosts, size_t max, size_t *count, int64_t deadline)
+static int get_route_until(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps,
+                           lars_client_fill_fn fill, void *hosts, size_t max, size_t *count,
+                           int64_t deadline)
 {
     Lars__GetRouteRequest req = LARS__GET_ROUTE_REQUEST__INIT;
     ProtobufCMessage *msg = NULL;
@@ -458,6 +441,7 @@ static int get_route_until(struct lars_client *client, int32_t modid, int32_t cm
 
     req.modid = modid;
     req.cmdid = cmdid;
+    req.caps = caps;
     drain(client->fds[idx], client->rbuf);
     int rc = send_request(client, idx, LARS__MESSAGE_ID__ID_API_GetRouteRequest, &req.base);
     if (rc != LARS_OK) {
@@ -475,10 +459,14 @@ static int get_route_until(struct lars_client *client, int32_t modid, int32_t cm
             return LARS_ERR_PROTOCOL;
         }
     }
-    *count = rsp->n_host;
     for (size_t i = 0; i < rsp->n_host && i < max; i++) {
-        fill_host(&hosts[i], rsp->host[i]->ip, rsp->host[i]->port);
+        rc = fill(hosts, i, rsp->host[i]);
+        if (rc != LARS_OK) {
+            protobuf_c_message_free_unpacked(msg, NULL);
+            return rc;
+        }
     }
+    *count = rsp->n_host;
     if (rsp->n_host == 0) {
         rc = LARS_NOEXIST;
     } else if (rsp->n_host > max) {
@@ -488,14 +476,15 @@ static int get_route_until(struct lars_client *client, int32_t modid, int32_t cm
     return rc;
 }
 
-LARS_API int lars_get_route(struct lars_client *client, int32_t modid, int32_t cmdid,
-                            struct lars_host *hosts, size_t max, size_t *count)
+int lars_client_ask_route(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps,
+                          lars_client_fill_fn fill, void *hosts, size_t max, size_t *count)
 {
     if (!client || !count || (!hosts && max > 0)) {
         return LARS_ERR_INVALID;
     }
     *count = 0;
-    return get_route_until(client, modid, cmdid, hosts, max, count, now_ms() + client->timeout_ms);
+    return get_route_until(client, modid, cmdid, caps, fill, hosts, max, count,
+                           now_ms() + client->timeout_ms);
 }
 
 /* Sleeps until the monotonic time `until_ms`; EINTR just sleeps again. */
@@ -507,7 +496,7 @@ static void sleep_until(int64_t until_ms)
     }
 }
 
-LARS_API int lars_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid)
+int lars_client_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps)
 {
     if (!client) {
         return LARS_ERR_INVALID;
@@ -518,8 +507,8 @@ LARS_API int lars_reg_init(struct lars_client *client, int32_t modid, int32_t cm
     int64_t end = now_ms() + REG_INIT_TOTAL_MS;
     for (;;) {
         size_t count = 0;
-        int rc =
-            get_route_until(client, modid, cmdid, NULL, 0, &count, now_ms() + client->timeout_ms);
+        int rc = get_route_until(client, modid, cmdid, caps, NULL, NULL, 0, &count,
+                                 now_ms() + client->timeout_ms);
         if (rc == LARS_ERR_TOOSMALL) {
             return LARS_OK; /* hosts exist; we asked for none of them */
         }

@@ -7,7 +7,7 @@
  *     struct lars_host h;
  *     int rc = lars_get_host(c, modid, cmdid, &h);
  *     if (rc == LARS_OK) {
- *         ... call h.ip_str:h.port ...
+ *         ... call h.ip_str:h.port (AF_INET6: [h.ip_str]:h.port) ...
  *         lars_report(c, modid, cmdid, &h, call_ok ? 0 : 1);
  *     }
  *     lars_client_destroy(c);
@@ -17,12 +17,31 @@
  *
  * Threads: a client is not shared between threads; create one per thread.
  * Different clients are independent.
+ *
+ * ABI: this header is liblars.so.1. struct lars_host grew (IPv6, weight,
+ * zone, tags, draining), and callers allocate it (one, or arrays for
+ * lars_get_route), so a program built against the 24-byte struct of
+ * liblars.so.0 would be overrun by a library writing the new one. We chose
+ * a new soname over ELF symbol versioning: the old binaries' references
+ * carry no version, and where those bind in a versioned library depends on
+ * the dynamic linker's rules for unversioned lookups (glibc's oldest-version
+ * rule; musl has no symbol versions at all), while a soname keeps them on
+ * their own file everywhere. liblars.so.0 is still built and installed
+ * from the same sources with the old layout (core/client/client_abi0.h); it
+ * asks without caps, so the agent answers it the original way (IPv4 nodes
+ * only). tests/compat/client-0.h is the 0.x header verbatim; it_client runs
+ * a program built against it on liblars.so.0 with a real agent. New code
+ * links -llars (liblars.so.1). A process should not load both libraries:
+ * their functions have the same names, and the first one loaded would serve
+ * the callers of both.
  */
 #ifndef LARS_CLIENT_H
 #define LARS_CLIENT_H
 
+#include <netinet/in.h> /* INET6_ADDRSTRLEN */
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h> /* AF_INET, AF_INET6 */
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,11 +73,36 @@ struct lars_client_options {
     unsigned timeout_ms;  /* per call, default 500 */
 };
 
-/* One node. ip is IPv4 in host byte order; ip_str its dotted quad. */
+/* Capability bits liblars sends with every request (GetHostRequest.caps,
+ * GetRouteRequest.caps): LARS_CAP_IP6 = understands IPv6 nodes and node
+ * metadata, so the agent may answer with both. */
+#define LARS_CAP_IP6 1u
+
+/* Bounds of what struct lars_host holds of a node's metadata, the same as
+ * the agent's (a zone of 63 bytes, 16 "key=value" tags of 127 bytes). */
+#define LARS_HOST_ZONE_SIZE 64
+#define LARS_HOST_TAGS_MAX 16
+#define LARS_HOST_TAG_SIZE 128
+#define LARS_HOST_WEIGHT_DEFAULT 100u
+
+/*
+ * One node. ip, port and ip_str come first as in liblars.so.0, so code that
+ * fills a host by hand for lars_report (ip and port, the rest zeroed) still
+ * compiles and means IPv4.
+ */
 struct lars_host {
-    uint32_t ip;
-    uint16_t port;
-    char ip_str[16];
+    uint32_t ip;                    /* AF_INET: IPv4 in host byte order; 0 for AF_INET6 */
+    uint16_t port;                  /* host byte order */
+    char ip_str[INET6_ADDRSTRLEN];  /* "10.0.0.1" or "2001:db8::1": no brackets, no port */
+    int family;                     /* AF_INET or AF_INET6; 0 (a zeroed struct) = AF_INET */
+    uint8_t ip6[16];                /* AF_INET6: the address, network byte order */
+    uint32_t weight;                /* relative capacity; LARS_HOST_WEIGHT_DEFAULT when unset */
+    int draining;                   /* 1: the node takes no new requests (get_route shows it) */
+    char zone[LARS_HOST_ZONE_SIZE]; /* where the node runs ("az1"), "" = unknown */
+    /* "key=value" labels, tags[0..n_tags). A tag or zone beyond the bounds
+     * above (the agent never sends one) is left out. */
+    unsigned n_tags;
+    char tags[LARS_HOST_TAGS_MAX][LARS_HOST_TAG_SIZE];
 };
 
 /* Creates a client; opts may be NULL (all defaults), any zero field takes its
@@ -71,9 +115,18 @@ void lars_client_destroy(struct lars_client *client);
 /* Asks the agent for one node of modid/cmdid. LARS_OK fills *host. */
 int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid, struct lars_host *host);
 
+/* lars_get_host with the caller's hash key (GetHostRequest.key), e.g. of a
+ * user id, for policies that pick by key (the same key, the same node while
+ * the route holds). key 0 = none: exactly lars_get_host. Policies that do
+ * not hash (lb_lars) and an original agent ignore the key. */
+int lars_get_host_key(struct lars_client *client, int32_t modid, int32_t cmdid, uint64_t key,
+                      struct lars_host *host);
+
 /* Tells the agent how a call to host went: retcode 0 = success, anything
- * else = failure. Does not wait for an answer (there is none). Returns
- * LARS_OK or a negative status. */
+ * else = failure. host needs family, port and ip (AF_INET) or ip6
+ * (AF_INET6); the other fields are not sent. Does not wait for an answer
+ * (there is none). Returns LARS_OK or a negative status (LARS_ERR_INVALID
+ * for another family). */
 int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,
                 const struct lars_host *host, int retcode);
 
@@ -83,8 +136,9 @@ int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,
 int lars_report_cost(struct lars_client *client, int32_t modid, int32_t cmdid,
                      const struct lars_host *host, int retcode, uint32_t cost_us);
 
-/* Reads the module's whole route into hosts[0..max). *count receives the
- * number of hosts the agent knows (may exceed max: LARS_ERR_TOOSMALL).
+/* Reads the module's whole route into hosts[0..max), IPv6 nodes, draining
+ * nodes and each node's weight, zone and tags included. *count receives
+ * the number of hosts the agent knows (may exceed max: LARS_ERR_TOOSMALL).
  * An unknown module gives LARS_NOEXIST with *count = 0. */
 int lars_get_route(struct lars_client *client, int32_t modid, int32_t cmdid,
                    struct lars_host *hosts, size_t max, size_t *count);
@@ -97,6 +151,12 @@ int lars_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid);
 
 /* Parses "a.b.c.d" into a host-order IPv4; returns 0 or -1. */
 int lars_parse_ipv4(const char *text, uint32_t *ip);
+
+/* Writes host's address as "ip:port" (AF_INET) or "[v6]:port" (AF_INET6)
+ * into buf (LARS_HOST_ADDR_SIZE is always enough). Returns the length, or
+ * -1 when it does not fit (buf then holds "" if len > 0). */
+#define LARS_HOST_ADDR_SIZE (INET6_ADDRSTRLEN + 8)
+int lars_host_format(const struct lars_host *host, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,9 @@
 /*
  * test_cli.c - the `lars` command line against a running agent, as a user
  * would type it (every command and its output is printed in the test log):
- * get-host, get-route, report, simulate's table, exit codes (3 = no such
- * module, 2 = usage, 1 = failure) and the messages when no agent answers.
+ * get-host (with --key), get-route's node lines, report (ip:port, IP PORT
+ * and IPv6 forms), simulate's table, exit codes (3 = no such module, 2 =
+ * usage, 1 = failure) and the messages when no agent answers.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -105,6 +106,8 @@ static void test_cli_against_agent(void **state)
     }
     assert_int_equal(code, 0);
     assert_int_equal(it_count_lines(out, "127.0.0.1:900"), 3);
+    /* Every field of a node; an agent sending none gives the defaults. */
+    assert_int_equal(it_count_lines(out, " weight=100 zone=- tags=- draining=no\n"), 3);
     assert_int_equal(it_count_lines(out, "127.0.0.1:9001"), 1);
     assert_int_equal(it_count_lines(out, "127.0.0.1:9002"), 1);
     assert_int_equal(it_count_lines(out, "127.0.0.1:9003"), 1);
@@ -117,9 +120,23 @@ static void test_cli_against_agent(void **state)
     assert_int_equal(LARS("get-host", "1", "1"), 0);
     assert_string_equal(out, "127.0.0.1:9003\n");
 
-    /* 15 failed calls reported from the shell overload 9001. */
+    /* A key reaches the agent and is answered (lb_lars ignores it: the
+     * round robin goes on). */
+    assert_int_equal(LARS("get-host", "1", "1", "--key", "18446744073709551615"), 0);
+    assert_string_equal(out, "127.0.0.1:9001\n");
+    assert_int_equal(LARS("get-host", "1", "1", "--key", "0"), 0);
+    assert_string_equal(out, "127.0.0.1:9002\n");
+    assert_int_equal(LARS("get-host", "1", "1"), 0);
+    assert_string_equal(out, "127.0.0.1:9003\n");
+
+    /* 15 failed calls reported from the shell overload 9001 (contin_err_limit
+     * 15: both spellings of the node must count). */
     for (int i = 0; i < 15; i++) {
-        assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "9001", "1"), 0);
+        if (i % 2) {
+            assert_int_equal(LARS("report", "1", "1", "127.0.0.1:9001", "1"), 0);
+        } else {
+            assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "9001", "1"), 0);
+        }
         assert_string_equal(out, "");
     }
     for (int i = 0; i < 4; i++) {
@@ -139,7 +156,7 @@ static void test_cli_against_agent(void **state)
         }
     }
     assert_int_equal(code, 0);
-    assert_string_equal(out, "127.0.0.1:9101\n");
+    assert_string_equal(out, "127.0.0.1:9101 weight=100 zone=- tags=- draining=no\n");
 
     /* simulate: a table of per-node counts, totals, and the other answers. */
     assert_int_equal(LARS("simulate", "2", "1", "--count", "20", "--err-rate", "0", "--seed", "1"),
@@ -176,9 +193,23 @@ static void test_cli_against_agent(void **state)
     assert_non_null(strstr(err, "no such module"));
     assert_string_equal(out, "");
 
+    /* IPv6 nodes are reported in both spellings (the agent ignores nodes
+     * it does not know). */
+    assert_int_equal(LARS("report", "1", "1", "[::1]:9001", "0"), 0);
+    assert_int_equal(LARS("report", "1", "1", "::1", "9001", "0"), 0);
+    assert_int_equal(LARS("report", "1", "1", "[::1]", "9001", "0"), 0);
+
     /* Usage errors: exit 2. */
     assert_int_equal(LARS("get-host", "abc", "1"), 2);
+    assert_int_equal(LARS("get-host", "1", "1", "--key"), 2);
+    assert_int_equal(LARS("get-host", "1", "1", "--key", "-1"), 2);
+    assert_int_equal(LARS("get-host", "1", "1", "--key", "18446744073709551616"), 2);
+    assert_int_equal(LARS("get-host", "1", "1", "--kee", "1"), 2);
     assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "70000", "0"), 2);
+    assert_int_equal(LARS("report", "1", "1", "::1:9001", "0"), 2);
+    assert_non_null(strstr(err, "brackets"));
+    assert_int_equal(LARS("report", "1", "1", "localhost:9001", "0"), 2);
+    assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "0"), 2);
     assert_int_equal(LARS("frobnicate"), 2);
 }
 

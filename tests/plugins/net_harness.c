@@ -827,7 +827,7 @@ static int cmp_str(const void *x, const void *y)
 int nh_route(struct nh_agent *a, int32_t modid, int32_t cmdid, char *buf, size_t len)
 {
     struct lars_host hosts[32];
-    char text[32][32];
+    char text[32][LARS_HOST_ADDR_SIZE];
     char *ptrs[32];
     size_t count = 0;
     int rc = lars_get_route(a->client, modid, cmdid, hosts, 32, &count);

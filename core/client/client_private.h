@@ -1,0 +1,95 @@
+/*
+ * client_private.h - what liblars's protocol core (client.c) offers the two
+ * ABIs built from it: host.c (liblars.so.1, include/lars/client.h) and
+ * host_abi0.c (liblars.so.0, the 24-byte struct lars_host of
+ * client_abi0.h). The core never sees a struct lars_host: it hands each
+ * answered node (a decoded HostInfo) to the ABI's fill function, which copies
+ * it into the caller's memory.
+ *
+ * Nothing here is exported (the library is built with hidden visibility).
+ * Threads: as the public calls (a client belongs to one thread at a time).
+ * This header does not include lars/client.h, so client_abi0.h can define
+ * the old struct under its real name.
+ */
+#ifndef LARS_CLIENT_PRIVATE_H
+#define LARS_CLIENT_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lars.pb-c.h"
+
+struct lars_client;
+
+/* The library is built with -fvisibility=hidden (so the bundled wire codec
+ * and protobuf-c tables stay private); only the API is exported. */
+#define LARS_API __attribute__((visibility("default")))
+
+/* Copies node hi into the i-th element of the caller's hosts. Returns
+ * LARS_OK, or LARS_ERR_PROTOCOL for a node this ABI cannot hold. The
+ * message (and its strings) is freed after the call. */
+typedef int (*lars_client_fill_fn)(void *hosts, size_t i, const Lars__HostInfo *hi);
+
+/* GetHostRequest{seq, modid, cmdid, key, caps} and its answer: LARS_OK
+ * calls fill(host, 0, node). Any status of the public lars_get_host. */
+int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdid, uint64_t key,
+                         uint32_t caps, lars_client_fill_fn fill, void *host);
+
+/* ID_API_GetRouteRequest{modid, cmdid, caps}: fill(hosts, i, node) for the
+ * first max nodes; the statuses and *count of the public lars_get_route. */
+int lars_client_ask_route(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps,
+                          lars_client_fill_fn fill, void *hosts, size_t max, size_t *count);
+
+/* ReportRequest{modid, cmdid, host = *hi, retcode, cost_us}, no answer. */
+int lars_client_send_report(struct lars_client *client, int32_t modid, int32_t cmdid,
+                            const Lars__HostInfo *hi, int retcode, uint32_t cost_us);
+
+/* The public lars_reg_init, asking with caps. */
+int lars_client_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps);
+
+/*
+ * The entry points both ABIs export, each around its own struct lars_host:
+ * lars_get_host, lars_get_route, lars_reg_init, lars_report and
+ * lars_report_cost. CAPS: what the ABI asks with. FILL: its
+ * lars_client_fill_fn. TO_WIRE(host, hi): fills the HostInfo of a report
+ * (pointers into host are fine), LARS_OK or LARS_ERR_INVALID. Exported
+ * functions never call each other, so a process that loaded both libraries
+ * cannot route one library's call into the other.
+ */
+#define LARS_CLIENT_ENTRY_POINTS(CAPS, FILL, TO_WIRE)                                              \
+    LARS_API int lars_get_host(struct lars_client *client, int32_t modid, int32_t cmdid,           \
+                               struct lars_host *host)                                             \
+    {                                                                                              \
+        return lars_client_ask_host(client, modid, cmdid, 0, (CAPS), FILL, host);                  \
+    }                                                                                              \
+    LARS_API int lars_get_route(struct lars_client *client, int32_t modid, int32_t cmdid,          \
+                                struct lars_host *hosts, size_t max, size_t *count)                \
+    {                                                                                              \
+        return lars_client_ask_route(client, modid, cmdid, (CAPS), FILL, hosts, max, count);       \
+    }                                                                                              \
+    LARS_API int lars_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid)           \
+    {                                                                                              \
+        return lars_client_reg_init(client, modid, cmdid, (CAPS));                                 \
+    }                                                                                              \
+    static int report_host(struct lars_client *client, int32_t modid, int32_t cmdid,               \
+                           const struct lars_host *host, int retcode, uint32_t cost_us)            \
+    {                                                                                              \
+        Lars__HostInfo hi = LARS__HOST_INFO__INIT;                                                 \
+        int rc = host ? TO_WIRE(host, &hi) : LARS_ERR_INVALID;                                     \
+        if (rc != LARS_OK) {                                                                       \
+            return rc;                                                                             \
+        }                                                                                          \
+        return lars_client_send_report(client, modid, cmdid, &hi, retcode, cost_us);               \
+    }                                                                                              \
+    LARS_API int lars_report_cost(struct lars_client *client, int32_t modid, int32_t cmdid,        \
+                                  const struct lars_host *host, int retcode, uint32_t cost_us)     \
+    {                                                                                              \
+        return report_host(client, modid, cmdid, host, retcode, cost_us);                          \
+    }                                                                                              \
+    LARS_API int lars_report(struct lars_client *client, int32_t modid, int32_t cmdid,             \
+                             const struct lars_host *host, int retcode)                            \
+    {                                                                                              \
+        return report_host(client, modid, cmdid, host, retcode, 0);                                \
+    }
+
+#endif /* LARS_CLIENT_PRIVATE_H */
