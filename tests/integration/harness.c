@@ -858,7 +858,7 @@ char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
         close(fd);
         return NULL;
     }
-    size_t cap = 4u << 20;
+    size_t cap = 16u << 20; /* /routes of it_stalls: 20k modules, ~5 MB */
     size_t used = 0;
     char *buf = malloc(cap);
     uint64_t deadline = it_now_ms() + timeout_ms;
