@@ -56,7 +56,7 @@ struct lars_module {
     struct lars_node **nodes; /* sorted by address */
     size_t n_nodes;
     size_t n_ipv4; /* nodes an original (IPv4-only) client can be given */
-    void *policy; /* instance of binding, NULL unless READY */
+    void *policy;  /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
     /* A reload in progress: an instance of the next generation's policy,
      * created ahead (lars_module_prepare) so the switch cannot fail. */
