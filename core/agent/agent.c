@@ -150,6 +150,7 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
     snap->dns_wants = LARS_STAT_GET(dns->wants);
     snap->dns_deliveries = LARS_STAT_GET(dns->deliveries);
     snap->dns_ignored = LARS_STAT_GET(dns->ignored);
+    snap->dns_refused = LARS_STAT_GET(dns->refused);
     snap->dns_forgets = LARS_STAT_GET(dns->forgets);
     snap->reporter_batches = LARS_STAT_GET(reporter->batches);
     for (unsigned e = 0; e < LARS_TRANSPORT_COUNTERS; e++) {

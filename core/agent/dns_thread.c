@@ -36,6 +36,7 @@ struct lars_dns_thread {
     struct lars_loop_thread *loop;
     struct wanted_set wanted;
     struct lars_log_limiter ignored_log;
+    struct lars_log_limiter refused_log;
     struct lars_dns_stats stats;
 };
 
@@ -133,10 +134,9 @@ static struct lars_dns_thread *thread_of(const struct lars_dns_host *host)
                                               offsetof(struct lars_dns_thread, host));
 }
 
-static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
-                    const struct lars_route_host *hosts, size_t n)
+/* A delivery for a module no worker wants is ignored (false). */
+static bool delivery_wanted(struct lars_dns_thread *t, int32_t modid, int32_t cmdid)
 {
-    struct lars_dns_thread *t = thread_of(host);
     if (!wanted_has(&t->wanted, lars_module_key(modid, cmdid))) {
         /* A push for a module no worker asked for (or one they dropped):
          * ignored, so the dns side cannot grow the agent's tables, and the
@@ -152,23 +152,69 @@ static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmd
                       "dns server, or dropped since); %lld more not logged",
                       modid, cmdid, (long long)quiet);
         }
-        return;
+        return false;
     }
-    struct lars_route_msg *msg = (struct lars_route_msg *)lars_msg_alloc(
-        LARS_MSG_ROUTE, sizeof(*msg) + n * sizeof(msg->hosts[0]));
+    return true;
+}
+
+/* Hands a built route (NULL: out of memory) to the module's worker. */
+static void post_route(struct lars_dns_thread *t, int32_t modid, int32_t cmdid,
+                       struct lars_route_msg *msg)
+{
     if (!msg) {
         LARS_ERROR("dns", "out of memory delivering module %d/%d (retried at the next pull)", modid,
                    cmdid);
         return;
     }
-    msg->modid = modid;
-    msg->cmdid = cmdid;
-    msg->n = n;
-    if (n) {
-        memcpy(msg->hosts, hosts, n * sizeof(hosts[0]));
-    }
     LARS_STAT_INC(t->stats.deliveries);
     lars_worker_post(t->workers[lars_module_owner(modid, cmdid, t->n_workers)], &msg->base);
+}
+
+static void deliver(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
+                    const struct lars_route_host *hosts, size_t n)
+{
+    struct lars_dns_thread *t = thread_of(host);
+    if (delivery_wanted(t, modid, cmdid)) {
+        post_route(t, modid, cmdid, lars_route_msg_from_hosts(modid, cmdid, hosts, n));
+    }
+}
+
+/* The smallest node a plugin may describe: address and port. */
+#define ROUTE_NODE_MIN_SIZE (offsetof(struct lars_route_node, port) + sizeof(uint16_t))
+
+static void deliver_nodes(const struct lars_dns_host *host, int32_t modid, int32_t cmdid,
+                          const struct lars_route_node *nodes, size_t n, size_t node_size)
+{
+    struct lars_dns_thread *t = thread_of(host);
+    if (n > 0 && node_size < ROUTE_NODE_MIN_SIZE) {
+        LARS_STAT_INC(t->stats.refused);
+        int64_t quiet = lars_log_limiter_allow(&t->refused_log, lars_clock_ms());
+        if (quiet >= 0) {
+            LARS_ERROR("dns",
+                       "route for module %d/%d refused: node_size %zu is smaller than a node's "
+                       "address (the transport is broken); %lld more not logged",
+                       modid, cmdid, node_size, (long long)quiet);
+        }
+        return;
+    }
+    if (!delivery_wanted(t, modid, cmdid)) {
+        return;
+    }
+    size_t refused = 0;
+    struct lars_route_msg *msg =
+        lars_route_msg_from_nodes(modid, cmdid, nodes, n, node_size, &refused);
+    if (refused > 0) {
+        atomic_fetch_add_explicit(&t->stats.refused, refused, memory_order_relaxed);
+        int64_t quiet = lars_log_limiter_allow(&t->refused_log, lars_clock_ms());
+        if (quiet >= 0) {
+            LARS_WARN("dns",
+                      "route for module %d/%d: %zu nodes, zones or tags left out (unknown "
+                      "address family, or a zone or tag with characters other than A-Z a-z "
+                      "0-9 . _ : - or too long); %lld more not logged",
+                      modid, cmdid, refused, (long long)quiet);
+        }
+    }
+    post_route(t, modid, cmdid, msg);
 }
 
 static void count(const struct lars_dns_host *host, enum lars_transport_counter counter, uint64_t n)
@@ -227,6 +273,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
     t->pc = pc;
     t->ops = pc->plugin->desc->dns;
     t->ignored_log.interval_ms = 10000;
+    t->refused_log.interval_ms = 10000;
     t->workers = workers;
     t->n_workers = n_workers;
     static const struct lars_loop_thread_ops ops = {
@@ -244,6 +291,7 @@ struct lars_dns_thread *lars_dns_thread_create(const struct lars_plugin_config *
         .svc = svc,
         .base = lars_loop_thread_base(t->loop),
         .deliver = deliver,
+        .deliver_nodes = deliver_nodes,
         .reserved = &t->host, /* what plugins built before 1.2 pass to count() */
         .count = count,
     };

@@ -30,6 +30,7 @@ struct lars_dns_stats {
     _Atomic uint64_t deliveries; /* routes the plugin delivered */
     _Atomic uint64_t ignored;    /* deliveries for modules no worker wants: dropped */
     _Atomic uint64_t forgets;    /* modules the workers dropped */
+    _Atomic uint64_t refused;    /* nodes, zones, tags of deliveries left out */
     _Atomic uint64_t transport[LARS_TRANSPORT_COUNTERS]; /* the plugin's count() */
 };
 

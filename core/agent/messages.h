@@ -18,6 +18,7 @@
 #include <lars/plugin.h>
 
 #include "../common/queue.h"
+#include "route_entry.h"
 
 enum lars_msg_type {
     LARS_MSG_ROUTE = 2,   /* dns thread -> owning worker */
@@ -32,12 +33,14 @@ struct lars_msg {
     enum lars_msg_type type;
 };
 
+/* Built by route_entry.c: the entries, then their tag pointers and
+ * strings, in this one block. */
 struct lars_route_msg {
     struct lars_msg base;
     int32_t modid;
     int32_t cmdid;
     size_t n;
-    struct lars_route_host hosts[];
+    struct lars_route_entry entries[];
 };
 
 struct lars_forward_msg {
@@ -55,9 +58,11 @@ struct lars_want_msg {
     int32_t cmdid;
 };
 
+/* batch.results points at results; batch.ip6, when the module has IPv6
+ * nodes, at the n addresses after them in the same block. */
 struct lars_batch_msg {
     struct lars_msg base;
-    struct lars_report_batch batch; /* batch.results points at results */
+    struct lars_report_batch batch;
     struct lars_call_result results[];
 };
 

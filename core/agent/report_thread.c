@@ -45,23 +45,60 @@ static void count(const struct lars_reporter_host *host, enum lars_transport_cou
     }
 }
 
-/* Copies a batch the old reporter did not send into the successor's queue. */
+/* Whether the plugin was built knowing lars_report_batch.ip6 (1.2). */
+static bool knows_ip6(const struct lars_report_thread *t)
+{
+    return t->pc->plugin->desc->abi_minor >= 2;
+}
+
+/* Copies a batch the old reporter did not send into the successor's queue;
+ * ctx is the old reporter's thread. */
 static void resubmit(void *ctx, const struct lars_report_batch *batch)
 {
-    struct lars_queue *successor = ctx;
-    struct lars_batch_msg *msg = (struct lars_batch_msg *)lars_msg_alloc(
-        LARS_MSG_BATCH, sizeof(*msg) + batch->n * sizeof(msg->results[0]));
+    const struct lars_report_thread *t = ctx;
+    const struct lars_ip6 *ip6 = knows_ip6(t) ? batch->ip6 : NULL;
+    size_t results = batch->n * sizeof(struct lars_call_result);
+    size_t ip6_size = ip6 ? batch->n * sizeof(struct lars_ip6) : 0;
+    struct lars_batch_msg *msg =
+        (struct lars_batch_msg *)lars_msg_alloc(LARS_MSG_BATCH, sizeof(*msg) + results + ip6_size);
     if (!msg) {
         LARS_ERROR("reporter", "out of memory handing a batch of module %d/%d over: dropped",
                    batch->modid, batch->cmdid);
         return;
     }
-    msg->batch = *batch;
+    msg->batch = (struct lars_report_batch){
+        .modid = batch->modid,
+        .cmdid = batch->cmdid,
+        .caller = batch->caller,
+        .ts = batch->ts,
+        .n = batch->n,
+        .results = msg->results,
+    };
     if (batch->n) {
-        memcpy(msg->results, batch->results, batch->n * sizeof(msg->results[0]));
+        memcpy(msg->results, batch->results, results);
     }
-    msg->batch.results = msg->results;
-    lars_queue_push(successor, &msg->base.item);
+    if (ip6) {
+        struct lars_ip6 *copy = (struct lars_ip6 *)(void *)(msg->results + batch->n);
+        memcpy(copy, ip6, ip6_size);
+        msg->batch.ip6 = copy;
+    }
+    lars_queue_push(t->successor, &msg->base.item);
+}
+
+/* A plugin built before 1.2 cannot tell an IPv6 node's results from an
+ * IPv4 one's: it gets the batch without them. */
+static void drop_ip6_results(struct lars_batch_msg *msg)
+{
+    struct lars_report_batch *b = &msg->batch;
+    size_t kept = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        static const struct lars_ip6 none;
+        if (memcmp(&b->ip6[i], &none, sizeof(none)) == 0) {
+            msg->results[kept++] = msg->results[i];
+        }
+    }
+    b->n = kept;
+    b->ip6 = NULL;
 }
 
 /* reporter thread: one statistics batch from a worker. */
@@ -70,8 +107,12 @@ static void on_message(void *arg, struct lars_queue_item *item)
     struct lars_report_thread *t = arg;
     struct lars_msg *msg = (struct lars_msg *)item;
     if (msg->type == LARS_MSG_BATCH && t->instance) {
+        struct lars_batch_msg *batch = (struct lars_batch_msg *)msg;
+        if (batch->batch.ip6 && !knows_ip6(t)) {
+            drop_ip6_results(batch);
+        }
         LARS_STAT_INC(t->stats.batches);
-        t->ops->submit(t->instance, &((struct lars_batch_msg *)msg)->batch);
+        t->ops->submit(t->instance, &batch->batch);
     }
     lars_msg_free(item);
 }
@@ -83,7 +124,7 @@ static void on_stop(void *arg)
     struct lars_report_thread *t = arg;
     struct lars_queue *successor = t->successor;
     if (t->instance && successor && LARS_HAS_MEMBER(t->ops, handover)) {
-        t->ops->handover(t->instance, resubmit, successor);
+        t->ops->handover(t->instance, resubmit, t);
     } else if (t->instance) {
         t->ops->stop(t->instance);
     }

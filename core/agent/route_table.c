@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "../common/module_key.h"
+#include "../common/node_meta.h"
 #include "settings.h"
 
 #define INITIAL_BUCKETS 64
@@ -40,6 +41,100 @@ void lars_module_discard_prepared(struct lars_module *module)
     }
     module->next_policy = NULL;
     module->next_binding = NULL;
+}
+
+/*
+ * A node as the core allocates it: the public struct, then the block its
+ * zone and tags live in (tag pointers, then strings), replaced whole when a
+ * route changes them. Only this file allocates and frees nodes.
+ */
+struct node_slot {
+    struct lars_node node; /* first: a node is its slot */
+    char *meta;
+};
+
+static struct node_slot *slot_of(struct lars_node *node)
+{
+    return (struct node_slot *)(void *)node;
+}
+
+/* Gives node the weight, draining, zone and tags of e. 0, or -ENOMEM with
+ * the node unchanged. */
+static int node_set_meta(struct lars_node *node, const struct lars_route_entry *e)
+{
+    size_t chars = e->zone[0] ? strlen(e->zone) + 1 : 0;
+    for (uint32_t t = 0; t < e->n_tags; t++) {
+        chars += strlen(e->tags[t]) + 1;
+    }
+    char *meta = NULL;
+    if (chars > 0) {
+        meta = malloc(e->n_tags * sizeof(char *) + chars);
+        if (!meta) {
+            return -ENOMEM;
+        }
+    }
+    const char **tags = (const char **)(void *)meta;
+    char *text = meta + e->n_tags * sizeof(char *);
+    const char *zone = "";
+    if (e->zone[0]) {
+        zone = strcpy(text, e->zone);
+        text += strlen(text) + 1;
+    }
+    for (uint32_t t = 0; t < e->n_tags; t++) {
+        tags[t] = strcpy(text, e->tags[t]);
+        text += strlen(text) + 1;
+    }
+    free(slot_of(node)->meta);
+    slot_of(node)->meta = meta;
+    node->zone = zone;
+    node->tags = e->n_tags ? tags : NULL;
+    node->n_tags = e->n_tags;
+    node->weight = e->weight ? e->weight : LARS_WEIGHT_DEFAULT;
+    node->draining = e->draining;
+    return 0;
+}
+
+static bool node_meta_differs(const struct lars_node *node, const struct lars_route_entry *e)
+{
+    if (node->weight != e->weight || node->draining != e->draining ||
+        strcmp(node->zone, e->zone) != 0 || node->n_tags != e->n_tags) {
+        return true;
+    }
+    for (uint32_t t = 0; t < e->n_tags; t++) {
+        if (strcmp(node->tags[t], e->tags[t]) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static struct lars_node *node_new(const struct lars_route_entry *e)
+{
+    struct node_slot *slot = calloc(1, sizeof(*slot));
+    if (!slot) {
+        return NULL;
+    }
+    struct lars_node *node = &slot->node;
+    node->family = e->addr.family;
+    node->port = e->addr.port;
+    if (e->addr.family == AF_INET6) {
+        memcpy(node->ip6, e->addr.ip6, sizeof(node->ip6));
+    } else {
+        node->ip = e->addr.ip;
+    }
+    if (node_set_meta(node, e) < 0) {
+        free(slot);
+        return NULL;
+    }
+    return node;
+}
+
+static void node_free(struct lars_node *node)
+{
+    if (node) {
+        free(slot_of(node)->meta);
+        free(slot_of(node));
+    }
 }
 
 /* The per-node block the policy asked for (plugin.h, node_data_size). */
@@ -85,6 +180,14 @@ static void detach_node(const struct lars_policy_ops *ops, void *instance, struc
     node->policy_data = NULL;
 }
 
+static void count_ipv4(struct lars_module *module)
+{
+    module->n_ipv4 = 0;
+    for (size_t i = 0; i < module->n_nodes; i++) {
+        module->n_ipv4 += module->nodes[i]->family != AF_INET6;
+    }
+}
+
 static void remove_all_nodes(struct lars_module *module)
 {
     lars_module_discard_prepared(module);
@@ -93,9 +196,10 @@ static void remove_all_nodes(struct lars_module *module)
         if (module->policy) {
             detach_node(module->binding->ops, module->policy, node);
         }
-        free(node);
+        node_free(node);
     }
     module->n_nodes = 0;
+    module->n_ipv4 = 0;
     if (module->policy) {
         module->binding->ops->destroy(module->policy);
         module->policy = NULL;
@@ -284,40 +388,42 @@ void lars_route_table_foreach(struct lars_route_table *table,
     }
 }
 
-static uint64_t node_key(uint32_t ip, uint16_t port)
+/* Where addr is, or would go, in nodes[0, n) (sorted by address). */
+static size_t lower_bound(struct lars_node *const *nodes, size_t n,
+                          const struct lars_node_addr *addr)
 {
-    return (uint64_t)ip << 16 | port;
-}
-
-struct lars_node *lars_module_find_node(const struct lars_module *module, uint32_t ip,
-                                        uint16_t port)
-{
-    uint64_t key = node_key(ip, port);
     size_t lo = 0;
-    size_t hi = module->n_nodes;
+    size_t hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        struct lars_node *node = module->nodes[mid];
-        uint64_t k = node_key(node->ip, node->port);
-        if (k == key) {
-            return node;
-        }
-        if (k < key) {
+        struct lars_node_addr at = lars_node_addr_of(nodes[mid]);
+        if (lars_node_addr_compare(&at, addr) < 0) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    return NULL;
+    return lo;
 }
 
-static int compare_hosts(const void *a, const void *b)
+static bool node_is(const struct lars_node *node, const struct lars_node_addr *addr)
 {
-    const struct lars_route_host *x = a;
-    const struct lars_route_host *y = b;
-    uint64_t kx = node_key(x->ip, x->port);
-    uint64_t ky = node_key(y->ip, y->port);
-    return kx < ky ? -1 : kx > ky;
+    struct lars_node_addr at = lars_node_addr_of(node);
+    return lars_node_addr_compare(&at, addr) == 0;
+}
+
+struct lars_node *lars_module_find_node(const struct lars_module *module,
+                                        const struct lars_node_addr *addr)
+{
+    size_t k = lower_bound(module->nodes, module->n_nodes, addr);
+    return k < module->n_nodes && node_is(module->nodes[k], addr) ? module->nodes[k] : NULL;
+}
+
+static int compare_entries(const void *a, const void *b)
+{
+    const struct lars_route_entry *x = a;
+    const struct lars_route_entry *y = b;
+    return lars_node_addr_compare(&x->addr, &y->addr);
 }
 
 static int create_instance(struct lars_module *module, const struct lars_policy_binding *binding,
@@ -342,7 +448,7 @@ static void make_absent(struct lars_module *module)
 /* The scratch of one non-empty answer of n hosts. Allocated before anything
  * changes, so running out of memory leaves the module as it was. */
 struct merge {
-    struct lars_route_host *sorted; /* the answer by address, each once */
+    struct lars_route_entry *sorted; /* the answer by address, each once */
     size_t unique;
     struct lars_node **merged; /* the module's next nodes, sorted; becomes module->nodes */
     size_t out;
@@ -371,14 +477,15 @@ static void merge_free(struct merge *mg)
     free(mg->fresh);
 }
 
-/* Sorts and de-duplicates the answer so the merge sees each address once. */
-static void dedup_answer(struct merge *mg, const struct lars_route_host *hosts, size_t n)
+/* Sorts and de-duplicates the answer so the merge sees each address once
+ * (an address listed twice keeps one of its listings' metadata). */
+static void dedup_answer(struct merge *mg, const struct lars_route_entry *entries, size_t n)
 {
-    memcpy(mg->sorted, hosts, n * sizeof(*mg->sorted));
-    qsort(mg->sorted, n, sizeof(*mg->sorted), compare_hosts);
+    memcpy(mg->sorted, entries, n * sizeof(*mg->sorted));
+    qsort(mg->sorted, n, sizeof(*mg->sorted), compare_entries);
     mg->unique = 0;
     for (size_t i = 0; i < n; i++) {
-        if (mg->unique == 0 || compare_hosts(&mg->sorted[mg->unique - 1], &mg->sorted[i]) != 0) {
+        if (mg->unique == 0 || compare_entries(&mg->sorted[mg->unique - 1], &mg->sorted[i]) != 0) {
             mg->sorted[mg->unique++] = mg->sorted[i];
         }
     }
@@ -400,6 +507,19 @@ static int ensure_instance(struct lars_module *module, const struct lars_policy_
     return 0;
 }
 
+/* A node that stays got new metadata: the policy sees the new values in
+ * the node, then node_updated() (plugin.h). */
+static int update_node(struct lars_module *module, struct lars_node *node,
+                       const struct lars_route_entry *e, uint64_t now_ms)
+{
+    int rc = node_set_meta(node, e);
+    const struct lars_policy_ops *ops = module->binding->ops;
+    if (rc == 0 && LARS_HAS_MEMBER(ops, node_updated)) {
+        ops->node_updated(module->policy, node, now_ms);
+    }
+    return rc;
+}
+
 /*
  * Merges the old nodes (sorted) with the answer (sorted) into mg->merged:
  * survivors keep their state, nodes gone leave the policy and are freed.
@@ -407,7 +527,7 @@ static int ensure_instance(struct lars_module *module, const struct lars_policy_
  * that happens in answer order (add_new_nodes), not address order. Returns
  * 0, or -ENOMEM when some new node could not be created (it is left out).
  */
-static int merge_nodes(struct lars_module *module, struct merge *mg)
+static int merge_nodes(struct lars_module *module, struct merge *mg, uint64_t now_ms)
 {
     int rc = 0;
     size_t i = 0;
@@ -415,24 +535,28 @@ static int merge_nodes(struct lars_module *module, struct merge *mg)
     mg->out = 0;
     while (i < module->n_nodes || j < mg->unique) {
         struct lars_node *old = i < module->n_nodes ? module->nodes[i] : NULL;
-        uint64_t ko = old ? node_key(old->ip, old->port) : UINT64_MAX;
-        uint64_t kn = j < mg->unique ? node_key(mg->sorted[j].ip, mg->sorted[j].port) : UINT64_MAX;
-        if (old && ko == kn) { /* survivor keeps its state */
+        const struct lars_route_entry *e = j < mg->unique ? &mg->sorted[j] : NULL;
+        int order = 0;
+        if (old && e) {
+            struct lars_node_addr at = lars_node_addr_of(old);
+            order = lars_node_addr_compare(&at, &e->addr);
+        } else {
+            order = old ? -1 : 1;
+        }
+        if (order == 0) { /* survivor keeps its state */
+            if (node_meta_differs(old, e)) {
+                rc = update_node(module, old, e, now_ms) < 0 ? -ENOMEM : rc;
+            }
             mg->merged[mg->out++] = old;
             i++;
             j++;
-        } else if (old && ko < kn) { /* gone from the route */
+        } else if (order < 0) { /* gone from the route */
             detach_node(module->binding->ops, module->policy, old);
-            free(old);
+            node_free(old);
             i++;
         } else { /* new node */
-            struct lars_node *node = calloc(1, sizeof(*node));
+            struct lars_node *node = node_new(e);
             if (node) {
-                node->ip = mg->sorted[j].ip;
-                node->port = mg->sorted[j].port;
-                node->weight = 100;
-                node->family = AF_INET;
-                node->zone = "";
                 mg->fresh[mg->out] = true;
                 mg->merged[mg->out++] = node;
             } else {
@@ -444,37 +568,19 @@ static int merge_nodes(struct lars_module *module, struct merge *mg)
     return rc;
 }
 
-/* Where key is, or would go, in merged[0, n) (sorted by key). */
-static size_t merged_lower_bound(struct lars_node *const *merged, size_t n, uint64_t key)
-{
-    size_t lo = 0;
-    size_t hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (node_key(merged[mid]->ip, merged[mid]->port) < key) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo;
-}
-
 /*
  * Gives the fresh nodes to the policy in the order the answer lists them
  * (DESIGN 4: appended to the idle list), each once however often it is
  * listed. A refused node is only marked: the searches need every entry of
  * merged until all are added. Returns 0 or the last refusal's error.
  */
-static int add_new_nodes(struct lars_module *module, const struct lars_route_host *hosts, size_t n,
-                         struct merge *mg, uint64_t now_ms)
+static int add_new_nodes(struct lars_module *module, const struct lars_route_entry *entries,
+                         size_t n, struct merge *mg, uint64_t now_ms)
 {
     int rc = 0;
     for (size_t h = 0; h < n; h++) {
-        uint64_t key = node_key(hosts[h].ip, hosts[h].port);
-        size_t k = merged_lower_bound(mg->merged, mg->out, key);
-        if (k == mg->out || !mg->fresh[k] ||
-            node_key(mg->merged[k]->ip, mg->merged[k]->port) != key) {
+        size_t k = lower_bound(mg->merged, mg->out, &entries[h].addr);
+        if (k == mg->out || !mg->fresh[k] || !node_is(mg->merged[k], &entries[h].addr)) {
             continue; /* a survivor, a duplicate, or not created */
         }
         mg->fresh[k] = false;
@@ -495,7 +601,7 @@ static void install_nodes(struct lars_module *module, struct merge *mg)
     size_t kept = 0;
     for (size_t k = 0; k < mg->out; k++) {
         if (mg->refused[k]) {
-            free(mg->merged[k]);
+            node_free(mg->merged[k]);
         } else {
             mg->merged[kept++] = mg->merged[k];
         }
@@ -503,11 +609,12 @@ static void install_nodes(struct lars_module *module, struct merge *mg)
     free(module->nodes);
     module->nodes = mg->merged;
     module->n_nodes = kept;
+    count_ipv4(module);
     mg->merged = NULL;
     module->state = LARS_MODULE_READY;
 }
 
-int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
+int lars_module_apply_route(struct lars_module *module, const struct lars_route_entry *entries,
                             size_t n, const struct lars_policy_binding *binding, uint64_t now_ms)
 {
     module->route_ms = now_ms;
@@ -523,13 +630,13 @@ int lars_module_apply_route(struct lars_module *module, const struct lars_route_
     if (rc < 0) {
         goto out;
     }
-    dedup_answer(&mg, hosts, n);
+    dedup_answer(&mg, entries, n);
     rc = ensure_instance(module, binding);
     if (rc < 0) {
         goto out;
     }
-    rc = merge_nodes(module, &mg);
-    int added = add_new_nodes(module, hosts, n, &mg, now_ms);
+    rc = merge_nodes(module, &mg, now_ms);
+    int added = add_new_nodes(module, entries, n, &mg, now_ms);
     if (added < 0) {
         rc = added;
     }
@@ -614,12 +721,13 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
             /* Not the new instance's node: out of the module (the order
              * stays sorted); the next route update offers it again. */
             rc = added;
-            free(node);
+            node_free(node);
         } else {
             module->nodes[kept++] = node;
         }
     }
     module->n_nodes = kept;
+    count_ipv4(module);
     free(was_overloaded);
     return rc;
 }

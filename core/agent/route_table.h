@@ -4,7 +4,7 @@
  *
  * Owned by one worker thread and touched only by it (no locks). Lookups are
  * on the hot path: no allocation there. Nodes of a module are kept sorted by
- * (ip, port) so a report finds its node in O(log n) and a route update is a
+ * address (lars_node_addr_compare) so a report finds its node in O(log n) and a route update is a
  * merge, O(changed nodes) policy calls.
  */
 #ifndef LARS_ROUTE_TABLE_H
@@ -15,6 +15,8 @@
 #include <stdint.h>
 
 #include <lars/plugin.h>
+
+#include "route_entry.h"
 
 /* The policy a module's instance was created from. */
 struct lars_policy_binding {
@@ -51,9 +53,10 @@ struct lars_module {
     uint64_t pull_ms;         /* when the last pull was asked for */
     uint64_t route_ms;        /* when the last route answer arrived */
     uint64_t used_ms;         /* cold modules: last request (or when it became cold) */
-    struct lars_node **nodes; /* sorted by (ip, port) */
+    struct lars_node **nodes; /* sorted by address */
     size_t n_nodes;
-    void *policy; /* instance of binding, NULL unless READY */
+    size_t n_ipv4; /* nodes an original (IPv4-only) client can be given */
+    void *policy;  /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
     /* A reload in progress: an instance of the next generation's policy,
      * created ahead (lars_module_prepare) so the switch cannot fail. */
@@ -104,19 +107,21 @@ void lars_route_table_foreach(struct lars_route_table *table,
                               void (*fn)(struct lars_module *module, void *arg), void *arg);
 
 /* Hot path: the module's node with this address, or NULL. */
-struct lars_node *lars_module_find_node(const struct lars_module *module, uint32_t ip,
-                                        uint16_t port);
+struct lars_node *lars_module_find_node(const struct lars_module *module,
+                                        const struct lars_node_addr *addr);
 
 /*
  * Applies a route answer: n == 0 makes the module ABSENT (every node and the
  * policy instance go); otherwise nodes not in hosts are removed, new ones
  * added (the policy is told of each, with its zeroed node_data_size block;
- * a node it refuses is dropped), survivors keep their state. The policy
+ * a node it refuses is dropped), survivors keep their state; a survivor
+ * whose weight, zone, tags or draining changed gets the new values, then
+ * node_updated(). The policy
  * instance is created from binding when the module becomes READY.
  * Returns 0 or a negative errno (the module is then left consistent but may
  * miss new nodes).
  */
-int lars_module_apply_route(struct lars_module *module, const struct lars_route_host *hosts,
+int lars_module_apply_route(struct lars_module *module, const struct lars_route_entry *entries,
                             size_t n, const struct lars_policy_binding *binding, uint64_t now_ms);
 
 /*

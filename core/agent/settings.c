@@ -84,6 +84,20 @@ static bool node_int(const struct lars_config_node *node, int64_t *out)
     return true;
 }
 
+static bool node_bool(const struct lars_config_node *node, bool *out)
+{
+    if (!node || config_setting_type(as_setting(node)) != CONFIG_TYPE_BOOL) {
+        return false;
+    }
+    *out = config_setting_get_bool(as_setting(node)) != 0;
+    return true;
+}
+
+static const char *node_name(const struct lars_config_node *node)
+{
+    return node ? config_setting_name(as_setting(node)) : NULL;
+}
+
 static const char *node_string(const struct lars_config_node *node)
 {
     if (!node || config_setting_type(as_setting(node)) != CONFIG_TYPE_STRING) {
@@ -116,6 +130,8 @@ static const struct lars_services base_services = {
     .config_file = node_file,
     .parse_address = lars_address_parse,
     .zone = "",
+    .config_bool = node_bool,
+    .config_name = node_name,
 };
 
 const struct lars_services *lars_services_get(void)

@@ -52,6 +52,7 @@
 
 #include "../common/log.h"
 #include "../common/text.h"
+#include "route_entry.h"
 
 #define MAX_REQUEST_HEAD 16384 /* request line and headers; more gets 431 */
 #define LISTEN_BACKLOG 128
@@ -198,6 +199,9 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
     metric(t, "lars_routes_ignored_total", "counter",
            "Routes (answers or pushes) for modules no worker asked for or still tracks: dropped.",
            snap->dns_ignored + c->routes_ignored);
+    metric(t, "lars_route_entries_refused_total", "counter",
+           "Nodes, zones and tags of delivered routes left out (unknown family, bad spelling).",
+           snap->dns_refused);
     metric(t, "lars_dns_forgets_total", "counter",
            "Modules the workers dropped and the dns transport was told to forget.",
            snap->dns_forgets);
@@ -275,6 +279,25 @@ static const char *state_name(enum lars_stats_module_state state)
     return "unknown";
 }
 
+/* One node of /routes: the original four members first (tools match on
+ * them), then what the route says about it. */
+static void render_route_node(struct lars_text *t, const struct lars_stats_node *node, bool first)
+{
+    struct lars_node_addr addr = {.family = node->family == AF_INET6 ? AF_INET6 : AF_INET,
+                                  .port = node->port,
+                                  .ip = node->ip};
+    memcpy(addr.ip6, node->ip6, sizeof(addr.ip6));
+    char text[LARS_NODE_ADDR_TEXT];
+    lars_text_printf(t, "%s{\"node\":\"%s\",\"state\":\"%s\",\"succ\":%u,\"err\":%u",
+                     first ? "" : ",", lars_node_addr_format(&addr, text, sizeof(text)),
+                     node->overloaded ? "overloaded" : "idle", node->succ, node->err);
+    lars_text_printf(t, ",\"weight\":%u,\"zone\":\"", node->weight);
+    json_string(t, node->zone);
+    lars_text_printf(t, "\",\"draining\":%s,\"tags\":\"", node->draining ? "true" : "false");
+    json_string(t, node->tags);
+    lars_text_printf(t, "\"}");
+}
+
 void lars_stats_render_routes(const struct lars_stats_snapshot *snap, struct lars_text *t)
 {
     lars_text_printf(t, "{\"generation\":%u,\"policy\":\"", snap->generation);
@@ -289,13 +312,7 @@ void lars_stats_render_routes(const struct lars_stats_snapshot *snap, struct lar
         lars_text_printf(t, "\",\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"nodes\":[", age,
                          m->pull_in_flight ? "true" : "false");
         for (size_t k = 0; k < m->n_nodes && m->first_node + k < snap->n_nodes; k++) {
-            const struct lars_stats_node *node = &snap->nodes[m->first_node + k];
-            lars_text_printf(t,
-                             "%s{\"node\":\"%u.%u.%u.%u:%u\",\"state\":\"%s\",\"succ\":%u,"
-                             "\"err\":%u}",
-                             k ? "," : "", node->ip >> 24, (node->ip >> 16) & 255u,
-                             (node->ip >> 8) & 255u, node->ip & 255u, node->port,
-                             node->overloaded ? "overloaded" : "idle", node->succ, node->err);
+            render_route_node(t, &snap->nodes[m->first_node + k], k == 0);
         }
         lars_text_printf(t, "]}");
     }

@@ -72,12 +72,22 @@ enum lars_stats_module_state {
     LARS_STATS_ABSENT,
 };
 
+/* Tags of a node as /routes shows them: joined with ',', cut at this many
+ * bytes (the whole list is in get_route answers). */
+#define LARS_STATS_TAGS_MAX 192
+
 struct lars_stats_node {
-    uint32_t ip; /* host byte order */
+    uint32_t ip; /* host byte order, IPv4 nodes */
     uint16_t port;
     bool overloaded;
     uint32_t succ; /* real counters of the current report interval */
     uint32_t err;
+    uint16_t family; /* 0 or AF_INET: IPv4; AF_INET6: ip6 */
+    uint8_t ip6[16];
+    uint32_t weight;
+    bool draining;
+    char zone[64];
+    char tags[LARS_STATS_TAGS_MAX]; /* "k=v,k2=v2" */
 };
 
 #define LARS_STATS_NAME_MAX 64
@@ -132,6 +142,7 @@ struct lars_stats_snapshot {
     uint64_t dns_wants;
     uint64_t dns_deliveries;
     uint64_t dns_ignored;
+    uint64_t dns_refused;
     uint64_t dns_forgets;
     uint64_t dns_transport[LARS_TRANSPORT_COUNTERS];
     uint64_t reporter_batches;

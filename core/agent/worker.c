@@ -335,13 +335,74 @@ static struct lars_module *module_for_request(struct lars_worker *w, int32_t mod
     return m;
 }
 
+/* HostInfo of node for a client with caps (DESIGN §3.1): without
+ * LARS_WIRE_CAP_IP6 exactly the original's ip and port; with it the
+ * extension fields too (tags only when with_tags: get_route). */
+static void host_info_of(const struct lars_node *node, uint32_t caps, bool with_tags,
+                         Lars__HostInfo *host)
+{
+    lars__host_info__init(host);
+    host->port = node->port;
+    if (!(caps & LARS_WIRE_CAP_IP6)) {
+        host->ip = lars_wire_ip_to_wire(node->ip);
+        return;
+    }
+    if (node->family == AF_INET6) {
+        host->ip6.data = (uint8_t *)(uintptr_t)node->ip6; /* only read by the encoder */
+        host->ip6.len = sizeof(node->ip6);
+    } else {
+        host->ip = lars_wire_ip_to_wire(node->ip);
+    }
+    host->weight = node->weight;
+    host->zone = (char *)(uintptr_t)node->zone;
+    host->draining = node->draining;
+    if (with_tags) {
+        host->tags = (char **)(uintptr_t)node->tags;
+        host->n_tags = node->n_tags;
+    }
+}
+
+/* How often an original client's get_host asks the policy again when it
+ * picked an IPv6 node (the client could not reach it). */
+#define IPV4_PICK_TRIES 16
+
+/*
+ * The policy's pick for a request. A client without LARS_WIRE_CAP_IP6 is
+ * never handed an IPv6 node: the policy is asked again (round-robin
+ * policies move on; a keyed pick that lands on an IPv6 node every time
+ * gives up after IPV4_PICK_TRIES) and, failing that, the module has no node
+ * for it: NOEXIST when it has no IPv4 node at all, OVERLOAD otherwise.
+ */
+static enum lars_retcode pick_for(struct lars_module *m, const Lars__GetHostRequest *req,
+                                  uint64_t now_ms, struct lars_node **node)
+{
+    const struct lars_policy_ops *ops = m->binding->ops;
+    enum lars_retcode rc = ops->pick(m->policy, req->key, now_ms, node);
+    if (rc != LARS_RET_SUCC || !*node || (req->caps & LARS_WIRE_CAP_IP6) ||
+        (*node)->family != AF_INET6) {
+        return rc;
+    }
+    if (m->n_ipv4 == 0) {
+        *node = NULL;
+        return LARS_RET_NOEXIST;
+    }
+    for (unsigned i = 1; i < IPV4_PICK_TRIES && rc == LARS_RET_SUCC && *node; i++) {
+        rc = ops->pick(m->policy, req->key, now_ms, node);
+        if (rc == LARS_RET_SUCC && *node && (*node)->family != AF_INET6) {
+            return rc;
+        }
+    }
+    *node = NULL;
+    return rc == LARS_RET_SUCC ? LARS_RET_OVERLOAD : rc;
+}
+
 static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *req,
                             const struct reply_to *to, uint64_t now_ms)
 {
     LARS_STAT_INC(w->stats.get_host);
 
     Lars__GetHostResponse rsp = LARS__GET_HOST_RESPONSE__INIT;
-    Lars__HostInfo host = LARS__HOST_INFO__INIT;
+    Lars__HostInfo host;
     rsp.seq = req->seq;
     rsp.modid = req->modid;
     rsp.cmdid = req->cmdid;
@@ -353,10 +414,9 @@ static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *r
         rsp.retcode = LARS_RET_NOEXIST;
     } else {
         struct lars_node *node = NULL;
-        enum lars_retcode rc = m->binding->ops->pick(m->policy, 0, now_ms, &node);
+        enum lars_retcode rc = pick_for(m, req, now_ms, &node);
         if (rc == LARS_RET_SUCC && node) {
-            host.ip = lars_wire_ip_to_wire(node->ip);
-            host.port = node->port;
+            host_info_of(node, req->caps, false, &host);
             rsp.host = &host;
             rsp.retcode = LARS_RET_SUCC;
         } else {
@@ -366,6 +426,9 @@ static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *r
     LARS_STAT_INC(w->stats.answers[rsp.retcode & 3]);
     uint8_t *buf = small_answer_buf(w, to);
     size_t len = lars_wire_fast_get_host_response(&rsp, buf, SMALL_ANSWER);
+    if (!len) { /* a zone longer than the fast encoder takes */
+        len = lars_wire_encode(LARS__MESSAGE_ID__ID_GetHostResponse, &rsp.base, buf, SMALL_ANSWER);
+    }
     if (len) {
         emit(w, to, buf, len);
     }
@@ -388,12 +451,17 @@ static void answer_get_route(struct lars_worker *w, const Lars__GetRouteRequest 
     if (n && (!hosts || !ptrs)) {
         n = 0;
     }
+    size_t listed = 0;
     for (size_t i = 0; i < n; i++) {
-        lars__host_info__init(&hosts[i]);
-        hosts[i].ip = lars_wire_ip_to_wire(m->nodes[i]->ip);
-        hosts[i].port = m->nodes[i]->port;
-        ptrs[i] = &hosts[i];
+        const struct lars_node *node = m->nodes[i];
+        if (node->family == AF_INET6 && !(req->caps & LARS_WIRE_CAP_IP6)) {
+            continue; /* an original client cannot reach it */
+        }
+        host_info_of(node, req->caps, true, &hosts[listed]);
+        ptrs[listed] = &hosts[listed];
+        listed++;
     }
+    n = listed;
     rsp.host = ptrs;
     rsp.n_host = n;
     size_t len;
@@ -436,9 +504,16 @@ static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, u
     struct lars_module *m = lars_route_table_find(&w->routes, req->modid, req->cmdid);
     struct lars_node *node = NULL;
     if (m && m->state == LARS_MODULE_READY && req->host && req->host->port >= 0 &&
-        req->host->port <= 65535) {
-        node = lars_module_find_node(m, lars_wire_ip_from_wire(req->host->ip),
-                                     (uint16_t)req->host->port);
+        req->host->port <= 65535 && (req->host->ip6.len == 0 || req->host->ip6.len == 16)) {
+        struct lars_node_addr addr = {.family = AF_INET,
+                                      .port = (uint16_t)req->host->port,
+                                      .ip = lars_wire_ip_from_wire(req->host->ip)};
+        if (req->host->ip6.len == 16) {
+            addr.family = AF_INET6;
+            addr.ip = 0;
+            memcpy(addr.ip6, req->host->ip6.data, sizeof(addr.ip6));
+        }
+        node = lars_module_find_node(m, &addr);
     }
     if (!node) {
         LARS_STAT_INC(w->stats.reports_unknown);
@@ -629,7 +704,7 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
         LARS_STAT_INC(w->stats.routes_ignored);
         return;
     }
-    int rc = lars_module_apply_route(m, msg->hosts, msg->n,
+    int rc = lars_module_apply_route(m, msg->entries, msg->n,
                                      policy_for(w->env, msg->modid, msg->cmdid), now_ms);
     lars_route_table_settle(&w->routes, m, now_ms);
     if (rc < 0) {
@@ -643,20 +718,29 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
 
 static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts)
 {
+    bool any_ip6 = m->n_ipv4 < m->n_nodes;
+    size_t ip6_size = any_ip6 ? m->n_nodes * sizeof(struct lars_ip6) : 0;
     struct lars_batch_msg *msg = (struct lars_batch_msg *)lars_msg_alloc(
-        LARS_MSG_BATCH, sizeof(*msg) + m->n_nodes * sizeof(msg->results[0]));
+        LARS_MSG_BATCH, sizeof(*msg) + m->n_nodes * sizeof(msg->results[0]) + ip6_size);
     if (!msg) {
         return;
     }
+    struct lars_ip6 *ip6 = any_ip6 ? (struct lars_ip6 *)(void *)(msg->results + m->n_nodes) : NULL;
     for (size_t i = 0; i < m->n_nodes; i++) {
         const struct lars_node *node = m->nodes[i];
         msg->results[i] = (struct lars_call_result){
-            .ip = node->ip,
+            .ip = node->family == AF_INET6 ? 0 : node->ip,
             .port = node->port,
             .succ = node->real_succ,
             .err = node->real_err,
             .overload = node->overloaded,
         };
+        if (ip6) {
+            memset(&ip6[i], 0, sizeof(ip6[i]));
+            if (node->family == AF_INET6) {
+                memcpy(ip6[i].addr, node->ip6, sizeof(ip6[i].addr));
+            }
+        }
     }
     msg->batch = (struct lars_report_batch){
         .modid = m->modid,
@@ -665,9 +749,24 @@ static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts
         .ts = ts,
         .n = m->n_nodes,
         .results = msg->results,
+        .ip6 = ip6,
     };
     LARS_STAT_INC(w->stats.batches);
     lars_queue_push(w->env->report_queue, &msg->base.item);
+}
+
+/* "k=v,k2=v2" into buf, cut at its size. */
+static void join_tags(const struct lars_node *node, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t t = 0; t < node->n_tags && used + 1 < len; t++) {
+        int n = snprintf(buf + used, len - used, "%s%s", t ? "," : "", node->tags[t]);
+        if (n < 0) {
+            break;
+        }
+        used += (size_t)n;
+    }
 }
 
 static void tick_module(struct lars_module *m, void *arg)
@@ -901,13 +1000,20 @@ static void snapshot_module(const struct lars_module *m, struct lars_stats_snaps
     }
     for (size_t i = 0; i < m->n_nodes; i++) {
         const struct lars_node *node = m->nodes[i];
-        snap->nodes[out->first_node + i] = (struct lars_stats_node){
+        struct lars_stats_node *row_node = &snap->nodes[out->first_node + i];
+        *row_node = (struct lars_stats_node){
             .ip = node->ip,
             .port = node->port,
             .overloaded = node->overloaded,
             .succ = node->real_succ,
             .err = node->real_err,
+            .family = node->family,
+            .weight = node->weight,
+            .draining = node->draining,
         };
+        memcpy(row_node->ip6, node->ip6, sizeof(row_node->ip6));
+        snprintf(row_node->zone, sizeof(row_node->zone), "%s", node->zone);
+        join_tags(node, row_node->tags, sizeof(row_node->tags));
     }
 }
 

@@ -225,6 +225,15 @@ struct lars_services {
      * (agent.zone), never NULL, "" when not configured. Compared with
      * lars_node.zone by zone-aware policies. Same lifetime as local_ip. */
     const char *zone;
+
+    /* Since 1.2 (LARS_HAS_MEMBER(svc, config_bool)): as config_int, for a
+     * boolean (true / false). */
+    bool (*config_bool)(const struct lars_config_node *node, bool *out);
+
+    /* Since 1.2 (LARS_HAS_MEMBER(svc, config_name)): the name of a group's
+     * member (walk a group with config_length / config_elem), NULL for an
+     * element of a list; lets a plugin refuse keys it does not know. */
+    const char *(*config_name)(const struct lars_config_node *node);
 };
 
 /* ------------------------------------------------------------------------

@@ -5,6 +5,11 @@
  *          routes = ( { modid = 1; cmdid = 1; hosts = ( "127.0.0.1:9001", "127.0.0.1:9002" ); } );
  * };
  *
+ * A host is "ip:port" / "[v6]:port", or a group saying more about the node
+ * (DESIGN §3.1; limits in node_meta.h):
+ *   { addr = "[::1]:9001"; weight = 200; zone = "az1"; tags = ( "canary=1" );
+ *     draining = false; }
+ *
  * want() answers at once from the table; a module not in it gets an empty
  * route, which the agent treats as "does not exist" (RET_NOEXIST), as with a
  * real dns service.
@@ -17,6 +22,8 @@
 
 #include <lars/plugin.h>
 
+#include "../../core/common/node_meta.h"
+
 struct static_conf {
     const struct lars_config_node *routes;
 };
@@ -26,7 +33,7 @@ struct static_route {
     int32_t cmdid;
     int line; /* in the config file, for messages */
     size_t n;
-    struct lars_route_host *hosts;
+    struct lars_route_node *nodes; /* zone and tag strings point into the config */
 };
 
 struct static_dns {
@@ -37,27 +44,124 @@ struct static_dns {
 
 static const struct lars_setting static_settings[] = {
     {"routes", LARS_SETTING_LIST, NULL, offsetof(struct static_conf, routes), 0, -1,
-     "( { modid = M; cmdid = C; hosts = ( \"ip:port\", ... ); }, ... )"},
+     "( { modid = M; cmdid = C; hosts = ( \"ip:port\" or \"[v6]:port\" or { addr = ...; "
+     "weight = W; zone = Z; tags = (\"k=v\"); draining = B; }, ... ); }, ... )"},
     LARS_SETTINGS_END,
 };
 
-/* Routes carry IPv4 nodes: numeric IPv4 only, through the core's parser
- * (struct lars_services, ABI 1.2). */
-static int parse_host(const struct lars_services *svc, const char *text,
-                      struct lars_route_host *out, char *why, size_t why_len)
+/* A numeric "ip:port" or "[v6]:port", through the core's parser (struct
+ * lars_services, ABI 1.2). */
+static int parse_addr(const struct lars_services *svc, const char *text,
+                      struct lars_route_node *out, char *why, size_t why_len)
 {
     struct lars_address a;
-    if (svc->size <= offsetof(struct lars_services, parse_address) || !svc->parse_address) {
-        snprintf(why, why_len, "this lars-agent has no address parser (ABI 1.2 needed)");
+    if (!LARS_HAS_MEMBER(svc, parse_address) || !LARS_HAS_MEMBER(svc, config_name)) {
+        snprintf(why, why_len, "this lars-agent is too old for dns_static (ABI 1.2 needed)");
         return -1;
     }
-    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a, why, why_len) < 0) {
+    if (!text) {
+        snprintf(why, why_len, "is neither \"ip:port\" nor a group { addr = \"ip:port\"; ... }");
         return -1;
     }
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a.sa;
-    out->ip = ntohl(in->sin_addr.s_addr);
-    out->port = ntohs(in->sin_port);
+    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC, &a, why, why_len) < 0) {
+        return -1;
+    }
+    if (a.sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)&a.sa;
+        out->family = AF_INET6;
+        memcpy(out->ip6, &in6->sin6_addr, sizeof(out->ip6));
+        out->port = ntohs(in6->sin6_port);
+    } else {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a.sa;
+        out->family = AF_INET;
+        out->ip = ntohl(in->sin_addr.s_addr);
+        out->port = ntohs(in->sin_port);
+    }
     return 0;
+}
+
+/* The tags list of a host group into out->tags (allocated). */
+static int parse_tags(const struct lars_services *svc, const struct lars_config_node *tags,
+                      struct lars_route_node *out, char *why, size_t why_len)
+{
+    unsigned n = svc->config_length(tags);
+    if (n > LARS_TAGS_PER_NODE) {
+        snprintf(why, why_len, "has %u tags (at most %d)", n, LARS_TAGS_PER_NODE);
+        return -1;
+    }
+    const char **list = n ? calloc(n, sizeof(*list)) : NULL;
+    if (n && !list) {
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+    out->tags = list;
+    for (unsigned t = 0; t < n; t++) {
+        const char *tag = svc->config_string(svc->config_elem(tags, t));
+        if (!lars_tag_valid(tag)) {
+            snprintf(why, why_len,
+                     "tag %u is not \"key=value\" (A-Z a-z 0-9 . _ : -, '/' in values, at most "
+                     "%d bytes)",
+                     t + 1, LARS_TAG_MAX);
+            return -1;
+        }
+        list[t] = tag;
+        out->n_tags = t + 1;
+    }
+    return 0;
+}
+
+/* A host group: { addr; weight; zone; tags; draining } (only addr needed). */
+static int parse_group(const struct lars_services *svc, const struct lars_config_node *group,
+                       struct lars_route_node *out, char *why, size_t why_len)
+{
+    for (unsigned k = 0; k < svc->config_length(group); k++) {
+        const char *name = svc->config_name(svc->config_elem(group, k));
+        static const char *const known[] = {"addr", "weight", "zone", "tags", "draining"};
+        bool ok = false;
+        for (size_t i = 0; name && i < sizeof(known) / sizeof(known[0]); i++) {
+            ok = ok || strcmp(name, known[i]) == 0;
+        }
+        if (!ok) {
+            snprintf(why, why_len, "has unknown key '%s' (addr, weight, zone, tags, draining)",
+                     name ? name : "?");
+            return -1;
+        }
+    }
+    if (parse_addr(svc, svc->config_string(svc->config_member(group, "addr")), out, why, why_len) <
+        0) {
+        return -1;
+    }
+    const struct lars_config_node *weight = svc->config_member(group, "weight");
+    int64_t w = LARS_WEIGHT_DEFAULT;
+    if (weight && (!svc->config_int(weight, &w) || w < 1 || w > LARS_WEIGHT_MAX)) {
+        snprintf(why, why_len, "weight is not 1..%u", LARS_WEIGHT_MAX);
+        return -1;
+    }
+    out->weight = (uint32_t)w;
+    const struct lars_config_node *zone = svc->config_member(group, "zone");
+    out->zone = zone ? svc->config_string(zone) : "";
+    if (!out->zone || !lars_zone_name_valid(out->zone)) {
+        snprintf(why, why_len, "zone is not a name of at most %d of A-Z a-z 0-9 . _ : -",
+                 LARS_ZONE_MAX);
+        return -1;
+    }
+    const struct lars_config_node *draining = svc->config_member(group, "draining");
+    if (draining && !svc->config_bool(draining, &out->draining)) {
+        snprintf(why, why_len, "draining is not true or false");
+        return -1;
+    }
+    const struct lars_config_node *tags = svc->config_member(group, "tags");
+    return tags ? parse_tags(svc, tags, out, why, why_len) : 0;
+}
+
+static int parse_host(const struct lars_services *svc, const struct lars_config_node *host,
+                      struct lars_route_node *out, char *why, size_t why_len)
+{
+    *out = (struct lars_route_node){.weight = LARS_WEIGHT_DEFAULT, .zone = ""};
+    if (svc->config_member(host, "addr") || svc->config_length(host) > 0) {
+        return parse_group(svc, host, out, why, why_len);
+    }
+    return parse_addr(svc, svc->config_string(host), out, why, why_len);
 }
 
 static int route_error(const struct lars_services *svc, const struct lars_config_node *at,
@@ -77,10 +181,18 @@ static int compare_routes(const void *a, const void *b)
     return x->cmdid < y->cmdid ? -1 : x->cmdid > y->cmdid;
 }
 
+static void free_route(struct static_route *route)
+{
+    for (size_t h = 0; route->nodes && h < route->n; h++) {
+        free((void *)(uintptr_t)route->nodes[h].tags);
+    }
+    free(route->nodes);
+}
+
 static void free_routes(struct static_dns *dns)
 {
     for (size_t i = 0; i < dns->n_routes; i++) {
-        free(dns->routes[i].hosts);
+        free_route(&dns->routes[i]);
     }
     free(dns->routes);
     dns->routes = NULL;
@@ -119,22 +231,18 @@ static int parse_routes(const struct static_conf *conf, const struct lars_servic
         route->modid = (int32_t)modid;
         route->cmdid = (int32_t)cmdid;
         route->line = svc->config_line(entry);
-        route->hosts = calloc(n, sizeof(*route->hosts));
-        if (!route->hosts) {
+        route->nodes = calloc(n, sizeof(*route->nodes));
+        out->n_routes = i + 1;
+        if (!route->nodes) {
             return -ENOMEM;
         }
         route->n = n;
-        out->n_routes = i + 1;
         for (unsigned h = 0; h < n; h++) {
-            const char *text = svc->config_string(svc->config_elem(hosts, h));
             char why[256] = "";
-            if (!text || parse_host(svc, text, &route->hosts[h], why, sizeof(why)) < 0) {
+            if (parse_host(svc, svc->config_elem(hosts, h), &route->nodes[h], why, sizeof(why)) <
+                0) {
                 char what[400];
-                if (text) {
-                    snprintf(what, sizeof(what), "host %s", why);
-                } else {
-                    snprintf(what, sizeof(what), "host (not a string) is not \"IPv4:port\"");
-                }
+                snprintf(what, sizeof(what), "host %u %s", h + 1, why);
                 return route_error(svc, svc->config_elem(hosts, h), err, err_len, what);
             }
         }
@@ -204,8 +312,10 @@ static void static_want(void *instance, int32_t modid, int32_t cmdid)
     const struct static_route *route = dns->n_routes ? bsearch(&key, dns->routes, dns->n_routes,
                                                                sizeof(*dns->routes), compare_routes)
                                                      : NULL;
+    /* parse_addr made sure the agent has ABI 1.2, so deliver_nodes. */
     if (route) {
-        dns->host->deliver(dns->host, modid, cmdid, route->hosts, route->n);
+        dns->host->deliver_nodes(dns->host, modid, cmdid, route->nodes, route->n,
+                                 sizeof(route->nodes[0]));
     } else {
         dns->host->deliver(dns->host, modid, cmdid, NULL, 0);
     }

@@ -700,6 +700,35 @@ int it_udp_send(int fd, const void *buf, size_t len)
     return send(fd, buf, len, 0) == (ssize_t)len ? 0 : -1;
 }
 
+int it_raw_exchange(int fd, uint32_t msgid, const struct ProtobufCMessage *req, uint32_t answer_id,
+                    uint8_t *buf, size_t cap, unsigned timeout_ms)
+{
+    uint8_t out[512];
+    size_t len = lars_wire_encode(msgid, req, out, sizeof(out));
+    if (!len || it_udp_send(fd, out, len) < 0) {
+        return -1;
+    }
+    uint64_t deadline = it_now_ms() + it_timeout(timeout_ms);
+    for (;;) {
+        uint64_t now = it_now_ms();
+        if (now >= deadline) {
+            return -1;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - now)) <= 0) {
+            continue;
+        }
+        ssize_t n = recv(fd, buf, cap, 0);
+        struct lars_frame frame;
+        if (n > 0 &&
+            lars_wire_parse_datagram(buf, (size_t)n, LARS_WIRE_MAX_UDP_BODY, &frame) ==
+                LARS_WIRE_OK &&
+            frame.msgid == answer_id) {
+            return (int)n;
+        }
+    }
+}
+
 int it_raw_get_host(int fd, uint32_t seq, int32_t modid, int32_t cmdid, unsigned timeout_ms,
                     int *retcode, int *port)
 {
@@ -858,7 +887,7 @@ char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
         close(fd);
         return NULL;
     }
-    size_t cap = 4u << 20;
+    size_t cap = 16u << 20; /* /routes of it_stalls: 20k modules, ~5 MB */
     size_t used = 0;
     char *buf = malloc(cap);
     uint64_t deadline = it_now_ms() + timeout_ms;

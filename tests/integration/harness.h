@@ -120,6 +120,12 @@ int it_udp_send(int fd, const void *buf, size_t len);
  * with *retcode and *port (0 when no host), or -1. */
 int it_raw_get_host(int fd, uint32_t seq, int32_t modid, int32_t cmdid, unsigned timeout_ms,
                     int *retcode, int *port);
+/* Sends req as a frame of msgid and waits up to timeout_ms for a datagram
+ * whose frame is answer_id (others are skipped). Returns the datagram's
+ * length (copied into buf, frame header included), or -1. */
+struct ProtobufCMessage;
+int it_raw_exchange(int fd, uint32_t msgid, const struct ProtobufCMessage *req, uint32_t answer_id,
+                    uint8_t *buf, size_t cap, unsigned timeout_ms);
 
 /* ---- other programs ---- */
 

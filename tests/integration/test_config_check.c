@@ -168,6 +168,41 @@ static void test_unknown_section(void **state)
 
 /* A bad host of dns_static: the message names the line of the entry holding
  * it and quotes the host. */
+/* Host groups: every field checked, named, with the entry's line. */
+static void test_bad_dns_static_group(void **state)
+{
+    (void)state;
+    const char *const ok_conf = variant(
+        13, "        { modid = 1; cmdid = 1; hosts = ( { addr = \"[::1]:9001\"; weight = 5; "
+            "zone = \"az1\"; tags = ( \"canary=1\" ); draining = true; } ); }");
+    assert_int_equal(it_agent_check(&agent, ok_conf), 0);
+    const char *const weight[] = {"host 1 weight is not 1..1000000", "line 13", NULL};
+    expect_error_at(variant(13,
+                            "        { modid = 1; cmdid = 1; hosts = ( { addr = \"127.0.0.1:1\"; "
+                            "weight = 0; } ); }"),
+                    10, weight);
+    const char *const key[] = {"host 1 has unknown key 'wieght'", NULL};
+    expect_error_at(variant(13,
+                            "        { modid = 1; cmdid = 1; hosts = ( { addr = \"127.0.0.1:1\"; "
+                            "wieght = 2; } ); }"),
+                    10, key);
+    const char *const tag[] = {"host 1 tag 2 is not \"key=value\"", NULL};
+    expect_error_at(variant(13,
+                            "        { modid = 1; cmdid = 1; hosts = ( { addr = \"127.0.0.1:1\"; "
+                            "tags = ( \"a=b\", \"no value\" ); } ); }"),
+                    10, tag);
+    const char *const zone[] = {"host 2 zone is not a name", NULL};
+    expect_error_at(variant(13,
+                            "        { modid = 1; cmdid = 1; hosts = ( \"127.0.0.1:2\", { addr = "
+                            "\"127.0.0.1:1\"; zone = \"a zone\"; } ); }"),
+                    10, zone);
+    const char *const drain[] = {"host 1 draining is not true or false", NULL};
+    expect_error_at(variant(13,
+                            "        { modid = 1; cmdid = 1; hosts = ( { addr = \"127.0.0.1:1\"; "
+                            "draining = 1; } ); }"),
+                    10, drain);
+}
+
 static void test_bad_dns_static_host(void **state)
 {
     (void)state;
@@ -311,6 +346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dns_static_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_dns_static_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dns_static_host_own_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_plugin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_file, setup, teardown),

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "route_entries.h"
 #include "route_table.h"
 #include "stub_policy.h"
 
@@ -157,14 +158,14 @@ static const struct lars_policy_binding b_fail = {
 static const struct lars_policy_binding b_refuse = {
     .ops = &fake_ops, .conf = &conf_refuse, .name = "refuse"};
 
-static struct lars_route_host host(uint32_t last)
+static struct lars_route_entry host(uint32_t last)
 {
-    return (struct lars_route_host){.ip = IP(last), .port = 80};
+    return entry_v4(IP(last), 80);
 }
 
-static struct lars_route_host host_port(uint32_t last, uint16_t port)
+static struct lars_route_entry host_port(uint32_t last, uint16_t port)
 {
-    return (struct lars_route_host){.ip = IP(last), .port = port};
+    return entry_v4(IP(last), port);
 }
 
 struct t {
@@ -222,7 +223,7 @@ static void expect_nodes(const struct lars_module *m, const uint32_t *want, size
     assert_int_equal(m->n_nodes, n);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(m->nodes[i]->ip, IP(want[i]));
-        assert_ptr_equal(lars_module_find_node(m, m->nodes[i]->ip, m->nodes[i]->port), m->nodes[i]);
+        assert_ptr_equal(find_v4(m, m->nodes[i]->ip, m->nodes[i]->port), m->nodes[i]);
     }
 }
 
@@ -236,7 +237,7 @@ static int mark(const struct lars_node *node)
 static void test_duplicates_added_once(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(3), host(1), host(3), host(2), host(1), host(3)};
+    struct lars_route_entry route[] = {host(3), host(1), host(3), host(2), host(1), host(3)};
     t->m->pull_in_flight = true;
     assert_int_equal(lars_module_apply_route(t->m, route, 6, &b1, 42), 0);
     assert_int_equal(t->m->state, LARS_MODULE_READY);
@@ -259,14 +260,14 @@ static void test_duplicates_added_once(void **state)
 static void test_new_nodes_in_answer_order(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host first[] = {host(5), host(1), host(3)};
+    struct lars_route_entry first[] = {host(5), host(1), host(3)};
     assert_int_equal(lars_module_apply_route(t->m, first, 3, &b1, 1), 0);
     const uint32_t added1[] = {5, 1, 3};
     expect_events('a', 0, added1, 3);
 
     size_t from = calls.n_events;
-    struct lars_route_host second[] = {host(4), host(1),          host(5),
-                                       host(2), host_port(1, 79), host(4)};
+    struct lars_route_entry second[] = {host(4), host(1),          host(5),
+                                        host(2), host_port(1, 79), host(4)};
     assert_int_equal(lars_module_apply_route(t->m, second, 6, &b1, 2), 0);
     const uint32_t added2[] = {4, 2, 1};
     expect_events('a', from, added2, 3);
@@ -286,10 +287,10 @@ static void test_new_nodes_in_answer_order(void **state)
 static void test_survivors_keep_state(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host first[] = {host(1), host(2), host(3)};
+    struct lars_route_entry first[] = {host(1), host(2), host(3)};
     assert_int_equal(lars_module_apply_route(t->m, first, 3, &b1, 1), 0);
-    struct lars_node *one = lars_module_find_node(t->m, IP(1), 80);
-    struct lars_node *three = lars_module_find_node(t->m, IP(3), 80);
+    struct lars_node *one = find_v4(t->m, IP(1), 80);
+    struct lars_node *three = find_v4(t->m, IP(3), 80);
     assert_non_null(one);
     assert_non_null(three);
     one->real_succ = 7;
@@ -300,21 +301,21 @@ static void test_survivors_keep_state(void **state)
     int mark_three = mark(three);
 
     size_t from = calls.n_events;
-    struct lars_route_host second[] = {host(3), host(4), host(1)};
+    struct lars_route_entry second[] = {host(3), host(4), host(1)};
     assert_int_equal(lars_module_apply_route(t->m, second, 3, &b1, 2), 0);
     const uint32_t added[] = {4};
     expect_events('a', from, added, 1);
     const uint32_t removed[] = {2};
     expect_events('r', from, removed, 1);
-    assert_ptr_equal(lars_module_find_node(t->m, IP(1), 80), one);
-    assert_ptr_equal(lars_module_find_node(t->m, IP(3), 80), three);
+    assert_ptr_equal(find_v4(t->m, IP(1), 80), one);
+    assert_ptr_equal(find_v4(t->m, IP(3), 80), three);
     assert_int_equal(one->real_succ, 7);
     assert_int_equal(one->real_err, 3);
     assert_true(one->overloaded);
     assert_int_equal(three->real_succ, 11);
     assert_int_equal(mark(one), mark_one);
     assert_int_equal(mark(three), mark_three);
-    assert_null(lars_module_find_node(t->m, IP(2), 80));
+    assert_null(find_v4(t->m, IP(2), 80));
     assert_int_equal(calls.last->nodes, 3);
 }
 
@@ -324,7 +325,7 @@ static void test_survivors_keep_state(void **state)
 static void test_empty_answer_absent(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1), host(2)};
+    struct lars_route_entry route[] = {host(1), host(2)};
     assert_int_equal(lars_module_apply_route(t->m, route, 2, &b1, 1), 0);
     size_t from = calls.n_events;
     t->m->pull_in_flight = true;
@@ -338,7 +339,7 @@ static void test_empty_answer_absent(void **state)
     const uint32_t removed[] = {1, 2};
     expect_events('r', from, removed, 2);
     assert_int_equal(calls.destroyed, 1);
-    assert_null(lars_module_find_node(t->m, IP(1), 80));
+    assert_null(find_v4(t->m, IP(1), 80));
 
     assert_int_equal(lars_module_apply_route(t->m, route, 0, &b1, 3), 0);
     assert_int_equal(t->m->empty_answers, 2);
@@ -357,19 +358,19 @@ static void test_empty_answer_absent(void **state)
 static void test_refused_not_kept(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1), host(2), host(3), host(2)};
+    struct lars_route_entry route[] = {host(1), host(2), host(3), host(2)};
     assert_int_equal(lars_module_apply_route(t->m, route, 4, &b_refuse, 1), -EINVAL);
     assert_int_equal(t->m->state, LARS_MODULE_READY);
     const uint32_t offered[] = {1, 2, 3};
     expect_events('a', 0, offered, 3);
     const uint32_t nodes[] = {1, 3};
     expect_nodes(t->m, nodes, 2);
-    assert_null(lars_module_find_node(t->m, IP(2), 80));
+    assert_null(find_v4(t->m, IP(2), 80));
 
     /* Offered again by the next answer, and refused again; it was never
      * the instance's, so no node_removed when it leaves or at the end. */
     size_t from = calls.n_events;
-    struct lars_route_host next[] = {host(2), host(3)};
+    struct lars_route_entry next[] = {host(2), host(3)};
     assert_int_equal(lars_module_apply_route(t->m, next, 2, &b_refuse, 2), -EINVAL);
     const uint32_t offered2[] = {2};
     expect_events('a', from, offered2, 1);
@@ -384,7 +385,7 @@ static void test_refused_not_kept(void **state)
 static void test_create_fails_on_first_route(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(t->m, route, 1, &b_fail, 1), -EIO);
     assert_int_equal(t->m->state, LARS_MODULE_PENDING);
     assert_null(t->m->policy);
@@ -416,7 +417,7 @@ static void test_prepare_without_instance(void **state)
 static void test_rebind_uses_prepared(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1), host(2)};
+    struct lars_route_entry route[] = {host(1), host(2)};
     assert_int_equal(lars_module_apply_route(t->m, route, 2, &b1, 1), 0);
     struct fake *old = calls.last;
     struct lars_node *one = t->m->nodes[0];
@@ -468,7 +469,7 @@ static void test_first_route_after_prepare(void **state)
 {
     struct t *t = *state;
     assert_int_equal(lars_module_prepare(t->m, &b2), 0);
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(t->m, route, 1, &b1, 1), 0);
     assert_int_equal(calls.last->tag, 1);
     assert_int_equal(lars_module_rebind(t->m, &b2, 2), 0);
@@ -485,7 +486,7 @@ static void test_first_route_after_prepare(void **state)
 static void test_rebind_other_binding(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(t->m, route, 1, &b1, 1), 0);
     assert_int_equal(lars_module_prepare(t->m, &b2), 0);
     assert_int_equal(lars_module_rebind(t->m, &b3, 2), 0);
@@ -502,7 +503,7 @@ static void test_rebind_create_fails(void **state)
 {
     struct t *t = *state;
     assert_int_equal(lars_module_prepare(t->m, &b_fail), 0); /* no instance yet */
-    struct lars_route_host route[] = {host(1), host(2)};
+    struct lars_route_entry route[] = {host(1), host(2)};
     assert_int_equal(lars_module_apply_route(t->m, route, 2, &b1, 1), 0);
     size_t from = calls.n_events;
     assert_int_equal(lars_module_rebind(t->m, &b_fail, 2), -EIO);
@@ -515,7 +516,7 @@ static void test_rebind_create_fails(void **state)
     assert_int_equal(calls.destroyed, 1);
     const uint32_t removed[] = {1, 2};
     expect_events('r', from, removed, 2);
-    assert_null(lars_module_find_node(t->m, IP(1), 80));
+    assert_null(find_v4(t->m, IP(1), 80));
 
     /* The next route creates from the binding it names. */
     assert_int_equal(lars_module_apply_route(t->m, route, 2, &b2, 3), 0);
@@ -526,7 +527,7 @@ static void test_rebind_create_fails(void **state)
 static void test_prepare_fails(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(t->m, route, 1, &b1, 1), 0);
     void *policy = t->m->policy;
     assert_int_equal(lars_module_prepare(t->m, &b_fail), -EIO);
@@ -542,7 +543,7 @@ static void test_prepare_fails(void **state)
 static void test_discard_frees_prepared(void **state)
 {
     struct t *t = *state;
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(t->m, route, 1, &b1, 1), 0);
     void *policy = t->m->policy;
     size_t from = calls.n_events;
@@ -617,7 +618,7 @@ static void test_cold_list(void **state)
     assert_int_equal(a->used_ms, 41);
 
     /* READY: off the list, and requests no longer move it. */
-    struct lars_route_host route[] = {host(1)};
+    struct lars_route_entry route[] = {host(1)};
     assert_int_equal(lars_module_apply_route(c, route, 1, &b1, 50), 0);
     lars_route_table_settle(&table, c, 50);
     assert_false(c->cold);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "route_entries.h"
 #include "route_table.h"
 #include "stub_policy.h"
 
@@ -117,9 +118,9 @@ static const struct lars_policy_ops ops_1_1 = {
 
 static const int legacy_conf = 1;
 
-static struct lars_route_host host(uint32_t last)
+static struct lars_route_entry host(uint32_t last)
 {
-    return (struct lars_route_host){.ip = 0x0a000000u | last, .port = 80};
+    return entry_v4(0x0a000000u | last, 80);
 }
 
 static void run(const struct lars_policy_binding *first, const struct lars_policy_binding *second)
@@ -129,16 +130,16 @@ static void run(const struct lars_policy_binding *first, const struct lars_polic
     struct lars_module *m = lars_route_table_add(&table, 1, 1, 0);
     assert_non_null(m);
 
-    struct lars_route_host route[] = {host(1), host(0xff), host(2), host(3)};
+    struct lars_route_entry route[] = {host(1), host(0xff), host(2), host(3)};
     /* The refused node makes the answer return its error, the rest is in. */
     assert_int_equal(lars_module_apply_route(m, route, 4, first, 0), -EINVAL);
     struct fake *f = current;
     assert_int_equal(m->n_nodes, 3);
     assert_int_equal(f->added, 3);
-    assert_null(lars_module_find_node(m, REFUSED_IP, 80));
+    assert_null(find_v4(m, REFUSED_IP, 80));
 
     /* Node 2 leaves, the refused one is offered again (and refused). */
-    struct lars_route_host route2[] = {host(1), host(3), host(0xff)};
+    struct lars_route_entry route2[] = {host(1), host(3), host(0xff)};
     assert_int_equal(lars_module_apply_route(m, route2, 3, first, 1), -EINVAL);
     assert_int_equal(f->removed, 1);
     assert_int_equal(m->n_nodes, 2);
@@ -180,7 +181,7 @@ static void test_refused_on_handover(void **state)
     struct lars_route_table table;
     assert_int_equal(lars_route_table_init(&table), 0);
     struct lars_module *m = lars_route_table_add(&table, 1, 1, 0);
-    struct lars_route_host route[] = {host(1), host(2)};
+    struct lars_route_entry route[] = {host(1), host(2)};
     assert_int_equal(lars_module_apply_route(m, route, 2, &b, 0), 0);
     /* The next instance refuses 10.0.0.2: make it look like REFUSED_IP to
      * it by renaming the node (the core keys nodes by address; keep the
@@ -189,7 +190,7 @@ static void test_refused_on_handover(void **state)
     struct lars_policy_binding b2 = {.ops = &ops_1_2, .name = "fake2"};
     assert_int_equal(lars_module_rebind(m, &b2, 1), -EINVAL);
     assert_int_equal(m->n_nodes, 1);
-    assert_null(lars_module_find_node(m, REFUSED_IP, 80));
+    assert_null(find_v4(m, REFUSED_IP, 80));
     assert_int_equal(current->added, 1);
     lars_route_table_destroy(&table); /* fake_destroy: added == removed */
 }

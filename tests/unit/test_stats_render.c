@@ -12,8 +12,10 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "stats_http.h"
 #include "stats_snapshot.h"
@@ -51,9 +53,18 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
     struct lars_stats_module *row = lars_stats_snapshot_add(snap, &a, 2);
     if (row && view == LARS_STATS_ROUTES) {
         snap->nodes[row->first_node] = (struct lars_stats_node){
-            .ip = 0x0a000001, .port = 80, .overloaded = true, .succ = 3, .err = 1};
-        snap->nodes[row->first_node + 1] =
-            (struct lars_stats_node){.ip = 0xc0a80102, .port = 8080, .succ = 0, .err = 0};
+            .ip = 0x0a000001, .port = 80, .overloaded = true, .succ = 3, .err = 1, .weight = 100};
+        /* An IPv6 node with everything a route may say about it. */
+        struct lars_stats_node *v6 = &snap->nodes[row->first_node + 1];
+        *v6 = (struct lars_stats_node){
+            .port = 8080, .family = AF_INET6, .weight = 250, .draining = true};
+        v6->ip6[0] = 0x20;
+        v6->ip6[1] = 0x01;
+        v6->ip6[2] = 0x0d;
+        v6->ip6[3] = 0xb8;
+        v6->ip6[15] = 2;
+        snprintf(v6->zone, sizeof(v6->zone), "az1");
+        snprintf(v6->tags, sizeof(v6->tags), "canary=1,rack=r7");
     }
     struct lars_stats_module b = {.modid = 7,
                                   .cmdid = 8,
@@ -81,8 +92,10 @@ static void test_routes_json(void **state)
         "{\"modid\":1,\"cmdid\":-2,\"state\":\"ready\",\"policy\":\"lb_lars\",\"route_age_s\":1."
         "500,"
         "\"pull_in_flight\":false,\"nodes\":["
-        "{\"node\":\"10.0.0.1:80\",\"state\":\"overloaded\",\"succ\":3,\"err\":1},"
-        "{\"node\":\"192.168.1.2:8080\",\"state\":\"idle\",\"succ\":0,\"err\":0}]},\n"
+        "{\"node\":\"10.0.0.1:80\",\"state\":\"overloaded\",\"succ\":3,\"err\":1,"
+        "\"weight\":100,\"zone\":\"\",\"draining\":false,\"tags\":\"\"},"
+        "{\"node\":\"[2001:db8::2]:8080\",\"state\":\"idle\",\"succ\":0,\"err\":0,"
+        "\"weight\":250,\"zone\":\"az1\",\"draining\":true,\"tags\":\"canary=1,rack=r7\"}]},\n"
         "{\"modid\":7,\"cmdid\":8,\"state\":\"pending\",\"policy\":\"\",\"route_age_s\":-1.000,"
         "\"pull_in_flight\":true,\"nodes\":[]}\n"
         "],\"omitted\":1}\n");
@@ -170,7 +183,7 @@ static void test_metrics_text(void **state)
         n_helps++;
     }
     assert_int_equal(n_types, n_helps);
-    assert_int_equal(n_types, 37); /* as many families as before the snapshot */
+    assert_int_equal(n_types, 38); /* before the snapshot 37, + lars_route_entries_refused */
     free(types);
     free(helps);
     lars_text_free(&t);
