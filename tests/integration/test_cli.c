@@ -213,6 +213,80 @@ static void test_cli_against_agent(void **state)
     assert_int_equal(LARS("frobnicate"), 2);
 }
 
+/* What a route says about its nodes (dns_static host groups), IPv6 nodes
+ * in every command. */
+static const char *const CONF_META =
+    "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50; };\n"
+    "policy: { plugin = \"lb_lars\"; update_timeout = 60; overload_timeout = 60; };\n"
+    "dns: { plugin = \"dns_static\"; routes = (\n"
+    "  { modid = 6; cmdid = 1; hosts = (\n"
+    "      \"127.0.0.1:9601\",\n"
+    "      { addr = \"[::1]:9602\"; zone = \"az1\"; weight = 200; draining = true;\n"
+    "        tags = ( \"canary=1\", \"rack=r7\" ); },\n"
+    "      { addr = \"127.0.0.1:9603\"; zone = \"az2\"; weight = 50; } ); },\n"
+    "  { modid = 7; cmdid = 1; hosts = ( { addr = \"[::1]:9701\"; zone = \"az3\"; weight = 300; } "
+    "); "
+    "},\n"
+    "  { modid = 8; cmdid = 1; hosts = ( \"[::1]:9801\", \"[::1]:9802\" ); }\n"
+    "); };\n"
+    "reporter: { plugin = \"report_log\"; report_interval = 60; path = \"@DIR@/stats.log\"; };\n";
+
+/* Runs `lars get-route MODID 1` until the module has its route. */
+static void wait_route_cli(const char *modid)
+{
+    int code = -1;
+    for (int i = 0; i < 40 && code != 0; i++) {
+        code = LARS("get-route", modid, "1");
+        if (code != 0) {
+            it_sleep_ms(50);
+        }
+    }
+    assert_int_equal(code, 0);
+}
+
+static void test_cli_route_metadata(void **state)
+{
+    (void)state;
+    assert_int_equal(it_agent_init(&agent, 3), 0); /* lars's default -w */
+    assert_int_equal(it_agent_start(&agent, CONF_META), 0);
+    snprintf(port_arg, sizeof(port_arg), "%u", (unsigned)agent.base_port);
+
+    wait_route_cli("6");
+    assert_int_equal(it_count_lines(out, " draining="), 3);
+    assert_non_null(strstr(out, "127.0.0.1:9601 weight=100 zone=- tags=- draining=no\n"));
+    assert_non_null(
+        strstr(out, "[::1]:9602 weight=200 zone=az1 tags=canary=1,rack=r7 draining=yes\n"));
+    assert_non_null(strstr(out, "127.0.0.1:9603 weight=50 zone=az2 tags=- draining=no\n"));
+
+    /* get-host: weight and zone follow the address when not the defaults. */
+    wait_route_cli("7");
+    assert_int_equal(LARS("get-host", "7", "1"), 0);
+    assert_string_equal(out, "[::1]:9701 weight=300 zone=az3\n");
+    assert_int_equal(LARS("get-host", "7", "1", "--key", "12345"), 0);
+    assert_string_equal(out, "[::1]:9701 weight=300 zone=az3\n");
+
+    /* 15 failures of [::1]:9801 in both spellings overload it (exactly
+     * contin_err_limit: each report must count). */
+    wait_route_cli("8");
+    for (int i = 0; i < 15; i++) {
+        if (i % 2) {
+            assert_int_equal(LARS("report", "8", "1", "[::1]:9801", "1"), 0);
+        } else {
+            assert_int_equal(LARS("report", "8", "1", "::1", "9801", "1"), 0);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(LARS("get-host", "8", "1"), 0);
+        assert_string_equal(out, "[::1]:9802\n");
+    }
+    assert_int_equal(LARS("simulate", "8", "1", "--count", "4", "--err-rate", "0"), 0);
+    unsigned long s = 0;
+    unsigned long e = 99;
+    assert_int_equal(table_row(out, "[::1]:9802", &s, &e), 0);
+    assert_int_equal(s, 4);
+    assert_int_equal(e, 0);
+}
+
 /* Nothing on the port: refused at once (ICMP on loopback), with a message
  * naming the address. A socket that never answers: the timeout message,
  * after about -t milliseconds. Both exit 1. */
@@ -258,6 +332,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_cli_against_agent, teardown),
+        cmocka_unit_test_teardown(test_cli_route_metadata, teardown),
         cmocka_unit_test_teardown(test_cli_without_agent, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
