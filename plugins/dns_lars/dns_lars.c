@@ -86,7 +86,7 @@ struct dns_lars {
     struct event *request_timer;
     uint64_t last_rx_ms; /* last valid frame, or the connection's start */
 
-    struct lars_route_host *scratch;
+    struct lars_route_node *scratch;
     size_t scratch_cap;
 
     struct lars_link_limiter bad_log;
@@ -251,6 +251,9 @@ static void send_request(struct dns_lars *dns, struct bufferevent *bev, struct m
     Lars__GetRouteRequest req = LARS__GET_ROUTE_REQUEST__INIT;
     req.modid = m->modid;
     req.cmdid = m->cmdid;
+    /* lars-dns then sends IPv6 nodes and what it knows about each node; the
+     * original lars_dns ignores the field. */
+    req.caps = LARS_WIRE_CAP_IP6;
     uint8_t buf[64];
     size_t len =
         lars_wire_encode(LARS__MESSAGE_ID__ID_GetRouteRequest, &req.base, buf, sizeof(buf));
@@ -345,10 +348,10 @@ static void bad_frame(struct dns_lars *dns, const char *what)
     lars_link_drop(dns->link, true);
 }
 
-static struct lars_route_host *scratch_hosts(struct dns_lars *dns, size_t n)
+static struct lars_route_node *scratch_nodes(struct dns_lars *dns, size_t n)
 {
     if (n > dns->scratch_cap) {
-        struct lars_route_host *grown = realloc(dns->scratch, n * sizeof(*grown));
+        struct lars_route_node *grown = realloc(dns->scratch, n * sizeof(*grown));
         if (!grown) {
             return NULL;
         }
@@ -366,8 +369,8 @@ static int handle_route(struct dns_lars *dns, const struct lars_frame *frame)
     if (!rsp) {
         return -1;
     }
-    struct lars_route_host *hosts = scratch_hosts(dns, rsp->n_host);
-    if (rsp->n_host && !hosts) {
+    struct lars_route_node *nodes = scratch_nodes(dns, rsp->n_host);
+    if (rsp->n_host && !nodes) {
         dns->svc->log(LARS_LOG_ERROR, PLUGIN,
                       "out of memory for the %zu hosts of module %d/%d (asked again later)",
                       rsp->n_host, rsp->modid, rsp->cmdid);
@@ -377,19 +380,35 @@ static int handle_route(struct dns_lars *dns, const struct lars_frame *frame)
     size_t n = 0;
     for (size_t i = 0; i < rsp->n_host; i++) {
         const Lars__HostInfo *h = rsp->host[i];
-        if (!h || h->port < 1 || h->port > 65535) {
+        if (!h || h->port < 1 || h->port > 65535 || (h->ip6.len != 0 && h->ip6.len != 16)) {
             dns->stats.bad_hosts++;
             continue;
         }
-        hosts[n].ip = lars_wire_ip_from_wire(h->ip);
-        hosts[n].port = (uint16_t)h->port;
+        /* Strings point into rsp, freed after deliver_nodes() copied them;
+         * the core checks zone and tags (node_meta.h). */
+        nodes[n] = (struct lars_route_node){
+            .port = (uint16_t)h->port,
+            .weight = h->weight,
+            .draining = h->draining,
+            .zone = h->zone,
+            .tags = (const char *const *)h->tags,
+            .n_tags = (uint32_t)h->n_tags,
+        };
+        if (h->ip6.len == 16) {
+            nodes[n].family = AF_INET6;
+            memcpy(nodes[n].ip6, h->ip6.data, 16);
+        } else {
+            nodes[n].family = AF_INET;
+            nodes[n].ip = lars_wire_ip_from_wire(h->ip);
+        }
         n++;
     }
     if (n < rsp->n_host) {
         char held[LARS_LINK_HELD_LEN];
         if (lars_link_limit(&dns->unexpected_log, dns->svc->now_ms(), BAD_LOG_MS, held)) {
             dns->svc->log(LARS_LOG_WARN, PLUGIN,
-                          "module %d/%d from %s: %zu hosts without a valid port skipped%s",
+                          "module %d/%d from %s: %zu hosts without a valid port or address "
+                          "skipped%s",
                           rsp->modid, rsp->cmdid, lars_link_server(dns->link), rsp->n_host - n,
                           held);
         }
@@ -404,13 +423,14 @@ static int handle_route(struct dns_lars *dns, const struct lars_frame *frame)
         /* A push for a module we do not remember: e.g. one the server said
          * was absent, which the agent still wants, since added. Remember it
          * so a reconnect subscribes it again. When no worker wants it, the
-         * core calls forget() from deliver() below: a server pushing
+         * core calls forget() from deliver_nodes() below: a server pushing
          * thousands of modules cannot grow this table. */
         module_add(dns, rsp->modid, rsp->cmdid);
     }
     dns->stats.routes++;
-    /* Last use of m: deliver() may forget (free) it. */
-    dns->host->deliver(dns->host, rsp->modid, rsp->cmdid, n ? hosts : NULL, n);
+    /* Last use of m: deliver_nodes() may forget (free) it. */
+    dns->host->deliver_nodes(dns->host, rsp->modid, rsp->cmdid, n ? nodes : NULL, n,
+                             sizeof(struct lars_route_node));
     protobuf_c_message_free_unpacked(&rsp->base, NULL);
     return 0;
 }

@@ -41,9 +41,10 @@
 /* Frames are moved into the connection's output while it holds less than
  * this; the link calls back when it has drained to a quarter of it. */
 #define OUTPUT_HIGH ((size_t)256 * 1024)
-/* Results per frame: each HostCallResult packs to at most 32 bytes, so
- * this keeps a body within the original reporter's 65527-byte limit. */
-#define RESULTS_PER_FRAME 2000u
+/* Results per frame: each HostCallResult packs to at most 50 bytes (32,
+ * and 18 of ip6 for an IPv6 node), so this keeps a body within the original
+ * reporter's 65527-byte limit. */
+#define RESULTS_PER_FRAME 1200u
 
 struct report_conf {
     const struct lars_config_node *servers;
@@ -312,6 +313,10 @@ static int queue_frame(struct report_lars *r, const struct lars_report_batch *ba
         items[i].succ = res->succ;
         items[i].err = res->err;
         items[i].overload = res->overload;
+        if (batch->ip6 && res->ip == 0) {
+            items[i].ip6.data = (uint8_t *)(uintptr_t)batch->ip6[first + i].addr;
+            items[i].ip6.len = sizeof(batch->ip6[0].addr);
+        }
         ptrs[i] = &items[i];
     }
     req.n_results = count;
@@ -381,9 +386,11 @@ static void hand_frame_over(struct report_lars *r, const struct frame *f,
     if (!req) {
         return; /* we encoded it: cannot happen short of memory */
     }
-    struct lars_call_result *results =
-        calloc(req->n_results ? req->n_results : 1, sizeof(*results));
-    if (results) {
+    size_t n = req->n_results ? req->n_results : 1;
+    struct lars_call_result *results = calloc(n, sizeof(*results));
+    struct lars_ip6 *ip6 = calloc(n, sizeof(*ip6));
+    bool any_ip6 = false;
+    if (results && ip6) {
         for (size_t i = 0; i < req->n_results; i++) {
             const Lars__HostCallResult *res = req->results[i];
             results[i] = (struct lars_call_result){
@@ -393,6 +400,10 @@ static void hand_frame_over(struct report_lars *r, const struct frame *f,
                 .err = res->err,
                 .overload = res->overload,
             };
+            if (res->ip6.len == sizeof(ip6[i].addr)) {
+                memcpy(ip6[i].addr, res->ip6.data, sizeof(ip6[i].addr));
+                any_ip6 = true;
+            }
         }
         struct lars_report_batch batch = {
             .modid = req->modid,
@@ -401,11 +412,13 @@ static void hand_frame_over(struct report_lars *r, const struct frame *f,
             .ts = req->ts,
             .n = req->n_results,
             .results = results,
+            .ip6 = any_ip6 ? ip6 : NULL,
         };
         resubmit(ctx, &batch);
         r->stats.handed_over++;
     }
     free(results);
+    free(ip6);
     lars__report_status_request__free_unpacked(req, NULL);
 }
 
