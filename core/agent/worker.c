@@ -1012,8 +1012,12 @@ static void snapshot_module(const struct lars_module *m, struct lars_stats_snaps
             .draining = node->draining,
         };
         memcpy(row_node->ip6, node->ip6, sizeof(row_node->ip6));
-        snprintf(row_node->zone, sizeof(row_node->zone), "%s", node->zone);
-        join_tags(node, row_node->tags, sizeof(row_node->tags));
+        if (node->zone[0]) { /* most nodes have none: keep the slice cheap */
+            snprintf(row_node->zone, sizeof(row_node->zone), "%s", node->zone);
+        }
+        if (node->n_tags) {
+            join_tags(node, row_node->tags, sizeof(row_node->tags));
+        }
     }
 }
 

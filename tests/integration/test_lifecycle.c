@@ -153,6 +153,16 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
     assert_int_equal(it_agent_stop(&agent, SIGTERM, it_timeout(5000)), 0);
 }
 
+#define SERVICES_CONF                                                                              \
+    "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50;\n"                        \
+    "         local_ip = \"%s\"; zone = \"%s\"; };\n"                                              \
+    "policy: { plugin = \"" CREATE_FAIL "\"; fail_modid = %d; };\n"                                \
+    "dns: { plugin = \"dns_static\"; routes = (\n"                                                 \
+    "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); },\n"                               \
+    "  { modid = 4; cmdid = 1; hosts = ( \"127.0.0.1:9301\" ); }\n"                                \
+    "); };\n"                                                                                      \
+    "reporter: { plugin = \"report_log\"; path = \"@DIR@/stats.log\"; };\n"
+
 /* The services table belongs to the generation: a refused reload that
  * changed local_ip and zone hands nothing of them to the instances the
  * serving generation creates afterwards (before: built tables were
@@ -161,17 +171,8 @@ static void test_reload_with_failing_create_is_refused_whole(void **state)
 static void test_refused_reload_publishes_no_services(void **state)
 {
     (void)state;
-    static const char *const conf_text =
-        "agent: { udp_base_port = @PORT@; workers = @WORKERS@; tick_ms = 50;\n"
-        "         local_ip = \"%s\"; zone = \"%s\"; };\n"
-        "policy: { plugin = \"" CREATE_FAIL "\"; fail_modid = %d; };\n"
-        "dns: { plugin = \"dns_static\"; routes = (\n"
-        "  { modid = 2; cmdid = 1; hosts = ( \"127.0.0.1:9101\" ); },\n"
-        "  { modid = 4; cmdid = 1; hosts = ( \"127.0.0.1:9301\" ); }\n"
-        "); };\n"
-        "reporter: { plugin = \"report_log\"; path = \"@DIR@/stats.log\"; };\n";
     char conf[2048];
-    snprintf(conf, sizeof(conf), conf_text, "10.1.1.1", "az1", -1);
+    snprintf(conf, sizeof(conf), SERVICES_CONF, "10.1.1.1", "az1", -1);
     assert_int_equal(it_agent_init(&agent, 2), 0);
     assert_int_equal(it_agent_start(&agent, conf), 0);
     struct lars_client *c = it_client(&agent, 0, 1000);
@@ -180,7 +181,7 @@ static void test_refused_reload_publishes_no_services(void **state)
     /* 167837953 = 10.1.1.1 */
     assert_true(it_agent_wait_log(&agent, "create 2/1: local_ip 167837953 zone 'az1'", 2000));
 
-    snprintf(conf, sizeof(conf), conf_text, "10.2.2.2", "az2", 2);
+    snprintf(conf, sizeof(conf), SERVICES_CONF, "10.2.2.2", "az2", 2);
     assert_int_equal(it_agent_write_file(&agent, "agent.conf", conf, NULL), 0);
     assert_reload("reload refused", 1);
     assert_int_equal(it_wait_route(c, 4, 1, 1, 2000), LARS_OK);
