@@ -9,13 +9,14 @@
  * route, which the agent treats as "does not exist" (RET_NOEXIST), as with a
  * real dns service.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <lars/plugin.h>
+
+#include "plugin_address.h"
 
 struct static_conf {
     const struct lars_config_node *routes;
@@ -40,25 +41,6 @@ static const struct lars_setting static_settings[] = {
      "( { modid = M; cmdid = C; hosts = ( \"ip:port\", ... ); }, ... )"},
     LARS_SETTINGS_END,
 };
-
-/* Routes carry IPv4 nodes: numeric IPv4 only, through the core's parser
- * (struct lars_services, ABI 1.2). */
-static int parse_host(const struct lars_services *svc, const char *text,
-                      struct lars_route_host *out, char *why, size_t why_len)
-{
-    struct lars_address a;
-    if (svc->size <= offsetof(struct lars_services, parse_address) || !svc->parse_address) {
-        snprintf(why, why_len, "this lars-agent has no address parser (ABI 1.2 needed)");
-        return -1;
-    }
-    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a, why, why_len) < 0) {
-        return -1;
-    }
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a.sa;
-    out->ip = ntohl(in->sin_addr.s_addr);
-    out->port = ntohs(in->sin_port);
-    return 0;
-}
 
 static int route_error(const struct lars_services *svc, const struct lars_config_node *at,
                        char *err, size_t err_len, const char *what)
@@ -128,7 +110,9 @@ static int parse_routes(const struct static_conf *conf, const struct lars_servic
         for (unsigned h = 0; h < n; h++) {
             const char *text = svc->config_string(svc->config_elem(hosts, h));
             char why[256] = "";
-            if (!text || parse_host(svc, text, &route->hosts[h], why, sizeof(why)) < 0) {
+            /* Routes carry IPv4 nodes: numeric IPv4 only. */
+            if (!text || lars_plugin_parse_ipv4(svc, text, &route->hosts[h].ip,
+                                                &route->hosts[h].port, why, sizeof(why)) < 0) {
                 char what[400];
                 if (text) {
                     snprintf(what, sizeof(what), "host %s", why);

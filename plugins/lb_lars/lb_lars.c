@@ -419,15 +419,8 @@ static const struct lars_policy_ops lb_ops = {
     .node_data_size = sizeof(struct lb_node),
 };
 
-/* Declared first so -Wmissing-variable-declarations (clang) sees that the
- * one non-static object is meant to be exported. */
-LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
-
-LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
-    .abi_major = LARS_PLUGIN_ABI_MAJOR,
-    .abi_minor = LARS_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct lars_plugin),
-    .kind = LARS_PLUGIN_POLICY,
+LARS_POLICY_DESCRIPTOR = {
+    LARS_POLICY_DESCRIPTOR_HEAD,
     .name = "lb_lars",
     .version = "1.0",
     .description = "the original Lars policy: round robin over idle nodes, "

@@ -34,7 +34,6 @@
  *
  * Time: only the now_ms arguments (tests inject time); settings in seconds.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,6 +44,7 @@
 
 #include <lars/plugin.h>
 
+#include "plugin_address.h"
 #include "policy_util.h"
 
 #define WRR_MAX_WEIGHT 1000000
@@ -71,49 +71,29 @@ struct wrr_module;
 
 /* One node's state, hung on lars_node.policy_data. */
 struct wrr_node {
-    struct lars_node *node;
-    size_t idx; /* position in the module's nodes */
+    struct lars_policy_node base; /* first: node, index, failure state */
     int64_t weight;
     int64_t current; /* smooth WRR current weight */
-    int64_t contin_err;
-    uint64_t down_ts; /* ms, when the node was taken out */
-    bool down;        /* mirrors node->overloaded */
 };
 
 /* One module (one instance). */
 struct wrr_module {
     int64_t default_weight;
-    int64_t fail_limit;
     int64_t probe_num;
-    uint64_t fail_timeout_ms;
+    struct lars_policy_fail_rule rule;
     struct wrr_weight *weights; /* sorted by (ip, port) */
     size_t n_weights;
-    struct wrr_node **nodes;
-    size_t n;
-    size_t cap;
+    struct lars_policy_nodes nodes;   /* of struct wrr_node */
     struct lars_policy_probe probe;   /* while every node is out */
     struct lars_policy_window window; /* of the real counters */
 };
 
-/* ---- the weights table ---- */
-
-/* "IPv4:port" through the core's address parser (the one every config
- * address goes through); -1 when it is not one. */
-static int parse_addr(const struct lars_services *svc, const char *text, uint32_t *ip,
-                      uint16_t *port)
+static struct wrr_node *wrr_at(const struct wrr_module *m, size_t i)
 {
-    struct lars_address addr;
-    char why[256];
-    if (!text || !LARS_HAS_MEMBER(svc, parse_address) ||
-        svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &addr, why,
-                           sizeof(why)) < 0) {
-        return -1;
-    }
-    const struct sockaddr_in *in = (const struct sockaddr_in *)&addr.sa;
-    *ip = ntohl(in->sin_addr.s_addr);
-    *port = ntohs(in->sin_port);
-    return 0;
+    return (struct wrr_node *)m->nodes.v[i];
 }
+
+/* ---- the weights table ---- */
 
 static int cmp_weight(const void *a, const void *b)
 {
@@ -172,7 +152,9 @@ static int parse_weights(const struct wrr_conf *conf, const struct lars_services
                      line);
             goto fail;
         }
-        if (parse_addr(svc, text, &w[i].ip, &w[i].port) < 0) {
+        char why[256];
+        if (!text ||
+            lars_plugin_parse_ipv4(svc, text, &w[i].ip, &w[i].port, why, sizeof(why)) < 0) {
             snprintf(err, err_len, "weights entry at line %d: node \"%.64s\" is not \"IPv4:port\"",
                      line, text ? text : "(not a string)");
             goto fail;
@@ -222,28 +204,6 @@ static int64_t weight_of(const struct wrr_module *m, const struct lars_node *nod
     return m->default_weight;
 }
 
-/* ---- node states ---- */
-
-static void take_out(struct wrr_node *n, uint64_t now_ms)
-{
-    n->down = true;
-    n->node->overloaded = true;
-    n->down_ts = now_ms;
-}
-
-/* half_open: back after fail_timeout, on trial: one failure takes it out
- * again. Otherwise (a success was seen) it is fully trusted again. */
-static void bring_back(struct wrr_module *m, struct wrr_node *n, bool half_open)
-{
-    n->down = false;
-    n->node->overloaded = false;
-    /* current is kept: it did not grow while the node was out (pick skips
-     * it), so there is no burst to make up for lost turns, and keeping it
-     * keeps the sum of the current weights at 0, which is what makes every
-     * run of sum(weights) picks exact. */
-    n->contin_err = half_open ? m->fail_limit - 1 : 0;
-}
-
 /* ---- policy ops ---- */
 
 static int wrr_create(const void *conf, const struct lars_services *svc,
@@ -266,9 +226,9 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
         return rc;
     }
     m->default_weight = c->default_weight;
-    m->fail_limit = c->fail_limit;
     m->probe_num = c->probe_num;
-    m->fail_timeout_ms = (uint64_t)c->fail_timeout * 1000u;
+    m->rule.limit = c->fail_limit;
+    m->rule.timeout_ms = (uint64_t)c->fail_timeout * 1000u;
     m->window.ms = (uint64_t)c->window * 1000u;
     *instance = m;
     return 0;
@@ -281,7 +241,7 @@ static void wrr_destroy(void *instance)
         return;
     }
     /* The core removed every node first and frees their blocks. */
-    free(m->nodes);
+    lars_policy_nodes_free(&m->nodes);
     free(m->weights);
     free(m);
 }
@@ -292,23 +252,16 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
     if (!m || !node) {
         return -EINVAL;
     }
-    if (m->n == m->cap) {
-        struct wrr_node **nodes = lars_policy_grow(m->nodes, &m->cap, sizeof(*nodes));
-        if (!nodes) {
-            return -ENOMEM;
-        }
-        m->nodes = nodes;
-    }
     struct wrr_node *n = node->policy_data; /* zeroed by the core */
-    n->node = node;
-    n->idx = m->n;
+    if (lars_policy_nodes_add(&m->nodes, &n->base, node) < 0) {
+        return -ENOMEM;
+    }
     n->weight = weight_of(m, node);
-    m->nodes[m->n++] = n;
     /* A node handed over on reload keeps its real counters (the window they
      * belong to goes on); one the previous instance had taken out stays out
      * for a fresh fail_timeout (plugin.h: node_added). */
     if (node->overloaded) {
-        take_out(n, now_ms);
+        lars_policy_take_out(&n->base, now_ms);
     }
     lars_policy_window_start(&m->window, now_ms);
     return 0;
@@ -317,13 +270,9 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
 static void wrr_node_removed(void *instance, struct lars_node *node)
 {
     struct wrr_module *m = instance;
-    struct wrr_node *n = node->policy_data;
-    /* Swap-remove: O(1). The order only decides ties between equal current
-     * weights, so moving the last node does not skew the shares. */
-    struct wrr_node *last = m->nodes[--m->n];
-    m->nodes[n->idx] = last;
-    last->idx = n->idx;
-    node->overloaded = false; /* no policy holds it out any more */
+    /* The order only decides ties between equal current weights, so the
+     * swap-remove does not skew the shares. */
+    lars_policy_nodes_remove(&m->nodes, node->policy_data);
 }
 
 static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -335,13 +284,15 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     (void)key; /* weighted round robin: the hash key plays no part */
 
     *out = NULL;
-    for (size_t i = 0; i < m->n; i++) {
-        struct wrr_node *n = m->nodes[i];
-        if (n->down) {
-            if (!lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-                continue;
-            }
-            bring_back(m, n, true);
+    for (size_t i = 0; i < m->nodes.n; i++) {
+        struct wrr_node *n = wrr_at(m, i);
+        /* A node back from a time out keeps its current weight: it did not
+         * grow while the node was out (skipped here), so there is no burst
+         * to make up for lost turns, and keeping it keeps the sum of the
+         * current weights at 0, which is what makes every run of
+         * sum(weights) picks exact. */
+        if (lars_policy_health_expire(&m->rule, &n->base, now_ms, NULL, NULL)) {
+            continue;
         }
         n->current += n->weight;
         total += n->weight;
@@ -352,18 +303,18 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     if (best) {
         best->current -= total;
         m->probe.access_cnt = 0;
-        *out = best->node;
+        *out = best->base.node;
         return LARS_RET_SUCC;
     }
-    if (m->n == 0) {
+    if (m->nodes.n == 0) {
         return LARS_RET_OVERLOAD;
     }
     /* Every node is out: mostly refuse, sometimes probe (round robin). */
-    size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->n);
+    size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->nodes.n);
     if (i == SIZE_MAX) {
         return LARS_RET_OVERLOAD;
     }
-    *out = m->nodes[i]->node;
+    *out = m->nodes.v[i]->node;
     return LARS_RET_SUCC;
 }
 
@@ -371,28 +322,10 @@ static void wrr_report(void *instance, struct lars_node *node, int retcode, uint
                        uint64_t now_ms)
 {
     struct wrr_module *m = instance;
-    struct wrr_node *n = node->policy_data;
     (void)cost_us; /* weights are static; latency plays no part */
 
     /* real_succ / real_err were already counted by the core. */
-    if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-        bring_back(m, n, true);
-    }
-    if (retcode == 0) {
-        if (n->down) {
-            bring_back(m, n, false);
-        }
-        n->contin_err = 0;
-        return;
-    }
-    if (n->down) {
-        /* Late answers of calls made before it went out, or a failed probe:
-         * the timeout runs from the failure that took it out. */
-        return;
-    }
-    if (++n->contin_err >= m->fail_limit) {
-        take_out(n, now_ms);
-    }
+    lars_policy_health_report(&m->rule, node->policy_data, retcode == 0, now_ms, NULL, NULL);
 }
 
 static void wrr_tick(void *instance, uint64_t now_ms)
@@ -403,17 +336,10 @@ static void wrr_tick(void *instance, uint64_t now_ms)
     }
     /* Bring expired nodes back here too, so `overloaded` (reporter, /routes)
      * is right for a module nobody is asking for. */
-    for (size_t i = 0; i < m->n; i++) {
-        struct wrr_node *n = m->nodes[i];
-        if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-            bring_back(m, n, true);
-        }
+    for (size_t i = 0; i < m->nodes.n; i++) {
+        lars_policy_health_expire(&m->rule, m->nodes.v[i], now_ms, NULL, NULL);
     }
-    if (lars_policy_window_tick(&m->window, now_ms)) {
-        for (size_t i = 0; i < m->n; i++) {
-            lars_policy_restart_real(m->nodes[i]->node);
-        }
-    }
+    lars_policy_nodes_window_tick(&m->nodes, &m->window, now_ms);
 }
 
 /* ---- configuration ---- */
@@ -423,14 +349,11 @@ static const struct lars_setting wrr_settings[] = {
      "( { node = \"ip:port\"; weight = N; }, ... ): weights of listed nodes (1 to 1000000)"},
     {"default_weight", LARS_SETTING_INT, "1", offsetof(struct wrr_conf, default_weight), 1,
      WRR_MAX_WEIGHT, "weight of a node not listed in weights"},
-    {"fail_limit", LARS_SETTING_INT, "5", offsetof(struct wrr_conf, fail_limit), 1, 1000000000,
-     "consecutive failures that take a node out"},
+    LARS_POLICY_SETTING_FAIL_LIMIT(struct wrr_conf, "take out"),
     {"fail_timeout", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, fail_timeout), 1, 86400,
      "seconds a node stays out before it is retried"},
-    {"probe_num", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, probe_num), 1, 1000000,
-     "when every node is out: RET_OVERLOAD answers between two probes of an out node"},
-    {"window", LARS_SETTING_INT, "15", offsetof(struct wrr_conf, window), 1, 86400,
-     "seconds of the real counters' window (what the reporter receives)"},
+    LARS_POLICY_SETTING_PROBE_NUM(struct wrr_conf, "out"),
+    LARS_POLICY_SETTING_WINDOW(struct wrr_conf),
     LARS_SETTINGS_END,
 };
 
@@ -456,15 +379,8 @@ static const struct lars_policy_ops wrr_ops = {
     .node_data_size = sizeof(struct wrr_node),
 };
 
-/* Declared first so -Wmissing-variable-declarations (clang) sees that the
- * one non-static object is meant to be exported. */
-LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
-
-LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
-    .abi_major = LARS_PLUGIN_ABI_MAJOR,
-    .abi_minor = LARS_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct lars_plugin),
-    .kind = LARS_PLUGIN_POLICY,
+LARS_POLICY_DESCRIPTOR = {
+    LARS_POLICY_DESCRIPTOR_HEAD,
     .name = "lb_wrr",
     .version = "1.0",
     .description = "smooth weighted round robin with passive failure detection",

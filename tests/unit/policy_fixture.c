@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy_fixture.h"
 #include "settings.h"
@@ -59,6 +60,22 @@ int fx_conf_from_string(const char *text, void **out, char *err, size_t len)
     config_t cfg;
     int rc = fx_conf_from_string_keep(text, &cfg, out, err, len);
     config_destroy(&cfg);
+    return rc;
+}
+
+int fx_conf_from_file(const char *text, char path[32], void **out, char *err, size_t len)
+{
+    config_t cfg;
+    snprintf(path, 32, "/tmp/test_policy_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    config_init(&cfg);
+    assert_true(config_read_file(&cfg, path));
+    int rc = fx_conf_from_config(&cfg, out, err, len);
+    config_destroy(&cfg);
+    unlink(path);
     return rc;
 }
 
@@ -249,6 +266,14 @@ void fx_rep_n(struct fx *fx, int i, bool ok, int n)
     for (int k = 0; k < n; k++) {
         fx_rep(fx, i, ok);
     }
+}
+
+void fx_expect_out_after(struct fx *fx, int i, int n)
+{
+    fx_rep_n(fx, i, false, n - 1);
+    assert_false(fx->node[i].overloaded);
+    fx_rep(fx, i, false);
+    assert_true(fx->node[i].overloaded);
 }
 
 int fx_pick(struct fx *fx)

@@ -49,6 +49,11 @@ int fx_conf_from_config(config_t *cfg, void **out, char *err, size_t len);
  * point into it): the caller destroys it, whatever the result. */
 int fx_conf_from_string_keep(const char *text, config_t *cfg, void **out, char *err, size_t len);
 
+/* fx_conf_from_config on text written to a temporary file (so messages
+ * carry the core's "file:line: " prefix; path receives the file's name),
+ * removed afterwards. */
+int fx_conf_from_file(const char *text, char path[32], void **out, char *err, size_t len);
+
 /* fx_conf_from_config on a string, for confs without LIST settings read. */
 int fx_conf_from_string(const char *text, void **out, char *err, size_t len);
 
@@ -112,6 +117,10 @@ void fx_del(struct fx *fx, int i);
 void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us);
 void fx_rep(struct fx *fx, int i, bool ok); /* cost 0: not measured */
 void fx_rep_n(struct fx *fx, int i, bool ok, int n);
+
+/* Asserts that n - 1 more failures of node i leave it in (not overloaded)
+ * and the n-th takes it out. */
+void fx_expect_out_after(struct fx *fx, int i, int n);
 
 /* pick() at fx->now: the node's index, or NONE for RET_OVERLOAD. */
 int fx_pick(struct fx *fx);
