@@ -116,11 +116,18 @@ struct lars_policy_health {
 /* ---- a module's nodes ---- */
 
 /* The first member of each policy's per-node block (policy_data), so that
- * the shared array and failure rule can work on every policy's nodes. */
+ * the shared array, failure rule and node set can work on every policy's
+ * nodes. */
 struct lars_policy_node {
     struct lars_node *node;
     size_t idx; /* position in the module's lars_policy_nodes */
     struct lars_policy_health health;
+    /* Kept by struct lars_policy_set (zero when unused): */
+    struct lars_policy_node *out_prev, *out_next; /* out FIFO, while out */
+    uint32_t weight; /* capacity for zone routing (the policy may override) */
+    uint32_t zone;   /* index in the set's zone table */
+    bool draining;   /* node->draining as the set last saw it */
+    bool serving;    /* a candidate as of the last rebuild */
 };
 
 /* An array of a module's nodes, in no particular order: O(1) add, remove
@@ -186,25 +193,185 @@ bool lars_policy_health_report(const struct lars_policy_fail_rule *rule,
                                struct lars_policy_node *pn, bool ok, uint64_t now_ms,
                                lars_policy_moved_fn moved, void *instance);
 
-/* ---- settings rows shared by lb_wrr, lb_p2c and lb_ring ---- */
+/* ---- a module's node set (lb_wrr, lb_p2c, lb_ring) ----
+ *
+ * The nodes, the failure rule with a FIFO of the nodes that are out (one
+ * time out for all, so the oldest is due first: expiry is O(1) per pick),
+ * the probes while every node is out, the real counters' window, and which
+ * nodes may take a new request:
+ *
+ * - never a node that is out;
+ * - never a draining node while a node that is neither out nor draining
+ *   exists; when every node that is not out drains, those serve as usual;
+ * - with zone_aware and a local zone (svc->zone) holding nodes, the zone
+ *   rule (Envoy's zone-aware routing, with the assumption that callers are
+ *   spread over the zones like the nodes' capacity): let share = the local
+ *   zone's part of all nodes' weight and healthy = its part of the weight
+ *   of the nodes that can serve (not out, not draining). When healthy >=
+ *   share every request stays local; otherwise a request stays local with
+ *   probability healthy / share and spills to another zone z with
+ *   probability proportional to its residual capacity
+ *   max(0, healthy_z - share_z) (same definitions for z).
+ *
+ * The candidates are recomputed (O(nodes + zones), no allocation) at the
+ * first pick after anything they depend on changed, never per pick.
+ */
+
+struct lars_policy_zone {
+    char *name; /* owned; NULL = free slot */
+    uint32_t refs;
+    double cap_all;  /* weight of its nodes */
+    double cap_ok;   /* weight of its nodes that can serve */
+    double residual; /* spill weight (see above) */
+    size_t off, len; /* its candidates in lars_policy_set.by_zone */
+    uint64_t load;   /* in-flight picks of its nodes, for a policy counting them */
+};
+
+struct lars_policy_set {
+    struct lars_policy_nodes all;
+    struct lars_policy_fail_rule rule;
+    int64_t probe_num;
+    struct lars_policy_probe probe;
+    struct lars_policy_window window;
+    struct lars_policy_node *out_head, *out_tail; /* oldest first */
+    /* Told of every move of the failure rule (may be NULL). */
+    lars_policy_moved_fn moved;
+    void *instance;
+
+    bool zone_aware;
+    const char *local_zone; /* svc->zone, "" = none */
+    struct lars_policy_zone *zones;
+    size_t n_zones; /* slots used (some may be free) */
+    size_t zones_cap;
+
+    /* The candidates, rebuilt when dirty. */
+    bool dirty;
+    struct lars_policy_node **cand; /* every candidate */
+    size_t n_cand;
+    struct lars_policy_node **by_zone; /* the same, grouped by zone */
+    size_t cand_cap;
+    int64_t local;  /* zone index of the local zone, -1 = no zone routing */
+    double p_local; /* probability of staying local */
+    double residual_sum;
+    uint64_t rng; /* xorshift64*, never 0: zone draws */
+};
+
+/* The candidates of one request. */
+struct lars_policy_view {
+    struct lars_policy_node *const *v;
+    size_t n;     /* 0: no node can serve (every node is out, or none) */
+    int64_t zone; /* the zone chosen, -1 = any */
+};
+
+/* The settings of a set: the member `set` of the policy's conf block,
+ * filled by the LARS_POLICY_SETTING_* rows below. */
+struct lars_policy_set_conf {
+    int64_t fail_limit;
+    int64_t fail_timeout; /* seconds */
+    int64_t probe_num;
+    int64_t window; /* seconds */
+    bool zone_aware;
+};
+
+/* Zero s, then init (allocates nothing). */
+void lars_policy_set_init(struct lars_policy_set *s, const struct lars_services *svc,
+                          const struct lars_module_id *module,
+                          const struct lars_policy_set_conf *conf);
+
+/* Frees what the set allocated (not the nodes: the core removed them). */
+void lars_policy_set_free(struct lars_policy_set *s);
+
+/* node_added: pn is node's zeroed policy_data block. Takes a node handed
+ * over as overloaded out for a fresh time out. Returns 0 or -ENOMEM. */
+int lars_policy_set_add(struct lars_policy_set *s, struct lars_policy_node *pn,
+                        struct lars_node *node, uint64_t now_ms);
+
+/* node_removed. */
+void lars_policy_set_remove(struct lars_policy_set *s, struct lars_policy_node *pn);
+
+/* node_updated: reads zone, weight and draining again (pn->weight =
+ * node->weight; a policy with its own weights sets it after). Returns 0 or
+ * -ENOMEM (the node then keeps its previous zone). */
+int lars_policy_set_update(struct lars_policy_set *s, struct lars_policy_node *pn);
+
+/* The policy changed pn->weight itself. */
+static inline void lars_policy_set_touch(struct lars_policy_set *s)
+{
+    s->dirty = true;
+}
+
+/* report(): lars_policy_health_report under the set's rule. */
+bool lars_policy_set_report(struct lars_policy_set *s, struct lars_policy_node *pn, bool ok,
+                            uint64_t now_ms);
+
+/* tick(): time outs that are over, then the real counters' window. */
+void lars_policy_set_tick(struct lars_policy_set *s, uint64_t now_ms);
+
+/* pick(): the candidates of this request. Hot path. */
+void lars_policy_set_view(struct lars_policy_set *s, uint64_t now_ms,
+                          struct lars_policy_view *view);
+
+/* pick() with view.n == 0: the node to probe, or NULL (RET_OVERLOAD). */
+struct lars_node *lars_policy_set_probe(struct lars_policy_set *s);
+
+/* pick() served a candidate: the probe count starts again. */
+static inline void lars_policy_set_served(struct lars_policy_set *s)
+{
+    s->probe.access_cnt = 0;
+}
+
+/* xorshift64* (state never 0): randomness of a module, not a secret. */
+static inline uint64_t lars_policy_rng_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Uniform in [0, 1) from x (53 bits). */
+static inline double lars_policy_unit(uint64_t x)
+{
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+uint64_t lars_policy_splitmix64(uint64_t x);
+
+/* ---- settings rows shared by lb_wrr, lb_p2c and lb_ring ----
+ * conf_type has a struct lars_policy_set_conf named set. */
 
 #define LARS_POLICY_MAX_COUNT 1000000000
 
 #define LARS_POLICY_SETTING_FAIL_LIMIT(conf_type, verb)                                            \
     {                                                                                              \
-        "fail_limit", LARS_SETTING_INT, "5", offsetof(conf_type, fail_limit), 1,                   \
+        "fail_limit", LARS_SETTING_INT, "5", offsetof(conf_type, set.fail_limit), 1,               \
             LARS_POLICY_MAX_COUNT, "consecutive failures that " verb " a node"                     \
+    }
+
+#define LARS_POLICY_SETTING_FAIL_TIMEOUT(conf_type, key, what)                                     \
+    {                                                                                              \
+        key, LARS_SETTING_INT, "10", offsetof(conf_type, set.fail_timeout), 1, 86400,              \
+            "seconds " what " stays out before it is retried"                                      \
     }
 
 #define LARS_POLICY_SETTING_PROBE_NUM(conf_type, state)                                            \
     {                                                                                              \
-        "probe_num", LARS_SETTING_INT, "10", offsetof(conf_type, probe_num), 1, 1000000,           \
+        "probe_num", LARS_SETTING_INT, "10", offsetof(conf_type, set.probe_num), 1, 1000000,       \
             "when every node is " state ": RET_OVERLOAD answers between two probes"                \
+    }
+
+#define LARS_POLICY_SETTING_ZONE_AWARE(conf_type)                                                  \
+    {                                                                                              \
+        "zone_aware", LARS_SETTING_BOOL, "false", offsetof(conf_type, set.zone_aware), 0, 0,       \
+            "keep requests in the agent's zone (agent.zone) while it has its share of healthy "    \
+            "capacity; spill over in proportion otherwise"                                         \
     }
 
 #define LARS_POLICY_SETTING_WINDOW(conf_type)                                                      \
     {                                                                                              \
-        "window", LARS_SETTING_INT, "15", offsetof(conf_type, window), 1, 86400,                   \
+        "window", LARS_SETTING_INT, "15", offsetof(conf_type, set.window), 1, 86400,               \
             "seconds of the real counters' window (what the reporter receives)"                    \
     }
 

@@ -2,9 +2,16 @@
  * lb_wrr.c - smooth weighted round robin (the nginx upstream algorithm), with
  * passive failure handling so that it is useful without lb_lars around it.
  *
- * Weights: `weights = ( { node = "10.0.0.1:9001"; weight = 5; }, ... )` in the
- * policy section; a node not listed gets default_weight. The table applies to
- * every module served by this policy section (a node is an ip:port).
+ * Weights: what the route says (lars_node.weight, 100 when it says nothing),
+ * read again on node_updated(). `weights = ( { node = "10.0.0.1:9001";
+ * weight = 5; }, ... )` in the policy section overrides it per node (same
+ * scale), and default_weight > 0 replaces it for the nodes not listed. The
+ * table applies to every module served by this policy section (a node is an
+ * IPv4 ip:port).
+ *
+ * Candidates (plugins/common, struct lars_policy_set): nodes out and, while
+ * another node can serve, draining nodes take no turn; with zone_aware the
+ * zone rule chooses the zone whose nodes take turns.
  *
  * Picking: every available node adds its weight to its current weight, the
  * node with the largest current weight is chosen and the sum of the weights
@@ -23,7 +30,7 @@
  * reporter sees per-window counts.
  *
  * Hot path: pick() and report() allocate nothing, take no lock and log
- * nothing. pick() is O(n) in the module's nodes: smooth WRR must look at every
+ * nothing. pick() is O(n) in the candidates: smooth WRR must look at every
  * current weight (nginx does the same); for the few dozen nodes of a module
  * that is a short, cache-friendly loop over an array. report() is O(1).
  * Allocation happens in create() (the weight table) and node_added() (the
@@ -52,11 +59,8 @@
 /* Filled by the core from the settings table below. */
 struct wrr_conf {
     const struct lars_config_node *weights; /* NULL when absent */
-    int64_t default_weight;
-    int64_t fail_limit;
-    int64_t fail_timeout; /* seconds */
-    int64_t probe_num;
-    int64_t window; /* seconds */
+    int64_t default_weight;                 /* 0 = the route's */
+    struct lars_policy_set_conf set;        /* failures, probes, window, zones */
 };
 
 /* One parsed `weights` entry. */
@@ -72,26 +76,16 @@ struct wrr_module;
 /* One node's state, hung on lars_node.policy_data. */
 struct wrr_node {
     struct lars_policy_node base; /* first: node, index, failure state */
-    int64_t weight;
-    int64_t current; /* smooth WRR current weight */
+    int64_t current;              /* smooth WRR current weight; the weight is base.weight */
 };
 
 /* One module (one instance). */
 struct wrr_module {
     int64_t default_weight;
-    int64_t probe_num;
-    struct lars_policy_fail_rule rule;
     struct wrr_weight *weights; /* sorted by (ip, port) */
     size_t n_weights;
-    struct lars_policy_nodes nodes;   /* of struct wrr_node */
-    struct lars_policy_probe probe;   /* while every node is out */
-    struct lars_policy_window window; /* of the real counters */
+    struct lars_policy_set set; /* of struct wrr_node */
 };
-
-static struct wrr_node *wrr_at(const struct wrr_module *m, size_t i)
-{
-    return (struct wrr_node *)m->nodes.v[i];
-}
 
 /* ---- the weights table ---- */
 
@@ -185,15 +179,16 @@ fail:
     return rc;
 }
 
-static int64_t weight_of(const struct wrr_module *m, const struct lars_node *node)
+/* The weights entry of node, else default_weight, else the route's. */
+static uint32_t weight_of(const struct wrr_module *m, const struct lars_node *node)
 {
     size_t lo = 0;
-    size_t hi = m->n_weights;
+    size_t hi = node->family == AF_INET6 ? 0 : m->n_weights;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct wrr_weight *w = &m->weights[mid];
         if (w->ip == node->ip && w->port == node->port) {
-            return w->weight;
+            return (uint32_t)w->weight;
         }
         if (w->ip < node->ip || (w->ip == node->ip && w->port < node->port)) {
             lo = mid + 1;
@@ -201,7 +196,10 @@ static int64_t weight_of(const struct wrr_module *m, const struct lars_node *nod
             hi = mid;
         }
     }
-    return m->default_weight;
+    if (m->default_weight > 0) {
+        return (uint32_t)m->default_weight;
+    }
+    return node->weight ? node->weight : 1;
 }
 
 /* ---- policy ops ---- */
@@ -211,7 +209,6 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
 {
     const struct wrr_conf *c = conf;
     char err[256];
-    (void)module;
     if (!c || !svc || !instance) {
         return -EINVAL;
     }
@@ -226,10 +223,7 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
         return rc;
     }
     m->default_weight = c->default_weight;
-    m->probe_num = c->probe_num;
-    m->rule.limit = c->fail_limit;
-    m->rule.timeout_ms = (uint64_t)c->fail_timeout * 1000u;
-    m->window.ms = (uint64_t)c->window * 1000u;
+    lars_policy_set_init(&m->set, svc, module, &c->set);
     *instance = m;
     return 0;
 }
@@ -241,7 +235,7 @@ static void wrr_destroy(void *instance)
         return;
     }
     /* The core removed every node first and frees their blocks. */
-    lars_policy_nodes_free(&m->nodes);
+    lars_policy_set_free(&m->set);
     free(m->weights);
     free(m);
 }
@@ -253,17 +247,10 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
         return -EINVAL;
     }
     struct wrr_node *n = node->policy_data; /* zeroed by the core */
-    if (lars_policy_nodes_add(&m->nodes, &n->base, node) < 0) {
+    if (lars_policy_set_add(&m->set, &n->base, node, now_ms) < 0) {
         return -ENOMEM;
     }
-    n->weight = weight_of(m, node);
-    /* A node handed over on reload keeps its real counters (the window they
-     * belong to goes on); one the previous instance had taken out stays out
-     * for a fresh fail_timeout (plugin.h: node_added). */
-    if (node->overloaded) {
-        lars_policy_take_out(&n->base, now_ms);
-    }
-    lars_policy_window_start(&m->window, now_ms);
+    n->base.weight = weight_of(m, node);
     return 0;
 }
 
@@ -272,7 +259,19 @@ static void wrr_node_removed(void *instance, struct lars_node *node)
     struct wrr_module *m = instance;
     /* The order only decides ties between equal current weights, so the
      * swap-remove does not skew the shares. */
-    lars_policy_nodes_remove(&m->nodes, node->policy_data);
+    lars_policy_set_remove(&m->set, node->policy_data);
+}
+
+static void wrr_node_updated(void *instance, struct lars_node *node, uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
+    struct wrr_node *n = node->policy_data;
+    (void)now_ms;
+    /* Out of memory for a new zone name keeps the old zone: still served. */
+    (void)lars_policy_set_update(&m->set, &n->base);
+    /* The current weight is kept: the new weight shapes the turns from now
+     * on. */
+    n->base.weight = weight_of(m, node);
 }
 
 static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -281,41 +280,32 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     struct wrr_module *m = instance;
     struct wrr_node *best = NULL;
     int64_t total = 0;
+    struct lars_policy_view view;
     (void)key; /* weighted round robin: the hash key plays no part */
 
-    *out = NULL;
-    for (size_t i = 0; i < m->nodes.n; i++) {
-        struct wrr_node *n = wrr_at(m, i);
-        /* A node back from a time out keeps its current weight: it did not
-         * grow while the node was out (skipped here), so there is no burst
-         * to make up for lost turns, and keeping it keeps the sum of the
-         * current weights at 0, which is what makes every run of
-         * sum(weights) picks exact. */
-        if (lars_policy_health_expire(&m->rule, &n->base, now_ms, NULL, NULL)) {
-            continue;
-        }
-        n->current += n->weight;
-        total += n->weight;
+    /* Nodes that are not candidates (out, draining, another zone) take no
+     * turn: their current weight does not grow, so there is no burst to
+     * make up for lost turns when they are back, and the sum of the current
+     * weights of the candidates stays 0, which is what makes every run of
+     * sum(weights) picks exact. */
+    lars_policy_set_view(&m->set, now_ms, &view);
+    for (size_t i = 0; i < view.n; i++) {
+        struct wrr_node *n = (struct wrr_node *)view.v[i];
+        n->current += n->base.weight;
+        total += n->base.weight;
         if (!best || n->current > best->current) {
             best = n;
         }
     }
     if (best) {
         best->current -= total;
-        m->probe.access_cnt = 0;
+        lars_policy_set_served(&m->set);
         *out = best->base.node;
         return LARS_RET_SUCC;
     }
-    if (m->nodes.n == 0) {
-        return LARS_RET_OVERLOAD;
-    }
     /* Every node is out: mostly refuse, sometimes probe (round robin). */
-    size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->nodes.n);
-    if (i == SIZE_MAX) {
-        return LARS_RET_OVERLOAD;
-    }
-    *out = m->nodes.v[i]->node;
-    return LARS_RET_SUCC;
+    *out = lars_policy_set_probe(&m->set);
+    return *out ? LARS_RET_SUCC : LARS_RET_OVERLOAD;
 }
 
 static void wrr_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
@@ -325,21 +315,15 @@ static void wrr_report(void *instance, struct lars_node *node, int retcode, uint
     (void)cost_us; /* weights are static; latency plays no part */
 
     /* real_succ / real_err were already counted by the core. */
-    lars_policy_health_report(&m->rule, node->policy_data, retcode == 0, now_ms, NULL, NULL);
+    lars_policy_set_report(&m->set, node->policy_data, retcode == 0, now_ms);
 }
 
 static void wrr_tick(void *instance, uint64_t now_ms)
 {
     struct wrr_module *m = instance;
-    if (!m) {
-        return;
+    if (m) {
+        lars_policy_set_tick(&m->set, now_ms);
     }
-    /* Bring expired nodes back here too, so `overloaded` (reporter, /routes)
-     * is right for a module nobody is asking for. */
-    for (size_t i = 0; i < m->nodes.n; i++) {
-        lars_policy_health_expire(&m->rule, m->nodes.v[i], now_ms, NULL, NULL);
-    }
-    lars_policy_nodes_window_tick(&m->nodes, &m->window, now_ms);
 }
 
 /* ---- configuration ---- */
@@ -347,13 +331,15 @@ static void wrr_tick(void *instance, uint64_t now_ms)
 static const struct lars_setting wrr_settings[] = {
     {"weights", LARS_SETTING_LIST, NULL, offsetof(struct wrr_conf, weights), 0, -1,
      "( { node = \"ip:port\"; weight = N; }, ... ): weights of listed nodes (1 to 1000000)"},
-    {"default_weight", LARS_SETTING_INT, "1", offsetof(struct wrr_conf, default_weight), 1,
-     WRR_MAX_WEIGHT, "weight of a node not listed in weights"},
+    {"default_weight", LARS_SETTING_INT, "0", offsetof(struct wrr_conf, default_weight), 0,
+     WRR_MAX_WEIGHT,
+     "weight of a node not listed in weights; 0 = the route's weight (100 when "
+     "the route says nothing)"},
     LARS_POLICY_SETTING_FAIL_LIMIT(struct wrr_conf, "take out"),
-    {"fail_timeout", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, fail_timeout), 1, 86400,
-     "seconds a node stays out before it is retried"},
+    LARS_POLICY_SETTING_FAIL_TIMEOUT(struct wrr_conf, "fail_timeout", "a node"),
     LARS_POLICY_SETTING_PROBE_NUM(struct wrr_conf, "out"),
     LARS_POLICY_SETTING_WINDOW(struct wrr_conf),
+    LARS_POLICY_SETTING_ZONE_AWARE(struct wrr_conf),
     LARS_SETTINGS_END,
 };
 
@@ -377,6 +363,7 @@ static const struct lars_policy_ops wrr_ops = {
     .report = wrr_report,
     .tick = wrr_tick,
     .node_data_size = sizeof(struct wrr_node),
+    .node_updated = wrr_node_updated,
 };
 
 LARS_POLICY_DESCRIPTOR = {

@@ -522,12 +522,58 @@ static void test_overloaded_flag_tracks_lists(void **state)
     assert_false(fx->node[1].overloaded);
 }
 
+/* ---- draining (route) ---- */
+
+static void drain(struct fx *fx, int i, bool on)
+{
+    fx->node[i].draining = on;
+    fx_update(fx, i);
+}
+
+/* Draining nodes are left out, the rest runs as before: with the only
+ * overloaded node draining there is no probe (access_cnt does not count);
+ * its state stays (still overloaded), and once it stops draining the probe
+ * cycle is the original one. */
+static void test_draining_keeps_algorithm(void **state)
+{
+    struct fx *fx = *state;
+    fx_add_n(fx, 4);
+    overload(fx, 3);
+    drain(fx, 2, true);
+    drain(fx, 3, true);
+    for (int k = 0; k < 30; k++) {
+        assert_int_equal(fx_pick(fx), k % 2);
+    }
+    assert_false(fx->node[2].overloaded);
+    assert_true(fx->node[3].overloaded);
+    drain(fx, 3, false);
+    expect_probe_cycle(fx, 0, 1, 3);
+    /* Node 2, still draining, is judged as usual meanwhile. */
+    fx_rep_n(fx, 2, false, 15);
+    assert_true(fx->node[2].overloaded);
+}
+
+/* No idle node left but draining ones: every node serves as usual (the
+ * overloaded node is probed, the draining idle ones take turns). */
+static void test_draining_all_idle(void **state)
+{
+    struct fx *fx = *state;
+    fx_add_n(fx, 3);
+    overload(fx, 2);
+    drain(fx, 0, true);
+    drain(fx, 1, true);
+    expect_probe_cycle(fx, 0, 1, 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_default, fx_teardown)
 #define TN(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        T(test_draining_keeps_algorithm),
+        T(test_draining_all_idle),
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_settings_defaults),
         cmocka_unit_test(test_settings_unknown_key),
