@@ -3,6 +3,7 @@
  * transports. Off the request path: it may allocate and log (rate-limited).
  */
 #include "link.h"
+#include "plugin_address.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,22 +70,20 @@ bool lars_link_limit(struct lars_link_limiter *limiter, uint64_t now_ms, uint64_
     return true;
 }
 
-/* The core's address parser (struct lars_services, ABI 1.2): the same rules
- * and messages as every address of every config. */
+/* Numeric IPv4 or IPv6 through the core's parser: the same rules and
+ * messages as every address of every config. */
 static int parse_server(const struct lars_services *svc, const char *text,
                         struct lars_link_server *out, char *why, size_t why_len)
 {
     struct lars_address a;
-    if (svc->size <= offsetof(struct lars_services, parse_address) || !svc->parse_address) {
-        snprintf(why, why_len, "this lars-agent has no address parser (ABI 1.2 needed)");
-        return -1;
-    }
-    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &a, why, why_len) < 0) {
+    if (lars_plugin_parse_address(svc, text, LARS_ADDRESS_NUMERIC, &a, why, why_len) < 0) {
         return -1;
     }
     memset(out, 0, sizeof(*out));
     memcpy(&out->addr, &a.sa, sizeof(out->addr));
-    snprintf(out->text, sizeof(out->text), "%.31s", a.text); /* IPv4: 21 at most */
+    out->len = a.len;
+    memcpy(out->text, a.text, sizeof(out->text));
+    out->text[sizeof(out->text) - 1] = '\0';
     return 0;
 }
 
@@ -124,8 +123,8 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
                          why, default_server);
             } else {
                 snprintf(err, err_len,
-                         "servers entry %u at line %d is not a string: write \"IPv4:port\" "
-                         "(e.g. \"%s\")",
+                         "servers entry %u at line %d is not a string: write \"ip:port\" or "
+                         "\"[v6]:port\" (e.g. \"%s\")",
                          i + 1, line, default_server);
             }
             free(servers);
@@ -142,7 +141,17 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
     return 0;
 }
 
-/* xorshift64: jitter only needs to differ between agents, not be secret. */
+int lars_link_validate(const struct lars_link_conf *conf, const struct lars_services *svc,
+                       const char *default_server, char *err, size_t err_len)
+{
+    if (conf->backoff_min_ms > conf->backoff_max_ms) {
+        snprintf(err, err_len, "backoff_min_ms (%lld) is above backoff_max_ms (%lld)",
+                 (long long)conf->backoff_min_ms, (long long)conf->backoff_max_ms);
+        return -EINVAL;
+    }
+    return lars_link_parse_servers(svc, conf->servers, default_server, NULL, NULL, err, err_len);
+}
+
 /* Tells the agent's /metrics (lars_transport_events_total). */
 static void link_count(struct lars_link *link, enum lars_transport_counter counter)
 {
@@ -151,6 +160,7 @@ static void link_count(struct lars_link *link, enum lars_transport_counter count
     }
 }
 
+/* xorshift64: jitter only needs to differ between agents, not be secret. */
 static uint64_t link_random(struct lars_link *link)
 {
     uint64_t x = link->rng;
@@ -356,8 +366,9 @@ static void on_retry(evutil_socket_t fd, short events, void *arg)
     link->state = LINK_CONNECTING;
     struct timeval tv = ms_to_tv(link->p.connect_timeout_ms);
     event_add(link->connect_timer, &tv);
+    /* libevent opens the socket with the address's family. */
     if (bufferevent_socket_connect(link->bev, (const struct sockaddr *)&server->addr,
-                                   sizeof(server->addr)) < 0) {
+                                   (int)server->len) < 0) {
         int err = EVUTIL_SOCKET_ERROR();
         attempt_failed(link, err ? strerror(err) : "connect failed");
     }
@@ -389,6 +400,36 @@ struct lars_link *lars_link_create(const struct lars_link_params *params)
 fail:
     lars_link_destroy(link);
     return NULL;
+}
+
+int lars_link_open(const struct lars_link_conf *conf, const char *default_server,
+                   struct lars_link_params *params, const char *detail, struct lars_link **out)
+{
+    const struct lars_services *svc = params->svc;
+    struct lars_link_server *servers = NULL;
+    size_t n_servers = 0;
+    char err[256];
+    int rc = lars_link_parse_servers(svc, conf->servers, default_server, &servers, &n_servers, err,
+                                     sizeof(err));
+    if (rc < 0) {
+        if (rc != -ENOMEM) {
+            svc->log(LARS_LOG_ERROR, params->plugin, "%s", err);
+        }
+        return rc;
+    }
+    params->servers = servers;
+    params->n_servers = n_servers;
+    params->connect_timeout_ms = (uint64_t)conf->connect_timeout_ms;
+    params->backoff_min_ms = (uint64_t)conf->backoff_min_ms;
+    params->backoff_max_ms = (uint64_t)conf->backoff_max_ms;
+    *out = lars_link_create(params);
+    if (*out) {
+        svc->log(LARS_LOG_INFO, params->plugin, "%zu servers, first %s%s", n_servers,
+                 servers[0].text, detail ? detail : "");
+    }
+    params->servers = NULL; /* copied by lars_link_create */
+    free(servers);
+    return *out ? 0 : -ENOMEM;
 }
 
 void lars_link_destroy(struct lars_link *link)

@@ -29,9 +29,11 @@ struct event_base;
 
 #define LARS_LINK_MAX_SERVERS 64
 
+/* One server: IPv4 or IPv6, as "ip:port" or "[v6]:port" in the list. */
 struct lars_link_server {
-    struct sockaddr_in addr;
-    char text[32]; /* "a.b.c.d:port", for log lines */
+    struct sockaddr_storage addr;
+    socklen_t len;
+    char text[LARS_ADDRESS_TEXT_LEN]; /* numeric "ip:port" / "[v6]:port", for log lines */
 };
 
 /* Rate limiter for log lines: at most one line per interval, and the line
@@ -50,14 +52,43 @@ bool lars_link_limit(struct lars_link_limiter *limiter, uint64_t now_ms, uint64_
                      char held[LARS_LINK_HELD_LEN]);
 
 /*
- * Parses a `servers = ( "ip:port", ... )` setting. list may be NULL (the
- * setting is absent): the single default_server is used then. With out ==
- * NULL it only checks. Returns 0 or -EINVAL with one line in err naming the
- * entry's line; -ENOMEM. *out is freed by the caller with free().
+ * Parses a `servers = ( "ip:port", "[v6]:port", ... )` setting (numeric
+ * addresses, through svc->parse_address). list may be NULL (the setting is
+ * absent): the single default_server is used then. With out == NULL it only
+ * checks. Returns 0 or -EINVAL with one line in err naming the entry's line;
+ * -ENOMEM. *out is freed by the caller with free().
  */
 int lars_link_parse_servers(const struct lars_services *svc, const struct lars_config_node *list,
                             const char *default_server, struct lars_link_server **out, size_t *n,
                             char *err, size_t err_len);
+
+/* The settings every transport on a link has; the first member of its
+ * conf block, filled by the rows of LARS_LINK_SETTINGS. */
+struct lars_link_conf {
+    const struct lars_config_node *servers;
+    int64_t connect_timeout_ms;
+    int64_t backoff_min_ms;
+    int64_t backoff_max_ms;
+};
+
+/* The settings rows of a struct lars_link_conf that is the member `link` of
+ * conf_type; service names the servers in the description. */
+/* clang-format off */
+#define LARS_LINK_SETTINGS(conf_type, service, default_server)                                     \
+    {"servers", LARS_SETTING_LIST, NULL, offsetof(conf_type, link.servers), 0, -1,                 \
+     "( \"ip:port\", \"[v6]:port\", ... ) " service " servers in failover order; default ( \""    \
+     default_server "\" )"},                                                                       \
+    {"connect_timeout_ms", LARS_SETTING_INT, "1000", offsetof(conf_type, link.connect_timeout_ms), \
+     10, 600000, "a connection attempt taking longer fails over to the next server"},              \
+    {"backoff_min_ms", LARS_SETTING_INT, "100", offsetof(conf_type, link.backoff_min_ms), 1,       \
+     3600000, "first delay before reconnecting; doubles per failure, with jitter"},                \
+    {"backoff_max_ms", LARS_SETTING_INT, "5000", offsetof(conf_type, link.backoff_max_ms), 1,      \
+     3600000, "cap of the reconnect delay"}
+/* clang-format on */
+
+/* validate(): the backoff range and the servers list. */
+int lars_link_validate(const struct lars_link_conf *conf, const struct lars_services *svc,
+                       const char *default_server, char *err, size_t err_len);
 
 struct lars_link_params {
     const char *plugin; /* log prefix */
@@ -101,6 +132,13 @@ struct lars_link_stats {
 /* Creates the link; the first attempt runs from the loop as soon as it
  * turns. Returns NULL when out of memory. */
 struct lars_link *lars_link_create(const struct lars_link_params *params);
+
+/* lars_link_create with the servers and times of conf (params' servers,
+ * n_servers, connect_timeout_ms and backoffs are filled from it; the rest
+ * is the caller's). Logs a bad list and "N servers, first S<detail>".
+ * Returns 0 with *out set, -EINVAL or -ENOMEM. */
+int lars_link_open(const struct lars_link_conf *conf, const char *default_server,
+                   struct lars_link_params *params, const char *detail, struct lars_link **out);
 
 /* Closes the connection (without on_closed) and frees the link. NULL is
  * fine. Never call it from one of the link's own callbacks. */

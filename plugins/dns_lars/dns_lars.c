@@ -39,11 +39,8 @@
 #define BAD_LOG_MS 10000u /* bad frames / timeouts logged at most this often */
 
 struct dns_conf {
-    const struct lars_config_node *servers;
-    int64_t connect_timeout_ms;
+    struct lars_link_conf link; /* servers, connect and backoff times */
     int64_t request_timeout_ms;
-    int64_t backoff_min_ms;
-    int64_t backoff_max_ms;
     int64_t max_frame;
 };
 
@@ -115,16 +112,9 @@ static void link_count(void *arg, enum lars_transport_counter counter, uint64_t 
 }
 
 static const struct lars_setting dns_settings[] = {
-    {"servers", LARS_SETTING_LIST, NULL, offsetof(struct dns_conf, servers), 0, -1,
-     "( \"ip:port\", ... ) lars-dns servers in failover order; default ( \"127.0.0.1:7778\" )"},
-    {"connect_timeout_ms", LARS_SETTING_INT, "1000", offsetof(struct dns_conf, connect_timeout_ms),
-     10, 600000, "a connection attempt taking longer fails over to the next server"},
+    LARS_LINK_SETTINGS(struct dns_conf, "lars-dns", "127.0.0.1:7778"),
     {"request_timeout_ms", LARS_SETTING_INT, "3000", offsetof(struct dns_conf, request_timeout_ms),
      10, 3600000, "a server leaving a route request unanswered this long is dead: reconnect"},
-    {"backoff_min_ms", LARS_SETTING_INT, "100", offsetof(struct dns_conf, backoff_min_ms), 1,
-     3600000, "first delay before reconnecting; doubles per failure, with jitter"},
-    {"backoff_max_ms", LARS_SETTING_INT, "5000", offsetof(struct dns_conf, backoff_max_ms), 1,
-     3600000, "cap of the reconnect delay"},
     {"max_frame", LARS_SETTING_INT, "4194304", offsetof(struct dns_conf, max_frame), 65527,
      268435456, "largest message body accepted from the server, bytes (about 16 per host)"},
     LARS_SETTINGS_END,
@@ -134,12 +124,7 @@ static int dns_validate(const void *conf_block, const struct lars_services *svc,
                         size_t err_len)
 {
     const struct dns_conf *conf = conf_block;
-    if (conf->backoff_min_ms > conf->backoff_max_ms) {
-        snprintf(err, err_len, "backoff_min_ms (%lld) is above backoff_max_ms (%lld)",
-                 (long long)conf->backoff_min_ms, (long long)conf->backoff_max_ms);
-        return -EINVAL;
-    }
-    return lars_link_parse_servers(svc, conf->servers, "127.0.0.1:7778", NULL, NULL, err, err_len);
+    return lars_link_validate(&conf->link, svc, "127.0.0.1:7778", err, err_len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -537,9 +522,6 @@ static int dns_start(const void *conf_block, const struct lars_dns_host *host, v
 {
     const struct dns_conf *conf = conf_block;
     const struct lars_services *svc = host->svc;
-    struct lars_link_server *servers = NULL;
-    size_t n_servers = 0;
-    char err[256];
     int rc;
 
     struct dns_lars *dns = calloc(1, sizeof(*dns));
@@ -558,23 +540,10 @@ static int dns_start(const void *conf_block, const struct lars_dns_host *host, v
         rc = -ENOMEM;
         goto fail;
     }
-    rc = lars_link_parse_servers(svc, conf->servers, "127.0.0.1:7778", &servers, &n_servers, err,
-                                 sizeof(err));
-    if (rc < 0) {
-        if (rc != -ENOMEM) {
-            svc->log(LARS_LOG_ERROR, PLUGIN, "%s", err);
-        }
-        goto fail;
-    }
     struct lars_link_params params = {
         .plugin = PLUGIN,
         .svc = svc,
         .base = host->base,
-        .servers = servers,
-        .n_servers = n_servers,
-        .connect_timeout_ms = (uint64_t)conf->connect_timeout_ms,
-        .backoff_min_ms = (uint64_t)conf->backoff_min_ms,
-        .backoff_max_ms = (uint64_t)conf->backoff_max_ms,
         /* A server not reading our requests is caught by the request
          * timeout already; the write timeout covers a full send buffer. */
         .write_timeout_ms = (uint64_t)conf->request_timeout_ms,
@@ -585,18 +554,14 @@ static int dns_start(const void *conf_block, const struct lars_dns_host *host, v
         .on_closed = on_closed,
         .count = link_count,
     };
-    dns->link = lars_link_create(&params);
-    if (!dns->link) {
-        rc = -ENOMEM;
+    rc = lars_link_open(&conf->link, "127.0.0.1:7778", &params, NULL, &dns->link);
+    if (rc < 0) {
         goto fail;
     }
-    svc->log(LARS_LOG_INFO, PLUGIN, "%zu servers, first %s", n_servers, servers[0].text);
-    free(servers);
     *instance = dns;
     return 0;
 
 fail:
-    free(servers);
     dns_stop(dns);
     return rc;
 }

@@ -14,7 +14,6 @@
  * route, which the agent treats as "does not exist" (RET_NOEXIST), as with a
  * real dns service.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <lars/plugin.h>
 
 #include "../../core/common/node_meta.h"
+#include "plugin_address.h"
 
 struct static_conf {
     const struct lars_config_node *routes;
@@ -55,7 +55,7 @@ static int parse_addr(const struct lars_services *svc, const char *text,
                       struct lars_route_node *out, char *why, size_t why_len)
 {
     struct lars_address a;
-    if (!LARS_HAS_MEMBER(svc, parse_address) || !LARS_HAS_MEMBER(svc, config_name)) {
+    if (!LARS_HAS_MEMBER(svc, config_name)) {
         snprintf(why, why_len, "this lars-agent is too old for dns_static (ABI 1.2 needed)");
         return -1;
     }
@@ -63,7 +63,7 @@ static int parse_addr(const struct lars_services *svc, const char *text,
         snprintf(why, why_len, "is neither \"ip:port\" nor a group { addr = \"ip:port\"; ... }");
         return -1;
     }
-    if (svc->parse_address(text, LARS_ADDRESS_NUMERIC, &a, why, why_len) < 0) {
+    if (lars_plugin_parse_address(svc, text, LARS_ADDRESS_NUMERIC, &a, why, why_len) < 0) {
         return -1;
     }
     if (a.sa.ss_family == AF_INET6) {

@@ -11,8 +11,17 @@
  * (real_succ, real_err) are what the reporter sends and what the time windows
  * judge.
  *
+ * Draining nodes (lars_node.draining, from the route): while an idle node
+ * that does not drain exists, pick runs the algorithm above over the nodes
+ * that do not drain, as if the draining ones were not there (they are
+ * neither served nor probed; their lists, states and counters are left as
+ * they are, and report() and tick() judge them as usual). When no idle node
+ * is left but draining ones, it runs over every node, exactly as without
+ * draining.
+ *
  * Hot path: pick() and report() allocate nothing, take no lock and log
- * nothing. Both are O(1): the lists are intrusive and doubly linked through
+ * nothing. Both are O(1) (pick walks over the draining nodes at the head of
+ * a list, if any): the lists are intrusive and doubly linked through
  * the per-node policy_data, so a move or a removal never walks a list (the
  * original's std::list::remove did). Only create() allocates (the per-node
  * blocks are the core's: node_data_size) and only tick() walks the lists.
@@ -58,6 +67,7 @@ struct lb_node {
     struct lb_node *prev, *next; /* in the list named by `on_overload` */
     struct lars_node *node;
     bool on_overload;
+    bool drain; /* node->draining as counted in its list's `draining` */
     /* 64 bits: vsucc only restarts with a window, and a busy node may see
      * more than 2^32 successes if idle_timeout is large. */
     uint64_t vsucc;
@@ -72,6 +82,7 @@ struct lb_list {
     struct lb_node *head;
     struct lb_node *tail;
     size_t len;
+    size_t draining; /* nodes of the list with drain set */
 };
 
 /* One module (one instance). */
@@ -97,6 +108,7 @@ static void list_append(struct lb_list *list, struct lb_node *n)
     }
     list->tail = n;
     list->len++;
+    list->draining += n->drain;
 }
 
 static void list_unlink(struct lb_list *list, struct lb_node *n)
@@ -113,6 +125,7 @@ static void list_unlink(struct lb_list *list, struct lb_node *n)
     }
     n->prev = n->next = NULL;
     list->len--;
+    list->draining -= n->drain;
 }
 
 static struct lb_list *list_of(struct lb_module *m, struct lb_node *n)
@@ -124,6 +137,25 @@ static struct lb_list *list_of(struct lb_module *m, struct lb_node *n)
 static struct lb_node *list_rotate(struct lb_list *list)
 {
     struct lb_node *n = list->head;
+    if (n && n != list->tail) {
+        list_unlink(list, n);
+        list_append(list, n);
+    }
+    return n;
+}
+
+/* list_rotate over the nodes that do not drain (skip_draining) or over all:
+ * the first one serves and goes to the back; the draining ones stay where
+ * they are. */
+static struct lb_node *list_serve(struct lb_list *list, bool skip_draining)
+{
+    if (!skip_draining || list->draining == 0) {
+        return list_rotate(list);
+    }
+    struct lb_node *n = list->head;
+    while (n && n->drain) {
+        n = n->next;
+    }
     if (n && n != list->tail) {
         list_unlink(list, n);
         list_append(list, n);
@@ -237,6 +269,7 @@ static int lb_node_added(void *instance, struct lars_node *node, uint64_t now_ms
     }
     struct lb_node *n = node->policy_data; /* zeroed by the core */
     n->node = node;
+    n->drain = node->draining;
     /* A reload hands nodes over with `overloaded` as the previous instance
      * left it: a node failing before the SIGHUP stays out of rotation
      * (fresh overload window) instead of getting traffic back. Otherwise
@@ -256,6 +289,21 @@ static void lb_node_removed(void *instance, struct lars_node *node)
     node->overloaded = false;
 }
 
+/* Only draining matters here: weight, zone and tags play no part in the
+ * original algorithm. */
+static void lb_node_updated(void *instance, struct lars_node *node, uint64_t now_ms)
+{
+    struct lb_module *m = instance;
+    struct lb_node *n = node->policy_data;
+    (void)now_ms;
+    if (n->drain != node->draining) {
+        struct lb_list *list = list_of(m, n);
+        list->draining -= n->drain;
+        n->drain = node->draining;
+        list->draining += n->drain;
+    }
+}
+
 static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
                                  struct lars_node **out)
 {
@@ -265,11 +313,15 @@ static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
     (void)now_ms; /* windows move on report and tick, not on pick */
 
     *out = NULL;
+    /* Draining nodes are left out while an idle node that does not drain
+     * can serve (see the top of the file). */
+    bool skip = m->idle.len > m->idle.draining;
+    size_t overloaded = m->overload.len - (skip ? m->overload.draining : 0);
     /* access_cnt only counts towards probes while someone needs one. */
-    if (m->overload.len > 0 && lars_policy_probe_due(&m->access_cnt, m->conf.probe_num)) {
-        n = list_rotate(&m->overload);
+    if (overloaded > 0 && lars_policy_probe_due(&m->access_cnt, m->conf.probe_num)) {
+        n = list_serve(&m->overload, skip);
     } else if (m->idle.len > 0) {
-        n = list_rotate(&m->idle);
+        n = list_serve(&m->idle, skip);
     } else {
         /* No node at all, or only overloaded ones between two probes. */
         return LARS_RET_OVERLOAD;
@@ -417,17 +469,11 @@ static const struct lars_policy_ops lb_ops = {
     .report = lb_report,
     .tick = lb_tick,
     .node_data_size = sizeof(struct lb_node),
+    .node_updated = lb_node_updated,
 };
 
-/* Declared first so -Wmissing-variable-declarations (clang) sees that the
- * one non-static object is meant to be exported. */
-LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
-
-LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
-    .abi_major = LARS_PLUGIN_ABI_MAJOR,
-    .abi_minor = LARS_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct lars_plugin),
-    .kind = LARS_PLUGIN_POLICY,
+LARS_POLICY_DESCRIPTOR = {
+    LARS_POLICY_DESCRIPTOR_HEAD,
     .name = "lb_lars",
     .version = "1.0",
     .description = "the original Lars policy: round robin over idle nodes, "

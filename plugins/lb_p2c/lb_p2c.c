@@ -34,14 +34,17 @@
  *
  * Statistics: the real counters restart every `window` seconds (tick).
  *
- * Storage: an array of node pointers, available nodes first ([0, n_up)),
- * ejected ones after; a node's index lives in its policy_data block, so
- * removal, ejection and return are O(1) swaps and a random pick is one array
- * access. Ejected nodes are also on a FIFO in ejection order (eject_time is
- * the same for all), so finding the ones whose time is up is O(1) per pick.
+ * Storage (plugins/common, struct lars_policy_set): the module's nodes, the
+ * ejected ones also on a FIFO in ejection order (eject_time is the same for
+ * all), so finding the ones whose time is up is O(1) per pick; and the
+ * candidates of a pick (not ejected; not draining while another node can
+ * serve; with zone_aware, the nodes of the zone the zone rule chooses) as an
+ * array rebuilt once after each change, so a random pick is one array
+ * access.
  *
- * Hot path: pick() and report() are O(1), allocate nothing, take no lock and
- * log nothing (two exp() per pick). Only node_added allocates (the node array
+ * Hot path: pick() and report() are O(1) (but for the first pick after a
+ * change: O(nodes)), allocate nothing, take no lock and log nothing (two
+ * exp() per pick). Only node_added allocates (the node array
  * grows; the per-node blocks are the core's: node_data_size).
  *
  * Threads: an instance is only called from the worker owning its module; the
@@ -76,99 +79,33 @@
 struct p2c_conf {
     int64_t seed;       /* 0 = from the clock */
     int64_t decay_time; /* seconds */
-    int64_t fail_limit;
-    int64_t eject_time; /* seconds */
-    int64_t probe_num;
-    int64_t window; /* seconds */
+    struct lars_policy_set_conf set; /* failures, probes, window, zones */
 };
 
 struct p2c_module;
 
 /* One node's state, hung on lars_node.policy_data. */
 struct p2c_node {
-    struct lars_node *node;
-    size_t idx;                     /* position in the module's arr */
-    struct p2c_node *eprev, *enext; /* ejected FIFO, while ejected */
+    struct lars_policy_node base;   /* first: node, index, ejection state */
     double succ;                    /* decayed successes, as of ts */
     double fail;                    /* decayed failures, as of ts */
     double cost_us;                 /* peak-EWMA latency, as of ts */
     uint64_t ts;                    /* ms, last update of the three above */
-    int64_t contin_err;
-    uint64_t eject_ts; /* ms */
-    bool ejected;      /* mirrors node->overloaded */
 };
 
 /* One module (one instance). */
 struct p2c_module {
     double tau_ms;
-    int64_t fail_limit;
-    int64_t probe_num;
-    uint64_t eject_ms;
-    struct p2c_node **arr; /* [0, n_up) available, [n_up, n) ejected */
-    size_t n;
-    size_t n_up;
-    size_t cap;
-    struct p2c_node *ej_head, *ej_tail; /* oldest ejection first */
-    uint64_t rng;                       /* xorshift64* state, never 0 */
-    struct lars_policy_probe probe;     /* while every node is ejected */
-    struct lars_policy_window window;   /* of the real counters */
+    uint64_t rng;               /* xorshift64* state, never 0 */
+    struct lars_policy_set set; /* of struct p2c_node */
 };
 
 /* ---- randomness ---- */
 
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
-static uint64_t rng_next(struct p2c_module *m)
-{
-    uint64_t x = m->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    m->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Uniform in [0, n), n >= 1 (multiply-shift: no division, bias < n / 2^32). */
 static size_t rng_below(struct p2c_module *m, size_t n)
 {
-    return (size_t)(((rng_next(m) >> 32) * (uint64_t)n) >> 32);
-}
-
-/* ---- the array ---- */
-
-static void place(struct p2c_module *m, size_t i, struct p2c_node *n)
-{
-    m->arr[i] = n;
-    n->idx = i;
-}
-
-static void swap_slots(struct p2c_module *m, size_t i, size_t j)
-{
-    struct p2c_node *a = m->arr[i];
-    struct p2c_node *b = m->arr[j];
-    place(m, i, b);
-    place(m, j, a);
-}
-
-static void fifo_unlink(struct p2c_module *m, struct p2c_node *n)
-{
-    if (n->eprev) {
-        n->eprev->enext = n->enext;
-    } else {
-        m->ej_head = n->enext;
-    }
-    if (n->enext) {
-        n->enext->eprev = n->eprev;
-    } else {
-        m->ej_tail = n->eprev;
-    }
-    n->eprev = n->enext = NULL;
+    return (size_t)(((lars_policy_rng_next(&m->rng) >> 32) * (uint64_t)n) >> 32);
 }
 
 /* ---- node states ---- */
@@ -188,43 +125,15 @@ static double score(const struct p2c_module *m, const struct p2c_node *n, uint64
     return (n->cost_us * x + 1.0) * (1.0 + FAIL_PENALTY * p);
 }
 
-static void eject(struct p2c_module *m, struct p2c_node *n, uint64_t now_ms)
+/* lars_policy_moved_fn: a node back from an ejection starts with fresh
+ * statistics (old ones describe the trouble that ejected it). */
+static void p2c_moved(void *instance, struct lars_policy_node *pn, bool out, uint64_t now_ms)
 {
-    swap_slots(m, n->idx, m->n_up - 1);
-    m->n_up--;
-    n->ejected = true;
-    n->node->overloaded = true;
-    n->eject_ts = now_ms;
-    /* now_ms never decreases, so appending keeps the FIFO sorted by expiry. */
-    n->enext = NULL;
-    n->eprev = m->ej_tail;
-    if (m->ej_tail) {
-        m->ej_tail->enext = n;
-    } else {
-        m->ej_head = n;
-    }
-    m->ej_tail = n;
-}
-
-/* Back with fresh statistics (old ones describe the trouble that ejected it).
- * half_open: back because eject_time is over, its next failure ejects it
- * again; otherwise a success was seen. */
-static void bring_back(struct p2c_module *m, struct p2c_node *n, bool half_open, uint64_t now_ms)
-{
-    fifo_unlink(m, n);
-    swap_slots(m, n->idx, m->n_up);
-    m->n_up++;
-    n->ejected = false;
-    n->node->overloaded = false;
-    n->succ = n->fail = n->cost_us = 0.0;
-    n->ts = now_ms;
-    n->contin_err = half_open ? m->fail_limit - 1 : 0;
-}
-
-static void expire_ejections(struct p2c_module *m, uint64_t now_ms)
-{
-    while (m->ej_head && lars_policy_expired(now_ms, m->ej_head->eject_ts, m->eject_ms)) {
-        bring_back(m, m->ej_head, true, now_ms);
+    struct p2c_node *n = (struct p2c_node *)pn;
+    (void)instance;
+    if (!out) {
+        n->succ = n->fail = n->cost_us = 0.0;
+        n->ts = now_ms;
     }
 }
 
@@ -242,16 +151,15 @@ static int p2c_create(const void *conf, const struct lars_services *svc,
         return -ENOMEM;
     }
     m->tau_ms = (double)c->decay_time * 1000.0;
-    m->fail_limit = c->fail_limit;
-    m->probe_num = c->probe_num;
-    m->eject_ms = (uint64_t)c->eject_time * 1000u;
-    m->window.ms = (uint64_t)c->window * 1000u;
+    lars_policy_set_init(&m->set, svc, module, &c->set);
+    m->set.moved = p2c_moved;
+    m->set.instance = m;
     /* Modules (and agents started at different times) must not walk the same
      * sequence, or they would pair the same nodes in lockstep. A fixed seed
      * still differs per module but repeats run to run (tests). */
     uint64_t ids = ((uint64_t)(uint32_t)module->modid << 32) | (uint32_t)module->cmdid;
     uint64_t base = c->seed ? (uint64_t)c->seed : svc->now_ms() ^ ((uint64_t)(uintptr_t)m << 16);
-    m->rng = splitmix64(base ^ splitmix64(ids));
+    m->rng = lars_policy_splitmix64(base ^ lars_policy_splitmix64(ids));
     if (m->rng == 0) {
         m->rng = 0x9E3779B97F4A7C15ULL;
     }
@@ -266,7 +174,7 @@ static void p2c_destroy(void *instance)
         return;
     }
     /* The core removed every node first and frees their blocks. */
-    free(m->arr);
+    lars_policy_set_free(&m->set);
     free(m);
 }
 
@@ -276,44 +184,23 @@ static int p2c_node_added(void *instance, struct lars_node *node, uint64_t now_m
     if (!m || !node) {
         return -EINVAL;
     }
-    if (m->n == m->cap) {
-        struct p2c_node **arr = lars_policy_grow(m->arr, &m->cap, sizeof(*arr));
-        if (!arr) {
-            return -ENOMEM;
-        }
-        m->arr = arr;
-    }
     struct p2c_node *n = node->policy_data; /* zeroed by the core */
-    n->node = node;
     n->ts = now_ms;
-    place(m, m->n, n);
-    swap_slots(m, m->n, m->n_up); /* into the available part */
-    m->n++;
-    m->n_up++;
-    /* Real counters handed over on reload are kept; a node the previous
-     * instance had ejected stays ejected for a fresh eject_time (plugin.h:
-     * node_added). */
-    if (node->overloaded) {
-        eject(m, n, now_ms);
-    }
-    lars_policy_window_start(&m->window, now_ms);
-    return 0;
+    return lars_policy_set_add(&m->set, &n->base, node, now_ms);
 }
 
 static void p2c_node_removed(void *instance, struct lars_node *node)
 {
     struct p2c_module *m = instance;
-    struct p2c_node *n = node->policy_data;
-    if (n->ejected) {
-        fifo_unlink(m, n);
-    } else {
-        /* to the first ejected slot, the border moving in front of it */
-        swap_slots(m, n->idx, m->n_up - 1);
-        m->n_up--;
-    }
-    swap_slots(m, n->idx, m->n - 1);
-    m->n--;
-    node->overloaded = false; /* no policy holds it out any more */
+    lars_policy_set_remove(&m->set, node->policy_data);
+}
+
+static void p2c_node_updated(void *instance, struct lars_node *node, uint64_t now_ms)
+{
+    struct p2c_module *m = instance;
+    (void)now_ms;
+    /* Out of memory for a new zone name keeps the old zone: still served. */
+    (void)lars_policy_set_update(&m->set, node->policy_data);
 }
 
 static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -321,37 +208,30 @@ static enum lars_retcode p2c_pick(void *instance, uint64_t key, uint64_t now_ms,
 {
     struct p2c_module *m = instance;
     struct p2c_node *chosen;
+    struct lars_policy_view view;
     (void)key; /* random choices: the hash key plays no part */
 
-    *out = NULL;
-    expire_ejections(m, now_ms);
-    if (m->n_up == 0) {
-        if (m->n == 0) {
-            return LARS_RET_OVERLOAD;
-        }
+    lars_policy_set_view(&m->set, now_ms, &view);
+    if (view.n == 0) {
         /* Every node is ejected: mostly refuse, sometimes probe. */
-        size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->n);
-        if (i == SIZE_MAX) {
-            return LARS_RET_OVERLOAD;
-        }
-        *out = m->arr[i]->node;
-        return LARS_RET_SUCC;
+        *out = lars_policy_set_probe(&m->set);
+        return *out ? LARS_RET_SUCC : LARS_RET_OVERLOAD;
     }
-    if (m->n_up == 1) {
-        chosen = m->arr[0];
+    if (view.n == 1) {
+        chosen = (struct p2c_node *)view.v[0];
     } else {
-        size_t i = rng_below(m, m->n_up);
-        size_t j = rng_below(m, m->n_up - 1);
+        size_t i = rng_below(m, view.n);
+        size_t j = rng_below(m, view.n - 1);
         if (j >= i) {
-            j++; /* distinct, and still uniform over the other n_up - 1 */
+            j++; /* distinct, and still uniform over the other n - 1 */
         }
-        struct p2c_node *a = m->arr[i];
-        struct p2c_node *b = m->arr[j];
+        struct p2c_node *a = (struct p2c_node *)view.v[i];
+        struct p2c_node *b = (struct p2c_node *)view.v[j];
         /* Ties go to a, which is the random one of the two. */
         chosen = score(m, b, now_ms) < score(m, a, now_ms) ? b : a;
     }
-    m->probe.access_cnt = 0;
-    *out = chosen->node;
+    lars_policy_set_served(&m->set);
+    *out = chosen->base.node;
     return LARS_RET_SUCC;
 }
 
@@ -362,17 +242,11 @@ static void p2c_report(void *instance, struct lars_node *node, int retcode, uint
     struct p2c_node *n = node->policy_data;
     bool ok = retcode == 0;
 
-    /* real_succ / real_err were already counted by the core. */
-    if (n->ejected && lars_policy_expired(now_ms, n->eject_ts, m->eject_ms)) {
-        bring_back(m, n, true, now_ms);
-    }
-    if (n->ejected) {
-        if (!ok) {
-            /* Late answers of calls made before the ejection, or a failed
-             * probe: the ejection runs from the failure that caused it. */
-            return;
-        }
-        bring_back(m, n, false, now_ms);
+    /* real_succ / real_err were already counted by the core. The rule
+     * ejects and brings back (p2c_moved); an ejection leaves the averages
+     * alone, so they are updated after it. */
+    if (!lars_policy_set_report(&m->set, &n->base, ok, now_ms)) {
+        return;
     }
 
     double x = decay(m, n->ts, now_ms);
@@ -397,12 +271,8 @@ static void p2c_report(void *instance, struct lars_node *node, int retcode, uint
     }
     if (ok) {
         n->succ += 1.0;
-        n->contin_err = 0;
-        return;
-    }
-    n->fail += 1.0;
-    if (++n->contin_err >= m->fail_limit) {
-        eject(m, n, now_ms);
+    } else {
+        n->fail += 1.0;
     }
 }
 
@@ -413,12 +283,7 @@ static void p2c_tick(void *instance, uint64_t now_ms)
         return;
     }
     /* So `overloaded` is right for modules nobody is asking for. */
-    expire_ejections(m, now_ms);
-    if (lars_policy_window_tick(&m->window, now_ms)) {
-        for (size_t i = 0; i < m->n; i++) {
-            lars_policy_restart_real(m->arr[i]->node);
-        }
-    }
+    lars_policy_set_tick(&m->set, now_ms);
 }
 
 /* ---- configuration ---- */
@@ -428,14 +293,11 @@ static const struct lars_setting p2c_settings[] = {
      "random seed (mixed with the module ids); 0 = from the clock. Fixed seeds are for tests"},
     {"decay_time", LARS_SETTING_INT, "10", offsetof(struct p2c_conf, decay_time), 1, 86400,
      "seconds: time constant of the failure and latency averages"},
-    {"fail_limit", LARS_SETTING_INT, "5", offsetof(struct p2c_conf, fail_limit), 1, 1000000000,
-     "consecutive failures that eject a node"},
-    {"eject_time", LARS_SETTING_INT, "10", offsetof(struct p2c_conf, eject_time), 1, 86400,
-     "seconds an ejected node stays out before it is retried"},
-    {"probe_num", LARS_SETTING_INT, "10", offsetof(struct p2c_conf, probe_num), 1, 1000000,
-     "when every node is ejected: RET_OVERLOAD answers between two probes"},
-    {"window", LARS_SETTING_INT, "15", offsetof(struct p2c_conf, window), 1, 86400,
-     "seconds of the real counters' window (what the reporter receives)"},
+    LARS_POLICY_SETTING_FAIL_LIMIT(struct p2c_conf, "eject"),
+    LARS_POLICY_SETTING_FAIL_TIMEOUT(struct p2c_conf, "eject_time", "an ejected node"),
+    LARS_POLICY_SETTING_PROBE_NUM(struct p2c_conf, "ejected"),
+    LARS_POLICY_SETTING_WINDOW(struct p2c_conf),
+    LARS_POLICY_SETTING_ZONE_AWARE(struct p2c_conf),
     LARS_SETTINGS_END,
 };
 
@@ -449,17 +311,11 @@ static const struct lars_policy_ops p2c_ops = {
     .report = p2c_report,
     .tick = p2c_tick,
     .node_data_size = sizeof(struct p2c_node),
+    .node_updated = p2c_node_updated,
 };
 
-/* Declared first so -Wmissing-variable-declarations (clang) sees that the
- * one non-static object is meant to be exported. */
-LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
-
-LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
-    .abi_major = LARS_PLUGIN_ABI_MAJOR,
-    .abi_minor = LARS_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct lars_plugin),
-    .kind = LARS_PLUGIN_POLICY,
+LARS_POLICY_DESCRIPTOR = {
+    LARS_POLICY_DESCRIPTOR_HEAD,
     .name = "lb_p2c",
     .version = "1.0",
     .description = "power of two random choices, preferring fewer recent failures and lower "

@@ -2,9 +2,16 @@
  * lb_wrr.c - smooth weighted round robin (the nginx upstream algorithm), with
  * passive failure handling so that it is useful without lb_lars around it.
  *
- * Weights: `weights = ( { node = "10.0.0.1:9001"; weight = 5; }, ... )` in the
- * policy section; a node not listed gets default_weight. The table applies to
- * every module served by this policy section (a node is an ip:port).
+ * Weights: what the route says (lars_node.weight, 100 when it says nothing),
+ * read again on node_updated(). `weights = ( { node = "10.0.0.1:9001";
+ * weight = 5; }, ... )` in the policy section overrides it per node (same
+ * scale), and default_weight > 0 replaces it for the nodes not listed. The
+ * table applies to every module served by this policy section (a node is an
+ * IPv4 ip:port).
+ *
+ * Candidates (plugins/common, struct lars_policy_set): nodes out and, while
+ * another node can serve, draining nodes take no turn; with zone_aware the
+ * zone rule chooses the zone whose nodes take turns.
  *
  * Picking: every available node adds its weight to its current weight, the
  * node with the largest current weight is chosen and the sum of the weights
@@ -23,7 +30,7 @@
  * reporter sees per-window counts.
  *
  * Hot path: pick() and report() allocate nothing, take no lock and log
- * nothing. pick() is O(n) in the module's nodes: smooth WRR must look at every
+ * nothing. pick() is O(n) in the candidates: smooth WRR must look at every
  * current weight (nginx does the same); for the few dozen nodes of a module
  * that is a short, cache-friendly loop over an array. report() is O(1).
  * Allocation happens in create() (the weight table) and node_added() (the
@@ -34,7 +41,6 @@
  *
  * Time: only the now_ms arguments (tests inject time); settings in seconds.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,6 +51,7 @@
 
 #include <lars/plugin.h>
 
+#include "plugin_address.h"
 #include "policy_util.h"
 
 #define WRR_MAX_WEIGHT 1000000
@@ -52,11 +59,8 @@
 /* Filled by the core from the settings table below. */
 struct wrr_conf {
     const struct lars_config_node *weights; /* NULL when absent */
-    int64_t default_weight;
-    int64_t fail_limit;
-    int64_t fail_timeout; /* seconds */
-    int64_t probe_num;
-    int64_t window; /* seconds */
+    int64_t default_weight;                 /* 0 = the route's */
+    struct lars_policy_set_conf set;        /* failures, probes, window, zones */
 };
 
 /* One parsed `weights` entry. */
@@ -71,49 +75,19 @@ struct wrr_module;
 
 /* One node's state, hung on lars_node.policy_data. */
 struct wrr_node {
-    struct lars_node *node;
-    size_t idx; /* position in the module's nodes */
-    int64_t weight;
-    int64_t current; /* smooth WRR current weight */
-    int64_t contin_err;
-    uint64_t down_ts; /* ms, when the node was taken out */
-    bool down;        /* mirrors node->overloaded */
+    struct lars_policy_node base; /* first: node, index, failure state */
+    int64_t current;              /* smooth WRR current weight; the weight is base.weight */
 };
 
 /* One module (one instance). */
 struct wrr_module {
     int64_t default_weight;
-    int64_t fail_limit;
-    int64_t probe_num;
-    uint64_t fail_timeout_ms;
     struct wrr_weight *weights; /* sorted by (ip, port) */
     size_t n_weights;
-    struct wrr_node **nodes;
-    size_t n;
-    size_t cap;
-    struct lars_policy_probe probe;   /* while every node is out */
-    struct lars_policy_window window; /* of the real counters */
+    struct lars_policy_set set; /* of struct wrr_node */
 };
 
 /* ---- the weights table ---- */
-
-/* "IPv4:port" through the core's address parser (the one every config
- * address goes through); -1 when it is not one. */
-static int parse_addr(const struct lars_services *svc, const char *text, uint32_t *ip,
-                      uint16_t *port)
-{
-    struct lars_address addr;
-    char why[256];
-    if (!text || !LARS_HAS_MEMBER(svc, parse_address) ||
-        svc->parse_address(text, LARS_ADDRESS_NUMERIC | LARS_ADDRESS_IPV4, &addr, why,
-                           sizeof(why)) < 0) {
-        return -1;
-    }
-    const struct sockaddr_in *in = (const struct sockaddr_in *)&addr.sa;
-    *ip = ntohl(in->sin_addr.s_addr);
-    *port = ntohs(in->sin_port);
-    return 0;
-}
 
 static int cmp_weight(const void *a, const void *b)
 {
@@ -172,7 +146,9 @@ static int parse_weights(const struct wrr_conf *conf, const struct lars_services
                      line);
             goto fail;
         }
-        if (parse_addr(svc, text, &w[i].ip, &w[i].port) < 0) {
+        char why[256];
+        if (!text ||
+            lars_plugin_parse_ipv4(svc, text, &w[i].ip, &w[i].port, why, sizeof(why)) < 0) {
             snprintf(err, err_len, "weights entry at line %d: node \"%.64s\" is not \"IPv4:port\"",
                      line, text ? text : "(not a string)");
             goto fail;
@@ -203,15 +179,16 @@ fail:
     return rc;
 }
 
-static int64_t weight_of(const struct wrr_module *m, const struct lars_node *node)
+/* The weights entry of node, else default_weight, else the route's. */
+static uint32_t weight_of(const struct wrr_module *m, const struct lars_node *node)
 {
     size_t lo = 0;
-    size_t hi = m->n_weights;
+    size_t hi = node->family == AF_INET6 ? 0 : m->n_weights;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct wrr_weight *w = &m->weights[mid];
         if (w->ip == node->ip && w->port == node->port) {
-            return w->weight;
+            return (uint32_t)w->weight;
         }
         if (w->ip < node->ip || (w->ip == node->ip && w->port < node->port)) {
             lo = mid + 1;
@@ -219,29 +196,10 @@ static int64_t weight_of(const struct wrr_module *m, const struct lars_node *nod
             hi = mid;
         }
     }
-    return m->default_weight;
-}
-
-/* ---- node states ---- */
-
-static void take_out(struct wrr_node *n, uint64_t now_ms)
-{
-    n->down = true;
-    n->node->overloaded = true;
-    n->down_ts = now_ms;
-}
-
-/* half_open: back after fail_timeout, on trial: one failure takes it out
- * again. Otherwise (a success was seen) it is fully trusted again. */
-static void bring_back(struct wrr_module *m, struct wrr_node *n, bool half_open)
-{
-    n->down = false;
-    n->node->overloaded = false;
-    /* current is kept: it did not grow while the node was out (pick skips
-     * it), so there is no burst to make up for lost turns, and keeping it
-     * keeps the sum of the current weights at 0, which is what makes every
-     * run of sum(weights) picks exact. */
-    n->contin_err = half_open ? m->fail_limit - 1 : 0;
+    if (m->default_weight > 0) {
+        return (uint32_t)m->default_weight;
+    }
+    return node->weight ? node->weight : 1;
 }
 
 /* ---- policy ops ---- */
@@ -251,7 +209,6 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
 {
     const struct wrr_conf *c = conf;
     char err[256];
-    (void)module;
     if (!c || !svc || !instance) {
         return -EINVAL;
     }
@@ -266,10 +223,7 @@ static int wrr_create(const void *conf, const struct lars_services *svc,
         return rc;
     }
     m->default_weight = c->default_weight;
-    m->fail_limit = c->fail_limit;
-    m->probe_num = c->probe_num;
-    m->fail_timeout_ms = (uint64_t)c->fail_timeout * 1000u;
-    m->window.ms = (uint64_t)c->window * 1000u;
+    lars_policy_set_init(&m->set, svc, module, &c->set);
     *instance = m;
     return 0;
 }
@@ -281,7 +235,7 @@ static void wrr_destroy(void *instance)
         return;
     }
     /* The core removed every node first and frees their blocks. */
-    free(m->nodes);
+    lars_policy_set_free(&m->set);
     free(m->weights);
     free(m);
 }
@@ -292,38 +246,32 @@ static int wrr_node_added(void *instance, struct lars_node *node, uint64_t now_m
     if (!m || !node) {
         return -EINVAL;
     }
-    if (m->n == m->cap) {
-        struct wrr_node **nodes = lars_policy_grow(m->nodes, &m->cap, sizeof(*nodes));
-        if (!nodes) {
-            return -ENOMEM;
-        }
-        m->nodes = nodes;
-    }
     struct wrr_node *n = node->policy_data; /* zeroed by the core */
-    n->node = node;
-    n->idx = m->n;
-    n->weight = weight_of(m, node);
-    m->nodes[m->n++] = n;
-    /* A node handed over on reload keeps its real counters (the window they
-     * belong to goes on); one the previous instance had taken out stays out
-     * for a fresh fail_timeout (plugin.h: node_added). */
-    if (node->overloaded) {
-        take_out(n, now_ms);
+    if (lars_policy_set_add(&m->set, &n->base, node, now_ms) < 0) {
+        return -ENOMEM;
     }
-    lars_policy_window_start(&m->window, now_ms);
+    n->base.weight = weight_of(m, node);
     return 0;
 }
 
 static void wrr_node_removed(void *instance, struct lars_node *node)
 {
     struct wrr_module *m = instance;
+    /* The order only decides ties between equal current weights, so the
+     * swap-remove does not skew the shares. */
+    lars_policy_set_remove(&m->set, node->policy_data);
+}
+
+static void wrr_node_updated(void *instance, struct lars_node *node, uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
     struct wrr_node *n = node->policy_data;
-    /* Swap-remove: O(1). The order only decides ties between equal current
-     * weights, so moving the last node does not skew the shares. */
-    struct wrr_node *last = m->nodes[--m->n];
-    m->nodes[n->idx] = last;
-    last->idx = n->idx;
-    node->overloaded = false; /* no policy holds it out any more */
+    (void)now_ms;
+    /* Out of memory for a new zone name keeps the old zone: still served. */
+    (void)lars_policy_set_update(&m->set, &n->base);
+    /* The current weight is kept: the new weight shapes the turns from now
+     * on. */
+    n->base.weight = weight_of(m, node);
 }
 
 static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
@@ -332,87 +280,49 @@ static enum lars_retcode wrr_pick(void *instance, uint64_t key, uint64_t now_ms,
     struct wrr_module *m = instance;
     struct wrr_node *best = NULL;
     int64_t total = 0;
+    struct lars_policy_view view;
     (void)key; /* weighted round robin: the hash key plays no part */
 
-    *out = NULL;
-    for (size_t i = 0; i < m->n; i++) {
-        struct wrr_node *n = m->nodes[i];
-        if (n->down) {
-            if (!lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-                continue;
-            }
-            bring_back(m, n, true);
-        }
-        n->current += n->weight;
-        total += n->weight;
+    /* Nodes that are not candidates (out, draining, another zone) take no
+     * turn: their current weight does not grow, so there is no burst to
+     * make up for lost turns when they are back, and the sum of the current
+     * weights of the candidates stays 0, which is what makes every run of
+     * sum(weights) picks exact. */
+    lars_policy_set_view(&m->set, now_ms, &view);
+    for (size_t i = 0; i < view.n; i++) {
+        struct wrr_node *n = (struct wrr_node *)view.v[i];
+        n->current += n->base.weight;
+        total += n->base.weight;
         if (!best || n->current > best->current) {
             best = n;
         }
     }
     if (best) {
         best->current -= total;
-        m->probe.access_cnt = 0;
-        *out = best->node;
+        lars_policy_set_served(&m->set);
+        *out = best->base.node;
         return LARS_RET_SUCC;
     }
-    if (m->n == 0) {
-        return LARS_RET_OVERLOAD;
-    }
     /* Every node is out: mostly refuse, sometimes probe (round robin). */
-    size_t i = lars_policy_probe_next(&m->probe, m->probe_num, m->n);
-    if (i == SIZE_MAX) {
-        return LARS_RET_OVERLOAD;
-    }
-    *out = m->nodes[i]->node;
-    return LARS_RET_SUCC;
+    *out = lars_policy_set_probe(&m->set);
+    return *out ? LARS_RET_SUCC : LARS_RET_OVERLOAD;
 }
 
 static void wrr_report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
                        uint64_t now_ms)
 {
     struct wrr_module *m = instance;
-    struct wrr_node *n = node->policy_data;
     (void)cost_us; /* weights are static; latency plays no part */
 
     /* real_succ / real_err were already counted by the core. */
-    if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-        bring_back(m, n, true);
-    }
-    if (retcode == 0) {
-        if (n->down) {
-            bring_back(m, n, false);
-        }
-        n->contin_err = 0;
-        return;
-    }
-    if (n->down) {
-        /* Late answers of calls made before it went out, or a failed probe:
-         * the timeout runs from the failure that took it out. */
-        return;
-    }
-    if (++n->contin_err >= m->fail_limit) {
-        take_out(n, now_ms);
-    }
+    lars_policy_set_report(&m->set, node->policy_data, retcode == 0, now_ms);
 }
 
 static void wrr_tick(void *instance, uint64_t now_ms)
 {
     struct wrr_module *m = instance;
-    if (!m) {
-        return;
-    }
-    /* Bring expired nodes back here too, so `overloaded` (reporter, /routes)
-     * is right for a module nobody is asking for. */
-    for (size_t i = 0; i < m->n; i++) {
-        struct wrr_node *n = m->nodes[i];
-        if (n->down && lars_policy_expired(now_ms, n->down_ts, m->fail_timeout_ms)) {
-            bring_back(m, n, true);
-        }
-    }
-    if (lars_policy_window_tick(&m->window, now_ms)) {
-        for (size_t i = 0; i < m->n; i++) {
-            lars_policy_restart_real(m->nodes[i]->node);
-        }
+    if (m) {
+        lars_policy_set_tick(&m->set, now_ms);
     }
 }
 
@@ -421,16 +331,15 @@ static void wrr_tick(void *instance, uint64_t now_ms)
 static const struct lars_setting wrr_settings[] = {
     {"weights", LARS_SETTING_LIST, NULL, offsetof(struct wrr_conf, weights), 0, -1,
      "( { node = \"ip:port\"; weight = N; }, ... ): weights of listed nodes (1 to 1000000)"},
-    {"default_weight", LARS_SETTING_INT, "1", offsetof(struct wrr_conf, default_weight), 1,
-     WRR_MAX_WEIGHT, "weight of a node not listed in weights"},
-    {"fail_limit", LARS_SETTING_INT, "5", offsetof(struct wrr_conf, fail_limit), 1, 1000000000,
-     "consecutive failures that take a node out"},
-    {"fail_timeout", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, fail_timeout), 1, 86400,
-     "seconds a node stays out before it is retried"},
-    {"probe_num", LARS_SETTING_INT, "10", offsetof(struct wrr_conf, probe_num), 1, 1000000,
-     "when every node is out: RET_OVERLOAD answers between two probes of an out node"},
-    {"window", LARS_SETTING_INT, "15", offsetof(struct wrr_conf, window), 1, 86400,
-     "seconds of the real counters' window (what the reporter receives)"},
+    {"default_weight", LARS_SETTING_INT, "0", offsetof(struct wrr_conf, default_weight), 0,
+     WRR_MAX_WEIGHT,
+     "weight of a node not listed in weights; 0 = the route's weight (100 when "
+     "the route says nothing)"},
+    LARS_POLICY_SETTING_FAIL_LIMIT(struct wrr_conf, "take out"),
+    LARS_POLICY_SETTING_FAIL_TIMEOUT(struct wrr_conf, "fail_timeout", "a node"),
+    LARS_POLICY_SETTING_PROBE_NUM(struct wrr_conf, "out"),
+    LARS_POLICY_SETTING_WINDOW(struct wrr_conf),
+    LARS_POLICY_SETTING_ZONE_AWARE(struct wrr_conf),
     LARS_SETTINGS_END,
 };
 
@@ -454,17 +363,11 @@ static const struct lars_policy_ops wrr_ops = {
     .report = wrr_report,
     .tick = wrr_tick,
     .node_data_size = sizeof(struct wrr_node),
+    .node_updated = wrr_node_updated,
 };
 
-/* Declared first so -Wmissing-variable-declarations (clang) sees that the
- * one non-static object is meant to be exported. */
-LARS_PLUGIN_EXPORT extern const struct lars_plugin lars_plugin;
-
-LARS_PLUGIN_EXPORT const struct lars_plugin lars_plugin = {
-    .abi_major = LARS_PLUGIN_ABI_MAJOR,
-    .abi_minor = LARS_PLUGIN_ABI_MINOR,
-    .size = sizeof(struct lars_plugin),
-    .kind = LARS_PLUGIN_POLICY,
+LARS_POLICY_DESCRIPTOR = {
+    LARS_POLICY_DESCRIPTOR_HEAD,
     .name = "lb_wrr",
     .version = "1.0",
     .description = "smooth weighted round robin with passive failure detection",

@@ -47,11 +47,8 @@
 #define RESULTS_PER_FRAME 1200u
 
 struct report_conf {
-    const struct lars_config_node *servers;
-    int64_t connect_timeout_ms;
+    struct lars_link_conf link; /* servers, connect and backoff times */
     int64_t write_timeout_ms;
-    int64_t backoff_min_ms;
-    int64_t backoff_max_ms;
     int64_t buffer_max_batches;
     int64_t buffer_max_bytes;
 };
@@ -112,18 +109,9 @@ static void link_count(void *arg, enum lars_transport_counter counter, uint64_t 
 }
 
 static const struct lars_setting report_settings[] = {
-    {"servers", LARS_SETTING_LIST, NULL, offsetof(struct report_conf, servers), 0, -1,
-     "( \"ip:port\", ... ) lars-reporter servers in failover order; default ( \"127.0.0.1:7779\" "
-     ")"},
-    {"connect_timeout_ms", LARS_SETTING_INT, "1000",
-     offsetof(struct report_conf, connect_timeout_ms), 10, 600000,
-     "a connection attempt taking longer fails over to the next server"},
+    LARS_LINK_SETTINGS(struct report_conf, "lars-reporter", "127.0.0.1:7779"),
     {"write_timeout_ms", LARS_SETTING_INT, "10000", offsetof(struct report_conf, write_timeout_ms),
      100, 3600000, "a server that stops reading for this long is dead: reconnect"},
-    {"backoff_min_ms", LARS_SETTING_INT, "100", offsetof(struct report_conf, backoff_min_ms), 1,
-     3600000, "first delay before reconnecting; doubles per failure, with jitter"},
-    {"backoff_max_ms", LARS_SETTING_INT, "5000", offsetof(struct report_conf, backoff_max_ms), 1,
-     3600000, "cap of the reconnect delay"},
     {"buffer_max_batches", LARS_SETTING_INT, "10000",
      offsetof(struct report_conf, buffer_max_batches), 1, 100000000,
      "statistics batches kept while the reporter is away; the oldest go first"},
@@ -137,12 +125,7 @@ static int report_validate(const void *conf_block, const struct lars_services *s
                            size_t err_len)
 {
     const struct report_conf *conf = conf_block;
-    if (conf->backoff_min_ms > conf->backoff_max_ms) {
-        snprintf(err, err_len, "backoff_min_ms (%lld) is above backoff_max_ms (%lld)",
-                 (long long)conf->backoff_min_ms, (long long)conf->backoff_max_ms);
-        return -EINVAL;
-    }
-    return lars_link_parse_servers(svc, conf->servers, "127.0.0.1:7779", NULL, NULL, err, err_len);
+    return lars_link_validate(&conf->link, svc, "127.0.0.1:7779", err, err_len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -486,10 +469,7 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
 {
     const struct report_conf *conf = conf_block;
     const struct lars_services *svc = host->svc;
-    struct lars_link_server *servers = NULL;
-    size_t n_servers = 0;
-    char err[256];
-    int rc;
+    char detail[96];
 
     struct report_lars *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -499,23 +479,10 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
     r->host = host;
     r->max_frames = (size_t)conf->buffer_max_batches;
     r->max_bytes = (size_t)conf->buffer_max_bytes;
-    rc = lars_link_parse_servers(svc, conf->servers, "127.0.0.1:7779", &servers, &n_servers, err,
-                                 sizeof(err));
-    if (rc < 0) {
-        if (rc != -ENOMEM) {
-            svc->log(LARS_LOG_ERROR, PLUGIN, "%s", err);
-        }
-        goto fail;
-    }
     struct lars_link_params params = {
         .plugin = PLUGIN,
         .svc = svc,
         .base = host->base,
-        .servers = servers,
-        .n_servers = n_servers,
-        .connect_timeout_ms = (uint64_t)conf->connect_timeout_ms,
-        .backoff_min_ms = (uint64_t)conf->backoff_min_ms,
-        .backoff_max_ms = (uint64_t)conf->backoff_max_ms,
         .write_timeout_ms = (uint64_t)conf->write_timeout_ms,
         .write_lowat = OUTPUT_HIGH / 4,
         .arg = r,
@@ -525,21 +492,15 @@ static int report_start(const void *conf_block, const struct lars_reporter_host 
         .on_closed = on_closed,
         .count = link_count,
     };
-    r->link = lars_link_create(&params);
-    if (!r->link) {
-        rc = -ENOMEM;
-        goto fail;
+    snprintf(detail, sizeof(detail), "; buffer %zu batches / %zu bytes", r->max_frames,
+             r->max_bytes);
+    int rc = lars_link_open(&conf->link, "127.0.0.1:7779", &params, detail, &r->link);
+    if (rc < 0) {
+        report_stop(r);
+        return rc;
     }
-    svc->log(LARS_LOG_INFO, PLUGIN, "%zu servers, first %s; buffer %zu batches / %zu bytes",
-             n_servers, servers[0].text, r->max_frames, r->max_bytes);
-    free(servers);
     *instance = r;
     return 0;
-
-fail:
-    free(servers);
-    report_stop(r);
-    return rc;
 }
 
 static const struct lars_reporter_ops report_ops = {

@@ -77,6 +77,7 @@ struct nh_peer {
     bool quit;
     int lfd;
     uint16_t port;
+    bool v6;      /* listens on [::1] instead of 127.0.0.1 */
     unsigned gen; /* bumped whenever the test thread closes or opens fds */
     struct conn conns[MAX_CONNS];
     unsigned accepts;
@@ -110,23 +111,36 @@ static int write_all(int fd, const uint8_t *buf, size_t len)
     return 0;
 }
 
-static int listen_on(uint16_t port, uint16_t *bound)
+static int listen_on(bool v6, uint16_t port, uint16_t *bound)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         return -1;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof(sa);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    if (v6) {
+        struct sockaddr_in6 *sa6 = (struct sockaddr_in6 *)&ss;
+        sa6->sin6_family = AF_INET6;
+        sa6->sin6_port = htons(port);
+        sa6->sin6_addr = in6addr_loopback;
+        sl = sizeof(*sa6);
+    } else {
+        struct sockaddr_in *sa = (struct sockaddr_in *)&ss;
+        sa->sin_family = AF_INET;
+        sa->sin_port = htons(port);
+        sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof(*sa);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
         close(fd);
         return -1;
     }
-    *bound = ntohs(sa.sin_port);
+    /* sin_port and sin6_port sit at the same offset. */
+    *bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     return fd;
 }
 
@@ -376,7 +390,7 @@ static void wake(struct nh_peer *p)
     (void)n;
 }
 
-struct nh_peer *nh_peer_start(uint16_t port)
+static struct nh_peer *peer_start(bool v6, uint16_t port)
 {
     struct nh_peer *p = calloc(1, sizeof(*p));
     if (!p) {
@@ -391,7 +405,8 @@ struct nh_peer *nh_peer_start(uint16_t port)
     if (!p->reports || pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
         goto fail;
     }
-    p->lfd = listen_on(port, &p->port);
+    p->v6 = v6;
+    p->lfd = listen_on(v6, port, &p->port);
     if (p->lfd < 0) {
         goto fail;
     }
@@ -411,6 +426,16 @@ fail:
     free(p->reports);
     free(p);
     return NULL;
+}
+
+struct nh_peer *nh_peer_start(uint16_t port)
+{
+    return peer_start(false, port);
+}
+
+struct nh_peer *nh_peer_start6(uint16_t port)
+{
+    return peer_start(true, port);
 }
 
 void nh_peer_stop(struct nh_peer *p)
@@ -530,7 +555,7 @@ void nh_peer_down(struct nh_peer *p)
 int nh_peer_up(struct nh_peer *p)
 {
     uint16_t bound = 0;
-    int fd = listen_on(p->port, &bound);
+    int fd = listen_on(p->v6, p->port, &bound);
     if (fd < 0) {
         return -1;
     }
@@ -661,6 +686,20 @@ static char *read_file(const char *path)
     }
     fclose(f);
     return buf;
+}
+
+int nh_agent_teardown(struct nh_agent *a, bool *running)
+{
+    if (!*running) {
+        return 0;
+    }
+    *running = false;
+    int rc = nh_agent_stop(a);
+    if (rc != 0) {
+        fprintf(stderr, "lars-agent exited with status %d\n", rc);
+        return -1;
+    }
+    return 0;
 }
 
 bool nh_agent_log_has(const struct nh_agent *a, const char *needle)

@@ -3,7 +3,7 @@
  * dns_lars / report_lars, against scripted TCP peers living in the test
  * process.
  *
- * A peer listens on 127.0.0.1, answers GetRouteRequest from its route table
+ * A peer listens on 127.0.0.1 (or [::1]), answers GetRouteRequest from its route table
  * (or stays silent), records every request and ReportStatusRequest, and
  * lets the test push routes, send raw bytes, close connections, go down
  * and come back on the same port. It runs in its own thread; every nh_peer_*
@@ -77,6 +77,8 @@ struct nh_peer;
 
 /* Listens on 127.0.0.1:port (0 = any free port). NULL on failure. */
 struct nh_peer *nh_peer_start(uint16_t port);
+/* The same on [::1]:port. */
+struct nh_peer *nh_peer_start6(uint16_t port);
 void nh_peer_stop(struct nh_peer *p);
 uint16_t nh_peer_port(const struct nh_peer *p);
 
@@ -134,6 +136,10 @@ long long nh_agent_metric(const struct nh_agent *a, const char *name);
  * or -1 when it had to be killed. Frees the client; removes the temp dir
  * when the exit was clean. */
 int nh_agent_stop(struct nh_agent *a);
+/* A test fixture's teardown: nh_agent_stop when *running (then false);
+ * returns 0, or -1 after printing the exit status when the agent did not
+ * exit cleanly (status 0 also means no sanitizer report and no leak). */
+int nh_agent_teardown(struct nh_agent *a, bool *running);
 /* True when the agent's log contains needle. */
 bool nh_agent_log_has(const struct nh_agent *a, const char *needle);
 void nh_agent_print_log(const struct nh_agent *a);

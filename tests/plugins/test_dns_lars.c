@@ -61,21 +61,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    int rc = 0;
-    if (fx->agent_running) {
-        /* Exit status 0 also means no sanitizer report and no leak. */
-        rc = nh_agent_stop(&fx->agent);
-    }
+    int rc = nh_agent_teardown(&fx->agent, &fx->agent_running);
     nh_peer_stop(fx->peer);
     if (fx->refusing_fd >= 0) {
         close(fx->refusing_fd);
     }
     free(fx);
-    if (rc != 0) {
-        fprintf(stderr, "lars-agent exited with status %d\n", rc);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static void one_server(struct fixture *fx, char *buf, size_t len)
@@ -241,6 +233,24 @@ static void test_failover(void **state)
     assert_true(ok);
     nh_peer_set_route(fx->peer, 6, 2, ROUTE_B, 1);
     assert_true(nh_wait_route(&fx->agent, 6, 2, "10.0.0.7:7000", 2000));
+}
+
+/* A server on [::1] (servers entries may be "[v6]:port"): the link opens an
+ * IPv6 socket and routes come through it. */
+static void test_ipv6_server(void **state)
+{
+    struct fixture *fx = *state;
+    nh_peer_stop(fx->peer);
+    fx->peer = nh_peer_start6(0);
+    assert_non_null(fx->peer);
+    char servers[64];
+    snprintf(servers, sizeof(servers), "\"[::1]:%u\"", nh_peer_port(fx->peer));
+    nh_peer_set_route(fx->peer, 8, 1, ROUTE_C, 2);
+    assert_int_equal(start_agent(fx, servers, 3000), 0);
+    assert_true(nh_wait_route(&fx->agent, 8, 1, "127.0.0.1:9003,192.168.1.20:8080", 3000));
+    char line[64];
+    snprintf(line, sizeof(line), "connected to [::1]:%u", nh_peer_port(fx->peer));
+    assert_true(nh_agent_log_has(&fx->agent, line));
 }
 
 /* A server that accepts and reads but never answers is dead after
@@ -469,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pushed_after_absent_resubscribed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_down_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unrequested_pushes_ignored, setup, teardown),

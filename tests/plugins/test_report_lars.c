@@ -55,19 +55,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    int rc = 0;
-    if (fx->agent_running) {
-        rc = nh_agent_stop(&fx->agent);
-    }
+    int rc = nh_agent_teardown(&fx->agent, &fx->agent_running);
     nh_peer_stop(fx->dns);
     nh_peer_stop(fx->reporter);
     free(fx->seen);
     free(fx);
-    if (rc != 0) {
-        fprintf(stderr, "lars-agent exited with status %d\n", rc);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static void start_agent(struct fixture *fx, int max_batches)

@@ -12,12 +12,21 @@
 /* clang-format on */
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy_fixture.h"
 #include "settings.h"
+
+static const char *fixture_zone = "";
+
+void fx_set_zone(const char *zone)
+{
+    fixture_zone = zone;
+}
 
 /* Keys the core owns in every policy section. */
 static const char *const core_keys[] = {"plugin", "update_timeout", NULL};
@@ -59,6 +68,22 @@ int fx_conf_from_string(const char *text, void **out, char *err, size_t len)
     config_t cfg;
     int rc = fx_conf_from_string_keep(text, &cfg, out, err, len);
     config_destroy(&cfg);
+    return rc;
+}
+
+int fx_conf_from_file(const char *text, char path[32], void **out, char *err, size_t len)
+{
+    config_t cfg;
+    snprintf(path, 32, "/tmp/test_policy_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    config_init(&cfg);
+    assert_true(config_read_file(&cfg, path));
+    int rc = fx_conf_from_config(&cfg, out, err, len);
+    config_destroy(&cfg);
+    unlink(path);
     return rc;
 }
 
@@ -118,6 +143,20 @@ int64_t fx_conf_int(void *conf, const char *name)
     return v;
 }
 
+void fx_check_set_defaults(void *conf, const char *timeout_key)
+{
+    assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
+    assert_int_equal(fx_conf_int(conf, timeout_key), 10);
+    assert_int_equal(fx_conf_int(conf, "probe_num"), 10);
+    assert_int_equal(fx_conf_int(conf, "window"), 15);
+    const struct lars_setting *z = fx_find_setting("zone_aware");
+    assert_non_null(z);
+    assert_int_equal(z->type, LARS_SETTING_BOOL);
+    bool on = true;
+    memcpy(&on, (char *)conf + z->offset, sizeof(on));
+    assert_false(on);
+}
+
 void fx_check_descriptor(const char *name)
 {
     assert_int_equal(lars_plugin.abi_major, LARS_PLUGIN_ABI_MAJOR);
@@ -148,12 +187,18 @@ struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t po
         fail_msg("conf refused: %s", err);
     }
     struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
-    assert_int_equal(fx_ops()->create(fx->conf, lars_services_get(), &id, &fx->inst), 0);
+    fx->svc = *lars_services_get();
+    fx->svc.zone = fixture_zone;
+    assert_int_equal(fx_ops()->create(fx->conf, &fx->svc, &id, &fx->inst), 0);
     assert_non_null(fx->inst);
     fx->nnodes = nnodes;
     for (int i = 0; i < nnodes; i++) {
         fx->node[i].ip = 0x0a000001u + (uint32_t)i;
         fx->node[i].port = (uint16_t)(port0 + i);
+        /* What the core sets when the route says nothing (ABI 1.2). */
+        fx->node[i].family = AF_INET;
+        fx->node[i].weight = 100;
+        fx->node[i].zone = "";
     }
     return fx;
 }
@@ -251,10 +296,33 @@ void fx_rep_n(struct fx *fx, int i, bool ok, int n)
     }
 }
 
+void fx_expect_out_after(struct fx *fx, int i, int n)
+{
+    fx_rep_n(fx, i, false, n - 1);
+    assert_false(fx->node[i].overloaded);
+    fx_rep(fx, i, false);
+    assert_true(fx->node[i].overloaded);
+}
+
 int fx_pick(struct fx *fx)
 {
+    return fx_pick_key(fx, 0);
+}
+
+void fx_update(struct fx *fx, int i)
+{
+    assert_non_null(fx->node[i].policy_data);
+    if (!LARS_HAS_MEMBER(fx_ops(), node_updated)) {
+        fail_msg("%s has no node_updated", lars_plugin.name);
+        return; /* not reached: for the analyzer */
+    }
+    fx_ops()->node_updated(fx->inst, &fx->node[i], fx->now);
+}
+
+int fx_pick_key(struct fx *fx, uint64_t key)
+{
     struct lars_node *out = (struct lars_node *)1; /* must be overwritten */
-    enum lars_retcode rc = fx_ops()->pick(fx->inst, 0, fx->now, &out);
+    enum lars_retcode rc = fx_ops()->pick(fx->inst, key, fx->now, &out);
     if (rc == LARS_RET_OVERLOAD) {
         assert_null(out);
         return NONE;
@@ -328,4 +396,95 @@ void fx_check_handover_keeps_out(struct fx *fx)
         assert_int_equal(fx_pick(fx), 1);
     }
     assert_false(fx->node[1].overloaded);
+}
+
+void fx_check_draining(struct fx *fx)
+{
+    int count[FX_MAX_NODES];
+    fx_add_n(fx, 4);
+    fx->node[1].draining = true;
+    fx_update(fx, 1);
+    assert_int_equal(fx_count_picks(fx, 400, count), 0);
+    assert_int_equal(count[1], 0);
+    for (int i = 0; i < 4; i++) {
+        if (i != 1 && count[i] == 0) {
+            fail_msg("node %d got no pick", i);
+        }
+    }
+    /* The state of the draining node was left alone: picked again once the
+     * route says so. */
+    fx->node[1].draining = false;
+    fx_update(fx, 1);
+    fx_count_picks(fx, 400, count);
+    assert_true(count[1] > 0);
+    /* Every node draining: served as usual. */
+    for (int i = 0; i < 4; i++) {
+        fx->node[i].draining = true;
+        fx_update(fx, i);
+    }
+    assert_int_equal(fx_count_picks(fx, 400, count), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_true(count[i] > 0);
+    }
+}
+
+double fx_check_zone_rule(struct fx *fx, int n, double tol)
+{
+    static const char *const zone_of[] = {"a", "a", "a", "b", "b", "b", "c", "c", "c"};
+    int count[FX_MAX_NODES];
+    int zone_count[3];
+    assert_true(fx->nnodes >= 9);
+    for (int i = 0; i < 9; i++) {
+        fx->node[i].zone = zone_of[i];
+    }
+    fx_add_n(fx, 9);
+    /* Healthy: all local. */
+    fx_count_picks(fx, 3000, count);
+    for (int i = 3; i < 9; i++) {
+        assert_int_equal(count[i], 0);
+    }
+    /* Degraded: 1/7 of the healthy capacity for a share of 1/3. */
+    fx->node[0].draining = true;
+    fx->node[1].draining = true;
+    fx_update(fx, 0);
+    fx_update(fx, 1);
+    assert_int_equal(fx_count_picks(fx, n, count), 0);
+    assert_int_equal(count[0] + count[1], 0);
+    for (size_t z = 0; z < 3; z++) {
+        zone_count[z] = count[3 * z] + count[3 * z + 1] + count[3 * z + 2];
+    }
+    double local = (double)zone_count[0] / n;
+    double b = (double)zone_count[1] / n;
+    double c = (double)zone_count[2] / n;
+    printf("zone rule: local %.4f (want %.4f), b %.4f, c %.4f (want %.4f each)\n", local, 3.0 / 7.0,
+           b, c, 2.0 / 7.0);
+    assert_true(local > 3.0 / 7.0 - tol && local < 3.0 / 7.0 + tol);
+    assert_true(b > 2.0 / 7.0 - tol && b < 2.0 / 7.0 + tol);
+    assert_true(c > 2.0 / 7.0 - tol && c < 2.0 / 7.0 + tol);
+    return local;
+}
+
+void fx_expect_counts(struct fx *fx, int n, const int *want, int k)
+{
+    int count[FX_MAX_NODES];
+    assert_int_equal(fx_count_picks(fx, n, count), 0);
+    for (int i = 0; i < k; i++) {
+        if (count[i] != want[i]) {
+            fail_msg("node %d: %d picks of %d, want %d", i, count[i], n, want[i]);
+        }
+    }
+}
+
+void fx_test_draining(void **state)
+{
+    *state = fx_create("", "", FX_MAX_NODES, 9001, 1, 2);
+    fx_check_draining(*state);
+}
+
+void fx_test_zone_rule(void **state)
+{
+    fx_set_zone("a");
+    *state = fx_create("", "zone_aware = true;", FX_MAX_NODES, 9001, 1, 2);
+    fx_set_zone("");
+    fx_check_zone_rule(*state, 100000, 0.01);
 }

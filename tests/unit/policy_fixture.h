@@ -36,7 +36,12 @@ struct fx {
     struct lars_node node[FX_MAX_NODES];
     uint64_t now;
     uint64_t rng; /* the test's own randomness, if it wants any */
+    struct lars_services svc; /* the core's, with zone = fx_zone() */
 };
+
+/* The agent's zone (svc->zone) of the modules fx_create makes from now on;
+ * "" (the default) = none. */
+void fx_set_zone(const char *zone);
 
 /*
  * Fills a conf block from cfg's group `policy` the way the core does: table
@@ -48,6 +53,11 @@ int fx_conf_from_config(config_t *cfg, void **out, char *err, size_t len);
 /* fx_conf_from_config on a string; cfg keeps the tree alive (LIST settings
  * point into it): the caller destroys it, whatever the result. */
 int fx_conf_from_string_keep(const char *text, config_t *cfg, void **out, char *err, size_t len);
+
+/* fx_conf_from_config on text written to a temporary file (so messages
+ * carry the core's "file:line: " prefix; path receives the file's name),
+ * removed afterwards. */
+int fx_conf_from_file(const char *text, char path[32], void **out, char *err, size_t len);
 
 /* fx_conf_from_config on a string, for confs without LIST settings read. */
 int fx_conf_from_string(const char *text, void **out, char *err, size_t len);
@@ -73,6 +83,11 @@ const struct lars_setting *fx_find_setting(const char *name);
 /* The INT setting name as filled into conf; fails the test if it is missing
  * or not an INT. */
 int64_t fx_conf_int(void *conf, const char *name);
+
+/* The defaults of the rows plugins/common gives lb_wrr, lb_p2c and lb_ring
+ * (fail_limit 5, timeout_key 10 s, probe_num 10, window 15 s, zone_aware
+ * off). */
+void fx_check_set_defaults(void *conf, const char *timeout_key);
 
 /* The descriptor checks every policy plugin must pass: ABI, size, kind,
  * name, policy ops only, tick present, node_data_size set. */
@@ -113,8 +128,18 @@ void fx_rep_cost(struct fx *fx, int i, bool ok, uint32_t cost_us);
 void fx_rep(struct fx *fx, int i, bool ok); /* cost 0: not measured */
 void fx_rep_n(struct fx *fx, int i, bool ok, int n);
 
+/* Asserts that n - 1 more failures of node i leave it in (not overloaded)
+ * and the n-th takes it out. */
+void fx_expect_out_after(struct fx *fx, int i, int n);
+
 /* pick() at fx->now: the node's index, or NONE for RET_OVERLOAD. */
 int fx_pick(struct fx *fx);
+/* The same with the request's hash key. */
+int fx_pick_key(struct fx *fx, uint64_t key);
+
+/* node_updated of node i after the test changed its weight, zone or
+ * draining (as the core does on a route update). */
+void fx_update(struct fx *fx, int i);
 
 /* Asserts that the next n picks answer RET_OVERLOAD. */
 void fx_expect_none(struct fx *fx, int n);
@@ -142,5 +167,34 @@ void fx_check_empty_module(struct fx *fx);
  * picked), node 1 is not overloaded.
  */
 void fx_check_handover_keeps_out(struct fx *fx);
+
+/*
+ * Draining (plugin.h, lars_node.draining), for every policy: nodes 0..3,
+ * node 1 draining (node_updated) gets no pick of 400 while the others do;
+ * back to normal it is picked again; with every node draining they are
+ * served as usual. fx is a fresh module of at least four nodes, none added.
+ */
+void fx_check_draining(struct fx *fx);
+
+/* Asserts that n picks answer no RET_OVERLOAD and give node i want[i]
+ * picks, for every i < k. */
+void fx_expect_counts(struct fx *fx, int n, const int *want, int k);
+
+/* cmocka tests of the checks below on a fresh module of FX_MAX_NODES nodes
+ * (setup fx_setup_none, teardown fx_teardown): fx_check_draining, and
+ * fx_check_zone_rule over 100000 picks +-0.01 with zone_aware = true. */
+void fx_test_draining(void **state);
+void fx_test_zone_rule(void **state);
+
+/*
+ * The zone rule of plugins/common (docs/policies.md) for a policy created
+ * with zone_aware = true in local zone "a" (fx_set_zone): nodes 0-2 in "a",
+ * 3-5 in "b", 6-8 in "c", equal weights. All healthy: every pick local.
+ * Nodes 0 and 1 draining: the local zone holds 1/7 of the healthy capacity
+ * for a share of 1/3, so 3/7 of the picks stay local and "b" and "c" get
+ * 2/7 each (residual 2/21 each), +-tol over n picks. fx is a fresh module
+ * of at least nine nodes, none added. Returns the local fraction seen.
+ */
+double fx_check_zone_rule(struct fx *fx, int n, double tol);
 
 #endif

@@ -126,25 +126,15 @@ static void test_settings_defaults(void **state)
  * config goes through a real file here. */
 static void test_settings_unknown_key(void **state)
 {
-    char path[] = "/tmp/test_lb_lars_XXXXXX";
+    char path[32];
     char err[512] = "";
     char want[600];
     void *conf = NULL;
-    config_t cfg;
     (void)state;
 
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
     const char *text =
         "policy = {\n  plugin = \"lb_lars\";\n  probe_num = 10;\n  prob_num = 3;\n};\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-
-    config_init(&cfg);
-    assert_true(config_read_file(&cfg, path));
-    assert_int_equal(fx_conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
-    config_destroy(&cfg);
-    unlink(path);
+    assert_int_equal(fx_conf_from_file(text, path, &conf, err, sizeof(err)), -EINVAL);
     assert_null(conf);
     snprintf(want, sizeof(want), "%s:4:", path);
     if (!strstr(err, want) || !strstr(err, "prob_num")) {
@@ -268,10 +258,7 @@ static void test_idle_to_overload_err_rate(void **state)
     struct fx *fx = fx_new("init_succ_cnt = 18;");
     *state = fx;
     fx_add(fx, 0);
-    fx_rep_n(fx, 0, false, 2);
-    assert_false(fx->node[0].overloaded);
-    fx_rep(fx, 0, false);
-    assert_true(fx->node[0].overloaded);
+    fx_expect_out_after(fx, 0, 3);
 }
 
 /* err_rate with the defaults: a success clears contin_err but not verr.
@@ -282,10 +269,7 @@ static void test_idle_to_overload_default_err_rate(void **state)
     fx_add(fx, 0);
     fx_rep_n(fx, 0, false, 14);
     fx_rep(fx, 0, true);
-    fx_rep_n(fx, 0, false, 6);
-    assert_false(fx->node[0].overloaded);
-    fx_rep(fx, 0, false);
-    assert_true(fx->node[0].overloaded);
+    fx_expect_out_after(fx, 0, 7);
 }
 
 /* contin_succ_limit: with succ_rate = 0.9 the rate cannot trip early; a
@@ -538,12 +522,58 @@ static void test_overloaded_flag_tracks_lists(void **state)
     assert_false(fx->node[1].overloaded);
 }
 
+/* ---- draining (route) ---- */
+
+static void drain(struct fx *fx, int i, bool on)
+{
+    fx->node[i].draining = on;
+    fx_update(fx, i);
+}
+
+/* Draining nodes are left out, the rest runs as before: with the only
+ * overloaded node draining there is no probe (access_cnt does not count);
+ * its state stays (still overloaded), and once it stops draining the probe
+ * cycle is the original one. */
+static void test_draining_keeps_algorithm(void **state)
+{
+    struct fx *fx = *state;
+    fx_add_n(fx, 4);
+    overload(fx, 3);
+    drain(fx, 2, true);
+    drain(fx, 3, true);
+    for (int k = 0; k < 30; k++) {
+        assert_int_equal(fx_pick(fx), k % 2);
+    }
+    assert_false(fx->node[2].overloaded);
+    assert_true(fx->node[3].overloaded);
+    drain(fx, 3, false);
+    expect_probe_cycle(fx, 0, 1, 3);
+    /* Node 2, still draining, is judged as usual meanwhile. */
+    fx_rep_n(fx, 2, false, 15);
+    assert_true(fx->node[2].overloaded);
+}
+
+/* No idle node left but draining ones: every node serves as usual (the
+ * overloaded node is probed, the draining idle ones take turns). */
+static void test_draining_all_idle(void **state)
+{
+    struct fx *fx = *state;
+    fx_add_n(fx, 3);
+    overload(fx, 2);
+    drain(fx, 0, true);
+    drain(fx, 1, true);
+    expect_probe_cycle(fx, 0, 1, 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_default, fx_teardown)
 #define TN(fn) cmocka_unit_test_setup_teardown(fn, fx_setup_none, fx_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        T(test_draining_keeps_algorithm),
+        T(test_draining_all_idle),
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_settings_defaults),
         cmocka_unit_test(test_settings_unknown_key),

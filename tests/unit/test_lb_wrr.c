@@ -27,7 +27,7 @@
 
 #include "policy_fixture.h"
 
-#define NNODES 6
+#define NNODES 9
 
 /* Weights 5, 1, 1 for nodes 0, 1, 2 (lines 3-5 of the policy section). */
 #define W511                                                                                       \
@@ -56,25 +56,22 @@ static void test_settings_defaults(void **state)
 {
     (void)state;
     void *conf = fx_conf_defaults();
-    assert_int_equal(fx_conf_int(conf, "default_weight"), 1);
-    assert_int_equal(fx_conf_int(conf, "fail_limit"), 5);
-    assert_int_equal(fx_conf_int(conf, "fail_timeout"), 10);
-    assert_int_equal(fx_conf_int(conf, "probe_num"), 10);
-    assert_int_equal(fx_conf_int(conf, "window"), 15);
+    assert_int_equal(fx_conf_int(conf, "default_weight"), 0); /* the route's */
+    fx_check_set_defaults(conf, "fail_timeout");
     const struct lars_setting *w = fx_find_setting("weights");
     assert_non_null(w);
     assert_int_equal(w->type, LARS_SETTING_LIST);
     const void *list;
     memcpy(&list, (char *)conf + w->offset, sizeof(list));
     assert_null(list);
-    fx_check_settings_described(6);
+    fx_check_settings_described(7);
     free(conf);
 }
 
 static void test_settings_out_of_range(void **state)
 {
     (void)state;
-    fx_expect_refused("policy = {\n  default_weight = 0;\n};", "line 2", "default_weight");
+    fx_expect_refused("policy = {\n  default_weight = -1;\n};", "line 2", "default_weight");
     fx_expect_refused("policy = {\n  fail_limit = 0;\n};", "line 2", "fail_limit");
     fx_expect_refused("policy = {\n  fail_timeout = 0;\n};", "line 2", "fail_timeout");
     fx_expect_refused("policy = {\n  probe_num = 0;\n};", "line 2", "probe_num");
@@ -129,24 +126,15 @@ static void test_validate_weights(void **state)
  * front; the message still points at the entry's own line. */
 static void test_validate_in_file(void **state)
 {
-    char path[] = "/tmp/test_lb_wrr_XXXXXX";
+    char path[32];
     char err[512] = "";
     void *conf = NULL;
-    config_t cfg;
     (void)state;
 
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
     const char *text = "policy = {\n  plugin = \"lb_wrr\";\n  weights = (\n"
                        "    { node = \"10.0.0.1:9001\"; weight = 5; },\n"
                        "    { node = \"10.0.0.2:9002\"; weight = -1; }\n  );\n};\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    config_init(&cfg);
-    assert_true(config_read_file(&cfg, path));
-    assert_int_equal(fx_conf_from_config(&cfg, &conf, err, sizeof(err)), -EINVAL);
-    config_destroy(&cfg);
-    unlink(path);
+    assert_int_equal(fx_conf_from_file(text, path, &conf, err, sizeof(err)), -EINVAL);
     if (!strstr(err, "line 5") || !strstr(err, "weight")) {
         fail_msg("message lacks the entry's line: %s", err);
     }
@@ -271,6 +259,54 @@ static void test_empty_module(void **state)
     fx_check_empty_module(*state);
 }
 
+/* ---- what the route says ---- */
+
+/* Weights come from the route (lars_node.weight) when the section lists
+ * none: 300, 100, 100 give exactly 3:1:1. */
+static void test_route_weights(void **state)
+{
+    struct fx *fx = fx_new("");
+    *state = fx;
+    fx->node[0].weight = 300;
+    fx_add_n(fx, 3);
+    fx_expect_counts(fx, 500, (const int[]){300, 100, 100}, 3);
+}
+
+/* A weights entry overrides the route for its node (same scale);
+ * default_weight > 0 overrides it for the others. */
+static void test_route_weight_override(void **state)
+{
+    struct fx *fx = fx_new("weights = ( { node = \"10.0.0.1:9001\"; weight = 200; } );");
+    *state = fx;
+    fx->node[0].weight = 5; /* the entry wins */
+    fx->node[2].weight = 300;
+    fx_add_n(fx, 3);
+    fx_expect_counts(fx, 600, (const int[]){200, 100, 300}, 3);
+    fx_teardown(state);
+
+    fx = fx_new("default_weight = 50;\n"
+                "weights = ( { node = \"10.0.0.1:9001\"; weight = 100; } );");
+    *state = fx;
+    fx->node[1].weight = 300; /* replaced by default_weight */
+    fx_add_n(fx, 2);
+    fx_expect_counts(fx, 300, (const int[]){200, 100}, 2);
+}
+
+/* node_updated: a new route weight counts from the next pick; a node with
+ * a weights entry keeps it. */
+static void test_route_weight_updated(void **state)
+{
+    struct fx *fx = fx_new("weights = ( { node = \"10.0.0.1:9001\"; weight = 100; } );");
+    *state = fx;
+    fx_add_n(fx, 3);
+    fx_expect_counts(fx, 300, (const int[]){100, 100, 100}, 3);
+    fx->node[1].weight = 300;
+    fx->node[0].weight = 1000; /* overridden by its entry */
+    fx_update(fx, 1);
+    fx_update(fx, 0);
+    fx_expect_counts(fx, 500, (const int[]){100, 300, 100}, 3);
+}
+
 /* ---- failures ---- */
 
 /* fail_limit consecutive failures take a node out; a success in between
@@ -342,10 +378,7 @@ static void test_fail_timeout_and_half_open(void **state)
     assert_int_equal(count[0], 5);
 
     fx_rep(fx, 0, true); /* trusted again */
-    fx_rep_n(fx, 0, false, 4);
-    assert_false(fx->node[0].overloaded);
-    fx_rep(fx, 0, false);
-    assert_true(fx->node[0].overloaded);
+    fx_expect_out_after(fx, 0, 5);
 }
 
 /* A node coming back gets its fair share at once, no burst making up for
@@ -531,6 +564,11 @@ int main(void)
         T(test_smooth_sequence_511),
         T(test_exact_shares_and_spread),
         T(test_equal_weights_round_robin),
+        T(test_route_weights),
+        T(test_route_weight_override),
+        T(test_route_weight_updated),
+        cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_zone_rule, fx_setup_none, fx_teardown),
         T(test_default_weight),
         T(test_weight_matches_port),
         T(test_empty_module),
