@@ -77,8 +77,8 @@
 
 /* Filled by the core from the settings table below. */
 struct p2c_conf {
-    int64_t seed;       /* 0 = from the clock */
-    int64_t decay_time; /* seconds */
+    int64_t seed;                    /* 0 = from the clock */
+    int64_t decay_time;              /* seconds */
     struct lars_policy_set_conf set; /* failures, probes, window, zones */
 };
 
@@ -86,11 +86,11 @@ struct p2c_module;
 
 /* One node's state, hung on lars_node.policy_data. */
 struct p2c_node {
-    struct lars_policy_node base;   /* first: node, index, ejection state */
-    double succ;                    /* decayed successes, as of ts */
-    double fail;                    /* decayed failures, as of ts */
-    double cost_us;                 /* peak-EWMA latency, as of ts */
-    uint64_t ts;                    /* ms, last update of the three above */
+    struct lars_policy_node base; /* first: node, index, ejection state */
+    double succ;                  /* decayed successes, as of ts */
+    double fail;                  /* decayed failures, as of ts */
+    double cost_us;               /* peak-EWMA latency, as of ts */
+    uint64_t ts;                  /* ms, last update of the three above */
 };
 
 /* One module (one instance). */

@@ -188,7 +188,8 @@ static void test_ipv6_get_host_and_report(void **state)
 }
 
 /* lb_lars does not hash: a key only has to reach the agent and be
- * answered (same round robin as without one). */
+ * answered (same round robin as without one), never with the draining
+ * [::1]:9302. */
 static void test_keyed_get_host(void **state)
 {
     (void)state;
@@ -201,7 +202,7 @@ static void test_keyed_get_host(void **state)
         assert_true(h.port >= 9301 && h.port <= 9303);
         seen |= 1u << (h.port - 9301);
     }
-    assert_int_equal(seen, 7);
+    assert_int_equal(seen, 5); /* 9301 and 9303 */
 }
 
 static void test_program_built_against_liblars_0(void **state)

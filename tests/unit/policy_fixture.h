@@ -35,7 +35,7 @@ struct fx {
     int nnodes; /* node[0, nnodes) are the test's nodes */
     struct lars_node node[FX_MAX_NODES];
     uint64_t now;
-    uint64_t rng; /* the test's own randomness, if it wants any */
+    uint64_t rng;             /* the test's own randomness, if it wants any */
     struct lars_services svc; /* the core's, with zone = fx_zone() */
 };
 
