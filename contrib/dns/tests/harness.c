@@ -245,6 +245,11 @@ static pid_t spawn_piped(const char *const *argv, int *out_fd)
     return pid;
 }
 
+int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len)
+{
+    return lt_run(out, out_len, bin, "-t", "-c", conf, (char *)NULL);
+}
+
 int lt_run(char *out, size_t out_len, const char *bin, ...)
 {
     const char *argv[16];
@@ -599,6 +604,18 @@ int lt_grep(const char *path, const char *needle)
     }
     free(text);
     return count;
+}
+
+bool lt_wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
 }
 
 void lt_tempdir(char *dir, size_t len, const char *prefix)

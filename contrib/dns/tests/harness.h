@@ -19,6 +19,13 @@
 /* ctest's SKIP_RETURN_CODE. */
 #define LT_SKIP 77
 
+/* a.b.c.d as an IPv4 in host byte order (the store's and the wire's
+ * integer). */
+static inline uint32_t lt_ip4(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    return a << 24 | b << 16 | c << 8 | d;
+}
+
 uint64_t lt_now_ms(void);
 void lt_sleep_ms(unsigned ms);
 
@@ -40,6 +47,10 @@ void lt_store_cleanup(const struct lars_store_settings *settings);
 void *lt_mysql_open(const struct lars_store_settings *settings);
 int lt_mysql_exec(void *conn, const char *sql);
 void lt_mysql_close(void *conn);
+
+/* Runs `bin -t -c conf` (check a service's config file): its exit status,
+ * its output in out. */
+int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len);
 
 /* Writes `store = { ... };` for settings. */
 void lt_write_store_section(FILE *out, const struct lars_store_settings *settings);
@@ -94,6 +105,8 @@ long long lt_metric(const char *text, const char *series);
 
 /* Counts lines of path containing needle (0 when unreadable). */
 int lt_grep(const char *path, const char *needle);
+/* Waits up to timeout_ms until path holds needle at least count times. */
+bool lt_wait_log(const char *path, const char *needle, int count, unsigned timeout_ms);
 
 /* Text of path (malloc'd, NUL-terminated) or NULL. */
 char *lt_read_file(const char *path);
