@@ -250,6 +250,17 @@ int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len)
     return lt_run(out, out_len, bin, "-t", "-c", conf, (char *)NULL);
 }
 
+void lt_expect_conf_error(const char *bin, const char *conf, int line, const char *what)
+{
+    char out[4096];
+    char want[1200];
+    int status = lt_check_conf(bin, conf, out, sizeof(out));
+    snprintf(want, sizeof(want), "%s:%d: %s", conf, line, what);
+    if (status != 1 || !strstr(out, want)) {
+        fail_msg("%s -t: expected exit 1 and '%s', got %d: %s", bin, want, status, out);
+    }
+}
+
 int lt_run(char *out, size_t out_len, const char *bin, ...)
 {
     const char *argv[16];
@@ -672,6 +683,14 @@ int lt_server_start(struct lt_server *s, const char *bin, const char *name,
     }
     close(fd);
     return 0;
+}
+
+void lt_server_stop_clean(struct lt_server *s)
+{
+    int status = lt_stop(s->pid, 10000);
+    s->pid = 0;
+    assert_int_equal(status, 0);
+    assert_true(lt_grep(s->log, "stopped:") >= 1);
 }
 
 void lt_server_finish(struct lt_server *s)

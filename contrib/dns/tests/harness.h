@@ -52,6 +52,10 @@ void lt_mysql_close(void *conn);
  * its output in out. */
 int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len);
 
+/* Fails the test unless `bin -t -c conf` exits 1 with "conf:line: what"
+ * in its output. */
+void lt_expect_conf_error(const char *bin, const char *conf, int line, const char *what);
+
 /* Writes `store = { ... };` for settings. */
 void lt_write_store_section(FILE *out, const struct lars_store_settings *settings);
 
@@ -147,6 +151,9 @@ int lt_server_start(struct lt_server *s, const char *bin, const char *name,
 /* Stops the server (when running), closes the store, removes the temp dir
  * (kept when LARS_TEST_KEEP is set) and the MariaDB database. */
 void lt_server_finish(struct lt_server *s);
+/* Stops the group's server with TERM and fails the test unless it exits 0
+ * after logging its "stopped:" statistics line. */
+void lt_server_stop_clean(struct lt_server *s);
 
 /* main()'s backend argument: "sqlite" (the default) or "mysql". Returns 0
  * to run the tests, else the exit status: 2 for a bad argument, LT_SKIP
