@@ -10,11 +10,10 @@
 #include "service.h"
 
 #define OFF(f) offsetof(struct lars_dns_config, f)
-#define STAGED(f) offsetof(struct lars_service_staged, f)
 /* Parsed into lars_service_staged, then read by the store library. */
 static const struct lars_setting dns_staged_settings[] = {
-    {"store", LARS_SETTING_LIST, NULL, STAGED(store), 0, -1,
-     "the route database: store = { backend = \"sqlite\"; path = \"...\"; ... }"},
+    LARS_SERVICE_SETTING_STORE(
+        "the route database: store = { backend = \"sqlite\"; path = \"...\"; ... }"),
     LARS_SETTINGS_END,
 };
 
@@ -30,25 +29,13 @@ static const struct lars_setting dns_settings[] = {
      "largest request body accepted, bytes"},
     {"max_output", LARS_SETTING_SIZE, "4M", OFF(max_output), 4096, 1u << 30,
      "unsent bytes queued for one agent before it is disconnected"},
-    {"max_connections", LARS_SETTING_SIZE, "10000", OFF(max_connections), 1, 10000000,
-     "connections at most (lowered to what RLIMIT_NOFILE allows)"},
-    {"max_connections_per_peer", LARS_SETTING_SIZE, "1000", OFF(max_connections_per_peer), 1,
-     10000000, "connections from one source IP at most"},
+    LARS_SERVICE_SETTINGS_CONNECTIONS(struct lars_dns_config),
     {"idle_timeout", LARS_SETTING_SECONDS, "300", OFF(idle_timeout), 0.1, 86400,
      "seconds a connection without a subscription may stay silent"},
-    {"stats_listen", LARS_SETTING_ADDRESS, NULL, OFF(stats_listen), 0, 65535,
-     "\"host:port\" serving /metrics (Prometheus), \"\" = off"},
-    {"log_level", LARS_SETTING_LOG_LEVEL, "info", OFF(log_level), 0, -1,
-     "error, warn, info or debug"},
-    {"log_file", LARS_SETTING_TEXT, NULL, OFF(log_file), 0,
-     sizeof(((struct lars_dns_config *)0)->log_file), "log file path, \"-\" = stderr"},
+    LARS_SERVICE_SETTINGS_COMMON(struct lars_dns_config),
     LARS_SETTINGS_END,
 };
 #undef OFF
-#undef STAGED
-
-/* What may change on SIGHUP without a restart. */
-static const char *const live_keys[] = {"log_level", "log_file", NULL};
 
 static int check(const void *conf, const config_setting_t *root, char *err, size_t err_len)
 {
@@ -65,7 +52,7 @@ static int check(const void *conf, const config_setting_t *root, char *err, size
 const struct lars_service_config_schema lars_dns_config_schema = {
     .table = dns_settings,
     .staged_table = dns_staged_settings,
-    .live = live_keys,
+    .live = lars_service_live_keys,
     .size = sizeof(struct lars_dns_config),
     .store = offsetof(struct lars_dns_config, store),
     .check = check,

@@ -254,18 +254,13 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
 {
     struct conn *c = arg;
     struct worker *w = c->worker;
-    if (frame->msgid != LARS__MESSAGE_ID__ID_GetRouteRequest) {
-        char why[64];
-        snprintf(why, sizeof(why), "unexpected message id %u", (unsigned)frame->msgid);
-        bad_frame(c, why);
-        return -1;
-    }
-    /* malloc'd decode: requests are rare (one per module per agent and
-     * update_timeout) and unknown fields make the decoded size unbounded. */
-    Lars__GetRouteRequest *req = (Lars__GetRouteRequest *)lars_wire_decode(
-        &lars__get_route_request__descriptor, frame, NULL);
+    char why[64];
+    /* Requests are rare: one per module per agent and update_timeout. */
+    Lars__GetRouteRequest *req = (Lars__GetRouteRequest *)lars_frame_conn_decode(
+        frame, LARS__MESSAGE_ID__ID_GetRouteRequest, &lars__get_route_request__descriptor, why,
+        sizeof(why));
     if (!req) {
-        bad_frame(c, lars_wire_status_name(LARS_WIRE_BAD_BODY));
+        bad_frame(c, why);
         return -1;
     }
     int32_t modid = req->modid;
@@ -755,18 +750,18 @@ int lars_dns_server_publish(struct lars_dns_server *server, struct lars_route_ma
 void lars_dns_server_stats(struct lars_dns_server *server, struct lars_dns_stats *out)
 {
     struct counters *s = &server->stats;
-    out->accepted = atomic_load_explicit(&s->accepted, memory_order_relaxed);
-    out->open = atomic_load_explicit(&s->open, memory_order_relaxed);
+    out->conn.accepted = atomic_load_explicit(&s->accepted, memory_order_relaxed);
+    out->conn.open = atomic_load_explicit(&s->open, memory_order_relaxed);
     out->requests = atomic_load_explicit(&s->requests, memory_order_relaxed);
     out->pushes = atomic_load_explicit(&s->pushes, memory_order_relaxed);
-    out->bad_frames = atomic_load_explicit(&s->bad_frames, memory_order_relaxed);
+    out->conn.bad_frames = atomic_load_explicit(&s->bad_frames, memory_order_relaxed);
     out->overflows = atomic_load_explicit(&s->overflows, memory_order_relaxed);
     out->publishes = atomic_load_explicit(&s->publishes, memory_order_relaxed);
-    out->refused_cap = atomic_load_explicit(&s->refused_cap, memory_order_relaxed);
-    out->refused_peer = atomic_load_explicit(&s->refused_peer, memory_order_relaxed);
-    out->evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
-    out->idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
-    out->cap = server->cap;
+    out->conn.refused_cap = atomic_load_explicit(&s->refused_cap, memory_order_relaxed);
+    out->conn.refused_peer = atomic_load_explicit(&s->refused_peer, memory_order_relaxed);
+    out->conn.evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
+    out->conn.idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
+    out->conn.cap = server->cap;
     out->subscriptions = 0;
     for (int i = 0; i < server->nworkers; i++) {
         out->subscriptions += atomic_load_explicit(&server->workers[i].pairs, memory_order_relaxed);

@@ -30,6 +30,7 @@
 
 #include <event2/event.h>
 
+#include "conn_limits.h"
 #include "dns_config.h"
 #include "route_map.h"
 
@@ -37,19 +38,13 @@ struct lars_dns_server;
 
 /* Counters since start (relaxed reads, any thread). */
 struct lars_dns_stats {
-    uint64_t accepted;      /* connections accepted */
-    uint64_t open;          /* connections open now */
+    /* evicted / idle_closed: connections without a subscription. */
+    struct lars_conn_stats conn;
     uint64_t requests;      /* GetRouteRequests answered */
     uint64_t pushes;        /* unsolicited GetRouteResponses sent */
-    uint64_t bad_frames;    /* connections closed for a bad frame */
     uint64_t overflows;     /* connections closed for unsent output over max_output */
     uint64_t publishes;     /* route snapshots handed to the workers */
     uint64_t subscriptions; /* (connection, module) pairs now */
-    uint64_t refused_cap;   /* connections refused at max_connections */
-    uint64_t refused_peer;  /* connections refused at max_connections_per_peer */
-    uint64_t evicted;       /* idle connections closed for a newcomer at max_connections */
-    uint64_t idle_closed;   /* connections without a subscription closed after idle_timeout */
-    size_t cap;             /* max_connections as RLIMIT_NOFILE allows */
 };
 
 /*

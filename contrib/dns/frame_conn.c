@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h> /* evutil_socket_error_to_string is strerror */
 #include <sys/socket.h>
 
@@ -50,6 +51,21 @@ void lars_frame_conn_read(struct evbuffer *in, size_t max_body,
         }
         evbuffer_drain(in, total);
     }
+}
+
+ProtobufCMessage *lars_frame_conn_decode(const struct lars_frame *frame, uint32_t msgid,
+                                         const ProtobufCMessageDescriptor *desc, char *why,
+                                         size_t why_len)
+{
+    if (frame->msgid != msgid) {
+        snprintf(why, why_len, "unexpected message id %u", (unsigned)frame->msgid);
+        return NULL;
+    }
+    ProtobufCMessage *msg = lars_wire_decode(desc, frame, NULL);
+    if (!msg) {
+        snprintf(why, why_len, "%s", lars_wire_status_name(LARS_WIRE_BAD_BODY));
+    }
+    return msg;
 }
 
 int lars_frame_conn_setup(struct bufferevent *bev, size_t max_frame_out)

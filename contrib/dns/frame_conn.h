@@ -32,6 +32,17 @@ void lars_frame_conn_read(struct evbuffer *in, size_t max_body,
                           void (*on_bad)(void *conn, const char *why), void *conn);
 
 /*
+ * The one message type a connection accepts: decodes frame as desc when its
+ * id is msgid (malloc'd: free with protobuf_c_message_free_unpacked; rare
+ * enough, and unknown fields make the decoded size unbounded). NULL with
+ * the reason in why (for the connection's bad-frame path) for another id
+ * or a body that does not decode.
+ */
+ProtobufCMessage *lars_frame_conn_decode(const struct lars_frame *frame, uint32_t msgid,
+                                         const ProtobufCMessageDescriptor *desc, char *why,
+                                         size_t why_len);
+
+/*
  * Settings every accepted agent connection gets, on its bufferevent: each
  * frame leaves in one write() call when the socket takes it (the maximum
  * single write is raised from libevent's 16 KiB default to max_frame_out,

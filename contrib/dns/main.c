@@ -42,12 +42,12 @@ static void log_stats(void *arg, const char *when)
               "%llu pushes, %llu route snapshots, %llu closed for bad frames, %llu for unread "
               "output, %llu idle, %llu evicted; %llu refused at max_connections, %llu at "
               "max_connections_per_peer",
-              when, (unsigned long long)s.accepted, (unsigned long long)s.open,
+              when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
               (unsigned long long)s.subscriptions, (unsigned long long)s.requests,
               (unsigned long long)s.pushes, (unsigned long long)s.publishes,
-              (unsigned long long)s.bad_frames, (unsigned long long)s.overflows,
-              (unsigned long long)s.idle_closed, (unsigned long long)s.evicted,
-              (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
+              (unsigned long long)s.conn.bad_frames, (unsigned long long)s.overflows,
+              (unsigned long long)s.conn.idle_closed, (unsigned long long)s.conn.evicted,
+              (unsigned long long)s.conn.refused_cap, (unsigned long long)s.conn.refused_peer);
 }
 
 /* /metrics, rendered from one snapshot of the counters. */
@@ -56,31 +56,16 @@ static void render_metrics(void *arg, struct lars_text *t)
     struct app *app = arg;
     struct lars_dns_stats s;
     lars_dns_server_stats(app->server, &s);
-    lars_service_metric(t, "lars_dns_connections", "gauge", "Agent connections open now.", s.open);
-    lars_service_metric(t, "lars_dns_connections_max", "gauge",
-                        "max_connections as RLIMIT_NOFILE allows.", s.cap);
-    lars_service_metric(t, "lars_dns_connections_accepted_total", "counter",
-                        "Connections accepted.", s.accepted);
-    lars_service_metric_family(t, "lars_dns_connections_refused_total", "counter",
-                               "Connections refused, by limit.");
-    lars_text_printf(t,
-                     "lars_dns_connections_refused_total{reason=\"max_connections\"} %llu\n"
-                     "lars_dns_connections_refused_total{reason=\"max_connections_per_peer\"} "
-                     "%llu\n",
-                     (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
-    lars_service_metric(t, "lars_dns_connections_evicted_total", "counter",
-                        "Connections without a subscription closed for a newcomer at "
-                        "max_connections.",
-                        s.evicted);
-    lars_service_metric(t, "lars_dns_connections_idle_closed_total", "counter",
-                        "Connections without a subscription closed after idle_timeout.",
-                        s.idle_closed);
+    lars_service_conn_metrics(t, "lars_dns", &s.conn,
+                              "Connections without a subscription closed for a newcomer at "
+                              "max_connections.",
+                              "Connections without a subscription closed after idle_timeout.");
     lars_service_metric_family(t, "lars_dns_connections_closed_total", "counter",
                                "Connections closed by lars-dns for misbehaving, by reason.");
     lars_text_printf(t,
                      "lars_dns_connections_closed_total{reason=\"malformed_frame\"} %llu\n"
                      "lars_dns_connections_closed_total{reason=\"unread_output\"} %llu\n",
-                     (unsigned long long)s.bad_frames, (unsigned long long)s.overflows);
+                     (unsigned long long)s.conn.bad_frames, (unsigned long long)s.overflows);
     lars_service_metric(t, "lars_dns_requests_total", "counter", "GetRouteRequests answered.",
                         s.requests);
     lars_service_metric(t, "lars_dns_pushes_total", "counter",
@@ -125,9 +110,6 @@ static int app_start(void *arg, struct event_base *base)
 {
     struct app *app = arg;
     char err[2048];
-    if (lars_store_settings_exposed(&app->cfg.store, err, sizeof(err))) {
-        LARS_WARN(WHO, "%s", err); /* once, at start: the file is read only then */
-    }
     app->base = base;
     app->server = lars_dns_server_create(&app->cfg, app->base, err, sizeof(err));
     if (!app->server) {
@@ -176,15 +158,12 @@ int main(int argc, char **argv)
     static const struct lars_service_program program = {
         .name = WHO,
         .version = LARS_VERSION,
-        .usage = "usage: lars-dns -c FILE [-t] [-f]\n"
-                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-dns.conf\n"
-                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
-                 "           file:line: message\n"
-                 "  -f       stay in the foreground (default: run as a daemon)\n"
-                 "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop; HUP re-reads log_level/log_file from FILE (names\n"
-                 "         what needs a restart) and reloads every route now; USR1 reopens\n"
-                 "         the log\n",
+        .usage = LARS_SERVICE_USAGE("lars-dns",
+                                    "TERM/INT stop; HUP re-reads log_level/log_file from FILE "
+                                    "(names\n"
+                                    "         what needs a restart) and reloads every route now; "
+                                    "USR1 reopens\n"
+                                    "         the log\n"),
         .app = &app,
         .schema = &lars_dns_config_schema,
         .conf = &app.cfg,

@@ -146,6 +146,8 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len)
 /* What lars_daemon_start returned, until the service serves; -1 in the
  * foreground. Main thread only. */
 static int ready_fd = -1;
+const char *const lars_service_live_keys[] = {"log_level", "log_file", NULL};
+
 static const char *service_name;
 
 void lars_service_ready(void)
@@ -273,6 +275,13 @@ static int service_run(const struct lars_service_program *p, const char *config_
     if (!stats_ev || event_add(stats_ev, &hour) < 0) {
         LARS_ERROR(p->name, "out of memory");
         goto stop;
+    }
+    /* Once, at start: the file is read only then. */
+    char exposed[2048];
+    if (lars_store_settings_exposed(
+            (const struct lars_store_settings *)((const char *)p->conf + p->schema->store), exposed,
+            sizeof(exposed))) {
+        LARS_WARN(p->name, "%s", exposed);
     }
     if (p->start(p->app, run.base) < 0) {
         goto stop;

@@ -41,6 +41,35 @@ struct lars_service_config_schema {
 };
 
 /*
+ * Rows every service's tables have, written once. type is the service's
+ * config struct, which has fields of these names; help says what its store
+ * holds. CONNECTIONS go in the table where the service documents its
+ * limits, COMMON last.
+ */
+/* clang-format cannot lay out initializer lists inside macros. */
+// clang-format off
+#define LARS_SERVICE_SETTING_STORE(help)                                                          \
+    {"store", LARS_SETTING_LIST, NULL, offsetof(struct lars_service_staged, store), 0, -1, help}
+#define LARS_SERVICE_SETTINGS_CONNECTIONS(type)                                                   \
+    {"max_connections", LARS_SETTING_SIZE, "10000", offsetof(type, max_connections), 1, 10000000, \
+     "connections at most (lowered to what RLIMIT_NOFILE allows)"},                               \
+    {"max_connections_per_peer", LARS_SETTING_SIZE, "1000",                                       \
+     offsetof(type, max_connections_per_peer), 1, 10000000,                                       \
+     "connections from one source IP at most"}
+#define LARS_SERVICE_SETTINGS_COMMON(type)                                                        \
+    {"stats_listen", LARS_SETTING_ADDRESS, NULL, offsetof(type, stats_listen), 0, 65535,          \
+     "\"host:port\" serving /metrics (Prometheus), \"\" = off"},                                  \
+    {"log_level", LARS_SETTING_LOG_LEVEL, "info", offsetof(type, log_level), 0, -1,               \
+     "error, warn, info or debug"},                                                               \
+    {"log_file", LARS_SETTING_TEXT, NULL, offsetof(type, log_file), 0,                            \
+     sizeof(((type *)0)->log_file), "log file path, \"-\" = stderr"}
+// clang-format on
+
+/* The keys lars_service_main applies on SIGHUP (log_level, log_file), for
+ * a schema's live list. */
+extern const char *const lars_service_live_keys[];
+
+/*
  * Fills conf (schema->size bytes) with the defaults, then path's top level
  * and store section. Unknown keys, wrong types, values out of range and
  * schema->check's rules are refused. Returns 0 or -EINVAL with "file:line:
@@ -75,6 +104,17 @@ void lars_service_format_peer(const struct sockaddr *sa, char *buf, size_t len);
 /* ---- process ---- */
 
 struct event_base;
+
+/* The usage text of a service program named prog (its example config is
+ * etc/<prog>.conf); signals describes what its signals do. */
+#define LARS_SERVICE_USAGE(prog, signals)                                                          \
+    "usage: " prog " -c FILE [-t] [-f]\n"                                                          \
+    "  -c FILE  configuration file (libconfig), e.g. etc/" prog ".conf\n"                          \
+    "  -t       check the configuration and exit: 0 when valid, else 1 with\n"                     \
+    "           file:line: message\n"                                                              \
+    "  -f       stay in the foreground (default: run as a daemon)\n"                               \
+    "  -h       this help;  -V  version\n"                                                         \
+    "signals: " signals
 
 /*
  * One service program: what lars_service_main needs to know, as one const
@@ -127,7 +167,8 @@ void lars_service_ready(void);
 /*
  * The whole life of a service process: parses -c FILE [-t] [-f] [-h] [-V],
  * loads the config (-t: checks it and exits), opens the log, daemonizes
- * unless -f (the started process returns once the service serves: see
+ * unless -f, warns once when the store password sits in a file every user
+ * may read (lars_store_settings_exposed) (the started process returns once the service serves: see
  * lars_service_ready), ignores SIGPIPE, then runs program->start, the event loop
  * (TERM/INT stop it; USR1 reopens the log file; HUP re-reads the config,
  * applies a new log_level / log_file, logs one line naming what needs a

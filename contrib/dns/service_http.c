@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "conn_limits.h"
 #include "log.h"
 #include "text.h"
 
@@ -127,6 +128,30 @@ void lars_service_metric(struct lars_text *t, const char *name, const char *type
 {
     lars_service_metric_family(t, name, type, help);
     lars_text_printf(t, "%s %llu\n", name, value);
+}
+
+void lars_service_conn_metrics(struct lars_text *t, const char *prefix,
+                               const struct lars_conn_stats *s, const char *evicted_help,
+                               const char *idle_help)
+{
+    char name[128];
+    snprintf(name, sizeof(name), "%s_connections", prefix);
+    lars_service_metric(t, name, "gauge", "Agent connections open now.", s->open);
+    snprintf(name, sizeof(name), "%s_connections_max", prefix);
+    lars_service_metric(t, name, "gauge", "max_connections as RLIMIT_NOFILE allows.", s->cap);
+    snprintf(name, sizeof(name), "%s_connections_accepted_total", prefix);
+    lars_service_metric(t, name, "counter", "Connections accepted.", s->accepted);
+    snprintf(name, sizeof(name), "%s_connections_refused_total", prefix);
+    lars_service_metric_family(t, name, "counter", "Connections refused, by limit.");
+    lars_text_printf(t,
+                     "%s{reason=\"max_connections\"} %llu\n"
+                     "%s{reason=\"max_connections_per_peer\"} %llu\n",
+                     name, (unsigned long long)s->refused_cap, name,
+                     (unsigned long long)s->refused_peer);
+    snprintf(name, sizeof(name), "%s_connections_evicted_total", prefix);
+    lars_service_metric(t, name, "counter", evicted_help, s->evicted);
+    snprintf(name, sizeof(name), "%s_connections_idle_closed_total", prefix);
+    lars_service_metric(t, name, "counter", idle_help, s->idle_closed);
 }
 
 int lars_service_http_open(const char *who, struct event_base *base,

@@ -41,6 +41,15 @@ int lars_service_http_open(const char *who, struct event_base *base,
 /* NULL-safe. */
 void lars_service_http_stop(struct lars_service_http *http);
 
+struct lars_conn_stats;
+
+/* For render: the connection metrics both services share, named
+ * <prefix>_connections..., from one snapshot. evicted_help and idle_help
+ * say what makes a connection evictable / idle in this service. */
+void lars_service_conn_metrics(struct lars_text *t, const char *prefix,
+                               const struct lars_conn_stats *s, const char *evicted_help,
+                               const char *idle_help);
+
 /* Helpers for render: one family header, and one sample. */
 void lars_service_metric_family(struct lars_text *t, const char *name, const char *type,
                                 const char *help);

@@ -1,19 +1,21 @@
 /*
  * store_poller.c - change detection against the route database (see the
- * header for the protocol). Runs in its own thread with its own event_base
- * and its own lars_store connection.
+ * header for the protocol). Runs in its own loop thread ("lars-dns-store",
+ * core/common/loop_thread.h) with its own lars_store connection: its timers
+ * live on the host's event_base, a reload is a preallocated control
+ * message, and stopping is the host's.
  */
 #include "store_poller.h"
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "loop_thread.h"
 
 #define WHO "store poller"
 
@@ -22,12 +24,10 @@ struct lars_dns_poller {
     struct lars_dns_server *server;
     struct event *ready_ev; /* main base; activated once */
     int ready;
-    pthread_t thread;
-    int started;
-    struct event_base *base;
+    struct lars_loop_thread *loop;
+    struct lars_loop_ctl reload; /* posted by lars_dns_poller_reload */
+    struct event *first_ev;      /* the first load, at once */
     struct event *tick_ev;
-    struct event *reload_ev;
-    struct event *stop_ev; /* activated by stop: works even before dispatch starts */
     struct lars_store *store;
     struct lars_route_map *map; /* the last published snapshot (our reference) */
     int64_t version;
@@ -189,6 +189,8 @@ static void poll_once(struct lars_dns_poller *p, int force_full)
     }
 }
 
+/* Loop thread: the first load and every poll_interval (a full load until
+ * the first one succeeded: poll_once forces it while not ready). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -196,34 +198,27 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     poll_once(arg, 0);
 }
 
-static void on_reload(evutil_socket_t fd, short what, void *arg)
+/* Loop thread: the reload control message. */
+static void run_reload(struct lars_loop_ctl *ctl, void *ctx)
 {
-    (void)fd;
-    (void)what;
+    (void)ctl;
     LARS_INFO(WHO, "full reload requested");
-    poll_once(arg, 1);
+    poll_once(ctx, 1);
 }
 
-static void on_stop(evutil_socket_t fd, short what, void *arg)
+/* Loop thread: nothing posts data items to the poller; only control
+ * messages (reload, the host's stop) travel on its queue. */
+static void handle_nothing(void *ctx, struct lars_queue_item *item)
 {
-    (void)fd;
-    (void)what;
-    struct lars_dns_poller *p = arg;
-    event_base_loopbreak(p->base);
-}
-
-static void *poller_main(void *arg)
-{
-    struct lars_dns_poller *p = arg;
-    poll_once(p, 1);
-    event_base_dispatch(p->base);
-    return NULL;
+    (void)ctx;
+    (void)item;
 }
 
 struct lars_dns_poller *lars_dns_poller_start(const struct lars_dns_config *cfg,
                                               struct lars_dns_server *server,
                                               struct event *ready_ev, char *err, size_t err_len)
 {
+    static const struct lars_loop_thread_ops ops = {.handle = handle_nothing};
     struct lars_dns_poller *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, err_len, "out of memory");
@@ -234,26 +229,28 @@ struct lars_dns_poller *lars_dns_poller_start(const struct lars_dns_config *cfg,
     p->ready_ev = ready_ev;
     p->version = -1;
     p->fail_log.interval_ms = 30000;
-    p->base = event_base_new();
-    if (!p->base) {
-        snprintf(err, err_len, "cannot create the poller's event base");
+    lars_loop_ctl_init(&p->reload, run_reload);
+    p->loop = lars_loop_thread_create("lars-dns-store", &ops, p);
+    if (!p->loop) {
+        snprintf(err, err_len, "cannot create the store poller's loop: %s", strerror(errno));
         goto fail;
     }
-    p->tick_ev = event_new(p->base, -1, EV_PERSIST, on_tick, p);
-    p->reload_ev = event_new(p->base, -1, 0, on_reload, p);
-    p->stop_ev = event_new(p->base, -1, 0, on_stop, p);
+    struct event_base *base = lars_loop_thread_base(p->loop);
+    p->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, p);
+    p->first_ev = evtimer_new(base, on_tick, p);
     double whole = floor(cfg->poll_interval);
     struct timeval interval = {(time_t)whole, (suseconds_t)((cfg->poll_interval - whole) * 1e6)};
-    if (!p->tick_ev || !p->reload_ev || !p->stop_ev || event_add(p->tick_ev, &interval) < 0) {
+    static const struct timeval now = {0, 0};
+    if (!p->tick_ev || !p->first_ev || event_add(p->tick_ev, &interval) < 0 ||
+        evtimer_add(p->first_ev, &now) < 0) {
         snprintf(err, err_len, "cannot create the poller's timer");
         goto fail;
     }
-    int rc = pthread_create(&p->thread, NULL, poller_main, p);
-    if (rc != 0) {
-        snprintf(err, err_len, "cannot start the store poller thread: %s", strerror(rc));
+    int rc = lars_loop_thread_start(p->loop);
+    if (rc < 0) {
+        snprintf(err, err_len, "cannot start the store poller thread: %s", strerror(-rc));
         goto fail;
     }
-    p->started = 1;
     return p;
 
 fail:
@@ -263,7 +260,8 @@ fail:
 
 void lars_dns_poller_reload(struct lars_dns_poller *poller)
 {
-    event_active(poller->reload_ev, EV_READ, 0);
+    /* -EBUSY: a reload is pending already, which does the same. */
+    (void)lars_loop_thread_post_ctl(poller->loop, &poller->reload);
 }
 
 void lars_dns_poller_stop(struct lars_dns_poller *poller)
@@ -271,22 +269,17 @@ void lars_dns_poller_stop(struct lars_dns_poller *poller)
     if (!poller) {
         return;
     }
-    if (poller->started) {
-        event_active(poller->stop_ev, EV_READ, 0);
-        pthread_join(poller->thread, NULL);
-    }
+    /* The host's stop message; it joins, waiting for a database call in
+     * progress. Our events go before the host frees the base. */
+    lars_loop_thread_stop(poller->loop);
     if (poller->tick_ev) {
         event_free(poller->tick_ev);
     }
-    if (poller->reload_ev) {
-        event_free(poller->reload_ev);
+    if (poller->first_ev) {
+        event_free(poller->first_ev);
     }
-    if (poller->stop_ev) {
-        event_free(poller->stop_ev);
-    }
-    if (poller->base) {
-        event_base_free(poller->base);
-    }
+    lars_loop_thread_destroy(poller->loop);
+    lars_loop_ctl_fini(&poller->reload);
     lars_store_close(poller->store);
     lars_route_map_unref(poller->map);
     free(poller);

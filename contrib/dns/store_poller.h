@@ -15,7 +15,9 @@
  * only after the first successful load, so an agent never takes "no hosts"
  * from a lars-dns that has not read its database yet.
  *
- * Threads: start/reload/stop from the main thread.
+ * Threads: the poller is a loop thread (core/common/loop_thread.h) that
+ * owns the connection and the snapshot; start/stop from the main thread,
+ * reload from any thread.
  */
 #ifndef LARS_STORE_POLLER_H
 #define LARS_STORE_POLLER_H
@@ -36,11 +38,13 @@ struct lars_dns_poller *lars_dns_poller_start(const struct lars_dns_config *cfg,
                                               struct lars_dns_server *server,
                                               struct event *ready_ev, char *err, size_t err_len);
 
-/* Asks for a full reload now (SIGHUP). Any thread. */
+/* Asks for a full reload now (SIGHUP): a preallocated control message, so
+ * it never fails; a reload already pending covers this one. Any thread. */
 void lars_dns_poller_reload(struct lars_dns_poller *poller);
 
-/* Stops and joins the thread (waits for a database call in progress),
- * closes the connection, drops its snapshot. NULL-safe. */
+/* Stops the thread with the host's stop message and joins it (waits for a
+ * database call in progress), closes the connection, drops its snapshot.
+ * Main thread. NULL-safe. */
 void lars_dns_poller_stop(struct lars_dns_poller *poller);
 
 #endif /* LARS_STORE_POLLER_H */

@@ -43,15 +43,15 @@ static void log_stats(void *arg, const char *when)
               "share, %llu queue full, %llu at stop), %llu store failures, "
               "%llu connections closed for bad frames, %llu bad rows, %llu idle, %llu evicted; "
               "%llu refused at max_connections, %llu at max_connections_per_peer",
-              when, (unsigned long long)s.accepted, (unsigned long long)s.open,
+              when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
               (unsigned long long)s.reports, (unsigned long long)s.rows,
               (unsigned long long)w.stored, (unsigned long long)w.transactions, w.queued,
               (unsigned long long)w.dropped, (unsigned long long)w.dropped_fair_share,
               (unsigned long long)w.dropped_queue_full, (unsigned long long)w.dropped_at_stop,
-              (unsigned long long)w.failures, (unsigned long long)s.bad_frames,
-              (unsigned long long)s.bad_rows, (unsigned long long)s.idle_closed,
-              (unsigned long long)s.evicted, (unsigned long long)s.refused_cap,
-              (unsigned long long)s.refused_peer);
+              (unsigned long long)w.failures, (unsigned long long)s.conn.bad_frames,
+              (unsigned long long)s.bad_rows, (unsigned long long)s.conn.idle_closed,
+              (unsigned long long)s.conn.evicted, (unsigned long long)s.conn.refused_cap,
+              (unsigned long long)s.conn.refused_peer);
 }
 
 /* /metrics, rendered from one snapshot of the counters. */
@@ -62,26 +62,12 @@ static void render_metrics(void *arg, struct lars_text *t)
     struct lars_store_writer_stats w = {0};
     lars_reporter_server_stats(app->server, &s);
     lars_store_writer_stats(app->writer, &w);
-    lars_service_metric(t, "lars_reporter_connections", "gauge", "Agent connections open now.",
-                        s.open);
-    lars_service_metric(t, "lars_reporter_connections_max", "gauge",
-                        "max_connections as RLIMIT_NOFILE allows.", s.cap);
-    lars_service_metric(t, "lars_reporter_connections_accepted_total", "counter",
-                        "Connections accepted.", s.accepted);
-    lars_service_metric_family(t, "lars_reporter_connections_refused_total", "counter",
-                               "Connections refused, by limit.");
-    lars_text_printf(t,
-                     "lars_reporter_connections_refused_total{reason=\"max_connections\"} %llu\n"
-                     "lars_reporter_connections_refused_total{reason=\"max_connections_per_peer\"} "
-                     "%llu\n",
-                     (unsigned long long)s.refused_cap, (unsigned long long)s.refused_peer);
-    lars_service_metric(t, "lars_reporter_connections_evicted_total", "counter",
-                        "Connections without a report closed for a newcomer at max_connections.",
-                        s.evicted);
-    lars_service_metric(t, "lars_reporter_connections_idle_closed_total", "counter",
-                        "Connections closed after idle_timeout of silence.", s.idle_closed);
+    lars_service_conn_metrics(t, "lars_reporter", &s.conn,
+                              "Connections without a report closed for a newcomer at "
+                              "max_connections.",
+                              "Connections closed after idle_timeout of silence.");
     lars_service_metric(t, "lars_reporter_frames_malformed_total", "counter",
-                        "Connections closed for a malformed frame.", s.bad_frames);
+                        "Connections closed for a malformed frame.", s.conn.bad_frames);
     lars_service_metric(t, "lars_reporter_reports_total", "counter",
                         "ReportStatusRequests decoded.", s.reports);
     lars_service_metric(t, "lars_reporter_rows_received_total", "counter",
@@ -121,9 +107,6 @@ static int app_start(void *arg, struct event_base *base)
 {
     struct app *app = arg;
     char err[2048];
-    if (lars_store_settings_exposed(&app->cfg.store, err, sizeof(err))) {
-        LARS_WARN(WHO, "%s", err); /* once, at start: the file is read only then */
-    }
     app->writer = lars_store_writer_start(&app->cfg, err, sizeof(err));
     if (!app->writer) {
         LARS_ERROR(WHO, "%s", err);
@@ -170,15 +153,11 @@ int main(int argc, char **argv)
     static const struct lars_service_program program = {
         .name = WHO,
         .version = LARS_VERSION,
-        .usage = "usage: lars-reporter -c FILE [-t] [-f]\n"
-                 "  -c FILE  configuration file (libconfig), e.g. etc/lars-reporter.conf\n"
-                 "  -t       check the configuration and exit: 0 when valid, else 1 with\n"
-                 "           file:line: message\n"
-                 "  -f       stay in the foreground (default: run as a daemon)\n"
-                 "  -h       this help;  -V  version\n"
-                 "signals: TERM/INT stop (queued rows are flushed); HUP re-reads\n"
-                 "         log_level/log_file from FILE (names what needs a restart); USR1\n"
-                 "         reopens the log\n",
+        .usage = LARS_SERVICE_USAGE("lars-reporter",
+                                    "TERM/INT stop (queued rows are flushed); HUP re-reads\n"
+                                    "         log_level/log_file from FILE (names what needs a "
+                                    "restart); USR1\n"
+                                    "         reopens the log\n"),
         .app = &app,
         .schema = &lars_reporter_config_schema,
         .conf = &app.cfg,

@@ -10,14 +10,12 @@
 #include "lars_settings.h"
 #include "service.h"
 
-#define STAGED(f) offsetof(struct lars_service_staged, f)
 /* Parsed into lars_service_staged, then read by the store library. */
 static const struct lars_setting reporter_staged_settings[] = {
-    {"store", LARS_SETTING_LIST, NULL, STAGED(store), 0, -1,
-     "the statistics database: store = { backend = \"sqlite\"; path = \"...\"; ... }"},
+    LARS_SERVICE_SETTING_STORE(
+        "the statistics database: store = { backend = \"sqlite\"; path = \"...\"; ... }"),
     LARS_SETTINGS_END,
 };
-#undef STAGED
 
 #define OFF(f) offsetof(struct lars_reporter_config, f)
 static const struct lars_setting reporter_settings[] = {
@@ -31,24 +29,13 @@ static const struct lars_setting reporter_settings[] = {
      "rows waiting for the database at most; the oldest are dropped beyond"},
     {"max_frame", LARS_SETTING_SIZE, "65527", OFF(max_frame), 16, 64 << 20,
      "largest report body accepted, bytes"},
-    {"max_connections", LARS_SETTING_SIZE, "10000", OFF(max_connections), 1, 10000000,
-     "connections at most (lowered to what RLIMIT_NOFILE allows)"},
-    {"max_connections_per_peer", LARS_SETTING_SIZE, "1000", OFF(max_connections_per_peer), 1,
-     10000000, "connections from one source IP at most"},
+    LARS_SERVICE_SETTINGS_CONNECTIONS(struct lars_reporter_config),
     {"idle_timeout", LARS_SETTING_SECONDS, "300", OFF(idle_timeout), 0.1, 86400,
      "seconds a connection may stay silent before it is closed"},
-    {"stats_listen", LARS_SETTING_ADDRESS, NULL, OFF(stats_listen), 0, 65535,
-     "\"host:port\" serving /metrics (Prometheus), \"\" = off"},
-    {"log_level", LARS_SETTING_LOG_LEVEL, "info", OFF(log_level), 0, -1,
-     "error, warn, info or debug"},
-    {"log_file", LARS_SETTING_TEXT, NULL, OFF(log_file), 0,
-     sizeof(((struct lars_reporter_config *)0)->log_file), "log file path, \"-\" = stderr"},
+    LARS_SERVICE_SETTINGS_COMMON(struct lars_reporter_config),
     LARS_SETTINGS_END,
 };
 #undef OFF
-
-/* What may change on SIGHUP without a restart. */
-static const char *const live_keys[] = {"log_level", "log_file", NULL};
 
 static int check(const void *conf, const config_setting_t *root, char *err, size_t err_len)
 {
@@ -64,7 +51,7 @@ static int check(const void *conf, const config_setting_t *root, char *err, size
 const struct lars_service_config_schema lars_reporter_config_schema = {
     .table = reporter_settings,
     .staged_table = reporter_staged_settings,
-    .live = live_keys,
+    .live = lars_service_live_keys,
     .size = sizeof(struct lars_reporter_config),
     .store = offsetof(struct lars_reporter_config, store),
     .check = check,

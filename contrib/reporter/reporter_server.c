@@ -74,7 +74,7 @@ static void conn_close(struct conn *c)
     lars_store_writer_slot_close(s->writer, c->slot);
     lars_peer_table_release(s->peers, (const struct sockaddr *)&c->addr);
     bufferevent_free(c->bev);
-    s->stats.open--;
+    s->stats.conn.open--;
     free(c);
 }
 
@@ -82,7 +82,7 @@ static void bad_frame(void *arg, const char *why)
 {
     struct conn *c = arg;
     struct lars_reporter_server *s = c->server;
-    s->stats.bad_frames++;
+    s->stats.conn.bad_frames++;
     lars_log_limited(&s->bad_log, LARS_LOG_WARN, WHO,
                      "closing connection from %s: %s (expected ReportStatusRequest "
                      "frames)",
@@ -95,16 +95,12 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
 {
     struct conn *c = arg;
     struct lars_reporter_server *s = c->server;
-    if (frame->msgid != LARS__MESSAGE_ID__ID_ReportStatusRequest) {
-        char why[64];
-        snprintf(why, sizeof(why), "unexpected message id %u", (unsigned)frame->msgid);
-        bad_frame(c, why);
-        return -1;
-    }
-    Lars__ReportStatusRequest *req = (Lars__ReportStatusRequest *)lars_wire_decode(
-        &lars__report_status_request__descriptor, frame, NULL);
+    char why[64];
+    Lars__ReportStatusRequest *req = (Lars__ReportStatusRequest *)lars_frame_conn_decode(
+        frame, LARS__MESSAGE_ID__ID_ReportStatusRequest, &lars__report_status_request__descriptor,
+        why, sizeof(why));
     if (!req) {
-        bad_frame(c, lars_wire_status_name(LARS_WIRE_BAD_BODY));
+        bad_frame(c, why);
         return -1;
     }
     s->stats.reports++;
@@ -174,7 +170,7 @@ static void conn_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct conn *c = arg;
     if (what & BEV_EVENT_TIMEOUT) {
-        c->server->stats.idle_closed++;
+        c->server->stats.conn.idle_closed++;
         LARS_DEBUG(WHO, "closing idle connection from %s", c->peer);
         conn_close(c);
         return;
@@ -208,7 +204,7 @@ static int evict_for(struct lars_reporter_server *s, const struct sockaddr *sa)
     }
     char peer[64];
     lars_service_format_peer(sa, peer, sizeof(peer));
-    s->stats.evicted++;
+    s->stats.conn.evicted++;
     lars_log_limited(&s->limit_log, LARS_LOG_WARN, WHO,
                      "max_connections (%zu) reached: closed connection from %s (no report "
                      "yet) for %s",
@@ -225,7 +221,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     char why[160];
     int rc = lars_peer_table_acquire(s->peers, sa, s->cfg->max_connections_per_peer);
     if (rc < 0) {
-        s->stats.refused_peer++;
+        s->stats.conn.refused_peer++;
         snprintf(why, sizeof(why),
                  rc == -EBUSY ? "max_connections_per_peer (%zu) reached"
                               : "out of memory (max_connections_per_peer %zu)",
@@ -233,8 +229,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
         refuse(s, fd, sa, why);
         return;
     }
-    if (s->stats.open >= s->cap && (s->nfresh == 0 || evict_for(s, sa) < 0)) {
-        s->stats.refused_cap++;
+    if (s->stats.conn.open >= s->cap && (s->nfresh == 0 || evict_for(s, sa) < 0)) {
+        s->stats.conn.refused_cap++;
         lars_peer_table_release(s->peers, sa);
         snprintf(why, sizeof(why),
                  "max_connections (%zu) reached and every connection has reported", s->cap);
@@ -272,8 +268,8 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
         s->conns_tail = c;
     }
     s->conns = c;
-    s->stats.accepted++;
-    s->stats.open++;
+    s->stats.conn.accepted++;
+    s->stats.conn.open++;
     LARS_DEBUG(WHO, "connection from %s", c->peer);
     return;
 
@@ -323,7 +319,7 @@ struct lars_reporter_server *lars_reporter_server_create(const struct lars_repor
                   "connections (raise LimitNOFILE / ulimit -n)",
                   cfg->max_connections, nofile, s->cap);
     }
-    s->stats.cap = s->cap;
+    s->stats.conn.cap = s->cap;
     s->peers = lars_peer_table_create();
     s->resume_ev = evtimer_new(base, on_resume, s);
     if (!s->resume_ev || !s->peers) {

@@ -26,23 +26,18 @@
 
 #include <event2/event.h>
 
+#include "conn_limits.h"
 #include "reporter_config.h"
 #include "store_writer.h"
 
 struct lars_reporter_server;
 
 struct lars_reporter_stats {
-    uint64_t accepted;     /* connections accepted */
-    uint64_t open;         /* connections open now */
-    uint64_t reports;      /* ReportStatusRequests decoded */
-    uint64_t rows;         /* rows handed to the writers */
-    uint64_t bad_frames;   /* connections closed for a bad frame */
-    uint64_t bad_rows;     /* results skipped (port outside 0..65535) */
-    uint64_t refused_cap;  /* connections refused at max_connections */
-    uint64_t refused_peer; /* connections refused at max_connections_per_peer */
-    uint64_t evicted;      /* connections without a report closed for a newcomer */
-    uint64_t idle_closed;  /* connections closed after idle_timeout of silence */
-    size_t cap;            /* max_connections as RLIMIT_NOFILE allows */
+    /* evicted: connections without a report yet. */
+    struct lars_conn_stats conn;
+    uint64_t reports;  /* ReportStatusRequests decoded */
+    uint64_t rows;     /* rows handed to the writers */
+    uint64_t bad_rows; /* results skipped (port outside 0..65535) */
 };
 
 /* Listens on cfg->listen (accepting at once) and feeds writer. cfg and

@@ -1,19 +1,16 @@
 /*
- * row_queue.c - ring buffer + mutex + condition variable. The writer blocks
- * in take() between batches, so a condvar (not an eventfd) is the natural
- * wake-up; the producer holds the lock only for a memcpy.
+ * row_queue.c - ring buffer + mutex; the producer holds the lock only for a
+ * memcpy. The consumer is a loop thread woken through its host
+ * (store_writer.c), so nothing here sleeps.
  */
 #include "row_queue.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct lars_row_queue {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
     struct lars_store_status *ring;
     uint32_t *owners; /* parallel to ring */
     lars_row_release_fn release;
@@ -43,12 +40,6 @@ struct lars_row_queue *lars_row_queue_create(size_t cap, lars_row_release_fn rel
     queue->cap = cap;
     queue->release = release;
     queue->release_arg = release_arg;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    /* Backoff sleeps must not stretch when the wall clock jumps. */
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&queue->cond, &attr);
-    pthread_condattr_destroy(&attr);
     pthread_mutex_init(&queue->lock, NULL);
     return queue;
 }
@@ -58,7 +49,6 @@ void lars_row_queue_destroy(struct lars_row_queue *queue)
     if (!queue) {
         return;
     }
-    pthread_cond_destroy(&queue->cond);
     pthread_mutex_destroy(&queue->lock);
     free(queue->ring);
     free(queue->owners);
@@ -126,7 +116,6 @@ size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store
     }
     queue->n += n;
     queue->dropped += dropped;
-    pthread_cond_signal(&queue->cond);
     pthread_mutex_unlock(&queue->lock);
     return dropped;
 }
@@ -134,9 +123,6 @@ size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store
 size_t lars_row_queue_take(struct lars_row_queue *queue, struct lars_store_status *out, size_t max)
 {
     pthread_mutex_lock(&queue->lock);
-    while (queue->n == 0 && !queue->closed) {
-        pthread_cond_wait(&queue->cond, &queue->lock);
-    }
     size_t n = queue->n < max ? queue->n : max;
     size_t first = queue->cap - queue->head < n ? queue->cap - queue->head : n;
     memcpy(out, &queue->ring[queue->head], first * sizeof(*out));
@@ -148,32 +134,10 @@ size_t lars_row_queue_take(struct lars_row_queue *queue, struct lars_store_statu
     return n;
 }
 
-bool lars_row_queue_wait_closed(struct lars_row_queue *queue, uint64_t ms)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += (time_t)(ms / 1000);
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&queue->lock);
-    while (!queue->closed) {
-        if (pthread_cond_timedwait(&queue->cond, &queue->lock, &deadline) == ETIMEDOUT) {
-            break;
-        }
-    }
-    bool closed = queue->closed;
-    pthread_mutex_unlock(&queue->lock);
-    return closed;
-}
-
 void lars_row_queue_close(struct lars_row_queue *queue)
 {
     pthread_mutex_lock(&queue->lock);
     queue->closed = true;
-    pthread_cond_broadcast(&queue->cond);
     pthread_mutex_unlock(&queue->lock);
 }
 

@@ -11,7 +11,7 @@
  * as the oldest, refused at push), is reported to the release callback
  * exactly once, so a caller can count what each owner has queued.
  *
- * Threads: push/close/stats from any thread, take/wait by the consumer.
+ * Threads: push/close/stats from any thread, take by the consumer.
  * Rows are copied in and out; the queue owns its ring. release runs in the
  * thread of the call that made rows leave, under the queue's lock: keep it
  * to atomics.
@@ -41,14 +41,13 @@ void lars_row_queue_destroy(struct lars_row_queue *queue);
 size_t lars_row_queue_push(struct lars_row_queue *queue, const struct lars_store_status *rows,
                            size_t n, uint32_t owner);
 
-/* Waits until rows are queued or the queue is closed, then moves up to max
- * rows into out. Returns the count; 0 only when closed and empty. */
+/* Moves up to max of the oldest rows into out without waiting. Returns
+ * the count (0 when empty). The consumer learns of new rows from whoever
+ * pushed them (store_writer.c wakes its loop thread). */
 size_t lars_row_queue_take(struct lars_row_queue *queue, struct lars_store_status *out, size_t max);
 
-/* Sleeps up to ms milliseconds, returning early (true) when closed. */
-bool lars_row_queue_wait_closed(struct lars_row_queue *queue, uint64_t ms);
-
-/* No more pushes; wakes the consumer, which drains what is left. */
+/* No more pushes (they are refused and counted dropped); the consumer
+ * still takes what is left. */
 void lars_row_queue_close(struct lars_row_queue *queue);
 
 /* Queued rows now, and rows dropped since creation. */

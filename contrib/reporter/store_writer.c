@@ -1,17 +1,23 @@
 /*
- * store_writer.c - store threads: take a batch, write it in one transaction,
- * back off and retry on failure. Nothing here touches libevent.
+ * store_writer.c - store writers: take a batch, write it in one transaction,
+ * back off and retry on failure. Each writer is a loop thread
+ * (core/common/loop_thread.h, "lars-writer-N"): rows wait in its bounded
+ * row queue, a submit wakes it with one preallocated data item (posted only
+ * when not posted already), a backoff is a timer on its event_base, and
+ * stopping is the host's stop message followed by a last flush in on_stop.
  */
 #include "store_writer.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "log.h"
+#include "loop_thread.h"
 #include "row_queue.h"
 #include "service.h"
 
@@ -22,11 +28,19 @@ struct writer {
     struct lars_store_writer *pool;
     int index;
     char name[32];
-    pthread_t thread;
-    int started;
+    struct lars_loop_thread *loop;
+    /* The wake-up: posted by a submit when wake_posted was false; the loop
+     * thread clears the flag before it takes rows, so no row waits for a
+     * wake-up that is not coming. */
+    struct lars_queue_item wake;
+    atomic_bool wake_posted;
+    struct event *retry_ev; /* the backoff; loop thread only from start */
     struct lars_row_queue *queue;
+    /* Loop thread only: */
     struct lars_store *store;
     struct lars_store_status *batch;
+    size_t pending; /* rows of batch not stored yet (waiting for a retry) */
+    uint64_t backoff;
     struct lars_log_limiter fail_log;
     int failing;
 };
@@ -87,37 +101,109 @@ static void write_failed(struct writer *w, const char *what, const char *why, ui
     w->store = NULL;
 }
 
-/* Writes one batch, retrying until it is stored or the pool stops.
- * Returns 0 when stored, -1 when given up (stopping). */
-static int write_batch(struct writer *w, size_t n)
+/* Loop thread: one attempt at the pending batch. 0 when stored, -1 when
+ * it failed (logged, connection closed). */
+static int write_batch(struct writer *w)
 {
-    uint64_t backoff = BACKOFF_MIN_MS;
-    for (;;) {
-        char err[1024];
+    char err[1024];
+    if (!w->store) {
+        w->store = lars_store_open(&w->pool->cfg->store, err, sizeof(err));
         if (!w->store) {
-            w->store = lars_store_open(&w->pool->cfg->store, err, sizeof(err));
-            if (!w->store) {
-                write_failed(w, "cannot open the store", err, backoff);
-                goto retry;
-            }
-        }
-        if (lars_store_put_status(w->store, w->batch, n) == 0) {
-            atomic_fetch_add_explicit(&w->pool->stored, n, memory_order_relaxed);
-            atomic_fetch_add_explicit(&w->pool->transactions, 1, memory_order_relaxed);
-            if (w->failing) {
-                LARS_INFO(w->name, "storing statistics again");
-                w->failing = 0;
-            }
-            return 0;
-        }
-        snprintf(err, sizeof(err), "%s", lars_store_error(w->store));
-        write_failed(w, "cannot store statistics", err, backoff);
-    retry:
-        /* The wait returns at once when stopping: one attempt per batch then. */
-        if (lars_row_queue_wait_closed(w->queue, backoff)) {
+            write_failed(w, "cannot open the store", err, w->backoff);
             return -1;
         }
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    if (lars_store_put_status(w->store, w->batch, w->pending) == 0) {
+        atomic_fetch_add_explicit(&w->pool->stored, w->pending, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->pool->transactions, 1, memory_order_relaxed);
+        if (w->failing) {
+            LARS_INFO(w->name, "storing statistics again");
+            w->failing = 0;
+        }
+        w->pending = 0;
+        w->backoff = BACKOFF_MIN_MS;
+        return 0;
+    }
+    snprintf(err, sizeof(err), "%s", lars_store_error(w->store));
+    write_failed(w, "cannot store statistics", err, w->backoff);
+    return -1;
+}
+
+/* Loop thread: stores batches until the queue is empty, or a batch fails:
+ * then the same batch is retried after a capped exponential backoff while
+ * new rows wait in the queue (the oldest dropped beyond its bound). */
+static void drain(struct writer *w)
+{
+    for (;;) {
+        if (w->pending == 0) {
+            w->pending = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max);
+            if (w->pending == 0) {
+                return;
+            }
+        }
+        if (write_batch(w) < 0) {
+            struct timeval wait = {(time_t)(w->backoff / 1000),
+                                   (suseconds_t)(w->backoff % 1000) * 1000};
+            evtimer_add(w->retry_ev, &wait);
+            w->backoff = w->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff * 2;
+            return;
+        }
+    }
+}
+
+/* Loop thread: the wake-up item. While a batch waits for its retry the
+ * timer drains; the rows stay queued until then. */
+static void writer_handle(void *ctx, struct lars_queue_item *item)
+{
+    (void)item;
+    struct writer *w = ctx;
+    atomic_store_explicit(&w->wake_posted, false, memory_order_seq_cst);
+    if (w->pending == 0) {
+        drain(w);
+    }
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
+}
+
+/* Loop thread, once the rows queued before stop were handed over: flush
+ * what is left, one attempt per batch (a database that fails now, or a
+ * batch waiting for its retry, loses the rest, counted). */
+static void writer_on_stop(void *ctx)
+{
+    struct writer *w = ctx;
+    uint64_t lost = 0;
+    event_del(w->retry_ev);
+    while (w->pending == 0) {
+        w->pending = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max);
+        if (w->pending == 0 || write_batch(w) < 0) {
+            break;
+        }
+    }
+    if (w->pending > 0) {
+        size_t n;
+        lost = w->pending;
+        w->pending = 0;
+        while ((n = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max)) > 0) {
+            lost += n;
+        }
+        atomic_fetch_add_explicit(&w->pool->dropped_at_stop, lost, memory_order_relaxed);
+        LARS_ERROR(w->name, "stopping: %llu rows could not be stored", (unsigned long long)lost);
+    }
+    lars_store_close(w->store);
+    w->store = NULL;
+}
+
+/* Any thread (the submitter): wakes the writer unless a wake-up is on its
+ * way already. */
+static void wake(struct writer *w)
+{
+    if (!atomic_exchange_explicit(&w->wake_posted, true, memory_order_seq_cst)) {
+        lars_loop_thread_post(w->loop, &w->wake);
     }
 }
 
@@ -131,31 +217,12 @@ static void release_rows(void *arg, uint32_t owner, size_t n)
     }
 }
 
-static void *writer_main(void *arg)
-{
-    struct writer *w = arg;
-    size_t n;
-    while ((n = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max)) > 0) {
-        if (write_batch(w, n) < 0) {
-            /* Stopping with a failing database: count what cannot be stored. */
-            uint64_t lost = n;
-            while ((n = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max)) > 0) {
-                lost += n;
-            }
-            atomic_fetch_add_explicit(&w->pool->dropped_at_stop, lost, memory_order_relaxed);
-            LARS_ERROR(w->name, "stopping: %llu rows could not be stored",
-                       (unsigned long long)lost);
-            break;
-        }
-    }
-    lars_store_close(w->store);
-    w->store = NULL;
-    return NULL;
-}
-
 struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_config *cfg, char *err,
                                                   size_t err_len)
 {
+    /* The wake-up item is the writer's own: nothing to free. */
+    static const struct lars_loop_thread_ops ops = {.handle = writer_handle,
+                                                    .on_stop = writer_on_stop};
     struct lars_store_writer *pool = calloc(1, sizeof(*pool));
     if (!pool) {
         snprintf(err, err_len, "out of memory");
@@ -180,18 +247,26 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
         w->index = i;
         snprintf(w->name, sizeof(w->name), "store writer %d", i);
         w->fail_log.interval_ms = 30000;
+        w->backoff = BACKOFF_MIN_MS;
         w->queue = lars_row_queue_create(per_queue, release_rows, pool);
         w->batch = malloc(cfg->batch_max * sizeof(*w->batch));
         if (!w->queue || !w->batch) {
             snprintf(err, err_len, "out of memory for %zu queued rows", per_queue);
             goto fail;
         }
-        int rc = pthread_create(&w->thread, NULL, writer_main, w);
-        if (rc != 0) {
-            snprintf(err, err_len, "cannot start %s: %s", w->name, strerror(rc));
+        char thread_name[16];
+        snprintf(thread_name, sizeof(thread_name), "lars-writer-%d", i % 100);
+        w->loop = lars_loop_thread_create(thread_name, &ops, w);
+        w->retry_ev = w->loop ? evtimer_new(lars_loop_thread_base(w->loop), on_retry, w) : NULL;
+        if (!w->loop || !w->retry_ev) {
+            snprintf(err, err_len, "cannot create %s's loop", w->name);
             goto fail;
         }
-        w->started = 1;
+        int rc = lars_loop_thread_start(w->loop);
+        if (rc < 0) {
+            snprintf(err, err_len, "cannot start %s: %s", w->name, strerror(-rc));
+            goto fail;
+        }
     }
     return pool;
 
@@ -240,6 +315,7 @@ static void push(struct lars_store_writer *writer, int shard, uint32_t owner,
                  const struct lars_store_status *rows, size_t n)
 {
     lars_row_queue_push(writer->writers[shard].queue, rows, n, owner);
+    wake(&writer->writers[shard]);
 }
 
 size_t lars_store_writer_submit(struct lars_store_writer *writer, uint32_t owner,
@@ -333,12 +409,10 @@ void lars_store_writer_stop(struct lars_store_writer *writer)
             lars_row_queue_close(writer->writers[i].queue);
         }
     }
+    /* Behind the wake-ups of the last rows: the host hands them over
+     * before on_stop flushes. */
     for (int i = 0; i < writer->n; i++) {
-        struct writer *w = &writer->writers[i];
-        if (w->started) {
-            pthread_join(w->thread, NULL);
-            w->started = 0;
-        }
+        lars_loop_thread_stop(writer->writers[i].loop);
     }
 }
 
@@ -350,8 +424,13 @@ void lars_store_writer_destroy(struct lars_store_writer *writer)
     if (writer->writers) {
         lars_store_writer_stop(writer);
         for (int i = 0; i < writer->n; i++) {
-            lars_row_queue_destroy(writer->writers[i].queue);
-            free(writer->writers[i].batch);
+            struct writer *w = &writer->writers[i];
+            if (w->retry_ev) {
+                event_free(w->retry_ev);
+            }
+            lars_loop_thread_destroy(w->loop);
+            lars_row_queue_destroy(w->queue);
+            free(w->batch);
         }
     }
     free(writer->writers);

@@ -16,8 +16,9 @@
  * beyond that are dropped at submit and counted (fair_share), so one
  * client flooding cannot push a well-behaved one's rows out of the queue.
  *
- * Threads: start/submit/slots/stats/stop from the main (I/O) thread;
- * submit may be called from any one thread.
+ * Threads: each writer is a loop thread (core/common/loop_thread.h) that
+ * owns its connection; start/submit/slots/stats/stop from the main (I/O)
+ * thread; submit may be called from any one thread.
  */
 #ifndef LARS_STORE_WRITER_H
 #define LARS_STORE_WRITER_H
@@ -67,8 +68,10 @@ size_t lars_store_writer_submit(struct lars_store_writer *writer, uint32_t slot,
 
 void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store_writer_stats *out);
 
-/* Stops accepting rows, lets each writer flush what is queued (one attempt
- * per batch: a database that fails now loses the rest, counted), joins.
+/* Stops accepting rows, stops each writer with its host's stop message,
+ * after which it flushes what is queued (one attempt per batch: a database
+ * that fails now, or a batch waiting for its retry, loses the rest,
+ * counted), joins.
  * Idempotent; statistics stay readable until destroy. */
 void lars_store_writer_stop(struct lars_store_writer *writer);
 

@@ -1,7 +1,7 @@
 /*
  * store.c - settings of the `store` group (a table of the settings engine,
- * core/common/lars_settings.h), argument checks and dispatch to
- * the backend (store_sqlite.c, store_mysql.c).
+ * core/common/lars_settings.h) and opening the backend (store_sqlite.c,
+ * store_mysql.c); the operations are in store_sql.c.
  *
  * Threads: lars_store_settings_read is pure; everything else follows the
  * rule of store.h (one connection, one thread at a time).
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "lars_settings.h"
 #include "store_impl.h"
@@ -115,12 +114,6 @@ int lars_store_fail(struct lars_store *store, int rc, const char *fmt, ...)
     return rc;
 }
 
-int64_t lars_store_next_version(int64_t old)
-{
-    int64_t now = (int64_t)time(NULL);
-    return old + 1 > now ? old + 1 : now;
-}
-
 struct lars_store *lars_store_open(const struct lars_store_settings *settings, char *err,
                                    size_t err_len)
 {
@@ -175,79 +168,4 @@ const char *lars_store_error(const struct lars_store *store)
 const char *lars_store_backend(const struct lars_store *store)
 {
     return store ? store->ops->name : "none";
-}
-
-int lars_store_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
-{
-    *rows = NULL;
-    *n = 0;
-    return store->ops->load_routes(store, rows, n);
-}
-
-int lars_store_route_version(struct lars_store *store, int64_t *version)
-{
-    *version = 0;
-    return store->ops->route_version(store, version);
-}
-
-int lars_store_route_changes(struct lars_store *store, int64_t up_to,
-                             struct lars_store_module **modules, size_t *n)
-{
-    *modules = NULL;
-    *n = 0;
-    return store->ops->route_changes(store, up_to, modules, n);
-}
-
-int lars_store_delete_changes(struct lars_store *store, int64_t up_to)
-{
-    return store->ops->delete_changes(store, up_to);
-}
-
-static int check_route(struct lars_store *store, const struct lars_store_route *route)
-{
-    if (route->modid < 0 || route->cmdid < 0) {
-        return lars_store_fail(store, -EINVAL,
-                               "route %d/%d: modid and cmdid must be 0..2147483647 (the "
-                               "original schema stores them unsigned)",
-                               route->modid, route->cmdid);
-    }
-    return 0;
-}
-
-int lars_store_route_add(struct lars_store *store, const struct lars_store_route *route)
-{
-    int rc = check_route(store, route);
-    return rc < 0 ? rc : store->ops->route_add(store, route);
-}
-
-int lars_store_route_del(struct lars_store *store, const struct lars_store_route *route)
-{
-    int rc = check_route(store, route);
-    return rc < 0 ? rc : store->ops->route_del(store, route);
-}
-
-int lars_store_set_version(struct lars_store *store, int64_t version)
-{
-    if (version < 0 || version > LARS_STORE_UINT_MAX) {
-        return lars_store_fail(store, -EINVAL,
-                               "version %lld is out of range 0..4294967295 (RouteVersion.version "
-                               "is int unsigned)",
-                               (long long)version);
-    }
-    return store->ops->set_version(store, version);
-}
-
-int lars_store_put_status(struct lars_store *store, const struct lars_store_status *rows, size_t n)
-{
-    if (n == 0) {
-        return 0;
-    }
-    return store->ops->put_status(store, rows, n);
-}
-
-int lars_store_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n)
-{
-    *rows = NULL;
-    *n = 0;
-    return store->ops->list_status(store, rows, n);
 }

@@ -1,31 +1,91 @@
 /*
- * store_impl.h - what store.c shares with its backends (not installed).
+ * store_impl.h - what the backend-neutral layer shares with its backends
+ * (not installed).
  *
- * store.c validates arguments and dispatches through the backend's ops
- * table; a backend implements each operation as one transaction and reports
- * failures with lars_store_fail(). Threads: as struct lars_store.
+ * store.c reads the settings and opens a backend; store_sql.c holds every
+ * operation once (argument checks, the statements' text, the steps of a
+ * transaction, rows to structs) over the small table of struct
+ * lars_store_ops, which is all a backend (store_sqlite.c, store_mysql.c)
+ * implements: connect and create its schema, transactions, run one
+ * statement of the shared table with integer parameters, and the status
+ * upsert whose SQL differs per dialect. A backend reports failures with
+ * lars_store_fail(). Threads: as struct lars_store (one connection, one
+ * thread at a time).
  */
 #ifndef LARS_STORE_IMPL_H
 #define LARS_STORE_IMPL_H
 
 #include "store.h"
 
+/* The statements every backend runs, by id into lars_store_stmts. */
+enum lars_store_stmt_id {
+    LARS_STMT_LOAD_ROUTES,
+    LARS_STMT_GET_VERSION,
+    LARS_STMT_LOCK_VERSION,
+    LARS_STMT_UPDATE_VERSION,
+    LARS_STMT_INSERT_VERSION,
+    LARS_STMT_CHANGES,
+    LARS_STMT_DELETE_CHANGES,
+    LARS_STMT_FIND_ROUTE,
+    LARS_STMT_INSERT_ROUTE,
+    LARS_STMT_DELETE_ROUTE,
+    LARS_STMT_INSERT_CHANGE,
+    LARS_STMT_LIST_STATUS,
+    LARS_STMT_COUNT
+};
+
+/* One statement in the SQL both dialects accept. Parameters are integers
+ * written ?1, ?2, ... (SQLite binds them; MySQL formats them in, see
+ * store_mysql.c). lock: a read inside a write transaction whose rows must
+ * stay ours until COMMIT; a backend appends its locking clause (MySQL FOR
+ * UPDATE; SQLite needs none, BEGIN IMMEDIATE already holds the write lock).
+ * what names the step in error messages. */
+struct lars_store_stmt {
+    const char *sql;
+    const char *what;
+    bool lock;
+};
+
+extern const struct lars_store_stmt lars_store_stmts[LARS_STMT_COUNT];
+
+/* Largest number of columns or parameters of a shared statement. */
+#define LARS_STORE_MAX_COLS 9
+
+/* Called by a backend's query for each row, its columns as integers (every
+ * column of the schema is an integer, overload's '0'/'1' included). Returns
+ * 0 or a negative errno, which stops the query and is its result. */
+typedef int (*lars_store_row_fn)(struct lars_store *store, void *ctx, const int64_t *cols);
+
+/* One operation of store_sql.c: one transaction (or one read) on the
+ * connection, leaving the cause of a failure in store->error. */
+typedef int (*lars_store_op_fn)(struct lars_store *store, void *arg);
+
 struct lars_store_ops {
     const char *name;
-    /* Sets store->impl; on failure leaves the cause in store->error and
-     * frees whatever it allocated. */
+    /* Connects and creates missing tables and the RouteVersion row; sets
+     * store->impl. On failure leaves the cause in store->error and frees
+     * whatever it allocated. */
     int (*open)(struct lars_store *store, const struct lars_store_settings *settings);
+    /* Frees store->impl (NULL-safe). */
     void (*close)(struct lars_store *store);
-    int (*load_routes)(struct lars_store *store, struct lars_store_route **rows, size_t *n);
-    int (*route_version)(struct lars_store *store, int64_t *version);
-    int (*route_changes)(struct lars_store *store, int64_t up_to,
-                         struct lars_store_module **modules, size_t *n);
-    int (*delete_changes)(struct lars_store *store, int64_t up_to);
-    int (*route_add)(struct lars_store *store, const struct lars_store_route *route);
-    int (*route_del)(struct lars_store *store, const struct lars_store_route *route);
-    int (*set_version)(struct lars_store *store, int64_t version);
-    int (*put_status)(struct lars_store *store, const struct lars_store_status *rows, size_t n);
-    int (*list_status)(struct lars_store *store, struct lars_store_status **rows, size_t *n);
+    /* Runs op once; a backend whose connection can be lost reconnects and
+     * repeats it once (op is one transaction, so a repeat never applies
+     * half of it). */
+    int (*run)(struct lars_store *store, lars_store_op_fn op, void *arg);
+    int (*begin)(struct lars_store *store);
+    int (*commit)(struct lars_store *store);
+    /* Keeps the error that made the caller roll back. */
+    void (*rollback)(struct lars_store *store);
+    /* Runs a statement that returns no rows; *changed (when not NULL) gets
+     * the number of rows it changed. */
+    int (*exec)(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
+                size_t nargs, int64_t *changed);
+    /* Runs a SELECT, calling row for each row in order. */
+    int (*query)(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
+                 size_t nargs, lars_store_row_fn row, void *ctx);
+    /* Upserts n > 0 rows inside the caller's transaction (succ/err already
+     * clamped with lars_store_clamp_cnt by the backend as it writes them). */
+    int (*upsert_status)(struct lars_store *store, const struct lars_store_status *rows, size_t n);
 };
 
 struct lars_store {
@@ -42,10 +102,9 @@ extern const struct lars_store_ops lars_store_mysql_ops;
 int lars_store_fail(struct lars_store *store, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The version an admin change moves RouteVersion to: max(old + 1, now), as
- * the original web console did (it wrote UNIX_TIMESTAMP()), so versions keep
- * increasing even when the clock goes back or two changes share a second. */
-int64_t lars_store_next_version(int64_t old);
+/* succ_cnt / err_cnt of ServerCallStatus are signed int in the original
+ * schema: a larger count is stored as 2147483647. */
+int64_t lars_store_clamp_cnt(uint32_t v);
 
 /* Largest value of the original's unsigned int columns. */
 #define LARS_STORE_UINT_MAX 4294967295LL

@@ -10,7 +10,8 @@
  * restart, wait_timeout), run() reconnects and repeats the whole operation
  * once; the server has rolled back the half-done transaction by then. We do
  * not use MYSQL_OPT_RECONNECT: it reconnects silently in the middle of a
- * transaction, losing its first half.
+ * transaction, losing its first half. The operations themselves are
+ * store_sql.c's, through struct lars_store_ops.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -177,21 +178,6 @@ static int query(struct lars_store *store, const char *sql, const char *what)
     return 0;
 }
 
-static int queryf(struct lars_store *store, const char *what, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int queryf(struct lars_store *store, const char *what, const char *fmt, ...)
-{
-    char sql[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    if (len < 0 || (size_t)len >= sizeof(sql)) {
-        return lars_store_fail(store, -EOVERFLOW, "mysql: %s: statement too long", what);
-    }
-    return query(store, sql, what);
-}
-
 /* Runs a SELECT; *res is the whole result (mysql_free_result it). */
 static int select_rows(struct lars_store *store, const char *sql, const char *what, MYSQL_RES **res)
 {
@@ -259,13 +245,9 @@ static int do_connect(struct lars_store *store)
     return 0;
 }
 
-/* One operation: a function of the connection that leaves the cause of a
- * failure in store->error. */
-typedef int (*op_fn)(struct lars_store *store, void *arg);
-
 /* Runs op, reconnecting and repeating it once when the connection was
  * lost (before or during the operation). */
-static int run(struct lars_store *store, op_fn op, void *arg)
+static int my_run(struct lars_store *store, lars_store_op_fn op, void *arg)
 {
     struct mysql_store *m = impl(store);
     int rc;
@@ -290,19 +272,18 @@ static int run(struct lars_store *store, op_fn op, void *arg)
     return op(store, arg);
 }
 
-static int begin(struct lars_store *store)
+static int my_begin(struct lars_store *store)
 {
     return query(store, "START TRANSACTION", "start transaction");
 }
 
-static int commit(struct lars_store *store)
+static int my_commit(struct lars_store *store)
 {
     return query(store, "COMMIT", "commit");
 }
 
-/* Keeps the error that made us roll back; on a lost connection the server
- * has rolled back already. */
-static void rollback(struct lars_store *store)
+/* On a lost connection the server has rolled back already. */
+static void my_rollback(struct lars_store *store)
 {
     struct mysql_store *m = impl(store);
     if (m->conn != NULL && !is_lost(mysql_errno(m->conn))) {
@@ -389,7 +370,7 @@ static int mysql_store_open(struct lars_store *store, const struct lars_store_se
     if (rc < 0) {
         goto fail;
     }
-    rc = run(store, op_create_schema, NULL);
+    rc = my_run(store, op_create_schema, NULL);
     if (rc < 0) {
         goto fail;
     }
@@ -400,303 +381,85 @@ fail:
     return rc;
 }
 
-/* Reads every row of sql into a malloc'd array of elem-sized items filled
- * by decode: the one select-to-array loop of this backend. */
-static int read_rows(struct lars_store *store, const char *sql, const char *what, size_t elem,
-                     void (*decode)(MYSQL_ROW row, void *item), void **out, size_t *n)
+/* Writes statement id with ?N replaced by args[N - 1] into sql, and the
+ * locking clause when it asks for one. Our statements hold no '?' in a
+ * string literal, and integers need no escaping. */
+static int format_stmt(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
+                       size_t nargs, char *sql, size_t cap)
 {
-    MYSQL_RES *res = NULL;
-    int rc = select_rows(store, sql, what, &res);
-    if (rc < 0) {
-        return rc;
-    }
-    size_t len = (size_t)mysql_num_rows(res);
-    char *items = NULL;
-    if (len > 0) {
-        items = calloc(len, elem);
-        if (items == NULL) {
-            mysql_free_result(res);
-            return lars_store_fail(store, -ENOMEM, "%s: out of memory", what);
+    const struct lars_store_stmt *stmt = &lars_store_stmts[id];
+    size_t len = 0;
+    int n = 0;
+    for (const char *p = stmt->sql; *p != '\0' && len < cap; p++) {
+        if (*p == '?') {
+            char *end = NULL;
+            unsigned long k = strtoul(p + 1, &end, 10);
+            if (k == 0 || k > nargs) {
+                return lars_store_fail(store, -EINVAL, "mysql: %s: parameter ?%lu is not bound",
+                                       stmt->what, k);
+            }
+            n = snprintf(sql + len, cap - len, "%" PRId64, args[k - 1]);
+            len += n > 0 ? (size_t)n : 0;
+            p = end - 1;
+        } else {
+            sql[len++] = *p;
         }
     }
-    for (size_t i = 0; i < len; i++) {
-        decode(mysql_fetch_row(res), items + i * elem);
+    if (len < cap) {
+        n = snprintf(sql + len, cap - len, "%s", stmt->lock ? " FOR UPDATE" : "");
+        len += n > 0 ? (size_t)n : 0;
     }
-    mysql_free_result(res);
-    *out = items;
-    *n = len;
+    if (len >= cap) {
+        return lars_store_fail(store, -EOVERFLOW, "mysql: %s: statement too long", stmt->what);
+    }
     return 0;
 }
 
-struct rows_arg {
-    void **rows;
-    size_t *n;
-    int64_t up_to;
-};
-
-static void decode_route(MYSQL_ROW row, void *item)
+static int my_exec(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
+                   size_t nargs, int64_t *changed)
 {
-    struct lars_store_route *r = item;
-    r->modid = (int32_t)num(row[0]);
-    r->cmdid = (int32_t)num(row[1]);
-    r->ip = (uint32_t)num(row[2]);
-    r->port = (uint16_t)num(row[3]);
+    char sql[512];
+    int rc = format_stmt(store, id, args, nargs, sql, sizeof(sql));
+    if (rc < 0) {
+        return rc;
+    }
+    rc = query(store, sql, lars_store_stmts[id].what);
+    if (rc == 0 && changed != NULL) {
+        *changed = (int64_t)mysql_affected_rows(impl(store)->conn);
+    }
+    return rc;
 }
 
-static int op_load_routes(struct lars_store *store, void *arg)
+static int my_query_rows(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
+                         size_t nargs, lars_store_row_fn row, void *ctx)
 {
-    struct rows_arg *a = arg;
-    return read_rows(store,
-                     "SELECT modid, cmdid, serverip, serverport FROM RouteData"
-                     " ORDER BY modid, cmdid, serverip, serverport",
-                     "load RouteData", sizeof(struct lars_store_route), decode_route, a->rows,
-                     a->n);
-}
-
-static int mysql_load_routes(struct lars_store *store, struct lars_store_route **rows, size_t *n)
-{
-    struct rows_arg a = {.rows = (void **)rows, .n = n};
-    return run(store, op_load_routes, &a);
-}
-
-/* RouteVersion's value; lock = FOR UPDATE inside a write transaction so two
- * admins cannot compute the same next version. */
-static int read_version(struct lars_store *store, int64_t *version, bool *found, bool lock)
-{
+    char sql[512];
     MYSQL_RES *res = NULL;
-    int rc = select_rows(store,
-                         lock ? "SELECT version FROM RouteVersion WHERE id = 1 FOR UPDATE"
-                              : "SELECT version FROM RouteVersion WHERE id = 1",
-                         "read RouteVersion", &res);
+    int rc = format_stmt(store, id, args, nargs, sql, sizeof(sql));
     if (rc < 0) {
         return rc;
     }
-    MYSQL_ROW row = mysql_fetch_row(res);
-    *found = row != NULL;
-    *version = row ? num(row[0]) : 0;
+    rc = select_rows(store, sql, lars_store_stmts[id].what, &res);
+    if (rc < 0) {
+        return rc;
+    }
+    unsigned ncols = mysql_num_fields(res);
+    int64_t cols[LARS_STORE_MAX_COLS];
+    MYSQL_ROW r;
+    while (rc == 0 && (r = mysql_fetch_row(res)) != NULL) {
+        for (unsigned i = 0; i < ncols && i < LARS_STORE_MAX_COLS; i++) {
+            cols[i] = num(r[i]);
+        }
+        rc = row(store, ctx, cols);
+    }
     mysql_free_result(res);
-    return 0;
-}
-
-static int op_route_version(struct lars_store *store, void *arg)
-{
-    bool found;
-    return read_version(store, arg, &found, false);
-}
-
-static int mysql_route_version(struct lars_store *store, int64_t *version)
-{
-    return run(store, op_route_version, version);
-}
-
-static int write_version(struct lars_store *store, int64_t version, bool found)
-{
-    if (found) {
-        return queryf(store, "write RouteVersion",
-                      "UPDATE RouteVersion SET version = %" PRId64 " WHERE id = 1", version);
-    }
-    return queryf(store, "write RouteVersion",
-                  "INSERT INTO RouteVersion(id, version) VALUES (1, %" PRId64 ")", version);
-}
-
-static void decode_module(MYSQL_ROW row, void *item)
-{
-    struct lars_store_module *m = item;
-    m->modid = (int32_t)num(row[0]);
-    m->cmdid = (int32_t)num(row[1]);
-}
-
-static int op_route_changes(struct lars_store *store, void *arg)
-{
-    struct rows_arg *a = arg;
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "SELECT DISTINCT modid, cmdid FROM RouteChange WHERE version <= %" PRId64
-             " ORDER BY modid, cmdid",
-             a->up_to);
-    return read_rows(store, sql, "read RouteChange", sizeof(struct lars_store_module),
-                     decode_module, a->rows, a->n);
-}
-
-static int mysql_route_changes(struct lars_store *store, int64_t up_to,
-                               struct lars_store_module **modules, size_t *n)
-{
-    struct rows_arg a = {.rows = (void **)modules, .n = n, .up_to = up_to};
-    return run(store, op_route_changes, &a);
-}
-
-static int op_delete_changes(struct lars_store *store, void *arg)
-{
-    return queryf(store, "delete RouteChange rows",
-                  "DELETE FROM RouteChange WHERE version <= %" PRId64, *(int64_t *)arg);
-}
-
-static int mysql_delete_changes(struct lars_store *store, int64_t up_to)
-{
-    /* A negative bound matches nothing; the column is unsigned. */
-    if (up_to < 0) {
-        return 0;
-    }
-    return run(store, op_delete_changes, &up_to);
-}
-
-/* Inside the caller's transaction: bump RouteVersion, log the module. */
-static int note_change(struct lars_store *store, const struct lars_store_route *route)
-{
-    int64_t old;
-    bool found;
-    int rc = read_version(store, &old, &found, true);
-    if (rc < 0) {
-        return rc;
-    }
-    int64_t version = lars_store_next_version(old);
-    rc = write_version(store, version, found);
-    if (rc < 0) {
-        return rc;
-    }
-    return queryf(store, "insert RouteChange",
-                  "INSERT INTO RouteChange(modid, cmdid, version) VALUES (%" PRId32 ", %" PRId32
-                  ", %" PRId64 ")",
-                  route->modid, route->cmdid, version);
-}
-
-#define ROUTE_WHERE                                                                                \
-    "modid = %" PRId32 " AND cmdid = %" PRId32 " AND serverip = %" PRIu32                          \
-    " AND serverport = %" PRIu16
-
-static int op_route_add(struct lars_store *store, void *arg)
-{
-    const struct lars_store_route *r = arg;
-    MYSQL_RES *res = NULL;
-    char sql[256];
-    int rc = begin(store);
-    if (rc < 0) {
-        return rc;
-    }
-    /* FOR UPDATE locks the gap, so a concurrent add of the same route
-     * waits for us instead of inserting a duplicate. */
-    snprintf(sql, sizeof(sql), "SELECT id FROM RouteData WHERE " ROUTE_WHERE " LIMIT 1 FOR UPDATE",
-             r->modid, r->cmdid, r->ip, r->port);
-    rc = select_rows(store, sql, "look up RouteData", &res);
-    if (rc < 0) {
-        goto fail;
-    }
-    bool exists = mysql_num_rows(res) > 0;
-    mysql_free_result(res);
-    if (exists) {
-        rc = lars_store_fail(store, -EEXIST, "route %d/%d %u:%u already exists", r->modid, r->cmdid,
-                             r->ip, r->port);
-        goto fail;
-    }
-    rc = queryf(store, "insert RouteData",
-                "INSERT INTO RouteData(modid, cmdid, serverip, serverport) VALUES (%" PRId32
-                ", %" PRId32 ", %" PRIu32 ", %" PRIu16 ")",
-                r->modid, r->cmdid, r->ip, r->port);
-    if (rc < 0) {
-        goto fail;
-    }
-    rc = note_change(store, r);
-    if (rc < 0) {
-        goto fail;
-    }
-    rc = commit(store);
-    if (rc < 0) {
-        goto fail;
-    }
-    return 0;
-
-fail:
-    rollback(store);
     return rc;
 }
 
-static int mysql_route_add(struct lars_store *store, const struct lars_store_route *route)
+/* One multi-row INSERT per STATUS_ROWS_PER_STMT rows. */
+static int my_upsert_status(struct lars_store *store, const struct lars_store_status *rows,
+                            size_t n)
 {
-    return run(store, op_route_add, (void *)route);
-}
-
-static int op_route_del(struct lars_store *store, void *arg)
-{
-    const struct lars_store_route *r = arg;
-    int rc = begin(store);
-    if (rc < 0) {
-        return rc;
-    }
-    rc = queryf(store, "delete RouteData", "DELETE FROM RouteData WHERE " ROUTE_WHERE, r->modid,
-                r->cmdid, r->ip, r->port);
-    if (rc < 0) {
-        goto fail;
-    }
-    if (mysql_affected_rows(impl(store)->conn) == 0) {
-        rc = lars_store_fail(store, -ENOENT, "route %d/%d %u:%u does not exist", r->modid, r->cmdid,
-                             r->ip, r->port);
-        goto fail;
-    }
-    rc = note_change(store, r);
-    if (rc < 0) {
-        goto fail;
-    }
-    rc = commit(store);
-    if (rc < 0) {
-        goto fail;
-    }
-    return 0;
-
-fail:
-    rollback(store);
-    return rc;
-}
-
-static int mysql_route_del(struct lars_store *store, const struct lars_store_route *route)
-{
-    return run(store, op_route_del, (void *)route);
-}
-
-static int op_set_version(struct lars_store *store, void *arg)
-{
-    int64_t version = *(int64_t *)arg, old;
-    bool found;
-    int rc = begin(store);
-    if (rc < 0) {
-        return rc;
-    }
-    rc = read_version(store, &old, &found, true);
-    if (rc < 0) {
-        goto fail;
-    }
-    rc = write_version(store, version, found);
-    if (rc < 0) {
-        goto fail;
-    }
-    rc = commit(store);
-    if (rc < 0) {
-        goto fail;
-    }
-    return 0;
-
-fail:
-    rollback(store);
-    return rc;
-}
-
-static int mysql_set_version(struct lars_store *store, int64_t version)
-{
-    return run(store, op_set_version, &version);
-}
-
-struct status_arg {
-    const struct lars_store_status *rows;
-    size_t n;
-};
-
-static uint32_t clamp_cnt(uint32_t v)
-{
-    return v > INT32_MAX ? INT32_MAX : v;
-}
-
-static int op_put_status(struct lars_store *store, void *arg)
-{
-    struct status_arg *a = arg;
     struct mysql_store *m = impl(store);
     static const char head[] =
         "INSERT INTO ServerCallStatus"
@@ -714,89 +477,38 @@ static int op_put_status(struct lars_store *store, void *arg)
         m->sql = p;
         m->sql_cap = need;
     }
-    int rc = begin(store);
-    if (rc < 0) {
-        return rc;
-    }
-    for (size_t done = 0; done < a->n;) {
-        size_t chunk = a->n - done < STATUS_ROWS_PER_STMT ? a->n - done : STATUS_ROWS_PER_STMT;
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < STATUS_ROWS_PER_STMT ? n - done : STATUS_ROWS_PER_STMT;
         size_t len = sizeof(head) - 1;
         memcpy(m->sql, head, len);
         for (size_t i = 0; i < chunk; i++) {
-            const struct lars_store_status *r = &a->rows[done + i];
+            const struct lars_store_status *r = &rows[done + i];
             len += (size_t)snprintf(m->sql + len, m->sql_cap - len,
                                     "%s(%" PRId32 ",%" PRId32 ",%" PRIu32 ",%" PRIu16 ",%" PRIu32
-                                    ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",'%c')",
+                                    ",%" PRId64 ",%" PRId64 ",%" PRIu32 ",'%c')",
                                     i ? "," : "", r->modid, r->cmdid, r->ip, r->port, r->caller,
-                                    clamp_cnt(r->succ), clamp_cnt(r->err), r->ts,
-                                    r->overload ? '1' : '0');
+                                    lars_store_clamp_cnt(r->succ), lars_store_clamp_cnt(r->err),
+                                    r->ts, r->overload ? '1' : '0');
         }
         memcpy(m->sql + len, tail, sizeof(tail));
-        rc = query(store, m->sql, "upsert ServerCallStatus");
+        int rc = query(store, m->sql, "upsert ServerCallStatus");
         if (rc < 0) {
-            goto fail;
+            return rc;
         }
         done += chunk;
     }
-    rc = commit(store);
-    if (rc < 0) {
-        goto fail;
-    }
     return 0;
-
-fail:
-    rollback(store);
-    return rc;
-}
-
-static int mysql_put_status(struct lars_store *store, const struct lars_store_status *rows,
-                            size_t n)
-{
-    struct status_arg a = {.rows = rows, .n = n};
-    return run(store, op_put_status, &a);
-}
-
-static void decode_status(MYSQL_ROW row, void *item)
-{
-    struct lars_store_status *r = item;
-    r->modid = (int32_t)num(row[0]);
-    r->cmdid = (int32_t)num(row[1]);
-    r->ip = (uint32_t)num(row[2]);
-    r->port = (uint16_t)num(row[3]);
-    r->caller = (uint32_t)num(row[4]);
-    r->succ = (uint32_t)num(row[5]);
-    r->err = (uint32_t)num(row[6]);
-    r->ts = (uint32_t)num(row[7]);
-    r->overload = num(row[8]) != 0;
-}
-
-static int op_list_status(struct lars_store *store, void *arg)
-{
-    struct rows_arg *a = arg;
-    return read_rows(store,
-                     "SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload"
-                     " FROM ServerCallStatus ORDER BY modid, cmdid, ip, port, caller",
-                     "read ServerCallStatus", sizeof(struct lars_store_status), decode_status,
-                     a->rows, a->n);
-}
-
-static int mysql_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n)
-{
-    struct rows_arg a = {.rows = (void **)rows, .n = n};
-    return run(store, op_list_status, &a);
 }
 
 const struct lars_store_ops lars_store_mysql_ops = {
     .name = "mysql",
     .open = mysql_store_open,
     .close = mysql_store_close,
-    .load_routes = mysql_load_routes,
-    .route_version = mysql_route_version,
-    .route_changes = mysql_route_changes,
-    .delete_changes = mysql_delete_changes,
-    .route_add = mysql_route_add,
-    .route_del = mysql_route_del,
-    .set_version = mysql_set_version,
-    .put_status = mysql_put_status,
-    .list_status = mysql_list_status,
+    .run = my_run,
+    .begin = my_begin,
+    .commit = my_commit,
+    .rollback = my_rollback,
+    .exec = my_exec,
+    .query = my_query_rows,
+    .upsert_status = my_upsert_status,
 };

@@ -245,6 +245,22 @@ static pid_t spawn_piped(const char *const *argv, int *out_fd)
     return pid;
 }
 
+int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len)
+{
+    return lt_run(out, out_len, bin, "-t", "-c", conf, (char *)NULL);
+}
+
+void lt_expect_conf_error(const char *bin, const char *conf, int line, const char *what)
+{
+    char out[4096];
+    char want[1200];
+    int status = lt_check_conf(bin, conf, out, sizeof(out));
+    snprintf(want, sizeof(want), "%s:%d: %s", conf, line, what);
+    if (status != 1 || !strstr(out, want)) {
+        fail_msg("%s -t: expected exit 1 and '%s', got %d: %s", bin, want, status, out);
+    }
+}
+
 int lt_run(char *out, size_t out_len, const char *bin, ...)
 {
     const char *argv[16];
@@ -601,6 +617,18 @@ int lt_grep(const char *path, const char *needle)
     return count;
 }
 
+bool lt_wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
+{
+    uint64_t deadline = lt_now_ms() + timeout_ms;
+    do {
+        if (lt_grep(path, needle) >= count) {
+            return true;
+        }
+        lt_sleep_ms(50);
+    } while (lt_now_ms() < deadline);
+    return false;
+}
+
 void lt_tempdir(char *dir, size_t len, const char *prefix)
 {
     const char *tmp = env("TMPDIR") ? env("TMPDIR") : "/tmp";
@@ -655,6 +683,14 @@ int lt_server_start(struct lt_server *s, const char *bin, const char *name,
     }
     close(fd);
     return 0;
+}
+
+void lt_server_stop_clean(struct lt_server *s)
+{
+    int status = lt_stop(s->pid, 10000);
+    s->pid = 0;
+    assert_int_equal(status, 0);
+    assert_true(lt_grep(s->log, "stopped:") >= 1);
 }
 
 void lt_server_finish(struct lt_server *s)

@@ -19,6 +19,13 @@
 /* ctest's SKIP_RETURN_CODE. */
 #define LT_SKIP 77
 
+/* a.b.c.d as an IPv4 in host byte order (the store's and the wire's
+ * integer). */
+static inline uint32_t lt_ip4(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    return a << 24 | b << 16 | c << 8 | d;
+}
+
 uint64_t lt_now_ms(void);
 void lt_sleep_ms(unsigned ms);
 
@@ -40,6 +47,14 @@ void lt_store_cleanup(const struct lars_store_settings *settings);
 void *lt_mysql_open(const struct lars_store_settings *settings);
 int lt_mysql_exec(void *conn, const char *sql);
 void lt_mysql_close(void *conn);
+
+/* Runs `bin -t -c conf` (check a service's config file): its exit status,
+ * its output in out. */
+int lt_check_conf(const char *bin, const char *conf, char *out, size_t out_len);
+
+/* Fails the test unless `bin -t -c conf` exits 1 with "conf:line: what"
+ * in its output. */
+void lt_expect_conf_error(const char *bin, const char *conf, int line, const char *what);
 
 /* Writes `store = { ... };` for settings. */
 void lt_write_store_section(FILE *out, const struct lars_store_settings *settings);
@@ -94,6 +109,8 @@ long long lt_metric(const char *text, const char *series);
 
 /* Counts lines of path containing needle (0 when unreadable). */
 int lt_grep(const char *path, const char *needle);
+/* Waits up to timeout_ms until path holds needle at least count times. */
+bool lt_wait_log(const char *path, const char *needle, int count, unsigned timeout_ms);
 
 /* Text of path (malloc'd, NUL-terminated) or NULL. */
 char *lt_read_file(const char *path);
@@ -134,6 +151,9 @@ int lt_server_start(struct lt_server *s, const char *bin, const char *name,
 /* Stops the server (when running), closes the store, removes the temp dir
  * (kept when LARS_TEST_KEEP is set) and the MariaDB database. */
 void lt_server_finish(struct lt_server *s);
+/* Stops the group's server with TERM and fails the test unless it exits 0
+ * after logging its "stopped:" statistics line. */
+void lt_server_stop_clean(struct lt_server *s);
 
 /* main()'s backend argument: "sqlite" (the default) or "mysql". Returns 0
  * to run the tests, else the exit status: 2 for a bad argument, LT_SKIP

@@ -37,11 +37,6 @@ static struct {
     double poll_interval;
 } ctx;
 
-static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
-{
-    return a << 24 | b << 16 | c << 8 | d;
-}
-
 static void add_route(int32_t modid, int32_t cmdid, uint32_t ip, uint16_t port)
 {
     struct lars_store_route r = {modid, cmdid, ip, port};
@@ -161,9 +156,9 @@ static int group_setup(void **state)
         return -1;
     }
     struct lars_store_route routes[] = {
-        {M, 1, ip4(10, 0, 0, 1), 80},
-        {M, 1, ip4(10, 0, 0, 2), 80},
-        {M, 2, ip4(192, 168, 1, 1), 8080}, /* a negative int32 on the wire */
+        {M, 1, lt_ip4(10, 0, 0, 1), 80},
+        {M, 1, lt_ip4(10, 0, 0, 2), 80},
+        {M, 2, lt_ip4(192, 168, 1, 1), 8080}, /* a negative int32 on the wire */
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (lars_store_route_add(ctx.srv.store, &routes[i]) < 0) {
@@ -195,8 +190,8 @@ static void t_get_route(void **state)
     assert_int_equal(rsp->modid, M);
     assert_int_equal(rsp->cmdid, 1);
     assert_int_equal(rsp->n_host, 2);
-    assert_true(has_host(rsp, ip4(10, 0, 0, 1), 80));
-    assert_true(has_host(rsp, ip4(10, 0, 0, 2), 80));
+    assert_true(has_host(rsp, lt_ip4(10, 0, 0, 1), 80));
+    assert_true(has_host(rsp, lt_ip4(10, 0, 0, 2), 80));
     lars__get_route_response__free_unpacked(rsp, NULL);
 
     request(fd, M, 2);
@@ -252,11 +247,11 @@ static void t_push_on_add_and_remove(void **state)
     }
 
     uint64_t t0 = lt_now_ms();
-    add_route(M, 3, ip4(10, 0, 3, 1), 81);
+    add_route(M, 3, lt_ip4(10, 0, 3, 1), 81);
     for (int i = 0; i < 3; i++) {
         Lars__GetRouteResponse *rsp = wait_route(fds[i], M, 3, 1, 3000);
         assert_non_null(rsp);
-        assert_true(has_host(rsp, ip4(10, 0, 3, 1), 81));
+        assert_true(has_host(rsp, lt_ip4(10, 0, 3, 1), 81));
         lars__get_route_response__free_unpacked(rsp, NULL);
     }
     uint64_t latency = lt_now_ms() - t0;
@@ -264,7 +259,7 @@ static void t_push_on_add_and_remove(void **state)
                   (unsigned long long)latency);
     assert_true(latency < 3000);
 
-    add_route(M, 3, ip4(10, 0, 3, 2), 82);
+    add_route(M, 3, lt_ip4(10, 0, 3, 2), 82);
     for (int i = 0; i < 3; i++) {
         Lars__GetRouteResponse *rsp = wait_route(fds[i], M, 3, 2, 3000);
         assert_non_null(rsp);
@@ -273,8 +268,8 @@ static void t_push_on_add_and_remove(void **state)
 
     /* Removing every host pushes an empty list: the module is gone. */
     t0 = lt_now_ms();
-    del_route(M, 3, ip4(10, 0, 3, 1), 81);
-    del_route(M, 3, ip4(10, 0, 3, 2), 82);
+    del_route(M, 3, lt_ip4(10, 0, 3, 1), 81);
+    del_route(M, 3, lt_ip4(10, 0, 3, 2), 82);
     for (int i = 0; i < 3; i++) {
         Lars__GetRouteResponse *rsp = wait_route(fds[i], M, 3, 0, 3000);
         assert_non_null(rsp);
@@ -289,7 +284,7 @@ static void t_push_on_add_and_remove(void **state)
     Lars__GetRouteResponse *rsp = recv_route(other, 3000);
     assert_non_null(rsp);
     lars__get_route_response__free_unpacked(rsp, NULL);
-    add_route(M, 3, ip4(10, 0, 3, 3), 83);
+    add_route(M, 3, lt_ip4(10, 0, 3, 3), 83);
     rsp = wait_route(fds[0], M, 3, 1, 3000);
     assert_non_null(rsp);
     lars__get_route_response__free_unpacked(rsp, NULL);
@@ -318,7 +313,7 @@ static void t_push_latency(void **state)
         /* Start at a random phase of the poll interval, as real changes do. */
         lt_sleep_ms((unsigned)(rand() % 1000));
         uint64_t t0 = lt_now_ms();
-        add_route(M, 4, ip4(10, 0, 4, (unsigned)i + 1), 80);
+        add_route(M, 4, lt_ip4(10, 0, 4, (unsigned)i + 1), 80);
         rsp = wait_route(fd, M, 4, i + 1, 3000);
         assert_non_null(rsp);
         lars__get_route_response__free_unpacked(rsp, NULL);
@@ -475,7 +470,7 @@ static void t_many_connections(void **state)
         lars__get_route_response__free_unpacked(rsp, NULL);
     }
     uint64_t t0 = lt_now_ms();
-    add_route(M, 5, ip4(10, 0, 5, 1), 80);
+    add_route(M, 5, lt_ip4(10, 0, 5, 1), 80);
     for (int i = 0; i < N; i++) {
         uint64_t elapsed = lt_now_ms() - t0;
         Lars__GetRouteResponse *rsp =
@@ -498,7 +493,7 @@ static void t_slow_reader(void **state)
     (void)state;
     /* A module with a big route, so answers pile up fast. */
     for (unsigned i = 0; i < 100; i++) {
-        add_route(M, 6, ip4(10, 6, 0, 0) + i, 9000);
+        add_route(M, 6, lt_ip4(10, 6, 0, 0) + i, 9000);
     }
     int probe = lt_connect(ctx.srv.port);
     request(probe, M, 6);
@@ -555,7 +550,7 @@ static void t_big_route(void **state)
     enum { NODES = 2000 };
     uint64_t t0 = lt_now_ms();
     for (unsigned i = 0; i < NODES; i++) {
-        add_route(M, 8, ip4(10, 8, 0, 0) + i, 7000);
+        add_route(M, 8, lt_ip4(10, 8, 0, 0) + i, 7000);
     }
     uint64_t added = lt_now_ms() - t0;
     int fd = lt_connect(ctx.srv.port);
@@ -568,7 +563,7 @@ static void t_big_route(void **state)
     }
     assert_non_null(rsp);
     for (unsigned i = 0; i < NODES; i++) {
-        assert_true(has_host(rsp, ip4(10, 8, 0, 0) + i, 7000));
+        assert_true(has_host(rsp, lt_ip4(10, 8, 0, 0) + i, 7000));
     }
     size_t frame = LARS_WIRE_HEADER_SIZE + lars__get_route_response__get_packed_size(rsp);
     lars__get_route_response__free_unpacked(rsp, NULL);
@@ -657,7 +652,7 @@ static void t_database_outage(void **state)
     lt_mysql_close(locker);
 
     uint64_t t0 = lt_now_ms();
-    add_route(M, 7, ip4(10, 0, 7, 1), 80);
+    add_route(M, 7, lt_ip4(10, 0, 7, 1), 80);
     rsp = wait_route(sub, M, 7, 1, 5000);
     assert_non_null(rsp);
     lars__get_route_response__free_unpacked(rsp, NULL);
@@ -671,10 +666,7 @@ static void t_database_outage(void **state)
 static void t_clean_stop(void **state)
 {
     (void)state;
-    int status = lt_stop(ctx.srv.pid, 10000);
-    ctx.srv.pid = 0;
-    assert_int_equal(status, 0);
-    assert_true(lt_grep(ctx.srv.log, "stopped:") >= 1);
+    lt_server_stop_clean(&ctx.srv);
 }
 
 /* ---- tests with their own process ---- */
@@ -686,24 +678,19 @@ static void t_check_config(void **state)
     char path[600];
     snprintf(path, sizeof(path), "%s/check.conf", ctx.srv.dir);
     write_conf(path, 7778, &ctx.srv.settings, NULL);
-    assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 0);
+    assert_int_equal(lt_check_conf(LARS_DNS_BIN, path, out, sizeof(out)), 0);
 
     write_conf(path, 7778, &ctx.srv.settings, "frobnicate = 3;\n");
-    assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 1);
-    char where[700];
-    snprintf(where, sizeof(where), "%s:8: unknown setting 'frobnicate'", path);
-    if (!strstr(out, where)) {
-        fail_msg("expected '%s' in: %s", where, out);
-    }
+    lt_expect_conf_error(LARS_DNS_BIN, path, 8, "unknown setting 'frobnicate'");
 
     write_conf(path, 7778, &ctx.srv.settings, "max_frame = \"big\";\n");
-    assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 1);
     /* max_frame is a size now: the message says how sizes are written. */
-    assert_non_null(strstr(out, ":8: 'max_frame' = \"big\" must be a number of bytes (4096) or "
-                                "a string with a unit"));
+    lt_expect_conf_error(LARS_DNS_BIN, path, 8,
+                         "'max_frame' = \"big\" must be a number of bytes (4096) or a string "
+                         "with a unit");
 
     write_conf(path, 7778, &ctx.srv.settings, "store = { backend = \"sqlite\"; colour = 1; };\n");
-    assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, "-t", "-c", path, (char *)NULL), 1);
+    assert_int_equal(lt_check_conf(LARS_DNS_BIN, path, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "colour"));
 
     assert_int_equal(lt_run(out, sizeof(out), LARS_DNS_BIN, (char *)NULL), 2);
@@ -748,18 +735,6 @@ static void t_waits_for_database(void **state)
 }
 
 /* Polls path until needle shows up in `count` lines (or timeout_ms). */
-static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
-{
-    uint64_t deadline = lt_now_ms() + timeout_ms;
-    do {
-        if (lt_grep(path, needle) >= count) {
-            return true;
-        }
-        lt_sleep_ms(50);
-    } while (lt_now_ms() < deadline);
-    return false;
-}
-
 /* A lars-dns of its own on conf (written by the caller), log in log;
  * returns its pid once it answers on port. */
 static pid_t spawn_own(const char *conf, const char *log, uint16_t port)
@@ -815,8 +790,8 @@ static void t_daemon(void **state)
     daemon_pid = lt_log_pid(log, "lars-dns");
     assert_true(daemon_pid > 0);
     assert_int_equal(kill(daemon_pid, SIGHUP), 0);
-    assert_true(wait_log(log, "SIGHUP: ", 1, 5000));
-    assert_false(wait_log(log, "cannot read", 1, 200));
+    assert_true(lt_wait_log(log, "SIGHUP: ", 1, 5000));
+    assert_false(lt_wait_log(log, "cannot read", 1, 200));
     int fd = lt_connect(port);
     assert_true(fd >= 0);
     request(fd, M, 1);
@@ -843,7 +818,7 @@ static void t_daemon(void **state)
         lt_sleep_ms(20);
     }
     daemon_pid = 0;
-    assert_true(wait_log(log, "stopped:", 1, 3000));
+    assert_true(lt_wait_log(log, "stopped:", 1, 3000));
 }
 
 /* Issue 9 item 3: HUP and USR1 as the agent handles them: HUP re-reads
@@ -863,7 +838,7 @@ static void t_signals(void **state)
 
     write_conf(conf, port, &ctx.srv.settings, "max_frame = 1000;\n");
     assert_int_equal(kill(pid, SIGHUP), 0);
-    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+    if (!lt_wait_log(log, "SIGHUP:", 1, 5000)) {
         fail_msg("no SIGHUP line in %s", log);
     }
     assert_int_equal(lt_grep(log, "needs a restart (running value kept): max_frame"), 1);
@@ -877,7 +852,7 @@ static void t_signals(void **state)
     close(fd);
 
     assert_int_equal(kill(pid, SIGUSR1), 0);
-    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_wait_log(log, "SIGUSR1:", 1, 5000));
     assert_true(lt_alive(pid));
     assert_int_equal(lt_stop(pid, 10000), 0);
 }
@@ -957,11 +932,11 @@ static void t_fd_limit(void **state)
     uint64_t waited = lt_now_ms() - t0;
 
     /* The subscriber from before is untouched and still gets pushes. */
-    add_route(M, 1, ip4(10, 0, 0, 3), 80);
+    add_route(M, 1, lt_ip4(10, 0, 0, 3), 80);
     rsp = wait_route(old, M, 1, 3, 5000);
     assert_non_null(rsp);
     lars__get_route_response__free_unpacked(rsp, NULL);
-    del_route(M, 1, ip4(10, 0, 0, 3), 80);
+    del_route(M, 1, lt_ip4(10, 0, 0, 3), 80);
 
     char *text = metrics(stats);
     long long open = lt_metric(text, "lars_dns_connections");
@@ -1035,7 +1010,7 @@ static void t_peer_cap_and_idle(void **state)
     uint64_t idle_ms = lt_now_ms() - t0;
     close(silent);
     lt_sleep_ms(1500); /* the subscribers have now been silent for > 2 idle timeouts */
-    add_route(M, 1, ip4(10, 0, 0, 4), 80);
+    add_route(M, 1, lt_ip4(10, 0, 0, 4), 80);
     for (int i = 0; i < PER_PEER - 1; i++) {
         Lars__GetRouteResponse *rsp = wait_route(fds[i], M, 1, 3, 5000);
         if (!rsp) {
@@ -1043,7 +1018,7 @@ static void t_peer_cap_and_idle(void **state)
         }
         lars__get_route_response__free_unpacked(rsp, NULL);
     }
-    del_route(M, 1, ip4(10, 0, 0, 4), 80);
+    del_route(M, 1, lt_ip4(10, 0, 0, 4), 80);
 
     char *text = metrics(stats);
     long long per_peer =
@@ -1089,7 +1064,7 @@ static void t_password_file_mode(void **state)
         write_conf(conf, port, &ctx.srv.settings, extra);
         assert_int_equal(chmod(conf, round == 0 ? 0644 : 0600), 0);
         pid_t pid = lt_spawn(LARS_DNS_BIN, conf, log);
-        assert_true(wait_log(log, "started:", 1, 10000));
+        assert_true(lt_wait_log(log, "started:", 1, 10000));
         assert_int_equal(lt_stop(pid, 10000), 0);
         char want[800];
         snprintf(want, sizeof(want), "warn lars-dns: %s holds the database password", conf);

@@ -32,11 +32,6 @@ static struct {
     struct lt_server srv;
 } ctx;
 
-static uint32_t ip4(unsigned a, unsigned b, unsigned c, unsigned d)
-{
-    return a << 24 | b << 16 | c << 8 | d;
-}
-
 struct result {
     uint32_t ip;
     int port;
@@ -161,19 +156,19 @@ static void t_rows_stored(void **state)
     int fd = lt_connect(ctx.srv.port);
     assert_true(fd >= 0);
     const struct result results[] = {
-        {ip4(192, 168, 0, 1), 80, 10, 2, false}, /* negative int32 on the wire */
-        {ip4(10, 0, 0, 2), 81, 0, 5, true},
+        {lt_ip4(192, 168, 0, 1), 80, 10, 2, false}, /* negative int32 on the wire */
+        {lt_ip4(10, 0, 0, 2), 81, 0, 5, true},
     };
-    send_report(fd, 100, 1, ip4(10, 1, 1, 1), 1700000000u, results, 2);
+    send_report(fd, 100, 1, lt_ip4(10, 1, 1, 1), 1700000000u, results, 2);
     struct lars_store_status rows[8];
     size_t n = wait_rows(100, 2, rows, 8, 5000, NULL);
     assert_int_equal(n, 2);
-    const struct lars_store_status *a = find(rows, n, ip4(192, 168, 0, 1), 80);
-    const struct lars_store_status *b = find(rows, n, ip4(10, 0, 0, 2), 81);
+    const struct lars_store_status *a = find(rows, n, lt_ip4(192, 168, 0, 1), 80);
+    const struct lars_store_status *b = find(rows, n, lt_ip4(10, 0, 0, 2), 81);
     assert_non_null(a);
     assert_non_null(b);
     assert_int_equal(a->cmdid, 1);
-    assert_int_equal(a->caller, ip4(10, 1, 1, 1));
+    assert_int_equal(a->caller, lt_ip4(10, 1, 1, 1));
     assert_int_equal(a->succ, 10);
     assert_int_equal(a->err, 2);
     assert_int_equal(a->ts, 1700000000u);
@@ -193,12 +188,12 @@ static void t_upsert(void **state)
 {
     (void)state;
     int fd = lt_connect(ctx.srv.port);
-    const struct result first = {ip4(10, 0, 0, 9), 90, 5, 5, true};
-    const struct result second = {ip4(10, 0, 0, 9), 90, 20, 1, false};
-    send_report(fd, 101, 1, ip4(10, 1, 1, 1), 1700000000u, &first, 1);
+    const struct result first = {lt_ip4(10, 0, 0, 9), 90, 5, 5, true};
+    const struct result second = {lt_ip4(10, 0, 0, 9), 90, 20, 1, false};
+    send_report(fd, 101, 1, lt_ip4(10, 1, 1, 1), 1700000000u, &first, 1);
     struct lars_store_status rows[4];
     assert_int_equal(wait_rows(101, 1, rows, 4, 5000, NULL), 1);
-    send_report(fd, 101, 1, ip4(10, 1, 1, 1), 1700000100u, &second, 1);
+    send_report(fd, 101, 1, lt_ip4(10, 1, 1, 1), 1700000100u, &second, 1);
     size_t n = wait_rows(101, 1, rows, 4, 5000, upserted);
     assert_int_equal(n, 1);
     assert_true(upserted(rows, n));
@@ -213,9 +208,9 @@ static void t_pipelined_and_split(void **state)
     uint8_t *buf = malloc((size_t)50 * 200);
     size_t used = 0;
     for (unsigned i = 0; i < 50; i++) {
-        struct result r = {ip4(10, 2, 0, i), 1000 + (int)i, i, 0, false};
-        used +=
-            encode_report(buf + used, (size_t)50 * 200 - used, 102, 1, ip4(10, 1, 1, 2), 1, &r, 1);
+        struct result r = {lt_ip4(10, 2, 0, i), 1000 + (int)i, i, 0, false};
+        used += encode_report(buf + used, (size_t)50 * 200 - used, 102, 1, lt_ip4(10, 1, 1, 2), 1,
+                              &r, 1);
     }
     int fd = lt_connect(ctx.srv.port);
     for (size_t off = 0; off < used; off += 7) {
@@ -248,8 +243,8 @@ static void t_garbage(void **state)
 
     /* Cut at every byte, then closed. */
     uint8_t frame[256];
-    struct result r = {ip4(10, 3, 0, 1), 80, 1, 1, false};
-    size_t len = encode_report(frame, sizeof(frame), 103, 1, ip4(10, 1, 1, 3), 1, &r, 1);
+    struct result r = {lt_ip4(10, 3, 0, 1), 80, 1, 1, false};
+    size_t len = encode_report(frame, sizeof(frame), 103, 1, lt_ip4(10, 1, 1, 3), 1, &r, 1);
     for (size_t cut = 1; cut < len; cut++) {
         int fd = lt_connect(ctx.srv.port);
         assert_int_equal(lt_send(fd, frame, cut), 0);
@@ -296,10 +291,11 @@ static void t_ingest_rate(void **state)
         for (int m = 0; m < MODULES; m++) {
             for (int i = 0; i < NODES; i++) {
                 results[i] =
-                    (struct result){ip4(10, 9, (unsigned)m, (unsigned)i), 7000, 100, 1, false};
+                    (struct result){lt_ip4(10, 9, (unsigned)m, (unsigned)i), 7000, 100, 1, false};
             }
-            used += encode_report(buf + used, (size_t)MODULES * (64 + NODES * 40) - used, 200 + m,
-                                  1, ip4(10, 8, 0, (unsigned)a + 1), 1700000000u, results, NODES);
+            used +=
+                encode_report(buf + used, (size_t)MODULES * (64 + NODES * 40) - used, 200 + m, 1,
+                              lt_ip4(10, 8, 0, (unsigned)a + 1), 1700000000u, results, NODES);
         }
         assert_int_equal(lt_send(fds[a], buf, used), 0);
     }
@@ -324,9 +320,7 @@ static void t_ingest_rate(void **state)
 static void t_clean_stop(void **state)
 {
     (void)state;
-    assert_int_equal(lt_stop(ctx.srv.pid, 10000), 0);
-    ctx.srv.pid = 0;
-    assert_true(lt_grep(ctx.srv.log, "stopped") >= 1);
+    lt_server_stop_clean(&ctx.srv);
 }
 
 /* ---- tests with their own process ---- */
@@ -338,20 +332,11 @@ static void t_check_config(void **state)
     char path[600];
     snprintf(path, sizeof(path), "%s/check.conf", ctx.srv.dir);
     write_conf(path, 7779, &ctx.srv.settings, NULL);
-    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
-                     0);
+    assert_int_equal(lt_check_conf(LARS_REPORTER_BIN, path, out, sizeof(out)), 0);
     write_conf(path, 7779, &ctx.srv.settings, "batch = 5;\n");
-    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
-                     1);
-    char where[700];
-    snprintf(where, sizeof(where), "%s:7: unknown setting 'batch'", path);
-    if (!strstr(out, where)) {
-        fail_msg("expected '%s' in: %s", where, out);
-    }
+    lt_expect_conf_error(LARS_REPORTER_BIN, path, 7, "unknown setting 'batch'");
     write_conf(path, 7779, &ctx.srv.settings, "max_frame = 1;\n");
-    assert_int_equal(lt_run(out, sizeof(out), LARS_REPORTER_BIN, "-t", "-c", path, (char *)NULL),
-                     1);
-    assert_non_null(strstr(out, ":7: 'max_frame' = 1 is out of range"));
+    lt_expect_conf_error(LARS_REPORTER_BIN, path, 7, "'max_frame' = 1 is out of range");
 }
 
 /* The database never works: rows queue up to queue_max, the oldest are
@@ -381,9 +366,10 @@ static void t_bounded_when_store_fails(void **state)
     struct result results[100];
     for (int round = 0; round < 10; round++) {
         for (int i = 0; i < 100; i++) {
-            results[i] = (struct result){ip4(10, 4, (unsigned)round, (unsigned)i), 80, 1, 0, false};
+            results[i] =
+                (struct result){lt_ip4(10, 4, (unsigned)round, (unsigned)i), 80, 1, 0, false};
         }
-        send_report(fd, 104, 1, ip4(10, 1, 1, 4), 1, results, 100);
+        send_report(fd, 104, 1, lt_ip4(10, 1, 1, 4), 1, results, 100);
     }
     lt_sleep_ms(1000);
     close(fd);
@@ -409,18 +395,6 @@ static void t_bounded_when_store_fails(void **state)
 }
 
 /* Polls path until needle shows up in `count` lines (or timeout_ms). */
-static bool wait_log(const char *path, const char *needle, int count, unsigned timeout_ms)
-{
-    uint64_t deadline = lt_now_ms() + timeout_ms;
-    do {
-        if (lt_grep(path, needle) >= count) {
-            return true;
-        }
-        lt_sleep_ms(50);
-    } while (lt_now_ms() < deadline);
-    return false;
-}
-
 /* Issue 9 item 3: SIGHUP killed lars-reporter at once (queue lost, nothing
  * logged). Now HUP re-reads the file: log_level applies at once, a setting
  * that needs a restart is named, a broken file changes nothing, and USR1
@@ -437,8 +411,8 @@ static void t_signals(void **state)
     pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
     int fd = lt_connect_wait(port, 10000);
     assert_true(fd >= 0);
-    struct result r = {ip4(10, 5, 0, 1), 80, 1, 0, false};
-    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    struct result r = {lt_ip4(10, 5, 0, 1), 80, 1, 0, false};
+    send_report(fd, 105, 1, lt_ip4(10, 1, 1, 5), 1, &r, 1);
     struct lars_store_status rows[4];
     assert_int_equal(wait_rows(105, 1, rows, 4, 5000, NULL), 1);
 
@@ -452,7 +426,7 @@ static void t_signals(void **state)
     lt_write_store_section(f, &ctx.srv.settings);
     fclose(f);
     assert_int_equal(kill(pid, SIGHUP), 0);
-    if (!wait_log(log, "SIGHUP:", 1, 5000)) {
+    if (!lt_wait_log(log, "SIGHUP:", 1, 5000)) {
         fail_msg("no SIGHUP line in %s (alive: %d)", log, lt_alive(pid));
     }
     assert_true(lt_alive(pid));
@@ -462,10 +436,10 @@ static void t_signals(void **state)
     /* Debug now: a new connection is logged; its rows are stored. */
     int fd2 = lt_connect(port);
     assert_true(fd2 >= 0);
-    r.ip = ip4(10, 5, 0, 2);
-    send_report(fd2, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    r.ip = lt_ip4(10, 5, 0, 2);
+    send_report(fd2, 105, 1, lt_ip4(10, 1, 1, 5), 1, &r, 1);
     assert_int_equal(wait_rows(105, 2, rows, 4, 5000, NULL), 2);
-    assert_true(wait_log(log, "debug reporter: connection from 127.0.0.1", 1, 3000));
+    assert_true(lt_wait_log(log, "debug reporter: connection from 127.0.0.1", 1, 3000));
 
     /* A broken file: one error line, nothing changes. */
     f = fopen(conf, "w");
@@ -473,14 +447,14 @@ static void t_signals(void **state)
     fprintf(f, "listen = \"127.0.0.1:%u\";\nthreds = 1;\n", port);
     fclose(f);
     assert_int_equal(kill(pid, SIGHUP), 0);
-    assert_true(wait_log(log, "keeping the running configuration", 1, 5000));
+    assert_true(lt_wait_log(log, "keeping the running configuration", 1, 5000));
     assert_true(lt_grep(log, "unknown setting 'threds'") >= 1);
 
     assert_int_equal(kill(pid, SIGUSR1), 0);
-    assert_true(wait_log(log, "SIGUSR1:", 1, 5000));
+    assert_true(lt_wait_log(log, "SIGUSR1:", 1, 5000));
     assert_true(lt_alive(pid));
-    r.ip = ip4(10, 5, 0, 3);
-    send_report(fd, 105, 1, ip4(10, 1, 1, 5), 1, &r, 1);
+    r.ip = lt_ip4(10, 5, 0, 3);
+    send_report(fd, 105, 1, lt_ip4(10, 1, 1, 5), 1, &r, 1);
     assert_int_equal(wait_rows(105, 3, rows, 4, 5000, NULL), 3);
     close(fd);
     close(fd2);
@@ -528,9 +502,9 @@ static void t_fair_share(void **state)
     struct result results[FLOOD_NODES > GOOD_NODES ? FLOOD_NODES : GOOD_NODES];
     for (int frame = 0; frame < FLOOD_FRAMES; frame++) {
         for (int i = 0; i < FLOOD_NODES; i++) {
-            results[i] = (struct result){ip4(10, 7, 0, (unsigned)i), 7000, 1, 0, false};
+            results[i] = (struct result){lt_ip4(10, 7, 0, (unsigned)i), 7000, 1, 0, false};
         }
-        used += encode_report(flood + used, cap - used, 301, 1, ip4(10, 1, 7, 1), 1, results,
+        used += encode_report(flood + used, cap - used, 301, 1, lt_ip4(10, 1, 7, 1), 1, results,
                               FLOOD_NODES);
     }
     pid_t flooder = fork();
@@ -550,9 +524,9 @@ static void t_fair_share(void **state)
     uint64_t t0 = lt_now_ms();
     for (int r = 0; r < GOOD_REPORTS; r++) {
         for (int i = 0; i < GOOD_NODES; i++) {
-            results[i] = (struct result){ip4(10, 6, (unsigned)r, (unsigned)i), 80, 5, 1, false};
+            results[i] = (struct result){lt_ip4(10, 6, (unsigned)r, (unsigned)i), 80, 5, 1, false};
         }
-        send_report(good, 300, 1, ip4(10, 1, 6, 1), 1700000000u, results, GOOD_NODES);
+        send_report(good, 300, 1, lt_ip4(10, 1, 6, 1), 1700000000u, results, GOOD_NODES);
         lt_sleep_ms(100); /* an agent reports module by module */
     }
     const size_t want = (size_t)GOOD_REPORTS * GOOD_NODES;

@@ -7,8 +7,9 @@
  * MariaDB/MySQL when LARS_TEST_MYSQL_HOST or LARS_TEST_MYSQL_SOCKET is set
  * (contrib/ci/mariadb.sh starts a private server and prints them); without
  * them the MariaDB variants are skipped with a message saying so. The
- * MariaDB variants use their own database, <LARS_TEST_MYSQL_DATABASE>_store
- * when the user may create it, and drop the four tables before each test.
+ * MariaDB variants use their own database, <LARS_TEST_MYSQL_DATABASE>_store,
+ * dropped and created empty before each test by the services' test harness
+ * (contrib/dns/tests/harness.h).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -27,6 +28,7 @@
 #include <mysql.h>
 #include <sqlite3.h>
 
+#include "harness.h"
 #include "store.h"
 
 enum backend { B_SQLITE, B_MYSQL };
@@ -50,16 +52,11 @@ static const char *env(const char *name)
 }
 
 /* A raw connection to the test database (not through the store). */
-static MYSQL *mysql_raw(const struct lars_store_settings *st, const char *db)
+static MYSQL *mysql_raw(const struct lars_store_settings *st)
 {
-    MYSQL *m = mysql_init(NULL);
-    assert_non_null(m);
-    unsigned proto = st->socket[0] ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
-    mysql_options(m, MYSQL_OPT_PROTOCOL, &proto);
-    if (mysql_real_connect(m, st->socket[0] ? "localhost" : st->host, st->user, st->password, db,
-                           st->socket[0] ? 0 : (unsigned)st->port,
-                           st->socket[0] ? st->socket : NULL, 0) == NULL) {
-        fail_msg("mysql connect: %s", mysql_error(m));
+    MYSQL *m = lt_mysql_open(st);
+    if (m == NULL) {
+        fail_msg("mysql connect failed (see stderr)");
     }
     return m;
 }
@@ -77,7 +74,7 @@ static void raw_exec(struct fixture *f, const char *sql)
         sqlite3_close(db);
         return;
     }
-    MYSQL *m = mysql_raw(&f->settings, f->settings.database);
+    MYSQL *m = mysql_raw(&f->settings);
     if (mysql_query(m, sql) != 0) {
         fail_msg("mysql: %s: %s", sql, mysql_error(m));
     }
@@ -100,7 +97,7 @@ static long long raw_int(struct fixture *f, const char *sql)
         sqlite3_close(db);
         return v;
     }
-    MYSQL *m = mysql_raw(&f->settings, f->settings.database);
+    MYSQL *m = mysql_raw(&f->settings);
     if (mysql_query(m, sql) != 0) {
         fail_msg("mysql: %s: %s", sql, mysql_error(m));
     }
@@ -130,42 +127,24 @@ static int setup(void **state)
         snprintf(f->settings.path, sizeof(f->settings.path), "%s/lars.db", f->dir);
         return 0;
     }
-    if (!env("LARS_TEST_MYSQL_HOST") && !env("LARS_TEST_MYSQL_SOCKET")) {
+    /* The service tests' harness: our own database, <base>_store, created
+     * empty, so suites sharing the server do not see each other's rows.
+     * The store tests keep the default timeout. */
+    int timeout = f->settings.timeout;
+    char why[512];
+    int rc = lt_store_settings("mysql", f->dir, "store", &f->settings, why, sizeof(why));
+    if (rc == LT_SKIP) {
         f->skip = true;
         return 0;
     }
-    struct lars_store_settings *st = &f->settings;
-    snprintf(st->backend, sizeof(st->backend), "mysql");
+    if (rc < 0) {
+        fail_msg("%s", why);
+    }
+    f->settings.timeout = timeout;
     if (env("LARS_TEST_MYSQL_HOST")) {
-        snprintf(st->host, sizeof(st->host), "%s", env("LARS_TEST_MYSQL_HOST"));
-        st->port = env("LARS_TEST_MYSQL_PORT") ? atoi(env("LARS_TEST_MYSQL_PORT")) : 3306;
-    } else {
-        snprintf(st->socket, sizeof(st->socket), "%s", env("LARS_TEST_MYSQL_SOCKET"));
+        f->settings.socket[0] =
+            '\0'; /* TCP when a host is given: the services' tests use the socket */
     }
-    snprintf(st->user, sizeof(st->user), "%s",
-             env("LARS_TEST_MYSQL_USER") ? env("LARS_TEST_MYSQL_USER") : "lars");
-    snprintf(st->password, sizeof(st->password), "%s",
-             env("LARS_TEST_MYSQL_PASSWORD") ? env("LARS_TEST_MYSQL_PASSWORD") : "");
-    const char *base =
-        env("LARS_TEST_MYSQL_DATABASE") ? env("LARS_TEST_MYSQL_DATABASE") : "lars_test";
-    /* Our own database, so suites sharing the server (lars-dns,
-     * lars-reporter) do not see us drop their tables. */
-    MYSQL *m = mysql_raw(st, NULL);
-    char sql[1024];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE IF NOT EXISTS `%s_store`", base);
-    if (mysql_query(m, sql) == 0) {
-        snprintf(st->database, sizeof(st->database), "%s_store", base);
-    } else {
-        snprintf(st->database, sizeof(st->database), "%s", base);
-    }
-    snprintf(sql, sizeof(sql),
-             "DROP TABLE IF EXISTS `%s`.RouteData, `%s`.RouteVersion, `%s`.RouteChange,"
-             " `%s`.ServerCallStatus",
-             st->database, st->database, st->database, st->database);
-    if (mysql_query(m, sql) != 0) {
-        fail_msg("mysql: %s: %s", sql, mysql_error(m));
-    }
-    mysql_close(m);
     return 0;
 }
 
@@ -532,7 +511,7 @@ static void test_reconnect(void **state)
     struct lars_store *s = open_store(f);
     struct lars_store_route r = route(3, 3, 0x7f000001, 3333);
     assert_int_equal(lars_store_route_add(s, &r), 0);
-    MYSQL *m = mysql_raw(&f->settings, f->settings.database);
+    MYSQL *m = mysql_raw(&f->settings);
     char sql[512];
     snprintf(sql, sizeof(sql),
              "SELECT id FROM information_schema.processlist WHERE db = '%s' AND"
