@@ -142,8 +142,8 @@ static void print_summary(const char *m)
 /* /routes puts one module per line; nodes follow in the same line. */
 static void print_routes(const char *routes)
 {
-    printf("\n%-16s %-8s %-22s %-11s %8s %8s\n", "MODULE", "STATE", "NODE", "NODE STATE", "SUCC",
-           "ERR");
+    printf("\n%-16s %-8s %-22s %-11s %8s %8s %7s %-10s %s\n", "MODULE", "STATE", "NODE",
+           "NODE STATE", "SUCC", "ERR", "WEIGHT", "ZONE", "DRAINING");
     for (const char *line = routes; line && *line;
          line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
         int modid;
@@ -166,14 +166,25 @@ static void print_routes(const char *routes)
             continue;
         }
         for (; node && (!eol || node < eol); node = strstr(node + 1, "{\"node\":")) {
-            char addr[32];
+            char addr[64];
             char nstate[16];
             unsigned succ;
             unsigned err;
-            if (sscanf(node,
-                       "{\"node\":\"%31[0-9.:]\",\"state\":\"%15[a-z]\",\"succ\":%u,\"err\":%u",
-                       addr, nstate, &succ, &err) == 4) {
-                printf("%-16s %-8s %-22s %-11s %8u %8u\n", module, state, addr, nstate, succ, err);
+            unsigned weight = 0;
+            char zone[64] = "";
+            char draining[8] = "";
+            int n = sscanf(node,
+                           "{\"node\":\"%63[]0-9a-fA-F.:[]\",\"state\":\"%15[a-z]\",\"succ\":%u,"
+                           "\"err\":%u,\"weight\":%u,\"zone\":\"%63[A-Za-z0-9._:-]",
+                           addr, nstate, &succ, &err, &weight, zone);
+            const char *drain = strstr(node, "\"draining\":");
+            if (drain && (!eol || drain < eol)) {
+                sscanf(drain, "\"draining\":%7[a-z]", draining);
+            }
+            if (n >= 4) {
+                printf("%-16s %-8s %-22s %-11s %8u %8u %7u %-10s %s\n", module, state, addr, nstate,
+                       succ, err, weight, zone[0] ? zone : "-",
+                       strcmp(draining, "true") == 0 ? "yes" : "no");
                 module[0] = '\0';
                 state[0] = '\0';
             }

@@ -268,6 +268,19 @@ static void test_report_for_ipv6_node(void **state)
         it_sleep_ms(50);
     }
     assert_int_equal(it_metric(stats_port, "lars_reports_unknown_total"), 0);
+
+    /* `lars stats` shows the same as a table row. */
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", stats_port);
+    char *const argv[] = {LARS_IT_CLI, "stats", addr, NULL};
+    char *table = NULL;
+    assert_int_equal(it_run(argv, it_timeout(5000), &table, NULL), 0);
+    printf("%s", table);
+    assert_non_null(
+        strstr(table, "[::1]:9002             idle               0        3     200 az1 "));
+    assert_non_null(
+        strstr(table, "127.0.0.1:9003         idle               0        0      50 az2 "));
+    free(table);
 }
 
 int main(void)
