@@ -66,23 +66,26 @@ static int node_set_meta(struct lars_node *node, const struct lars_route_entry *
     for (uint32_t t = 0; t < e->n_tags; t++) {
         chars += strlen(e->tags[t]) + 1;
     }
+    /* One block: the tag pointer table, then the zone and tag strings. */
+    const char **tags = NULL;
+    size_t table = e->n_tags * sizeof(*tags);
     char *meta = NULL;
+    const char *zone = "";
     if (chars > 0) {
-        meta = malloc(e->n_tags * sizeof(char *) + chars);
+        meta = malloc(table + chars);
         if (!meta) {
             return -ENOMEM;
         }
-    }
-    const char **tags = (const char **)(void *)meta;
-    char *text = meta + e->n_tags * sizeof(char *);
-    const char *zone = "";
-    if (e->zone[0]) {
-        zone = strcpy(text, e->zone);
-        text += strlen(text) + 1;
-    }
-    for (uint32_t t = 0; t < e->n_tags; t++) {
-        tags[t] = strcpy(text, e->tags[t]);
-        text += strlen(text) + 1;
+        tags = (const char **)(void *)meta;
+        char *text = meta + table;
+        if (e->zone[0]) {
+            zone = strcpy(text, e->zone);
+            text += strlen(text) + 1;
+        }
+        for (uint32_t t = 0; t < e->n_tags; t++) {
+            tags[t] = strcpy(text, e->tags[t]);
+            text += strlen(text) + 1;
+        }
     }
     free(slot_of(node)->meta);
     slot_of(node)->meta = meta;
