@@ -537,35 +537,32 @@ static int merge_nodes(struct lars_module *module, struct merge *mg, uint64_t no
     size_t j = 0;
     mg->out = 0;
     while (i < module->n_nodes || j < mg->unique) {
-        struct lars_node *old = i < module->n_nodes ? module->nodes[i] : NULL;
-        const struct lars_route_entry *e = j < mg->unique ? &mg->sorted[j] : NULL;
-        int order = 0;
-        if (old && e) {
-            struct lars_node_addr at = lars_node_addr_of(old);
-            order = lars_node_addr_compare(&at, &e->addr);
-        } else {
-            order = old ? -1 : 1;
+        /* Past the end of one list, every entry of the other comes next. */
+        bool have_old = i < module->n_nodes;
+        int order = have_old ? -1 : 1;
+        if (have_old && j < mg->unique) {
+            struct lars_node_addr at = lars_node_addr_of(module->nodes[i]);
+            order = lars_node_addr_compare(&at, &mg->sorted[j].addr);
         }
         if (order == 0) { /* survivor keeps its state */
+            struct lars_node *old = module->nodes[i++];
+            const struct lars_route_entry *e = &mg->sorted[j++];
             if (node_meta_differs(old, e)) {
                 rc = update_node(module, old, e, now_ms) < 0 ? -ENOMEM : rc;
             }
             mg->merged[mg->out++] = old;
-            i++;
-            j++;
         } else if (order < 0) { /* gone from the route */
+            struct lars_node *old = module->nodes[i++];
             detach_node(module->binding->ops, module->policy, old);
             node_free(old);
-            i++;
         } else { /* new node */
-            struct lars_node *node = node_new(e);
+            struct lars_node *node = node_new(&mg->sorted[j++]);
             if (node) {
                 mg->fresh[mg->out] = true;
                 mg->merged[mg->out++] = node;
             } else {
                 rc = -ENOMEM;
             }
-            j++;
         }
     }
     return rc;
