@@ -16,6 +16,7 @@
 
 #include "../common/log.h"
 #include "generation.h"
+#include "policy_counters.h"
 #include "stats_http.h"
 #include "stats_snapshot.h"
 
@@ -147,6 +148,7 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
     snap->reloads_failed = agent->reloads_failed;
     snap->uptime_ms = lars_clock_ms() - agent->started_ms;
     snprintf(snap->policy, sizeof(snap->policy), "%s", gen->policy.name);
+    lars_policy_counters_copy(snap);
     snap->dns_wants = LARS_STAT_GET(dns->wants);
     snap->dns_deliveries = LARS_STAT_GET(dns->deliveries);
     snap->dns_ignored = LARS_STAT_GET(dns->ignored);

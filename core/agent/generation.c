@@ -10,13 +10,18 @@
 
 #include "settings.h"
 
+/* The binding of pc, with its services table (and counters) built in ps
+ * from the generation's. */
 static struct lars_policy_binding binding_of(const struct lars_plugin_config *pc,
-                                             const struct lars_services *svc)
+                                             const struct lars_services *base,
+                                             struct lars_policy_services *ps)
 {
+    lars_policy_services_init(ps, base, pc->plugin->desc->name);
     return (struct lars_policy_binding){
         .ops = pc->plugin->desc->policy,
         .conf = pc->conf,
-        .svc = svc,
+        .svc = &ps->svc,
+        .counters = ps->counters,
         .name = pc->plugin->desc->name,
     };
 }
@@ -29,6 +34,7 @@ void lars_generation_free(struct lars_generation *gen)
     lars_dns_thread_destroy(gen->dns);
     lars_report_thread_destroy(gen->reporter);
     free(gen->overrides);
+    free(gen->policy_services);
     lars_config_free(gen->config);
     free(gen);
 }
@@ -47,17 +53,19 @@ struct lars_generation *lars_generation_build(struct lars_config *config, unsign
     gen->number = number;
     gen->config = config;
     lars_services_init(&gen->services, config->local_ip, config->agent.zone);
-    gen->policy = binding_of(&config->policy, &gen->services);
+    gen->policy_services = calloc(1 + config->n_overrides, sizeof(*gen->policy_services));
     gen->overrides = calloc(config->n_overrides ? config->n_overrides : 1, sizeof(*gen->overrides));
-    if (!gen->overrides) {
+    if (!gen->policy_services || !gen->overrides) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
+    gen->policy = binding_of(&config->policy, &gen->services, &gen->policy_services[0]);
     for (size_t i = 0; i < config->n_overrides; i++) {
         gen->overrides[i] = (struct lars_policy_override_binding){
             .modid = config->overrides[i].modid,
             .cmdid = config->overrides[i].cmdid,
-            .binding = binding_of(&config->overrides[i].policy, &gen->services),
+            .binding = binding_of(&config->overrides[i].policy, &gen->services,
+                                  &gen->policy_services[1 + i]),
         };
     }
     gen->reporter = lars_report_thread_create(&config->reporter, &gen->services, err, err_len);

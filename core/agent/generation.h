@@ -40,6 +40,7 @@
 
 #include "config.h"
 #include "dns_thread.h"
+#include "policy_counters.h"
 #include "report_thread.h"
 #include "worker.h"
 
@@ -47,6 +48,9 @@ struct lars_generation {
     unsigned number; /* 1 at start, +1 per reload that was switched to */
     struct lars_config *config;
     struct lars_services services; /* handed to every plugin instance it creates */
+    /* The services of each policy binding (services with the plugin's
+     * counters): [0] the default policy, [1 + i] override i. */
+    struct lars_policy_services *policy_services;
     struct lars_policy_binding policy;
     struct lars_policy_override_binding *overrides; /* config->n_overrides */
     struct lars_worker_env env;

@@ -183,12 +183,54 @@ static void detach_node(const struct lars_policy_ops *ops, void *instance, struc
     node->policy_data = NULL;
 }
 
-static void count_ipv4(struct lars_module *module)
+static int compare_node_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (struct lars_node *const *)a;
+    uintptr_t y = (uintptr_t) * (struct lars_node *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* After module->nodes changed: the IPv4 count and the index by pointer
+ * that lars_module_owns searches. Without memory for the index, picks go
+ * unchecked until the next change (by_ptr_ok false). */
+static void index_nodes(struct lars_module *module)
 {
     module->n_ipv4 = 0;
     for (size_t i = 0; i < module->n_nodes; i++) {
         module->n_ipv4 += module->nodes[i]->family != AF_INET6;
     }
+    module->by_ptr_ok = false;
+    if (module->n_nodes > module->by_ptr_cap) {
+        struct lars_node **grown = realloc(module->by_ptr, module->n_nodes * sizeof(*grown));
+        if (!grown) {
+            return;
+        }
+        module->by_ptr = grown;
+        module->by_ptr_cap = module->n_nodes;
+    }
+    if (module->n_nodes > 0) {
+        memcpy(module->by_ptr, module->nodes, module->n_nodes * sizeof(*module->by_ptr));
+        qsort(module->by_ptr, module->n_nodes, sizeof(*module->by_ptr), compare_node_ptr);
+    }
+    module->by_ptr_ok = true;
+}
+
+bool lars_module_owns(const struct lars_module *module, const struct lars_node *node)
+{
+    if (!module->by_ptr_ok) {
+        return true;
+    }
+    size_t lo = 0;
+    size_t hi = module->n_nodes;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)module->by_ptr[mid] < (uintptr_t)node) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < module->n_nodes && module->by_ptr[lo] == node;
 }
 
 static void remove_all_nodes(struct lars_module *module)
@@ -202,7 +244,7 @@ static void remove_all_nodes(struct lars_module *module)
         node_free(node);
     }
     module->n_nodes = 0;
-    module->n_ipv4 = 0;
+    index_nodes(module);
     if (module->policy) {
         module->binding->ops->destroy(module->policy);
         module->policy = NULL;
@@ -213,6 +255,7 @@ static void free_module(struct lars_module *module)
 {
     remove_all_nodes(module);
     free(module->nodes);
+    free(module->by_ptr);
     free(module);
 }
 
@@ -609,7 +652,7 @@ static void install_nodes(struct lars_module *module, struct merge *mg)
     free(module->nodes);
     module->nodes = mg->merged;
     module->n_nodes = kept;
-    count_ipv4(module);
+    index_nodes(module);
     mg->merged = NULL;
     module->state = LARS_MODULE_READY;
 }
@@ -727,7 +770,7 @@ int lars_module_rebind(struct lars_module *module, const struct lars_policy_bind
         }
     }
     module->n_nodes = kept;
-    count_ipv4(module);
+    index_nodes(module);
     free(was_overloaded);
     return rc;
 }

@@ -18,12 +18,15 @@
 
 #include "route_entry.h"
 
+struct lars_policy_counters; /* policy_counters.h */
+
 /* The policy a module's instance was created from. */
 struct lars_policy_binding {
     const struct lars_policy_ops *ops;
     const void *conf;
     const char *name;
     const struct lars_services *svc; /* handed to create(); NULL = lars_services_get() */
+    struct lars_policy_counters *counters; /* of the plugin; NULL: not counted */
 };
 
 enum lars_module_state {
@@ -56,6 +59,11 @@ struct lars_module {
     struct lars_node **nodes; /* sorted by address */
     size_t n_nodes;
     size_t n_ipv4; /* nodes an original (IPv4-only) client can be given */
+    /* nodes sorted by pointer, for lars_module_owns (by_ptr_ok false:
+     * no memory for it, picks go unchecked). */
+    struct lars_node **by_ptr;
+    size_t by_ptr_cap;
+    bool by_ptr_ok;
     void *policy;  /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
     /* A reload in progress: an instance of the next generation's policy,
@@ -109,6 +117,10 @@ void lars_route_table_foreach(struct lars_route_table *table,
 /* Hot path: the module's node with this address, or NULL. */
 struct lars_node *lars_module_find_node(const struct lars_module *module,
                                         const struct lars_node_addr *addr);
+
+/* Hot path: whether node is one of the module's nodes (a policy's pick
+ * is checked with it). Compares pointers only: node is never read. */
+bool lars_module_owns(const struct lars_module *module, const struct lars_node *node);
 
 /*
  * Applies a route answer: n == 0 makes the module ABSENT (every node and the

@@ -117,6 +117,15 @@ static const char *node_file(const struct lars_config_node *node)
     return file ? file : "";
 }
 
+/* A table not handed to a policy's create() has no counters to add to. */
+static void count_nothing(const struct lars_services *svc, enum lars_policy_counter counter,
+                          uint64_t n)
+{
+    (void)svc;
+    (void)counter;
+    (void)n;
+}
+
 static const struct lars_services base_services = {
     .size = sizeof(struct lars_services),
     .log = services_log,
@@ -132,6 +141,7 @@ static const struct lars_services base_services = {
     .zone = "",
     .config_bool = node_bool,
     .config_name = node_name,
+    .policy_count = count_nothing,
 };
 
 const struct lars_services *lars_services_get(void)

@@ -151,6 +151,31 @@ static void render_endpoint(const struct lars_stats_snapshot *snap, struct lars_
            e->accept_errors);
 }
 
+/* Per policy plugin: what it refused, picks the core rejected, picks in
+ * panic mode. */
+static void render_policies(const struct lars_stats_snapshot *snap, struct lars_text *t)
+{
+    family(t, "lars_policy_errors_total", "counter",
+           "Policy plugin errors: refused (an instance or node it refused), bad_pick (a pick "
+           "the core rejected and answered RET_SYSTEM_ERROR: a node not of the module or an "
+           "unknown retcode).");
+    for (size_t i = 0; i < snap->n_policies; i++) {
+        const struct lars_stats_policy *p = &snap->policies[i];
+        lars_text_printf(t,
+                         "lars_policy_errors_total{plugin=\"%s\",error=\"refused\"} %llu\n"
+                         "lars_policy_errors_total{plugin=\"%s\",error=\"bad_pick\"} %llu\n",
+                         p->name, (unsigned long long)p->refused, p->name,
+                         (unsigned long long)p->bad_picks);
+    }
+    family(t, "lars_panic_total", "counter",
+           "Picks a policy served in panic mode: too few healthy nodes, all served "
+           "(panic_threshold).");
+    for (size_t i = 0; i < snap->n_policies; i++) {
+        lars_text_printf(t, "lars_panic_total{plugin=\"%s\"} %llu\n", snap->policies[i].name,
+                         (unsigned long long)snap->policies[i].panic);
+    }
+}
+
 void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct lars_text *t)
 {
     const struct lars_stats_counters *c = &snap->counters;
@@ -187,8 +212,7 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
            "Per-module statistics batches handed to the reporter.", c->batches);
     metric(t, "lars_send_errors_total", "counter", "Answers the kernel refused to send.",
            c->send_errors);
-    metric(t, "lars_policy_errors_total", "counter",
-           "Policy instances or nodes the policy refused.", c->policy_errors);
+    render_policies(snap, t);
     /* Bounds on modules and forwarding (issue 9): kept together. */
     metric(t, "lars_modules_evicted_total", "counter",
            "Modules without a route dropped at agent.max_modules to admit a new one.",

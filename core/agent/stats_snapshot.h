@@ -130,6 +130,16 @@ struct lars_stats_endpoint {
 
 #define LARS_STATS_MAX_WORKERS 64 /* LARS_MAX_WORKERS (config.h) */
 
+/* Policy plugins counted by name (policy_counters.h). */
+#define LARS_STATS_MAX_POLICIES 16
+
+struct lars_stats_policy {
+    char name[LARS_STATS_NAME_MAX];
+    uint64_t refused;   /* instances or nodes it refused */
+    uint64_t bad_picks; /* pick() results the core rejected */
+    uint64_t panic;     /* picks served in panic mode */
+};
+
 struct lars_stats_snapshot {
     struct lars_stats_query query;
 
@@ -155,6 +165,10 @@ struct lars_stats_snapshot {
     unsigned n_workers;
     bool has_udp_drops[LARS_STATS_MAX_WORKERS]; /* false: the kernel did not say */
     uint64_t udp_drops[LARS_STATS_MAX_WORKERS];
+
+    /* The policy plugins, by name, since the agent started. */
+    struct lars_stats_policy policies[LARS_STATS_MAX_POLICIES];
+    size_t n_policies;
 
     /* Modules, in worker order, then creation order within a worker. */
     struct lars_stats_module *modules;

@@ -27,6 +27,7 @@
 #include "../common/log.h"
 #include "../common/loop_thread.h"
 #include "../common/wire.h"
+#include "policy_counters.h"
 
 #define BATCH 32
 #define MAX_READ_ROUNDS 8 /* batches per wake-up before letting the queue run */
@@ -123,6 +124,7 @@ struct lars_worker {
     struct lars_log_limiter malformed_log;
     struct lars_log_limiter refused_log;
     struct lars_log_limiter send_log;
+    struct lars_log_limiter pick_log; /* pick() results rejected */
     struct lars_worker_stats stats;
 };
 
@@ -373,22 +375,77 @@ static void host_info_of(const struct lars_node *node, uint32_t caps, bool with_
  * gives up after IPV4_PICK_TRIES) and, failing that, the module has no node
  * for it: NOEXIST when it has no IPv4 node at all, OVERLOAD otherwise.
  */
-static enum lars_retcode pick_for(struct lars_module *m, const Lars__GetHostRequest *req,
-                                  uint64_t now_ms, struct lars_node **node)
+/* One more of a count of a binding's plugin (policy_counters.h); a binding
+ * without counters (unit tests) counts nothing. */
+#define COUNT_POLICY(binding, count)                                                               \
+    do {                                                                                           \
+        if ((binding)->counters) {                                                                 \
+            lars_policy_counters_add(&(binding)->counters->count, 1);                              \
+        }                                                                                          \
+    } while (0)
+
+/*
+ * One pick() of the module's policy, checked: a retcode the protocol knows,
+ * and with RET_SUCC a node of this module (compared by pointer before
+ * anything reads it). Anything else is the policy's bug: RET_SYSTEM_ERROR
+ * for the request, counted for the plugin, one line per interval.
+ */
+static enum lars_retcode policy_pick(struct lars_worker *w, struct lars_module *m, uint64_t key,
+                                     uint64_t now_ms, struct lars_node **node)
 {
-    const struct lars_policy_ops *ops = m->binding->ops;
-    enum lars_retcode rc = ops->pick(m->policy, req->key, now_ms, node);
-    if (rc != LARS_RET_SUCC || !*node || (req->caps & LARS_WIRE_CAP_IP6) ||
-        (*node)->family != AF_INET6) {
+    *node = NULL;
+    enum lars_retcode rc = m->binding->ops->pick(m->policy, key, now_ms, node);
+    const char *wrong;
+    switch (rc) {
+    case LARS_RET_SUCC:
+        if (*node && lars_module_owns(m, *node)) {
+            return rc;
+        }
+        wrong = *node ? "a node that is not one of the module's" : "RET_SUCC without a node";
+        break;
+    case LARS_RET_OVERLOAD:
+    case LARS_RET_SYSTEM_ERROR:
+    case LARS_RET_NOEXIST:
+        *node = NULL;
+        return rc;
+    default:
+        wrong = "a retcode the protocol does not know";
+        break;
+    }
+    COUNT_POLICY(m->binding, bad_picks);
+    int64_t quiet = lars_log_limiter_allow(&w->pick_log, now_ms);
+    if (quiet >= 0) {
+        LARS_ERROR(w->name,
+                   "policy %s returned %s (retcode %d) for module %d/%d: answered "
+                   "RET_SYSTEM_ERROR; %lld more not logged",
+                   m->binding->name, wrong, (int)rc, m->modid, m->cmdid, (long long)quiet);
+    }
+    *node = NULL;
+    return LARS_RET_SYSTEM_ERROR;
+}
+
+/*
+ * The policy's pick for a request. A client without LARS_WIRE_CAP_IP6 is
+ * never handed an IPv6 node: the policy is asked again (round-robin
+ * policies move on; a keyed pick that lands on an IPv6 node every time
+ * gives up after IPV4_PICK_TRIES) and, failing that, the module has no node
+ * for it: NOEXIST when it has no IPv4 node at all, OVERLOAD otherwise.
+ */
+static enum lars_retcode pick_for(struct lars_worker *w, struct lars_module *m,
+                                  const Lars__GetHostRequest *req, uint64_t now_ms,
+                                  struct lars_node **node)
+{
+    enum lars_retcode rc = policy_pick(w, m, req->key, now_ms, node);
+    if (rc != LARS_RET_SUCC || (req->caps & LARS_WIRE_CAP_IP6) || (*node)->family != AF_INET6) {
         return rc;
     }
     if (m->n_ipv4 == 0) {
         *node = NULL;
         return LARS_RET_NOEXIST;
     }
-    for (unsigned i = 1; i < IPV4_PICK_TRIES && rc == LARS_RET_SUCC && *node; i++) {
-        rc = ops->pick(m->policy, req->key, now_ms, node);
-        if (rc == LARS_RET_SUCC && *node && (*node)->family != AF_INET6) {
+    for (unsigned i = 1; i < IPV4_PICK_TRIES && rc == LARS_RET_SUCC; i++) {
+        rc = policy_pick(w, m, req->key, now_ms, node);
+        if (rc == LARS_RET_SUCC && (*node)->family != AF_INET6) {
             return rc;
         }
     }
@@ -414,14 +471,12 @@ static void answer_get_host(struct lars_worker *w, const Lars__GetHostRequest *r
         rsp.retcode = LARS_RET_NOEXIST;
     } else {
         struct lars_node *node = NULL;
-        enum lars_retcode rc = pick_for(m, req, now_ms, &node);
-        if (rc == LARS_RET_SUCC && node) {
+        enum lars_retcode rc = pick_for(w, m, req, now_ms, &node);
+        if (rc == LARS_RET_SUCC) {
             host_info_of(node, req->caps, false, &host);
             rsp.host = &host;
-            rsp.retcode = LARS_RET_SUCC;
-        } else {
-            rsp.retcode = rc == LARS_RET_SUCC ? LARS_RET_SYSTEM_ERROR : (int32_t)rc;
         }
+        rsp.retcode = (int32_t)rc;
     }
     LARS_STAT_INC(w->stats.answers[rsp.retcode & 3]);
     uint8_t *buf = small_answer_buf(w, to);
@@ -704,11 +759,12 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
         LARS_STAT_INC(w->stats.routes_ignored);
         return;
     }
-    int rc = lars_module_apply_route(m, msg->entries, msg->n,
-                                     policy_for(w->env, msg->modid, msg->cmdid), now_ms);
+    const struct lars_policy_binding *binding = policy_for(w->env, msg->modid, msg->cmdid);
+    int rc = lars_module_apply_route(m, msg->entries, msg->n, binding, now_ms);
     lars_route_table_settle(&w->routes, m, now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
+        COUNT_POLICY(binding, refused);
         LARS_ERROR(w->name, "route of module %d/%d applied partly: %s", msg->modid, msg->cmdid,
                    strerror(-rc));
     }
@@ -907,6 +963,7 @@ static void commit_module(struct lars_module *m, void *arg)
     int rc = switched ? 0 : lars_module_rebind(m, binding, ctx->now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
+        COUNT_POLICY(binding, refused);
         LARS_ERROR(w->name, "module %d/%d: new policy instance: %s%s", m->modid, m->cmdid,
                    strerror(-rc), m->state == LARS_MODULE_PENDING ? " (pulled again)" : "");
     }
@@ -1150,6 +1207,7 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->malformed_log.interval_ms = 10000;
     w->refused_log.interval_ms = 10000;
     w->send_log.interval_ms = 10000;
+    w->pick_log.interval_ms = 10000;
     lars_arena_init(&w->arena, w->arena_mem, sizeof(w->arena_mem));
 
     /* The control messages exist from now on: no reload, snapshot or stop

@@ -72,7 +72,7 @@ extern "C" {
  * tables' callbacks take the host itself (no `core` pointer); what a route
  * says about a node (weight, zone, tags, draining, IPv6: lars_node,
  * lars_route_node, deliver_nodes, node_updated), services zone, IPv6
- * results in reporter batches. */
+ * results in reporter batches, services policy_count. */
 #define LARS_PLUGIN_ABI_MINOR 2
 #define LARS_PLUGIN_SYMBOL "lars_plugin"
 
@@ -181,6 +181,11 @@ struct lars_config_node;
  * the plugin is running in.
  * ---------------------------------------------------------------------- */
 
+/* Counters a policy adds to (lars_services.policy_count). */
+enum lars_policy_counter {
+    LARS_POLICY_PANIC = 0, /* a pick served in panic mode (too few healthy nodes) */
+};
+
 struct lars_services {
     uint32_t size; /* sizeof(struct lars_services) of the core */
 
@@ -234,6 +239,14 @@ struct lars_services {
      * member (walk a group with config_length / config_elem), NULL for an
      * element of a list; lets a plugin refuse keys it does not know. */
     const char *(*config_name)(const struct lars_config_node *node);
+
+    /* Since 1.2 (LARS_HAS_MEMBER(svc, policy_count)): from a policy
+     * instance, with the table its create() was handed: adds n to one of
+     * its plugin's counters in /metrics (LARS_POLICY_PANIC:
+     * lars_panic_total{plugin}). Any worker thread, cheap (a relaxed atomic
+     * add); a table not handed to create() counts nothing. */
+    void (*policy_count)(const struct lars_services *svc, enum lars_policy_counter counter,
+                         uint64_t n);
 };
 
 /* ------------------------------------------------------------------------

@@ -229,6 +229,9 @@ int it_agent_init(struct it_agent *a, unsigned workers)
     snprintf(a->conf_path, sizeof(a->conf_path), "%s/agent.conf", a->dir);
     snprintf(a->stdout_path, sizeof(a->stdout_path), "%s/stdout", a->dir);
     snprintf(a->stderr_path, sizeof(a->stderr_path), "%s/stderr", a->dir);
+    if (it_find_free_ports(1, &a->stats_port) < 0) {
+        return -1;
+    }
     for (int i = 0; i < MAX_AGENTS; i++) {
         if (!registry[i]) {
             registry[i] = a;
@@ -263,6 +266,9 @@ static char *expand(const struct it_agent *a, const char *tmpl)
         } else if (strncmp(p, "@DIR@", 5) == 0) {
             snprintf(value, sizeof(value), "%s", a->dir);
             skip = 5;
+        } else if (strncmp(p, "@STATS@", 7) == 0) {
+            snprintf(value, sizeof(value), "%u", (unsigned)a->stats_port);
+            skip = 7;
         }
         if (skip) {
             size_t len = strlen(value);

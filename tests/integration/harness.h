@@ -15,6 +15,7 @@
  *   @PORT@     the first of the agent's ports (udp_base_port)
  *   @WORKERS@  the worker count given to it_agent_init
  *   @DIR@      the agent's temp dir (no trailing slash)
+ *   @STATS@    a free TCP port for agent.stats_listen (it_agent.stats_port)
  *
  * Environment:
  *   LARS_IT_AGENT_WRAPPER  e.g. "valgrind -q --error-exitcode=99": argv prefix
@@ -45,6 +46,7 @@ struct it_agent {
     char stderr_path[PATH_MAX]; /* dir/stderr */
     const char *tmpl;           /* last config template (not owned) */
     uint16_t base_port;         /* worker i listens on base_port + i */
+    uint16_t stats_port;        /* free when init ran: @STATS@ in templates */
     unsigned workers;
     pid_t pid;       /* > 0 while a child runs */
     int wait_status; /* waitpid status of the last child that ended */

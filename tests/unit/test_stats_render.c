@@ -40,6 +40,9 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
     snap->has_udp_drops[1] = true;
     snap->udp_drops[1] = 7;
     snap->endpoint.connections = 1;
+    snap->policies[0] =
+        (struct lars_stats_policy){.name = "lb_wrr", .refused = 1, .bad_picks = 2, .panic = 3};
+    snap->n_policies = 1;
     for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
         snap->counters.malformed[r] = 100 + r;
     }
@@ -171,6 +174,10 @@ static void test_metrics_text(void **state)
     expect_lines(t.data, "lars_udp_receive_drops_total{",
                  "lars_udp_receive_drops_total{worker=\"1\"} 7\n");
     expect_lines(t.data, "lars_stats_connections ", "lars_stats_connections 1\n");
+    expect_lines(t.data, "lars_policy_errors_total{",
+                 "lars_policy_errors_total{plugin=\"lb_wrr\",error=\"refused\"} 1\n"
+                 "lars_policy_errors_total{plugin=\"lb_wrr\",error=\"bad_pick\"} 2\n");
+    expect_lines(t.data, "lars_panic_total{", "lars_panic_total{plugin=\"lb_wrr\"} 3\n");
     /* Every sample has a HELP and a TYPE line before it, once per family. */
     char *types = lines_with(t.data, "# TYPE ");
     char *helps = lines_with(t.data, "# HELP ");
@@ -183,7 +190,7 @@ static void test_metrics_text(void **state)
         n_helps++;
     }
     assert_int_equal(n_types, n_helps);
-    assert_int_equal(n_types, 38); /* before the snapshot 37, + lars_route_entries_refused */
+    assert_int_equal(n_types, 39); /* 37 before the snapshot, + route_entries_refused, panic */
     free(types);
     free(helps);
     lars_text_free(&t);
