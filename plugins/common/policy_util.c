@@ -183,6 +183,21 @@ void lars_policy_set_init(struct lars_policy_set *s, const struct lars_services 
     s->dirty = true;
     uint64_t ids = module ? ((uint64_t)(uint32_t)module->modid << 32) | (uint32_t)module->cmdid : 0;
     s->rng = lars_policy_splitmix64(ids ^ 0x5A6F6E65ULL) | 1;
+    lars_policy_panic_init(&s->panic, svc, conf->panic_threshold);
+}
+
+void lars_policy_panic_init(struct lars_policy_panic *p, const struct lars_services *svc,
+                            double threshold)
+{
+    p->threshold = threshold;
+    p->svc = svc && LARS_HAS_MEMBER(svc, policy_count) ? svc : NULL;
+}
+
+void lars_policy_panic_count(const struct lars_policy_panic *p)
+{
+    if (p->svc) {
+        p->svc->policy_count(p->svc, LARS_POLICY_PANIC, 1);
+    }
 }
 
 void lars_policy_set_free(struct lars_policy_set *s)
@@ -424,6 +439,8 @@ static void plan_zones(struct lars_policy_set *s, bool healthy_only)
 static void rebuild(struct lars_policy_set *s)
 {
     size_t n_ok = 0;
+    size_t n_in = 0;        /* not out */
+    size_t n_undrained = 0; /* not draining */
     for (size_t z = 0; z < s->n_zones; z++) {
         s->zones[z].cap_all = s->zones[z].cap_ok = 0.0;
         s->zones[z].len = 0;
@@ -431,17 +448,21 @@ static void rebuild(struct lars_policy_set *s)
     for (size_t i = 0; i < s->all.n; i++) {
         const struct lars_policy_node *pn = s->all.v[i];
         s->zones[pn->zone].cap_all += pn->weight;
+        n_in += !pn->health.out;
+        n_undrained += !pn->draining;
         if (!pn->health.out && !pn->draining) {
             s->zones[pn->zone].cap_ok += pn->weight;
             n_ok++;
         }
     }
-    /* Draining nodes serve only when no other node can. */
-    bool healthy_only = n_ok > 0;
+    /* In panic being out does not count; draining nodes serve only when no
+     * other node can. */
+    s->in_panic = lars_policy_panic_due(&s->panic, n_in, s->all.n);
+    bool skip_draining = s->in_panic ? n_undrained > 0 : n_ok > 0;
     s->n_cand = 0;
     for (size_t i = 0; i < s->all.n; i++) {
         struct lars_policy_node *pn = s->all.v[i];
-        pn->serving = !pn->health.out && (!healthy_only || !pn->draining);
+        pn->serving = (s->in_panic || !pn->health.out) && (!skip_draining || !pn->draining);
         if (pn->serving) {
             s->cand[s->n_cand++] = pn;
             s->zones[pn->zone].len++;
@@ -457,7 +478,7 @@ static void rebuild(struct lars_policy_set *s)
         struct lars_policy_zone *zz = &s->zones[s->cand[i]->zone];
         s->by_zone[zz->off + zz->len++] = s->cand[i];
     }
-    plan_zones(s, healthy_only);
+    plan_zones(s, !s->in_panic && n_ok > 0);
     s->dirty = false;
 }
 
@@ -470,6 +491,9 @@ void lars_policy_set_view(struct lars_policy_set *s, uint64_t now_ms, struct lar
     view->v = s->cand;
     view->n = s->n_cand;
     view->zone = -1;
+    if (s->in_panic) {
+        lars_policy_panic_count(&s->panic);
+    }
     if (s->local < 0) {
         return;
     }

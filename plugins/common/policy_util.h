@@ -88,6 +88,31 @@ struct lars_policy_probe {
  * access_cnt to 0. */
 size_t lars_policy_probe_next(struct lars_policy_probe *p, int64_t probe_num, size_t n);
 
+/* ---- panic mode (Envoy's panic threshold) ----
+ *
+ * When the nodes a policy has taken out leave fewer than threshold x all of
+ * a module's nodes healthy, taking more out would pile the whole load on the
+ * few left (or refuse it all): the policy then serves every node as if it
+ * were healthy, and counts each such pick (lars_panic_total{plugin}). 0
+ * turns it off. Zero it, then lars_policy_panic_init. */
+struct lars_policy_panic {
+    double threshold;
+    const struct lars_services *svc; /* NULL: the core cannot count (ABI < 1.2) */
+};
+
+void lars_policy_panic_init(struct lars_policy_panic *p, const struct lars_services *svc,
+                            double threshold);
+
+/* True when healthy of total nodes are too few. Inline: once per pick. */
+static inline bool lars_policy_panic_due(const struct lars_policy_panic *p, size_t healthy,
+                                         size_t total)
+{
+    return p->threshold > 0.0 && total > 0 && (double)healthy < p->threshold * (double)total;
+}
+
+/* One pick served in panic mode. */
+void lars_policy_panic_count(const struct lars_policy_panic *p);
+
 /* Grows an array of *cap elements of elem_size bytes (doubling, 8 at first). Returns the new array
  * (the old one is then gone) with *cap updated, or NULL (old array and *cap untouched) when out of
  * memory. */
@@ -203,6 +228,9 @@ bool lars_policy_health_report(const struct lars_policy_fail_rule *rule,
  * - never a node that is out;
  * - never a draining node while a node that is neither out nor draining
  *   exists; when every node that is not out drains, those serve as usual;
+ * - panic (lars_policy_panic, panic_threshold): when the nodes that are out
+ *   leave too few healthy, nodes that are out serve too, and the zone rule
+ *   is off (every zone is short of healthy capacity alike);
  * - with zone_aware and a local zone (svc->zone) holding nodes, the zone
  *   rule (Envoy's zone-aware routing, with the assumption that callers are
  *   spread over the zones like the nodes' capacity): let share = the local
@@ -254,6 +282,8 @@ struct lars_policy_set {
     double p_local; /* probability of staying local */
     double residual_sum;
     uint64_t rng; /* xorshift64*, never 0: zone draws */
+    struct lars_policy_panic panic;
+    bool in_panic; /* as of the last rebuild: every node not draining serves */
 };
 
 /* The candidates of one request. */
@@ -271,6 +301,7 @@ struct lars_policy_set_conf {
     int64_t probe_num;
     int64_t window; /* seconds */
     bool zone_aware;
+    double panic_threshold;
 };
 
 /* Zero s, then init (allocates nothing). */
@@ -367,6 +398,14 @@ uint64_t lars_policy_splitmix64(uint64_t x);
         "zone_aware", LARS_SETTING_BOOL, "false", offsetof(conf_type, set.zone_aware), 0, 0,       \
             "keep requests in the agent's zone (agent.zone) while it has its share of healthy "    \
             "capacity; spill over in proportion otherwise"                                         \
+    }
+
+/* The default differs: lb_lars keeps the original's 0 (off). */
+#define LARS_POLICY_SETTING_PANIC(conf_type, member, dflt)                                         \
+    {                                                                                              \
+        "panic_threshold", LARS_SETTING_DOUBLE, dflt, offsetof(conf_type, member), 0, 1,           \
+            "when fewer than this share of the nodes is healthy (not taken out), serve every "     \
+            "node as if healthy and count it in lars_panic_total; 0 = off"                         \
     }
 
 #define LARS_POLICY_SETTING_WINDOW(conf_type)                                                      \

@@ -19,6 +19,10 @@
  * is left but draining ones, it runs over every node, exactly as without
  * draining.
  *
+ * Panic mode (panic_threshold, default 0 = off = the original): when fewer
+ * than that share of the nodes is idle, every node serves as if idle (see
+ * panic_pick), counted in lars_panic_total.
+ *
  * Hot path: pick() and report() allocate nothing, take no lock and log
  * nothing. Both are O(1) (pick walks over the draining nodes at the head of
  * a list, if any): the lists are intrusive and doubly linked through
@@ -58,6 +62,7 @@ struct lb_conf {
     double window_err_rate;
     int64_t idle_timeout;     /* seconds */
     int64_t overload_timeout; /* seconds */
+    double panic_threshold;   /* 0 = off, the original */
 };
 
 struct lb_module;
@@ -93,6 +98,8 @@ struct lb_module {
     struct lb_list idle;
     struct lb_list overload;
     int64_t access_cnt; /* picks since the last probe of an overloaded node */
+    struct lars_policy_panic panic;
+    size_t panic_turn; /* panic picks so far: which list serves the next */
 };
 
 /* ---- intrusive lists ---- */
@@ -238,8 +245,8 @@ static void check_window(struct lb_module *m, struct lb_node *n, uint64_t now_ms
 static int lb_create(const void *conf, const struct lars_services *svc,
                      const struct lars_module_id *module, void **instance)
 {
-    /* Nothing to log or look up: decisions need only the conf and now_ms. */
-    (void)svc;
+    /* Nothing to log or look up: decisions need only the conf and now_ms
+     * (svc counts panic picks). */
     (void)module;
     if (!conf || !instance) {
         return -EINVAL;
@@ -251,6 +258,7 @@ static int lb_create(const void *conf, const struct lars_services *svc,
     m->conf = *(const struct lb_conf *)conf;
     m->idle_timeout_ms = (uint64_t)m->conf.idle_timeout * 1000u;
     m->overload_timeout_ms = (uint64_t)m->conf.overload_timeout * 1000u;
+    lars_policy_panic_init(&m->panic, svc, m->conf.panic_threshold);
     *instance = m;
     return 0;
 }
@@ -304,6 +312,28 @@ static void lb_node_updated(void *instance, struct lars_node *node, uint64_t now
     }
 }
 
+/*
+ * Panic mode (panic_threshold > 0, off in the original): too few idle
+ * nodes, so every node serves as if idle. The two lists take turns in
+ * proportion to their lengths, each round robin, so over `total` picks every
+ * node serves about once; the lists, states and counters are left to
+ * report() and tick() as usual (a success still brings a node back).
+ * Draining nodes serve only when every node drains.
+ */
+static struct lb_node *panic_pick(struct lb_module *m, size_t total)
+{
+    bool skip = total > m->idle.draining + m->overload.draining;
+    bool idle_turn = m->panic_turn++ % total < m->idle.len;
+    struct lb_list *first = idle_turn ? &m->idle : &m->overload;
+    struct lb_list *second = idle_turn ? &m->overload : &m->idle;
+    struct lb_node *n = first->len > 0 ? list_serve(first, skip) : NULL;
+    if (!n) {
+        n = list_serve(second, skip); /* the first list only drains */
+    }
+    lars_policy_panic_count(&m->panic);
+    return n;
+}
+
 static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
                                  struct lars_node **out)
 {
@@ -313,6 +343,11 @@ static enum lars_retcode lb_pick(void *instance, uint64_t key, uint64_t now_ms,
     (void)now_ms; /* windows move on report and tick, not on pick */
 
     *out = NULL;
+    size_t total = m->idle.len + m->overload.len;
+    if (lars_policy_panic_due(&m->panic, m->idle.len, total)) {
+        *out = panic_pick(m, total)->node;
+        return LARS_RET_SUCC;
+    }
     /* Draining nodes are left out while an idle node that does not drain
      * can serve (see the top of the file). */
     bool skip = m->idle.len > m->idle.draining;
@@ -414,6 +449,7 @@ static const struct lars_setting lb_settings[] = {
      "seconds of an idle node's statistics window"},
     {"overload_timeout", LARS_SETTING_INT, "15", offsetof(struct lb_conf, overload_timeout), 1,
      86400, "seconds after which an overloaded node returns to idle"},
+    LARS_POLICY_SETTING_PANIC(struct lb_conf, panic_threshold, "0"),
     LARS_SETTINGS_END,
 };
 

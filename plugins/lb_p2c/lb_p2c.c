@@ -298,6 +298,7 @@ static const struct lars_setting p2c_settings[] = {
     LARS_POLICY_SETTING_PROBE_NUM(struct p2c_conf, "ejected"),
     LARS_POLICY_SETTING_WINDOW(struct p2c_conf),
     LARS_POLICY_SETTING_ZONE_AWARE(struct p2c_conf),
+    LARS_POLICY_SETTING_PANIC(struct p2c_conf, set.panic_threshold, "0.5"),
     LARS_SETTINGS_END,
 };
 

@@ -455,6 +455,7 @@ static const struct lars_setting ring_settings[] = {
     LARS_POLICY_SETTING_PROBE_NUM(struct ring_conf, "out"),
     LARS_POLICY_SETTING_WINDOW(struct ring_conf),
     LARS_POLICY_SETTING_ZONE_AWARE(struct ring_conf),
+    LARS_POLICY_SETTING_PANIC(struct ring_conf, set.panic_threshold, "0.5"),
     LARS_SETTINGS_END,
 };
 

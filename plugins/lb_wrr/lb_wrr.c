@@ -340,6 +340,7 @@ static const struct lars_setting wrr_settings[] = {
     LARS_POLICY_SETTING_PROBE_NUM(struct wrr_conf, "out"),
     LARS_POLICY_SETTING_WINDOW(struct wrr_conf),
     LARS_POLICY_SETTING_ZONE_AWARE(struct wrr_conf),
+    LARS_POLICY_SETTING_PANIC(struct wrr_conf, set.panic_threshold, "0.5"),
     LARS_SETTINGS_END,
 };
 

@@ -155,6 +155,17 @@ void fx_check_set_defaults(void *conf, const char *timeout_key)
     bool on = true;
     memcpy(&on, (char *)conf + z->offset, sizeof(on));
     assert_false(on);
+    assert_true(fx_conf_double(conf, "panic_threshold") == 0.5);
+}
+
+double fx_conf_double(void *conf, const char *name)
+{
+    const struct lars_setting *s = fx_find_setting(name);
+    assert_non_null(s);
+    assert_int_equal(s->type, LARS_SETTING_DOUBLE);
+    double v;
+    memcpy(&v, (char *)conf + s->offset, sizeof(v));
+    return v;
 }
 
 void fx_check_descriptor(const char *name)
@@ -170,6 +181,17 @@ void fx_check_descriptor(const char *name)
     /* ABI 1.2: the core owns the per-node blocks (plugin.h). */
     assert_true(LARS_HAS_FIELD(fx_ops(), node_data_size));
     assert_true(fx_ops()->node_data_size > 0);
+}
+
+/* The core's policy_count for the fixture's modules: svc is a struct fx's
+ * own table. */
+static void count_policy(const struct lars_services *svc, enum lars_policy_counter counter,
+                         uint64_t n)
+{
+    struct fx *fx = (struct fx *)(void *)((const char *)svc - offsetof(struct fx, svc));
+    if (counter == LARS_POLICY_PANIC) {
+        fx->panics += n;
+    }
 }
 
 struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t port0, int32_t modid,
@@ -189,6 +211,7 @@ struct fx *fx_create(const char *head, const char *body, int nnodes, uint16_t po
     struct lars_module_id id = {.modid = modid, .cmdid = cmdid};
     fx->svc = *lars_services_get();
     fx->svc.zone = fixture_zone;
+    fx->svc.policy_count = count_policy;
     assert_int_equal(fx_ops()->create(fx->conf, &fx->svc, &id, &fx->inst), 0);
     assert_non_null(fx->inst);
     fx->nnodes = nnodes;
@@ -473,6 +496,41 @@ void fx_expect_counts(struct fx *fx, int n, const int *want, int k)
             fail_msg("node %d: %d picks of %d, want %d", i, count[i], n, want[i]);
         }
     }
+}
+
+void fx_check_panic(struct fx *fx)
+{
+    int count[FX_MAX_NODES];
+    fx_add_n(fx, 4);
+    for (int i = 0; i < 2; i++) {
+        fx_rep_n(fx, i, false, 20);
+        assert_true(fx->node[i].overloaded);
+    }
+    assert_int_equal(fx_count_picks(fx, 400, count), 0);
+    assert_int_equal(fx->panics, 0);
+    /* At most the probes of out nodes (lb_lars: 1 in probe_num + 1). */
+    assert_true(count[0] + count[1] <= 400 / 10);
+
+    fx_rep_n(fx, 2, false, 20);
+    assert_true(fx->node[2].overloaded);
+    assert_int_equal(fx_count_picks(fx, 400, count), 0);
+    for (int i = 0; i < 4; i++) {
+        if (count[i] == 0) {
+            fail_msg("panic: node %d got none of 400 picks", i);
+        }
+    }
+    assert_int_equal(fx->panics, 400);
+
+    fx_rep_n(fx, 0, true, 20);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx_count_picks(fx, 100, count), 0);
+    assert_int_equal(fx->panics, 400);
+}
+
+void fx_test_panic(void **state)
+{
+    *state = fx_create("", "panic_threshold = 0.5;", 4, 9001, 1, 2);
+    fx_check_panic(*state);
 }
 
 void fx_test_draining(void **state)

@@ -37,6 +37,7 @@ struct fx {
     uint64_t now;
     uint64_t rng;             /* the test's own randomness, if it wants any */
     struct lars_services svc; /* the core's, with zone = fx_zone() */
+    uint64_t panics;          /* svc.policy_count(LARS_POLICY_PANIC) so far */
 };
 
 /* The agent's zone (svc->zone) of the modules fx_create makes from now on;
@@ -86,7 +87,7 @@ int64_t fx_conf_int(void *conf, const char *name);
 
 /* The defaults of the rows plugins/common gives lb_wrr, lb_p2c and lb_ring
  * (fail_limit 5, timeout_key 10 s, probe_num 10, window 15 s, zone_aware
- * off). */
+ * off, panic_threshold 0.5). */
 void fx_check_set_defaults(void *conf, const char *timeout_key);
 
 /* The descriptor checks every policy plugin must pass: ABI, size, kind,
@@ -196,5 +197,23 @@ void fx_test_zone_rule(void **state);
  * of at least nine nodes, none added. Returns the local fraction seen.
  */
 double fx_check_zone_rule(struct fx *fx, int n, double tol);
+
+/* The DOUBLE setting name as filled into conf. */
+double fx_conf_double(void *conf, const char *name);
+
+/*
+ * Panic mode (panic_threshold = 0.5), for every policy: nodes 0..3; 20
+ * failures each take nodes 0 and 1 out: 2 of 4 healthy is not too few, so
+ * no pick is counted as panic and nodes 0 and 1 get at most the probes.
+ * Node 2 out too: 1 of 4 healthy, every one of 400 picks is served (no
+ * RET_OVERLOAD), every node gets some, each counted (svc.policy_count).
+ * 20 successes of node 0 bring it back: no panic any more. fx is a fresh
+ * module of at least four nodes, none added.
+ */
+void fx_check_panic(struct fx *fx);
+
+/* cmocka test of fx_check_panic (setup fx_setup_none, teardown
+ * fx_teardown). */
+void fx_test_panic(void **state);
 
 #endif

@@ -76,6 +76,7 @@ static const struct expected_default design_defaults[] = {
     {"succ_rate", LARS_SETTING_DOUBLE, 0.5},     {"contin_err_limit", LARS_SETTING_INT, 15},
     {"contin_succ_limit", LARS_SETTING_INT, 15}, {"window_err_rate", LARS_SETTING_DOUBLE, 0.7},
     {"idle_timeout", LARS_SETTING_INT, 15},      {"overload_timeout", LARS_SETTING_INT, 15},
+    {"panic_threshold", LARS_SETTING_DOUBLE, 0}, /* off: exactly the original */
 };
 
 static void test_descriptor(void **state)
@@ -572,6 +573,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
         T(test_draining_keeps_algorithm),
         T(test_draining_all_idle),
         cmocka_unit_test(test_descriptor),

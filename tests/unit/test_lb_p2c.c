@@ -95,7 +95,7 @@ static void test_settings_defaults(void **state)
     assert_int_equal(fx_conf_int(conf, "seed"), 0);
     assert_int_equal(fx_conf_int(conf, "decay_time"), 10);
     fx_check_set_defaults(conf, "eject_time");
-    fx_check_settings_described(7);
+    fx_check_settings_described(8);
     free(conf);
 }
 
@@ -402,7 +402,7 @@ static void test_success_while_ejected(void **state)
  * over the ejected nodes; a successful probe brings its node back. */
 static void test_all_ejected_probes(void **state)
 {
-    struct fx *fx = fx_new("probe_num = 4;");
+    struct fx *fx = fx_new("probe_num = 4; panic_threshold = 0;");
     *state = fx;
     fx_add_n(fx, 2);
     fx_rep_n(fx, 0, false, 5);
@@ -492,7 +492,7 @@ static void test_removed_never_picked(void **state)
  */
 static void test_churn_against_model(void **state)
 {
-    struct fx *fx = fx_new("eject_time = 1; fail_limit = 1;");
+    struct fx *fx = fx_new("eject_time = 1; fail_limit = 1; panic_threshold = 0;");
     *state = fx;
     bool in[NNODES] = {false};
     for (int step = 0; step < 40000; step++) {
@@ -545,6 +545,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_zone_rule, fx_setup_none, fx_teardown),
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_settings_defaults),

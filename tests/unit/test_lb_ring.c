@@ -72,7 +72,7 @@ static void test_settings_defaults(void **state)
     assert_non_null(f);
     assert_int_equal(f->type, LARS_SETTING_DOUBLE);
     assert_string_equal(f->default_value, "0");
-    fx_check_settings_described(8);
+    fx_check_settings_described(9);
     free(conf);
 }
 
@@ -244,7 +244,7 @@ static void test_out_skipped(void **state)
 /* Every node out: RET_OVERLOAD, with a probe every probe_num + 1 picks. */
 static void test_all_out_probes(void **state)
 {
-    struct fx *fx = fx_new("fail_limit = 1; probe_num = 3;");
+    struct fx *fx = fx_new("fail_limit = 1; probe_num = 3; panic_threshold = 0;");
     *state = fx;
     fx_add_n(fx, 2);
     fx_rep(fx, 0, false);
@@ -374,6 +374,7 @@ int main(void)
         T(test_weights),
         T(test_draining_skipped),
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
         T(test_out_skipped),
         T(test_all_out_probes),
         T(test_round_robin_without_key),

@@ -64,7 +64,7 @@ static void test_settings_defaults(void **state)
     const void *list;
     memcpy(&list, (char *)conf + w->offset, sizeof(list));
     assert_null(list);
-    fx_check_settings_described(7);
+    fx_check_settings_described(8);
     free(conf);
 }
 
@@ -429,11 +429,11 @@ static void test_success_while_out_restores(void **state)
     fx_expect_picks(fx, want, 4);
 }
 
-/* Every node out: probe_num RET_OVERLOAD answers, then one probe, round
+/* Panic off: every node out gives probe_num RET_OVERLOAD answers, then one probe, round
  * robin over the nodes; a successful probe brings its node back. */
 static void test_all_out_probes(void **state)
 {
-    struct fx *fx = fx_new("");
+    struct fx *fx = fx_new("panic_threshold = 0;");
     *state = fx;
     fx_add_n(fx, 3);
     for (int i = 0; i < 3; i++) {
@@ -456,7 +456,7 @@ static void test_all_out_probes(void **state)
 
 static void test_probe_num_setting(void **state)
 {
-    struct fx *fx = fx_new("probe_num = 3;");
+    struct fx *fx = fx_new("probe_num = 3; panic_threshold = 0;");
     *state = fx;
     fx_add(fx, 0);
     fx_rep_n(fx, 0, false, 5);
@@ -568,6 +568,7 @@ int main(void)
         T(test_route_weight_override),
         T(test_route_weight_updated),
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_zone_rule, fx_setup_none, fx_teardown),
         T(test_default_weight),
         T(test_weight_matches_port),
