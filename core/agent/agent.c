@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -19,6 +20,7 @@
 #include "policy_counters.h"
 #include "stats_http.h"
 #include "stats_snapshot.h"
+#include "watchdog.h"
 
 struct lars_agent {
     struct lars_generation *current; /* the serving generation */
@@ -30,7 +32,14 @@ struct lars_agent {
     struct event *signals[4];
     unsigned reloads_ok;
     unsigned reloads_failed;
+    struct lars_watchdog watchdog;
 };
+
+/* The serving generation's agent.stall_ms. */
+static uint64_t stall_ms(const struct lars_agent *agent)
+{
+    return (uint64_t)agent->current->config->agent.stall_ms;
+}
 
 static void log_serving(const struct lars_agent *agent, const char *what, double ms)
 {
@@ -62,6 +71,17 @@ static void reload(struct lars_agent *agent)
     char err[2048];
     uint64_t started = lars_clock_ms();
 
+    /* Every worker takes part in a switch: one stuck in a plugin would hold
+     * the main thread (and so /metrics and SIGTERM) until it returns. */
+    char stalled[512];
+    if (lars_watchdog_scan(&agent->watchdog, started) > 0) {
+        lars_watchdog_describe(&agent->watchdog, started, stalled, sizeof(stalled));
+        agent->reloads_failed++;
+        LARS_ERROR("agent", "reload refused, generation %u keeps serving: stalled %s", old->number,
+                   stalled);
+        return;
+    }
+
     struct lars_config *config = NULL;
     if (lars_config_load(old->config->path, &config, err, sizeof(err)) < 0) {
         agent->reloads_failed++;
@@ -85,6 +105,7 @@ static void reload(struct lars_agent *agent)
         return;
     }
     lars_log_set_level((enum lars_log_level)config->log_level);
+    lars_watchdog_set_stall_ms(&agent->watchdog, (uint64_t)config->agent.stall_ms);
     agent->current = next;
     lars_generation_free(old);
     agent->reloads_ok++;
@@ -139,7 +160,7 @@ static void stats_settings(void *ctx, struct lars_stats_settings *out)
 
 static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
 {
-    const struct lars_agent *agent = ctx;
+    struct lars_agent *agent = ctx;
     const struct lars_generation *gen = agent->current;
     const struct lars_dns_stats *dns = lars_dns_thread_stats(gen->dns);
     const struct lars_report_stats *reporter = lars_report_thread_stats(gen->reporter);
@@ -162,11 +183,40 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
     snap->dns_queue = lars_queue_depth(lars_dns_thread_queue(gen->dns));
     snap->report_queue = lars_queue_depth(lars_report_thread_queue(gen->reporter));
     snap->n_workers = agent->n_workers;
+    /* A stalled worker is skipped, and one that does not answer within
+     * stall_ms is left out: the answer comes in bounded time. */
+    struct lars_watchdog *wd = &agent->watchdog;
+    uint64_t now = lars_clock_ms();
+    lars_watchdog_scan(wd, now);
+    uint64_t deadline = stall_ms(agent) ? now + stall_ms(agent) : 0;
     /* One worker after the other: the module cap is shared, in order. */
     for (unsigned i = 0; i < agent->n_workers; i++) {
         snap->has_udp_drops[i] = lars_worker_udp_drops(agent->workers[i], &snap->udp_drops[i]) == 0;
-        lars_worker_snapshot(agent->workers[i], snap);
+        struct lars_stall st;
+        if (lars_watchdog_stalled(wd, i, &st)) {
+            struct lars_stats_stall *row = &snap->stalled[snap->n_stalled++];
+            row->worker = i;
+            row->ms = now - st.since_ms;
+            snprintf(row->plugin, sizeof(row->plugin), "%s", st.plugin);
+            snap->n_skipped++;
+        } else if (lars_worker_snapshot(agent->workers[i], snap, deadline) < 0) {
+            snap->n_skipped++;
+        }
     }
+    snap->worker_stalls = wd->stalls;
+}
+
+static bool stats_health(void *ctx, char *why, size_t why_len)
+{
+    struct lars_agent *agent = ctx;
+    uint64_t now = lars_clock_ms();
+    lars_watchdog_scan(&agent->watchdog, now);
+    char stalled[400];
+    if (lars_watchdog_describe(&agent->watchdog, now, stalled, sizeof(stalled)) == 0) {
+        return true;
+    }
+    snprintf(why, why_len, "stalled %s", stalled);
+    return false;
 }
 
 struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_t err_len)
@@ -200,6 +250,17 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             goto fail;
         }
     }
+    const struct lars_watch *watches[LARS_MAX_WORKERS];
+    const char *names[LARS_MAX_WORKERS];
+    for (unsigned i = 0; i < agent->n_workers; i++) {
+        watches[i] = lars_worker_watch(agent->workers[i]);
+        names[i] = lars_worker_name(agent->workers[i]);
+    }
+    if (lars_watchdog_init(&agent->watchdog, agent->base, watches, names, agent->n_workers,
+                           (uint64_t)config->agent.stall_ms) < 0) {
+        snprintf(err, err_len, "out of memory");
+        goto fail;
+    }
     if (lars_generation_start(agent->current, err, err_len) < 0) {
         goto fail;
     }
@@ -211,6 +272,7 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             .ctx = agent,
             .settings = stats_settings,
             .fill = stats_fill,
+            .health = stats_health,
         };
         agent->stats =
             lars_stats_http_start(agent->base, &config->stats_address, &source, err, err_len);
@@ -274,10 +336,25 @@ void lars_agent_destroy(struct lars_agent *agent)
     }
     /* The endpoint asks workers for data: it goes before they do. */
     lars_stats_http_stop(agent->stats);
-    /* Workers first: their last statistics go to the reporter's queue. */
+    /* Workers first: their last statistics go to the reporter's queue. A
+     * worker stuck in a plugin does not stop: its memory cannot be freed,
+     * so the process leaves without it (a unit's Restart= takes over). */
+    unsigned wait_ms = agent->current ? (unsigned)stall_ms(agent) : 0;
     for (unsigned i = 0; i < agent->n_workers; i++) {
-        lars_worker_stop(agent->workers[i]);
+        if (lars_worker_stop_within(agent->workers[i], wait_ms) < 0) {
+            struct lars_stall st = {0};
+            lars_watchdog_scan(&agent->watchdog, lars_clock_ms());
+            bool known = lars_watchdog_stalled(&agent->watchdog, i, &st);
+            LARS_ERROR("agent",
+                       "%s did not stop within agent.stall_ms = %u ms%s%s: exiting without "
+                       "its last statistics",
+                       lars_worker_name(agent->workers[i]), wait_ms,
+                       known && st.plugin[0] ? ", stuck in policy plugin " : "",
+                       known ? st.plugin : "");
+            _exit(EXIT_FAILURE);
+        }
     }
+    lars_watchdog_fini(&agent->watchdog);
     lars_generation_stop(agent->current);
     log_final_counters(agent);
     for (unsigned i = 0; i < agent->n_workers; i++) {

@@ -50,6 +50,9 @@ static const struct lars_setting agent_settings[] = {
      "stats endpoint connections open at once; more are answered 503 and closed"},
     {"stats_timeout", LARS_SETTING_INT, "10", OFF(stats_timeout), 1, 3600,
      "seconds a stats connection may take from accept to the last byte of its answer"},
+    {"stall_ms", LARS_SETTING_INT, "1000", OFF(stall_ms), 0, 3600000,
+     "a worker busy this long in one turn of its loop (a blocking plugin) is reported stalled "
+     "(log, /healthz 503, /metrics); stats, SIGHUP and SIGTERM stop waiting for it; 0 = off"},
     {"stats_max_output", LARS_SETTING_INT, "33554432", OFF(stats_max_output), 65536,
      1099511627776.0,
      "bytes of stats answers waiting for slow readers (all connections); beyond: 503"},

@@ -58,6 +58,7 @@ struct lars_agent_settings {
     int64_t stats_max_connections; /* open at once; more are answered 503 and closed */
     int64_t stats_timeout;         /* seconds from accept to the last byte of the answer */
     int64_t stats_max_output;      /* bytes of answers waiting for slow readers, all connections */
+    int64_t stall_ms;              /* watchdog: a worker turn this long is a stall; 0 = off */
 };
 
 struct lars_config {

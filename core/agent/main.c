@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../common/daemon.h"
+#include "../common/fatal_signal.h"
 #include "../common/log.h"
 #include "agent.h"
 #include "config.h"
@@ -175,6 +176,8 @@ int main(int argc, char **argv)
     int opt;
 
     lars_log_init("lars-agent");
+    /* A crash in any thread names the thread and the plugin first. */
+    lars_fatal_signal_install("lars-agent");
     while ((opt = getopt(argc, argv, "c:tT:fp:hV")) != -1) {
         switch (opt) {
         case 'c':

@@ -25,7 +25,7 @@ struct lars_policy_binding {
     const struct lars_policy_ops *ops;
     const void *conf;
     const char *name;
-    const struct lars_services *svc; /* handed to create(); NULL = lars_services_get() */
+    const struct lars_services *svc;       /* handed to create(); NULL = lars_services_get() */
     struct lars_policy_counters *counters; /* of the plugin; NULL: not counted */
 };
 
@@ -64,7 +64,7 @@ struct lars_module {
     struct lars_node **by_ptr;
     size_t by_ptr_cap;
     bool by_ptr_ok;
-    void *policy;  /* instance of binding, NULL unless READY */
+    void *policy; /* instance of binding, NULL unless READY */
     const struct lars_policy_binding *binding;
     /* A reload in progress: an instance of the next generation's policy,
      * created ahead (lars_module_prepare) so the switch cannot fail. */

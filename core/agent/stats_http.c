@@ -260,6 +260,20 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
            snap->generation);
     metric(t, "lars_uptime_seconds", "gauge", "Seconds since the agent started.",
            snap->uptime_ms / 1000u);
+    metric(t, "lars_worker_stalls_total", "counter",
+           "Workers seen stuck in one turn of their loop for agent.stall_ms or more.",
+           snap->worker_stalls);
+    family(t, "lars_worker_stalled_seconds", "gauge",
+           "Workers stuck now: for how long, and in which policy plugin (\"\" = the agent's "
+           "code).");
+    for (unsigned i = 0; i < snap->n_stalled; i++) {
+        lars_text_printf(t, "lars_worker_stalled_seconds{worker=\"%u\",plugin=\"%s\"} %.3f\n",
+                         snap->stalled[i].worker, snap->stalled[i].plugin,
+                         (double)snap->stalled[i].ms / 1000.0);
+    }
+    metric(t, "lars_stats_workers_skipped", "gauge",
+           "Workers whose counters and modules this answer lacks (stalled, or late).",
+           snap->n_skipped);
     family(t, "lars_modules", "gauge", "Modules known, by state (refreshed every tick).");
     lars_text_printf(t,
                      "lars_modules{state=\"ready\"} %llu\nlars_modules{state=\"pending\"} %llu\n"
@@ -340,7 +354,16 @@ void lars_stats_render_routes(const struct lars_stats_snapshot *snap, struct lar
         }
         lars_text_printf(t, "]}");
     }
-    lars_text_printf(t, "\n],\"omitted\":%zu}\n", snap->omitted);
+    lars_text_printf(t, "\n],\"omitted\":%zu,\"workers_skipped\":%u,\"stalled\":[", snap->omitted,
+                     snap->n_skipped);
+    for (unsigned i = 0; i < snap->n_stalled; i++) {
+        const struct lars_stats_stall *st = &snap->stalled[i];
+        lars_text_printf(t, "%s{\"worker\":%u,\"for_s\":%.3f,\"plugin\":\"", i ? "," : "",
+                         st->worker, (double)st->ms / 1000.0);
+        json_string(t, st->plugin);
+        lars_text_printf(t, "\"}");
+    }
+    lars_text_printf(t, "]}\n");
 }
 
 /* A snapshot for query, with the endpoint's own counters. */
@@ -577,9 +600,16 @@ static void on_healthz(struct stats_conn *c, bool head_only)
 {
     struct lars_stats_settings st;
     settings_of(c->h, &st);
+    char why[512] = "";
+    bool ok = !c->h->source.health || c->h->source.health(c->h->source.ctx, why, sizeof(why));
     struct lars_text t = {0};
-    lars_text_printf(&t, "ok generation %u\n", st.generation);
-    answer(c, 200, "OK", "text/plain", &t, head_only);
+    if (ok) {
+        lars_text_printf(&t, "ok generation %u\n", st.generation);
+        answer(c, 200, "OK", "text/plain", &t, head_only);
+    } else {
+        lars_text_printf(&t, "unhealthy generation %u: %s\n", st.generation, why);
+        answer(c, 503, "Service Unavailable", "text/plain", &t, head_only);
+    }
     lars_text_free(&t);
 }
 

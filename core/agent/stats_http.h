@@ -18,6 +18,7 @@
 #ifndef LARS_STATS_HTTP_H
 #define LARS_STATS_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,8 @@ struct lars_stats_source {
      * sets snap->failed when it could not. May wait for the workers, which
      * copy their modules in slices between datagrams. */
     void (*fill)(void *ctx, struct lars_stats_snapshot *snap);
+    /* /healthz: true when healthy; otherwise why (one line) in why. */
+    bool (*health)(void *ctx, char *why, size_t why_len);
 };
 
 /* Listens on ip:port (host byte order). source is copied. NULL with a

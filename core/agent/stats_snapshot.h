@@ -140,6 +140,13 @@ struct lars_stats_policy {
     uint64_t panic;     /* picks served in panic mode */
 };
 
+/* A worker stuck in one turn of its loop (watchdog.h). */
+struct lars_stats_stall {
+    unsigned worker;
+    uint64_t ms;                      /* for how long so far */
+    char plugin[LARS_STATS_NAME_MAX]; /* whose code it is in; "" = the agent's */
+};
+
 struct lars_stats_snapshot {
     struct lars_stats_query query;
 
@@ -165,6 +172,10 @@ struct lars_stats_snapshot {
     unsigned n_workers;
     bool has_udp_drops[LARS_STATS_MAX_WORKERS]; /* false: the kernel did not say */
     uint64_t udp_drops[LARS_STATS_MAX_WORKERS];
+    uint64_t worker_stalls; /* stalls the watchdog saw since start */
+    unsigned n_stalled;     /* workers stalled now */
+    struct lars_stats_stall stalled[LARS_STATS_MAX_WORKERS];
+    unsigned n_skipped; /* workers whose counters and modules this snapshot lacks */
 
     /* The policy plugins, by name, since the agent started. */
     struct lars_stats_policy policies[LARS_STATS_MAX_POLICIES];

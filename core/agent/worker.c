@@ -28,6 +28,7 @@
 #include "../common/loop_thread.h"
 #include "../common/wire.h"
 #include "policy_counters.h"
+#include "watchdog.h"
 
 #define BATCH 32
 #define MAX_READ_ROUNDS 8 /* batches per wake-up before letting the queue run */
@@ -75,6 +76,10 @@ struct reload_ctl {
  * (lars_worker_snapshot). */
 struct snapshot_ctl {
     struct lars_loop_ctl ctl; /* first */
+    /* Held by a slice while it writes into snap, and by main to withdraw
+     * snap when it stops waiting (a stalled worker runs the slice later:
+     * it then finds NULL and does nothing). */
+    pthread_mutex_t use;
     struct lars_stats_snapshot *snap;
     bool first; /* main: the first slice (counters, then the walk starts) */
     bool done;  /* worker: every module visited */
@@ -126,6 +131,7 @@ struct lars_worker {
     struct lars_log_limiter send_log;
     struct lars_log_limiter pick_log; /* pick() results rejected */
     struct lars_worker_stats stats;
+    struct lars_watch watch; /* read by the main thread's watchdog */
 };
 
 /* One housekeeping pass over every module. With many modules a pass is cut
@@ -384,6 +390,15 @@ static void host_info_of(const struct lars_node *node, uint32_t caps, bool with_
         }                                                                                          \
     } while (0)
 
+/* Runs call (a statement calling into binding's plugin) with the watchdog
+ * told whose code runs, so a stall names the plugin. */
+#define IN_PLUGIN(w, binding, call)                                                                \
+    do {                                                                                           \
+        lars_watch_plugin(&(w)->watch, (binding)->counters);                                       \
+        call;                                                                                      \
+        lars_watch_plugin(&(w)->watch, NULL);                                                      \
+    } while (0)
+
 /*
  * One pick() of the module's policy, checked: a retcode the protocol knows,
  * and with RET_SUCC a node of this module (compared by pointer before
@@ -394,7 +409,8 @@ static enum lars_retcode policy_pick(struct lars_worker *w, struct lars_module *
                                      uint64_t now_ms, struct lars_node **node)
 {
     *node = NULL;
-    enum lars_retcode rc = m->binding->ops->pick(m->policy, key, now_ms, node);
+    enum lars_retcode rc;
+    IN_PLUGIN(w, m->binding, rc = m->binding->ops->pick(m->policy, key, now_ms, node));
     const char *wrong;
     switch (rc) {
     case LARS_RET_SUCC:
@@ -579,7 +595,8 @@ static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, u
     } else {
         node->real_err++;
     }
-    m->binding->ops->report(m->policy, node, req->retcode, req->cost_us, now_ms);
+    IN_PLUGIN(w, m->binding,
+              m->binding->ops->report(m->policy, node, req->retcode, req->cost_us, now_ms));
 }
 
 static void count_malformed(struct lars_worker *w, enum lars_wire_status status, size_t len,
@@ -700,10 +717,19 @@ static void handle_datagram(struct lars_worker *w, const uint8_t *data, size_t l
     }
 }
 
+static void read_datagrams(struct lars_worker *w, evutil_socket_t fd);
+
 static void on_readable(evutil_socket_t fd, short events, void *arg)
 {
     struct lars_worker *w = arg;
     (void)events;
+    lars_watch_enter(&w->watch, lars_clock_ms());
+    read_datagrams(w, fd);
+    lars_watch_leave(&w->watch);
+}
+
+static void read_datagrams(struct lars_worker *w, evutil_socket_t fd)
+{
 
     for (int round = 0; round < MAX_READ_ROUNDS; round++) {
         for (unsigned i = 0; i < BATCH; i++) {
@@ -760,7 +786,8 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
         return;
     }
     const struct lars_policy_binding *binding = policy_for(w->env, msg->modid, msg->cmdid);
-    int rc = lars_module_apply_route(m, msg->entries, msg->n, binding, now_ms);
+    int rc;
+    IN_PLUGIN(w, binding, rc = lars_module_apply_route(m, msg->entries, msg->n, binding, now_ms));
     lars_route_table_settle(&w->routes, m, now_ms);
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
@@ -834,7 +861,7 @@ static void tick_module(struct lars_module *m, void *arg)
     if (m->state == LARS_MODULE_READY) {
         const struct lars_policy_ops *ops = m->binding->ops;
         if (LARS_HAS_MEMBER(ops, tick)) {
-            ops->tick(m->policy, now);
+            IN_PLUGIN(w, m->binding, ops->tick(m->policy, now));
         }
         if (ctx->flush) {
             send_batch(w, m, ctx->ts);
@@ -917,9 +944,12 @@ static void continue_pass(struct lars_worker *w)
 
 static void on_tick_more(evutil_socket_t fd, short events, void *arg)
 {
+    struct lars_worker *w = arg;
     (void)fd;
     (void)events;
-    continue_pass(arg);
+    lars_watch_enter(&w->watch, lars_clock_ms());
+    continue_pass(w);
+    lars_watch_leave(&w->watch);
 }
 
 struct reload_ctx {
@@ -937,7 +967,8 @@ static void prepare_module(struct lars_module *m, void *arg)
         return; /* refused already: the abort step drops what exists */
     }
     const struct lars_policy_binding *binding = policy_for(ctx->env, m->modid, m->cmdid);
-    int rc = lars_module_prepare(m, binding);
+    int rc;
+    IN_PLUGIN(ctx->w, binding, rc = lars_module_prepare(m, binding));
     if (rc < 0) {
         ctx->error = rc;
         snprintf(ctx->failure, sizeof(ctx->failure),
@@ -960,7 +991,10 @@ static void commit_module(struct lars_module *m, void *arg)
     /* A module that got its instance from the new generation between two
      * slices of this step (a first route) is switched already. */
     bool switched = m->policy && m->binding == binding && !m->next_policy;
-    int rc = switched ? 0 : lars_module_rebind(m, binding, ctx->now_ms);
+    int rc = 0;
+    if (!switched) {
+        IN_PLUGIN(w, binding, rc = lars_module_rebind(m, binding, ctx->now_ms));
+    }
     if (rc < 0) {
         LARS_STAT_INC(w->stats.policy_errors);
         COUNT_POLICY(binding, refused);
@@ -984,6 +1018,7 @@ static void reload_step(struct lars_loop_ctl *ctl, void *arg)
     struct lars_worker *w = arg;
     struct reload_ctl *msg = (struct reload_ctl *)ctl;
     struct reload_ctx ctx = {.w = w, .env = msg->env, .now_ms = lars_clock_ms()};
+    lars_watch_enter(&w->watch, ctx.now_ms);
     if (msg->first) {
         w->reload_next = w->routes.all_head;
         if (msg->step == LARS_RELOAD_COMMIT) {
@@ -1014,6 +1049,7 @@ static void reload_step(struct lars_loop_ctl *ctl, void *arg)
     if (ctx.error < 0) {
         snprintf(msg->failure, sizeof(msg->failure), "%s: %s", w->name, ctx.failure);
     }
+    lars_watch_leave(&w->watch);
 }
 
 static enum lars_stats_module_state state_of(enum lars_module_state state)
@@ -1080,12 +1116,26 @@ static void snapshot_module(const struct lars_module *m, struct lars_stats_snaps
 
 /* Loop thread: one slice of a snapshot (main waits for it and posts the
  * next until done). The counters go with the first slice. */
+static void snapshot_fill(struct lars_worker *w, struct snapshot_ctl *msg,
+                          struct lars_stats_snapshot *snap, uint64_t now_ms);
+
 static void snapshot_slice(struct lars_loop_ctl *ctl, void *arg)
 {
     struct lars_worker *w = arg;
     struct snapshot_ctl *msg = (struct snapshot_ctl *)ctl;
-    struct lars_stats_snapshot *snap = msg->snap;
     uint64_t now_ms = lars_clock_ms();
+    lars_watch_enter(&w->watch, now_ms);
+    pthread_mutex_lock(&msg->use);
+    if (msg->snap) { /* NULL: main stopped waiting for this slice */
+        snapshot_fill(w, msg, msg->snap, now_ms);
+    }
+    pthread_mutex_unlock(&msg->use);
+    lars_watch_leave(&w->watch);
+}
+
+static void snapshot_fill(struct lars_worker *w, struct snapshot_ctl *msg,
+                          struct lars_stats_snapshot *snap, uint64_t now_ms)
+{
     if (msg->first) {
         struct lars_stats_counters counters;
         lars_worker_counters(w, &counters);
@@ -1110,12 +1160,9 @@ static void snapshot_slice(struct lars_loop_ctl *ctl, void *arg)
     msg->done = w->snapshot_next == NULL;
 }
 
-static void on_tick(evutil_socket_t fd, short events, void *arg)
+static void tick(struct lars_worker *w, uint64_t now_ms)
 {
-    struct lars_worker *w = arg;
-    (void)fd;
-    (void)events;
-    expire_cold(w, lars_clock_ms());
+    expire_cold(w, now_ms);
     if (w->pass) {
         return; /* the previous pass is still running: it is the tick */
     }
@@ -1127,6 +1174,17 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     continue_pass(w);
 }
 
+static void on_tick(evutil_socket_t fd, short events, void *arg)
+{
+    struct lars_worker *w = arg;
+    (void)fd;
+    (void)events;
+    uint64_t now_ms = lars_clock_ms();
+    lars_watch_enter(&w->watch, now_ms);
+    tick(w, now_ms);
+    lars_watch_leave(&w->watch);
+}
+
 /* Loop thread: a route from the dns thread or a request forwarded by
  * another worker. */
 static void on_message(void *arg, struct lars_queue_item *item)
@@ -1134,6 +1192,7 @@ static void on_message(void *arg, struct lars_queue_item *item)
     struct lars_worker *w = arg;
     struct lars_msg *msg = (struct lars_msg *)item;
     uint64_t now_ms = lars_clock_ms();
+    lars_watch_enter(&w->watch, now_ms);
     switch (msg->type) {
     case LARS_MSG_ROUTE:
         apply_route(w, (struct lars_route_msg *)msg, now_ms);
@@ -1153,12 +1212,16 @@ static void on_message(void *arg, struct lars_queue_item *item)
         break;
     }
     lars_msg_free(item);
+    lars_watch_leave(&w->watch);
 }
 
 /* Loop thread: stopping. Hand the last statistics over before leaving. */
 static void on_stop(void *arg)
 {
-    flush_and_tick(arg, 1);
+    struct lars_worker *w = arg;
+    lars_watch_enter(&w->watch, lars_clock_ms());
+    flush_and_tick(w, 1);
+    lars_watch_leave(&w->watch);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1214,6 +1277,7 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
      * ever waits for memory. */
     lars_loop_ctl_init(&w->reload.ctl, reload_step);
     lars_loop_ctl_init(&w->snapshot.ctl, snapshot_slice);
+    pthread_mutex_init(&w->snapshot.use, NULL);
     char thread_name[16];
     snprintf(thread_name, sizeof(thread_name), "lars-worker-%u", index);
     static const struct lars_loop_thread_ops ops = {
@@ -1347,27 +1411,59 @@ int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct l
     return 0;
 }
 
-void lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap)
+int lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap,
+                         uint64_t deadline_ms)
 {
     struct snapshot_ctl *msg = &worker->snapshot;
+    if (lars_loop_ctl_posted(&msg->ctl)) {
+        return -EBUSY; /* a slice given up on earlier has not run yet */
+    }
+    pthread_mutex_lock(&msg->use);
     msg->snap = snap;
     msg->first = true;
     msg->done = false;
-    while (!msg->done && !snap->failed) {
-        if (lars_loop_thread_call(worker->loop, &msg->ctl) < 0) {
+    pthread_mutex_unlock(&msg->use);
+    int rc = 0;
+    while (rc == 0 && !msg->done && !snap->failed) {
+        if (lars_loop_thread_post_ctl(worker->loop, &msg->ctl) < 0) {
             snap->failed = true; /* the worker has stopped */
+            break;
+        }
+        if (deadline_ms == 0) {
+            lars_loop_ctl_wait(&msg->ctl);
+        } else {
+            uint64_t now = lars_clock_ms();
+            rc = lars_loop_ctl_wait_ms(&msg->ctl,
+                                       deadline_ms > now ? (unsigned)(deadline_ms - now) : 0);
         }
         msg->first = false;
     }
-    /* Later slices would see a freed snapshot: none is posted. */
+    /* Later slices would see a freed snapshot: none is posted, and one
+     * still queued (given up on) finds NULL. */
+    pthread_mutex_lock(&msg->use);
     msg->snap = NULL;
+    pthread_mutex_unlock(&msg->use);
+    return rc;
+}
+
+const struct lars_watch *lars_worker_watch(const struct lars_worker *worker)
+{
+    return &worker->watch;
+}
+
+const char *lars_worker_name(const struct lars_worker *worker)
+{
+    return worker->name;
 }
 
 void lars_worker_stop(struct lars_worker *worker)
 {
-    if (worker) {
-        lars_loop_thread_stop(worker->loop);
-    }
+    (void)lars_worker_stop_within(worker, 0);
+}
+
+int lars_worker_stop_within(struct lars_worker *worker, unsigned ms)
+{
+    return worker ? lars_loop_thread_stop_within(worker->loop, ms) : 0;
 }
 
 void lars_worker_destroy(struct lars_worker *worker)
@@ -1394,6 +1490,7 @@ void lars_worker_destroy(struct lars_worker *worker)
     lars_route_table_destroy(&worker->routes);
     lars_loop_ctl_fini(&worker->reload.ctl);
     lars_loop_ctl_fini(&worker->snapshot.ctl);
+    pthread_mutex_destroy(&worker->snapshot.use);
     free(worker->rx_buf);
     free(worker->big_answer);
     free(worker);

@@ -96,12 +96,26 @@ int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct l
  * omitted), copied in the worker's own thread. A whole table is copied in
  * slices of a few thousand modules between which the worker serves its
  * datagrams; modules added or removed meanwhile may or may not appear.
- * Waits until done. After stop, sets snap->failed instead. */
-void lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap);
+ * Waits until done, or until deadline_ms (lars_clock_ms; 0 = no limit):
+ * then returns -ETIMEDOUT, the worker's part incomplete, and -EBUSY at once
+ * while the slice given up on has not run (a stalled worker). 0 otherwise;
+ * after stop, sets snap->failed instead. */
+int lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap,
+                         uint64_t deadline_ms);
+
+/* The worker's watchdog marks (watchdog.h) and its name for logs. */
+struct lars_watch;
+const struct lars_watch *lars_worker_watch(const struct lars_worker *worker);
+const char *lars_worker_name(const struct lars_worker *worker);
 
 /* Main thread: asks the worker to flush its statistics and leave (in its
  * own loop), then joins it. Idempotent. */
 void lars_worker_stop(struct lars_worker *worker);
+
+/* As lars_worker_stop, waiting at most ms (0 = no limit) for the thread to
+ * leave: -ETIMEDOUT when it is still running (stuck in a plugin): nothing
+ * it uses may be freed then. */
+int lars_worker_stop_within(struct lars_worker *worker, unsigned ms);
 
 /* Main thread, after stop (or if never started). NULL-safe. */
 void lars_worker_destroy(struct lars_worker *worker);

@@ -195,6 +195,17 @@ static void print_routes(const char *routes)
         printf("(%ld more modules not listed: agent.stats_module_cap)\n",
                strtol(omitted + 10, NULL, 10));
     }
+    /* Workers the watchdog found stuck: their modules are not listed. */
+    for (const char *st = strstr(routes, "{\"worker\":"); st; st = strstr(st + 1, "{\"worker\":")) {
+        unsigned worker;
+        double for_s;
+        char plugin[64] = "";
+        if (sscanf(st, "{\"worker\":%u,\"for_s\":%lf,\"plugin\":\"%63[A-Za-z0-9_.-]", &worker,
+                   &for_s, plugin) >= 2) {
+            printf("(worker %u stalled for %.1f s in %s%s: its modules are not listed)\n", worker,
+                   for_s, plugin[0] ? "policy plugin " : "the agent's own code", plugin);
+        }
+    }
 }
 
 int lars_cli_stats(const char *address, unsigned timeout_ms)

@@ -226,3 +226,8 @@ uint32_t lars_clock_unix(void)
 {
     return (uint32_t)time(NULL);
 }
+
+int lars_log_fd(void)
+{
+    return atomic_load(&log_fd);
+}

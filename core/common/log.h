@@ -80,6 +80,10 @@ void lars_log_limited(struct lars_log_limiter *limiter, enum lars_log_level leve
 #define LARS_LOG_LIBEVENT_PER_SECOND 5
 void lars_log_libevent(int severity, const char *msg);
 
+/* The descriptor log lines go to (stderr or agent.log_file): for a crash
+ * handler, which may only write(2). Async-signal-safe. */
+int lars_log_fd(void);
+
 /* Monotonic milliseconds and unix seconds. */
 uint64_t lars_clock_ms(void);
 uint32_t lars_clock_unix(void);

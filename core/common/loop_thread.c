@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -44,7 +45,13 @@ void lars_loop_ctl_init(struct lars_loop_ctl *ctl, void (*run)(struct lars_loop_
     ctl->run = run;
     ctl->posted = false;
     pthread_mutex_init(&ctl->lock, NULL);
-    pthread_cond_init(&ctl->done, NULL);
+    /* Monotonic: lars_loop_ctl_wait_ms must not stretch or end early when
+     * the wall clock is set. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctl->done, &attr);
+    pthread_condattr_destroy(&attr);
 }
 
 void lars_loop_ctl_fini(struct lars_loop_ctl *ctl)
@@ -249,6 +256,41 @@ void lars_loop_ctl_wait(struct lars_loop_ctl *ctl)
     pthread_mutex_unlock(&ctl->lock);
 }
 
+/* now + ms on clock. */
+static struct timespec deadline_in(clockid_t clock, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int lars_loop_ctl_wait_ms(struct lars_loop_ctl *ctl, unsigned ms)
+{
+    struct timespec deadline = deadline_in(CLOCK_MONOTONIC, ms);
+    int rc = 0;
+    pthread_mutex_lock(&ctl->lock);
+    while (ctl->posted && rc == 0) {
+        rc = pthread_cond_timedwait(&ctl->done, &ctl->lock, &deadline);
+    }
+    bool posted = ctl->posted;
+    pthread_mutex_unlock(&ctl->lock);
+    return posted ? -ETIMEDOUT : 0;
+}
+
+bool lars_loop_ctl_posted(struct lars_loop_ctl *ctl)
+{
+    pthread_mutex_lock(&ctl->lock);
+    bool posted = ctl->posted;
+    pthread_mutex_unlock(&ctl->lock);
+    return posted;
+}
+
 int lars_loop_thread_call(struct lars_loop_thread *t, struct lars_loop_ctl *ctl)
 {
     int rc = lars_loop_thread_post_ctl(t, ctl);
@@ -260,8 +302,13 @@ int lars_loop_thread_call(struct lars_loop_thread *t, struct lars_loop_ctl *ctl)
 
 void lars_loop_thread_stop(struct lars_loop_thread *t)
 {
+    (void)lars_loop_thread_stop_within(t, 0);
+}
+
+int lars_loop_thread_stop_within(struct lars_loop_thread *t, unsigned ms)
+{
     if (!t) {
-        return;
+        return 0;
     }
     pthread_mutex_lock(&t->lock);
     bool first = !t->stopping;
@@ -272,9 +319,19 @@ void lars_loop_thread_stop(struct lars_loop_thread *t)
     }
     pthread_mutex_unlock(&t->lock);
     if (t->started) {
-        pthread_join(t->thread, NULL);
+        if (ms > 0) {
+            /* pthread_timedjoin_np measures against CLOCK_REALTIME. */
+            struct timespec deadline = deadline_in(CLOCK_REALTIME, ms);
+            int rc = pthread_timedjoin_np(t->thread, NULL, &deadline);
+            if (rc != 0) {
+                return -rc; /* still running: started stays true */
+            }
+        } else {
+            pthread_join(t->thread, NULL);
+        }
         t->started = false;
     }
+    return 0;
 }
 
 void lars_loop_thread_destroy(struct lars_loop_thread *t)

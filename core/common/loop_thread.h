@@ -96,6 +96,14 @@ int lars_loop_thread_post_ctl(struct lars_loop_thread *thread, struct lars_loop_
  * has returned, or it was never posted). It may be posted again then. */
 void lars_loop_ctl_wait(struct lars_loop_ctl *ctl);
 
+/* As lars_loop_ctl_wait, for at most ms milliseconds (monotonic clock):
+ * 0, or -ETIMEDOUT with ctl still posted (it runs later: whatever its run
+ * reads must stay valid, or be withdrawn under the poster's own lock). */
+int lars_loop_ctl_wait_ms(struct lars_loop_ctl *ctl, unsigned ms);
+
+/* Any thread: true from post until run has returned. */
+bool lars_loop_ctl_posted(struct lars_loop_ctl *ctl);
+
 /* post_ctl, then wait when posted. Returns post_ctl's result. Not from the
  * loop thread itself. */
 int lars_loop_thread_call(struct lars_loop_thread *thread, struct lars_loop_ctl *ctl);
@@ -104,6 +112,12 @@ int lars_loop_thread_call(struct lars_loop_thread *thread, struct lars_loop_ctl 
  * stop message, behind the control messages posted before it) and joins
  * it. Idempotent; without start it only refuses further control posts. */
 void lars_loop_thread_stop(struct lars_loop_thread *thread);
+
+/* As lars_loop_thread_stop, waiting at most ms for the thread to leave (0 =
+ * as long as it takes): 0 when it has, -ETIMEDOUT when it still runs (stuck
+ * in a handler: the owner must not free what it uses; a later stop or
+ * destroy waits again). */
+int lars_loop_thread_stop_within(struct lars_loop_thread *thread, unsigned ms);
 
 /* Owner: stops the thread, frees the data items still queued (ops->
  * free_item), the loop and the queue. The owner frees its own events on

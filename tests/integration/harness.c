@@ -876,8 +876,9 @@ int it_run(char *const argv[], unsigned timeout_ms, char **out, char **err)
 
 /* ---- the stats endpoint ---- */
 
-char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
+char *it_http_get_status(uint16_t port, const char *path, unsigned timeout_ms, int *status)
 {
+    *status = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -916,6 +917,9 @@ char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
         return NULL;
     }
     buf[used] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", status) != 1) {
+        *status = 0;
+    }
     char *body = strstr(buf, "\r\n\r\n");
     if (!body) {
         free(buf);
@@ -923,6 +927,12 @@ char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
     }
     memmove(buf, body + 4, strlen(body + 4) + 1);
     return buf;
+}
+
+char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms)
+{
+    int status;
+    return it_http_get_status(port, path, timeout_ms, &status);
 }
 
 long long it_metric(uint16_t port, const char *name)

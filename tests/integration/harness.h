@@ -161,6 +161,8 @@ int it_agent_share_plugins(struct it_agent *a);
 /* GET path; the malloc'd body, or NULL when there is no complete answer
  * within timeout_ms. */
 char *it_http_get(uint16_t port, const char *path, unsigned timeout_ms);
+/* it_http_get, with the answer's status code in *status (0 when none). */
+char *it_http_get_status(uint16_t port, const char *path, unsigned timeout_ms, int *status);
 /* One sample of /metrics named exactly (labels included): its value, -1
  * when /metrics lacks it, -2 when /metrics does not answer. */
 long long it_metric(uint16_t port, const char *name);

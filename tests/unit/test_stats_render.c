@@ -43,6 +43,10 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
     snap->policies[0] =
         (struct lars_stats_policy){.name = "lb_wrr", .refused = 1, .bad_picks = 2, .panic = 3};
     snap->n_policies = 1;
+    snap->worker_stalls = 4;
+    snap->n_stalled = 1;
+    snap->stalled[0] = (struct lars_stats_stall){.worker = 1, .ms = 2500, .plugin = "lb_x"};
+    snap->n_skipped = 1;
     for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
         snap->counters.malformed[r] = 100 + r;
     }
@@ -101,7 +105,8 @@ static void test_routes_json(void **state)
         "\"weight\":250,\"zone\":\"az1\",\"draining\":true,\"tags\":\"canary=1,rack=r7\"}]},\n"
         "{\"modid\":7,\"cmdid\":8,\"state\":\"pending\",\"policy\":\"\",\"route_age_s\":-1.000,"
         "\"pull_in_flight\":true,\"nodes\":[]}\n"
-        "],\"omitted\":1}\n");
+        "],\"omitted\":1,\"workers_skipped\":1,\"stalled\":[{\"worker\":1,\"for_s\":2.500,"
+        "\"plugin\":\"lb_x\"}]}\n");
     lars_text_free(&t);
     lars_stats_snapshot_free(&snap);
 }
@@ -178,6 +183,10 @@ static void test_metrics_text(void **state)
                  "lars_policy_errors_total{plugin=\"lb_wrr\",error=\"refused\"} 1\n"
                  "lars_policy_errors_total{plugin=\"lb_wrr\",error=\"bad_pick\"} 2\n");
     expect_lines(t.data, "lars_panic_total{", "lars_panic_total{plugin=\"lb_wrr\"} 3\n");
+    expect_lines(t.data, "lars_worker_stall",
+                 "lars_worker_stalls_total 4\n"
+                 "lars_worker_stalled_seconds{worker=\"1\",plugin=\"lb_x\"} 2.500\n");
+    expect_lines(t.data, "lars_stats_workers_skipped", "lars_stats_workers_skipped 1\n");
     /* Every sample has a HELP and a TYPE line before it, once per family. */
     char *types = lines_with(t.data, "# TYPE ");
     char *helps = lines_with(t.data, "# HELP ");
@@ -190,7 +199,8 @@ static void test_metrics_text(void **state)
         n_helps++;
     }
     assert_int_equal(n_types, n_helps);
-    assert_int_equal(n_types, 39); /* 37 before the snapshot, + route_entries_refused, panic */
+    assert_int_equal(n_types, 42); /* 37 before the snapshot, + route_entries_refused, panic,
+                                    worker stalls (3) */
     free(types);
     free(helps);
     lars_text_free(&t);

@@ -8,16 +8,19 @@
  *   lie = "null"      RET_SUCC without a node
  *   lie = "retcode"   retcode 7, which the protocol does not know
  *   lie = "block"     sleeps block_ms in every pick(), then answers honestly
+ *   lie = "crash"     writes to address 0x10 in pick() (SIGSEGV; not NULL,
+ *                     which UBSan would stop first)
  * Only modules with modid == lie_modid misbehave (-1: every module).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <lars/plugin.h>
 
-enum lie { LIE_NONE, LIE_FOREIGN, LIE_NULL, LIE_RETCODE, LIE_BLOCK };
+enum lie { LIE_NONE, LIE_FOREIGN, LIE_NULL, LIE_RETCODE, LIE_BLOCK, LIE_CRASH };
 
 struct conf {
     const char *lie;
@@ -38,7 +41,7 @@ static struct lars_node stranger;
 
 static int parse_lie(const char *text, enum lie *out)
 {
-    static const char *const names[] = {"none", "foreign", "null", "retcode", "block"};
+    static const char *const names[] = {"none", "foreign", "null", "retcode", "block", "crash"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(text, names[i]) == 0) {
             *out = (enum lie)i;
@@ -102,6 +105,10 @@ static void node_removed(void *instance, struct lars_node *node)
     }
 }
 
+/* In the unmapped first page. Volatile: the compiler cannot see where the
+ * write goes, so it is a real fault, not an optimised-away or trapping one. */
+static volatile uintptr_t crash_address = 0x10;
+
 static enum lars_retcode pick(void *instance, uint64_t key, uint64_t now_ms, struct lars_node **out)
 {
     struct instance *in = instance;
@@ -122,6 +129,9 @@ static enum lars_retcode pick(void *instance, uint64_t key, uint64_t now_ms, str
         nanosleep(&ts, NULL);
         break;
     }
+    case LIE_CRASH:
+        *(volatile int *)crash_address = 1;
+        break;
     case LIE_NONE:
         break;
     }
@@ -144,7 +154,7 @@ static void report(void *instance, struct lars_node *node, int retcode, uint32_t
 
 static const struct lars_setting settings[] = {
     {"lie", LARS_SETTING_STRING, "none", offsetof(struct conf, lie), 0, 0,
-     "none, foreign, null, retcode or block: how pick() misbehaves"},
+     "none, foreign, null, retcode, block or crash: how pick() misbehaves"},
     {"lie_modid", LARS_SETTING_INT, "-1", offsetof(struct conf, lie_modid), -1, 2147483647.0,
      "only this modid misbehaves (-1: every module)"},
     {"block_ms", LARS_SETTING_INT, "5000", offsetof(struct conf, block_ms), 0, 60000,
