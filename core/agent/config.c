@@ -50,6 +50,11 @@ static const struct lars_setting agent_settings[] = {
      "stats endpoint connections open at once; more are answered 503 and closed"},
     {"stats_timeout", LARS_SETTING_INT, "10", OFF(stats_timeout), 1, 3600,
      "seconds a stats connection may take from accept to the last byte of its answer"},
+    {"route_guard", LARS_SETTING_DOUBLE, "0.5", OFF(route_guard), 0, 1,
+     "an update removing more than this share of a module's nodes, or all of them, is held "
+     "and applied only if the dns side says it again after route_guard_confirm; 0 = off"},
+    {"route_guard_confirm", LARS_SETTING_SECONDS, "30", OFF(route_guard_confirm), 0.01, 86400,
+     "seconds a held route update waits before the module is pulled again to confirm it"},
     {"stall_ms", LARS_SETTING_INT, "1000", OFF(stall_ms), 0, 3600000,
      "a worker busy this long in one turn of its loop (a blocking plugin) is reported stalled "
      "(log, /healthz 503, /metrics); stats, SIGHUP and SIGTERM stop waiting for it; 0 = off"},

@@ -59,6 +59,8 @@ struct lars_agent_settings {
     int64_t stats_timeout;         /* seconds from accept to the last byte of the answer */
     int64_t stats_max_output;      /* bytes of answers waiting for slow readers, all connections */
     int64_t stall_ms;              /* watchdog: a worker turn this long is a stall; 0 = off */
+    double route_guard;            /* share of a module's nodes an update may remove; 0 = off */
+    double route_guard_confirm;    /* seconds before a held update is asked for again */
 };
 
 struct lars_config {

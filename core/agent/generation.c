@@ -89,6 +89,8 @@ struct lars_generation *lars_generation_build(struct lars_config *config, unsign
         .overrides = gen->overrides,
         .n_overrides = config->n_overrides,
         .update_timeout_ms = config->update_timeout_ms,
+        .route_guard = {.share = config->agent.route_guard,
+                        .confirm_ms = (uint64_t)(config->agent.route_guard_confirm * 1000.0)},
         .report_interval_ms = config->report_interval_ms,
         .tick_ms = (uint64_t)config->agent.tick_ms,
         .caller_ip = config->local_ip,

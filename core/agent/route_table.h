@@ -17,6 +17,7 @@
 #include <lars/plugin.h>
 
 #include "route_entry.h"
+#include "route_guard.h"
 
 struct lars_policy_counters; /* policy_counters.h */
 
@@ -70,6 +71,7 @@ struct lars_module {
      * created ahead (lars_module_prepare) so the switch cannot fail. */
     void *next_policy;
     const struct lars_policy_binding *next_binding;
+    struct lars_route_hold hold; /* an update held by the route guard */
 };
 
 struct lars_route_table {

@@ -223,6 +223,14 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
     metric(t, "lars_routes_ignored_total", "counter",
            "Routes (answers or pushes) for modules no worker asked for or still tracks: dropped.",
            snap->dns_ignored + c->routes_ignored);
+    metric(t, "lars_route_updates_held_total", "counter",
+           "Route updates held by the route guard (they removed more than agent.route_guard of "
+           "a module's nodes, or all): the old route kept serving.",
+           c->routes_held);
+    metric(t, "lars_route_updates_confirmed_total", "counter",
+           "Held route updates applied because the dns side said them again after "
+           "agent.route_guard_confirm.",
+           c->routes_confirmed);
     metric(t, "lars_route_entries_refused_total", "counter",
            "Nodes, zones and tags of delivered routes left out (unknown family, bad spelling).",
            snap->dns_refused);

@@ -44,6 +44,8 @@
     X(routes_ignored)   /* route for a module this worker does not track */                        \
     X(forward_dropped)  /* the owner's forwarding queue was full */                                \
     X(routes_truncated) /* get_route answers cut to fit one datagram */                            \
+    X(routes_held)      /* updates the route guard held */                                         \
+    X(routes_confirmed) /* held updates applied after confirmation */                              \
     X(modules_ready)    /* gauges from here on, refreshed every tick */                            \
     X(modules_pending)                                                                             \
     X(modules_absent)                                                                              \

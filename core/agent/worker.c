@@ -129,7 +129,8 @@ struct lars_worker {
     struct lars_log_limiter malformed_log;
     struct lars_log_limiter refused_log;
     struct lars_log_limiter send_log;
-    struct lars_log_limiter pick_log; /* pick() results rejected */
+    struct lars_log_limiter pick_log;  /* pick() results rejected */
+    struct lars_log_limiter guard_log; /* route updates held */
     struct lars_worker_stats stats;
     struct lars_watch watch; /* read by the main thread's watchdog */
 };
@@ -775,6 +776,45 @@ static const struct lars_policy_binding *policy_for(const struct lars_worker_env
     return env->policy;
 }
 
+/* The route guard (route_guard.h): false when the update is held. A held
+ * answer still counts as one (no pull in flight, no refresh due), so the
+ * module is asked again only to confirm. */
+static bool guard_passes(struct lars_worker *w, struct lars_module *m,
+                         const struct lars_route_msg *msg, uint64_t now_ms)
+{
+    enum lars_route_verdict verdict =
+        lars_route_guard_judge(&w->env->route_guard, m, &m->hold, msg->entries, msg->n, now_ms);
+    switch (verdict) {
+    case LARS_ROUTE_APPLY:
+        return true;
+    case LARS_ROUTE_CONFIRMED:
+        LARS_STAT_INC(w->stats.routes_confirmed);
+        LARS_INFO(w->name,
+                  "module %d/%d: held route update applied, the dns side said it again "
+                  "(%zu nodes, %zu before)",
+                  m->modid, m->cmdid, msg->n, m->n_nodes);
+        return true;
+    case LARS_ROUTE_HOLD_NEW: {
+        LARS_STAT_INC(w->stats.routes_held);
+        int64_t quiet = lars_log_limiter_allow(&w->guard_log, now_ms);
+        if (quiet >= 0) {
+            LARS_WARN(w->name,
+                      "module %d/%d: route update held: it removes %zu of %zu nodes (more than "
+                      "agent.route_guard); the old route serves, applied if the dns side says it "
+                      "again in %.0f s; %lld more held since the last line",
+                      m->modid, m->cmdid, m->hold.removed, m->n_nodes,
+                      (double)w->env->route_guard.confirm_ms / 1000.0, (long long)quiet);
+        }
+        break;
+    }
+    case LARS_ROUTE_HOLD:
+        break;
+    }
+    m->pull_in_flight = false;
+    m->route_ms = now_ms;
+    return false;
+}
+
 static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg, uint64_t now_ms)
 {
     struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
@@ -783,6 +823,9 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
          * the answer to a pull for a module dropped since. Taking it would
          * let the dns side grow the table past agent.max_modules. */
         LARS_STAT_INC(w->stats.routes_ignored);
+        return;
+    }
+    if (!guard_passes(w, m, msg, now_ms)) {
         return;
     }
     const struct lars_policy_binding *binding = policy_for(w->env, msg->modid, msg->cmdid);
@@ -876,7 +919,9 @@ static void tick_module(struct lars_module *m, void *arg)
     } else {
         ctx->absent++;
     }
-    if (m->pull_in_flight) {
+    if (lars_route_guard_confirm_due(&w->env->route_guard, &m->hold, now)) {
+        request_pull(w, m, now); /* does the dns side still say what was held? */
+    } else if (m->pull_in_flight) {
         if (now - m->pull_ms >= PULL_TIMEOUT_MS) {
             request_pull(w, m, now); /* lost or unanswered: ask again */
         }
@@ -1271,6 +1316,7 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->refused_log.interval_ms = 10000;
     w->send_log.interval_ms = 10000;
     w->pick_log.interval_ms = 10000;
+    w->guard_log.interval_ms = 10000;
     lars_arena_init(&w->arena, w->arena_mem, sizeof(w->arena_mem));
 
     /* The control messages exist from now on: no reload, snapshot or stop

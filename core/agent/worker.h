@@ -16,6 +16,7 @@
 
 #include "../common/wire.h"
 #include "messages.h"
+#include "route_guard.h"
 #include "route_table.h"
 #include "stats_snapshot.h"
 
@@ -41,6 +42,7 @@ struct lars_worker_env {
     const struct lars_policy_override_binding *overrides;
     size_t n_overrides;
     uint64_t update_timeout_ms;
+    struct lars_route_guard_conf route_guard; /* agent.route_guard, route_guard_confirm */
     uint64_t report_interval_ms;
     uint64_t tick_ms;
     uint32_t caller_ip;

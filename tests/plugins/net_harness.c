@@ -25,7 +25,7 @@
 
 #define MAX_CONNS 16
 #define MAX_ROUTES 64
-#define MAX_HOSTS 8
+#define MAX_HOSTS 16
 #define MAX_REQ_COUNTS 256
 #define MAX_REPORTS 4096
 #define PEER_MAX_BODY (1u << 20)

@@ -82,7 +82,7 @@ struct nh_peer *nh_peer_start6(uint16_t port);
 void nh_peer_stop(struct nh_peer *p);
 uint16_t nh_peer_port(const struct nh_peer *p);
 
-/* Sets the route answered for a module; hosts are "ip:port"; n = 0 answers
+/* Sets the route answered for a module (up to 16 hosts); hosts are "ip:port"; n = 0 answers
  * an empty host list (what a dns server says for an unknown module). */
 void nh_peer_set_route(struct nh_peer *p, int32_t modid, int32_t cmdid, const char *const *hosts,
                        size_t n);

@@ -199,8 +199,8 @@ static void test_metrics_text(void **state)
         n_helps++;
     }
     assert_int_equal(n_types, n_helps);
-    assert_int_equal(n_types, 42); /* 37 before the snapshot, + route_entries_refused, panic,
-                                    worker stalls (3) */
+    assert_int_equal(n_types, 44); /* 37 before the snapshot, + route_entries_refused, panic, held,
+                                    confirmed, worker stalls (3) */
     free(types);
     free(helps);
     lars_text_free(&t);
