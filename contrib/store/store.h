@@ -119,10 +119,11 @@ struct lars_store_route {
     uint16_t port;
 };
 
-/* Bounds of a node's metadata (lars_store_node_check). */
-#define LARS_STORE_ZONE_MAX 63 /* characters of a zone */
-#define LARS_STORE_TAG_MAX 63  /* characters of one "key=value" tag */
-#define LARS_STORE_TAGS_MAX 16 /* tags of one node */
+/* Bounds of a node's metadata (lars_store_node_check): within the agent's
+ * (core/common/node_meta.h, whose spelling rules apply too). */
+#define LARS_STORE_ZONE_MAX 63 /* characters of a zone (LARS_ZONE_MAX) */
+#define LARS_STORE_TAG_MAX 63  /* characters of one "key=value" tag (LARS_TAG_MAX is 127) */
+#define LARS_STORE_TAGS_MAX 16 /* tags of one node (LARS_TAGS_PER_NODE) */
 
 /* A node of any family with its metadata: what lars-dns serves to an agent
  * that understands the extensions, and what lars-admin edits. Zeroed =
@@ -177,9 +178,10 @@ int lars_store_set_version(struct lars_store *store, int64_t version);
 
 /* ---- nodes of any family, with metadata ---- */
 
-/* 0, or -EINVAL with the reason in err: modid/cmdid negative, a zone or tag
- * longer than its bound, more than LARS_STORE_TAGS_MAX tags, a tag that is
- * not "key=value" or holds ',' or a control character, an unknown family.
+/* 0, or -EINVAL with the reason in err: modid/cmdid negative, a weight
+ * above LARS_WEIGHT_MAX, a zone or tag longer than its bound or spelled
+ * against node_meta.h (so never holding ','), more than
+ * LARS_STORE_TAGS_MAX tags, an unknown family.
  * Every node operation below checks this first (so do callers that want
  * the message before opening a store). */
 int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "node_meta.h"
 #include "store_impl.h"
 
 /* The tables of the extensions (store.h). Text columns are VARCHAR in
@@ -383,23 +384,19 @@ static void node_addr(const struct lars_store_node *n, char *buf, size_t len)
 
 static int check_tag(const char *tag, char *err, size_t err_len)
 {
-    size_t len = strnlen(tag, LARS_STORE_TAG_MAX + 1);
-    const char *eq = strchr(tag, '=');
-    if (len > LARS_STORE_TAG_MAX) {
+    if (strnlen(tag, LARS_STORE_TAG_MAX + 1) > LARS_STORE_TAG_MAX) {
         snprintf(err, err_len, "tag \"%.40s...\" is longer than %d characters", tag,
                  LARS_STORE_TAG_MAX);
         return -EINVAL;
     }
-    if (eq == NULL || eq == tag) {
-        snprintf(err, err_len, "tag \"%s\" must be key=value with a non-empty key", tag);
+    /* The agent drops what node_meta.h refuses: refuse it here first. It
+     * allows no ',', which separates tags in RouteNodeMeta.tags. */
+    if (!lars_tag_valid(tag)) {
+        snprintf(err, err_len,
+                 "tag \"%s\" must be key=value, a non-empty key and a value of letters, digits "
+                 "and . _ : - (and / in the value)",
+                 tag);
         return -EINVAL;
-    }
-    for (const char *p = tag; *p != '\0'; p++) {
-        /* ',' separates tags in RouteNodeMeta.tags. */
-        if (*p == ',' || (unsigned char)*p < 0x20 || *p == 0x7f) {
-            snprintf(err, err_len, "tag \"%s\" holds ',' or a control character", tag);
-            return -EINVAL;
-        }
     }
     return 0;
 }
@@ -418,15 +415,18 @@ int lars_store_node_check(const struct lars_store_node *node, char *err, size_t 
                  (unsigned)node->family);
         return -EINVAL;
     }
+    if (node->weight > LARS_WEIGHT_MAX) {
+        snprintf(err, err_len, "weight %u is out of range 1..%u (0 = unset = %u)", node->weight,
+                 LARS_WEIGHT_MAX, LARS_WEIGHT_DEFAULT);
+        return -EINVAL;
+    }
     if (strnlen(node->zone, sizeof(node->zone)) > LARS_STORE_ZONE_MAX) {
         snprintf(err, err_len, "zone is longer than %d characters", LARS_STORE_ZONE_MAX);
         return -EINVAL;
     }
-    for (const char *p = node->zone; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            snprintf(err, err_len, "zone \"%s\" holds a control character", node->zone);
-            return -EINVAL;
-        }
+    if (!lars_zone_name_valid(node->zone)) {
+        snprintf(err, err_len, "zone \"%s\" may hold only letters, digits and . _ : -", node->zone);
+        return -EINVAL;
     }
     if (node->n_tags > LARS_STORE_TAGS_MAX) {
         snprintf(err, err_len, "%u tags: at most %d per node", node->n_tags, LARS_STORE_TAGS_MAX);

@@ -553,7 +553,7 @@ static void test_nodes(void **state)
     a.draining = true;
     snprintf(a.zone, sizeof(a.zone), "az1");
     snprintf(a.tags[0], sizeof(a.tags[0]), "env=prod");
-    snprintf(a.tags[1], sizeof(a.tags[1]), "rack=r'1"); /* a quote: escaped for MySQL */
+    snprintf(a.tags[1], sizeof(a.tags[1]), "path=a/b");
     a.n_tags = 2;
     struct lars_store_node b = node4(4, 0x7f000002, 80); /* no metadata */
     struct lars_store_node c = node6(4, "::1", 8080);
@@ -575,7 +575,7 @@ static void test_nodes(void **state)
     assert_string_equal(rows[0].zone, "az1");
     assert_int_equal(rows[0].n_tags, 2);
     assert_string_equal(rows[0].tags[0], "env=prod");
-    assert_string_equal(rows[0].tags[1], "rack=r'1");
+    assert_string_equal(rows[0].tags[1], "path=a/b");
     assert_int_equal(rows[1].weight, 0);
     assert_false(rows[1].draining);
     assert_string_equal(rows[1].zone, "");
@@ -625,7 +625,16 @@ static void test_node_bounds(void **state)
     assert_non_null(strstr(lars_store_error(s), "key=value"));
     snprintf(a.tags[0], sizeof(a.tags[0]), "a=b,c=d");
     assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    snprintf(a.tags[0], sizeof(a.tags[0]), "a='; DROP TABLE RouteData; --");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
     a.n_tags = 0;
+    snprintf(a.zone, sizeof(a.zone), "a z");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    a.zone[0] = '\0';
+    a.weight = 1000001;
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "weight 1000001"));
+    a.weight = 0;
     memset(a.zone, 'z', sizeof(a.zone)); /* no terminator within 63 */
     assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
     assert_non_null(strstr(lars_store_error(s), "longer than 63"));
@@ -1012,6 +1021,64 @@ static void test_admin(void **state)
     assert_non_null(strstr(out, "/nonexistent/lars.conf: cannot read"));
 }
 
+/* route add/set/drain/undrain/del with ADDR, weight, zone and tags;
+ * IPv6 nodes in [..]:port form; the original's form still works. */
+static void test_admin_nodes(void **state)
+{
+    struct fixture *f = use(state);
+    char out[8192], cmd[1024];
+    write_conf(f);
+
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --weight x");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --weight 1000001");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --zone 'a b'");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --tag novalue");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --untag env"); /* set only */
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --frob 1");
+    ADMIN(2, "route add 1 2 ::1:80");
+    assert_non_null(strstr(out, "brackets"));
+    ADMIN(2, "route add 1 2 [::]:80");
+    ADMIN(2, "route add 1 2 10.0.0.1");
+    ADMIN(2, "route set 1 2 10.0.0.1:80");
+    ADMIN(2, "route drain 1 2 10.0.0.1:80 --weight 3");
+
+    ADMIN(0, "route add 1 2 10.0.0.1:80 --weight 300 --zone az1 --tag env=prod --tag rack=r1");
+    assert_non_null(strstr(out, "added 1/2 10.0.0.1:80 weight 300 zone az1 tags env=prod,rack=r1"));
+    ADMIN(0, "route add 1 2 [2001:db8::1]:8080");
+    assert_non_null(strstr(out, "added 1/2 [2001:db8::1]:8080 (version"));
+    ADMIN(0, "route add 1 2 10.0.0.2 81"); /* the original's form */
+    ADMIN(1, "route add 1 2 [2001:db8::1]:8080");
+    assert_non_null(strstr(out, "already exists"));
+    ADMIN(0, "route set 1 2 10.0.0.1:80 --untag env --tag rack=r2 --zone ''");
+    assert_non_null(strstr(out, "set 1/2 10.0.0.1:80 weight 300 tags rack=r2 (version"));
+    long long v0 = raw_int(f, "SELECT version FROM RouteVersion");
+    ADMIN(0, "route drain 1 2 [2001:db8::1]:8080");
+    assert_true(raw_int(f, "SELECT version FROM RouteVersion") > v0);
+    ADMIN(1, "route drain 1 2 10.0.0.9:80");
+    assert_non_null(strstr(out, "does not exist"));
+
+    ADMIN(0, "route list 1 2");
+    assert_non_null(strstr(out, "10.0.0.1:80"));
+    assert_non_null(strstr(out, "rack=r2"));
+    assert_null(strstr(out, "env=prod"));
+    assert_non_null(strstr(out, "100*")); /* 10.0.0.2: weight unset */
+    const char *six = strstr(out, "[2001:db8::1]:8080");
+    assert_non_null(six);
+    assert_non_null(strstr(six, "yes")); /* draining */
+    ADMIN(0, "route undrain 1 2 [2001:db8::1]:8080");
+    ADMIN(0, "route list 1 2");
+    assert_null(strstr(out, "yes"));
+
+    /* The original tables hold the IPv4 nodes only, in their columns. */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData"), 2);
+    assert_int_equal(raw_columns(f, "RouteData"), 5);
+    ADMIN(0, "route del 1 2 [2001:db8::1]:8080");
+    ADMIN(0, "route del 1 2 10.0.0.1:80");
+    ADMIN(0, "route del 1 2 10.0.0.2 81");
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteNodeMeta"), 0);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData6"), 0);
+}
+
 /* Issue 9: SQLite databases were created 0644, statistics and routes
  * readable by every user. Now 0640 less the umask, -wal and -shm alike; an
  * existing file keeps its mode. */
@@ -1054,7 +1121,7 @@ int main(int argc, char **argv)
         ONE(test_admin),        ONE(test_file_mode),
         ONE(test_nodes),        ONE(test_node_bounds),
         ONE(test_node_update),  ONE(test_original_columns),
-        ONE(test_status6),
+        ONE(test_status6),      ONE(test_admin_nodes),
 #undef ONE
     };
     const struct CMUnitTest mysql_tests[] = {
@@ -1071,6 +1138,7 @@ int main(int argc, char **argv)
         ONE(test_node_update),
         ONE(test_original_columns),
         ONE(test_status6),
+        ONE(test_admin_nodes),
 #undef ONE
     };
     const char *which = argc > 1 ? argv[1] : "both";
