@@ -63,6 +63,10 @@ struct conn {
     int fresh;
     int doomed;  /* closing after the current push loop */
     int closing; /* reading stopped; closes once its answers are written */
+    /* GetRouteRequest.caps of the last request: answers and pushes carry
+     * the extensions only when bit 0 was set (an agent sends the same caps
+     * on every request, so the connection's are its subscriptions'). */
+    uint32_t caps;
     char peer[64];
     struct sockaddr_storage addr;
 };
@@ -197,15 +201,18 @@ static int conn_send(struct conn *c, const uint8_t *frame, size_t len)
     return 0;
 }
 
-/* Sends module's route from the worker's snapshot (empty when unknown). */
+/* Sends module's route from the worker's snapshot as the connection's
+ * caps want it (empty when unknown). */
 static int send_route(struct conn *c, int32_t modid, int32_t cmdid)
 {
     const struct lars_route_entry *e = lars_route_map_find(c->worker->map, modid, cmdid);
     if (e) {
-        return conn_send(c, e->frame, e->frame_len);
+        size_t len = 0;
+        const uint8_t *frame = lars_route_frame(e, c->caps, &len);
+        return conn_send(c, frame, len);
     }
     uint8_t buf[64];
-    size_t len = lars_route_encode(modid, cmdid, NULL, 0, buf, sizeof(buf));
+    size_t len = lars_route_encode(modid, cmdid, NULL, 0, 0, buf, sizeof(buf));
     return conn_send(c, buf, len);
 }
 
@@ -265,6 +272,7 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
     }
     int32_t modid = req->modid;
     int32_t cmdid = req->cmdid;
+    c->caps = req->caps;
     protobuf_c_message_free_unpacked(&req->base, NULL);
 
     COUNT(w->server, requests);

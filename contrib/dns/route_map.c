@@ -8,19 +8,34 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "wire.h"
 
+static bool is_v6(const struct lars_store_node *n)
+{
+    return n->family == AF_INET6;
+}
+
+/* Module, then IPv4 before IPv6, then address and port: node identity. */
 static int compare_rows(const void *a, const void *b)
 {
-    const struct lars_store_route *x = a;
-    const struct lars_store_route *y = b;
+    const struct lars_store_node *x = a;
+    const struct lars_store_node *y = b;
     uint64_t kx = lars_route_key(x->modid, x->cmdid);
     uint64_t ky = lars_route_key(y->modid, y->cmdid);
     if (kx != ky) {
         return kx < ky ? -1 : 1;
     }
-    if (x->ip != y->ip) {
+    if (is_v6(x) != is_v6(y)) {
+        return is_v6(x) ? 1 : -1;
+    }
+    if (is_v6(x)) {
+        int c = memcmp(x->ip6, y->ip6, sizeof(x->ip6));
+        if (c != 0) {
+            return c;
+        }
+    } else if (x->ip != y->ip) {
         return x->ip < y->ip ? -1 : 1;
     }
     if (x->port != y->port) {
@@ -29,43 +44,70 @@ static int compare_rows(const void *a, const void *b)
     return 0;
 }
 
-size_t lars_route_encode(int32_t modid, int32_t cmdid, const struct lars_route_host *hosts,
-                         size_t nhosts, uint8_t *buf, size_t cap)
+/* HostInfo of a node; with ext the extension fields too. Strings point
+ * into node (and tags into tag_ptrs, LARS_STORE_TAGS_MAX of them). */
+static void host_info(const struct lars_store_node *node, bool ext, Lars__HostInfo *info,
+                      char **tag_ptrs)
+{
+    lars__host_info__init(info);
+    info->port = node->port;
+    if (!ext) {
+        info->ip = lars_wire_ip_to_wire(node->ip);
+        return;
+    }
+    if (is_v6(node)) {
+        info->ip6.data = (uint8_t *)node->ip6;
+        info->ip6.len = sizeof(node->ip6);
+    } else {
+        info->ip = lars_wire_ip_to_wire(node->ip);
+    }
+    info->weight = node->weight;
+    info->zone = (char *)node->zone;
+    info->draining = node->draining;
+    for (uint32_t i = 0; i < node->n_tags && i < LARS_STORE_TAGS_MAX; i++) {
+        tag_ptrs[i] = (char *)node->tags[i];
+    }
+    info->n_tags = node->n_tags < LARS_STORE_TAGS_MAX ? node->n_tags : LARS_STORE_TAGS_MAX;
+    info->tags = info->n_tags > 0 ? tag_ptrs : NULL;
+}
+
+size_t lars_route_encode(int32_t modid, int32_t cmdid, const struct lars_store_node *nodes,
+                         size_t nnodes, uint32_t caps, uint8_t *buf, size_t cap)
 {
     Lars__GetRouteResponse rsp = LARS__GET_ROUTE_RESPONSE__INIT;
     Lars__HostInfo *infos = NULL;
     Lars__HostInfo **ptrs = NULL;
+    char **tags = NULL;
     size_t len = 0;
+    bool ext = (caps & LARS_WIRE_CAP_IP6) != 0;
 
     rsp.modid = modid;
     rsp.cmdid = cmdid;
-    if (nhosts > 0) {
-        infos = calloc(nhosts, sizeof(*infos));
-        ptrs = calloc(nhosts, sizeof(*ptrs));
-        if (!infos || !ptrs) {
+    if (nnodes > 0) {
+        infos = calloc(nnodes, sizeof(*infos));
+        ptrs = calloc(nnodes, sizeof(*ptrs));
+        tags = ext ? calloc(nnodes * LARS_STORE_TAGS_MAX, sizeof(*tags)) : NULL;
+        if (!infos || !ptrs || (ext && !tags)) {
             goto out;
         }
-        for (size_t i = 0; i < nhosts; i++) {
-            lars__host_info__init(&infos[i]);
-            infos[i].ip = lars_wire_ip_to_wire(hosts[i].ip);
-            infos[i].port = hosts[i].port;
-            ptrs[i] = &infos[i];
+        size_t n = 0;
+        for (size_t i = 0; i < nnodes; i++) {
+            if (!ext && is_v6(&nodes[i])) {
+                continue; /* never to a subscriber that cannot call it (§3.1) */
+            }
+            host_info(&nodes[i], ext, &infos[n], ext ? &tags[i * LARS_STORE_TAGS_MAX] : NULL);
+            ptrs[n] = &infos[n];
+            n++;
         }
-        rsp.n_host = nhosts;
-        rsp.host = ptrs;
+        rsp.n_host = n;
+        rsp.host = n > 0 ? ptrs : NULL;
     }
     len = lars_wire_encode(LARS__MESSAGE_ID__ID_GetRouteResponse, &rsp.base, buf, cap);
 out:
     free(infos);
     free(ptrs);
+    free(tags);
     return len;
-}
-
-static size_t frame_size_for(size_t nhosts)
-{
-    /* Per host: tag + len + two tagged varints of at most 5 and 10 bytes
-     * (negative int32 encode as 10), plus modid/cmdid and the header. */
-    return LARS_WIRE_HEADER_SIZE + 32 + nhosts * 24;
 }
 
 static void map_free(struct lars_route_map *map)
@@ -75,15 +117,40 @@ static void map_free(struct lars_route_map *map)
     }
     for (size_t i = 0; i < map->n; i++) {
         free(map->entries[i].frame);
+        free(map->entries[i].frame_caps);
     }
     free(map->entries);
-    free(map->hosts);
+    free(map->nodes);
     free(map);
 }
 
-struct lars_route_map *lars_route_map_build(const struct lars_store_route *rows, size_t n)
+/* Encodes one of e's frames into a buffer of its exact size. */
+static int encode_frame(const struct lars_route_entry *e, uint32_t caps, uint8_t **frame,
+                        size_t *len)
 {
-    struct lars_store_route *sorted = NULL;
+    /* An upper bound from what the nodes hold (the metadata's bounds
+     * would reserve ~1 KiB a node for the few that have any). */
+    size_t cap = LARS_WIRE_HEADER_SIZE + 32;
+    for (size_t i = 0; i < e->nnodes; i++) {
+        const struct lars_store_node *n = &e->nodes[i];
+        cap += 24; /* tag, length, ip and port at their largest */
+        if (caps & LARS_WIRE_CAP_IP6) {
+            cap += 2 + 16 + 6 + 2 + 2 + strlen(n->zone);
+            for (uint32_t t = 0; t < n->n_tags; t++) {
+                cap += 2 + strlen(n->tags[t]);
+            }
+        }
+    }
+    *frame = malloc(cap);
+    if (!*frame) {
+        return -1;
+    }
+    *len = lars_route_encode(e->modid, e->cmdid, e->nodes, e->nnodes, caps, *frame, cap);
+    return *len > 0 ? 0 : -1;
+}
+
+struct lars_route_map *lars_route_map_build(const struct lars_store_node *rows, size_t n)
+{
     struct lars_route_map *map = calloc(1, sizeof(*map));
     if (!map) {
         return NULL;
@@ -92,53 +159,51 @@ struct lars_route_map *lars_route_map_build(const struct lars_store_route *rows,
     if (n == 0) {
         return map;
     }
-    sorted = malloc(n * sizeof(*sorted));
-    map->hosts = malloc(n * sizeof(*map->hosts));
+    map->nodes = malloc(n * sizeof(*map->nodes));
     map->entries = calloc(n, sizeof(*map->entries));
-    if (!sorted || !map->hosts || !map->entries) {
+    if (!map->nodes || !map->entries) {
         goto fail;
     }
-    memcpy(sorted, rows, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), compare_rows);
+    memcpy(map->nodes, rows, n * sizeof(*map->nodes));
+    /* Stable enough: qsort may pick either duplicate's metadata, and the
+     * store has one metadata row per node, so duplicates carry the same. */
+    qsort(map->nodes, n, sizeof(*map->nodes), compare_rows);
 
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && compare_rows(&sorted[i - 1], &sorted[i]) == 0) {
+        if (map->nnodes > 0 && compare_rows(&map->nodes[map->nnodes - 1], &map->nodes[i]) == 0) {
             continue; /* RouteData has no unique key: the same node twice is one node */
         }
-        uint64_t key = lars_route_key(sorted[i].modid, sorted[i].cmdid);
+        const struct lars_store_node *node = &map->nodes[i];
+        uint64_t key = lars_route_key(node->modid, node->cmdid);
         if (map->n == 0 || map->entries[map->n - 1].key != key) {
             struct lars_route_entry *e = &map->entries[map->n++];
             e->key = key;
-            e->modid = sorted[i].modid;
-            e->cmdid = sorted[i].cmdid;
-            e->hosts = &map->hosts[map->nhosts];
+            e->modid = node->modid;
+            e->cmdid = node->cmdid;
+            e->nodes = &map->nodes[map->nnodes];
         }
-        map->hosts[map->nhosts].ip = sorted[i].ip;
-        map->hosts[map->nhosts].port = sorted[i].port;
-        map->nhosts++;
-        map->entries[map->n - 1].nhosts++;
+        if (map->nnodes != i) {
+            map->nodes[map->nnodes] = *node; /* compacting in place, behind i */
+        }
+        struct lars_route_entry *e = &map->entries[map->n - 1];
+        e->nhosts4 += !is_v6(&map->nodes[map->nnodes]);
+        e->nnodes++;
+        map->nnodes++;
     }
 
     for (size_t i = 0; i < map->n; i++) {
         struct lars_route_entry *e = &map->entries[i];
-        size_t cap = frame_size_for(e->nhosts);
-        e->frame = malloc(cap);
-        if (!e->frame) {
-            goto fail;
-        }
-        e->frame_len = lars_route_encode(e->modid, e->cmdid, e->hosts, e->nhosts, e->frame, cap);
-        if (e->frame_len == 0) {
+        if (encode_frame(e, 0, &e->frame, &e->frame_len) < 0 ||
+            encode_frame(e, LARS_WIRE_CAP_IP6, &e->frame_caps, &e->frame_caps_len) < 0) {
             goto fail;
         }
         if (e->frame_len - LARS_WIRE_HEADER_SIZE > LARS_WIRE_MAX_UDP_BODY) {
             map->oversized++;
         }
     }
-    free(sorted);
     return map;
 
 fail:
-    free(sorted);
     map_free(map);
     return NULL;
 }
@@ -180,17 +245,12 @@ void lars_route_map_unref(struct lars_route_map *map)
     }
 }
 
-static int same_hosts(const struct lars_route_entry *a, const struct lars_route_entry *b)
+/* The frames say everything a subscriber of either kind sees. */
+static int same_route(const struct lars_route_entry *a, const struct lars_route_entry *b)
 {
-    if (a->nhosts != b->nhosts) {
-        return 0;
-    }
-    for (size_t i = 0; i < a->nhosts; i++) {
-        if (a->hosts[i].ip != b->hosts[i].ip || a->hosts[i].port != b->hosts[i].port) {
-            return 0;
-        }
-    }
-    return 1;
+    return a->frame_len == b->frame_len && a->frame_caps_len == b->frame_caps_len &&
+           memcmp(a->frame, b->frame, a->frame_len) == 0 &&
+           memcmp(a->frame_caps, b->frame_caps, a->frame_caps_len) == 0;
 }
 
 int lars_route_map_diff(const struct lars_route_map *old, const struct lars_route_map *new_map,
@@ -220,7 +280,7 @@ int lars_route_map_diff(const struct lars_route_map *old, const struct lars_rout
             mods[count++] = (struct lars_store_module){b->modid, b->cmdid}; /* new */
             j++;
         } else if (a && b) { /* same module in both */
-            if (!same_hosts(a, b)) {
+            if (!same_route(a, b)) {
                 mods[count++] = (struct lars_store_module){b->modid, b->cmdid};
             }
             i++;

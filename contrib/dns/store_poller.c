@@ -98,7 +98,7 @@ static int merge_modules(struct lars_store_module **a, size_t *na,
  * also push and delete RouteChange rows up to version. */
 static void load(struct lars_dns_poller *p, int64_t version, int with_changes)
 {
-    struct lars_store_route *rows = NULL;
+    struct lars_store_node *rows = NULL;
     struct lars_store_module *push = NULL;
     struct lars_store_module *changes = NULL;
     struct lars_route_map *map = NULL;
@@ -107,8 +107,8 @@ static void load(struct lars_dns_poller *p, int64_t version, int with_changes)
     size_t nchanges = 0;
     uint64_t started = lars_clock_ms();
 
-    if (lars_store_load_routes(p->store, &rows, &nrows) < 0) {
-        db_failed(p, "cannot load RouteData: %s", lars_store_error(p->store));
+    if (lars_store_load_nodes(p->store, &rows, &nrows) < 0) {
+        db_failed(p, "cannot load RouteData and RouteData6: %s", lars_store_error(p->store));
         goto out;
     }
     if (with_changes && lars_store_route_changes(p->store, version, &changes, &nchanges) < 0) {
@@ -133,7 +133,7 @@ static void load(struct lars_dns_poller *p, int64_t version, int with_changes)
                       map->oversized);
         }
         LARS_INFO(WHO, "routes version %lld: %zu modules, %zu hosts; %zu modules pushed (%llu ms)",
-                  (long long)version, map->n, map->nhosts, npush,
+                  (long long)version, map->n, map->nnodes, npush,
                   (unsigned long long)(lars_clock_ms() - started));
         lars_route_map_unref(p->map);
         p->map = map;

@@ -123,11 +123,11 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
     size_t n = 0;
     for (size_t i = 0; i < req->n_results; i++) {
         const Lars__HostCallResult *r = req->results[i];
-        if (r->port < 0 || r->port > 65535) {
+        if (r->port < 0 || r->port > 65535 || (r->ip6.len != 0 && r->ip6.len != 16)) {
             s->stats.bad_rows++;
             continue;
         }
-        s->rows[n++] = (struct lars_store_status){
+        s->rows[n] = (struct lars_store_status){
             .modid = req->modid,
             .cmdid = req->cmdid,
             .ip = lars_wire_ip_from_wire(r->ip),
@@ -138,6 +138,14 @@ static int handle_frame(void *arg, const struct lars_frame *frame)
             .ts = ts,
             .overload = r->overload != 0,
         };
+        /* An IPv6 node (HostCallResult.ip6, DESIGN §3.1): stored in
+         * ServerCallStatus6, the original's table never sees it. */
+        if (r->ip6.len == 16) {
+            s->rows[n].family = AF_INET6;
+            s->rows[n].ip = 0;
+            memcpy(s->rows[n].ip6, r->ip6.data, 16);
+        }
+        n++;
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
     s->stats.rows += n;

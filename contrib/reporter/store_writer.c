@@ -83,6 +83,10 @@ static uint32_t shard_of(const struct lars_store_status *row, int n)
             h *= 16777619u;
         }
     }
+    for (size_t i = 0; row->family == AF_INET6 && i < sizeof(row->ip6); i++) {
+        h ^= row->ip6[i];
+        h *= 16777619u;
+    }
     return h % (uint32_t)n;
 }
 

@@ -23,6 +23,26 @@
  * serverip / ip hold the IPv4 as the integer of its dotted quad (the value
  * of HostInfo.ip on the wire; 127.0.0.1 = 2130706433).
  *
+ * Node metadata and IPv6 nodes (DESIGN §3.1) live in tables of their own,
+ * created beside the original ones, which the original lars_dns never reads
+ * (it reads `SELECT * FROM RouteData` by column position, so RouteData must
+ * keep exactly its five columns):
+ *
+ *   RouteData6(id, modid, cmdid, serverip6, serverport)
+ *       -- IPv6 nodes; serverip6 in inet_ntop's text form
+ *   RouteNodeMeta(modid, cmdid, ip, ip6, port, weight, zone, tags, draining)
+ *       PRIMARY KEY (modid, cmdid, ip, ip6, port)
+ *       -- one row per node with metadata: an IPv4 node has ip = serverip
+ *       -- and ip6 = '', an IPv6 node ip = 0 and ip6 = serverip6; tags are
+ *       -- "key=value" joined by ','; draining 0 or 1
+ *   ServerCallStatus6(modid, cmdid, ip6, port, caller, succ_cnt, err_cnt,
+ *                     ts, overload)  PRIMARY KEY (modid, cmdid, ip6, port, caller)
+ *       -- statistics of IPv6 nodes (HostCallResult.ip6)
+ *
+ * Every change of a node or its metadata bumps RouteVersion and writes a
+ * RouteChange row in its transaction, so lars-dns (ours and the original)
+ * pushes the module.
+ *
  * MySQL: a statement that fails because the connection was lost reconnects
  * and retries the whole operation once (an operation is one transaction, so
  * a retry never applies half of it; a route_add whose COMMIT was lost may
@@ -99,6 +119,30 @@ struct lars_store_route {
     uint16_t port;
 };
 
+/* Bounds of a node's metadata (lars_store_node_check): within the agent's
+ * (core/common/node_meta.h, whose spelling rules apply too). */
+#define LARS_STORE_ZONE_MAX 63 /* characters of a zone (LARS_ZONE_MAX) */
+#define LARS_STORE_TAG_MAX 63  /* characters of one "key=value" tag (LARS_TAG_MAX is 127) */
+#define LARS_STORE_TAGS_MAX 16 /* tags of one node (LARS_TAGS_PER_NODE) */
+
+/* A node of any family with its metadata: what lars-dns serves to an agent
+ * that understands the extensions, and what lars-admin edits. Zeroed =
+ * an IPv4 node without metadata. Node identity is (modid, cmdid, ip or ip6,
+ * port). */
+struct lars_store_node {
+    int32_t modid;
+    int32_t cmdid;
+    uint16_t family; /* 0 or AF_INET: ip; AF_INET6: ip6 (ip is 0) */
+    uint32_t ip;     /* host byte order */
+    uint8_t ip6[16]; /* network byte order */
+    uint16_t port;
+    uint32_t weight; /* 0 = unset = 100 */
+    bool draining;
+    char zone[LARS_STORE_ZONE_MAX + 1];                     /* "" = unknown */
+    char tags[LARS_STORE_TAGS_MAX][LARS_STORE_TAG_MAX + 1]; /* "key=value" */
+    uint32_t n_tags;
+};
+
 struct lars_store_module {
     int32_t modid;
     int32_t cmdid;
@@ -132,13 +176,50 @@ int lars_store_route_add(struct lars_store *store, const struct lars_store_route
 int lars_store_route_del(struct lars_store *store, const struct lars_store_route *route);
 int lars_store_set_version(struct lars_store *store, int64_t version);
 
+/* ---- nodes of any family, with metadata ---- */
+
+/* 0, or -EINVAL with the reason in err: modid/cmdid negative, a weight
+ * above LARS_WEIGHT_MAX, a zone or tag longer than its bound or spelled
+ * against node_meta.h (so never holding ','), more than
+ * LARS_STORE_TAGS_MAX tags, an unknown family.
+ * Every node operation below checks this first (so do callers that want
+ * the message before opening a store). */
+int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len);
+
+/* Every node (RouteData and RouteData6 rows) with its metadata, ordered by
+ * modid, cmdid, IPv4 before IPv6, address, port; *rows is malloc'd (free()
+ * it; NULL when *n is 0). */
+int lars_store_load_nodes(struct lars_store *store, struct lars_store_node **rows, size_t *n);
+
+/* Adds the node (an IPv4 node to RouteData, an IPv6 one to RouteData6) and,
+ * when it has any, its metadata; -EEXIST when it exists. */
+int lars_store_node_add(struct lars_store *store, const struct lars_store_node *node);
+
+/* Deletes the node (duplicates too) and its metadata; -ENOENT when it does
+ * not exist. lars_store_route_del is this for an IPv4 node. */
+int lars_store_node_del(struct lars_store *store, const struct lars_store_node *node);
+
+/* Edits a node's metadata in one transaction: reads it (node's address
+ * picks the node; -ENOENT when it does not exist), calls edit on the copy,
+ * and writes back what edit left (edit returns 0, or a negative errno with
+ * its reason in err to abandon the change; it may run twice on a MySQL
+ * reconnect, so it must depend only on its arguments). The result is
+ * checked like lars_store_node_check. *out (may be NULL) gets the node as
+ * written. */
+typedef int (*lars_store_node_edit_fn)(struct lars_store_node *node, void *ctx, char *err,
+                                       size_t err_len);
+int lars_store_node_update(struct lars_store *store, const struct lars_store_node *node,
+                           lars_store_node_edit_fn edit, void *ctx, struct lars_store_node *out);
+
 /* ---- call statistics (lars-reporter) ---- */
 
 struct lars_store_status {
     int32_t modid;
     int32_t cmdid;
-    uint32_t ip; /* host byte order */
+    uint32_t ip; /* host byte order; 0 for an IPv6 node */
     uint16_t port;
+    uint16_t family; /* 0 or AF_INET: ip (ServerCallStatus); AF_INET6: ip6 (ServerCallStatus6) */
+    uint8_t ip6[16]; /* network byte order */
     uint32_t caller; /* host byte order */
     uint32_t succ;
     uint32_t err;
@@ -146,13 +227,14 @@ struct lars_store_status {
     bool overload;
 };
 
-/* Upserts rows (primary key modid, cmdid, ip, port[, caller]) in one
- * transaction (MySQL: multi-row INSERT ... ON DUPLICATE KEY UPDATE). succ and
- * err are clamped to 2147483647 (the original's columns are signed int).
- * n = 0 is a no-op. */
+/* Upserts rows (primary key modid, cmdid, ip, port[, caller]; IPv6 rows
+ * into ServerCallStatus6 by ip6) in one transaction (MySQL: multi-row INSERT ... ON DUPLICATE KEY
+ * UPDATE). succ and err are clamped to 2147483647 (the original's columns are signed int). n = 0 is
+ * a no-op. */
 int lars_store_put_status(struct lars_store *store, const struct lars_store_status *rows, size_t n);
 
-/* Every ServerCallStatus row, ordered by modid, cmdid, ip, port, caller;
+/* Every ServerCallStatus row, ordered by modid, cmdid, ip, port, caller,
+ * then every ServerCallStatus6 row (family AF_INET6) ordered the same way;
  * *rows is malloc'd (free() it; NULL when *n is 0). */
 int lars_store_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n);
 

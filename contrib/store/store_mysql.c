@@ -2,10 +2,11 @@
  * store_mysql.c - the MariaDB/MySQL backend (libmariadb), for one database
  * shared by several lars-dns / lars-reporter instances.
  *
- * Every value this schema holds is an integer, so statements are text
- * queries with integers formatted in: nothing needs escaping, a batch of
- * status rows is one multi-row INSERT, and nothing prepared is lost when
- * the connection is re-established. Each operation is one transaction on
+ * Statements are text queries with their parameters formatted in: integers
+ * as they are, the few text values (zone, tags, IPv6 addresses) escaped
+ * with mysql_real_escape_string; a batch of status rows is one multi-row
+ * INSERT, and nothing prepared is lost when the connection is
+ * re-established. Each operation is one transaction on
  * InnoDB. When a statement fails because the connection is gone (server
  * restart, wait_timeout), run() reconnects and repeats the whole operation
  * once; the server has rolled back the half-done transaction by then. We do
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <errmsg.h>
 #include <mysql.h>
@@ -65,10 +67,10 @@ static const char *const create_sql[][2] = {
                          ") ENGINE=InnoDB DEFAULT CHARSET=utf8"},
 };
 
-/* Rows per INSERT of a status batch: ~110 bytes each, far below the
+/* Rows per INSERT of a status batch: ~110 (IPv6: ~160) bytes each, far below the
  * default max_allowed_packet (16 MiB on MariaDB, 4 MiB on old MySQL). */
 #define STATUS_ROWS_PER_STMT 1000
-#define STATUS_ROW_MAX 128
+#define STATUS_ROW_MAX 192 /* an IPv6 row's address is up to 47 characters */
 
 struct mysql_store {
     MYSQL *conn; /* NULL while disconnected */
@@ -291,6 +293,19 @@ static void my_rollback(struct lars_store *store)
     }
 }
 
+/* Table i of the original ones, then of the extensions'. */
+static const char *table_name(size_t i)
+{
+    size_t n = sizeof(create_sql) / sizeof(create_sql[0]);
+    return i < n ? create_sql[i][0] : lars_store_new_tables[i - n].name;
+}
+
+static const char *table_ddl(size_t i)
+{
+    size_t n = sizeof(create_sql) / sizeof(create_sql[0]);
+    return i < n ? create_sql[i][1] : lars_store_new_tables[i - n].mysql;
+}
+
 /* Creates missing tables and the RouteVersion row. Tables that exist are
  * not touched (a read-only user of an existing Lars database needs no
  * CREATE grant). */
@@ -298,7 +313,9 @@ static int op_create_schema(struct lars_store *store, void *arg)
 {
     (void)arg;
     MYSQL_RES *res = NULL;
-    bool have[4] = {false, false, false, false};
+    enum { N_ORIGINAL = sizeof(create_sql) / sizeof(create_sql[0]) };
+    bool have[N_ORIGINAL + 8] = {false};
+    size_t ntables = N_ORIGINAL + lars_store_n_new_tables;
     int rc = select_rows(store,
                          "SELECT table_name FROM information_schema.tables"
                          " WHERE table_schema = DATABASE()",
@@ -308,20 +325,20 @@ static int op_create_schema(struct lars_store *store, void *arg)
     }
     MYSQL_ROW row;
     while ((row = mysql_fetch_row(res)) != NULL) {
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < ntables && i < sizeof(have) / sizeof(have[0]); i++) {
             /* lower_case_table_names=1 servers report lower case names. */
-            if (row[0] != NULL && strcasecmp(row[0], create_sql[i][0]) == 0) {
+            if (row[0] != NULL && strcasecmp(row[0], table_name(i)) == 0) {
                 have[i] = true;
             }
         }
     }
     mysql_free_result(res);
     res = NULL;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < ntables && i < sizeof(have) / sizeof(have[0]); i++) {
         if (!have[i]) {
             char what[64];
-            snprintf(what, sizeof(what), "create table %s", create_sql[i][0]);
-            rc = query(store, create_sql[i][1], what);
+            snprintf(what, sizeof(what), "create table %s", table_name(i));
+            rc = query(store, table_ddl(i), what);
             if (rc < 0) {
                 return rc;
             }
@@ -381,44 +398,75 @@ fail:
     return rc;
 }
 
+/* Appends text as a quoted, escaped string literal at sql + *len; false
+ * when it does not fit. */
+static bool format_text(MYSQL *conn, const char *text, char *sql, size_t *len, size_t cap)
+{
+    size_t tlen = strlen(text);
+    if (*len + 2 * tlen + 3 > cap) {
+        return false;
+    }
+    sql[(*len)++] = '\'';
+    *len += mysql_real_escape_string(conn, sql + *len, text, (unsigned long)tlen);
+    sql[(*len)++] = '\'';
+    return true;
+}
+
 /* Writes statement id with ?N replaced by args[N - 1] into sql, and the
  * locking clause when it asks for one. Our statements hold no '?' in a
- * string literal, and integers need no escaping. */
-static int format_stmt(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
-                       size_t nargs, char *sql, size_t cap)
+ * string literal; integers need no escaping, text is escaped (which needs
+ * the connection: the caller has one). */
+static int format_stmt(struct lars_store *store, enum lars_store_stmt_id id,
+                       const struct lars_store_arg *args, size_t nargs, char *sql, size_t cap)
 {
     const struct lars_store_stmt *stmt = &lars_store_stmts[id];
+    MYSQL *conn = impl(store)->conn;
     size_t len = 0;
+    bool fits = true;
     int n = 0;
-    for (const char *p = stmt->sql; *p != '\0' && len < cap; p++) {
-        if (*p == '?') {
-            char *end = NULL;
-            unsigned long k = strtoul(p + 1, &end, 10);
-            if (k == 0 || k > nargs) {
-                return lars_store_fail(store, -EINVAL, "mysql: %s: parameter ?%lu is not bound",
-                                       stmt->what, k);
+    for (const char *p = stmt->sql; *p != '\0' && fits; p++) {
+        if (*p != '?') {
+            fits = len + 1 < cap;
+            sql[len] = *p;
+            len += fits;
+            continue;
+        }
+        char *end = NULL;
+        unsigned long k = strtoul(p + 1, &end, 10);
+        if (k == 0 || k > nargs) {
+            return lars_store_fail(store, -EINVAL, "mysql: %s: parameter ?%lu is not bound",
+                                   stmt->what, k);
+        }
+        p = end - 1;
+        if (args[k - 1].text != NULL) {
+            if (conn == NULL) {
+                return db_fail(store, stmt->what);
             }
-            n = snprintf(sql + len, cap - len, "%" PRId64, args[k - 1]);
-            len += n > 0 ? (size_t)n : 0;
-            p = end - 1;
+            fits = format_text(conn, args[k - 1].text, sql, &len, cap);
         } else {
-            sql[len++] = *p;
+            n = snprintf(sql + len, cap - len, "%" PRId64, args[k - 1].i);
+            fits = n > 0 && (size_t)n < cap - len;
+            len += fits ? (size_t)n : 0;
         }
     }
-    if (len < cap) {
+    if (fits) {
         n = snprintf(sql + len, cap - len, "%s", stmt->lock ? " FOR UPDATE" : "");
-        len += n > 0 ? (size_t)n : 0;
+        fits = n >= 0 && (size_t)n < cap - len;
     }
-    if (len >= cap) {
+    if (!fits) {
         return lars_store_fail(store, -EOVERFLOW, "mysql: %s: statement too long", stmt->what);
     }
     return 0;
 }
 
-static int my_exec(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
-                   size_t nargs, int64_t *changed)
+/* Room for the longest statement: RouteNodeMeta's insert with its tags
+ * escaped (each character may double). */
+#define STMT_MAX 4096
+
+static int my_exec(struct lars_store *store, enum lars_store_stmt_id id,
+                   const struct lars_store_arg *args, size_t nargs, int64_t *changed)
 {
-    char sql[512];
+    char sql[STMT_MAX];
     int rc = format_stmt(store, id, args, nargs, sql, sizeof(sql));
     if (rc < 0) {
         return rc;
@@ -430,10 +478,11 @@ static int my_exec(struct lars_store *store, enum lars_store_stmt_id id, const i
     return rc;
 }
 
-static int my_query_rows(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
-                         size_t nargs, lars_store_row_fn row, void *ctx)
+static int my_query_rows(struct lars_store *store, enum lars_store_stmt_id id,
+                         const struct lars_store_arg *args, size_t nargs, lars_store_row_fn row,
+                         void *ctx)
 {
-    char sql[512];
+    char sql[STMT_MAX];
     MYSQL_RES *res = NULL;
     int rc = format_stmt(store, id, args, nargs, sql, sizeof(sql));
     if (rc < 0) {
@@ -445,30 +494,58 @@ static int my_query_rows(struct lars_store *store, enum lars_store_stmt_id id, c
     }
     unsigned ncols = mysql_num_fields(res);
     int64_t cols[LARS_STORE_MAX_COLS];
+    const char *texts[LARS_STORE_MAX_COLS];
     MYSQL_ROW r;
     while (rc == 0 && (r = mysql_fetch_row(res)) != NULL) {
         for (unsigned i = 0; i < ncols && i < LARS_STORE_MAX_COLS; i++) {
             cols[i] = num(r[i]);
+            texts[i] = r[i];
         }
-        rc = row(store, ctx, cols);
+        rc = row(store, ctx, cols, texts);
     }
     mysql_free_result(res);
     return rc;
 }
 
-/* One multi-row INSERT per STATUS_ROWS_PER_STMT rows. */
+/* Appends row r of a status INSERT (the ip column is ip6's text for
+ * ServerCallStatus6: inet_ntop's form needs no escaping). */
+static size_t status_row(char *sql, size_t cap, const struct lars_store_status *r, bool first,
+                         bool v6)
+{
+    char ip[48];
+    if (v6) {
+        char text[46];
+        lars_store_ip6_text(r->ip6, text);
+        snprintf(ip, sizeof(ip), "'%s'", text);
+    } else {
+        snprintf(ip, sizeof(ip), "%" PRIu32, r->ip);
+    }
+    int n = snprintf(sql, cap,
+                     "%s(%" PRId32 ",%" PRId32 ",%s,%" PRIu16 ",%" PRIu32 ",%" PRId64 ",%" PRId64
+                     ",%" PRIu32 ",'%c')",
+                     first ? "" : ",", r->modid, r->cmdid, ip, r->port, r->caller,
+                     lars_store_clamp_cnt(r->succ), lars_store_clamp_cnt(r->err), r->ts,
+                     r->overload ? '1' : '0');
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* One multi-row INSERT per STATUS_ROWS_PER_STMT rows of the family. */
 static int my_upsert_status(struct lars_store *store, const struct lars_store_status *rows,
-                            size_t n)
+                            size_t n, bool v6)
 {
     struct mysql_store *m = impl(store);
-    static const char head[] =
-        "INSERT INTO ServerCallStatus"
-        "(modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload) VALUES ";
+    const char *head = v6 ? "INSERT INTO ServerCallStatus6"
+                            "(modid, cmdid, ip6, port, caller, succ_cnt, err_cnt, ts, overload)"
+                            " VALUES "
+                          : "INSERT INTO ServerCallStatus"
+                            "(modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts, overload)"
+                            " VALUES ";
     /* VALUES() rather than the 8.0.19 row alias: MariaDB has no alias. */
     static const char tail[] = " ON DUPLICATE KEY UPDATE caller = VALUES(caller),"
                                " succ_cnt = VALUES(succ_cnt), err_cnt = VALUES(err_cnt),"
                                " ts = VALUES(ts), overload = VALUES(overload)";
-    size_t need = sizeof(head) + sizeof(tail) + (size_t)STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
+    size_t head_len = strlen(head);
+    size_t need = head_len + sizeof(tail) + (size_t)STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
     if (m->sql_cap < need) {
         char *p = realloc(m->sql, need);
         if (p == NULL) {
@@ -477,25 +554,25 @@ static int my_upsert_status(struct lars_store *store, const struct lars_store_st
         m->sql = p;
         m->sql_cap = need;
     }
-    for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < STATUS_ROWS_PER_STMT ? n - done : STATUS_ROWS_PER_STMT;
-        size_t len = sizeof(head) - 1;
+    size_t i = 0;
+    while (i < n) {
+        size_t len = head_len;
+        size_t chunk = 0;
         memcpy(m->sql, head, len);
-        for (size_t i = 0; i < chunk; i++) {
-            const struct lars_store_status *r = &rows[done + i];
-            len += (size_t)snprintf(m->sql + len, m->sql_cap - len,
-                                    "%s(%" PRId32 ",%" PRId32 ",%" PRIu32 ",%" PRIu16 ",%" PRIu32
-                                    ",%" PRId64 ",%" PRId64 ",%" PRIu32 ",'%c')",
-                                    i ? "," : "", r->modid, r->cmdid, r->ip, r->port, r->caller,
-                                    lars_store_clamp_cnt(r->succ), lars_store_clamp_cnt(r->err),
-                                    r->ts, r->overload ? '1' : '0');
+        for (; i < n && chunk < STATUS_ROWS_PER_STMT; i++) {
+            if ((rows[i].family == AF_INET6) == v6) {
+                len += status_row(m->sql + len, m->sql_cap - len, &rows[i], chunk == 0, v6);
+                chunk++;
+            }
+        }
+        if (chunk == 0) {
+            break;
         }
         memcpy(m->sql + len, tail, sizeof(tail));
-        int rc = query(store, m->sql, "upsert ServerCallStatus");
+        int rc = query(store, m->sql, v6 ? "upsert ServerCallStatus6" : "upsert ServerCallStatus");
         if (rc < 0) {
             return rc;
         }
-        done += chunk;
     }
     return 0;
 }

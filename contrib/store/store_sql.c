@@ -7,14 +7,61 @@
  *
  * Threads: the rule of store.h (one connection, one thread at a time).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
+#include "node_meta.h"
 #include "store_impl.h"
 
-/* Columns of the original schema (store.h); ?N are integer parameters. */
+/* The tables of the extensions (store.h). Text columns are VARCHAR in
+ * both dialects: ip6 holds inet_ntop's form (at most 45 characters), tags
+ * at most LARS_STORE_TAGS_MAX * (LARS_STORE_TAG_MAX + 1) characters. */
+#define NODE_KEY_COLS_SQLITE " modid INT UNSIGNED NOT NULL, cmdid INT UNSIGNED NOT NULL,"
+#define NODE_KEY_COLS_MYSQL " `modid` int(10) unsigned NOT NULL, `cmdid` int(10) unsigned NOT NULL,"
+const struct lars_store_table lars_store_new_tables[] = {
+    {"RouteData6",
+     "CREATE TABLE RouteData6 (id INTEGER PRIMARY KEY AUTOINCREMENT," NODE_KEY_COLS_SQLITE
+     " serverip6 VARCHAR(45) NOT NULL, serverport INT UNSIGNED NOT NULL);"
+     "CREATE INDEX RouteData6_module ON RouteData6(modid, cmdid)",
+     "CREATE TABLE IF NOT EXISTS `RouteData6` (`id` int(10) unsigned NOT NULL "
+     "AUTO_INCREMENT," NODE_KEY_COLS_MYSQL
+     " `serverip6` varchar(45) NOT NULL, `serverport` int(10) unsigned NOT NULL,"
+     " PRIMARY KEY (`id`), KEY `module` (`modid`, `cmdid`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
+    {"RouteNodeMeta",
+     "CREATE TABLE RouteNodeMeta (" NODE_KEY_COLS_SQLITE " ip INT UNSIGNED NOT NULL,"
+     " ip6 VARCHAR(45) NOT NULL, port INT UNSIGNED NOT NULL, weight INT UNSIGNED NOT NULL,"
+     " zone VARCHAR(63) NOT NULL, tags VARCHAR(1024) NOT NULL, draining INT NOT NULL,"
+     " PRIMARY KEY (modid, cmdid, ip, ip6, port))",
+     "CREATE TABLE IF NOT EXISTS `RouteNodeMeta` (" NODE_KEY_COLS_MYSQL
+     " `ip` int(10) unsigned NOT NULL, `ip6` varchar(45) NOT NULL,"
+     " `port` int(10) unsigned NOT NULL, `weight` int(10) unsigned NOT NULL,"
+     " `zone` varchar(63) NOT NULL, `tags` varchar(1024) NOT NULL, `draining` tinyint(1) NOT NULL,"
+     " PRIMARY KEY (`modid`, `cmdid`, `ip`, `ip6`, `port`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
+    {"ServerCallStatus6",
+     "CREATE TABLE ServerCallStatus6 (modid INT NOT NULL, cmdid INT NOT NULL,"
+     " ip6 VARCHAR(45) NOT NULL, port INT UNSIGNED NOT NULL, caller INT UNSIGNED NOT NULL,"
+     " succ_cnt INT NOT NULL, err_cnt INT NOT NULL, ts BIGINT NOT NULL, overload CHAR(1) NOT NULL,"
+     " PRIMARY KEY (modid, cmdid, ip6, port, caller))",
+     "CREATE TABLE IF NOT EXISTS `ServerCallStatus6` (`modid` int(11) NOT NULL,"
+     " `cmdid` int(11) NOT NULL, `ip6` varchar(45) NOT NULL, `port` int(11) unsigned NOT NULL,"
+     " `caller` int(11) unsigned NOT NULL, `succ_cnt` int(11) NOT NULL, `err_cnt` int(11) NOT NULL,"
+     " `ts` bigint(20) NOT NULL, `overload` char(1) NOT NULL,"
+     " PRIMARY KEY (`modid`,`cmdid`,`ip6`,`port`,`caller`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
+};
+const size_t lars_store_n_new_tables =
+    sizeof(lars_store_new_tables) / sizeof(lars_store_new_tables[0]);
+
+/* A node's metadata, or the defaults when it has no RouteNodeMeta row. */
+#define META_COLS                                                                                  \
+    " COALESCE(m.weight, 0), COALESCE(m.zone, ''), COALESCE(m.tags, ''), COALESCE(m.draining, 0)"
+
+/* Columns of the original schema (store.h) and of the extensions' tables;
+ * ?N are parameters. */
 const struct lars_store_stmt lars_store_stmts[LARS_STMT_COUNT] = {
     [LARS_STMT_LOAD_ROUTES] = {"SELECT modid, cmdid, serverip, serverport FROM RouteData"
                                " ORDER BY modid, cmdid, serverip, serverport",
@@ -47,10 +94,45 @@ const struct lars_store_stmt lars_store_stmts[LARS_STMT_COUNT] = {
     [LARS_STMT_INSERT_CHANGE] = {"INSERT INTO RouteChange(modid, cmdid, version)"
                                  " VALUES (?1, ?2, ?3)",
                                  "insert RouteChange", false},
+    /* Column 10 is the IPv6 node's address ('' for IPv4, so they sort
+     * first). */
     [LARS_STMT_LIST_STATUS] = {"SELECT modid, cmdid, ip, port, caller, succ_cnt, err_cnt, ts,"
-                               " overload FROM ServerCallStatus"
-                               " ORDER BY modid, cmdid, ip, port, caller",
+                               " overload, '' FROM ServerCallStatus UNION ALL"
+                               " SELECT modid, cmdid, 0, port, caller, succ_cnt, err_cnt, ts,"
+                               " overload, ip6 FROM ServerCallStatus6"
+                               " ORDER BY 10, 1, 2, 3, 4, 5",
                                "read ServerCallStatus", false},
+    [LARS_STMT_LOAD_NODES] = {"SELECT r.modid, r.cmdid, r.serverip, '', r.serverport," META_COLS
+                              " FROM RouteData r LEFT JOIN RouteNodeMeta m ON m.modid = r.modid"
+                              " AND m.cmdid = r.cmdid AND m.ip = r.serverip AND m.ip6 = ''"
+                              " AND m.port = r.serverport UNION ALL"
+                              " SELECT r.modid, r.cmdid, 0, r.serverip6, r.serverport," META_COLS
+                              " FROM RouteData6 r LEFT JOIN RouteNodeMeta m ON m.modid = r.modid"
+                              " AND m.cmdid = r.cmdid AND m.ip = 0 AND m.ip6 = r.serverip6"
+                              " AND m.port = r.serverport ORDER BY 1, 2, 4, 3, 5",
+                              "load RouteData and RouteData6", false},
+    /* The same parameters as their RouteData twins, ?3 the address text. */
+    [LARS_STMT_FIND_ROUTE6] = {"SELECT 1 FROM RouteData6 WHERE modid = ?1 AND cmdid = ?2"
+                               " AND serverip6 = ?3 AND serverport = ?4 LIMIT 1",
+                               "look up RouteData6", true},
+    [LARS_STMT_INSERT_ROUTE6] = {"INSERT INTO RouteData6(modid, cmdid, serverip6, serverport)"
+                                 " VALUES (?1, ?2, ?3, ?4)",
+                                 "insert RouteData6", false},
+    [LARS_STMT_DELETE_ROUTE6] = {"DELETE FROM RouteData6 WHERE modid = ?1 AND cmdid = ?2"
+                                 " AND serverip6 = ?3 AND serverport = ?4",
+                                 "delete RouteData6", false},
+    /* ?1..?5: modid, cmdid, ip, ip6, port (the key); ?6..?9 weight, zone,
+     * tags, draining. */
+    [LARS_STMT_GET_META] = {"SELECT weight, zone, tags, draining FROM RouteNodeMeta"
+                            " WHERE modid = ?1 AND cmdid = ?2 AND ip = ?3 AND ip6 = ?4"
+                            " AND port = ?5",
+                            "read RouteNodeMeta", true},
+    [LARS_STMT_DELETE_META] = {"DELETE FROM RouteNodeMeta WHERE modid = ?1 AND cmdid = ?2"
+                               " AND ip = ?3 AND ip6 = ?4 AND port = ?5",
+                               "delete RouteNodeMeta", false},
+    [LARS_STMT_INSERT_META] = {"INSERT INTO RouteNodeMeta(modid, cmdid, ip, ip6, port, weight,"
+                               " zone, tags, draining) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               "insert RouteNodeMeta", false},
 };
 
 int64_t lars_store_clamp_cnt(uint32_t v)
@@ -72,13 +154,14 @@ static int64_t next_version(int64_t old)
 struct collect {
     const char *what;
     size_t elem;
-    void (*decode)(const int64_t *cols, void *item);
+    void (*decode)(const int64_t *cols, const char *const *texts, void *item);
     char *items;
     size_t len;
     size_t cap;
 };
 
-static int collect_row(struct lars_store *store, void *ctx, const int64_t *cols)
+static int collect_row(struct lars_store *store, void *ctx, const int64_t *cols,
+                       const char *const *texts)
 {
     struct collect *c = ctx;
     if (c->len == c->cap) {
@@ -90,17 +173,17 @@ static int collect_row(struct lars_store *store, void *ctx, const int64_t *cols)
         c->items = p;
         c->cap = ncap;
     }
-    c->decode(cols, c->items + c->len * c->elem);
+    c->decode(cols, texts, c->items + c->len * c->elem);
     c->len++;
     return 0;
 }
 
 struct read_arg {
     enum lars_store_stmt_id id;
-    const int64_t *args;
+    const struct lars_store_arg *args;
     size_t nargs;
     size_t elem;
-    void (*decode)(const int64_t *cols, void *item);
+    void (*decode)(const int64_t *cols, const char *const *texts, void *item);
     void **rows;
     size_t *n;
 };
@@ -165,8 +248,9 @@ static int transaction(struct lars_store *store, int (*step)(struct lars_store *
     return store->ops->run(store, op_transaction, &t);
 }
 
-static void decode_route(const int64_t *cols, void *item)
+static void decode_route(const int64_t *cols, const char *const *texts, void *item)
 {
+    (void)texts;
     struct lars_store_route *r = item;
     r->modid = (int32_t)cols[0];
     r->cmdid = (int32_t)cols[1];
@@ -190,9 +274,11 @@ struct version_row {
     bool found;
 };
 
-static int version_row(struct lars_store *store, void *ctx, const int64_t *cols)
+static int version_row(struct lars_store *store, void *ctx, const int64_t *cols,
+                       const char *const *texts)
 {
     (void)store;
+    (void)texts;
     struct version_row *v = ctx;
     v->version = cols[0];
     v->found = true;
@@ -211,8 +297,9 @@ static int read_version(struct lars_store *store, bool lock, struct version_row 
 
 static int write_version(struct lars_store *store, int64_t version, bool found)
 {
+    const struct lars_store_arg arg = {.i = version};
     return store->ops->exec(store, found ? LARS_STMT_UPDATE_VERSION : LARS_STMT_INSERT_VERSION,
-                            &version, 1, NULL);
+                            &arg, 1, NULL);
 }
 
 static int op_route_version(struct lars_store *store, void *arg)
@@ -231,8 +318,9 @@ int lars_store_route_version(struct lars_store *store, int64_t *version)
 
 /* ---- RouteChange ---- */
 
-static void decode_module(const int64_t *cols, void *item)
+static void decode_module(const int64_t *cols, const char *const *texts, void *item)
 {
+    (void)texts;
     struct lars_store_module *m = item;
     m->modid = (int32_t)cols[0];
     m->cmdid = (int32_t)cols[1];
@@ -241,8 +329,9 @@ static void decode_module(const int64_t *cols, void *item)
 int lars_store_route_changes(struct lars_store *store, int64_t up_to,
                              struct lars_store_module **modules, size_t *n)
 {
+    const struct lars_store_arg arg = {.i = up_to};
     return read_all(store, (struct read_arg){.id = LARS_STMT_CHANGES,
-                                             .args = &up_to,
+                                             .args = &arg,
                                              .nargs = 1,
                                              .elem = sizeof(**modules),
                                              .decode = decode_module,
@@ -261,24 +350,202 @@ int lars_store_delete_changes(struct lars_store *store, int64_t up_to)
     if (up_to < 0) {
         return 0;
     }
-    return store->ops->run(store, op_delete_changes, &up_to);
+    struct lars_store_arg arg = {.i = up_to};
+    return store->ops->run(store, op_delete_changes, &arg);
 }
 
-/* ---- admin operations ---- */
+/* ---- nodes and their metadata ---- */
 
-static int check_route(struct lars_store *store, const struct lars_store_route *route)
+void lars_store_ip6_text(const uint8_t ip6[16], char text[46])
 {
-    if (route->modid < 0 || route->cmdid < 0) {
-        return lars_store_fail(store, -EINVAL,
-                               "route %d/%d: modid and cmdid must be 0..2147483647 (the "
-                               "original schema stores them unsigned)",
-                               route->modid, route->cmdid);
+    if (inet_ntop(AF_INET6, ip6, text, 46) == NULL) {
+        text[0] = '\0'; /* cannot happen: 46 bytes hold any IPv6 text */
+    }
+}
+
+static bool is_v6(const struct lars_store_node *n)
+{
+    return n->family == AF_INET6;
+}
+
+/* "1.2.3.4:80" or "[::1]:80", for messages. */
+static void node_addr(const struct lars_store_node *n, char *buf, size_t len)
+{
+    char ip[46];
+    if (is_v6(n)) {
+        lars_store_ip6_text(n->ip6, ip);
+        snprintf(buf, len, "[%s]:%u", ip, (unsigned)n->port);
+    } else {
+        struct in_addr a = {.s_addr = htonl(n->ip)};
+        inet_ntop(AF_INET, &a, ip, sizeof(ip));
+        snprintf(buf, len, "%s:%u", ip, (unsigned)n->port);
+    }
+}
+
+static int check_tag(const char *tag, char *err, size_t err_len)
+{
+    if (strnlen(tag, LARS_STORE_TAG_MAX + 1) > LARS_STORE_TAG_MAX) {
+        snprintf(err, err_len, "tag \"%.40s...\" is longer than %d characters", tag,
+                 LARS_STORE_TAG_MAX);
+        return -EINVAL;
+    }
+    /* The agent drops what node_meta.h refuses: refuse it here first. It
+     * allows no ',', which separates tags in RouteNodeMeta.tags. */
+    if (!lars_tag_valid(tag)) {
+        snprintf(err, err_len,
+                 "tag \"%s\" must be key=value, a non-empty key and a value of letters, digits "
+                 "and . _ : - (and / in the value)",
+                 tag);
+        return -EINVAL;
     }
     return 0;
 }
 
+int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len)
+{
+    if (node->modid < 0 || node->cmdid < 0) {
+        snprintf(err, err_len,
+                 "route %d/%d: modid and cmdid must be 0..2147483647 (the original schema "
+                 "stores them unsigned)",
+                 node->modid, node->cmdid);
+        return -EINVAL;
+    }
+    if (node->family != 0 && node->family != AF_INET && node->family != AF_INET6) {
+        snprintf(err, err_len, "node family %u is neither AF_INET nor AF_INET6",
+                 (unsigned)node->family);
+        return -EINVAL;
+    }
+    if (node->weight > LARS_WEIGHT_MAX) {
+        snprintf(err, err_len, "weight %u is out of range 1..%u (0 = unset = %u)", node->weight,
+                 LARS_WEIGHT_MAX, LARS_WEIGHT_DEFAULT);
+        return -EINVAL;
+    }
+    if (strnlen(node->zone, sizeof(node->zone)) > LARS_STORE_ZONE_MAX) {
+        snprintf(err, err_len, "zone is longer than %d characters", LARS_STORE_ZONE_MAX);
+        return -EINVAL;
+    }
+    if (!lars_zone_name_valid(node->zone)) {
+        snprintf(err, err_len, "zone \"%s\" may hold only letters, digits and . _ : -", node->zone);
+        return -EINVAL;
+    }
+    if (node->n_tags > LARS_STORE_TAGS_MAX) {
+        snprintf(err, err_len, "%u tags: at most %d per node", node->n_tags, LARS_STORE_TAGS_MAX);
+        return -EINVAL;
+    }
+    for (uint32_t i = 0; i < node->n_tags; i++) {
+        int rc = check_tag(node->tags[i], err, err_len);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static bool has_meta(const struct lars_store_node *n)
+{
+    return n->weight != 0 || n->draining || n->zone[0] != '\0' || n->n_tags > 0;
+}
+
+/* Splits RouteNodeMeta.tags ("k=v,k2=v2") into node->tags; what does not
+ * fit the bounds is dropped (only a hand-edited row can hold it). */
+static void split_tags(const char *text, struct lars_store_node *node)
+{
+    node->n_tags = 0;
+    while (text != NULL && *text != '\0' && node->n_tags < LARS_STORE_TAGS_MAX) {
+        size_t len = strcspn(text, ",");
+        if (len > 0 && len <= LARS_STORE_TAG_MAX) {
+            memcpy(node->tags[node->n_tags], text, len);
+            node->tags[node->n_tags][len] = '\0';
+            node->n_tags++;
+        }
+        text += len;
+        text += *text == ',';
+    }
+}
+
+static void join_tags(const struct lars_store_node *node, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < node->n_tags && used < len; i++) {
+        int n = snprintf(out + used, len - used, "%s%s", i ? "," : "", node->tags[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/* Columns weight, zone, tags, draining starting at first. */
+static void decode_meta(const int64_t *cols, const char *const *texts, size_t first,
+                        struct lars_store_node *n)
+{
+    n->weight = (uint32_t)cols[first];
+    snprintf(n->zone, sizeof(n->zone), "%s", texts[first + 1] ? texts[first + 1] : "");
+    split_tags(texts[first + 2], n);
+    n->draining = cols[first + 3] != 0;
+}
+
+static void decode_node(const int64_t *cols, const char *const *texts, void *item)
+{
+    struct lars_store_node *n = item;
+    memset(n, 0, sizeof(*n));
+    n->modid = (int32_t)cols[0];
+    n->cmdid = (int32_t)cols[1];
+    n->port = (uint16_t)cols[4];
+    if (texts[3] != NULL && texts[3][0] != '\0') {
+        n->family = AF_INET6;
+        if (inet_pton(AF_INET6, texts[3], n->ip6) != 1) {
+            memset(n->ip6, 0, sizeof(n->ip6)); /* a hand-edited row: served as :: */
+        }
+    } else {
+        n->family = AF_INET;
+        n->ip = (uint32_t)cols[2];
+    }
+    decode_meta(cols, texts, 5, n);
+}
+
+int lars_store_load_nodes(struct lars_store *store, struct lars_store_node **rows, size_t *n)
+{
+    return read_all(store, (struct read_arg){.id = LARS_STMT_LOAD_NODES,
+                                             .elem = sizeof(**rows),
+                                             .decode = decode_node,
+                                             .rows = (void **)rows,
+                                             .n = n});
+}
+
+/* A node's parameters: ?1..?4 of the RouteData(6) statements are modid,
+ * cmdid, address, port; ?1..?9 of the RouteNodeMeta ones the key (modid,
+ * cmdid, ip, ip6, port) and the metadata. */
+struct node_args {
+    char ip6[46];
+    char tags[LARS_STORE_TAGS_MAX * (LARS_STORE_TAG_MAX + 1)];
+    struct lars_store_arg route[4];
+    struct lars_store_arg meta[9];
+};
+
+static void node_args(const struct lars_store_node *n, struct node_args *a)
+{
+    a->ip6[0] = '\0';
+    if (is_v6(n)) {
+        lars_store_ip6_text(n->ip6, a->ip6);
+    }
+    join_tags(n, a->tags, sizeof(a->tags));
+    uint32_t ip = is_v6(n) ? 0 : n->ip;
+    a->route[0] = (struct lars_store_arg){.i = n->modid};
+    a->route[1] = (struct lars_store_arg){.i = n->cmdid};
+    a->route[2] = (struct lars_store_arg){.i = ip, .text = is_v6(n) ? a->ip6 : NULL};
+    a->route[3] = (struct lars_store_arg){.i = n->port};
+    a->meta[0] = a->route[0];
+    a->meta[1] = a->route[1];
+    a->meta[2] = (struct lars_store_arg){.i = ip};
+    a->meta[3] = (struct lars_store_arg){.text = a->ip6};
+    a->meta[4] = a->route[3];
+    a->meta[5] = (struct lars_store_arg){.i = n->weight};
+    a->meta[6] = (struct lars_store_arg){.text = n->zone};
+    a->meta[7] = (struct lars_store_arg){.text = a->tags};
+    a->meta[8] = (struct lars_store_arg){.i = n->draining ? 1 : 0};
+}
+
 /* Inside the caller's transaction: bump RouteVersion, log the module. */
-static int note_change(struct lars_store *store, const struct lars_store_route *route)
+static int note_change(struct lars_store *store, const struct lars_store_node *node)
 {
     struct version_row v;
     int rc = read_version(store, true, &v);
@@ -290,82 +557,190 @@ static int note_change(struct lars_store *store, const struct lars_store_route *
     if (rc < 0) {
         return rc;
     }
-    const int64_t args[] = {route->modid, route->cmdid, version};
+    const struct lars_store_arg args[] = {{.i = node->modid}, {.i = node->cmdid}, {.i = version}};
     return store->ops->exec(store, LARS_STMT_INSERT_CHANGE, args, 3, NULL);
 }
 
-static int count_row(struct lars_store *store, void *ctx, const int64_t *cols)
+static int count_row(struct lars_store *store, void *ctx, const int64_t *cols,
+                     const char *const *texts)
 {
     (void)store;
     (void)cols;
+    (void)texts;
     ++*(size_t *)ctx;
     return 0;
 }
 
-/* The steps that differ between add and del; the transaction around them
- * and the RouteChange note are the same. */
-static int add_step(struct lars_store *store, const struct lars_store_route *r, const int64_t *args)
+static int find_node(struct lars_store *store, const struct lars_store_node *n,
+                     const struct node_args *a, size_t *found)
 {
+    *found = 0;
+    return store->ops->query(store, is_v6(n) ? LARS_STMT_FIND_ROUTE6 : LARS_STMT_FIND_ROUTE,
+                             a->route, 4, count_row, found);
+}
+
+/* Replaces the node's RouteNodeMeta row by its metadata (none when it has
+ * none): delete and insert, which both dialects say alike. */
+static int write_meta(struct lars_store *store, const struct lars_store_node *n,
+                      const struct node_args *a)
+{
+    int rc = store->ops->exec(store, LARS_STMT_DELETE_META, a->meta, 5, NULL);
+    if (rc < 0 || !has_meta(n)) {
+        return rc;
+    }
+    return store->ops->exec(store, LARS_STMT_INSERT_META, a->meta, 9, NULL);
+}
+
+/* The steps that differ between add, del and update; the transaction
+ * around them and the RouteChange note are the same. */
+struct node_op {
+    const struct lars_store_node *node;
+    lars_store_node_edit_fn edit; /* update only */
+    void *ctx;
+    struct lars_store_node *out;
+    int (*step)(struct lars_store *store, const struct node_op *op, struct node_args *a);
+};
+
+static int add_step(struct lars_store *store, const struct node_op *op, struct node_args *a)
+{
+    const struct lars_store_node *n = op->node;
+    char addr[64];
     size_t found = 0;
-    int rc = store->ops->query(store, LARS_STMT_FIND_ROUTE, args, 4, count_row, &found);
+    int rc = find_node(store, n, a, &found);
     if (rc < 0) {
         return rc;
     }
     if (found > 0) {
-        return lars_store_fail(store, -EEXIST, "route %d/%d %u:%u already exists", r->modid,
-                               r->cmdid, r->ip, r->port);
+        node_addr(n, addr, sizeof(addr));
+        return lars_store_fail(store, -EEXIST, "route %d/%d %s already exists", n->modid, n->cmdid,
+                               addr);
     }
-    return store->ops->exec(store, LARS_STMT_INSERT_ROUTE, args, 4, NULL);
+    rc = store->ops->exec(store, is_v6(n) ? LARS_STMT_INSERT_ROUTE6 : LARS_STMT_INSERT_ROUTE,
+                          a->route, 4, NULL);
+    /* A row left by a node deleted behind our back (by the original's
+     * console) must not come back with it. */
+    return rc < 0 ? rc : write_meta(store, n, a);
 }
 
-static int del_step(struct lars_store *store, const struct lars_store_route *r, const int64_t *args)
+static int del_step(struct lars_store *store, const struct node_op *op, struct node_args *a)
 {
+    const struct lars_store_node *n = op->node;
+    char addr[64];
     int64_t changed = 0;
-    int rc = store->ops->exec(store, LARS_STMT_DELETE_ROUTE, args, 4, &changed);
+    int rc = store->ops->exec(store, is_v6(n) ? LARS_STMT_DELETE_ROUTE6 : LARS_STMT_DELETE_ROUTE,
+                              a->route, 4, &changed);
     if (rc < 0) {
         return rc;
     }
     if (changed == 0) {
-        return lars_store_fail(store, -ENOENT, "route %d/%d %u:%u does not exist", r->modid,
-                               r->cmdid, r->ip, r->port);
+        node_addr(n, addr, sizeof(addr));
+        return lars_store_fail(store, -ENOENT, "route %d/%d %s does not exist", n->modid, n->cmdid,
+                               addr);
     }
+    return store->ops->exec(store, LARS_STMT_DELETE_META, a->meta, 5, NULL);
+}
+
+static int meta_row(struct lars_store *store, void *ctx, const int64_t *cols,
+                    const char *const *texts)
+{
+    (void)store;
+    decode_meta(cols, texts, 0, ctx);
     return 0;
 }
 
-struct route_arg {
-    const struct lars_store_route *route;
-    int (*step)(struct lars_store *store, const struct lars_store_route *r, const int64_t *args);
-};
-
-static int change_route_step(struct lars_store *store, const void *arg)
+static int update_step(struct lars_store *store, const struct node_op *op, struct node_args *a)
 {
-    const struct route_arg *a = arg;
-    const struct lars_store_route *r = a->route;
-    const int64_t args[] = {r->modid, r->cmdid, r->ip, r->port};
-    int rc = a->step(store, r, args);
-    return rc < 0 ? rc : note_change(store, r);
-}
-
-static int change_route(struct lars_store *store, const struct lars_store_route *route,
-                        int (*step)(struct lars_store *, const struct lars_store_route *,
-                                    const int64_t *))
-{
-    int rc = check_route(store, route);
+    char addr[64];
+    char why[256] = "";
+    size_t found = 0;
+    int rc = find_node(store, op->node, a, &found);
     if (rc < 0) {
         return rc;
     }
-    struct route_arg a = {.route = route, .step = step};
-    return transaction(store, change_route_step, &a);
+    node_addr(op->node, addr, sizeof(addr));
+    if (found == 0) {
+        return lars_store_fail(store, -ENOENT, "route %d/%d %s does not exist", op->node->modid,
+                               op->node->cmdid, addr);
+    }
+    /* The key as given, the metadata as stored (defaults without a row). */
+    struct lars_store_node *n = op->out;
+    *n = *op->node;
+    n->weight = 0;
+    n->draining = false;
+    n->zone[0] = '\0';
+    n->n_tags = 0;
+    rc = store->ops->query(store, LARS_STMT_GET_META, a->meta, 5, meta_row, n);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = op->edit(n, op->ctx, why, sizeof(why));
+    if (rc == 0) {
+        rc = lars_store_node_check(n, why, sizeof(why));
+    }
+    if (rc < 0) {
+        return lars_store_fail(store, rc, "route %d/%d %s: %s", n->modid, n->cmdid, addr, why);
+    }
+    node_args(n, a); /* the key is unchanged: only the metadata arguments differ */
+    return write_meta(store, n, a);
+}
+
+static int node_step(struct lars_store *store, const void *arg)
+{
+    const struct node_op *op = arg;
+    struct node_args a;
+    node_args(op->node, &a);
+    int rc = op->step(store, op, &a);
+    return rc < 0 ? rc : note_change(store, op->node);
+}
+
+static int change_node(struct lars_store *store, struct node_op *op)
+{
+    char why[256];
+    int rc = lars_store_node_check(op->node, why, sizeof(why));
+    if (rc < 0) {
+        return lars_store_fail(store, rc, "%s", why);
+    }
+    return transaction(store, node_step, op);
+}
+
+int lars_store_node_add(struct lars_store *store, const struct lars_store_node *node)
+{
+    struct node_op op = {.node = node, .step = add_step};
+    return change_node(store, &op);
+}
+
+int lars_store_node_del(struct lars_store *store, const struct lars_store_node *node)
+{
+    struct node_op op = {.node = node, .step = del_step};
+    return change_node(store, &op);
+}
+
+int lars_store_node_update(struct lars_store *store, const struct lars_store_node *node,
+                           lars_store_node_edit_fn edit, void *ctx, struct lars_store_node *out)
+{
+    struct lars_store_node scratch = {0};
+    struct node_op op = {
+        .node = node, .edit = edit, .ctx = ctx, .out = out ? out : &scratch, .step = update_step};
+    return change_node(store, &op);
+}
+
+/* The original's RouteData rows are IPv4 nodes without metadata. */
+static struct lars_store_node node_of_route(const struct lars_store_route *r)
+{
+    return (struct lars_store_node){
+        .modid = r->modid, .cmdid = r->cmdid, .family = AF_INET, .ip = r->ip, .port = r->port};
 }
 
 int lars_store_route_add(struct lars_store *store, const struct lars_store_route *route)
 {
-    return change_route(store, route, add_step);
+    struct lars_store_node n = node_of_route(route);
+    return lars_store_node_add(store, &n);
 }
 
 int lars_store_route_del(struct lars_store *store, const struct lars_store_route *route)
 {
-    return change_route(store, route, del_step);
+    struct lars_store_node n = node_of_route(route);
+    return lars_store_node_del(store, &n);
 }
 
 static int set_version_step(struct lars_store *store, const void *arg)
@@ -396,7 +771,8 @@ struct status_arg {
 static int put_status_step(struct lars_store *store, const void *arg)
 {
     const struct status_arg *a = arg;
-    return store->ops->upsert_status(store, a->rows, a->n);
+    int rc = store->ops->upsert_status(store, a->rows, a->n, false);
+    return rc < 0 ? rc : store->ops->upsert_status(store, a->rows, a->n, true);
 }
 
 int lars_store_put_status(struct lars_store *store, const struct lars_store_status *rows, size_t n)
@@ -408,9 +784,17 @@ int lars_store_put_status(struct lars_store *store, const struct lars_store_stat
     return transaction(store, put_status_step, &a);
 }
 
-static void decode_status(const int64_t *cols, void *item)
+static void decode_status(const int64_t *cols, const char *const *texts, void *item)
 {
     struct lars_store_status *r = item;
+    memset(r, 0, sizeof(*r));
+    r->family = AF_INET;
+    if (texts[9] != NULL && texts[9][0] != '\0') {
+        r->family = AF_INET6;
+        if (inet_pton(AF_INET6, texts[9], r->ip6) != 1) {
+            memset(r->ip6, 0, sizeof(r->ip6));
+        }
+    }
     r->modid = (int32_t)cols[0];
     r->cmdid = (int32_t)cols[1];
     r->ip = (uint32_t)cols[2];

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -53,7 +54,14 @@ static const char *const create_sql[][2] = {
 
 /* What only this backend runs; the shared statements are
  * lars_store_stmts (store_sql.c). */
-enum own_stmt { OWN_BEGIN, OWN_COMMIT, OWN_ROLLBACK, OWN_UPSERT_STATUS, OWN_COUNT };
+enum own_stmt {
+    OWN_BEGIN,
+    OWN_COMMIT,
+    OWN_ROLLBACK,
+    OWN_UPSERT_STATUS,
+    OWN_UPSERT_STATUS6,
+    OWN_COUNT
+};
 
 static const char *const own_sql[OWN_COUNT] = {
     [OWN_BEGIN] = "BEGIN IMMEDIATE",
@@ -67,6 +75,12 @@ static const char *const own_sql[OWN_COUNT] = {
                           " ON CONFLICT DO UPDATE SET caller = excluded.caller,"
                           " succ_cnt = excluded.succ_cnt, err_cnt = excluded.err_cnt,"
                           " ts = excluded.ts, overload = excluded.overload",
+    [OWN_UPSERT_STATUS6] = "INSERT INTO ServerCallStatus6"
+                           "(modid, cmdid, ip6, port, caller, succ_cnt, err_cnt, ts, overload)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                           " ON CONFLICT DO UPDATE SET succ_cnt = excluded.succ_cnt,"
+                           " err_cnt = excluded.err_cnt, ts = excluded.ts,"
+                           " overload = excluded.overload",
 };
 
 struct sqlite_store {
@@ -172,26 +186,39 @@ static int table_exists(struct lars_store *store, const char *name, bool *exists
 
 /* Creates missing tables and the RouteVersion row; leaves existing ones
  * alone, so an existing database keeps its own definitions. */
-static int create_schema(struct lars_store *store)
+static int create_table(struct lars_store *store, const char *name, const char *ddl)
 {
     struct sqlite_store *s = impl(store);
     char *msg = NULL;
+    bool exists = false;
+    int rc = table_exists(store, name, &exists);
+    if (rc < 0 || exists) {
+        return rc;
+    }
+    if (sqlite3_exec(s->db, ddl, NULL, NULL, &msg) != SQLITE_OK) {
+        rc = lars_store_fail(store, -EIO, "sqlite %s: create table %s: %s", s->path, name,
+                             msg ? msg : "?");
+        sqlite3_free(msg);
+    }
+    return rc;
+}
+
+static int create_schema(struct lars_store *store)
+{
+    struct sqlite_store *s = impl(store);
     int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         return db_fail(store, rc, "begin schema transaction");
     }
     for (size_t i = 0; i < sizeof(create_sql) / sizeof(create_sql[0]); i++) {
-        bool exists = false;
-        rc = table_exists(store, create_sql[i][0], &exists);
+        rc = create_table(store, create_sql[i][0], create_sql[i][1]);
         if (rc < 0) {
             goto fail;
         }
-        if (exists) {
-            continue;
-        }
-        if (sqlite3_exec(s->db, create_sql[i][1], NULL, NULL, &msg) != SQLITE_OK) {
-            rc = lars_store_fail(store, -EIO, "sqlite %s: create table %s: %s", s->path,
-                                 create_sql[i][0], msg ? msg : "?");
+    }
+    for (size_t i = 0; i < lars_store_n_new_tables; i++) {
+        rc = create_table(store, lars_store_new_tables[i].name, lars_store_new_tables[i].sqlite);
+        if (rc < 0) {
             goto fail;
         }
     }
@@ -211,7 +238,6 @@ static int create_schema(struct lars_store *store)
     return 0;
 
 fail:
-    sqlite3_free(msg);
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
@@ -300,19 +326,24 @@ fail:
     return rc;
 }
 
-/* Binds the integer parameters ?1..?nargs of a shared statement. */
+/* Binds the parameters ?1..?nargs of a shared statement (text is the
+ * caller's until the statement is reset: SQLITE_STATIC). */
 static sqlite3_stmt *bound(struct lars_store *store, enum lars_store_stmt_id id,
-                           const int64_t *args, size_t nargs)
+                           const struct lars_store_arg *args, size_t nargs)
 {
     sqlite3_stmt *st = impl(store)->st[id];
     for (size_t i = 0; i < nargs; i++) {
-        sqlite3_bind_int64(st, (int)i + 1, args[i]);
+        if (args[i].text != NULL) {
+            sqlite3_bind_text(st, (int)i + 1, args[i].text, -1, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_int64(st, (int)i + 1, args[i].i);
+        }
     }
     return st;
 }
 
-static int sqlite_exec(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
-                       size_t nargs, int64_t *changed)
+static int sqlite_exec(struct lars_store *store, enum lars_store_stmt_id id,
+                       const struct lars_store_arg *args, size_t nargs, int64_t *changed)
 {
     int rc = step_done(store, bound(store, id, args, nargs), lars_store_stmts[id].what);
     if (rc == 0 && changed != NULL) {
@@ -321,18 +352,21 @@ static int sqlite_exec(struct lars_store *store, enum lars_store_stmt_id id, con
     return rc;
 }
 
-static int sqlite_query(struct lars_store *store, enum lars_store_stmt_id id, const int64_t *args,
-                        size_t nargs, lars_store_row_fn row, void *ctx)
+static int sqlite_query(struct lars_store *store, enum lars_store_stmt_id id,
+                        const struct lars_store_arg *args, size_t nargs, lars_store_row_fn row,
+                        void *ctx)
 {
     sqlite3_stmt *st = bound(store, id, args, nargs);
     int ncols = sqlite3_column_count(st);
     int64_t cols[LARS_STORE_MAX_COLS];
+    const char *texts[LARS_STORE_MAX_COLS];
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         for (int i = 0; i < ncols && i < LARS_STORE_MAX_COLS; i++) {
             cols[i] = sqlite3_column_int64(st, i);
+            texts[i] = (const char *)sqlite3_column_text(st, i);
         }
-        rc = row(store, ctx, cols);
+        rc = row(store, ctx, cols, texts);
         if (rc < 0) {
             sqlite3_reset(st);
             return rc;
@@ -352,21 +386,30 @@ static int sqlite_run(struct lars_store *store, lars_store_op_fn op, void *arg)
 }
 
 static int sqlite_upsert_status(struct lars_store *store, const struct lars_store_status *rows,
-                                size_t n)
+                                size_t n, bool v6)
 {
-    sqlite3_stmt *st = impl(store)->own[OWN_UPSERT_STATUS];
+    sqlite3_stmt *st = impl(store)->own[v6 ? OWN_UPSERT_STATUS6 : OWN_UPSERT_STATUS];
     for (size_t i = 0; i < n; i++) {
         const struct lars_store_status *r = &rows[i];
+        char ip6[46];
+        if ((r->family == AF_INET6) != v6) {
+            continue;
+        }
         sqlite3_bind_int64(st, 1, r->modid);
         sqlite3_bind_int64(st, 2, r->cmdid);
-        sqlite3_bind_int64(st, 3, r->ip);
+        if (v6) {
+            lars_store_ip6_text(r->ip6, ip6);
+            sqlite3_bind_text(st, 3, ip6, -1, SQLITE_TRANSIENT);
+        } else {
+            sqlite3_bind_int64(st, 3, r->ip);
+        }
         sqlite3_bind_int64(st, 4, r->port);
         sqlite3_bind_int64(st, 5, r->caller);
         sqlite3_bind_int64(st, 6, lars_store_clamp_cnt(r->succ));
         sqlite3_bind_int64(st, 7, lars_store_clamp_cnt(r->err));
         sqlite3_bind_int64(st, 8, r->ts);
         sqlite3_bind_text(st, 9, r->overload ? "1" : "0", 1, SQLITE_STATIC);
-        int rc = step_done(store, st, "upsert ServerCallStatus");
+        int rc = step_done(store, st, v6 ? "upsert ServerCallStatus6" : "upsert ServerCallStatus");
         if (rc < 0) {
             return rc;
         }

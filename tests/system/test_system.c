@@ -20,6 +20,10 @@
  * LARS_TEST_KEEP=1 keeps the temp dir (configs, daemon logs, database);
  * LARS_IT_KEEP=1 the agents' dirs; LARS_TEST_FILTER=t_dns_outage runs one
  * test (a cmocka pattern).
+ *
+ * t_node_meta: weight, zone, tags, drain and an IPv6 node set with
+ * lars-admin reach the agent by push; a request without caps sees the
+ * original protocol (DESIGN §3.1).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -291,6 +295,28 @@ static void write_dns_conf_default(void)
 /* ---------------------------------------------------------------------- */
 /* lars-admin, the agent, rows */
 
+/* lars-admin -c dns.conf ARGS... (NULL-terminated); asserts exit 0. */
+static void admin(const char *first, ...)
+{
+    char *argv[24] = {(char *)LARS_ADMIN_BIN, (char *)"-c", ctx.dns.conf};
+    size_t n = 3;
+    char line[512] = "";
+    va_list ap;
+    va_start(ap, first);
+    for (const char *arg = first; arg && n < sizeof(argv) / sizeof(argv[0]) - 1;
+         arg = va_arg(ap, const char *)) {
+        argv[n++] = (char *)arg;
+        size_t used = strlen(line);
+        snprintf(line + used, sizeof(line) - used, " %s", arg);
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    int code = it_run(argv, 10000, NULL, NULL);
+    if (code != 0) {
+        fail_msg("lars-admin%s exited with %d", line, code);
+    }
+}
+
 /* lars-admin -c dns.conf route add|del MODID CMDID IP PORT; asserts exit 0. */
 static void admin_route(const char *op, int32_t modid, int32_t cmdid, const char *ip, unsigned port)
 {
@@ -298,21 +324,7 @@ static void admin_route(const char *op, int32_t modid, int32_t cmdid, const char
     snprintf(m, sizeof(m), "%d", modid);
     snprintf(c, sizeof(c), "%d", cmdid);
     snprintf(p, sizeof(p), "%u", port);
-    char *argv[] = {(char *)LARS_ADMIN_BIN,
-                    (char *)"-c",
-                    ctx.dns.conf,
-                    (char *)"route",
-                    (char *)op,
-                    m,
-                    c,
-                    (char *)ip,
-                    p,
-                    NULL};
-    int code = it_run(argv, 10000, NULL, NULL);
-    if (code != 0) {
-        fail_msg("lars-admin route %s %d %d %s %u exited with %d", op, modid, cmdid, ip, port,
-                 code);
-    }
+    admin("route", op, m, c, ip, p, NULL);
 }
 
 /* Starts this test's agent: dns_lars and report_lars on our daemons;
@@ -776,7 +788,7 @@ static void t_push_latency(void **state)
         printf("push latency (%s, poll_interval %g s): route add %ld, %ld, %ld ms; route del %ld, "
                "%ld, %ld ms; mean %ld ms, max %ld ms (lars-admin exit -> get_route shows it)\n",
                ctx.backend, ctx.dns_poll, add_ms[0], add_ms[1], add_ms[2], del_ms[0], del_ms[1],
-               del_ms[2], sum / (2 * ROUNDS), max);
+               del_ms[2], sum / (2L * ROUNDS), max);
     }
 
     /* The last node removed: the module is gone from the agent too. */
@@ -1046,6 +1058,135 @@ static void t_status_rows(void **state)
     agent_stop();
 }
 
+/* ---------------------------------------------------------------------- */
+/* 6. Weight, zone, tags, drain and an IPv6 node set with lars-admin reach a
+ *    running agent by push; a request without caps sees the original
+ *    protocol (DESIGN §3.1). */
+
+static const struct lars_host *host_on(const struct lars_host *hosts, size_t n, unsigned port)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (hosts[i].port == port) {
+            return &hosts[i];
+        }
+    }
+    return NULL;
+}
+
+static bool has_tag(const struct lars_host *h, const char *tag)
+{
+    for (unsigned i = 0; i < h->n_tags; i++) {
+        if (strcmp(h->tags[i], tag) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* 600/1 as liblars (caps) sees it after the drain, the set and the IPv6
+ * node of t_node_meta. */
+static bool meta_pushed(struct lars_client *c)
+{
+    struct lars_host hosts[8];
+    size_t n = 0;
+    if (route_now(c, 600, 1, hosts, 8, &n) != LARS_OK || n != 3) {
+        return false;
+    }
+    const struct lars_host *a = host_on(hosts, n, 9601);
+    const struct lars_host *b = host_on(hosts, n, 9602);
+    const struct lars_host *six = host_on(hosts, n, 9603);
+    static const uint8_t loopback6[16] = {[15] = 1};
+    return a && b && six && a->draining && a->weight == 300 && !b->draining && b->weight == 50 &&
+           has_tag(b, "canary=1") && six->family == AF_INET6 &&
+           memcmp(six->ip6, loopback6, 16) == 0 && strcmp(six->ip_str, "::1") == 0;
+}
+
+/* An original client's get_route (no caps) straight to the agent's port
+ * for the module: the decoded answer (free it), or NULL. */
+static Lars__GetRouteResponse *route_without_caps(int32_t modid, int32_t cmdid)
+{
+    int fd = it_udp_connect((uint16_t)(ctx.agent.base_port + (unsigned)(modid + cmdid) % 3));
+    assert_true(fd >= 0);
+    Lars__GetRouteRequest req = LARS__GET_ROUTE_REQUEST__INIT;
+    req.modid = modid;
+    req.cmdid = cmdid;
+    uint8_t buf[4096];
+    int len = it_raw_exchange(fd, LARS__MESSAGE_ID__ID_API_GetRouteRequest, &req.base,
+                              LARS__MESSAGE_ID__ID_API_GetRouteResponse, buf, sizeof(buf), 2000);
+    close(fd);
+    if (len < LARS_WIRE_HEADER_SIZE) {
+        return NULL;
+    }
+    return lars__get_route_response__unpack(NULL, (size_t)len - LARS_WIRE_HEADER_SIZE,
+                                            buf + LARS_WIRE_HEADER_SIZE);
+}
+
+static void t_node_meta(void **state)
+{
+    (void)state;
+    admin("route", "add", "600", "1", "127.0.0.1:9601", "--weight", "300", "--zone", "az1", "--tag",
+          "env=prod", NULL);
+    admin_route("add", 600, 1, "127.0.0.1", 9602); /* the original's form */
+    agent_start(60, 1000, 0);
+    struct lars_client *c = it_client(&ctx.agent, 0, 500);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 600, 1, 2, 5000), LARS_OK);
+    struct lars_host hosts[8];
+    size_t n = 0;
+    assert_int_equal(route_now(c, 600, 1, hosts, 8, &n), LARS_OK);
+    const struct lars_host *a = host_on(hosts, n, 9601);
+    assert_non_null(a);
+    assert_int_equal(a->weight, 300);
+    assert_string_equal(a->zone, "az1");
+    assert_true(has_tag(a, "env=prod"));
+    assert_int_equal(host_on(hosts, n, 9602)->weight, LARS_HOST_WEIGHT_DEFAULT);
+
+    /* Changes while the agent runs: pushed, no pull (update_timeout 60). */
+    uint64_t since = it_now_ms();
+    admin("route", "drain", "600", "1", "127.0.0.1:9601", NULL);
+    admin("route", "set", "600", "1", "127.0.0.1:9602", "--weight", "50", "--tag", "canary=1",
+          NULL);
+    admin("route", "add", "600", "1", "[::1]:9603", NULL);
+    uint64_t deadline = since + it_timeout(PUSH_LIMIT_MS + 3000);
+    while (!meta_pushed(c) && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+    }
+    assert_true(meta_pushed(c));
+    printf("weight, drain and an IPv6 node reached the agent in %llu ms\n",
+           (unsigned long long)(it_now_ms() - since));
+    /* Drained: get_host no longer picks it. */
+    for (int i = 0; i < 6; i++) {
+        assert_int_not_equal(it_pick(c, 600, 1), 9601);
+    }
+
+    /* Without caps: the two IPv4 nodes, HostInfo fields 1-2 only. */
+    Lars__GetRouteResponse *rsp = route_without_caps(600, 1);
+    assert_non_null(rsp);
+    assert_int_equal(rsp->n_host, 2);
+    for (size_t i = 0; i < rsp->n_host; i++) {
+        const Lars__HostInfo *h = rsp->host[i];
+        assert_int_equal(h->ip, (int32_t)LOOPBACK_IP);
+        assert_int_equal(h->ip6.len, 0);
+        assert_int_equal(h->weight, 0);
+        assert_string_equal(h->zone, "");
+        assert_int_equal(h->n_tags, 0);
+        assert_false(h->draining);
+    }
+    lars__get_route_response__free_unpacked(rsp, NULL);
+
+    admin("route", "undrain", "600", "1", "127.0.0.1:9601", NULL);
+    deadline = it_now_ms() + it_timeout(PUSH_LIMIT_MS + 3000);
+    bool undrained = false;
+    while (!undrained && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+        undrained = route_now(c, 600, 1, hosts, 8, &n) == LARS_OK && host_on(hosts, n, 9601) &&
+                    !host_on(hosts, n, 9601)->draining;
+    }
+    assert_true(undrained);
+    lars_client_destroy(c);
+    agent_stop();
+}
+
 int main(int argc, char **argv)
 {
     ctx.backend = argc > 1 ? argv[1] : "sqlite";
@@ -1072,6 +1213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(t_dns_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(t_reporter_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(t_status_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_node_meta, setup, teardown),
     };
     /* clang-format on */
     char name[64];

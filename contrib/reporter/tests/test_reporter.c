@@ -9,6 +9,7 @@
  * prints them) and exits 77 (ctest: skipped) with a message without them.
  * Prints the measured ingest rate (rows stored per second).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -40,18 +41,28 @@ struct result {
     bool overload;
 };
 
-/* Encodes a ReportStatusRequest frame into buf; returns its size. */
-static size_t encode_report(uint8_t *buf, size_t cap, int32_t modid, int32_t cmdid, uint32_t caller,
-                            uint32_t ts, const struct result *results, size_t n)
+/* Encodes a ReportStatusRequest frame into buf; returns its size. ip6
+ * (may be NULL) names results[i]'s IPv6 address (HostCallResult.ip6) where
+ * ip6[i] is not NULL. */
+static size_t encode_report6(uint8_t *buf, size_t cap, int32_t modid, int32_t cmdid,
+                             uint32_t caller, uint32_t ts, const struct result *results, size_t n,
+                             const char *const *ip6_text)
 {
     Lars__ReportStatusRequest req = LARS__REPORT_STATUS_REQUEST__INIT;
     Lars__HostCallResult *items = calloc(n ? n : 1, sizeof(*items));
     Lars__HostCallResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    uint8_t(*ip6)[16] = calloc(n ? n : 1, sizeof(*ip6));
     assert_non_null(items);
     assert_non_null(ptrs);
+    assert_non_null(ip6);
     for (size_t i = 0; i < n; i++) {
         lars__host_call_result__init(&items[i]);
         items[i].ip = lars_wire_ip_to_wire(results[i].ip);
+        if (ip6_text && ip6_text[i]) {
+            assert_int_equal(inet_pton(AF_INET6, ip6_text[i], ip6[i]), 1);
+            items[i].ip6.data = ip6[i];
+            items[i].ip6.len = 16;
+        }
         items[i].port = results[i].port;
         items[i].succ = results[i].succ;
         items[i].err = results[i].err;
@@ -67,19 +78,32 @@ static size_t encode_report(uint8_t *buf, size_t cap, int32_t modid, int32_t cmd
     size_t len = lars_wire_encode(LARS__MESSAGE_ID__ID_ReportStatusRequest, &req.base, buf, cap);
     free(items);
     free(ptrs);
+    free(ip6);
     assert_true(len > 0);
     return len;
+}
+
+static size_t encode_report(uint8_t *buf, size_t cap, int32_t modid, int32_t cmdid, uint32_t caller,
+                            uint32_t ts, const struct result *results, size_t n)
+{
+    return encode_report6(buf, cap, modid, cmdid, caller, ts, results, n, NULL);
+}
+
+static void send_report6(int fd, int32_t modid, int32_t cmdid, uint32_t caller, uint32_t ts,
+                         const struct result *results, size_t n, const char *const *ip6_text)
+{
+    size_t cap = 64 + n * 60;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t len = encode_report6(buf, cap, modid, cmdid, caller, ts, results, n, ip6_text);
+    assert_int_equal(lt_send(fd, buf, len), 0);
+    free(buf);
 }
 
 static void send_report(int fd, int32_t modid, int32_t cmdid, uint32_t caller, uint32_t ts,
                         const struct result *results, size_t n)
 {
-    size_t cap = 64 + n * 40;
-    uint8_t *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t len = encode_report(buf, cap, modid, cmdid, caller, ts, results, n);
-    assert_int_equal(lt_send(fd, buf, len), 0);
-    free(buf);
+    send_report6(fd, modid, cmdid, caller, ts, results, n, NULL);
 }
 
 /* Rows of modid (all of them when modid < 0) now in the store. */
@@ -198,6 +222,41 @@ static void t_upsert(void **state)
     assert_int_equal(n, 1);
     assert_true(upserted(rows, n));
     assert_false(rows[0].overload);
+    close(fd);
+}
+
+/* An IPv6 node's results go to ServerCallStatus6 (list_status tells them
+ * by family); the original table gets the IPv4 node's only. */
+static void t_ip6_rows(void **state)
+{
+    (void)state;
+    int fd = lt_connect(ctx.srv.port);
+    assert_true(fd >= 0);
+    const struct result results[] = {
+        {lt_ip4(10, 0, 0, 7), 70, 1, 0, false},
+        {0, 70, 3, 4, true},
+    };
+    const char *const ip6[] = {NULL, "2001:db8::7"};
+    send_report6(fd, 106, 1, lt_ip4(10, 1, 1, 1), 1700000000u, results, 2, ip6);
+    struct lars_store_status rows[4];
+    size_t n = wait_rows(106, 2, rows, 4, 5000, NULL);
+    assert_int_equal(n, 2);
+    uint8_t want[16];
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::7", want), 1);
+    size_t v4 = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].family != AF_INET6) {
+            v4++;
+            assert_int_equal(rows[i].ip, lt_ip4(10, 0, 0, 7));
+            continue;
+        }
+        assert_memory_equal(rows[i].ip6, want, 16);
+        assert_int_equal(rows[i].ip, 0);
+        assert_int_equal(rows[i].succ, 3);
+        assert_int_equal(rows[i].err, 4);
+        assert_true(rows[i].overload);
+    }
+    assert_int_equal(v4, 1);
     close(fd);
 }
 
@@ -581,6 +640,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_check_config),
         cmocka_unit_test(t_rows_stored),
         cmocka_unit_test(t_upsert),
+        cmocka_unit_test(t_ip6_rows),
         cmocka_unit_test(t_pipelined_and_split),
         cmocka_unit_test(t_garbage),
         cmocka_unit_test(t_ingest_rate),

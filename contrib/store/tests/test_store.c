@@ -11,6 +11,7 @@
  * dropped and created empty before each test by the services' test harness
  * (contrib/dns/tests/harness.h).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -110,6 +111,34 @@ static long long raw_int(struct fixture *f, const char *sql)
     mysql_free_result(res);
     mysql_close(m);
     return v;
+}
+
+/* Columns of `SELECT * FROM table`: what the original lars_dns reads by
+ * position. */
+static unsigned raw_columns(struct fixture *f, const char *table)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT * FROM %s", table);
+    if (f->backend == B_SQLITE) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open(f->settings.path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        unsigned n = (unsigned)sqlite3_column_count(st);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+    }
+    MYSQL *m = mysql_raw(&f->settings);
+    if (mysql_query(m, sql) != 0) {
+        fail_msg("mysql: %s: %s", sql, mysql_error(m));
+    }
+    MYSQL_RES *res = mysql_store_result(m);
+    assert_non_null(res);
+    unsigned n = mysql_num_fields(res);
+    mysql_free_result(res);
+    mysql_close(m);
+    return n;
 }
 
 static int setup(void **state)
@@ -500,6 +529,242 @@ static void test_status(void **state)
                      2005);
 }
 
+/* ---- nodes of both families with metadata (DESIGN §3.1) ---- */
+
+static struct lars_store_node node4(int32_t m, uint32_t ip, uint16_t port)
+{
+    return (struct lars_store_node){
+        .modid = m, .cmdid = 1, .family = AF_INET, .ip = ip, .port = port};
+}
+
+static struct lars_store_node node6(int32_t m, const char *ip6, uint16_t port)
+{
+    struct lars_store_node n = {.modid = m, .cmdid = 1, .family = AF_INET6, .port = port};
+    assert_int_equal(inet_pton(AF_INET6, ip6, n.ip6), 1);
+    return n;
+}
+
+static void test_nodes(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_node a = node4(4, 0x7f000001, 80);
+    a.weight = 300;
+    a.draining = true;
+    snprintf(a.zone, sizeof(a.zone), "az1");
+    snprintf(a.tags[0], sizeof(a.tags[0]), "env=prod");
+    snprintf(a.tags[1], sizeof(a.tags[1]), "path=a/b");
+    a.n_tags = 2;
+    struct lars_store_node b = node4(4, 0x7f000002, 80); /* no metadata */
+    struct lars_store_node c = node6(4, "::1", 8080);
+    c.weight = 7;
+    assert_int_equal(lars_store_node_add(s, &a), 0);
+    assert_int_equal(lars_store_node_add(s, &b), 0);
+    assert_int_equal(lars_store_node_add(s, &c), 0);
+    assert_int_equal(lars_store_node_add(s, &c), -EEXIST);
+    assert_non_null(strstr(lars_store_error(s), "[::1]:8080 already exists"));
+
+    struct lars_store_node *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_load_nodes(s, &rows, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(rows[0].family, AF_INET);
+    assert_int_equal(rows[0].ip, 0x7f000001);
+    assert_int_equal(rows[0].weight, 300);
+    assert_true(rows[0].draining);
+    assert_string_equal(rows[0].zone, "az1");
+    assert_int_equal(rows[0].n_tags, 2);
+    assert_string_equal(rows[0].tags[0], "env=prod");
+    assert_string_equal(rows[0].tags[1], "path=a/b");
+    assert_int_equal(rows[1].weight, 0);
+    assert_false(rows[1].draining);
+    assert_string_equal(rows[1].zone, "");
+    assert_int_equal(rows[1].n_tags, 0);
+    assert_int_equal(rows[2].family, AF_INET6); /* IPv6 after IPv4 */
+    assert_memory_equal(rows[2].ip6, c.ip6, 16);
+    assert_int_equal(rows[2].ip, 0);
+    assert_int_equal(rows[2].port, 8080);
+    assert_int_equal(rows[2].weight, 7);
+    free(rows);
+
+    /* The original sees its IPv4 rows only, in its five columns. */
+    struct lars_store_route *routes = NULL;
+    assert_int_equal(lars_store_load_routes(s, &routes, &n), 0);
+    assert_int_equal(n, 2);
+    free(routes);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData6 WHERE serverip6 = '::1'"), 1);
+
+    /* Deleting a node deletes its metadata: added back, it has none. */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteNodeMeta"), 2);
+    assert_int_equal(lars_store_node_del(s, &a), 0);
+    assert_int_equal(lars_store_node_del(s, &c), 0);
+    assert_int_equal(lars_store_node_del(s, &c), -ENOENT);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteNodeMeta"), 0);
+    struct lars_store_route plain = route(4, 1, 0x7f000001, 80);
+    assert_int_equal(lars_store_route_add(s, &plain), 0);
+    assert_int_equal(lars_store_load_nodes(s, &rows, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].weight, 0);
+    free(rows);
+}
+
+static void test_node_bounds(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_node a = node4(5, 1, 1);
+    memset(a.zone, 'z', LARS_STORE_ZONE_MAX);
+    assert_int_equal(lars_store_node_add(s, &a), 0); /* exactly the bound */
+    a = node4(5, 2, 1);
+    a.n_tags = LARS_STORE_TAGS_MAX + 1;
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "at most 16"));
+    a.n_tags = 1;
+    snprintf(a.tags[0], sizeof(a.tags[0]), "novalue");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "key=value"));
+    snprintf(a.tags[0], sizeof(a.tags[0]), "a=b,c=d");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    snprintf(a.tags[0], sizeof(a.tags[0]), "a='; DROP TABLE RouteData; --");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    a.n_tags = 0;
+    snprintf(a.zone, sizeof(a.zone), "a z");
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    a.zone[0] = '\0';
+    a.weight = 1000001;
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "weight 1000001"));
+    a.weight = 0;
+    memset(a.zone, 'z', sizeof(a.zone)); /* no terminator within 63 */
+    assert_int_equal(lars_store_node_add(s, &a), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "longer than 63"));
+    /* Nothing of the refused adds reached the database. */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData"), 1);
+}
+
+static int set_drain(struct lars_store_node *node, void *ctx, char *err, size_t err_len)
+{
+    (void)err;
+    (void)err_len;
+    node->draining = *(const bool *)ctx;
+    return 0;
+}
+
+static int set_zone(struct lars_store_node *node, void *ctx, char *err, size_t err_len)
+{
+    if (strcmp(ctx, "refuse") == 0) {
+        snprintf(err, err_len, "refused by the edit");
+        return -EINVAL;
+    }
+    snprintf(node->zone, sizeof(node->zone), "%s", (const char *)ctx);
+    node->weight = 50;
+    return 0;
+}
+
+static void test_node_update(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_node a = node6(6, "2001:db8::5", 9);
+    assert_int_equal(lars_store_node_add(s, &a), 0);
+    int64_t v0 = 0, v1 = 0, v2 = 0;
+    assert_int_equal(lars_store_route_version(s, &v0), 0);
+    assert_int_equal(lars_store_delete_changes(s, v0), 0);
+
+    bool drain = true;
+    struct lars_store_node out;
+    assert_int_equal(lars_store_node_update(s, &a, set_drain, &drain, &out), 0);
+    assert_true(out.draining);
+    /* A metadata change is pushed like a route change: new version and a
+     * RouteChange row for the module. */
+    assert_int_equal(lars_store_route_version(s, &v1), 0);
+    assert_true(v1 > v0);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange WHERE modid = 6"), 1);
+
+    /* The edit sees what is stored: the zone change keeps the drain. */
+    assert_int_equal(lars_store_node_update(s, &a, set_zone, "az2", &out), 0);
+    assert_true(out.draining);
+    assert_string_equal(out.zone, "az2");
+    assert_int_equal(lars_store_route_version(s, &v2), 0);
+    assert_true(v2 > v1);
+    struct lars_store_node *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_load_nodes(s, &rows, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(rows[0].draining);
+    assert_int_equal(rows[0].weight, 50);
+    assert_string_equal(rows[0].zone, "az2");
+    free(rows);
+
+    /* A refused edit or a missing node changes nothing. */
+    assert_int_equal(lars_store_node_update(s, &a, set_zone, "refuse", NULL), -EINVAL);
+    assert_non_null(strstr(lars_store_error(s), "refused by the edit"));
+    struct lars_store_node missing = node4(6, 1, 1);
+    assert_int_equal(lars_store_node_update(s, &missing, set_drain, &drain, NULL), -ENOENT);
+    assert_int_equal(lars_store_route_version(s, &v0), 0);
+    assert_int_equal(v0, v2);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteChange WHERE modid = 6"), 2);
+}
+
+/* After every new operation ran, the original's tables have exactly the
+ * original's columns (lars_dns reads RouteData by position). */
+static void test_original_columns(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_node a = node4(7, 1, 1);
+    a.weight = 5;
+    struct lars_store_node b = node6(7, "::2", 2);
+    assert_int_equal(lars_store_node_add(s, &a), 0);
+    assert_int_equal(lars_store_node_add(s, &b), 0);
+    bool drain = true;
+    assert_int_equal(lars_store_node_update(s, &a, set_drain, &drain, NULL), 0);
+    struct lars_store_status st = {.modid = 7, .cmdid = 1, .family = AF_INET6, .port = 2};
+    memcpy(st.ip6, b.ip6, 16);
+    assert_int_equal(lars_store_put_status(s, &st, 1), 0);
+    open_store(f); /* and opening again */
+    assert_int_equal(raw_columns(f, "RouteData"), 5);
+    assert_int_equal(raw_columns(f, "RouteVersion"), 2);
+    assert_int_equal(raw_columns(f, "RouteChange"), 4);
+    assert_int_equal(raw_columns(f, "ServerCallStatus"), 9);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData"), 1);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallStatus"), 0);
+}
+
+static void test_status6(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_status rows[3] = {
+        {.modid = 1, .cmdid = 2, .ip = 9, .port = 80, .caller = 1, .succ = 1, .ts = 10},
+        {.modid = 1, .cmdid = 2, .family = AF_INET6, .port = 80, .caller = 1, .succ = 2, .ts = 10},
+        {.modid = 1,
+         .cmdid = 2,
+         .family = AF_INET6,
+         .port = 80,
+         .caller = 1,
+         .err = 4,
+         .ts = 11,
+         .overload = true},
+    };
+    assert_int_equal(inet_pton(AF_INET6, "::1", rows[1].ip6), 1);
+    assert_int_equal(inet_pton(AF_INET6, "::1", rows[2].ip6), 1); /* the same key: updated */
+    assert_int_equal(lars_store_put_status(s, rows, 3), 0);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallStatus"), 1);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallStatus6 WHERE ip6 = '::1'"), 1);
+    struct lars_store_status *out = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_status(s, &out, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].family, AF_INET);
+    assert_int_equal(out[0].ip, 9);
+    assert_int_equal(out[1].family, AF_INET6);
+    assert_memory_equal(out[1].ip6, rows[1].ip6, 16);
+    assert_int_equal(out[1].err, 4);
+    assert_true(out[1].overload);
+    free(out);
+}
+
 /* MariaDB only: the server drops our connection; the next call reconnects
  * and succeeds (one retry). */
 static void test_reconnect(void **state)
@@ -756,6 +1021,64 @@ static void test_admin(void **state)
     assert_non_null(strstr(out, "/nonexistent/lars.conf: cannot read"));
 }
 
+/* route add/set/drain/undrain/del with ADDR, weight, zone and tags;
+ * IPv6 nodes in [..]:port form; the original's form still works. */
+static void test_admin_nodes(void **state)
+{
+    struct fixture *f = use(state);
+    char out[8192], cmd[1024];
+    write_conf(f);
+
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --weight x");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --weight 1000001");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --zone 'a b'");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --tag novalue");
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --untag env"); /* set only */
+    ADMIN(2, "route add 1 2 10.0.0.1:80 --frob 1");
+    ADMIN(2, "route add 1 2 ::1:80");
+    assert_non_null(strstr(out, "brackets"));
+    ADMIN(2, "route add 1 2 [::]:80");
+    ADMIN(2, "route add 1 2 10.0.0.1");
+    ADMIN(2, "route set 1 2 10.0.0.1:80");
+    ADMIN(2, "route drain 1 2 10.0.0.1:80 --weight 3");
+
+    ADMIN(0, "route add 1 2 10.0.0.1:80 --weight 300 --zone az1 --tag env=prod --tag rack=r1");
+    assert_non_null(strstr(out, "added 1/2 10.0.0.1:80 weight 300 zone az1 tags env=prod,rack=r1"));
+    ADMIN(0, "route add 1 2 [2001:db8::1]:8080");
+    assert_non_null(strstr(out, "added 1/2 [2001:db8::1]:8080 (version"));
+    ADMIN(0, "route add 1 2 10.0.0.2 81"); /* the original's form */
+    ADMIN(1, "route add 1 2 [2001:db8::1]:8080");
+    assert_non_null(strstr(out, "already exists"));
+    ADMIN(0, "route set 1 2 10.0.0.1:80 --untag env --tag rack=r2 --zone ''");
+    assert_non_null(strstr(out, "set 1/2 10.0.0.1:80 weight 300 tags rack=r2 (version"));
+    long long v0 = raw_int(f, "SELECT version FROM RouteVersion");
+    ADMIN(0, "route drain 1 2 [2001:db8::1]:8080");
+    assert_true(raw_int(f, "SELECT version FROM RouteVersion") > v0);
+    ADMIN(1, "route drain 1 2 10.0.0.9:80");
+    assert_non_null(strstr(out, "does not exist"));
+
+    ADMIN(0, "route list 1 2");
+    assert_non_null(strstr(out, "10.0.0.1:80"));
+    assert_non_null(strstr(out, "rack=r2"));
+    assert_null(strstr(out, "env=prod"));
+    assert_non_null(strstr(out, "100*")); /* 10.0.0.2: weight unset */
+    const char *six = strstr(out, "[2001:db8::1]:8080");
+    assert_non_null(six);
+    assert_non_null(strstr(six, "yes")); /* draining */
+    ADMIN(0, "route undrain 1 2 [2001:db8::1]:8080");
+    ADMIN(0, "route list 1 2");
+    assert_null(strstr(out, "yes"));
+
+    /* The original tables hold the IPv4 nodes only, in their columns. */
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData"), 2);
+    assert_int_equal(raw_columns(f, "RouteData"), 5);
+    ADMIN(0, "route del 1 2 [2001:db8::1]:8080");
+    ADMIN(0, "route del 1 2 10.0.0.1:80");
+    ADMIN(0, "route del 1 2 10.0.0.2 81");
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteNodeMeta"), 0);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM RouteData6"), 0);
+}
+
 /* Issue 9: SQLite databases were created 0644, statistics and routes
  * readable by every user. Now 0640 less the umask, -wal and -shm alike; an
  * existing file keeps its mode. */
@@ -796,14 +1119,26 @@ int main(int argc, char **argv)
         ONE(test_routes),       ONE(test_versions_and_changes),
         ONE(test_status),       ONE(test_settings),
         ONE(test_admin),        ONE(test_file_mode),
+        ONE(test_nodes),        ONE(test_node_bounds),
+        ONE(test_node_update),  ONE(test_original_columns),
+        ONE(test_status6),      ONE(test_admin_nodes),
 #undef ONE
     };
     const struct CMUnitTest mysql_tests[] = {
 #define ONE(t) cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, (void *)&backend_mysql)
-        ONE(test_schema_empty), ONE(test_schema_existing),
-        ONE(test_routes),       ONE(test_versions_and_changes),
-        ONE(test_status),       ONE(test_reconnect),
+        ONE(test_schema_empty),
+        ONE(test_schema_existing),
+        ONE(test_routes),
+        ONE(test_versions_and_changes),
+        ONE(test_status),
+        ONE(test_reconnect),
         ONE(test_admin),
+        ONE(test_nodes),
+        ONE(test_node_bounds),
+        ONE(test_node_update),
+        ONE(test_original_columns),
+        ONE(test_status6),
+        ONE(test_admin_nodes),
 #undef ONE
     };
     const char *which = argc > 1 ? argv[1] : "both";
