@@ -111,7 +111,7 @@ fmt0() { awk -v a="$1" 'BEGIN { printf "%.0f", a }'; }
 config() {
     cat >"$1" <<EOF
 agent: { listen = "127.0.0.1"; udp_base_port = $2; workers = $3; log_level = "warn";
-         plugin_dir = "$PLUG"; };
+         plugin_dir = "$PLUG"; cache_dir = ""; };
 policy: { plugin = "lb_lars"; update_timeout = ${6:-15}; };
 dns: { $4 };
 reporter: { plugin = "report_log"; report_interval = ${5:-10}; path = "/dev/null"; };

@@ -25,7 +25,7 @@ trap cleanup EXIT
 
 cat >"$TMP/agent.conf" <<CONF
 agent: { listen = "127.0.0.1"; udp_base_port = $PORT; workers = $W; log_level = "info";
-         plugin_dir = "$PLUG"; stats_listen = "127.0.0.1:$((PORT + 100))";
+         plugin_dir = "$PLUG"; stats_listen = "127.0.0.1:$((PORT + 100))"; cache_dir = "";
          stats_module_cap = $K; stats_max_output = 1073741824; stats_timeout = 120; };
 policy: { plugin = "lb_lars"; update_timeout = 3600; };
 dns: { plugin = "dns_bench"; modules = $K; nodes = 3; };

@@ -18,6 +18,7 @@
 #include "../common/log.h"
 #include "generation.h"
 #include "policy_counters.h"
+#include "route_cache.h"
 #include "stats_http.h"
 #include "stats_snapshot.h"
 #include "watchdog.h"
@@ -33,6 +34,7 @@ struct lars_agent {
     unsigned reloads_ok;
     unsigned reloads_failed;
     struct lars_watchdog watchdog;
+    struct lars_route_cache *route_cache; /* NULL: agent.cache_dir off or unusable */
 };
 
 /* The serving generation's agent.stall_ms. */
@@ -97,6 +99,9 @@ static void reload(struct lars_agent *agent)
     }
     struct lars_generation *next = lars_generation_build(config, old->number + 1, agent->workers,
                                                          agent->n_workers, old, err, sizeof(err));
+    if (next) {
+        next->env.route_cache = agent->route_cache; /* cache_dir needs a restart */
+    }
     if (!next || lars_generation_start(next, err, sizeof(err)) < 0 ||
         lars_generation_switch(old, next, agent->workers, agent->n_workers, err, sizeof(err)) < 0) {
         agent->reloads_failed++;
@@ -204,6 +209,46 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
         }
     }
     snap->worker_stalls = wd->stalls;
+    if (agent->route_cache) {
+        const struct lars_route_cache_stats *cs = lars_route_cache_stats(agent->route_cache);
+        snap->cache_written = atomic_load(&cs->written);
+        snap->cache_coalesced = atomic_load(&cs->coalesced);
+        snap->cache_errors = atomic_load(&cs->errors);
+        snap->cache_skipped = atomic_load(&cs->skipped);
+    }
+}
+
+/* A cached route for its owner, before the workers run. */
+static void adopt_cached(void *ctx, struct lars_route_msg *msg, uint32_t written_unix)
+{
+    struct lars_agent *agent = ctx;
+    unsigned owner = lars_module_owner(msg->modid, msg->cmdid, agent->n_workers);
+    lars_worker_adopt_cached(agent->workers[owner], msg, written_unix);
+}
+
+/* agent.cache_dir: a cache that cannot be used costs the restart safety
+ * net, not the agent: it runs without one. */
+static void start_route_cache(struct lars_agent *agent, const struct lars_config *config)
+{
+    const char *dir = config->cache_dir;
+    if (!dir[0]) {
+        return;
+    }
+    char err[512];
+    agent->route_cache = lars_route_cache_start(
+        dir, (unsigned)config->agent.cache_writes_per_second, err, sizeof(err));
+    if (!agent->route_cache) {
+        LARS_WARN("agent",
+                  "%s: running without the route cache (a restart while the dns side "
+                  "is unreachable knows no routes)",
+                  err);
+        return;
+    }
+    agent->current->env.route_cache = agent->route_cache;
+    size_t n = lars_route_cache_load(agent->route_cache, adopt_cached, agent);
+    if (n > 0) {
+        LARS_INFO("agent", "%zu routes from %s served until the dns side confirms them", n, dir);
+    }
 }
 
 static bool stats_health(void *ctx, char *why, size_t why_len)
@@ -264,6 +309,8 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
     if (lars_generation_start(agent->current, err, err_len) < 0) {
         goto fail;
     }
+    /* Before the workers run: cached routes serve from the first request. */
+    start_route_cache(agent, config);
     /* The stats endpoint listens before any worker answers, so whoever sees
      * the agent answer UDP finds /metrics too. Its connections wait in the
      * backlog until the main loop runs, when every worker does. */
@@ -356,6 +403,8 @@ void lars_agent_destroy(struct lars_agent *agent)
     }
     lars_watchdog_fini(&agent->watchdog);
     lars_generation_stop(agent->current);
+    /* After the workers: the routes they applied last are written. */
+    lars_route_cache_stop(agent->route_cache);
     log_final_counters(agent);
     for (unsigned i = 0; i < agent->n_workers; i++) {
         lars_worker_destroy(agent->workers[i]);

@@ -55,6 +55,12 @@ static const struct lars_setting agent_settings[] = {
      "and applied only if the dns side says it again after route_guard_confirm; 0 = off"},
     {"route_guard_confirm", LARS_SETTING_SECONDS, "30", OFF(route_guard_confirm), 0.01, 86400,
      "seconds a held route update waits before the module is pulled again to confirm it"},
+    {"cache_dir", LARS_SETTING_STRING, LARS_DEFAULT_CACHE_DIR, OFF(cache_dir), 0, -1,
+     "where the last-good route of every module is kept, so a restart with the dns side "
+     "unreachable serves them (stale until the dns side answers; relative to this file's "
+     "directory); \"\" = off"},
+    {"cache_writes_per_second", LARS_SETTING_INT, "100", OFF(cache_writes_per_second), 1, 100000,
+     "route cache files written per second at most (the latest route per module waits)"},
     {"stall_ms", LARS_SETTING_INT, "1000", OFF(stall_ms), 0, 3600000,
      "a worker busy this long in one turn of its loop (a blocking plugin) is reported stalled "
      "(log, /healthz 503, /metrics); stats, SIGHUP and SIGTERM stop waiting for it; 0 = off"},
@@ -480,6 +486,15 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
 #undef MEMBER
     resolve_plugin_dir(config->agent.plugin_dir, config->path, config->plugin_dir,
                        sizeof(config->plugin_dir));
+    /* A daemon runs in /: a relative cache_dir means the file's directory. */
+    const char *cache = config->agent.cache_dir ? config->agent.cache_dir : "";
+    if (cache[0] && cache[0] != '/') {
+        char base[PATH_MAX];
+        config_dir_of(config->path ? config->path : "./x", base, sizeof(base));
+        snprintf(config->cache_dir, sizeof(config->cache_dir), "%.2000s/%.2000s", base, cache);
+    } else {
+        snprintf(config->cache_dir, sizeof(config->cache_dir), "%s", cache);
+    }
     return 0;
 }
 
@@ -680,6 +695,13 @@ int lars_config_restart_only_changes(const struct lars_config *running,
     }
     if (a->workers != b->workers) {
         NOTE("agent.workers (%lld -> %lld)", (long long)a->workers, (long long)b->workers);
+    }
+    if (differs_str(a->cache_dir, b->cache_dir)) {
+        NOTE("agent.cache_dir (%s -> %s)", a->cache_dir, b->cache_dir);
+    }
+    if (a->cache_writes_per_second != b->cache_writes_per_second) {
+        NOTE("agent.cache_writes_per_second (%lld -> %lld)", (long long)a->cache_writes_per_second,
+             (long long)b->cache_writes_per_second);
     }
     if (a->tick_ms != b->tick_ms) {
         NOTE("agent.tick_ms (%lld -> %lld)", (long long)a->tick_ms, (long long)b->tick_ms);

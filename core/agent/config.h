@@ -61,6 +61,8 @@ struct lars_agent_settings {
     int64_t stall_ms;              /* watchdog: a worker turn this long is a stall; 0 = off */
     double route_guard;            /* share of a module's nodes an update may remove; 0 = off */
     double route_guard_confirm;    /* seconds before a held update is asked for again */
+    const char *cache_dir;         /* last-good routes on disk; "" = off */
+    int64_t cache_writes_per_second;
 };
 
 struct lars_config {
@@ -68,6 +70,7 @@ struct lars_config {
     char *path;
     struct lars_agent_settings agent;
     char plugin_dir[PATH_MAX];         /* resolved */
+    char cache_dir[PATH_MAX];          /* agent.cache_dir, relative to the file; "" = off */
     uint32_t listen_ip;                /* host byte order */
     uint32_t local_ip;                 /* caller ip sent to the reporter */
     struct lars_address stats_address; /* agent.stats_listen, parsed (len 0 = off) */

@@ -72,6 +72,7 @@ struct lars_module {
     void *next_policy;
     const struct lars_policy_binding *next_binding;
     struct lars_route_hold hold; /* an update held by the route guard */
+    bool stale;                  /* serving a cached route the dns side has not answered yet */
 };
 
 struct lars_route_table {

@@ -231,6 +231,24 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
            "Held route updates applied because the dns side said them again after "
            "agent.route_guard_confirm.",
            c->routes_confirmed);
+    metric(t, "lars_routes_stale", "gauge",
+           "Modules serving a route from the cache (agent.cache_dir) the dns side has not "
+           "answered yet (refreshed every tick).",
+           c->modules_stale);
+    family(t, "lars_route_cache_total", "counter",
+           "The last-good route cache: files written (or removed), routes replaced before "
+           "their write, write errors, files skipped at start (truncated, corrupt, foreign), "
+           "routes loaded at start.");
+    lars_text_printf(t,
+                     "lars_route_cache_total{event=\"written\"} %llu\n"
+                     "lars_route_cache_total{event=\"coalesced\"} %llu\n"
+                     "lars_route_cache_total{event=\"error\"} %llu\n"
+                     "lars_route_cache_total{event=\"skipped\"} %llu\n"
+                     "lars_route_cache_total{event=\"loaded\"} %llu\n",
+                     (unsigned long long)snap->cache_written,
+                     (unsigned long long)snap->cache_coalesced,
+                     (unsigned long long)snap->cache_errors,
+                     (unsigned long long)snap->cache_skipped, (unsigned long long)c->routes_cached);
     metric(t, "lars_route_entries_refused_total", "counter",
            "Nodes, zones and tags of delivered routes left out (unknown family, bad spelling).",
            snap->dns_refused);
@@ -307,6 +325,16 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
                          "lars_module_nodes{modid=\"%d\",cmdid=\"%d\",state=\"overloaded\"} %zu\n",
                          m->modid, m->cmdid, m->n_overloaded);
     }
+    family(t, "lars_route_age_seconds", "gauge",
+           "Seconds since the module's route was last answered by the dns side (a cached "
+           "route: since it was cached), per module (at most agent.stats_module_cap).");
+    for (size_t i = 0; i < snap->n_modules; i++) {
+        const struct lars_stats_module *m = &snap->modules[i];
+        if (m->route_age_ms >= 0) {
+            lars_text_printf(t, "lars_route_age_seconds{modid=\"%d\",cmdid=\"%d\"} %.3f\n",
+                             m->modid, m->cmdid, (double)m->route_age_ms / 1000.0);
+        }
+    }
     metric(t, "lars_module_series_omitted", "gauge",
            "Modules left out of lars_module_nodes by agent.stats_module_cap.", snap->omitted);
     render_endpoint(snap, t);
@@ -355,8 +383,9 @@ void lars_stats_render_routes(const struct lars_stats_snapshot *snap, struct lar
         lars_text_printf(t, "%s{\"modid\":%d,\"cmdid\":%d,\"state\":\"%s\",\"policy\":\"",
                          i ? ",\n" : "", m->modid, m->cmdid, state_name(m->state));
         json_string(t, m->policy);
-        lars_text_printf(t, "\",\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"nodes\":[", age,
-                         m->pull_in_flight ? "true" : "false");
+        lars_text_printf(t,
+                         "\",\"route_age_s\":%.3f,\"pull_in_flight\":%s,\"stale\":%s,\"nodes\":[",
+                         age, m->pull_in_flight ? "true" : "false", m->stale ? "true" : "false");
         for (size_t k = 0; k < m->n_nodes && m->first_node + k < snap->n_nodes; k++) {
             render_route_node(t, &snap->nodes[m->first_node + k], k == 0);
         }

@@ -46,11 +46,13 @@
     X(routes_truncated) /* get_route answers cut to fit one datagram */                            \
     X(routes_held)      /* updates the route guard held */                                         \
     X(routes_confirmed) /* held updates applied after confirmation */                              \
+    X(routes_cached)    /* routes adopted from the cache at start */                               \
     X(modules_ready)    /* gauges from here on, refreshed every tick */                            \
     X(modules_pending)                                                                             \
     X(modules_absent)                                                                              \
     X(nodes)                                                                                       \
-    X(nodes_overloaded)
+    X(nodes_overloaded)                                                                            \
+    X(modules_stale) /* ready modules serving a cached route not confirmed yet */
 
 /* get_host answers by retcode: succ, overload, system_error, noexist */
 #define LARS_STATS_RETCODES 4
@@ -101,6 +103,7 @@ struct lars_stats_module {
     bool pull_in_flight;
     char policy[LARS_STATS_NAME_MAX]; /* "" without a binding */
     int64_t route_age_ms;             /* -1: never had a route answer */
+    bool stale;                       /* a cached route the dns side has not answered yet */
     size_t n_nodes;
     size_t n_overloaded;
     size_t first_node; /* index in the snapshot's nodes (routes only) */
@@ -178,6 +181,12 @@ struct lars_stats_snapshot {
     unsigned n_stalled;     /* workers stalled now */
     struct lars_stats_stall stalled[LARS_STATS_MAX_WORKERS];
     unsigned n_skipped; /* workers whose counters and modules this snapshot lacks */
+
+    /* The route cache (route_cache.h). */
+    uint64_t cache_written;
+    uint64_t cache_coalesced;
+    uint64_t cache_errors;
+    uint64_t cache_skipped;
 
     /* The policy plugins, by name, since the agent started. */
     struct lars_stats_policy policies[LARS_STATS_MAX_POLICIES];

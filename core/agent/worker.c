@@ -28,6 +28,7 @@
 #include "../common/loop_thread.h"
 #include "../common/wire.h"
 #include "policy_counters.h"
+#include "route_cache.h"
 #include "watchdog.h"
 
 #define BATCH 32
@@ -143,7 +144,7 @@ struct tick_ctx {
     uint64_t now_ms;
     int flush;
     uint32_t ts;
-    uint64_t ready, pending, absent, nodes, overloaded;
+    uint64_t ready, pending, absent, nodes, overloaded, stale;
 };
 
 struct tick_pass {
@@ -815,7 +816,9 @@ static bool guard_passes(struct lars_worker *w, struct lars_module *m,
     return false;
 }
 
-static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg, uint64_t now_ms)
+/* Returns true when msg was applied and handed to the route cache (which
+ * owns it then). */
+static bool apply_route(struct lars_worker *w, struct lars_route_msg *msg, uint64_t now_ms)
 {
     struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
     if (!m) {
@@ -823,11 +826,14 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
          * the answer to a pull for a module dropped since. Taking it would
          * let the dns side grow the table past agent.max_modules. */
         LARS_STAT_INC(w->stats.routes_ignored);
-        return;
+        return false;
     }
     if (!guard_passes(w, m, msg, now_ms)) {
-        return;
+        return false;
     }
+    /* An empty answer for a module that had no route changes nothing on
+     * disk: not worth a file operation per unknown module. */
+    bool cacheable = msg->n > 0 || m->state == LARS_MODULE_READY;
     const struct lars_policy_binding *binding = policy_for(w->env, msg->modid, msg->cmdid);
     int rc;
     IN_PLUGIN(w, binding, rc = lars_module_apply_route(m, msg->entries, msg->n, binding, now_ms));
@@ -840,6 +846,43 @@ static void apply_route(struct lars_worker *w, const struct lars_route_msg *msg,
     }
     LARS_STAT_INC(w->stats.routes_applied);
     LARS_DEBUG(w->name, "module %d/%d: %zu nodes", msg->modid, msg->cmdid, m->n_nodes);
+    m->stale = false; /* the dns side has answered */
+    if (w->env->route_cache && cacheable) {
+        lars_route_cache_post(w->env->route_cache, msg);
+        return true;
+    }
+    return false;
+}
+
+void lars_worker_adopt_cached(struct lars_worker *w, struct lars_route_msg *msg,
+                              uint32_t written_unix)
+{
+    uint64_t now_ms = lars_clock_ms();
+    struct lars_module *m = lars_route_table_find(&w->routes, msg->modid, msg->cmdid);
+    if (!m && w->routes.count < w->env->max_modules) {
+        m = lars_route_table_add(&w->routes, msg->modid, msg->cmdid, now_ms);
+    }
+    if (!m || m->state == LARS_MODULE_READY) {
+        lars_msg_free(&msg->base.item); /* at the cap, or listed twice */
+        return;
+    }
+    const struct lars_policy_binding *binding = policy_for(w->env, msg->modid, msg->cmdid);
+    int rc = lars_module_apply_route(m, msg->entries, msg->n, binding, now_ms);
+    lars_route_table_settle(&w->routes, m, now_ms);
+    if (rc < 0) {
+        COUNT_POLICY(binding, refused);
+    }
+    if (m->state == LARS_MODULE_READY) {
+        LARS_STAT_INC(w->stats.routes_cached);
+        m->stale = true;
+        /* Its age is the cached route's, so the first tick refreshes it
+         * and /routes shows how old it is. */
+        uint32_t now_unix = lars_clock_unix();
+        uint64_t age_ms = now_unix > written_unix ? (uint64_t)(now_unix - written_unix) * 1000 : 0;
+        m->route_ms = now_ms > age_ms ? now_ms - age_ms : 1;
+    }
+    request_pull(w, m, now_ms);
+    lars_msg_free(&msg->base.item);
 }
 
 static void send_batch(struct lars_worker *w, struct lars_module *m, uint32_t ts)
@@ -910,6 +953,7 @@ static void tick_module(struct lars_module *m, void *arg)
             send_batch(w, m, ctx->ts);
         }
         ctx->ready++;
+        ctx->stale += m->stale;
         ctx->nodes += m->n_nodes;
         for (size_t i = 0; i < m->n_nodes; i++) {
             ctx->overloaded += m->nodes[i]->overloaded;
@@ -966,6 +1010,7 @@ static int run_pass(struct lars_worker *w, struct tick_pass *pass, size_t limit)
     atomic_store_explicit(&w->stats.modules_absent, ctx->absent, memory_order_relaxed);
     atomic_store_explicit(&w->stats.nodes, ctx->nodes, memory_order_relaxed);
     atomic_store_explicit(&w->stats.nodes_overloaded, ctx->overloaded, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_stale, ctx->stale, memory_order_relaxed);
     return 1;
 }
 
@@ -1124,6 +1169,7 @@ static void snapshot_module(const struct lars_module *m, struct lars_stats_snaps
         .state = state,
         .pull_in_flight = m->pull_in_flight,
         .route_age_ms = m->route_ms ? (int64_t)(now_ms - m->route_ms) : -1,
+        .stale = m->stale,
         .n_nodes = m->n_nodes,
     };
     if (m->binding) {
@@ -1240,7 +1286,10 @@ static void on_message(void *arg, struct lars_queue_item *item)
     lars_watch_enter(&w->watch, now_ms);
     switch (msg->type) {
     case LARS_MSG_ROUTE:
-        apply_route(w, (struct lars_route_msg *)msg, now_ms);
+        if (apply_route(w, (struct lars_route_msg *)msg, now_ms)) {
+            lars_watch_leave(&w->watch);
+            return; /* the route cache has it */
+        }
         break;
     case LARS_MSG_FORWARD: {
         struct lars_forward_msg *f = (struct lars_forward_msg *)msg;

@@ -21,6 +21,8 @@
 #include "stats_snapshot.h"
 
 struct lars_worker;
+struct lars_route_cache;
+struct lars_route_msg;
 
 /* A policy for one module (`policies` entries of the config). */
 struct lars_policy_override_binding {
@@ -43,6 +45,7 @@ struct lars_worker_env {
     size_t n_overrides;
     uint64_t update_timeout_ms;
     struct lars_route_guard_conf route_guard; /* agent.route_guard, route_guard_confirm */
+    struct lars_route_cache *route_cache;     /* NULL = off; the agent's, set after build */
     uint64_t report_interval_ms;
     uint64_t tick_ms;
     uint32_t caller_ip;
@@ -104,6 +107,12 @@ int lars_workers_reload(struct lars_worker **workers, unsigned n, const struct l
  * after stop, sets snap->failed instead. */
 int lars_worker_snapshot(struct lars_worker *worker, struct lars_stats_snapshot *snap,
                          uint64_t deadline_ms);
+
+/* Main thread, before lars_worker_start: a route from the cache (the
+ * module is created, served at once, marked stale and pulled); takes msg.
+ * written_unix: when it was cached (the route's age). */
+void lars_worker_adopt_cached(struct lars_worker *worker, struct lars_route_msg *msg,
+                              uint32_t written_unix);
 
 /* The worker's watchdog marks (watchdog.h) and its name for logs. */
 struct lars_watch;

@@ -158,6 +158,10 @@ static void print_routes(const char *routes)
                           state) != 3) {
             continue;
         }
+        const char *stale = strstr(at, "\"stale\":true");
+        if (stale && (!eol || stale < eol) && strcmp(state, "ready") == 0) {
+            snprintf(state, sizeof(state), "stale"); /* a cached route, not confirmed yet */
+        }
         char module[32];
         snprintf(module, sizeof(module), "%d/%d", modid, cmdid);
         const char *node = strstr(at, "{\"node\":");

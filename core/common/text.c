@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool reserve(struct lars_text *text, size_t more)
 {
@@ -48,4 +49,14 @@ void lars_text_free(struct lars_text *text)
     text->data = NULL;
     text->len = text->cap = 0;
     text->failed = false;
+}
+
+void lars_text_append(struct lars_text *text, const void *bytes, size_t len)
+{
+    if (len == 0 || !reserve(text, len)) {
+        return;
+    }
+    memcpy(text->data + text->len, bytes, len);
+    text->len += len;
+    text->data[text->len] = '\0';
 }

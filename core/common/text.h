@@ -20,6 +20,10 @@ struct lars_text {
 void lars_text_printf(struct lars_text *text, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Appends len raw bytes (any bytes: the buffer also carries binary files);
+ * same failure rule. */
+void lars_text_append(struct lars_text *text, const void *bytes, size_t len);
+
 void lars_text_free(struct lars_text *text);
 
 #endif /* LARS_TEXT_H */

@@ -242,6 +242,30 @@ int it_agent_init(struct it_agent *a, unsigned workers)
     return -1;
 }
 
+/* Every agent config gets a route cache of its own (agent.cache_dir in
+ * the agent's dir) unless the test sets one: the default directory is
+ * shared, and agents of tests running in parallel must not serve each
+ * other's cached routes. Takes text; returns it or its replacement. */
+static char *private_cache(const struct it_agent *a, char *text)
+{
+    const char *agent = strstr(text, "agent: {");
+    if (!agent || strstr(text, "cache_dir")) {
+        return text;
+    }
+    size_t head = (size_t)(agent - text) + strlen("agent: {");
+    char setting[PATH_MAX + 32];
+    int n = snprintf(setting, sizeof(setting), " cache_dir = \"%s/cache\";", a->dir);
+    char *out = malloc(strlen(text) + (size_t)n + 1);
+    if (!out) {
+        return text;
+    }
+    memcpy(out, text, head);
+    memcpy(out + head, setting, (size_t)n);
+    strcpy(out + head + (size_t)n, text + head);
+    free(text);
+    return out;
+}
+
 /* Template expansion into a malloc'd string. */
 static char *expand(const struct it_agent *a, const char *tmpl)
 {
@@ -280,7 +304,7 @@ static char *expand(const struct it_agent *a, const char *tmpl)
         }
     }
     out[used] = '\0';
-    return out;
+    return private_cache(a, out);
 }
 
 static int write_all(const char *path, const char *text)

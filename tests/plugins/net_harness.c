@@ -786,11 +786,17 @@ int nh_agent_start_ex(struct nh_agent *a, const char *agent_extra, const char *d
         if (!f) {
             return -1;
         }
+        /* A route cache of its own unless the test shares one: agents of
+         * tests running in parallel must not serve each other's routes. */
+        char cache[400] = "";
+        if (!strstr(extra, "cache_dir")) {
+            snprintf(cache, sizeof(cache), "cache_dir = \"%s/cache\"; ", a->dir);
+        }
         fprintf(f,
                 "agent: { listen = \"127.0.0.1\"; udp_base_port = %u; workers = 3; "
                 "tick_ms = 50; local_ip = \"10.9.8.7\"; log_level = \"info\"; "
-                "plugin_dir = \"%s\"; %s };\n%s\n%s\n",
-                a->base_port, LARS_NH_PLUGIN_DIR, extra, dns_section, reporter_section);
+                "plugin_dir = \"%s\"; %s%s };\n%s\n%s\n",
+                a->base_port, LARS_NH_PLUGIN_DIR, cache, extra, dns_section, reporter_section);
         fclose(f);
         if (spawn(a) < 0) {
             return -1;

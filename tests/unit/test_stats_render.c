@@ -47,6 +47,8 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
     snap->n_stalled = 1;
     snap->stalled[0] = (struct lars_stats_stall){.worker = 1, .ms = 2500, .plugin = "lb_x"};
     snap->n_skipped = 1;
+    snap->counters.modules_stale = 1;
+    snap->cache_skipped = 3;
     for (unsigned r = 0; r < LARS_WIRE_REASONS; r++) {
         snap->counters.malformed[r] = 100 + r;
     }
@@ -56,7 +58,8 @@ static void fill(struct lars_stats_snapshot *snap, enum lars_stats_view view)
                                   .policy = "lb_lars",
                                   .route_age_ms = 1500,
                                   .n_nodes = 2,
-                                  .n_overloaded = 1};
+                                  .n_overloaded = 1,
+                                  .stale = true};
     struct lars_stats_module *row = lars_stats_snapshot_add(snap, &a, 2);
     if (row && view == LARS_STATS_ROUTES) {
         snap->nodes[row->first_node] = (struct lars_stats_node){
@@ -98,13 +101,13 @@ static void test_routes_json(void **state)
         "{\"generation\":3,\"policy\":\"lb\\\"x\\\\y\\u000a\",\"modules\":[\n"
         "{\"modid\":1,\"cmdid\":-2,\"state\":\"ready\",\"policy\":\"lb_lars\",\"route_age_s\":1."
         "500,"
-        "\"pull_in_flight\":false,\"nodes\":["
+        "\"pull_in_flight\":false,\"stale\":true,\"nodes\":["
         "{\"node\":\"10.0.0.1:80\",\"state\":\"overloaded\",\"succ\":3,\"err\":1,"
         "\"weight\":100,\"zone\":\"\",\"draining\":false,\"tags\":\"\"},"
         "{\"node\":\"[2001:db8::2]:8080\",\"state\":\"idle\",\"succ\":0,\"err\":0,"
         "\"weight\":250,\"zone\":\"az1\",\"draining\":true,\"tags\":\"canary=1,rack=r7\"}]},\n"
         "{\"modid\":7,\"cmdid\":8,\"state\":\"pending\",\"policy\":\"\",\"route_age_s\":-1.000,"
-        "\"pull_in_flight\":true,\"nodes\":[]}\n"
+        "\"pull_in_flight\":true,\"stale\":false,\"nodes\":[]}\n"
         "],\"omitted\":1,\"workers_skipped\":1,\"stalled\":[{\"worker\":1,\"for_s\":2.500,"
         "\"plugin\":\"lb_x\"}]}\n");
     lars_text_free(&t);
@@ -187,6 +190,11 @@ static void test_metrics_text(void **state)
                  "lars_worker_stalls_total 4\n"
                  "lars_worker_stalled_seconds{worker=\"1\",plugin=\"lb_x\"} 2.500\n");
     expect_lines(t.data, "lars_stats_workers_skipped", "lars_stats_workers_skipped 1\n");
+    expect_lines(t.data, "lars_routes_stale ", "lars_routes_stale 1\n");
+    expect_lines(t.data, "lars_route_age_seconds{",
+                 "lars_route_age_seconds{modid=\"1\",cmdid=\"-2\"} 1.500\n");
+    expect_lines(t.data, "lars_route_cache_total{event=\"skipped\"}",
+                 "lars_route_cache_total{event=\"skipped\"} 3\n");
     /* Every sample has a HELP and a TYPE line before it, once per family. */
     char *types = lines_with(t.data, "# TYPE ");
     char *helps = lines_with(t.data, "# HELP ");
@@ -199,8 +207,9 @@ static void test_metrics_text(void **state)
         n_helps++;
     }
     assert_int_equal(n_types, n_helps);
-    assert_int_equal(n_types, 44); /* 37 before the snapshot, + route_entries_refused, panic, held,
-                                    confirmed, worker stalls (3) */
+    assert_int_equal(n_types,
+                     47); /* 37 before the snapshot, + route_entries_refused, panic, held,
+                           confirmed, worker stalls (3), routes_stale, route_cache, route_age */
     free(types);
     free(helps);
     lars_text_free(&t);
