@@ -17,6 +17,7 @@
 
 #include "../common/log.h"
 #include "generation.h"
+#include "health_check.h"
 #include "policy_counters.h"
 #include "route_cache.h"
 #include "stats_http.h"
@@ -35,7 +36,16 @@ struct lars_agent {
     unsigned reloads_failed;
     struct lars_watchdog watchdog;
     struct lars_route_cache *route_cache; /* NULL: agent.cache_dir off or unusable */
+    struct lars_health *health;           /* NULL: health.enabled off */
 };
+
+/* What every generation's workers share with the agent (restart-only). */
+static void share_agent_parts(const struct lars_agent *agent, struct lars_generation *gen)
+{
+    gen->env.route_cache = agent->route_cache;
+    gen->env.health = agent->health;
+    gen->env.health_max_targets = (uint64_t)gen->config->health.max_targets;
+}
 
 /* The serving generation's agent.stall_ms. */
 static uint64_t stall_ms(const struct lars_agent *agent)
@@ -100,7 +110,7 @@ static void reload(struct lars_agent *agent)
     struct lars_generation *next = lars_generation_build(config, old->number + 1, agent->workers,
                                                          agent->n_workers, old, err, sizeof(err));
     if (next) {
-        next->env.route_cache = agent->route_cache; /* cache_dir needs a restart */
+        share_agent_parts(agent, next); /* cache_dir and health need a restart */
     }
     if (!next || lars_generation_start(next, err, sizeof(err)) < 0 ||
         lars_generation_switch(old, next, agent->workers, agent->n_workers, err, sizeof(err)) < 0) {
@@ -216,6 +226,13 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
         snap->cache_errors = atomic_load(&cs->errors);
         snap->cache_skipped = atomic_load(&cs->skipped);
     }
+    if (agent->health) {
+        const struct lars_health_stats *hs = lars_health_stats(agent->health);
+        snap->probes_ok = atomic_load(&hs->probes_ok);
+        snap->probes_failed = atomic_load(&hs->probes_failed);
+        snap->health_targets = atomic_load(&hs->targets);
+        snap->health_targets_dropped = atomic_load(&hs->targets_dropped);
+    }
 }
 
 /* A cached route for its owner, before the workers run. */
@@ -244,7 +261,7 @@ static void start_route_cache(struct lars_agent *agent, const struct lars_config
                   err);
         return;
     }
-    agent->current->env.route_cache = agent->route_cache;
+    share_agent_parts(agent, agent->current);
     size_t n = lars_route_cache_load(agent->route_cache, adopt_cached, agent);
     if (n > 0) {
         LARS_INFO("agent", "%zu routes from %s served until the dns side confirms them", n, dir);
@@ -308,6 +325,14 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
     }
     if (lars_generation_start(agent->current, err, err_len) < 0) {
         goto fail;
+    }
+    if (config->health.enabled) {
+        agent->health =
+            lars_health_start(&config->health, agent->workers, agent->n_workers, err, err_len);
+        if (!agent->health) {
+            goto fail;
+        }
+        share_agent_parts(agent, agent->current);
     }
     /* Before the workers run: cached routes serve from the first request. */
     start_route_cache(agent, config);
@@ -403,8 +428,10 @@ void lars_agent_destroy(struct lars_agent *agent)
     }
     lars_watchdog_fini(&agent->watchdog);
     lars_generation_stop(agent->current);
-    /* After the workers: the routes they applied last are written. */
+    /* After the workers: the routes they applied last are written, and
+     * their last lists of nodes held out have nowhere else to go. */
     lars_route_cache_stop(agent->route_cache);
+    lars_health_stop(agent->health);
     log_final_counters(agent);
     for (unsigned i = 0; i < agent->n_workers; i++) {
         lars_worker_destroy(agent->workers[i]);

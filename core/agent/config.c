@@ -121,8 +121,8 @@ static const struct lars_setting reporter_core_settings[] = {
 };
 #undef CORE
 
-static const char *const top_level_sections[] = {"agent", "policy",   "policies",
-                                                 "dns",   "reporter", NULL};
+static const char *const top_level_sections[] = {"agent",    "policy", "policies", "dns",
+                                                 "reporter", "health", NULL};
 
 /* A SECONDS value, range-checked by its table, in whole milliseconds. */
 static uint64_t seconds_to_ms(double seconds)
@@ -433,8 +433,49 @@ static int check_top_level(const config_t *cfg, char *err, size_t err_len)
         if (!known) {
             return lars_settings_error(
                 err, err_len, s, NULL,
-                "unknown section '%s' (expected agent, policy, policies, dns, reporter)", name);
+                "unknown section '%s' (expected agent, policy, policies, dns, reporter, health)",
+                name);
         }
+    }
+    return 0;
+}
+
+#define HEALTH(field) offsetof(struct lars_health_settings, field)
+static const struct lars_setting health_settings[] = {
+    {"enabled", LARS_SETTING_BOOL, "false", HEALTH(enabled), 0, 0,
+     "probe the nodes policies took out, so they come back without costing user requests"},
+    {"interval", LARS_SETTING_SECONDS, "2", HEALTH(interval), 0.05, 3600,
+     "seconds between two probes of one node"},
+    {"timeout", LARS_SETTING_SECONDS, "1", HEALTH(timeout), 0.01, 60,
+     "seconds a probe (connect, and the HTTP answer) may take"},
+    {"concurrency", LARS_SETTING_INT, "16", HEALTH(concurrency), 1, 4096,
+     "probes in flight at most"},
+    {"max_targets", LARS_SETTING_INT, "10000", HEALTH(max_targets), 1, 10000000,
+     "nodes watched at most; beyond, the rest wait (lars_health_targets_dropped_total)"},
+    {"http_path", LARS_SETTING_STRING, "", HEALTH(http_path), 0, -1,
+     "\"\" = a TCP connect is the probe; else GET this path (e.g. \"/healthz\"): 2xx or 3xx "
+     "is healthy"},
+    LARS_SETTINGS_END,
+};
+#undef HEALTH
+
+static int load_health_section(struct lars_config *config, char *err, size_t err_len)
+{
+    const config_setting_t *section =
+        config_setting_get_member(config_root_setting(&config->cfg), "health");
+    const struct lars_settings_block blocks[] = {{health_settings, &config->health}};
+    int rc = lars_settings_apply_blocks(section, "health", blocks, 1, err, err_len);
+    if (rc < 0) {
+        return rc;
+    }
+    const char *path = config->health.http_path;
+    if (path[0] && path[0] != '/') {
+        return lars_settings_error(err, err_len, config_setting_get_member(section, "http_path"),
+                                   "health", "http_path must start with '/' (got \"%s\")", path);
+    }
+    if (strpbrk(path, " \r\n")) {
+        return lars_settings_error(err, err_len, config_setting_get_member(section, "http_path"),
+                                   "health", "http_path must not hold spaces or line breaks");
     }
     return 0;
 }
@@ -524,6 +565,9 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
         goto fail;
     }
     rc = load_agent_section(config, err, err_len);
+    if (rc == 0) {
+        rc = load_health_section(config, err, err_len);
+    }
     if (rc < 0) {
         goto fail;
     }
@@ -594,6 +638,8 @@ int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, ch
         lars_settings_print(out, dns_core_settings);
         fprintf(out, "\nreporter { ... }: the core's keys beside the reporter plugin's own\n");
         lars_settings_print(out, reporter_core_settings);
+        fprintf(out, "\nhealth { ... }: active probes of the nodes policies took out\n");
+        lars_settings_print(out, health_settings);
         return 0;
     }
     char dir[PATH_MAX];
@@ -695,6 +741,13 @@ int lars_config_restart_only_changes(const struct lars_config *running,
     }
     if (a->workers != b->workers) {
         NOTE("agent.workers (%lld -> %lld)", (long long)a->workers, (long long)b->workers);
+    }
+    const struct lars_health_settings *ha = &running->health;
+    const struct lars_health_settings *hb = &next->health;
+    if (ha->enabled != hb->enabled || ha->interval != hb->interval || ha->timeout != hb->timeout ||
+        ha->concurrency != hb->concurrency || ha->max_targets != hb->max_targets ||
+        differs_str(ha->http_path, hb->http_path)) {
+        NOTE("the health section");
     }
     if (differs_str(a->cache_dir, b->cache_dir)) {
         NOTE("agent.cache_dir (%s -> %s)", a->cache_dir, b->cache_dir);

@@ -65,6 +65,16 @@ struct lars_agent_settings {
     int64_t cache_writes_per_second;
 };
 
+/* The `health` section: active probes of nodes policies took out. */
+struct lars_health_settings {
+    bool enabled;
+    double interval;       /* seconds between two probes of a node */
+    double timeout;        /* seconds a probe may take */
+    int64_t concurrency;   /* probes in flight at most */
+    int64_t max_targets;   /* nodes watched at most (the rest counted) */
+    const char *http_path; /* "" = TCP connect only; else GET this path, 2xx/3xx = healthy */
+};
+
 struct lars_config {
     config_t cfg;
     char *path;
@@ -85,6 +95,7 @@ struct lars_config {
 
     struct lars_plugin_config reporter;
     uint64_t report_interval_ms; /* core key report_interval of the reporter section */
+    struct lars_health_settings health;
 };
 
 /* Loads and validates path. On failure returns a negative errno and one

@@ -10,6 +10,7 @@
 #ifndef LARS_MESSAGES_H
 #define LARS_MESSAGES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,11 +22,13 @@
 #include "route_entry.h"
 
 enum lars_msg_type {
-    LARS_MSG_ROUTE = 2,   /* dns thread -> owning worker */
-    LARS_MSG_FORWARD = 3, /* worker -> owning worker: a datagram for its module */
-    LARS_MSG_WANT = 4,    /* worker -> dns thread: pull this module */
-    LARS_MSG_BATCH = 5,   /* worker -> reporter thread: one module's statistics */
-    LARS_MSG_FORGET = 8,  /* worker -> dns thread: module dropped (lars_want_msg) */
+    LARS_MSG_ROUTE = 2,          /* dns thread -> owning worker */
+    LARS_MSG_FORWARD = 3,        /* worker -> owning worker: a datagram for its module */
+    LARS_MSG_WANT = 4,           /* worker -> dns thread: pull this module */
+    LARS_MSG_BATCH = 5,          /* worker -> reporter thread: one module's statistics */
+    LARS_MSG_FORGET = 8,         /* worker -> dns thread: module dropped (lars_want_msg) */
+    LARS_MSG_HEALTH_TARGETS = 9, /* worker -> health thread: its nodes taken out */
+    LARS_MSG_PROBED = 10,        /* health thread -> owning worker: a probe's result */
 };
 
 struct lars_msg {
@@ -64,6 +67,28 @@ struct lars_batch_msg {
     struct lars_msg base;
     struct lars_report_batch batch;
     struct lars_call_result results[];
+};
+
+/* One node a policy took out, to be probed. */
+struct lars_health_target {
+    int32_t modid;
+    int32_t cmdid;
+    struct lars_node_addr addr;
+};
+
+/* Every node a worker's policies hold out now (replaces the previous list
+ * of that worker). */
+struct lars_health_targets_msg {
+    struct lars_msg base;
+    unsigned worker;
+    size_t n;
+    struct lars_health_target targets[];
+};
+
+struct lars_probed_msg {
+    struct lars_msg base;
+    struct lars_health_target target;
+    bool healthy;
 };
 
 /* The steps of a reload (see lars_workers_reload). */

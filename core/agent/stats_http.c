@@ -249,6 +249,17 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
                      (unsigned long long)snap->cache_coalesced,
                      (unsigned long long)snap->cache_errors,
                      (unsigned long long)snap->cache_skipped, (unsigned long long)c->routes_cached);
+    family(t, "lars_health_probes_total", "counter",
+           "Active health probes of nodes held out (the health section), by result.");
+    lars_text_printf(t,
+                     "lars_health_probes_total{result=\"healthy\"} %llu\n"
+                     "lars_health_probes_total{result=\"failed\"} %llu\n",
+                     (unsigned long long)snap->probes_ok, (unsigned long long)snap->probes_failed);
+    metric(t, "lars_health_targets", "gauge", "Nodes held out that the health thread probes.",
+           snap->health_targets);
+    metric(t, "lars_health_targets_dropped", "gauge",
+           "Nodes held out beyond health.max_targets, left to the policies' own timeouts.",
+           snap->health_targets_dropped);
     metric(t, "lars_route_entries_refused_total", "counter",
            "Nodes, zones and tags of delivered routes left out (unknown family, bad spelling).",
            snap->dns_refused);

@@ -188,6 +188,12 @@ struct lars_stats_snapshot {
     uint64_t cache_errors;
     uint64_t cache_skipped;
 
+    /* Active health checks (health_check.h). */
+    uint64_t probes_ok;
+    uint64_t probes_failed;
+    uint64_t health_targets;
+    uint64_t health_targets_dropped;
+
     /* The policy plugins, by name, since the agent started. */
     struct lars_stats_policy policies[LARS_STATS_MAX_POLICIES];
     size_t n_policies;

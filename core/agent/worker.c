@@ -27,6 +27,7 @@
 #include "../common/log.h"
 #include "../common/loop_thread.h"
 #include "../common/wire.h"
+#include "health_check.h"
 #include "policy_counters.h"
 #include "route_cache.h"
 #include "watchdog.h"
@@ -93,6 +94,7 @@ struct lars_worker {
     int fd;
     uint16_t port;
     bool truncation_logged; /* a get_route was cut: said once */
+    bool health_listed;     /* the health thread holds a non-empty list of ours */
 
     struct lars_loop_thread *loop;
     struct event_base *base;  /* the loop's */
@@ -141,6 +143,8 @@ struct lars_worker {
  * waits for a whole pass (100k modules: ~50 ms per pass with a flush). */
 struct tick_ctx {
     struct lars_worker *w;
+    struct lars_health_targets_msg *out; /* nodes held out, for the health thread */
+    size_t out_cap;
     uint64_t now_ms;
     int flush;
     uint32_t ts;
@@ -938,6 +942,33 @@ static void join_tags(const struct lars_node *node, char *buf, size_t len)
     }
 }
 
+/* Appends node to the pass's list of nodes held out (bounded by
+ * health.max_targets; the health thread counts what it cannot take). */
+static void add_health_target(struct tick_ctx *ctx, const struct lars_module *m,
+                              const struct lars_node *node)
+{
+    size_t n = ctx->out ? ctx->out->n : 0;
+    if (n >= ctx->w->env->health_max_targets) {
+        return;
+    }
+    if (n == ctx->out_cap) {
+        size_t cap = ctx->out_cap ? ctx->out_cap * 2 : 16;
+        struct lars_health_targets_msg *grown =
+            realloc(ctx->out, sizeof(*grown) + cap * sizeof(grown->targets[0]));
+        if (!grown) {
+            return;
+        }
+        if (!ctx->out) {
+            grown->base.type = LARS_MSG_HEALTH_TARGETS;
+            grown->n = 0;
+        }
+        ctx->out = grown;
+        ctx->out_cap = cap;
+    }
+    ctx->out->targets[ctx->out->n++] = (struct lars_health_target){
+        .modid = m->modid, .cmdid = m->cmdid, .addr = lars_node_addr_of(node)};
+}
+
 static void tick_module(struct lars_module *m, void *arg)
 {
     struct tick_ctx *ctx = arg;
@@ -957,6 +988,9 @@ static void tick_module(struct lars_module *m, void *arg)
         ctx->nodes += m->n_nodes;
         for (size_t i = 0; i < m->n_nodes; i++) {
             ctx->overloaded += m->nodes[i]->overloaded;
+            if (m->nodes[i]->overloaded && w->env->health) {
+                add_health_target(ctx, m, m->nodes[i]);
+            }
         }
     } else if (m->state == LARS_MODULE_PENDING) {
         ctx->pending++;
@@ -975,6 +1009,29 @@ static void tick_module(struct lars_module *m, void *arg)
                                                                     : w->env->update_timeout_ms)) {
         request_pull(w, m, now);
     }
+}
+
+/* After a pass: the nodes held out go to the health thread (an empty list
+ * once, when the last one came back). */
+static void send_health_targets(struct lars_worker *w, struct tick_ctx *ctx)
+{
+    struct lars_health_targets_msg *msg = ctx->out;
+    ctx->out = NULL;
+    if (!w->env->health || (!msg && !w->health_listed)) {
+        free(msg);
+        return;
+    }
+    if (!msg) {
+        msg =
+            (struct lars_health_targets_msg *)lars_msg_alloc(LARS_MSG_HEALTH_TARGETS, sizeof(*msg));
+        if (!msg) {
+            return; /* the next pass says it */
+        }
+        msg->n = 0;
+    }
+    msg->worker = w->index;
+    w->health_listed = msg->n > 0;
+    lars_health_post(w->env->health, msg);
 }
 
 static void begin_pass(struct lars_worker *w, struct tick_pass *pass, int force_flush)
@@ -1011,6 +1068,7 @@ static int run_pass(struct lars_worker *w, struct tick_pass *pass, size_t limit)
     atomic_store_explicit(&w->stats.nodes, ctx->nodes, memory_order_relaxed);
     atomic_store_explicit(&w->stats.nodes_overloaded, ctx->overloaded, memory_order_relaxed);
     atomic_store_explicit(&w->stats.modules_stale, ctx->stale, memory_order_relaxed);
+    send_health_targets(w, ctx);
     return 1;
 }
 
@@ -1276,6 +1334,21 @@ static void on_tick(evutil_socket_t fd, short events, void *arg)
     lars_watch_leave(&w->watch);
 }
 
+/* Loop thread: a health probe's result, for the policy of a node still
+ * held out. */
+static void apply_probe(struct lars_worker *w, const struct lars_probed_msg *msg, uint64_t now_ms)
+{
+    struct lars_module *m = lars_route_table_find(&w->routes, msg->target.modid, msg->target.cmdid);
+    if (!m || m->state != LARS_MODULE_READY) {
+        return;
+    }
+    struct lars_node *node = lars_module_find_node(m, &msg->target.addr);
+    const struct lars_policy_ops *ops = m->binding->ops;
+    if (node && node->overloaded && LARS_HAS_MEMBER(ops, node_probed)) {
+        IN_PLUGIN(w, m->binding, ops->node_probed(m->policy, node, msg->healthy, now_ms));
+    }
+}
+
 /* Loop thread: a route from the dns thread or a request forwarded by
  * another worker. */
 static void on_message(void *arg, struct lars_queue_item *item)
@@ -1290,6 +1363,9 @@ static void on_message(void *arg, struct lars_queue_item *item)
             lars_watch_leave(&w->watch);
             return; /* the route cache has it */
         }
+        break;
+    case LARS_MSG_PROBED:
+        apply_probe(w, (const struct lars_probed_msg *)msg, now_ms);
         break;
     case LARS_MSG_FORWARD: {
         struct lars_forward_msg *f = (struct lars_forward_msg *)msg;
@@ -1575,6 +1651,9 @@ void lars_worker_destroy(struct lars_worker *worker)
     }
     if (worker->tick_more_event) {
         event_free(worker->tick_more_event);
+    }
+    if (worker->pass) {
+        free(worker->pass->ctx.out); /* a pass cut short by the stop */
     }
     free(worker->pass);
     /* Before the socket closes: forwarded requests still queued name it. */

@@ -22,6 +22,7 @@
 
 struct lars_worker;
 struct lars_route_cache;
+struct lars_health;
 struct lars_route_msg;
 
 /* A policy for one module (`policies` entries of the config). */
@@ -46,6 +47,8 @@ struct lars_worker_env {
     uint64_t update_timeout_ms;
     struct lars_route_guard_conf route_guard; /* agent.route_guard, route_guard_confirm */
     struct lars_route_cache *route_cache;     /* NULL = off; the agent's, set after build */
+    struct lars_health *health;               /* NULL = off; the agent's, set after build */
+    uint64_t health_max_targets;
     uint64_t report_interval_ms;
     uint64_t tick_ms;
     uint32_t caller_ip;

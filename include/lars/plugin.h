@@ -358,6 +358,14 @@ struct lars_policy_ops {
      * hold the new values. A policy that reads them at pick time needs no
      * node_updated(). */
     void (*node_updated)(void *instance, struct lars_node *node, uint64_t now_ms);
+
+    /* Since 1.2, optional: an active health check (the agent's `health`
+     * section, off by default) probed a node this policy holds out
+     * (node->overloaded): healthy = it accepted a connection (and answered
+     * the HTTP path with 2xx/3xx). Called only while the node is out; a
+     * policy bringing it back clears node->overloaded. Without this op
+     * probes change nothing for the policy. */
+    void (*node_probed)(void *instance, struct lars_node *node, bool healthy, uint64_t now_ms);
 };
 
 /* ------------------------------------------------------------------------

@@ -374,6 +374,14 @@ bool lars_policy_set_report(struct lars_policy_set *s, struct lars_policy_node *
     return lars_policy_health_report(&s->rule, pn, ok, now_ms, set_moved, s);
 }
 
+void lars_policy_set_probed(struct lars_policy_set *s, struct lars_policy_node *pn, bool healthy,
+                            uint64_t now_ms)
+{
+    if (healthy && pn->health.out) {
+        back(&s->rule, pn, true, now_ms, set_moved, s);
+    }
+}
+
 static void set_expire(struct lars_policy_set *s, uint64_t now_ms)
 {
     while (s->out_head && lars_policy_out_over(&s->rule, s->out_head, now_ms)) {

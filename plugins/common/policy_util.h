@@ -335,6 +335,12 @@ static inline void lars_policy_set_touch(struct lars_policy_set *s)
 bool lars_policy_set_report(struct lars_policy_set *s, struct lars_policy_node *pn, bool ok,
                             uint64_t now_ms);
 
+/* node_probed(): a healthy probe brings a node that is out back on trial
+ * (its next failure takes it out again at once); a failed probe changes
+ * nothing (the time out runs from the failure that took it out). */
+void lars_policy_set_probed(struct lars_policy_set *s, struct lars_policy_node *pn, bool healthy,
+                            uint64_t now_ms);
+
 /* tick(): time outs that are over, then the real counters' window. */
 void lars_policy_set_tick(struct lars_policy_set *s, uint64_t now_ms);
 

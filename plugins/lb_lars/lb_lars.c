@@ -495,6 +495,18 @@ static int lb_validate(const void *conf, const struct lars_services *svc, char *
     return 0;
 }
 
+/* An active health check (the agent's health section, off by default)
+ * found an overloaded node reachable: idle again (set_idle), as if its
+ * overload_timeout had ended. A failed probe changes nothing. */
+static void lb_node_probed(void *instance, struct lars_node *node, bool healthy, uint64_t now_ms)
+{
+    struct lb_module *m = instance;
+    struct lb_node *n = node->policy_data;
+    if (healthy && n->on_overload) {
+        move(m, n, false, now_ms);
+    }
+}
+
 static const struct lars_policy_ops lb_ops = {
     .size = sizeof(struct lars_policy_ops),
     .create = lb_create,
@@ -506,6 +518,7 @@ static const struct lars_policy_ops lb_ops = {
     .tick = lb_tick,
     .node_data_size = sizeof(struct lb_node),
     .node_updated = lb_node_updated,
+    .node_probed = lb_node_probed,
 };
 
 LARS_POLICY_DESCRIPTOR = {

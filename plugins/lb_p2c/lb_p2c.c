@@ -302,6 +302,14 @@ static const struct lars_setting p2c_settings[] = {
     LARS_SETTINGS_END,
 };
 
+/* An active health check (the agent's health section) found a node that
+ * is out reachable: back on trial, before its time out ends. */
+static void p2c_node_probed(void *instance, struct lars_node *node, bool healthy, uint64_t now_ms)
+{
+    struct p2c_module *m = instance;
+    lars_policy_set_probed(&m->set, node->policy_data, healthy, now_ms);
+}
+
 static const struct lars_policy_ops p2c_ops = {
     .size = sizeof(struct lars_policy_ops),
     .create = p2c_create,
@@ -313,6 +321,7 @@ static const struct lars_policy_ops p2c_ops = {
     .tick = p2c_tick,
     .node_data_size = sizeof(struct p2c_node),
     .node_updated = p2c_node_updated,
+    .node_probed = p2c_node_probed,
 };
 
 LARS_POLICY_DESCRIPTOR = {

@@ -494,6 +494,14 @@ static int ring_validate(const void *conf, const struct lars_services *svc, char
     return 0;
 }
 
+/* An active health check (the agent's health section) found a node that
+ * is out reachable: back on trial, before its time out ends. */
+static void ring_node_probed(void *instance, struct lars_node *node, bool healthy, uint64_t now_ms)
+{
+    struct ring_module *m = instance;
+    lars_policy_set_probed(&m->set, node->policy_data, healthy, now_ms);
+}
+
 static const struct lars_policy_ops ring_ops = {
     .size = sizeof(struct lars_policy_ops),
     .create = ring_create,
@@ -505,6 +513,7 @@ static const struct lars_policy_ops ring_ops = {
     .tick = ring_tick,
     .node_data_size = sizeof(struct ring_node),
     .node_updated = ring_node_updated,
+    .node_probed = ring_node_probed,
 };
 
 LARS_POLICY_DESCRIPTOR = {

@@ -354,6 +354,14 @@ static int wrr_validate(const void *conf, const struct lars_services *svc, char 
     return rc;
 }
 
+/* An active health check (the agent's health section) found a node that
+ * is out reachable: back on trial, before its time out ends. */
+static void wrr_node_probed(void *instance, struct lars_node *node, bool healthy, uint64_t now_ms)
+{
+    struct wrr_module *m = instance;
+    lars_policy_set_probed(&m->set, node->policy_data, healthy, now_ms);
+}
+
 static const struct lars_policy_ops wrr_ops = {
     .size = sizeof(struct lars_policy_ops),
     .create = wrr_create,
@@ -365,6 +373,7 @@ static const struct lars_policy_ops wrr_ops = {
     .tick = wrr_tick,
     .node_data_size = sizeof(struct wrr_node),
     .node_updated = wrr_node_updated,
+    .node_probed = wrr_node_probed,
 };
 
 LARS_POLICY_DESCRIPTOR = {

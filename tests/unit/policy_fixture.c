@@ -533,6 +533,26 @@ void fx_test_panic(void **state)
     fx_check_panic(*state);
 }
 
+void fx_test_probed(void **state)
+{
+    struct fx *fx = fx_create("", "panic_threshold = 0;", 4, 9001, 1, 2);
+    *state = fx;
+    const struct lars_policy_ops *ops = fx_ops();
+    assert_true(LARS_HAS_MEMBER(ops, node_probed));
+    int count[FX_MAX_NODES];
+    fx_add_n(fx, 4);
+    fx_rep_n(fx, 0, false, 20);
+    assert_true(fx->node[0].overloaded);
+    ops->node_probed(fx->inst, &fx->node[0], false, fx->now);
+    assert_true(fx->node[0].overloaded);
+    assert_int_equal(fx_count_picks(fx, 100, count), 0);
+    assert_true(count[0] <= 100 / 10); /* at most the probes of lb_lars */
+    ops->node_probed(fx->inst, &fx->node[0], true, fx->now);
+    assert_false(fx->node[0].overloaded);
+    assert_int_equal(fx_count_picks(fx, 100, count), 0);
+    assert_true(count[0] >= 100 / 4 - 10);
+}
+
 void fx_test_draining(void **state)
 {
     *state = fx_create("", "", FX_MAX_NODES, 9001, 1, 2);

@@ -216,4 +216,12 @@ void fx_check_panic(struct fx *fx);
  * fx_teardown). */
 void fx_test_panic(void **state);
 
+/*
+ * Active health checks (plugin.h, node_probed), for every policy: nodes
+ * 0..3, node 0 taken out by 20 failures; a failed probe leaves it out (no
+ * pick of 100), a healthy one brings it back at once (picked again, not
+ * overloaded). cmocka test on a fresh module (fx_setup_none, fx_teardown).
+ */
+void fx_test_probed(void **state);
+
 #endif

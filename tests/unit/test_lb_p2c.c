@@ -546,6 +546,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_probed, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_zone_rule, fx_setup_none, fx_teardown),
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_settings_defaults),

@@ -375,6 +375,7 @@ int main(void)
         T(test_draining_skipped),
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_probed, fx_setup_none, fx_teardown),
         T(test_out_skipped),
         T(test_all_out_probes),
         T(test_round_robin_without_key),

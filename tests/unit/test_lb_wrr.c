@@ -569,6 +569,7 @@ int main(void)
         T(test_route_weight_updated),
         cmocka_unit_test_setup_teardown(fx_test_draining, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_panic, fx_setup_none, fx_teardown),
+        cmocka_unit_test_setup_teardown(fx_test_probed, fx_setup_none, fx_teardown),
         cmocka_unit_test_setup_teardown(fx_test_zone_rule, fx_setup_none, fx_teardown),
         T(test_default_weight),
         T(test_weight_matches_port),
