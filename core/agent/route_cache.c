@@ -23,7 +23,7 @@
 
 #define BUCKETS 4096
 #define FLUSH_PERIOD_MS 100
-#define SUFFIX ".route"
+#define SUFFIX LARS_ROUTE_FILE_SUFFIX
 
 /* The latest route of one module, not written yet. */
 struct pending {
@@ -232,7 +232,7 @@ void lars_route_cache_post(struct lars_route_cache *cache, struct lars_route_msg
     lars_loop_thread_post(cache->loop, &msg->base.item);
 }
 
-/* The whole file, at most LARS_ROUTE_CACHE_MAX_BYTES; NULL with why. */
+/* The whole file, at most LARS_ROUTE_FILE_MAX_BYTES; NULL with why. */
 static uint8_t *read_file(const char *path, size_t *len, char *why, size_t why_len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -244,9 +244,8 @@ static uint8_t *read_file(const char *path, size_t *len, char *why, size_t why_l
         }
         return NULL;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)LARS_ROUTE_CACHE_MAX_BYTES) {
-        snprintf(why, why_len, "not a regular file of at most %u bytes",
-                 LARS_ROUTE_CACHE_MAX_BYTES);
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)LARS_ROUTE_FILE_MAX_BYTES) {
+        snprintf(why, why_len, "not a regular file of at most %u bytes", LARS_ROUTE_FILE_MAX_BYTES);
         close(fd);
         return NULL;
     }

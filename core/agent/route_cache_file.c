@@ -1,6 +1,6 @@
 /*
- * route_cache_file.c - encoding and checked decoding of a cached route
- * (route_cache_file.h).
+ * route_cache_file.c - route messages to and from cached route files
+ * (route_cache_file.h; the layout is common/route_file.h's).
  */
 #include "route_cache_file.h"
 
@@ -8,25 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "../common/node_meta.h"
 #include "route_entry.h"
-
-static const char MAGIC[8] = {'L', 'A', 'R', 'S', 'R', 'T', 'C', '1'};
-
-/* The smallest node: family, port, ip, ip6, weight, draining, zone length
- * and tag count. */
-#define MIN_NODE_BYTES (2 + 2 + 4 + 16 + 4 + 1 + 1 + 1)
-
-static uint64_t fnv1a(const uint8_t *p, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* ---- writing ---- */
 
@@ -56,9 +39,9 @@ static void put_short_string(struct lars_text *t, const char *s)
 void lars_route_cache_encode(const struct lars_route_msg *msg, uint32_t written_unix,
                              struct lars_text *out)
 {
-    size_t n = msg->n < LARS_ROUTE_CACHE_MAX_NODES ? msg->n : LARS_ROUTE_CACHE_MAX_NODES;
+    size_t n = msg->n < LARS_ROUTE_FILE_MAX_NODES ? msg->n : LARS_ROUTE_FILE_MAX_NODES;
     size_t start = out->len;
-    lars_text_append(out, MAGIC, sizeof(MAGIC));
+    lars_text_append(out, LARS_ROUTE_FILE_MAGIC, sizeof(LARS_ROUTE_FILE_MAGIC) - 1);
     put_le(out, written_unix, 4);
     put_le(out, (uint32_t)msg->modid, 4);
     put_le(out, (uint32_t)msg->cmdid, 4);
@@ -79,144 +62,69 @@ void lars_route_cache_encode(const struct lars_route_msg *msg, uint32_t written_
         }
     }
     if (!out->failed) {
-        put_le(out, fnv1a((const uint8_t *)out->data + start, out->len - start), 8);
+        put_le(out, lars_route_file_checksum((const uint8_t *)out->data + start, out->len - start),
+               8);
     }
 }
 
 /* ---- reading ---- */
 
-struct reader {
-    const uint8_t *p;
-    size_t left;
-    bool short_read;
-};
-
-static uint64_t get_le(struct reader *r, unsigned bytes)
-{
-    if (r->left < bytes) {
-        r->short_read = true;
-        r->left = 0;
-        return 0;
-    }
-    uint64_t v = 0;
-    for (unsigned i = 0; i < bytes; i++) {
-        v |= (uint64_t)r->p[i] << (8 * i);
-    }
-    r->p += bytes;
-    r->left -= bytes;
-    return v;
-}
-
-/* A length-prefixed string copied into buf (NUL-terminated). */
-static void get_short_string(struct reader *r, char buf[256])
-{
-    size_t len = (size_t)get_le(r, 1);
-    if (r->left < len) {
-        r->short_read = true;
-        r->left = 0;
-        len = 0;
-    }
-    memcpy(buf, r->p, len);
-    buf[len] = '\0';
-    r->p += len;
-    r->left -= len;
-}
-
-/* The nodes of a file, with their strings in one block. */
+/* The nodes of a file, as a transport would deliver them, and the storage
+ * their strings point into. */
 struct decoded {
     struct lars_route_node *nodes;
-    char (*zones)[256];
-    char (*tags)[LARS_TAGS_PER_NODE][256];
+    struct lars_route_file_node *read; /* strings of nodes[i] point here */
     const char *(*tag_ptrs)[LARS_TAGS_PER_NODE];
 };
 
-static void decoded_free(struct decoded *d)
+static int keep_node(void *ctx, size_t i, const struct lars_route_file_node *node)
 {
-    free(d->nodes);
-    free(d->zones);
-    free(d->tags);
-    free(d->tag_ptrs);
-}
-
-static bool read_node(struct reader *r, struct decoded *d, size_t i)
-{
-    struct lars_route_node *node = &d->nodes[i];
-    node->family = (uint16_t)get_le(r, 2);
-    node->port = (uint16_t)get_le(r, 2);
-    node->ip = (uint32_t)get_le(r, 4);
-    for (size_t k = 0; k < sizeof(node->ip6); k++) {
-        node->ip6[k] = (uint8_t)get_le(r, 1);
+    struct decoded *d = ctx;
+    d->read[i] = *node;
+    const struct lars_route_file_node *kept = &d->read[i];
+    for (uint32_t k = 0; k < kept->n_tags; k++) {
+        d->tag_ptrs[i][k] = kept->tags[k];
     }
-    node->weight = (uint32_t)get_le(r, 4);
-    node->draining = get_le(r, 1) != 0;
-    get_short_string(r, d->zones[i]);
-    node->zone = d->zones[i];
-    unsigned tags = (unsigned)get_le(r, 1);
-    char skipped[256] = "";
-    for (unsigned k = 0; k < tags; k++) {
-        /* More than a node may hold: read past them (the core keeps
-         * LARS_TAGS_PER_NODE anyway). */
-        get_short_string(r, k < LARS_TAGS_PER_NODE ? d->tags[i][k] : skipped);
-        if (k < LARS_TAGS_PER_NODE) {
-            d->tag_ptrs[i][k] = d->tags[i][k];
-        }
-    }
-    node->n_tags = tags < LARS_TAGS_PER_NODE ? tags : LARS_TAGS_PER_NODE;
-    node->tags = node->n_tags ? d->tag_ptrs[i] : NULL;
-    return !r->short_read && (node->family == AF_INET || node->family == AF_INET6);
+    d->nodes[i] = (struct lars_route_node){
+        .ip = kept->ip,
+        .port = kept->port,
+        .family = kept->family,
+        .weight = kept->weight,
+        .draining = kept->draining,
+        .zone = kept->zone,
+        .tags = kept->n_tags ? d->tag_ptrs[i] : NULL,
+        .n_tags = kept->n_tags,
+    };
+    memcpy(d->nodes[i].ip6, kept->ip6, sizeof(kept->ip6));
+    return 0;
 }
 
 struct lars_route_msg *lars_route_cache_decode(const uint8_t *data, size_t len,
                                                uint32_t *written_unix, char *why, size_t why_len)
 {
-    if (len < sizeof(MAGIC) + 20 + 8 || memcmp(data, MAGIC, sizeof(MAGIC)) != 0) {
-        snprintf(why, why_len, "not a Lars route cache file (%zu bytes, no LARSRTC1 header)", len);
+    struct lars_route_file_head head;
+    if (lars_route_file_read(data, len, &head, NULL, NULL, why, why_len) < 0) {
         return NULL;
     }
-    uint64_t stored = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        stored |= (uint64_t)data[len - 8 + i] << (8 * i);
-    }
-    if (fnv1a(data, len - 8) != stored) {
-        snprintf(why, why_len, "checksum mismatch (truncated or corrupt, %zu bytes)", len);
-        return NULL;
-    }
-    struct reader r = {.p = data + sizeof(MAGIC), .left = len - 8 - sizeof(MAGIC)};
-    *written_unix = (uint32_t)get_le(&r, 4);
-    int32_t modid = (int32_t)(uint32_t)get_le(&r, 4);
-    int32_t cmdid = (int32_t)(uint32_t)get_le(&r, 4);
-    size_t n = (size_t)get_le(&r, 4);
-    if (n > LARS_ROUTE_CACHE_MAX_NODES || n > r.left / MIN_NODE_BYTES) {
-        snprintf(why, why_len, "%zu nodes cannot fit in %zu bytes", n, len);
-        return NULL;
-    }
+    size_t slots = head.n ? head.n : 1;
     struct decoded d = {
-        .nodes = calloc(n ? n : 1, sizeof(*d.nodes)),
-        .zones = calloc(n ? n : 1, sizeof(*d.zones)),
-        .tags = calloc(n ? n : 1, sizeof(*d.tags)),
-        .tag_ptrs = calloc(n ? n : 1, sizeof(*d.tag_ptrs)),
+        .nodes = calloc(slots, sizeof(*d.nodes)),
+        .read = calloc(slots, sizeof(*d.read)),
+        .tag_ptrs = calloc(slots, sizeof(*d.tag_ptrs)),
     };
     struct lars_route_msg *msg = NULL;
-    if (!d.nodes || !d.zones || !d.tags || !d.tag_ptrs) {
+    if (!d.nodes || !d.read || !d.tag_ptrs) {
         snprintf(why, why_len, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!read_node(&r, &d, i)) {
-            snprintf(why, why_len, "node %zu of %zu is cut short or of no known family", i + 1, n);
-            goto done;
+    } else if (lars_route_file_read(data, len, &head, keep_node, &d, why, why_len) == 0) {
+        *written_unix = head.written_unix;
+        msg = lars_route_msg_from_nodes(head.modid, head.cmdid, d.nodes, head.n, sizeof(*d.nodes),
+                                        NULL);
+        if (!msg) {
+            snprintf(why, why_len, "out of memory");
         }
     }
-    if (r.left != 0) {
-        snprintf(why, why_len, "%zu bytes after the last node", r.left);
-        goto done;
-    }
-    size_t refused = 0;
-    msg = lars_route_msg_from_nodes(modid, cmdid, d.nodes, n, sizeof(*d.nodes), &refused);
-    if (!msg) {
-        snprintf(why, why_len, "out of memory");
-    }
-done:
-    decoded_free(&d);
+    free(d.nodes);
+    free(d.read);
+    free(d.tag_ptrs);
     return msg;
 }

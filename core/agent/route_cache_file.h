@@ -1,21 +1,6 @@
 /*
- * route_cache_file.h - the bytes of one module's cached route (the
- * last-good route the agent applied, kept on disk so a restart with the dns
- * side unreachable still serves it).
- *
- * Layout (integers little-endian):
- *   "LARSRTC1"                 8 bytes, magic and format version
- *   u32 written_unix           when the route was applied
- *   i32 modid, i32 cmdid
- *   u32 n                      nodes, at most LARS_ROUTE_CACHE_MAX_NODES
- *   n x node:  u16 family (AF_INET / AF_INET6), u16 port, u32 ip (host
- *              order), 16 bytes ip6, u32 weight, u8 draining,
- *              u8 zone length + zone, u8 tag count + (u8 length + tag)...
- *   u64 checksum               FNV-1a 64 of every byte before it
- *
- * Decoding checks every length against the bytes left and the checksum, so
- * a truncated, corrupt or foreign file is refused with a reason, never
- * half read.
+ * route_cache_file.h - a route message as the bytes of a cached route file
+ * and back (the layout and its checked reader: common/route_file.h).
  */
 #ifndef LARS_ROUTE_CACHE_FILE_H
 #define LARS_ROUTE_CACHE_FILE_H
@@ -23,11 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/route_file.h"
 #include "../common/text.h"
 #include "messages.h"
-
-#define LARS_ROUTE_CACHE_MAX_NODES 65536
-#define LARS_ROUTE_CACHE_MAX_BYTES (64u << 20)
 
 /* Appends the file for msg to out (out->failed when memory is short). */
 void lars_route_cache_encode(const struct lars_route_msg *msg, uint32_t written_unix,

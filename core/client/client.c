@@ -68,8 +68,10 @@ struct lars_client {
     int *fds; /* fds[i] is connected to agent_ip:base_port + i */
     unsigned workers;
     unsigned timeout_ms;
-    uint32_t seq;  /* last GetHostRequest seq sent */
-    uint8_t *rbuf; /* LARS_WIRE_MAX_DATAGRAM bytes */
+    uint32_t seq;        /* last GetHostRequest seq sent */
+    uint8_t *rbuf;       /* LARS_WIRE_MAX_DATAGRAM bytes */
+    char *cache_dir;     /* lars_client_set_cache_dir, NULL = no fallback */
+    unsigned cache_turn; /* round robin over cached nodes */
 };
 
 LARS_API const char *lars_strerror(int status)
@@ -83,6 +85,8 @@ LARS_API const char *lars_strerror(int status)
         return "the agent reported an internal error";
     case LARS_NOEXIST:
         return "no such module (the agent has no route for it yet)";
+    case LARS_OK_CACHED:
+        return "ok, from the agent's route cache (the agent did not answer)";
     case LARS_ERR_TIMEOUT:
         return "no answer from lars-agent (is it running?)";
     case LARS_ERR_SOCKET:
@@ -133,6 +137,23 @@ static bool valid_port(int32_t port)
     return port > 0 && port <= 65535;
 }
 
+LARS_API int lars_client_set_cache_dir(struct lars_client *client, const char *dir)
+{
+    if (!client) {
+        return LARS_ERR_INVALID;
+    }
+    char *copy = NULL;
+    if (dir && dir[0]) {
+        copy = strdup(dir);
+        if (!copy) {
+            return LARS_ERR_INVALID;
+        }
+    }
+    free(client->cache_dir);
+    client->cache_dir = copy;
+    return LARS_OK;
+}
+
 LARS_API void lars_client_destroy(struct lars_client *client)
 {
     if (!client) {
@@ -147,6 +168,7 @@ LARS_API void lars_client_destroy(struct lars_client *client)
     }
     free(client->fds);
     free(client->rbuf);
+    free(client->cache_dir);
     free(client);
 }
 
@@ -388,6 +410,14 @@ int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdi
     }
     rc = wait_answer(client, idx, deadline, LARS__MESSAGE_ID__ID_GetHostResponse,
                      &lars__get_host_response__descriptor, match_host, &req, &msg);
+    if (rc == LARS_ERR_TIMEOUT && client->cache_dir) {
+        int saved = errno;
+        if (lars_client_cached_host(client->cache_dir, modid, cmdid, caps, &client->cache_turn,
+                                    fill, host) == 0) {
+            return LARS_OK_CACHED;
+        }
+        errno = saved;
+    }
     if (rc != LARS_OK) {
         return rc;
     }

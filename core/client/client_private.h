@@ -40,6 +40,12 @@ int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdi
 int lars_client_ask_route(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps,
                           lars_client_fill_fn fill, void *hosts, size_t max, size_t *count);
 
+/* The cache fallback (lars_client_set_cache_dir): a node of modid/cmdid
+ * from the agent's route cache in dir, the *turn-th candidate (advanced),
+ * filled through fill. 0, or -1 when there is no usable cached route. */
+int lars_client_cached_host(const char *dir, int32_t modid, int32_t cmdid, uint32_t caps,
+                            unsigned *turn, lars_client_fill_fn fill, void *host);
+
 /* ReportRequest{modid, cmdid, host = *hi, retcode, cost_us}, no answer. */
 int lars_client_send_report(struct lars_client *client, int32_t modid, int32_t cmdid,
                             const Lars__HostInfo *hi, int retcode, uint32_t cost_us);

@@ -56,6 +56,8 @@ enum lars_client_status {
     LARS_OVERLOAD = 1,      /* every node of the module is overloaded */
     LARS_SYSTEM_ERROR = 2,  /* the agent failed internally */
     LARS_NOEXIST = 3,       /* the module is unknown (a pull has started) */
+    LARS_OK_CACHED = 100,   /* get_host: a node from the agent's route cache, the agent did
+                               not answer (lars_client_set_cache_dir) */
     LARS_ERR_TIMEOUT = -1,  /* no answer within timeout_ms (is lars-agent running?) */
     LARS_ERR_SOCKET = -2,   /* a socket call failed (errno tells) */
     LARS_ERR_PROTOCOL = -3, /* the answer did not decode */
@@ -108,6 +110,17 @@ struct lars_host {
 /* Creates a client; opts may be NULL (all defaults), any zero field takes its
  * default. Returns NULL on failure (errno set). */
 struct lars_client *lars_client_create(const struct lars_client_options *opts);
+
+/*
+ * Falls back to the agent's route cache (its agent.cache_dir, e.g.
+ * "/var/cache/lars-agent"; the directory must be readable by this process)
+ * when the agent does not answer a get_host: a node of the module's cached
+ * route, round robin over the nodes that do not drain, returned with
+ * LARS_OK_CACHED instead of LARS_ERR_TIMEOUT (as L5's API served its local
+ * copy). Report calls as usual: they are lost while the agent is gone. dir
+ * NULL or "" turns it off (the default). LARS_OK, or LARS_ERR_INVALID.
+ */
+int lars_client_set_cache_dir(struct lars_client *client, const char *dir);
 
 /* Closes the client's sockets and frees it. NULL is fine. */
 void lars_client_destroy(struct lars_client *client);

@@ -3,7 +3,8 @@
  * real lars-agent and dns_lars against a scripted dns server: an agent
  * restarted while the dns side is down serves the routes it cached from
  * its first request, marked stale until the dns side answers; truncated,
- * corrupt and foreign files are skipped with one line each.
+ * corrupt and foreign files are skipped with one line each; a liblars
+ * client with lars_client_set_cache_dir gets nodes while no agent runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,7 +105,27 @@ static void test_restart_with_dns_down(void **state)
     assert_int_equal(nh_peer_up(peer), 0);
     NH_WAIT_UNTIL(ok, nh_agent_metric(&second, "lars_routes_stale") == 0, 5000);
     assert_true(ok);
+    uint16_t gone_port = second.base_port;
     assert_int_equal(nh_agent_stop(&second), 0);
+
+    /* No agent at all: a client with the cache directory still gets
+     * nodes, round robin, and is told they come from the cache. */
+    struct lars_client_options opts = {
+        .agent_ip = "127.0.0.1", .base_port = gone_port, .workers = 3, .timeout_ms = 200};
+    struct lars_client *alone = lars_client_create(&opts);
+    assert_non_null(alone);
+    assert_int_equal(lars_get_host(alone, 1, 1, &host), LARS_ERR_TIMEOUT);
+    assert_int_equal(lars_client_set_cache_dir(alone, cache_dir), LARS_OK);
+    unsigned seen = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(lars_get_host(alone, 1, 1, &host), LARS_OK_CACHED);
+        assert_true(host.port >= 9001 && host.port <= 9003);
+        assert_string_equal(host.ip_str, "127.0.0.1");
+        seen |= 1u << (host.port - 9001);
+    }
+    assert_int_equal(seen, 7u);
+    assert_int_equal(lars_get_host(alone, 5, 5, &host), LARS_ERR_TIMEOUT); /* not cached */
+    lars_client_destroy(alone);
 
     /* Truncated, corrupt and foreign files: one line each, the rest loads. */
     unsigned char good[4096];
