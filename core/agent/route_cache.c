@@ -232,45 +232,6 @@ void lars_route_cache_post(struct lars_route_cache *cache, struct lars_route_msg
     lars_loop_thread_post(cache->loop, &msg->base.item);
 }
 
-/* The whole file, at most LARS_ROUTE_FILE_MAX_BYTES; NULL with why. */
-static uint8_t *read_file(const char *path, size_t *len, char *why, size_t why_len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(why, why_len, "%s", strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)LARS_ROUTE_FILE_MAX_BYTES) {
-        snprintf(why, why_len, "not a regular file of at most %u bytes", LARS_ROUTE_FILE_MAX_BYTES);
-        close(fd);
-        return NULL;
-    }
-    uint8_t *buf = malloc((size_t)st.st_size + 1);
-    size_t done = 0;
-    while (buf && done < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        done += (size_t)n;
-    }
-    close(fd);
-    if (!buf || done != (size_t)st.st_size) {
-        snprintf(why, why_len, "%s", buf ? "cannot read it whole" : "out of memory");
-        free(buf);
-        return NULL;
-    }
-    *len = done;
-    return buf;
-}
-
 size_t lars_route_cache_load(struct lars_route_cache *cache,
                              void (*fn)(void *ctx, struct lars_route_msg *msg,
                                         uint32_t written_unix),
@@ -298,7 +259,7 @@ size_t lars_route_cache_load(struct lars_route_cache *cache,
         char why[256] = "";
         size_t size = 0;
         uint32_t written = 0;
-        uint8_t *bytes = read_file(path, &size, why, sizeof(why));
+        uint8_t *bytes = lars_route_file_load(path, &size, why, sizeof(why));
         struct lars_route_msg *msg =
             bytes ? lars_route_cache_decode(bytes, size, &written, why, sizeof(why)) : NULL;
         free(bytes);

@@ -8,15 +8,10 @@
  * gone) so a cache the agent rewrites is never seen half-updated: the
  * agent renames whole files into place.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "client_private.h"
 #include "route_file.h"
@@ -60,47 +55,17 @@ static int take_node(void *ctx, size_t i, const struct lars_route_file_node *nod
     return 0;
 }
 
-static uint8_t *read_whole(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0) {
-        return NULL;
-    }
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-        st.st_size <= (off_t)LARS_ROUTE_FILE_MAX_BYTES) {
-        buf = malloc((size_t)st.st_size);
-    }
-    size_t done = 0;
-    while (buf && done < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        done += (size_t)n;
-    }
-    close(fd);
-    *len = done;
-    return buf;
-}
-
 int lars_client_cached_host(const char *dir, int32_t modid, int32_t cmdid, uint32_t caps,
                             unsigned *turn, lars_client_fill_fn fill, void *host)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%d_%d%s", dir, modid, cmdid, LARS_ROUTE_FILE_SUFFIX);
     size_t len = 0;
-    uint8_t *data = read_whole(path, &len);
+    char why[256];
+    uint8_t *data = lars_route_file_load(path, &len, why, sizeof(why));
     if (!data) {
         return -1;
     }
-    char why[256];
     struct lars_route_file_head head;
     struct pick p = {.ip6_ok = (caps & LARS_WIRE_CAP_IP6) != 0, .skip_draining = true};
     int rc = lars_route_file_read(data, len, &head, count_node, &p, why, sizeof(why));

@@ -3,9 +3,14 @@
  */
 #include "route_file.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The smallest node: family, port, ip, ip6, weight, draining, zone length
  * and tag count. */
@@ -126,4 +131,42 @@ int lars_route_file_read(const uint8_t *data, size_t len, struct lars_route_file
         return -1;
     }
     return 0;
+}
+
+uint8_t *lars_route_file_load(const char *path, size_t *len, char *why, size_t why_len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(why, why_len, "%s", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (off_t)LARS_ROUTE_FILE_MAX_BYTES) {
+        snprintf(why, why_len, "not a regular file of at most %u bytes", LARS_ROUTE_FILE_MAX_BYTES);
+        close(fd);
+        return NULL;
+    }
+    uint8_t *buf = malloc((size_t)st.st_size + 1);
+    size_t done = 0;
+    while (buf && done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    if (!buf || done != (size_t)st.st_size) {
+        snprintf(why, why_len, "%s", buf ? "cannot read it whole" : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    *len = done;
+    return buf;
 }

@@ -56,6 +56,11 @@ struct lars_route_file_node {
     char tags[LARS_TAGS_PER_NODE][256];
 };
 
+/* The whole file at path (a regular file of at most
+ * LARS_ROUTE_FILE_MAX_BYTES), malloc'd, *len set; NULL with the reason in
+ * why. */
+uint8_t *lars_route_file_load(const char *path, size_t *len, char *why, size_t why_len);
+
 /* Checks the file and reads its head; then, when each is not NULL, calls
  * each(ctx, i, node) for every node in order (a non-zero return stops the
  * walk and is returned). 0, or -1 with the reason in why. */
