@@ -100,6 +100,19 @@ static void test_restart_with_dns_down(void **state)
     NH_WAIT_UNTIL(ok, nh_agent_metric(&second, "lars_routes_stale") == 1, 2000);
     assert_true(ok);
     assert_int_equal(nh_agent_metric(&second, "lars_route_cache_total{event=\"loaded\"}"), 1);
+    /* lars stats says so too. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s stats 127.0.0.1:%u", LARS_TP_CLI, second.stats_port);
+    FILE *cli = popen(cmd, "r");
+    assert_non_null(cli);
+    char out[8192];
+    size_t got = fread(out, 1, sizeof(out) - 1, cli);
+    out[got] = '\0';
+    assert_int_equal(pclose(cli), 0);
+    if (!strstr(out, "1/1              stale")) {
+        printf("%s", out);
+    }
+    assert_non_null(strstr(out, "1/1              stale"));
 
     /* The dns side is back: the pull is answered, the route is not stale. */
     assert_int_equal(nh_peer_up(peer), 0);
