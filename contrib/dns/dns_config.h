@@ -7,6 +7,7 @@
  *   idle_timeout = 300;   stats_listen = "";
  *   (sizes may be written "4M", seconds "500ms"; see lars/plugin.h)
  *   log_level = "info";   log_file = "-";
+ *   allow = ( "10.0.0.0/8", "::1/128" );   (absent = everyone)
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
  * Threads: main only, before any other thread starts.
@@ -19,6 +20,7 @@
 
 #include <lars/plugin.h>
 
+#include "allow_list.h"
 #include "service.h"
 #include "store.h"
 
@@ -35,6 +37,7 @@ struct lars_dns_config {
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;                    /* enum lars_log_level */
     char log_file[1024];              /* "" or "-" = stderr */
+    struct lars_allow_list allow;     /* sources that may connect; n 0 = everyone */
     struct lars_store_settings store;
 };
 

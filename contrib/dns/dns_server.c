@@ -101,6 +101,7 @@ struct counters {
     atomic_uint_fast64_t publishes;
     atomic_uint_fast64_t refused_cap;
     atomic_uint_fast64_t refused_peer;
+    atomic_uint_fast64_t refused_allow;
     atomic_uint_fast64_t evicted;
     atomic_uint_fast64_t idle_closed;
 };
@@ -523,6 +524,12 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     struct lars_dns_server *server = arg;
     const struct lars_dns_config *cfg = server->cfg;
     char why[160];
+    /* Before any slot is taken: a stranger costs one accept and one close. */
+    if (!lars_allow_permits(&cfg->allow, sa)) {
+        COUNT(server, refused_allow);
+        refuse(server, fd, sa, "not in allow");
+        return;
+    }
     int rc = lars_peer_table_acquire(server->peers, sa, cfg->max_connections_per_peer);
     if (rc < 0) {
         COUNT(server, refused_peer);
@@ -767,6 +774,7 @@ void lars_dns_server_stats(struct lars_dns_server *server, struct lars_dns_stats
     out->publishes = atomic_load_explicit(&s->publishes, memory_order_relaxed);
     out->conn.refused_cap = atomic_load_explicit(&s->refused_cap, memory_order_relaxed);
     out->conn.refused_peer = atomic_load_explicit(&s->refused_peer, memory_order_relaxed);
+    out->conn.refused_allow = atomic_load_explicit(&s->refused_allow, memory_order_relaxed);
     out->conn.evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
     out->conn.idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
     out->conn.cap = server->cap;

@@ -7,6 +7,7 @@
  *   idle_timeout = 300;   stats_listen = "";
  *   (sizes may be written "64K", seconds "500ms"; see lars/plugin.h)
  *   log_level = "info";   log_file = "-";
+ *   allow = ( "10.0.0.0/8", "::1/128" );   (absent = everyone)
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
  * Threads: main only, before any other thread starts.
@@ -19,6 +20,7 @@
 
 #include <lars/plugin.h>
 
+#include "allow_list.h"
 #include "service.h"
 #include "store.h"
 
@@ -34,6 +36,7 @@ struct lars_reporter_config {
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;                    /* enum lars_log_level */
     char log_file[1024];
+    struct lars_allow_list allow; /* sources that may connect; n 0 = everyone */
     struct lars_store_settings store;
 };
 

@@ -227,6 +227,12 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     (void)listener;
     struct lars_reporter_server *s = arg;
     char why[160];
+    /* Before any slot is taken: a stranger costs one accept and one close. */
+    if (!lars_allow_permits(&s->cfg->allow, sa)) {
+        s->stats.conn.refused_allow++;
+        refuse(s, fd, sa, "not in allow");
+        return;
+    }
     int rc = lars_peer_table_acquire(s->peers, sa, s->cfg->max_connections_per_peer);
     if (rc < 0) {
         s->stats.conn.refused_peer++;

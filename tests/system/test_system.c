@@ -86,6 +86,10 @@ static struct {
     struct lars_store *store; /* our own connection, for reading rows */
     struct svc dns;
     struct svc reporter;
+    /* Appended to each daemon's config (allow, tls, stats_listen): set by a
+     * test, cleared by the fixture that restarts the daemon. */
+    char dns_extra[2048];
+    char reporter_extra[2048];
     double dns_poll;
     struct it_agent agent;
     char agent_tmpl[4096];
@@ -249,8 +253,9 @@ static void write_dns_conf(double poll)
             "threads = 2;\n"
             "poll_interval = %g;\n"
             "reload_interval = 60;\n"
-            "log_level = \"info\";\n",
-            ctx.dns.port, poll);
+            "log_level = \"info\";\n"
+            "%s\n",
+            ctx.dns.port, poll, ctx.dns_extra);
     lt_write_store_section(f, &ctx.settings);
     assert_int_equal(fclose(f), 0);
     ctx.dns_poll = poll;
@@ -264,8 +269,9 @@ static void write_reporter_conf(void)
             "# written by test_system\n"
             "listen = \"127.0.0.1:%u\";\n"
             "threads = 2;\n"
-            "log_level = \"info\";\n",
-            ctx.reporter.port);
+            "log_level = \"info\";\n"
+            "%s\n",
+            ctx.reporter.port, ctx.reporter_extra);
     lt_write_store_section(f, &ctx.settings);
     assert_int_equal(fclose(f), 0);
 }
@@ -626,14 +632,21 @@ static int group_teardown(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (svc_reaped(&ctx.dns, NULL)) {
+    if (svc_reaped(&ctx.dns, NULL) || ctx.dns_extra[0]) {
+        svc_stop(&ctx.dns, SIGTERM);
+        ctx.dns_extra[0] = '\0';
         write_dns_conf(0.2);
         if (svc_start(&ctx.dns) < 0) {
             return -1;
         }
     }
-    if (svc_reaped(&ctx.reporter, NULL) && svc_start(&ctx.reporter) < 0) {
-        return -1;
+    if (svc_reaped(&ctx.reporter, NULL) || ctx.reporter_extra[0]) {
+        svc_stop(&ctx.reporter, SIGTERM);
+        ctx.reporter_extra[0] = '\0';
+        write_reporter_conf();
+        if (svc_start(&ctx.reporter) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -1187,6 +1200,107 @@ static void t_node_meta(void **state)
     agent_stop();
 }
 
+/* ---------------------------------------------------------------------- */
+/* 7. Who may talk to the control plane: allow lists, config errors. */
+
+/* Restarts s (SIGTERM, same port) after rewriting its config. */
+static void svc_restart(struct svc *s, void (*write_conf)(void))
+{
+    assert_int_equal(svc_stop(s, SIGTERM), 0);
+    write_conf();
+    assert_int_equal(svc_start(s), 0);
+}
+
+/* Connects to 127.0.0.1:port and waits up to wait_ms for the server to
+ * close the connection: true when it did. */
+static bool closed_by_server(uint16_t port, unsigned wait_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char byte;
+    ssize_t got = recv(fd, &byte, 1, 0);
+    int err = errno;
+    close(fd);
+    return got == 0 || (got < 0 && err == ECONNRESET);
+}
+
+/* s with allow_rules (and /metrics on a fresh port): returns that port. */
+static uint16_t restart_with_allow(struct svc *s, const char *allow_rules)
+{
+    uint16_t stats = pick_tcp_port();
+    assert_true(stats != 0);
+    char *extra = s == &ctx.dns ? ctx.dns_extra : ctx.reporter_extra;
+    snprintf(extra, sizeof(ctx.dns_extra), "allow = ( %s );\nstats_listen = \"127.0.0.1:%u\";",
+             allow_rules, stats);
+    svc_restart(s, s == &ctx.dns ? write_dns_conf_default : write_reporter_conf);
+    return stats;
+}
+
+static void check_allow(struct svc *s, const char *metric)
+{
+    /* 127.0.0.1 is outside: closed at accept, counted, logged. */
+    uint16_t stats = restart_with_allow(s, "\"10.0.0.0/8\", \"fd00::/8\"");
+    long before = agent_metric(stats, metric); /* svc_start's probe is counted too */
+    assert_true(before >= 1);
+    assert_true(closed_by_server(s->port, 2000));
+    assert_int_equal(agent_metric(stats, metric), before + 1);
+    char *log = it_read_file(s->log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "refused a connection from 127.0.0.1:"));
+    assert_non_null(strstr(log, "not in allow"));
+    free(log);
+
+    /* A rule covering loopback lets the same client in. */
+    stats = restart_with_allow(s, "\"10.0.0.0/8\", \"127.0.0.0/8\"");
+    assert_false(closed_by_server(s->port, 300));
+    assert_int_equal(agent_metric(stats, metric), 0);
+}
+
+static void t_allow(void **state)
+{
+    (void)state;
+    check_allow(&ctx.dns, "lars_dns_connections_refused_total{reason=\"allow\"}");
+    check_allow(&ctx.reporter, "lars_reporter_connections_refused_total{reason=\"allow\"}");
+}
+
+/* bin -t on a config made of `keys` (from line 2) and a store section:
+ * refused with exit 1 and a message containing want. */
+static void expect_config_refused(const char *bin, const char *keys, const char *want)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/check.conf", ctx.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:1\";\n%s\n", keys);
+    lt_write_store_section(f, &ctx.settings);
+    assert_int_equal(fclose(f), 0);
+    char *argv[] = {(char *)bin, (char *)"-t", (char *)"-c", path, NULL};
+    char *err = NULL;
+    int code = it_run(argv, 10000, NULL, &err);
+    if (code != 1 || !err || !strstr(err, want)) {
+        fail_msg("%s -t with \"%s\": exit %d, wanted 1 and \"%s\" in: %s", bin, keys, code, want,
+                 err ? err : "");
+    }
+    free(err);
+}
+
+static void t_access_config(void **state)
+{
+    (void)state;
+    expect_config_refused(LARS_DNS_BIN, "allow = ( \"10.0.0.0/8\",\n \"10.0.0.300/8\" );",
+                          "check.conf:3: allow: entry 2: \"10.0.0.300/8\"");
+    expect_config_refused(LARS_REPORTER_BIN, "allow = ( \"10.1.0.0/8\" );",
+                          "check.conf:2: allow: entry 1: \"10.1.0.0/8\" has bits set");
+    expect_config_refused(LARS_REPORTER_BIN, "allow = ( \"::1/129\" );",
+                          "check.conf:2: allow: entry 1: \"::1/129\": the prefix length");
+    expect_config_refused(LARS_DNS_BIN, "allow = ( );", "check.conf:2: allow: the list is empty");
+}
+
 int main(int argc, char **argv)
 {
     ctx.backend = argc > 1 ? argv[1] : "sqlite";
@@ -1214,6 +1328,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(t_reporter_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(t_status_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(t_node_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_allow, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_access_config, setup, teardown),
     };
     /* clang-format on */
     char name[64];
