@@ -32,6 +32,7 @@ struct lars_conn_stats {
     uint64_t refused_cap;   /* connections refused at max_connections */
     uint64_t refused_peer;  /* connections refused at max_connections_per_peer */
     uint64_t refused_allow; /* connections from a source outside `allow`, closed at accept */
+    uint64_t tls_failed;    /* connections closed because their TLS handshake failed */
     uint64_t evicted;       /* connections that had not done what they came for, closed for a
                                newcomer at max_connections */
     uint64_t idle_closed;   /* connections closed after idle_timeout */

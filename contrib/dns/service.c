@@ -24,6 +24,7 @@
 #include "lars_settings.h"
 #include "log.h"
 #include "store.h"
+#include "tls_context.h"
 
 int lars_service_config_load(const struct lars_service_config_schema *schema, const char *path,
                              void *conf, char *err, size_t err_len)
@@ -52,6 +53,12 @@ int lars_service_config_load(const struct lars_service_config_schema *schema, co
     }
     rc = lars_allow_parse((const config_setting_t *)staged.allow,
                           (struct lars_allow_list *)((char *)conf + schema->allow), err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = lars_tls_settings_read((const config_setting_t *)staged.tls,
+                                (struct lars_tls_settings *)((char *)conf + schema->tls), err,
+                                err_len);
     if (rc < 0) {
         goto fail;
     }
@@ -117,6 +124,10 @@ void lars_service_config_adopt(const struct lars_service_config_schema *schema, 
                              memcmp((const char *)running + schema->allow,
                                     (const char *)next + schema->allow,
                                     sizeof(struct lars_allow_list)) != 0);
+    lars_service_note_change(restart, restart_len, "tls",
+                             memcmp((const char *)running + schema->tls,
+                                    (const char *)next + schema->tls,
+                                    sizeof(struct lars_tls_settings)) != 0);
 }
 
 int lars_service_config_reload(const struct lars_service_config_schema *schema, const char *path,

@@ -150,6 +150,11 @@ void lars_service_conn_metrics(struct lars_text *t, const char *prefix,
                      name, (unsigned long long)s->refused_cap, name,
                      (unsigned long long)s->refused_peer, name,
                      (unsigned long long)s->refused_allow);
+    snprintf(name, sizeof(name), "%s_tls_handshake_failures_total", prefix);
+    lars_service_metric(t, name, "counter",
+                        "Connections closed because their TLS handshake failed (no or a bad "
+                        "agent certificate, a plaintext agent).",
+                        s->tls_failed);
     snprintf(name, sizeof(name), "%s_connections_evicted_total", prefix);
     lars_service_metric(t, name, "counter", evicted_help, s->evicted);
     snprintf(name, sizeof(name), "%s_connections_idle_closed_total", prefix);

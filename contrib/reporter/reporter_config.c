@@ -15,6 +15,7 @@ static const struct lars_setting reporter_staged_settings[] = {
     LARS_SERVICE_SETTING_STORE(
         "the statistics database: store = { backend = \"sqlite\"; path = \"...\"; ... }"),
     LARS_SERVICE_SETTING_ALLOW,
+    LARS_SERVICE_SETTING_TLS,
     LARS_SETTINGS_END,
 };
 
@@ -56,6 +57,7 @@ const struct lars_service_config_schema lars_reporter_config_schema = {
     .size = sizeof(struct lars_reporter_config),
     .store = offsetof(struct lars_reporter_config, store),
     .allow = offsetof(struct lars_reporter_config, allow),
+    .tls = offsetof(struct lars_reporter_config, tls),
     .check = check,
 };
 

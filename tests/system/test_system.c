@@ -90,9 +90,12 @@ static struct {
      * test, cleared by the fixture that restarts the daemon. */
     char dns_extra[2048];
     char reporter_extra[2048];
+    /* Appended to the agent's dns and reporter sections (tls). */
+    char agent_extra[2048];
+    char tls_dir[512]; /* certificates made by make_certs(), "" until then */
     double dns_poll;
     struct it_agent agent;
-    char agent_tmpl[4096];
+    char agent_tmpl[8192];
 } ctx;
 
 /* ---------------------------------------------------------------------- */
@@ -333,9 +336,9 @@ static void admin_route(const char *op, int32_t modid, int32_t cmdid, const char
     admin("route", op, m, c, ip, p, NULL);
 }
 
-/* Starts this test's agent: dns_lars and report_lars on our daemons;
- * stats_port 0 = no stats endpoint. */
-static void agent_start(int update_timeout, int buffer_max_batches, uint16_t stats_port)
+/* This test's agent config: dns_lars and report_lars on our daemons (with
+ * ctx.agent_extra in both sections); stats_port 0 = no stats endpoint. */
+static void agent_write_template(int update_timeout, int buffer_max_batches, uint16_t stats_port)
 {
     char stats[64] = "";
     if (stats_port) {
@@ -350,13 +353,28 @@ static void agent_start(int update_timeout, int buffer_max_batches, uint16_t sta
              "policy: { plugin = \"lb_lars\"; update_timeout = %d;\n"
              "          idle_timeout = 300; overload_timeout = 300; };\n"
              "dns: { plugin = \"dns_lars\"; servers = ( \"127.0.0.1:%u\" );\n"
-             "       backoff_min_ms = 50; backoff_max_ms = 300; };\n"
+             "       backoff_min_ms = 50; backoff_max_ms = 300;%s };\n"
              "reporter: { plugin = \"report_lars\"; servers = ( \"127.0.0.1:%u\" );\n"
              "            report_interval = 1; buffer_max_batches = %d;\n"
-             "            backoff_min_ms = 50; backoff_max_ms = 300; };\n",
-             stats, update_timeout, ctx.dns.port, ctx.reporter.port, buffer_max_batches);
+             "            backoff_min_ms = 50; backoff_max_ms = 300;%s };\n",
+             stats, update_timeout, ctx.dns.port, ctx.agent_extra, ctx.reporter.port,
+             buffer_max_batches, ctx.agent_extra);
+}
+
+/* Starts this test's agent (agent_write_template's config). */
+static void agent_start(int update_timeout, int buffer_max_batches, uint16_t stats_port)
+{
+    agent_write_template(update_timeout, buffer_max_batches, stats_port);
     assert_int_equal(it_agent_init(&ctx.agent, 3), 0);
     assert_int_equal(it_agent_start(&ctx.agent, ctx.agent_tmpl), 0);
+}
+
+/* The config agent_start would run, written but not started. */
+static void agent_start_config_only(void)
+{
+    agent_write_template(60, 1000, 0);
+    assert_int_equal(it_agent_init(&ctx.agent, 3), 0);
+    assert_int_equal(it_agent_configure(&ctx.agent, ctx.agent_tmpl), 0);
 }
 
 /* SIGTERM; asserts a clean exit (0: no sanitizer report). */
@@ -665,6 +683,7 @@ static int teardown(void **state)
         }
     }
     it_agent_cleanup(&ctx.agent);
+    ctx.agent_extra[0] = '\0';
     return rc;
 }
 
@@ -1301,6 +1320,244 @@ static void t_access_config(void **state)
     expect_config_refused(LARS_DNS_BIN, "allow = ( );", "check.conf:2: allow: the list is empty");
 }
 
+/* ---------------------------------------------------------------------- */
+/* 8. The control plane over TLS 1.3, certificates made here with openssl. */
+
+/* ca (CN lars-test-ca), server (IP SAN 127.0.0.1), client (agent) and
+ * another CA nobody signed with, in ctx.dir/tls. EC keys: milliseconds. */
+static void make_certs(void)
+{
+    if (ctx.tls_dir[0]) {
+        return;
+    }
+    char dir[sizeof(ctx.tls_dir)];
+    snprintf(dir, sizeof(dir), "%.500s/tls", ctx.dir);
+    char script[8192];
+    snprintf(script, sizeof(script),
+             "set -e; mkdir -p '%s'; cd '%s'\n"
+             "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1; }\n"
+             "ca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 2 "
+             "-subj /CN=$1 -addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign; }\n"
+             "leaf() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj /CN=$1;\n"
+             "  printf '%%s\\n' \"$2\" > $1.ext;\n"
+             "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out $1.pem -days 2 -extfile $1.ext; }\n"
+             "ca ca; ca other-ca\n"
+             "leaf server 'subjectAltName=IP:127.0.0.1'\n"
+             "leaf client 'extendedKeyUsage=clientAuth'\n",
+             dir, dir);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};
+    char *err = NULL;
+    int code = it_run(argv, 20000, NULL, &err);
+    if (code != 0) {
+        fail_msg("making certificates with openssl failed (%d): %s", code, err ? err : "");
+    }
+    free(err);
+    snprintf(ctx.tls_dir, sizeof(ctx.tls_dir), "%s", dir);
+}
+
+/* Both daemons with TLS (mutual when require), /metrics on fresh ports
+ * written to stats[0] (dns) and stats[1] (reporter). */
+static void restart_daemons_tls(bool require, uint16_t stats[2])
+{
+    make_certs();
+    struct svc *svcs[2] = {&ctx.dns, &ctx.reporter};
+    char *extra[2] = {ctx.dns_extra, ctx.reporter_extra};
+    void (*writers[2])(void) = {write_dns_conf_default, write_reporter_conf};
+    for (int i = 0; i < 2; i++) {
+        stats[i] = pick_tcp_port();
+        assert_true(stats[i] != 0);
+        snprintf(extra[i], sizeof(ctx.dns_extra),
+                 "stats_listen = \"127.0.0.1:%u\";\n"
+                 "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\";\n"
+                 "        ca = \"%s/ca.pem\"; require_client_cert = %s; };",
+                 stats[i], ctx.tls_dir, ctx.tls_dir, ctx.tls_dir, require ? "true" : "false");
+        svc_restart(svcs[i], writers[i]);
+    }
+}
+
+/* The agent's tls group: trusting ca_name.pem, with the client certificate
+ * when with_cert, and the name the server certificate must carry when
+ * server_name (else its IP). */
+static void agent_tls_named(const char *ca_name, bool with_cert, const char *server_name)
+{
+    char cert[1100] = "";
+    if (with_cert) {
+        snprintf(cert, sizeof(cert), " cert = \"%s/client.pem\"; key = \"%s/client.key\";",
+                 ctx.tls_dir, ctx.tls_dir);
+    }
+    char name[128] = "";
+    if (server_name) {
+        snprintf(name, sizeof(name), " server_name = \"%s\";", server_name);
+    }
+    snprintf(ctx.agent_extra, sizeof(ctx.agent_extra), "\n  tls = { ca = \"%s/%s.pem\";%s%s };",
+             ctx.tls_dir, ca_name, cert, name);
+}
+
+static void agent_tls(const char *ca_name, bool with_cert)
+{
+    agent_tls_named(ca_name, with_cert, NULL);
+}
+
+static void t_tls_mutual(void **state)
+{
+    (void)state;
+    uint16_t stats[2];
+    restart_daemons_tls(true, stats);
+    admin_route("add", 800, 1, "127.0.0.1", 9801);
+    admin_route("add", 800, 1, "127.0.0.1", 9802);
+    uint32_t start_ts = (uint32_t)time(NULL);
+    /* svc_start's port probe closed during its handshake: counted. */
+    long dns_failed = agent_metric(stats[0], "lars_dns_tls_handshake_failures_total");
+    long rep_failed = agent_metric(stats[1], "lars_reporter_tls_handshake_failures_total");
+    assert_true(dns_failed >= 0 && rep_failed >= 0);
+    agent_tls("ca", true);
+    agent_start(60, 1000, 0);
+    struct lars_client *c = it_client(&ctx.agent, 0, 500);
+    assert_non_null(c);
+    /* Routes answered and pushed over TLS. */
+    assert_int_equal(it_wait_route(c, 800, 1, 2, 5000), LARS_OK);
+    static const unsigned pushed[] = {9801, 9802, 9803};
+    admin_route("add", 800, 1, "127.0.0.1", 9803);
+    if (wait_route_is(c, 800, 1, pushed, 3, it_now_ms(), 5000) < 0) {
+        fail_msg("a route change did not reach the agent over TLS within 5 s");
+    }
+    /* Reports stored over TLS. */
+    report_n(c, 800, 1, 9801, 0, 6);
+    report_n(c, 800, 1, 9802, 0, 4);
+    const struct want_row want[] = {
+        {800, 9801, 6, 0, false}, {800, 9802, 4, 0, false}, {800, 9803, 0, 0, false}};
+    if (!wait_rows(want, 3, start_ts, 5000)) {
+        fail_msg("reports sent over TLS are not in ServerCallStatus after 5 s");
+    }
+    lars_client_destroy(c);
+    /* Nothing refused on the way. */
+    assert_int_equal(agent_metric(stats[0], "lars_dns_tls_handshake_failures_total"), dns_failed);
+    assert_int_equal(agent_metric(stats[1], "lars_reporter_tls_handshake_failures_total"),
+                     rep_failed);
+    char *err = it_agent_stderr(&ctx.agent);
+    assert_non_null(err);
+    assert_null(strstr(err, "TLS"
+                            " handshake"));
+    assert_null(strstr(err, "TLS:"));
+    free(err);
+    agent_stop();
+}
+
+/* The agent's dns_lars keeps failing: no route for 820/1, and its log
+ * says why (containing agent_says); lars-dns counted failures when
+ * dns_counts. */
+static void expect_tls_refused(uint16_t dns_stats, const char *agent_says, bool dns_counts)
+{
+    agent_start(60, 1000, 0);
+    struct lars_client *c = it_client(&ctx.agent, 0, 500);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 820, 1, 1, 1500), LARS_NOEXIST);
+    lars_client_destroy(c);
+    if (!it_agent_wait_log(&ctx.agent, agent_says, it_timeout(5000))) {
+        char *err = it_agent_stderr(&ctx.agent);
+        fail_msg("the agent's log does not say \"%s\":\n%s", agent_says, err);
+    }
+    long failures = agent_metric(dns_stats, "lars_dns_tls_handshake_failures_total");
+    if (dns_counts) {
+        assert_true(failures >= 1);
+        char *log = it_read_file(ctx.dns.log);
+        assert_non_null(log);
+        assert_non_null(strstr(log, "TLS handshake with 127.0.0.1:"));
+        free(log);
+    } else {
+        assert_true(failures >= 0);
+    }
+    agent_stop();
+    it_agent_cleanup(&ctx.agent);
+}
+
+static void t_tls_refused(void **state)
+{
+    (void)state;
+    uint16_t stats[2];
+    restart_daemons_tls(true, stats);
+    admin_route("add", 820, 1, "127.0.0.1", 9821);
+
+    /* No client certificate where one is required: refused during the
+     * handshake, counted by lars-dns. */
+    agent_tls("ca", false);
+    expect_tls_refused(stats[0], "certificate required", true);
+
+    /* An agent trusting another CA refuses the server. */
+    agent_tls("other-ca", true);
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+
+    /* A certificate from the right CA for another name: refused too (the
+     * default, the server's IP, is what t_tls_mutual passes with). */
+    agent_tls_named("ca", true, "dns.example");
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+    agent_tls_named("ca", true, "127.0.0.2");
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+
+    /* A plaintext agent gets nothing from a TLS lars-dns. */
+    ctx.agent_extra[0] = '\0';
+    expect_tls_refused(stats[0], "connection to 127.0.0.1:", true);
+}
+
+/* lars-agent -t with the dns section's tls = { keys }: exit 1, want in its
+ * stderr. */
+static void expect_agent_refused(const char *keys, const char *want)
+{
+    snprintf(ctx.agent_extra, sizeof(ctx.agent_extra), "\n  tls = { %s };", keys);
+    agent_start_config_only();
+    assert_int_equal(it_agent_spawn(&ctx.agent, "-t"), 0);
+    assert_int_equal(it_agent_wait(&ctx.agent, it_timeout(10000)), 0);
+    char *err = it_agent_stderr(&ctx.agent);
+    if (!WIFEXITED(ctx.agent.wait_status) || WEXITSTATUS(ctx.agent.wait_status) != 1 || !err ||
+        !strstr(err, want)) {
+        fail_msg("lars-agent -t with tls = { %s }: wanted exit 1 and \"%s\" in: %s", keys, want,
+                 err ? err : "");
+    }
+    free(err);
+    it_agent_cleanup(&ctx.agent);
+}
+
+static void t_tls_config(void **state)
+{
+    (void)state;
+    make_certs();
+    const char *d = ctx.tls_dir;
+    char keys[3 * PATH_MAX];
+
+    /* Services: -t names the key and its line. */
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/server.pem\";\n key = \"%s/client.key\"; };",
+             d, d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:3: tls: key: cannot load");
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/missing.pem\"; key = \"%s/server.key\"; };",
+             d, d);
+    expect_config_refused(LARS_REPORTER_BIN, keys, "check.conf:2: tls: cert: cannot load");
+    snprintf(
+        keys, sizeof(keys),
+        "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\";\n\n ca = \"%s/server.key\"; };",
+        d, d, d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:4: tls: ca: cannot load CA file");
+    snprintf(
+        keys, sizeof(keys),
+        "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\"; require_client_cert = true; };",
+        d, d);
+    expect_config_refused(LARS_REPORTER_BIN, keys, "tls: require_client_cert needs ca");
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/server.pem\"; kee = \"x\"; };", d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:2: tls: ");
+
+    /* The agent: the same for its plugins. */
+    snprintf(keys, sizeof(keys), "ca = \"%s/nope.pem\"", d);
+    expect_agent_refused(keys, "dns_lars: tls.ca at line");
+    snprintf(keys, sizeof(keys),
+             "ca = \"%s/ca.pem\"; cert = \"%s/client.pem\"; key = \"%s/server.key\"", d, d, d);
+    expect_agent_refused(keys, "does not match the certificate");
+    snprintf(keys, sizeof(keys), "cert = \"%s/client.pem\"; key = \"%s/client.key\"", d, d);
+    expect_agent_refused(keys, "has no ca");
+    snprintf(keys, sizeof(keys), "ca = \"%s/ca.pem\"; sni = \"x\"", d);
+    expect_agent_refused(keys, "tls.sni at line");
+}
+
 int main(int argc, char **argv)
 {
     ctx.backend = argc > 1 ? argv[1] : "sqlite";
@@ -1330,6 +1587,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(t_node_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(t_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(t_access_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_mutual, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_config, setup, teardown),
     };
     /* clang-format on */
     char name[64];
