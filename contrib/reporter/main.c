@@ -37,22 +37,23 @@ static void log_stats(void *arg, const char *when)
     if (app->writer) {
         lars_store_writer_stats(app->writer, &w);
     }
-    LARS_INFO(
-        WHO,
-        "%s: %llu connections accepted, %llu open, %llu reports, %llu rows received, "
-        "%llu stored in %llu transactions, %zu queued, %llu dropped (%llu over a fair "
-        "share, %llu queue full, %llu at stop), %llu store failures, "
-        "%llu connections closed for bad frames, %llu bad rows, %llu idle, %llu evicted; "
-        "%llu refused at max_connections, %llu at max_connections_per_peer, %llu not in allow",
-        when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
-        (unsigned long long)s.reports, (unsigned long long)s.rows, (unsigned long long)w.stored,
-        (unsigned long long)w.transactions, w.queued, (unsigned long long)w.dropped,
-        (unsigned long long)w.dropped_fair_share, (unsigned long long)w.dropped_queue_full,
-        (unsigned long long)w.dropped_at_stop, (unsigned long long)w.failures,
-        (unsigned long long)s.conn.bad_frames, (unsigned long long)s.bad_rows,
-        (unsigned long long)s.conn.idle_closed, (unsigned long long)s.conn.evicted,
-        (unsigned long long)s.conn.refused_cap, (unsigned long long)s.conn.refused_peer,
-        (unsigned long long)s.conn.refused_allow);
+    LARS_INFO(WHO,
+              "%s: %llu connections accepted, %llu open, %llu reports, %llu rows received, "
+              "%llu stored in %llu transactions, %zu queued, %llu dropped (%llu over a fair "
+              "share, %llu queue full, %llu at stop), %llu store failures, "
+              "%llu connections closed for bad frames, %llu bad rows, %llu idle, %llu evicted; "
+              "%llu refused at max_connections, %llu at max_connections_per_peer, %llu not in "
+              "allow; %llu TLS handshakes failed",
+              when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
+              (unsigned long long)s.reports, (unsigned long long)s.rows,
+              (unsigned long long)w.stored, (unsigned long long)w.transactions, w.queued,
+              (unsigned long long)w.dropped, (unsigned long long)w.dropped_fair_share,
+              (unsigned long long)w.dropped_queue_full, (unsigned long long)w.dropped_at_stop,
+              (unsigned long long)w.failures, (unsigned long long)s.conn.bad_frames,
+              (unsigned long long)s.bad_rows, (unsigned long long)s.conn.idle_closed,
+              (unsigned long long)s.conn.evicted, (unsigned long long)s.conn.refused_cap,
+              (unsigned long long)s.conn.refused_peer, (unsigned long long)s.conn.refused_allow,
+              (unsigned long long)s.conn.tls_failed);
 }
 
 /* /metrics, rendered from one snapshot of the counters. */
