@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config
-          libevent-dev libprotobuf-c-dev protobuf-c-compiler libconfig-dev
+          libevent-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler libconfig-dev
           libcmocka-dev libsqlite3-dev libmariadb-dev mariadb-server
           clang clang-tidy clang-format libclang-rt-14-dev valgrind cppcheck procps git)
 

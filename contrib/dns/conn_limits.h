@@ -26,15 +26,17 @@
 /* What both services count of their agent connections (a snapshot; each
  * service adds its own counters beside it). */
 struct lars_conn_stats {
-    uint64_t accepted;     /* connections accepted */
-    uint64_t open;         /* connections open now */
-    uint64_t bad_frames;   /* connections closed for a bad frame */
-    uint64_t refused_cap;  /* connections refused at max_connections */
-    uint64_t refused_peer; /* connections refused at max_connections_per_peer */
-    uint64_t evicted;      /* connections that had not done what they came for, closed for a
-                              newcomer at max_connections */
-    uint64_t idle_closed;  /* connections closed after idle_timeout */
-    size_t cap;            /* max_connections as RLIMIT_NOFILE allows */
+    uint64_t accepted;      /* connections accepted */
+    uint64_t open;          /* connections open now */
+    uint64_t bad_frames;    /* connections closed for a bad frame */
+    uint64_t refused_cap;   /* connections refused at max_connections */
+    uint64_t refused_peer;  /* connections refused at max_connections_per_peer */
+    uint64_t refused_allow; /* connections from a source outside `allow`, closed at accept */
+    uint64_t tls_failed;    /* connections closed because their TLS handshake failed */
+    uint64_t evicted;       /* connections that had not done what they came for, closed for a
+                               newcomer at max_connections */
+    uint64_t idle_closed;   /* connections closed after idle_timeout */
+    size_t cap;             /* max_connections as RLIMIT_NOFILE allows */
 };
 
 struct lars_peer_table;

@@ -14,6 +14,8 @@
 static const struct lars_setting dns_staged_settings[] = {
     LARS_SERVICE_SETTING_STORE(
         "the route database: store = { backend = \"sqlite\"; path = \"...\"; ... }"),
+    LARS_SERVICE_SETTING_ALLOW,
+    LARS_SERVICE_SETTING_TLS,
     LARS_SETTINGS_END,
 };
 
@@ -55,6 +57,8 @@ const struct lars_service_config_schema lars_dns_config_schema = {
     .live = lars_service_live_keys,
     .size = sizeof(struct lars_dns_config),
     .store = offsetof(struct lars_dns_config, store),
+    .allow = offsetof(struct lars_dns_config, allow),
+    .tls = offsetof(struct lars_dns_config, tls),
     .check = check,
 };
 

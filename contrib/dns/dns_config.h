@@ -7,6 +7,9 @@
  *   idle_timeout = 300;   stats_listen = "";
  *   (sizes may be written "4M", seconds "500ms"; see lars/plugin.h)
  *   log_level = "info";   log_file = "-";
+ *   allow = ( "10.0.0.0/8", "::1/128" );   (absent = everyone)
+ *   tls = { cert = "server.pem"; key = "server.key"; ca = "ca.pem";
+ *           require_client_cert = true; };   (absent = plaintext)
  *   store = { backend = "sqlite"; path = "/var/lib/lars/lars.db"; };
  *
  * Threads: main only, before any other thread starts.
@@ -19,8 +22,10 @@
 
 #include <lars/plugin.h>
 
+#include "allow_list.h"
 #include "service.h"
 #include "store.h"
+#include "tls_context.h"
 
 struct lars_dns_config {
     struct lars_address listen;       /* resolved; .text is numeric "ip:port" */
@@ -35,6 +40,8 @@ struct lars_dns_config {
     struct lars_address stats_listen; /* of /metrics, len 0 = off */
     int log_level;                    /* enum lars_log_level */
     char log_file[1024];              /* "" or "-" = stderr */
+    struct lars_allow_list allow;     /* sources that may connect; n 0 = everyone */
+    struct lars_tls_settings tls;     /* agents over TLS 1.3; enabled 0 = plaintext */
     struct lars_store_settings store;
 };
 

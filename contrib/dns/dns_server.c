@@ -61,8 +61,9 @@ struct conn {
     struct conn *fresh_prev;
     struct conn *fresh_next;
     int fresh;
-    int doomed;  /* closing after the current push loop */
-    int closing; /* reading stopped; closes once its answers are written */
+    int doomed;      /* closing after the current push loop */
+    int closing;     /* reading stopped; closes once its answers are written */
+    int handshaking; /* TLS: until BEV_EVENT_CONNECTED */
     /* GetRouteRequest.caps of the last request: answers and pushes carry
      * the extensions only when bit 0 was set (an agent sends the same caps
      * on every request, so the connection's are its subscriptions'). */
@@ -88,6 +89,7 @@ struct worker {
     struct lars_log_limiter limit_log;
     struct lars_log_limiter overflow_log;
     struct lars_log_limiter nomem_log;
+    struct lars_log_limiter tls_log;
     atomic_size_t pairs; /* subscriptions, for statistics */
 };
 
@@ -101,6 +103,8 @@ struct counters {
     atomic_uint_fast64_t publishes;
     atomic_uint_fast64_t refused_cap;
     atomic_uint_fast64_t refused_peer;
+    atomic_uint_fast64_t refused_allow;
+    atomic_uint_fast64_t tls_failed;
     atomic_uint_fast64_t evicted;
     atomic_uint_fast64_t idle_closed;
 };
@@ -114,8 +118,9 @@ struct lars_dns_server {
     struct lars_log_limiter accept_log;
     struct lars_log_limiter refuse_log;
     struct lars_peer_table *peers;
-    size_t cap;             /* max_connections as the fd limit allows */
-    atomic_size_t evicting; /* newcomers on their way to a worker to evict */
+    struct lars_tls_server *tls; /* NULL = plaintext; read by every worker */
+    size_t cap;                  /* max_connections as the fd limit allows */
+    atomic_size_t evicting;      /* newcomers on their way to a worker to evict */
     struct worker *workers;
     int nworkers;
     unsigned next_worker;
@@ -303,8 +308,20 @@ static void conn_read(struct bufferevent *bev, void *arg)
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaking = 0; /* TLS handshake done */
+        return;
+    }
+    if (c->handshaking && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        char why[256];
+        COUNT(c->worker->server, tls_failed);
+        lars_log_limited(&c->worker->tls_log, LARS_LOG_WARN, c->worker->name,
+                         "TLS handshake with %s failed: %s; closed", c->peer,
+                         lars_tls_reason(bev, why, sizeof(why)));
+        conn_close(c);
+        return;
+    }
     if (what & BEV_EVENT_ERROR) {
         LARS_DEBUG(c->worker->name, "connection from %s: %s", c->peer,
                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -369,10 +386,13 @@ static void conn_open(struct worker *w, struct msg *m)
     if (!c) {
         goto fail;
     }
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    const struct lars_tls_server *tls = w->server->tls;
+    c->bev = tls ? lars_tls_accept(tls, w->base, fd)
+                 : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         goto fail;
     }
+    c->handshaking = tls != NULL;
     c->worker = w;
     c->addr = m->addr;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
@@ -523,6 +543,12 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     struct lars_dns_server *server = arg;
     const struct lars_dns_config *cfg = server->cfg;
     char why[160];
+    /* Before any slot is taken: a stranger costs one accept and one close. */
+    if (!lars_allow_permits(&cfg->allow, sa)) {
+        COUNT(server, refused_allow);
+        refuse(server, fd, sa, "not in allow");
+        return;
+    }
     int rc = lars_peer_table_acquire(server->peers, sa, cfg->max_connections_per_peer);
     if (rc < 0) {
         COUNT(server, refused_peer);
@@ -602,6 +628,7 @@ static int worker_init(struct lars_dns_server *server, struct worker *w, int ind
     w->overflow_log.interval_ms = 10000;
     w->nomem_log.interval_ms = 10000;
     w->limit_log.interval_ms = 10000;
+    w->tls_log.interval_ms = 10000;
     static const struct lars_loop_thread_ops ops = {
         .handle = worker_handle,
         .on_stop = worker_stop,
@@ -646,6 +673,12 @@ struct lars_dns_server *lars_dns_server_create(const struct lars_dns_config *cfg
     if (!server->peers) {
         snprintf(err, err_len, "out of memory");
         goto fail;
+    }
+    if (cfg->tls.enabled) {
+        server->tls = lars_tls_server_create(&cfg->tls, err, err_len);
+        if (!server->tls) {
+            goto fail;
+        }
     }
     /* Descriptors besides connections: stdio, listeners, the main loop and
      * per worker a loop, a queue and a notifier, the store poller and its
@@ -767,6 +800,8 @@ void lars_dns_server_stats(struct lars_dns_server *server, struct lars_dns_stats
     out->publishes = atomic_load_explicit(&s->publishes, memory_order_relaxed);
     out->conn.refused_cap = atomic_load_explicit(&s->refused_cap, memory_order_relaxed);
     out->conn.refused_peer = atomic_load_explicit(&s->refused_peer, memory_order_relaxed);
+    out->conn.refused_allow = atomic_load_explicit(&s->refused_allow, memory_order_relaxed);
+    out->conn.tls_failed = atomic_load_explicit(&s->tls_failed, memory_order_relaxed);
     out->conn.evicted = atomic_load_explicit(&s->evicted, memory_order_relaxed);
     out->conn.idle_closed = atomic_load_explicit(&s->idle_closed, memory_order_relaxed);
     out->conn.cap = server->cap;
@@ -795,5 +830,6 @@ void lars_dns_server_destroy(struct lars_dns_server *server)
     }
     free(server->workers);
     lars_peer_table_destroy(server->peers);
+    lars_tls_server_destroy(server->tls); /* after the workers and their connections */
     free(server);
 }

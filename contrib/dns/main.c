@@ -41,13 +41,14 @@ static void log_stats(void *arg, const char *when)
               "%s: %llu connections accepted, %llu open, %llu subscriptions, %llu requests, "
               "%llu pushes, %llu route snapshots, %llu closed for bad frames, %llu for unread "
               "output, %llu idle, %llu evicted; %llu refused at max_connections, %llu at "
-              "max_connections_per_peer",
+              "max_connections_per_peer, %llu not in allow; %llu TLS handshakes failed",
               when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
               (unsigned long long)s.subscriptions, (unsigned long long)s.requests,
               (unsigned long long)s.pushes, (unsigned long long)s.publishes,
               (unsigned long long)s.conn.bad_frames, (unsigned long long)s.overflows,
               (unsigned long long)s.conn.idle_closed, (unsigned long long)s.conn.evicted,
-              (unsigned long long)s.conn.refused_cap, (unsigned long long)s.conn.refused_peer);
+              (unsigned long long)s.conn.refused_cap, (unsigned long long)s.conn.refused_peer,
+              (unsigned long long)s.conn.refused_allow, (unsigned long long)s.conn.tls_failed);
 }
 
 /* /metrics, rendered from one snapshot of the counters. */

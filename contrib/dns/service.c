@@ -19,10 +19,12 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "allow_list.h"
 #include "daemon.h"
 #include "lars_settings.h"
 #include "log.h"
 #include "store.h"
+#include "tls_context.h"
 
 int lars_service_config_load(const struct lars_service_config_schema *schema, const char *path,
                              void *conf, char *err, size_t err_len)
@@ -48,6 +50,17 @@ int lars_service_config_load(const struct lars_service_config_schema *schema, co
         if (rc < 0) {
             goto fail;
         }
+    }
+    rc = lars_allow_parse((const config_setting_t *)staged.allow,
+                          (struct lars_allow_list *)((char *)conf + schema->allow), err, err_len);
+    if (rc < 0) {
+        goto fail;
+    }
+    rc = lars_tls_settings_read((const config_setting_t *)staged.tls,
+                                (struct lars_tls_settings *)((char *)conf + schema->tls), err,
+                                err_len);
+    if (rc < 0) {
+        goto fail;
     }
     rc = lars_store_settings_read((const config_setting_t *)staged.store,
                                   (struct lars_store_settings *)((char *)conf + schema->store), err,
@@ -107,6 +120,14 @@ void lars_service_config_adopt(const struct lars_service_config_schema *schema, 
                              memcmp((const char *)running + schema->store,
                                     (const char *)next + schema->store,
                                     sizeof(struct lars_store_settings)) != 0);
+    lars_service_note_change(restart, restart_len, "allow",
+                             memcmp((const char *)running + schema->allow,
+                                    (const char *)next + schema->allow,
+                                    sizeof(struct lars_allow_list)) != 0);
+    lars_service_note_change(restart, restart_len, "tls",
+                             memcmp((const char *)running + schema->tls,
+                                    (const char *)next + schema->tls,
+                                    sizeof(struct lars_tls_settings)) != 0);
 }
 
 int lars_service_config_reload(const struct lars_service_config_schema *schema, const char *path,

@@ -22,6 +22,8 @@
 /* What every service parses on its way to its own config struct. */
 struct lars_service_staged {
     const struct lars_config_node *store; /* the store group (a config_setting_t), or NULL */
+    const struct lars_config_node *allow; /* the allow list (a config_setting_t), or NULL */
+    const struct lars_config_node *tls;   /* the tls group (a config_setting_t), or NULL */
 };
 
 /*
@@ -35,6 +37,8 @@ struct lars_service_config_schema {
     const char *const *live;                 /* keys SIGHUP applies (NULL-terminated) */
     size_t size;                             /* of the config */
     size_t store;                            /* offset of its struct lars_store_settings */
+    size_t allow;                            /* offset of its struct lars_allow_list */
+    size_t tls;                              /* offset of its struct lars_tls_settings */
     /* Rules between keys, once all are read (NULL: none): 0, or -EINVAL
      * from lars_settings_error() at the key of root it names. */
     int (*check)(const void *conf, const config_setting_t *root, char *err, size_t err_len);
@@ -50,6 +54,14 @@ struct lars_service_config_schema {
 // clang-format off
 #define LARS_SERVICE_SETTING_STORE(help)                                                          \
     {"store", LARS_SETTING_LIST, NULL, offsetof(struct lars_service_staged, store), 0, -1, help}
+#define LARS_SERVICE_SETTING_ALLOW                                                                \
+    {"allow", LARS_SETTING_LIST, NULL, offsetof(struct lars_service_staged, allow), 0, -1,        \
+     "( \"10.0.0.0/8\", \"::1/128\", ... ) source addresses that may connect (CIDR); "        \
+     "absent = everyone"}
+#define LARS_SERVICE_SETTING_TLS                                                                  \
+    {"tls", LARS_SETTING_LIST, NULL, offsetof(struct lars_service_staged, tls), 0, -1,            \
+     "{ cert = \"file\"; key = \"file\"; ca = \"file\"; require_client_cert = true; } TLS 1.3 "  \
+     "for agents (absent = plaintext)"}
 #define LARS_SERVICE_SETTINGS_CONNECTIONS(type)                                                   \
     {"max_connections", LARS_SETTING_SIZE, "10000", offsetof(type, max_connections), 1, 10000000, \
      "connections at most (lowered to what RLIMIT_NOFILE allows)"},                               \
@@ -70,10 +82,10 @@ struct lars_service_config_schema {
 extern const char *const lars_service_live_keys[];
 
 /*
- * Fills conf (schema->size bytes) with the defaults, then path's top level
- * and store section. Unknown keys, wrong types, values out of range and
- * schema->check's rules are refused. Returns 0 or -EINVAL with "file:line:
- * message" in err.
+ * Fills conf (schema->size bytes) with the defaults, then path's top level,
+ * store section, allow list and tls group (its files loaded). Unknown keys, wrong types, values out
+ * of range and schema->check's rules are refused. Returns 0 or -EINVAL with "file:line: message" in
+ * err.
  */
 int lars_service_config_load(const struct lars_service_config_schema *schema, const char *path,
                              void *conf, char *err, size_t err_len);
@@ -83,7 +95,8 @@ int lars_service_config_load(const struct lars_service_config_schema *schema, co
  * when the key is live, else appends its name to restart (", "-separated)
  * when the values differ; "store" too when its settings differ. Both
  * configs come from lars_service_config_load (memset before filling), so
- * values compare byte for byte.
+ * values compare byte for byte. "allow" and "tls" need a restart too (the
+ * listener reads allow without a lock; the TLS context is built at start).
  */
 void lars_service_config_adopt(const struct lars_service_config_schema *schema, void *running,
                                const void *next, char *restart, size_t restart_len);

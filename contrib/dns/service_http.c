@@ -142,12 +142,19 @@ void lars_service_conn_metrics(struct lars_text *t, const char *prefix,
     snprintf(name, sizeof(name), "%s_connections_accepted_total", prefix);
     lars_service_metric(t, name, "counter", "Connections accepted.", s->accepted);
     snprintf(name, sizeof(name), "%s_connections_refused_total", prefix);
-    lars_service_metric_family(t, name, "counter", "Connections refused, by limit.");
+    lars_service_metric_family(t, name, "counter", "Connections refused, by limit or rule.");
     lars_text_printf(t,
                      "%s{reason=\"max_connections\"} %llu\n"
-                     "%s{reason=\"max_connections_per_peer\"} %llu\n",
+                     "%s{reason=\"max_connections_per_peer\"} %llu\n"
+                     "%s{reason=\"allow\"} %llu\n",
                      name, (unsigned long long)s->refused_cap, name,
-                     (unsigned long long)s->refused_peer);
+                     (unsigned long long)s->refused_peer, name,
+                     (unsigned long long)s->refused_allow);
+    snprintf(name, sizeof(name), "%s_tls_handshake_failures_total", prefix);
+    lars_service_metric(t, name, "counter",
+                        "Connections closed because their TLS handshake failed (no or a bad "
+                        "agent certificate, a plaintext agent).",
+                        s->tls_failed);
     snprintf(name, sizeof(name), "%s_connections_evicted_total", prefix);
     lars_service_metric(t, name, "counter", evicted_help, s->evicted);
     snprintf(name, sizeof(name), "%s_connections_idle_closed_total", prefix);

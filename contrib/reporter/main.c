@@ -42,7 +42,8 @@ static void log_stats(void *arg, const char *when)
               "%llu stored in %llu transactions, %zu queued, %llu dropped (%llu over a fair "
               "share, %llu queue full, %llu at stop), %llu store failures, "
               "%llu connections closed for bad frames, %llu bad rows, %llu idle, %llu evicted; "
-              "%llu refused at max_connections, %llu at max_connections_per_peer",
+              "%llu refused at max_connections, %llu at max_connections_per_peer, %llu not in "
+              "allow; %llu TLS handshakes failed",
               when, (unsigned long long)s.conn.accepted, (unsigned long long)s.conn.open,
               (unsigned long long)s.reports, (unsigned long long)s.rows,
               (unsigned long long)w.stored, (unsigned long long)w.transactions, w.queued,
@@ -51,7 +52,8 @@ static void log_stats(void *arg, const char *when)
               (unsigned long long)w.failures, (unsigned long long)s.conn.bad_frames,
               (unsigned long long)s.bad_rows, (unsigned long long)s.conn.idle_closed,
               (unsigned long long)s.conn.evicted, (unsigned long long)s.conn.refused_cap,
-              (unsigned long long)s.conn.refused_peer);
+              (unsigned long long)s.conn.refused_peer, (unsigned long long)s.conn.refused_allow,
+              (unsigned long long)s.conn.tls_failed);
 }
 
 /* /metrics, rendered from one snapshot of the counters. */

@@ -14,6 +14,8 @@
 static const struct lars_setting reporter_staged_settings[] = {
     LARS_SERVICE_SETTING_STORE(
         "the statistics database: store = { backend = \"sqlite\"; path = \"...\"; ... }"),
+    LARS_SERVICE_SETTING_ALLOW,
+    LARS_SERVICE_SETTING_TLS,
     LARS_SETTINGS_END,
 };
 
@@ -54,6 +56,8 @@ const struct lars_service_config_schema lars_reporter_config_schema = {
     .live = lars_service_live_keys,
     .size = sizeof(struct lars_reporter_config),
     .store = offsetof(struct lars_reporter_config, store),
+    .allow = offsetof(struct lars_reporter_config, allow),
+    .tls = offsetof(struct lars_reporter_config, tls),
     .check = check,
 };
 

@@ -30,7 +30,8 @@ struct conn {
     struct conn *prev;
     struct conn *next;
     int fresh;
-    uint32_t slot; /* its share of the store queue */
+    int handshaking; /* TLS: until BEV_EVENT_CONNECTED */
+    uint32_t slot;   /* its share of the store queue */
     struct sockaddr_storage addr;
     char peer[64];
 };
@@ -46,6 +47,7 @@ struct lars_reporter_server {
     size_t nfresh;
     size_t cap; /* max_connections as RLIMIT_NOFILE allows */
     struct lars_peer_table *peers;
+    struct lars_tls_server *tls;    /* NULL = plaintext */
     struct lars_store_status *rows; /* conversion scratch, grown as needed */
     size_t rows_cap;
     struct lars_reporter_stats stats;
@@ -53,6 +55,7 @@ struct lars_reporter_server {
     struct lars_log_limiter sys_log;
     struct lars_log_limiter limit_log;
     struct lars_log_limiter fair_log;
+    struct lars_log_limiter tls_log;
 };
 
 static void conn_close(struct conn *c)
@@ -175,8 +178,20 @@ static void conn_read(struct bufferevent *bev, void *arg)
 
 static void conn_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     struct conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->handshaking = 0; /* TLS handshake done */
+        return;
+    }
+    if (c->handshaking && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        char why[256];
+        c->server->stats.conn.tls_failed++;
+        lars_log_limited(&c->server->tls_log, LARS_LOG_WARN, WHO,
+                         "TLS handshake with %s failed: %s; closed", c->peer,
+                         lars_tls_reason(bev, why, sizeof(why)));
+        conn_close(c);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         c->server->stats.conn.idle_closed++;
         LARS_DEBUG(WHO, "closing idle connection from %s", c->peer);
@@ -227,6 +242,12 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     (void)listener;
     struct lars_reporter_server *s = arg;
     char why[160];
+    /* Before any slot is taken: a stranger costs one accept and one close. */
+    if (!lars_allow_permits(&s->cfg->allow, sa)) {
+        s->stats.conn.refused_allow++;
+        refuse(s, fd, sa, "not in allow");
+        return;
+    }
     int rc = lars_peer_table_acquire(s->peers, sa, s->cfg->max_connections_per_peer);
     if (rc < 0) {
         s->stats.conn.refused_peer++;
@@ -250,7 +271,9 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
         close(fd);
         goto nomem;
     }
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = s->tls ? lars_tls_accept(s->tls, s->base, fd)
+                    : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->handshaking = s->tls != NULL;
     if (!c->bev) {
         close(fd);
         free(c);
@@ -317,6 +340,7 @@ struct lars_reporter_server *lars_reporter_server_create(const struct lars_repor
     s->sys_log.interval_ms = 10000;
     s->limit_log.interval_ms = 10000;
     s->fair_log.interval_ms = 10000;
+    s->tls_log.interval_ms = 10000;
     /* Descriptors besides connections: stdio, the listener, the loop, a
      * database connection per writer (SQLite: 3 files), log, /metrics. */
     unsigned long long nofile = 0;
@@ -333,6 +357,12 @@ struct lars_reporter_server *lars_reporter_server_create(const struct lars_repor
     if (!s->resume_ev || !s->peers) {
         snprintf(err, err_len, "out of memory");
         goto fail;
+    }
+    if (cfg->tls.enabled) {
+        s->tls = lars_tls_server_create(&cfg->tls, err, err_len);
+        if (!s->tls) {
+            goto fail;
+        }
     }
     s->listener = evconnlistener_new_bind(
         base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 1024,
@@ -384,5 +414,6 @@ void lars_reporter_server_destroy(struct lars_reporter_server *server)
     }
     free(server->rows);
     lars_peer_table_destroy(server->peers);
+    lars_tls_server_destroy(server->tls); /* after its connections */
     free(server);
 }

@@ -3,6 +3,7 @@
  * transports. Off the request path: it may allocate and log (rate-limited).
  */
 #include "link.h"
+#include "link_tls.h"
 #include "plugin_address.h"
 
 #include <arpa/inet.h>
@@ -149,7 +150,13 @@ int lars_link_validate(const struct lars_link_conf *conf, const struct lars_serv
                  (long long)conf->backoff_min_ms, (long long)conf->backoff_max_ms);
         return -EINVAL;
     }
-    return lars_link_parse_servers(svc, conf->servers, default_server, NULL, NULL, err, err_len);
+    int rc = lars_link_parse_servers(svc, conf->servers, default_server, NULL, NULL, err, err_len);
+    if (rc == 0 && conf->tls) {
+        /* Loads the files now: a bad one fails `lars-agent -t`, not the
+         * first connection. */
+        rc = lars_link_tls_create(svc, conf->tls, NULL, err, err_len);
+    }
+    return rc;
 }
 
 /* Tells the agent's /metrics (lars_transport_events_total). */
@@ -210,18 +217,30 @@ static void schedule_next(struct lars_link *link)
     event_add(link->retry_timer, &tv);
 }
 
-static void attempt_failed(struct lars_link *link, const char *why)
+/* tls: the TCP connection was made, the TLS handshake failed. */
+static void attempt_failed(struct lars_link *link, const char *why, bool tls)
 {
     const char *server = link->servers[link->cur].text;
     close_bev(link);
     link->stats.connect_failures++;
+    link->stats.tls_failures += tls;
+    /* The plugin ABI has no TLS counter: a refused handshake is a failed
+     * attempt to the agent's /metrics, and the log line says which. */
     link_count(link, LARS_TRANSPORT_CONNECT_FAILURES);
     char held[LARS_LINK_HELD_LEN];
     if (lars_link_limit(&link->fail_log, link->p.svc->now_ms(), LINK_FAIL_LOG_MS, held)) {
-        link->p.svc->log(LARS_LOG_WARN, link->p.plugin,
-                         "cannot connect to %s: %s (is the server running? trying the next of "
-                         "%zu servers with backoff)%s",
-                         server, why, link->p.n_servers, held);
+        if (tls) {
+            link->p.svc->log(LARS_LOG_WARN, link->p.plugin,
+                             "TLS handshake with %s failed: %s (check tls.ca / server_name, and "
+                             "that the server takes our certificate; trying the next of %zu "
+                             "servers with backoff)%s",
+                             server, why, link->p.n_servers, held);
+        } else {
+            link->p.svc->log(LARS_LOG_WARN, link->p.plugin,
+                             "cannot connect to %s: %s (is the server running? trying the next "
+                             "of %zu servers with backoff)%s",
+                             server, why, link->p.n_servers, held);
+        }
     }
     schedule_next(link);
 }
@@ -289,10 +308,22 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     if (link->state == LINK_CONNECTING) {
         if (what & BEV_EVENT_CONNECTED) {
-            on_connected(link);
+            on_connected(link); /* with TLS: after the handshake */
+            return;
+        }
+        int err = EVUTIL_SOCKET_ERROR();
+        char tls_why[256];
+        const char *tls_reason =
+            link->p.tls ? lars_link_tls_reason(link->bev, tls_why, sizeof(tls_why)) : NULL;
+        if (tls_reason) {
+            attempt_failed(link, tls_reason, true);
+        } else if (link->p.tls && (what & BEV_EVENT_EOF)) {
+            attempt_failed(link,
+                           "closed during the handshake (a plaintext server, or one whose "
+                           "allow list leaves us out?)",
+                           true);
         } else {
-            int err = EVUTIL_SOCKET_ERROR();
-            attempt_failed(link, err ? strerror(err) : "connection failed");
+            attempt_failed(link, err ? strerror(err) : "connection failed", false);
         }
         return;
     }
@@ -317,8 +348,16 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
         connection_lost(link, reason, true);
     } else if (what & BEV_EVENT_ERROR) {
         int err = EVUTIL_SOCKET_ERROR();
-        snprintf(reason, sizeof(reason), "%s", err ? strerror(err) : "socket error");
-        connection_lost(link, reason, false);
+        char tls_why[256];
+        /* TLS 1.3 checks our certificate after our side of the handshake:
+         * a refusal arrives as an alert on the first read. */
+        const char *tls_reason =
+            link->p.tls ? lars_link_tls_reason(link->bev, tls_why, sizeof(tls_why)) : NULL;
+        snprintf(reason, sizeof(reason), "%s%s", tls_reason ? "TLS: " : "",
+                 tls_reason ? tls_reason
+                 : err      ? strerror(err)
+                            : "socket error");
+        connection_lost(link, reason, tls_reason != NULL);
     }
 }
 
@@ -346,7 +385,7 @@ static void on_connect_timeout(evutil_socket_t fd, short events, void *arg)
         char why[64];
         snprintf(why, sizeof(why), "no answer within connect_timeout_ms = %llu",
                  (unsigned long long)link->p.connect_timeout_ms);
-        attempt_failed(link, why);
+        attempt_failed(link, why, false);
     }
 }
 
@@ -357,9 +396,14 @@ static void on_retry(evutil_socket_t fd, short events, void *arg)
     (void)events;
     const struct lars_link_server *server = &link->servers[link->cur];
 
-    link->bev = bufferevent_socket_new(link->p.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (link->p.tls) {
+        link->bev =
+            lars_link_tls_bev(link->p.tls, link->p.base, (const struct sockaddr *)&server->addr);
+    } else {
+        link->bev = bufferevent_socket_new(link->p.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (!link->bev) {
-        attempt_failed(link, "out of memory");
+        attempt_failed(link, "out of memory", false);
         return;
     }
     bufferevent_setcb(link->bev, on_bev_read, on_bev_write, on_bev_event, link);
@@ -370,7 +414,7 @@ static void on_retry(evutil_socket_t fd, short events, void *arg)
     if (bufferevent_socket_connect(link->bev, (const struct sockaddr *)&server->addr,
                                    (int)server->len) < 0) {
         int err = EVUTIL_SOCKET_ERROR();
-        attempt_failed(link, err ? strerror(err) : "connect failed");
+        attempt_failed(link, err ? strerror(err) : "connect failed", false);
     }
 }
 
@@ -378,6 +422,7 @@ struct lars_link *lars_link_create(const struct lars_link_params *params)
 {
     struct lars_link *link = calloc(1, sizeof(*link));
     if (!link) {
+        lars_link_tls_destroy(params->tls);
         return NULL;
     }
     link->p = *params;
@@ -417,6 +462,17 @@ int lars_link_open(const struct lars_link_conf *conf, const char *default_server
         }
         return rc;
     }
+    params->tls = NULL;
+    if (conf->tls) {
+        rc = lars_link_tls_create(svc, conf->tls, &params->tls, err, sizeof(err));
+        if (rc < 0) {
+            if (rc != -ENOMEM) {
+                svc->log(LARS_LOG_ERROR, params->plugin, "%s", err);
+            }
+            free(servers);
+            return rc;
+        }
+    }
     params->servers = servers;
     params->n_servers = n_servers;
     params->connect_timeout_ms = (uint64_t)conf->connect_timeout_ms;
@@ -424,10 +480,11 @@ int lars_link_open(const struct lars_link_conf *conf, const char *default_server
     params->backoff_max_ms = (uint64_t)conf->backoff_max_ms;
     *out = lars_link_create(params);
     if (*out) {
-        svc->log(LARS_LOG_INFO, params->plugin, "%zu servers, first %s%s", n_servers,
-                 servers[0].text, detail ? detail : "");
+        svc->log(LARS_LOG_INFO, params->plugin, "%zu servers, first %s%s%s", n_servers,
+                 servers[0].text, params->tls ? ", TLS 1.3" : "", detail ? detail : "");
     }
     params->servers = NULL; /* copied by lars_link_create */
+    params->tls = NULL;     /* the link's */
     free(servers);
     return *out ? 0 : -ENOMEM;
 }
@@ -446,6 +503,7 @@ void lars_link_destroy(struct lars_link *link)
     if (link->connect_timer) {
         event_free(link->connect_timer);
     }
+    lars_link_tls_destroy(link->p.tls);
     free(link->servers);
     free(link);
 }
@@ -476,6 +534,9 @@ size_t lars_link_flush_now(struct lars_link *link)
 {
     if (link->state != LINK_CONNECTED) {
         return 0;
+    }
+    if (link->p.tls) {
+        return lars_link_tls_flush_now(link->bev);
     }
     struct evbuffer *out = bufferevent_get_output(link->bev);
     evutil_socket_t fd = bufferevent_getfd(link->bev);

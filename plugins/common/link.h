@@ -66,6 +66,7 @@ int lars_link_parse_servers(const struct lars_services *svc, const struct lars_c
  * conf block, filled by the rows of LARS_LINK_SETTINGS. */
 struct lars_link_conf {
     const struct lars_config_node *servers;
+    const struct lars_config_node *tls; /* NULL = plaintext (link_tls.h) */
     int64_t connect_timeout_ms;
     int64_t backoff_min_ms;
     int64_t backoff_max_ms;
@@ -83,10 +84,14 @@ struct lars_link_conf {
     {"backoff_min_ms", LARS_SETTING_INT, "100", offsetof(conf_type, link.backoff_min_ms), 1,       \
      3600000, "first delay before reconnecting; doubles per failure, with jitter"},                \
     {"backoff_max_ms", LARS_SETTING_INT, "5000", offsetof(conf_type, link.backoff_max_ms), 1,      \
-     3600000, "cap of the reconnect delay"}
+     3600000, "cap of the reconnect delay"},                                                     \
+    {"tls", LARS_SETTING_LIST, NULL, offsetof(conf_type, link.tls), 0, -1,                         \
+     "{ ca = \"file\"; cert = \"file\"; key = \"file\"; server_name = \"name\"; } TLS 1.3 to the " \
+     service " servers (absent = plaintext)"}
 /* clang-format on */
 
-/* validate(): the backoff range and the servers list. */
+/* validate(): the backoff range, the servers list and the tls group (its
+ * files loaded, a key matching its certificate). */
 int lars_link_validate(const struct lars_link_conf *conf, const struct lars_services *svc,
                        const char *default_server, char *err, size_t err_len);
 
@@ -104,6 +109,10 @@ struct lars_link_params {
     uint64_t write_timeout_ms;
     /* on_drained runs when the output falls to this many bytes. */
     size_t write_lowat;
+
+    /* TLS context (link_tls.h), NULL = plaintext; the link owns it from
+     * lars_link_create on, even when that fails. */
+    struct lars_link_tls *tls;
 
     void *arg; /* passed to every callback */
     /* The connection is up: lars_link_bev() is usable now. */
@@ -125,7 +134,8 @@ struct lars_link_params {
 
 struct lars_link_stats {
     uint64_t connects;         /* connections established */
-    uint64_t connect_failures; /* attempts refused, unreachable or timed out */
+    uint64_t connect_failures; /* attempts refused, unreachable, timed out or TLS refused */
+    uint64_t tls_failures;     /* of those, TLS handshakes that failed */
     uint64_t disconnects;      /* established connections lost or dropped */
 };
 
@@ -133,9 +143,9 @@ struct lars_link_stats {
  * turns. Returns NULL when out of memory. */
 struct lars_link *lars_link_create(const struct lars_link_params *params);
 
-/* lars_link_create with the servers and times of conf (params' servers,
- * n_servers, connect_timeout_ms and backoffs are filled from it; the rest
- * is the caller's). Logs a bad list and "N servers, first S<detail>".
+/* lars_link_create with the servers, times and tls of conf (params'
+ * servers, n_servers, connect_timeout_ms, backoffs and tls are filled from
+ * it; the rest is the caller's). Logs a bad list and "N servers, first S<detail>".
  * Returns 0 with *out set, -EINVAL or -ENOMEM. */
 int lars_link_open(const struct lars_link_conf *conf, const char *default_server,
                    struct lars_link_params *params, const char *detail, struct lars_link **out);

@@ -86,9 +86,16 @@ static struct {
     struct lars_store *store; /* our own connection, for reading rows */
     struct svc dns;
     struct svc reporter;
+    /* Appended to each daemon's config (allow, tls, stats_listen): set by a
+     * test, cleared by the fixture that restarts the daemon. */
+    char dns_extra[2048];
+    char reporter_extra[2048];
+    /* Appended to the agent's dns and reporter sections (tls). */
+    char agent_extra[2048];
+    char tls_dir[512]; /* certificates made by make_certs(), "" until then */
     double dns_poll;
     struct it_agent agent;
-    char agent_tmpl[4096];
+    char agent_tmpl[8192];
 } ctx;
 
 /* ---------------------------------------------------------------------- */
@@ -249,8 +256,9 @@ static void write_dns_conf(double poll)
             "threads = 2;\n"
             "poll_interval = %g;\n"
             "reload_interval = 60;\n"
-            "log_level = \"info\";\n",
-            ctx.dns.port, poll);
+            "log_level = \"info\";\n"
+            "%s\n",
+            ctx.dns.port, poll, ctx.dns_extra);
     lt_write_store_section(f, &ctx.settings);
     assert_int_equal(fclose(f), 0);
     ctx.dns_poll = poll;
@@ -264,8 +272,9 @@ static void write_reporter_conf(void)
             "# written by test_system\n"
             "listen = \"127.0.0.1:%u\";\n"
             "threads = 2;\n"
-            "log_level = \"info\";\n",
-            ctx.reporter.port);
+            "log_level = \"info\";\n"
+            "%s\n",
+            ctx.reporter.port, ctx.reporter_extra);
     lt_write_store_section(f, &ctx.settings);
     assert_int_equal(fclose(f), 0);
 }
@@ -327,9 +336,9 @@ static void admin_route(const char *op, int32_t modid, int32_t cmdid, const char
     admin("route", op, m, c, ip, p, NULL);
 }
 
-/* Starts this test's agent: dns_lars and report_lars on our daemons;
- * stats_port 0 = no stats endpoint. */
-static void agent_start(int update_timeout, int buffer_max_batches, uint16_t stats_port)
+/* This test's agent config: dns_lars and report_lars on our daemons (with
+ * ctx.agent_extra in both sections); stats_port 0 = no stats endpoint. */
+static void agent_write_template(int update_timeout, int buffer_max_batches, uint16_t stats_port)
 {
     char stats[64] = "";
     if (stats_port) {
@@ -344,13 +353,28 @@ static void agent_start(int update_timeout, int buffer_max_batches, uint16_t sta
              "policy: { plugin = \"lb_lars\"; update_timeout = %d;\n"
              "          idle_timeout = 300; overload_timeout = 300; };\n"
              "dns: { plugin = \"dns_lars\"; servers = ( \"127.0.0.1:%u\" );\n"
-             "       backoff_min_ms = 50; backoff_max_ms = 300; };\n"
+             "       backoff_min_ms = 50; backoff_max_ms = 300;%s };\n"
              "reporter: { plugin = \"report_lars\"; servers = ( \"127.0.0.1:%u\" );\n"
              "            report_interval = 1; buffer_max_batches = %d;\n"
-             "            backoff_min_ms = 50; backoff_max_ms = 300; };\n",
-             stats, update_timeout, ctx.dns.port, ctx.reporter.port, buffer_max_batches);
+             "            backoff_min_ms = 50; backoff_max_ms = 300;%s };\n",
+             stats, update_timeout, ctx.dns.port, ctx.agent_extra, ctx.reporter.port,
+             buffer_max_batches, ctx.agent_extra);
+}
+
+/* Starts this test's agent (agent_write_template's config). */
+static void agent_start(int update_timeout, int buffer_max_batches, uint16_t stats_port)
+{
+    agent_write_template(update_timeout, buffer_max_batches, stats_port);
     assert_int_equal(it_agent_init(&ctx.agent, 3), 0);
     assert_int_equal(it_agent_start(&ctx.agent, ctx.agent_tmpl), 0);
+}
+
+/* The config agent_start would run, written but not started. */
+static void agent_start_config_only(void)
+{
+    agent_write_template(60, 1000, 0);
+    assert_int_equal(it_agent_init(&ctx.agent, 3), 0);
+    assert_int_equal(it_agent_configure(&ctx.agent, ctx.agent_tmpl), 0);
 }
 
 /* SIGTERM; asserts a clean exit (0: no sanitizer report). */
@@ -626,14 +650,21 @@ static int group_teardown(void **state)
 static int setup(void **state)
 {
     (void)state;
-    if (svc_reaped(&ctx.dns, NULL)) {
+    if (svc_reaped(&ctx.dns, NULL) || ctx.dns_extra[0]) {
+        svc_stop(&ctx.dns, SIGTERM);
+        ctx.dns_extra[0] = '\0';
         write_dns_conf(0.2);
         if (svc_start(&ctx.dns) < 0) {
             return -1;
         }
     }
-    if (svc_reaped(&ctx.reporter, NULL) && svc_start(&ctx.reporter) < 0) {
-        return -1;
+    if (svc_reaped(&ctx.reporter, NULL) || ctx.reporter_extra[0]) {
+        svc_stop(&ctx.reporter, SIGTERM);
+        ctx.reporter_extra[0] = '\0';
+        write_reporter_conf();
+        if (svc_start(&ctx.reporter) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -652,6 +683,7 @@ static int teardown(void **state)
         }
     }
     it_agent_cleanup(&ctx.agent);
+    ctx.agent_extra[0] = '\0';
     return rc;
 }
 
@@ -1187,6 +1219,345 @@ static void t_node_meta(void **state)
     agent_stop();
 }
 
+/* ---------------------------------------------------------------------- */
+/* 7. Who may talk to the control plane: allow lists, config errors. */
+
+/* Restarts s (SIGTERM, same port) after rewriting its config. */
+static void svc_restart(struct svc *s, void (*write_conf)(void))
+{
+    assert_int_equal(svc_stop(s, SIGTERM), 0);
+    write_conf();
+    assert_int_equal(svc_start(s), 0);
+}
+
+/* Connects to 127.0.0.1:port and waits up to wait_ms for the server to
+ * close the connection: true when it did. */
+static bool closed_by_server(uint16_t port, unsigned wait_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {.tv_sec = wait_ms / 1000, .tv_usec = (wait_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char byte;
+    ssize_t got = recv(fd, &byte, 1, 0);
+    int err = errno;
+    close(fd);
+    return got == 0 || (got < 0 && err == ECONNRESET);
+}
+
+/* s with allow_rules (and /metrics on a fresh port): returns that port. */
+static uint16_t restart_with_allow(struct svc *s, const char *allow_rules)
+{
+    uint16_t stats = pick_tcp_port();
+    assert_true(stats != 0);
+    char *extra = s == &ctx.dns ? ctx.dns_extra : ctx.reporter_extra;
+    snprintf(extra, sizeof(ctx.dns_extra), "allow = ( %s );\nstats_listen = \"127.0.0.1:%u\";",
+             allow_rules, stats);
+    svc_restart(s, s == &ctx.dns ? write_dns_conf_default : write_reporter_conf);
+    return stats;
+}
+
+static void check_allow(struct svc *s, const char *metric)
+{
+    /* 127.0.0.1 is outside: closed at accept, counted, logged. */
+    uint16_t stats = restart_with_allow(s, "\"10.0.0.0/8\", \"fd00::/8\"");
+    long before = agent_metric(stats, metric); /* svc_start's probe is counted too */
+    assert_true(before >= 1);
+    assert_true(closed_by_server(s->port, 2000));
+    assert_int_equal(agent_metric(stats, metric), before + 1);
+    char *log = it_read_file(s->log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "refused a connection from 127.0.0.1:"));
+    assert_non_null(strstr(log, "not in allow"));
+    free(log);
+
+    /* A rule covering loopback lets the same client in. */
+    stats = restart_with_allow(s, "\"10.0.0.0/8\", \"127.0.0.0/8\"");
+    assert_false(closed_by_server(s->port, 300));
+    assert_int_equal(agent_metric(stats, metric), 0);
+}
+
+static void t_allow(void **state)
+{
+    (void)state;
+    check_allow(&ctx.dns, "lars_dns_connections_refused_total{reason=\"allow\"}");
+    check_allow(&ctx.reporter, "lars_reporter_connections_refused_total{reason=\"allow\"}");
+}
+
+/* bin -t on a config made of `keys` (from line 2) and a store section:
+ * refused with exit 1 and a message containing want. */
+static void expect_config_refused(const char *bin, const char *keys, const char *want)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/check.conf", ctx.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "listen = \"127.0.0.1:1\";\n%s\n", keys);
+    lt_write_store_section(f, &ctx.settings);
+    assert_int_equal(fclose(f), 0);
+    char *argv[] = {(char *)bin, (char *)"-t", (char *)"-c", path, NULL};
+    char *err = NULL;
+    int code = it_run(argv, 10000, NULL, &err);
+    if (code != 1 || !err || !strstr(err, want)) {
+        fail_msg("%s -t with \"%s\": exit %d, wanted 1 and \"%s\" in: %s", bin, keys, code, want,
+                 err ? err : "");
+    }
+    free(err);
+}
+
+static void t_access_config(void **state)
+{
+    (void)state;
+    expect_config_refused(LARS_DNS_BIN, "allow = ( \"10.0.0.0/8\",\n \"10.0.0.300/8\" );",
+                          "check.conf:3: allow: entry 2: \"10.0.0.300/8\"");
+    expect_config_refused(LARS_REPORTER_BIN, "allow = ( \"10.1.0.0/8\" );",
+                          "check.conf:2: allow: entry 1: \"10.1.0.0/8\" has bits set");
+    expect_config_refused(LARS_REPORTER_BIN, "allow = ( \"::1/129\" );",
+                          "check.conf:2: allow: entry 1: \"::1/129\": the prefix length");
+    expect_config_refused(LARS_DNS_BIN, "allow = ( );", "check.conf:2: allow: the list is empty");
+}
+
+/* ---------------------------------------------------------------------- */
+/* 8. The control plane over TLS 1.3, certificates made here with openssl. */
+
+/* ca (CN lars-test-ca), server (IP SAN 127.0.0.1), client (agent) and
+ * another CA nobody signed with, in ctx.dir/tls. EC keys: milliseconds. */
+static void make_certs(void)
+{
+    if (ctx.tls_dir[0]) {
+        return;
+    }
+    char dir[sizeof(ctx.tls_dir)];
+    snprintf(dir, sizeof(dir), "%.500s/tls", ctx.dir);
+    char script[8192];
+    snprintf(script, sizeof(script),
+             "set -e; mkdir -p '%s'; cd '%s'\n"
+             "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1; }\n"
+             "ca() { key $1.key; openssl req -x509 -new -key $1.key -out $1.pem -days 2 "
+             "-subj /CN=$1 -addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign; }\n"
+             "leaf() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj /CN=$1;\n"
+             "  printf '%%s\\n' \"$2\" > $1.ext;\n"
+             "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out $1.pem -days 2 -extfile $1.ext; }\n"
+             "ca ca; ca other-ca\n"
+             "leaf server 'subjectAltName=IP:127.0.0.1'\n"
+             "leaf client 'extendedKeyUsage=clientAuth'\n",
+             dir, dir);
+    char *argv[] = {(char *)"/bin/sh", (char *)"-c", script, NULL};
+    char *err = NULL;
+    int code = it_run(argv, 20000, NULL, &err);
+    if (code != 0) {
+        fail_msg("making certificates with openssl failed (%d): %s", code, err ? err : "");
+    }
+    free(err);
+    snprintf(ctx.tls_dir, sizeof(ctx.tls_dir), "%s", dir);
+}
+
+/* Both daemons with TLS (mutual when require), /metrics on fresh ports
+ * written to stats[0] (dns) and stats[1] (reporter). */
+static void restart_daemons_tls(bool require, uint16_t stats[2])
+{
+    make_certs();
+    struct svc *svcs[2] = {&ctx.dns, &ctx.reporter};
+    char *extra[2] = {ctx.dns_extra, ctx.reporter_extra};
+    void (*writers[2])(void) = {write_dns_conf_default, write_reporter_conf};
+    for (int i = 0; i < 2; i++) {
+        stats[i] = pick_tcp_port();
+        assert_true(stats[i] != 0);
+        snprintf(extra[i], sizeof(ctx.dns_extra),
+                 "stats_listen = \"127.0.0.1:%u\";\n"
+                 "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\";\n"
+                 "        ca = \"%s/ca.pem\"; require_client_cert = %s; };",
+                 stats[i], ctx.tls_dir, ctx.tls_dir, ctx.tls_dir, require ? "true" : "false");
+        svc_restart(svcs[i], writers[i]);
+    }
+}
+
+/* The agent's tls group: trusting ca_name.pem, with the client certificate
+ * when with_cert, and the name the server certificate must carry when
+ * server_name (else its IP). */
+static void agent_tls_named(const char *ca_name, bool with_cert, const char *server_name)
+{
+    char cert[1100] = "";
+    if (with_cert) {
+        snprintf(cert, sizeof(cert), " cert = \"%s/client.pem\"; key = \"%s/client.key\";",
+                 ctx.tls_dir, ctx.tls_dir);
+    }
+    char name[128] = "";
+    if (server_name) {
+        snprintf(name, sizeof(name), " server_name = \"%s\";", server_name);
+    }
+    snprintf(ctx.agent_extra, sizeof(ctx.agent_extra), "\n  tls = { ca = \"%s/%s.pem\";%s%s };",
+             ctx.tls_dir, ca_name, cert, name);
+}
+
+static void agent_tls(const char *ca_name, bool with_cert)
+{
+    agent_tls_named(ca_name, with_cert, NULL);
+}
+
+static void t_tls_mutual(void **state)
+{
+    (void)state;
+    uint16_t stats[2];
+    restart_daemons_tls(true, stats);
+    admin_route("add", 800, 1, "127.0.0.1", 9801);
+    admin_route("add", 800, 1, "127.0.0.1", 9802);
+    uint32_t start_ts = (uint32_t)time(NULL);
+    /* svc_start's port probe closed during its handshake: counted. */
+    long dns_failed = agent_metric(stats[0], "lars_dns_tls_handshake_failures_total");
+    long rep_failed = agent_metric(stats[1], "lars_reporter_tls_handshake_failures_total");
+    assert_true(dns_failed >= 0 && rep_failed >= 0);
+    agent_tls("ca", true);
+    agent_start(60, 1000, 0);
+    struct lars_client *c = it_client(&ctx.agent, 0, 500);
+    assert_non_null(c);
+    /* Routes answered and pushed over TLS. */
+    assert_int_equal(it_wait_route(c, 800, 1, 2, 5000), LARS_OK);
+    static const unsigned pushed[] = {9801, 9802, 9803};
+    admin_route("add", 800, 1, "127.0.0.1", 9803);
+    if (wait_route_is(c, 800, 1, pushed, 3, it_now_ms(), 5000) < 0) {
+        fail_msg("a route change did not reach the agent over TLS within 5 s");
+    }
+    /* Reports stored over TLS. */
+    report_n(c, 800, 1, 9801, 0, 6);
+    report_n(c, 800, 1, 9802, 0, 4);
+    const struct want_row want[] = {
+        {800, 9801, 6, 0, false}, {800, 9802, 4, 0, false}, {800, 9803, 0, 0, false}};
+    if (!wait_rows(want, 3, start_ts, 5000)) {
+        fail_msg("reports sent over TLS are not in ServerCallStatus after 5 s");
+    }
+    lars_client_destroy(c);
+    /* Nothing refused on the way. */
+    assert_int_equal(agent_metric(stats[0], "lars_dns_tls_handshake_failures_total"), dns_failed);
+    assert_int_equal(agent_metric(stats[1], "lars_reporter_tls_handshake_failures_total"),
+                     rep_failed);
+    char *err = it_agent_stderr(&ctx.agent);
+    assert_non_null(err);
+    assert_null(strstr(err, "TLS"
+                            " handshake"));
+    assert_null(strstr(err, "TLS:"));
+    free(err);
+    agent_stop();
+}
+
+/* The agent's dns_lars keeps failing: no route for 820/1, and its log
+ * says why (containing agent_says); lars-dns counted failures when
+ * dns_counts. */
+static void expect_tls_refused(uint16_t dns_stats, const char *agent_says, bool dns_counts)
+{
+    agent_start(60, 1000, 0);
+    struct lars_client *c = it_client(&ctx.agent, 0, 500);
+    assert_non_null(c);
+    assert_int_equal(it_wait_route(c, 820, 1, 1, 1500), LARS_NOEXIST);
+    lars_client_destroy(c);
+    if (!it_agent_wait_log(&ctx.agent, agent_says, it_timeout(5000))) {
+        char *err = it_agent_stderr(&ctx.agent);
+        fail_msg("the agent's log does not say \"%s\":\n%s", agent_says, err);
+    }
+    long failures = agent_metric(dns_stats, "lars_dns_tls_handshake_failures_total");
+    if (dns_counts) {
+        assert_true(failures >= 1);
+        char *log = it_read_file(ctx.dns.log);
+        assert_non_null(log);
+        assert_non_null(strstr(log, "TLS handshake with 127.0.0.1:"));
+        free(log);
+    } else {
+        assert_true(failures >= 0);
+    }
+    agent_stop();
+    it_agent_cleanup(&ctx.agent);
+}
+
+static void t_tls_refused(void **state)
+{
+    (void)state;
+    uint16_t stats[2];
+    restart_daemons_tls(true, stats);
+    admin_route("add", 820, 1, "127.0.0.1", 9821);
+
+    /* No client certificate where one is required: refused during the
+     * handshake, counted by lars-dns. */
+    agent_tls("ca", false);
+    expect_tls_refused(stats[0], "certificate required", true);
+
+    /* An agent trusting another CA refuses the server. */
+    agent_tls("other-ca", true);
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+
+    /* A certificate from the right CA for another name: refused too (the
+     * default, the server's IP, is what t_tls_mutual passes with). */
+    agent_tls_named("ca", true, "dns.example");
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+    agent_tls_named("ca", true, "127.0.0.2");
+    expect_tls_refused(stats[0], "certificate verify failed", true);
+
+    /* A plaintext agent gets nothing from a TLS lars-dns. */
+    ctx.agent_extra[0] = '\0';
+    expect_tls_refused(stats[0], "connection to 127.0.0.1:", true);
+}
+
+/* lars-agent -t with the dns section's tls = { keys }: exit 1, want in its
+ * stderr. */
+static void expect_agent_refused(const char *keys, const char *want)
+{
+    snprintf(ctx.agent_extra, sizeof(ctx.agent_extra), "\n  tls = { %s };", keys);
+    agent_start_config_only();
+    assert_int_equal(it_agent_spawn(&ctx.agent, "-t"), 0);
+    assert_int_equal(it_agent_wait(&ctx.agent, it_timeout(10000)), 0);
+    char *err = it_agent_stderr(&ctx.agent);
+    if (!WIFEXITED(ctx.agent.wait_status) || WEXITSTATUS(ctx.agent.wait_status) != 1 || !err ||
+        !strstr(err, want)) {
+        fail_msg("lars-agent -t with tls = { %s }: wanted exit 1 and \"%s\" in: %s", keys, want,
+                 err ? err : "");
+    }
+    free(err);
+    it_agent_cleanup(&ctx.agent);
+}
+
+static void t_tls_config(void **state)
+{
+    (void)state;
+    make_certs();
+    const char *d = ctx.tls_dir;
+    char keys[3 * PATH_MAX];
+
+    /* Services: -t names the key and its line. */
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/server.pem\";\n key = \"%s/client.key\"; };",
+             d, d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:3: tls: key: cannot load");
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/missing.pem\"; key = \"%s/server.key\"; };",
+             d, d);
+    expect_config_refused(LARS_REPORTER_BIN, keys, "check.conf:2: tls: cert: cannot load");
+    snprintf(
+        keys, sizeof(keys),
+        "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\";\n\n ca = \"%s/server.key\"; };",
+        d, d, d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:4: tls: ca: cannot load CA file");
+    snprintf(
+        keys, sizeof(keys),
+        "tls = { cert = \"%s/server.pem\"; key = \"%s/server.key\"; require_client_cert = true; };",
+        d, d);
+    expect_config_refused(LARS_REPORTER_BIN, keys, "tls: require_client_cert needs ca");
+    snprintf(keys, sizeof(keys), "tls = { cert = \"%s/server.pem\"; kee = \"x\"; };", d);
+    expect_config_refused(LARS_DNS_BIN, keys, "check.conf:2: tls: ");
+
+    /* The agent: the same for its plugins. */
+    snprintf(keys, sizeof(keys), "ca = \"%s/nope.pem\"", d);
+    expect_agent_refused(keys, "dns_lars: tls.ca at line");
+    snprintf(keys, sizeof(keys),
+             "ca = \"%s/ca.pem\"; cert = \"%s/client.pem\"; key = \"%s/server.key\"", d, d, d);
+    expect_agent_refused(keys, "does not match the certificate");
+    snprintf(keys, sizeof(keys), "cert = \"%s/client.pem\"; key = \"%s/client.key\"", d, d);
+    expect_agent_refused(keys, "has no ca");
+    snprintf(keys, sizeof(keys), "ca = \"%s/ca.pem\"; sni = \"x\"", d);
+    expect_agent_refused(keys, "tls.sni at line");
+}
+
 int main(int argc, char **argv)
 {
     ctx.backend = argc > 1 ? argv[1] : "sqlite";
@@ -1214,6 +1585,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(t_reporter_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(t_status_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(t_node_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_allow, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_access_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_mutual, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(t_tls_config, setup, teardown),
     };
     /* clang-format on */
     char name[64];
