@@ -33,13 +33,13 @@ def test_no_agent_is_reported_at_once():
 def test_timeout_when_nobody_answers(silent_ports):
     base, socks = silent_ports
     with lars.Client(base_port=base, workers=WORKERS, timeout=0.2) as c:
-        start = time.monotonic()
-        with pytest.raises(lars.Timeout, match="no answer"):
-            c.get_host(1, 1)
-        with pytest.raises(lars.Timeout):
-            c.get_route(1, 1)
-        elapsed = time.monotonic() - start
-        assert 0.4 <= elapsed < 1.5
+        # Each call waits its timeout (0.2 s), not much less, not much more
+        # (the upper bound leaves room for a loaded machine).
+        for call in (c.get_host, c.get_route):
+            start = time.monotonic()
+            with pytest.raises(lars.Timeout, match="no answer"):
+                call(1, 1)
+            assert 0.2 <= time.monotonic() - start < 0.45
     # The requests did arrive, on the owning worker's port ((1+1) % 3).
     socks[2].settimeout(0)
     msgid, body = _wire.parse_datagram(socks[2].recv(65536))
