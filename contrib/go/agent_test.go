@@ -48,7 +48,8 @@ const agentConf = `agent: {
     stats_listen = "127.0.0.1:@STATS@";
     log_level = "info";
 };
-policy: { plugin = "lb_lars"; };
+# A node's statistics window (what report_log shows) lasts the whole run.
+policy: { plugin = "lb_lars"; idle_timeout = 3600; };
 policies = ( { modid = 3; cmdid = 1; plugin = "lb_ring"; } );
 dns: {
     plugin = "dns_static";
@@ -60,7 +61,7 @@ dns: {
             "[::1]:9003" ); },
         { modid = 3; cmdid = 1; hosts = ( "127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103",
             "127.0.0.1:9104", "127.0.0.1:9105", "127.0.0.1:9106" ); },
-        { modid = 4; cmdid = 1; hosts = ( "127.0.0.1:9201" ); },
+@MODULE4@
         { modid = 5; cmdid = 1; hosts = ( "127.0.0.1:9301" ); },
         { modid = 6; cmdid = 1; hosts = ( "127.0.0.1:9401" ); },
         { modid = -7; cmdid = 2; hosts = ( "127.0.0.1:9501" ); }
@@ -68,6 +69,21 @@ dns: {
 };
 reporter: { plugin = "report_log"; report_interval = 0.2; path = "@DIR@/report.log"; };
 `
+
+// Module 4/N is new to the agent for each run of
+// TestAgentNoSuchModuleThenRegInit (go test -count=N runs tests again
+// against the same agent), up to fresh4 runs.
+const fresh4 = 20
+
+var runs4 int32
+
+func module4Routes() string {
+	var b strings.Builder
+	for i := 1; i <= fresh4; i++ {
+		fmt.Fprintf(&b, "        { modid = 4; cmdid = %d; hosts = ( \"127.0.0.1:9201\" ); },\n", i)
+	}
+	return b.String()
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
@@ -173,6 +189,7 @@ func startAgent(build string) error {
 			"@PLUGINS@", filepath.Join(build, "plugins"),
 			"@STATS@", strconv.Itoa(int(stats)),
 			"@DIR@", agent.dir,
+			"@MODULE4@", module4Routes(),
 		).Replace(agentConf)
 		confPath := filepath.Join(agent.dir, "agent.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
@@ -376,15 +393,20 @@ func TestAgentGetRoute(t *testing.T) {
 func TestAgentNoSuchModuleThenRegInit(t *testing.T) {
 	c := agentClient(t)
 	ctx := context.Background()
-	// Module 4/1 exists but nobody asked for it yet: the first answer is
-	// RET_NOEXIST while the agent pulls the route.
-	if _, err := c.GetHost(ctx, 4, 1); !errors.Is(err, ErrNoSuchModule) {
-		t.Fatalf("first GetHost(4, 1) = %v, want ErrNoSuchModule", err)
+	runs4++
+	if runs4 > fresh4 {
+		t.Skipf("module 4/N has no fresh cmdid left for run %d", runs4)
 	}
-	regInit(t, c, 4, 1)
-	h, err := c.GetHost(ctx, 4, 1)
+	cmdid := runs4
+	// Module 4/cmdid exists but nobody asked for it yet: the first answer
+	// is RET_NOEXIST while the agent pulls the route.
+	if _, err := c.GetHost(ctx, 4, cmdid); !errors.Is(err, ErrNoSuchModule) {
+		t.Fatalf("first GetHost(4, %d) = %v, want ErrNoSuchModule", cmdid, err)
+	}
+	regInit(t, c, 4, cmdid)
+	h, err := c.GetHost(ctx, 4, cmdid)
 	if err != nil || h.String() != "127.0.0.1:9201" {
-		t.Fatalf("GetHost(4, 1) after RegInit = %v, %v; want 127.0.0.1:9201", h, err)
+		t.Fatalf("GetHost(4, %d) after RegInit = %v, %v; want 127.0.0.1:9201", cmdid, h, err)
 	}
 	// A module the dns side does not know stays unknown.
 	start := time.Now()
@@ -459,7 +481,8 @@ func TestAgentReport(t *testing.T) {
 	}
 }
 
-// nodeStats sums report_log's succ/err of one node of a module.
+// nodeStats reads one node's succ/err from the last line report_log wrote
+// for the module: the counts of the node's statistics window so far.
 func nodeStats(t *testing.T, modid, cmdid int32, node string) (succ, fail int) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(agent.dir, "report.log"))
@@ -480,8 +503,7 @@ func nodeStats(t *testing.T, modid, cmdid int32, node string) (succ, fail int) {
 		}
 		for _, n := range batch.Nodes {
 			if n.Node == node {
-				succ += n.Succ
-				fail += n.Err
+				succ, fail = n.Succ, n.Err
 			}
 		}
 	}
@@ -493,6 +515,8 @@ func TestAgentCall(t *testing.T) {
 	regInit(t, c, 6, 1)
 	ctx := context.Background()
 	boom := errors.New("boom")
+	// Counts of earlier runs (go test -count=N) stay in the log.
+	succ0, fail0 := nodeStats(t, 6, 1, "127.0.0.1:9401")
 	for i := 0; i < 3; i++ {
 		var got Host
 		err := c.Call(ctx, 6, 1, func(h Host) error { got = h; return nil })
@@ -509,6 +533,7 @@ func TestAgentCall(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		succ, fail := nodeStats(t, 6, 1, "127.0.0.1:9401")
+		succ, fail = succ-succ0, fail-fail0
 		if succ == 3 && fail == 2 {
 			break
 		}

@@ -283,6 +283,7 @@ func TestRetcodes(t *testing.T) {
 		{retSucc, 70000, ErrProtocol}, // a port that cannot be
 	}
 	for _, tc := range cases {
+		tc := tc // the fake agent's goroutine reads it while the loop moves on
 		go func() {
 			_, body, from := recvFrame(t, conns[0])
 			seq := uint32(fields(t, body)[1][0].(uint64))
