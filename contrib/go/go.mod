@@ -1,0 +1,3 @@
+module lars
+
+go 1.19
