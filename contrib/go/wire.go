@@ -328,6 +328,24 @@ func decodeHostInfo(b []byte) (hostInfo, error) {
 	return h, d.err
 }
 
+// hostInfo reads an embedded HostInfo field of wire type wt; false when it
+// is of another wire type or malformed (d.err then says why).
+func (d *decoder) hostInfo(wt int) (hostInfo, bool) {
+	if !d.want(wt, wireBytes) {
+		return hostInfo{}, false
+	}
+	body := d.bytes()
+	if d.err != nil {
+		return hostInfo{}, false
+	}
+	h, err := decodeHostInfo(body)
+	if err != nil {
+		d.err = err
+		return hostInfo{}, false
+	}
+	return h, true
+}
+
 func decodeGetHostResponse(b []byte) (getHostResponse, error) {
 	var r getHostResponse
 	d := decoder{b: b}
@@ -346,21 +364,11 @@ func decodeGetHostResponse(b []byte) (getHostResponse, error) {
 		case 4:
 			r.retcode = d.int32(wt)
 		case 5:
-			if !d.want(wt, wireBytes) {
-				break
-			}
-			body := d.bytes()
-			if d.err != nil {
-				break
-			}
 			// A repeated occurrence replaces the earlier one rather
 			// than merging: the agent never sends two.
-			h, err := decodeHostInfo(body)
-			if err != nil {
-				d.err = err
-				break
+			if h, ok := d.hostInfo(wt); ok {
+				r.host = &h
 			}
-			r.host = &h
 		default:
 			d.skip(wt)
 		}
@@ -382,19 +390,9 @@ func decodeGetRouteResponse(b []byte) (getRouteResponse, error) {
 		case 2:
 			r.cmdid = d.int32(wt)
 		case 3:
-			if !d.want(wt, wireBytes) {
-				break
+			if h, ok := d.hostInfo(wt); ok {
+				r.hosts = append(r.hosts, h)
 			}
-			body := d.bytes()
-			if d.err != nil {
-				break
-			}
-			h, err := decodeHostInfo(body)
-			if err != nil {
-				d.err = err
-				break
-			}
-			r.hosts = append(r.hosts, h)
 		default:
 			d.skip(wt)
 		}
