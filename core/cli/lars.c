@@ -56,12 +56,16 @@ static void usage(FILE *out)
             "  get-route MODID CMDID             every node of the module, one per line:\n"
             "                                    ADDR weight=W zone=Z tags=K=V,...\n"
             "                                    draining=yes|no (\"-\": no zone, no tags)\n"
-            "  report MODID CMDID ADDR RET       report a call to ADDR (ip:port or [v6]:port;\n"
-            "  report MODID CMDID IP PORT RET    IP may be IPv6), RET 0 = success\n"
-            "  simulate MODID CMDID [--err-rate R] [--count N] [--seed S]\n"
+            "  report MODID CMDID ADDR RET [--cost US]\n"
+            "  report MODID CMDID IP PORT RET [--cost US]\n"
+            "                                    report a call to ADDR (ip:port or [v6]:port;\n"
+            "                                    IP may be IPv6), RET 0 = success; US: the\n"
+            "                                    call's latency in microseconds\n"
+            "  simulate MODID CMDID [--err-rate R] [--count N] [--seed S] [--cost-ms MS]\n"
             "                                    N times get-host, fail each call with\n"
             "                                    probability R (default %.1f, N default %d),\n"
-            "                                    report it, then print per-node counts\n"
+            "                                    report it (with latency MS when given), then\n"
+            "                                    print per-node counts\n"
             "  stats [ADDR]                      counters and routes from the agent's stats\n"
             "                                    endpoint (agent.stats_listen, default\n"
             "                                    127.0.0.1:9888)\n"
@@ -311,11 +315,21 @@ static int cmd_report(struct ctx *ctx, int argc, char **argv)
     int32_t modid, cmdid, ret;
     struct lars_host host;
 
+    long cost_us = 0;
+
     if (!parse_module(argc, argv, &modid, &cmdid)) {
         return EXIT_USAGE;
     }
+    if (argc >= 7 && strcmp(argv[argc - 2], "--cost") == 0) {
+        if (!parse_long(argv[argc - 1], 0, (long)UINT32_MAX, &cost_us)) {
+            return usage_error("report: bad --cost '%s' (microseconds, 0 to 4294967295)",
+                               argv[argc - 1]);
+        }
+        argc -= 2;
+    }
     if (argc != 5 && argc != 6) {
-        return usage_error("%s: usage: report MODID CMDID ADDR RET, or MODID CMDID IP PORT RET",
+        return usage_error("%s: usage: report MODID CMDID ADDR RET [--cost US], or MODID CMDID "
+                           "IP PORT RET [--cost US]",
                            argv[0]);
     }
     if (parse_report_host(argv[3], argc == 6 ? argv[4] : NULL, &host) != 0) {
@@ -324,7 +338,7 @@ static int cmd_report(struct ctx *ctx, int argc, char **argv)
     if (!parse_i32(argv[argc - 1], &ret)) {
         return usage_error("bad RET '%s' (an int32, 0 = success)", argv[argc - 1]);
     }
-    int rc = lars_report(ctx->client, modid, cmdid, &host, ret);
+    int rc = lars_report_cost(ctx->client, modid, cmdid, &host, ret, (uint32_t)cost_us);
     if (rc != LARS_OK) {
         print_failure(ctx, "report", modid, cmdid, rc);
         return EXIT_FAILURE;
@@ -380,6 +394,7 @@ static int cmd_simulate(struct ctx *ctx, int argc, char **argv)
     int32_t modid, cmdid;
     double err_rate = DEFAULT_ERR_RATE;
     long count = DEFAULT_COUNT;
+    long cost_ms = 0;
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     unsigned long overload = 0, noexist = 0, syserr = 0, bad = 0;
     struct node_stat *nodes = NULL;
@@ -405,6 +420,10 @@ static int cmd_simulate(struct ctx *ctx, int argc, char **argv)
         } else if (strcmp(opt, "--count") == 0) {
             if (!parse_long(val, 0, 100000000, &count)) {
                 return usage_error("simulate: bad --count '%s' (0 to 100000000)", val);
+            }
+        } else if (strcmp(opt, "--cost-ms") == 0) {
+            if (!parse_long(val, 0, 4294967, &cost_ms)) {
+                return usage_error("simulate: bad --cost-ms '%s' (0 to 4294967)", val);
             }
         } else if (strcmp(opt, "--seed") == 0) {
             long s;
@@ -460,7 +479,8 @@ static int cmd_simulate(struct ctx *ctx, int argc, char **argv)
         } else {
             s->succ++;
         }
-        rc = lars_report(ctx->client, modid, cmdid, &host, fail ? 1 : 0);
+        rc = lars_report_cost(ctx->client, modid, cmdid, &host, fail ? 1 : 0,
+                              (uint32_t)cost_ms * 1000u);
         if (rc != LARS_OK) {
             print_failure(ctx, "simulate: report", modid, cmdid, rc);
             status = EXIT_FAILURE;

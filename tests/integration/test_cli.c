@@ -7,9 +7,12 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -328,9 +331,197 @@ static void test_cli_without_agent(void **state)
     assert_true(took < (uint64_t)it_timeout(5000));
 }
 
+/* A fake agent on three UDP ports: answers every get_host with
+ * 127.0.0.1:9001 and keeps the cost_us of every report, so the test sees
+ * exactly what the CLI put on the wire. It speaks protobuf by hand (frame:
+ * LE32 message id, LE32 body length, body), independent of our codec. */
+struct fake_agent {
+    int fds[3];
+    uint16_t base;
+    volatile bool stop;
+    unsigned reports;
+    uint32_t costs[64];
+    pthread_t thread;
+};
+
+enum { ID_GET_HOST_REQUEST = 4, ID_GET_HOST_RESPONSE = 5, ID_REPORT_REQUEST = 6 };
+
+static uint64_t read_varint(const uint8_t **p, const uint8_t *end)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            break;
+        }
+    }
+    return v;
+}
+
+/* The varint fields 1..7 of a message body (others skipped); absent = 0. */
+static void varint_fields(const uint8_t *p, const uint8_t *end, uint64_t field[8])
+{
+    memset(field, 0, 8 * sizeof(field[0]));
+    while (p < end) {
+        uint64_t key = read_varint(&p, end);
+        unsigned number = (unsigned)(key >> 3);
+        switch (key & 7) {
+        case 0: {
+            uint64_t v = read_varint(&p, end);
+            if (number < 8) {
+                field[number] = v;
+            }
+            break;
+        }
+        case 2: {
+            uint64_t len = read_varint(&p, end);
+            p += len < (uint64_t)(end - p) ? len : (uint64_t)(end - p);
+            break;
+        }
+        case 1:
+            p += 8;
+            break;
+        case 5:
+            p += 4;
+            break;
+        default:
+            return;
+        }
+    }
+}
+
+static size_t put_varint(uint8_t *dst, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        dst[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+static void put_le32(uint8_t *dst, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        dst[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void fake_handle(struct fake_agent *f, int fd)
+{
+    uint8_t buf[4096];
+    struct sockaddr_in from;
+    socklen_t from_len = sizeof(from);
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &from_len);
+    if (n < 8) {
+        return;
+    }
+    uint32_t msgid =
+        (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+    uint64_t field[8];
+    varint_fields(buf + 8, buf + n, field);
+    if (msgid == ID_REPORT_REQUEST) {
+        if (f->reports < 64) {
+            f->costs[f->reports] = (uint32_t)field[5]; /* ReportRequest.cost_us = 5 */
+        }
+        f->reports++;
+        return;
+    }
+    if (msgid != ID_GET_HOST_REQUEST) {
+        return;
+    }
+    /* HostInfo{ip = 127.0.0.1, port = 9001} in GetHostResponse{seq, modid,
+     * cmdid, retcode 0 (absent), host = 5}. */
+    uint8_t host[16];
+    size_t h = 0;
+    host[h++] = 1 << 3;
+    h += put_varint(host + h, 0x7f000001);
+    host[h++] = 2 << 3;
+    h += put_varint(host + h, 9001);
+    uint8_t answer[64];
+    size_t a = 8;
+    for (unsigned k = 1; k <= 3; k++) { /* seq, modid, cmdid as asked */
+        answer[a++] = (uint8_t)(k << 3);
+        a += put_varint(answer + a, field[k]);
+    }
+    answer[a++] = (5 << 3) | 2;
+    answer[a++] = (uint8_t)h;
+    memcpy(answer + a, host, h);
+    a += h;
+    put_le32(answer, ID_GET_HOST_RESPONSE);
+    put_le32(answer + 4, (uint32_t)(a - 8));
+    sendto(fd, answer, a, 0, (struct sockaddr *)&from, from_len);
+}
+
+static void *fake_serve(void *arg)
+{
+    struct fake_agent *f = arg;
+    while (!f->stop) {
+        struct pollfd p[3];
+        for (int i = 0; i < 3; i++) {
+            p[i] = (struct pollfd){.fd = f->fds[i], .events = POLLIN};
+        }
+        if (poll(p, 3, 50) <= 0) {
+            continue;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (p[i].revents & POLLIN) {
+                fake_handle(f, f->fds[i]);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void fake_start(struct fake_agent *f)
+{
+    assert_int_equal(it_find_free_ports(3, &f->base), 0);
+    for (int i = 0; i < 3; i++) {
+        f->fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(f->base + i))};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(f->fds[i], (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    snprintf(port_arg, sizeof(port_arg), "%u", f->base);
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_serve, f), 0);
+}
+
+static void fake_stop(struct fake_agent *f)
+{
+    f->stop = true;
+    pthread_join(f->thread, NULL);
+    for (int i = 0; i < 3; i++) {
+        close(f->fds[i]);
+    }
+}
+
+/* report --cost and simulate --cost-ms put the latency on the wire. */
+static void test_cli_costs(void **state)
+{
+    (void)state;
+    static struct fake_agent f;
+    fake_start(&f);
+    assert_int_equal(LARS("report", "1", "1", "127.0.0.1:9001", "0", "--cost", "1234"), 0);
+    assert_int_equal(LARS("report", "1", "1", "127.0.0.1", "9001", "1", "--cost", "7"), 0);
+    assert_int_equal(LARS("report", "1", "1", "127.0.0.1:9001", "0", "--cost", "-1"), 2);
+    assert_int_equal(LARS("simulate", "1", "1", "--count", "3", "--cost-ms", "25"), 0);
+    for (int i = 0; i < 100 && f.reports < 5; i++) {
+        it_sleep_ms(20);
+    }
+    fake_stop(&f);
+    assert_int_equal(f.reports, 5);
+    assert_int_equal(f.costs[0], 1234);
+    assert_int_equal(f.costs[1], 7);
+    for (unsigned i = 2; i < 5; i++) {
+        assert_int_equal(f.costs[i], 25000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_costs),
         cmocka_unit_test_teardown(test_cli_against_agent, teardown),
         cmocka_unit_test_teardown(test_cli_route_metadata, teardown),
         cmocka_unit_test_teardown(test_cli_without_agent, teardown),
