@@ -17,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "lars_settings.h"
+#include "tls_reason.h"
 
 struct lars_tls_server {
     SSL_CTX *ctx;
@@ -185,25 +186,9 @@ struct bufferevent *lars_tls_accept(const struct lars_tls_server *tls, struct ev
 
 const char *lars_tls_reason(struct bufferevent *bev, char *buf, size_t len)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    /* libevent queues the SSL_get_error() code first, then OpenSSL's own
-     * errors: the last one with a text is the most specific. */
-    unsigned long e;
-    const char *reason = NULL;
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        if (ERR_reason_error_string(e)) {
-            reason = ERR_reason_error_string(e);
-        }
-    }
-    if (!reason) {
-        reason = "closed during the handshake (a plaintext agent?)";
-    }
-    if (verify != X509_V_OK) {
-        snprintf(buf, len, "%s (agent certificate: %s)", reason,
-                 X509_verify_cert_error_string(verify));
-    } else {
-        snprintf(buf, len, "%s", reason);
+    static const char closed[] = "closed during the handshake (a plaintext agent?)";
+    if (!lars_tls_reason_of(bev, "agent", closed, buf, len)) {
+        snprintf(buf, len, "%s", closed);
     }
     return buf;
 }

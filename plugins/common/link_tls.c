@@ -20,6 +20,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "../../core/common/tls_reason.h"
+
 struct lars_link_tls {
     SSL_CTX *ctx;
     char server_name[256]; /* "" = the connected server's IP */
@@ -252,29 +254,8 @@ struct bufferevent *lars_link_tls_bev(const struct lars_link_tls *tls, struct ev
 
 const char *lars_link_tls_reason(struct bufferevent *bev, char *buf, size_t len)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(bev);
-    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-    /* libevent queues the SSL_get_error() code first, then OpenSSL's own
-     * errors: the last one with a text is the most specific. */
-    unsigned long e;
-    unsigned long last = 0;
-    const char *reason = NULL;
-    while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-        last = e;
-        if (ERR_reason_error_string(e)) {
-            reason = ERR_reason_error_string(e);
-        }
-    }
-    if (!last && verify == X509_V_OK) {
-        return NULL; /* not TLS: the socket's own error says why */
-    }
-    if (verify != X509_V_OK) {
-        snprintf(buf, len, "%s (server certificate: %s)", reason ? reason : "handshake failed",
-                 X509_verify_cert_error_string(verify));
-    } else {
-        snprintf(buf, len, "%s", reason ? reason : "handshake failed");
-    }
-    return buf;
+    /* NULL: not TLS, the socket's own error says why. */
+    return lars_tls_reason_of(bev, "server", "handshake failed", buf, len);
 }
 
 size_t lars_link_tls_flush_now(struct bufferevent *bev)
