@@ -13,14 +13,15 @@
 
 #include <lars/plugin.h>
 
+#include "it_round_robin.h"
+
 struct conf {
     bool refuse;
     int64_t fail_modid;
 };
 
 struct instance {
-    struct lars_node **nodes;
-    size_t n, cap, next;
+    struct it_round_robin rr;
 };
 
 static int create(const void *conf, const struct lars_services *svc,
@@ -47,7 +48,7 @@ static int create(const void *conf, const struct lars_services *svc,
 static void destroy(void *instance)
 {
     struct instance *in = instance;
-    free(in->nodes);
+    it_rr_free(&in->rr);
     free(in);
 }
 
@@ -55,28 +56,13 @@ static int node_added(void *instance, struct lars_node *node, uint64_t now_ms)
 {
     struct instance *in = instance;
     (void)now_ms;
-    if (in->n == in->cap) {
-        size_t cap = in->cap ? 2 * in->cap : 8;
-        struct lars_node **nodes = realloc(in->nodes, cap * sizeof(*nodes));
-        if (!nodes) {
-            return -ENOMEM;
-        }
-        in->nodes = nodes;
-        in->cap = cap;
-    }
-    in->nodes[in->n++] = node;
-    return 0;
+    return it_rr_add(&in->rr, node);
 }
 
 static void node_removed(void *instance, struct lars_node *node)
 {
     struct instance *in = instance;
-    for (size_t i = 0; i < in->n; i++) {
-        if (in->nodes[i] == node) {
-            in->nodes[i] = in->nodes[--in->n];
-            return;
-        }
-    }
+    it_rr_remove(&in->rr, node);
 }
 
 static enum lars_retcode pick(void *instance, uint64_t key, uint64_t now_ms, struct lars_node **out)
@@ -84,11 +70,7 @@ static enum lars_retcode pick(void *instance, uint64_t key, uint64_t now_ms, str
     struct instance *in = instance;
     (void)key;
     (void)now_ms;
-    if (in->n == 0) {
-        return LARS_RET_OVERLOAD;
-    }
-    *out = in->nodes[in->next++ % in->n];
-    return LARS_RET_SUCC;
+    return it_rr_pick(&in->rr, out);
 }
 
 static void report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,

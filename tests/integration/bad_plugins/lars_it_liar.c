@@ -20,6 +20,8 @@
 
 #include <lars/plugin.h>
 
+#include "it_round_robin.h"
+
 enum lie { LIE_NONE, LIE_FOREIGN, LIE_NULL, LIE_RETCODE, LIE_BLOCK, LIE_CRASH };
 
 struct conf {
@@ -31,8 +33,7 @@ struct conf {
 struct instance {
     enum lie lie;
     int64_t block_ms;
-    struct lars_node **nodes;
-    size_t n, cap, next;
+    struct it_round_robin rr;
 };
 
 /* Never one of any module's nodes: what a policy confused about its
@@ -73,7 +74,7 @@ static int create(const void *conf, const struct lars_services *svc,
 static void destroy(void *instance)
 {
     struct instance *in = instance;
-    free(in->nodes);
+    it_rr_free(&in->rr);
     free(in);
 }
 
@@ -81,28 +82,13 @@ static int node_added(void *instance, struct lars_node *node, uint64_t now_ms)
 {
     struct instance *in = instance;
     (void)now_ms;
-    if (in->n == in->cap) {
-        size_t cap = in->cap ? 2 * in->cap : 8;
-        struct lars_node **nodes = realloc(in->nodes, cap * sizeof(*nodes));
-        if (!nodes) {
-            return -ENOMEM;
-        }
-        in->nodes = nodes;
-        in->cap = cap;
-    }
-    in->nodes[in->n++] = node;
-    return 0;
+    return it_rr_add(&in->rr, node);
 }
 
 static void node_removed(void *instance, struct lars_node *node)
 {
     struct instance *in = instance;
-    for (size_t i = 0; i < in->n; i++) {
-        if (in->nodes[i] == node) {
-            in->nodes[i] = in->nodes[--in->n];
-            return;
-        }
-    }
+    it_rr_remove(&in->rr, node);
 }
 
 /* In the unmapped first page. Volatile: the compiler cannot see where the
@@ -135,11 +121,7 @@ static enum lars_retcode pick(void *instance, uint64_t key, uint64_t now_ms, str
     case LIE_NONE:
         break;
     }
-    if (in->n == 0) {
-        return LARS_RET_OVERLOAD;
-    }
-    *out = in->nodes[in->next++ % in->n];
-    return LARS_RET_SUCC;
+    return it_rr_pick(&in->rr, out);
 }
 
 static void report(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
