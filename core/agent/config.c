@@ -27,8 +27,11 @@ static const struct lars_setting agent_settings[] = {
      "worker i listens on udp_base_port + i"},
     {"workers", LARS_SETTING_INT, "3", OFF(workers), 1, LARS_MAX_WORKERS,
      "UDP worker threads; worker i owns modules with (modid + cmdid) % workers == i"},
-    {"plugin_dir", LARS_SETTING_STRING, NULL, OFF(plugin_dir), 0, -1,
-     "where plugin = \"NAME\" finds NAME.so (relative to this file's directory)"},
+    {"plugin_dir", LARS_SETTING_ANY, NULL, 0, 0, -1,
+     "a directory or a list of them where plugin = \"NAME\" finds NAME.so, searched in order "
+     "before the shipped one (relative to this file's directory)"},
+    {"plugin_dir_shipped", LARS_SETTING_BOOL, "true", OFF(plugin_dir_shipped), 0, 0,
+     "search the shipped plugin directory after plugin_dir's; false = plugin_dir only"},
     {"local_ip", LARS_SETTING_STRING, NULL, OFF(local_ip), 0, -1,
      "this host's IPv4 reported as caller (default: first non-loopback address)"},
     {"zone", LARS_SETTING_STRING, "", OFF(zone), 0, -1,
@@ -174,21 +177,10 @@ static void config_dir_of(const char *path, char *dir, size_t len)
     }
 }
 
-/* plugin_dir: the file's (relative to the file, path NULL: the current
- * directory), else $LARS_PLUGIN_DIR, else the build tree's when this agent
- * runs from the build tree, else the install location. */
-static void resolve_plugin_dir(const char *dir, const char *path, char *out, size_t out_len)
+/* The shipped plugin directory: $LARS_PLUGIN_DIR, else the build tree's
+ * when this agent runs from the build tree, else the install location. */
+static void shipped_plugin_dir(char *out, size_t out_len)
 {
-    if (dir && dir[0] == '/') {
-        snprintf(out, out_len, "%s", dir);
-        return;
-    }
-    if (dir) {
-        char base[PATH_MAX];
-        config_dir_of(path ? path : "./x", base, sizeof(base));
-        snprintf(out, out_len, "%.2000s/%.2000s", base, dir);
-        return;
-    }
     const char *env = getenv("LARS_PLUGIN_DIR");
     if (env && *env) {
         snprintf(out, out_len, "%s", env);
@@ -208,6 +200,83 @@ static void resolve_plugin_dir(const char *dir, const char *path, char *out, siz
         }
     }
     snprintf(out, out_len, "%s", LARS_INSTALL_PLUGIN_DIR);
+}
+
+/* Appends dir (relative to the directory of the file at path) to the
+ * ':'-separated search path in out. -1 with the reason in why. */
+static int append_plugin_dir(char *out, size_t out_len, const char *dir, const char *path,
+                             char *why, size_t why_len)
+{
+    if (!dir[0] || strchr(dir, ':')) {
+        snprintf(why, why_len, "plugin_dir entry \"%s\": %s", dir,
+                 dir[0] ? "a directory name may not hold ':'" : "empty");
+        return -1;
+    }
+    char full[PATH_MAX];
+    if (dir[0] == '/') {
+        snprintf(full, sizeof(full), "%s", dir);
+    } else {
+        char base[PATH_MAX];
+        config_dir_of(path ? path : "./x", base, sizeof(base));
+        snprintf(full, sizeof(full), "%.2000s/%.2000s", base, dir);
+    }
+    size_t used = strlen(out);
+    int n = snprintf(out + used, out_len - used, "%s%s", used ? ":" : "", full);
+    if (n < 0 || (size_t)n >= out_len - used) {
+        out[used] = '\0';
+        snprintf(why, why_len, "plugin_dir: the directories together exceed %zu characters",
+                 out_len - 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* config->plugin_dir: agent.plugin_dir's directories (a string or a list of
+ * strings) in order, then the shipped one unless plugin_dir_shipped is
+ * false. */
+static int resolve_plugin_path(struct lars_config *config, const config_setting_t *section,
+                               char *err, size_t err_len)
+{
+    const config_setting_t *value =
+        section ? config_setting_get_member(section, "plugin_dir") : NULL;
+    char *out = config->plugin_dir;
+    size_t out_len = sizeof(config->plugin_dir);
+    char why[512];
+    out[0] = '\0';
+    if (value && config_setting_type(value) == CONFIG_TYPE_STRING) {
+        if (append_plugin_dir(out, out_len, config_setting_get_string(value), config->path, why,
+                              sizeof(why)) < 0) {
+            return lars_settings_error(err, err_len, value, "agent", "%s", why);
+        }
+    } else if (value && (config_setting_type(value) == CONFIG_TYPE_LIST ||
+                         config_setting_type(value) == CONFIG_TYPE_ARRAY)) {
+        for (int i = 0; i < config_setting_length(value); i++) {
+            const config_setting_t *elem = config_setting_get_elem(value, (unsigned)i);
+            if (config_setting_type(elem) != CONFIG_TYPE_STRING) {
+                return lars_settings_error(err, err_len, elem, "agent",
+                                           "plugin_dir entries must be strings (directories)");
+            }
+            if (append_plugin_dir(out, out_len, config_setting_get_string(elem), config->path, why,
+                                  sizeof(why)) < 0) {
+                return lars_settings_error(err, err_len, elem, "agent", "%s", why);
+            }
+        }
+    } else if (value) {
+        return lars_settings_error(err, err_len, value, "agent",
+                                   "plugin_dir must be a directory (a string) or a list of them");
+    }
+    if (config->agent.plugin_dir_shipped) {
+        char shipped[PATH_MAX];
+        shipped_plugin_dir(shipped, sizeof(shipped));
+        if (append_plugin_dir(out, out_len, shipped, NULL, why, sizeof(why)) < 0) {
+            return lars_settings_error(err, err_len, value ? value : section, "agent", "%s", why);
+        }
+    } else if (!out[0]) {
+        return lars_settings_error(
+            err, err_len, section ? config_setting_get_member(section, "plugin_dir_shipped") : NULL,
+            "agent", "plugin_dir_shipped = false needs plugin_dir: no directory left to search");
+    }
+    return 0;
 }
 
 /* A handle this file already loaded for spec (policy overrides often name
@@ -525,8 +594,10 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
         config->agent.stats_listen = config->stats_address.text;
     }
 #undef MEMBER
-    resolve_plugin_dir(config->agent.plugin_dir, config->path, config->plugin_dir,
-                       sizeof(config->plugin_dir));
+    rc = resolve_plugin_path(config, section, err, err_len);
+    if (rc < 0) {
+        return rc;
+    }
     /* A daemon runs in /: a relative cache_dir means the file's directory. */
     const char *cache = config->agent.cache_dir ? config->agent.cache_dir : "";
     if (cache[0] && cache[0] != '/') {
@@ -643,7 +714,11 @@ int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, ch
         return 0;
     }
     char dir[PATH_MAX];
-    resolve_plugin_dir(plugin_dir, NULL, dir, sizeof(dir));
+    if (plugin_dir) {
+        snprintf(dir, sizeof(dir), "%s", plugin_dir);
+    } else {
+        shipped_plugin_dir(dir, sizeof(dir));
+    }
     static const enum lars_plugin_kind kinds[] = {LARS_PLUGIN_POLICY, LARS_PLUGIN_DNS,
                                                   LARS_PLUGIN_REPORTER};
     struct lars_plugin_handle *handle = NULL;

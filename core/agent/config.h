@@ -43,7 +43,7 @@ struct lars_agent_settings {
     const char *listen;
     int64_t udp_base_port;
     int64_t workers;
-    const char *plugin_dir;
+    bool plugin_dir_shipped; /* search the shipped directory after plugin_dir's */
     const char *local_ip;
     const char *zone; /* "" = none */
     const char *log_level;
@@ -79,7 +79,7 @@ struct lars_config {
     config_t cfg;
     char *path;
     struct lars_agent_settings agent;
-    char plugin_dir[PATH_MAX];         /* resolved */
+    char plugin_dir[PATH_MAX];         /* resolved search path: directories joined by ':' */
     char cache_dir[PATH_MAX];          /* agent.cache_dir, relative to the file; "" = off */
     uint32_t listen_ip;                /* host byte order */
     uint32_t local_ip;                 /* caller ip sent to the reporter */
@@ -105,10 +105,10 @@ int lars_config_load(const char *path, struct lars_config **out, char *err, size
 /*
  * `lars-agent -T NAME`: prints to out the settings (key, type, default,
  * range, description) of the plugin NAME (a name or a path, resolved like
- * plugin = "NAME" with plugin_dir as agent.plugin_dir, NULL = the default
- * directory), followed by the core's keys of its section; NAME "agent"
- * prints the agent's own keys. Returns 0, or a negative errno with one line
- * in err. Main thread.
+ * plugin = "NAME" with plugin_dir as a resolved search path: directories
+ * joined by ':', NULL = the shipped directory), followed by the core's keys
+ * of its section; NAME "agent" prints the agent's own keys. Returns 0, or a negative errno with one
+ * line in err. Main thread.
  */
 int lars_config_describe(const char *name, const char *plugin_dir, FILE *out, char *err,
                          size_t err_len);

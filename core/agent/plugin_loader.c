@@ -394,9 +394,10 @@ static void name_from_path(const char *path, char *name, size_t len)
 }
 
 /*
- * spec -> the file to load (NAME -> plugin_dir/NAME.so; anything with '/'
+ * spec -> the file to load (NAME -> NAME.so in the first directory of
+ * plugin_dir, a ':'-separated search path, that has it; anything with '/'
  * is a path) and the name its descriptor must have. -EINVAL without a
- * spec, -ENOENT when the file does not exist.
+ * spec, -ENOENT when no such file exists.
  */
 static int resolve_spec(const char *plugin_dir, const char *spec, char *path, size_t path_len,
                         char *name, size_t name_len, char *err, size_t err_len)
@@ -407,16 +408,39 @@ static int resolve_spec(const char *plugin_dir, const char *spec, char *path, si
     }
     if (strchr(spec, '/')) {
         snprintf(path, path_len, "%s", spec);
-    } else {
-        snprintf(path, path_len, "%s/%s.so", plugin_dir, spec);
+        name_from_path(path, name, name_len);
+        if (access(path, F_OK) < 0) {
+            snprintf(err, err_len, "plugin '%s': %s does not exist", spec, path);
+            return -ENOENT;
+        }
+        return 0;
     }
-    name_from_path(path, name, name_len);
-    if (access(path, F_OK) < 0) {
-        snprintf(err, err_len, "plugin '%s': %s does not exist (plugin_dir is %s)", spec, path,
-                 plugin_dir);
+    if (!plugin_dir || !*plugin_dir) {
+        snprintf(err, err_len, "plugin '%s': no plugin_dir to find %s.so in", spec, spec);
         return -ENOENT;
     }
-    return 0;
+    char first[PATH_MAX] = "";
+    for (const char *dir = plugin_dir; dir;) {
+        const char *colon = strchr(dir, ':');
+        int dir_len = colon ? (int)(colon - dir) : (int)strlen(dir);
+        snprintf(path, path_len, "%.*s/%s.so", dir_len, dir, spec);
+        if (!first[0]) {
+            snprintf(first, sizeof(first), "%s", path);
+        }
+        if (access(path, F_OK) == 0) {
+            name_from_path(path, name, name_len);
+            return 0;
+        }
+        dir = colon ? colon + 1 : NULL;
+    }
+    if (strchr(plugin_dir, ':')) {
+        snprintf(err, err_len, "plugin '%s': %s.so does not exist in any plugin_dir directory (%s)",
+                 spec, spec, plugin_dir);
+    } else {
+        snprintf(err, err_len, "plugin '%s': %s does not exist (plugin_dir is %s)", spec, first,
+                 plugin_dir);
+    }
+    return -ENOENT;
 }
 
 /* A handle naming spec and path, nothing loaded yet. */

@@ -25,7 +25,9 @@ struct lars_plugin_handle {
 const char *lars_plugin_kind_name(enum lars_plugin_kind kind);
 
 /*
- * Resolves spec (NAME -> plugin_dir/NAME.so; anything with '/' is a path),
+ * Resolves spec (NAME -> NAME.so in the first directory of plugin_dir, a
+ * search path of directories joined by ':', that has it; anything with '/'
+ * is a path),
  * checks that nobody but root, the agent's user or trusted_uid (the user it
  * will switch to) can change the file or any directory above it (symlinks
  * resolved), loads it and checks symbol, ABI major/minor, descriptor size,

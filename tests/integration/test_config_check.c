@@ -321,6 +321,53 @@ static void test_describe_plugin(void **state)
     free(err);
 }
 
+/* agent.plugin_dir: a directory or a list of them, relative to the file,
+ * searched in order before the shipped one (plugin_dir_shipped = false
+ * drops it). */
+static void test_plugin_dir_list(void **state)
+{
+    (void)state;
+    /* Empty directories first: every plugin still comes from the shipped one. */
+    assert_int_equal(it_agent_check(&agent, variant(4, "    tick_ms = 50; plugin_dir = "
+                                                       "( \"mine\", \"/nonexistent\" );")),
+                     0);
+    assert_int_equal(it_agent_check(&agent, variant(4, "    tick_ms = 50; plugin_dir = \"mine\";")),
+                     0);
+
+    /* The first directory holding NAME.so wins: mine/lb_lars.so (really
+     * lb_wrr) is the one opened, and refused for its name. */
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p '%s/mine' && cp '%s/lb_wrr.so' '%s/mine/lb_lars.so' && chmod 0644 "
+             "'%s/mine/lb_lars.so'",
+             agent.dir, LARS_IT_PLUGIN_DIR, agent.dir, agent.dir);
+    assert_int_equal(system(cmd), 0);
+    char first[PATH_MAX + 32];
+    snprintf(first, sizeof(first), "%s/mine/lb_lars.so", agent.dir);
+    const char *const mine_first[] = {first, "named 'lb_wrr', expected 'lb_lars'", NULL};
+    expect_error_at(variant(4, "    tick_ms = 50; plugin_dir = ( \"mine\" );"), 7, mine_first);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/mine'", agent.dir);
+    assert_int_equal(system(cmd), 0);
+
+    /* Without the shipped directory nothing is found there. */
+    const char *const only_mine[] = {"lb_lars.so does not exist", "mine", NULL};
+    expect_error_at(variant(4, "    tick_ms = 50; plugin_dir = ( \"mine\" );\n"
+                               "    plugin_dir_shipped = false;"),
+                    8, only_mine); /* one line more above */
+    const char *const nothing_left[] = {"plugin_dir_shipped = false needs plugin_dir", NULL};
+    expect_error_at(variant(4, "    plugin_dir_shipped = false;"), 4, nothing_left);
+
+    /* Values it cannot take. */
+    const char *const not_dirs[] = {"plugin_dir must be a directory", NULL};
+    expect_error_at(variant(4, "    plugin_dir = 5;"), 4, not_dirs);
+    const char *const not_string[] = {"plugin_dir entries must be strings", NULL};
+    expect_error_at(variant(4, "    plugin_dir = ( \"a\", 5 );"), 4, not_string);
+    const char *const colon[] = {"\"a:b\"", "may not hold ':'", NULL};
+    expect_error_at(variant(4, "    plugin_dir = ( \"a:b\" );"), 4, colon);
+    const char *const empty[] = {"plugin_dir entry \"\": empty", NULL};
+    expect_error_at(variant(4, "    plugin_dir = \"\";"), 4, empty);
+}
+
 /* Errors inside a policies entry name the entry and its module. */
 static void test_policies_entry_named(void **state)
 {
@@ -352,6 +399,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_plugin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policies_entry_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_dir_list, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -748,6 +748,46 @@ static void test_load_renamed(void **state)
     lars_plugin_loader_cleanup();
 }
 
+/* A search path: NAME.so is taken from the first directory that has it,
+ * even when a later one holds a good plugin of that name. */
+static void test_load_search_path(void **state)
+{
+    const char *dir = *state;
+    char search[2 * PATH_MAX];
+    snprintf(search, sizeof(search), "%s:%s", dir, LARS_TEST_PLUGIN_DIR);
+    int rc;
+    struct lars_plugin_handle *h = load(search, "lb_lars", LARS_PLUGIN_POLICY, &rc);
+    if (!h) {
+        fail_msg("lb_lars not found through %s: %s", search, err);
+        return; /* not reached: for the analyzer, which cannot tell */
+    }
+    assert_string_equal(h->path, LARS_TEST_PLUGIN_DIR "/lb_lars.so");
+    lars_plugin_unload(h);
+
+    /* The first directory's lb_lars.so (really lb_wrr) wins, and is refused
+     * for its name: proof that it was the one opened. */
+    char cmd[3 * PATH_MAX];
+    snprintf(cmd, sizeof(cmd), "cp '%s/lb_wrr.so' '%s/lb_lars.so' && chmod 0644 '%s/lb_lars.so'",
+             LARS_TEST_PLUGIN_DIR, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    assert_null(load(search, "lb_lars", LARS_PLUGIN_POLICY, &rc));
+    assert_int_equal(rc, -EINVAL);
+    char first[PATH_MAX + 16];
+    snprintf(first, sizeof(first), "%s/lb_lars.so", dir);
+    if (!strstr(err, first) || !strstr(err, "named 'lb_wrr', expected 'lb_lars'")) {
+        fail_msg("unexpected: %s", err);
+    }
+
+    /* In none of them: one line naming every directory. */
+    assert_null(load(search, "nope", LARS_PLUGIN_POLICY, &rc));
+    assert_int_equal(rc, -ENOENT);
+    char want[3 * PATH_MAX];
+    snprintf(want, sizeof(want),
+             "plugin 'nope': nope.so does not exist in any plugin_dir directory (%s)", search);
+    assert_string_equal(err, want);
+    lars_plugin_loader_cleanup();
+}
+
 /* The private directory of copies, made by the first load. */
 static int group_teardown(void **state)
 {
@@ -780,6 +820,7 @@ int main(void)
         D(test_load_not_elf),
         cmocka_unit_test(test_load_real_plugin),
         D(test_load_renamed),
+        D(test_load_search_path),
     };
 #undef D
     return cmocka_run_group_tests(tests, NULL, group_teardown);
