@@ -8,8 +8,11 @@
  * the start of your own policy.
  *
  * Build it on its own against an installed Lars (one command):
- *     cc -shared -fPIC -O2 -fvisibility=hidden $(pkg-config --cflags lars-plugin) \
- *        lb_failover.c -o lb_failover.so
+ *     cc -shared -fPIC -O2 -fvisibility=hidden -Wl,-z,defs \
+ *        $(pkg-config --cflags lars-plugin) lb_failover.c -o lb_failover.so -lm
+ * and test it (test_lb_failover.c, docs/writing-a-policy.md "Test it"):
+ *     cc test_lb_failover.c lb_failover.c -o test_lb_failover \
+ *        $(pkg-config --cflags --libs lars-policy-test) && ./test_lb_failover
  * and use it:   policy: { plugin = "/path/to/lb_failover.so"; fail_limit = 3; };
  *
  * Only pick() and report() run per request: they neither allocate nor log.

@@ -5,6 +5,7 @@
  * never run (tests/header/CMakeLists.txt).
  */
 #include <lars/plugin.h>
+#include <lars/policy_test.h> /* out-of-tree policy tests include it too */
 
 #ifdef __cplusplus
 #define HC_NULLPTR nullptr
