@@ -67,6 +67,12 @@ enum lars_route_verdict lars_route_guard_judge(const struct lars_route_guard_con
     return LARS_ROUTE_HOLD_NEW;
 }
 
+uint64_t lars_route_guard_confirm_at(const struct lars_route_guard_conf *conf,
+                                     const struct lars_route_hold *hold)
+{
+    return hold->held && !hold->confirm_asked ? hold->since_ms + conf->confirm_ms : UINT64_MAX;
+}
+
 bool lars_route_guard_confirm_due(const struct lars_route_guard_conf *conf,
                                   struct lars_route_hold *hold, uint64_t now_ms)
 {

@@ -57,6 +57,11 @@ enum lars_route_verdict lars_route_guard_judge(const struct lars_route_guard_con
                                                const struct lars_route_entry *entries, size_t n,
                                                uint64_t now_ms);
 
+/* When the held module should be pulled again to confirm (confirm_ms after
+ * the hold began), or UINT64_MAX when nothing is held or it was asked. */
+uint64_t lars_route_guard_confirm_at(const struct lars_route_guard_conf *conf,
+                                     const struct lars_route_hold *hold);
+
 /* From the tick: true once when the held module should be pulled again to
  * confirm (confirm_ms after the hold began). */
 bool lars_route_guard_confirm_due(const struct lars_route_guard_conf *conf,

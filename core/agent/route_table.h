@@ -73,6 +73,28 @@ struct lars_module {
     const struct lars_policy_binding *next_binding;
     struct lars_route_hold hold; /* an update held by the route guard */
     bool stale;                  /* serving a cached route the dns side has not answered yet */
+
+    /* Housekeeping (worker.c): a module asked for since the worker's last
+     * tick is "active" (on the worker's active list) and visited by the
+     * next tick; the others wait on the worker's wheel (module_wheel.h)
+     * until due_ms (route refresh, pull timeout, route guard), or for the
+     * statistics flush. */
+    bool active;
+    bool scheduled; /* on the wheel */
+    struct lars_module *active_prev;
+    struct lars_module *active_next;
+    struct lars_module *wheel_prev;
+    struct lars_module *wheel_next;
+    size_t wheel_slot;
+    uint64_t due_ms;
+    uint64_t ticked_ms; /* the policy's last tick() */
+    /* What the module adds to the worker's gauges, as of its last visit. */
+    struct lars_module_counted {
+        uint8_t state; /* enum lars_module_state + 1; 0 = not counted */
+        bool stale;
+        uint32_t nodes;
+        uint32_t overloaded;
+    } counted;
 };
 
 struct lars_route_table {

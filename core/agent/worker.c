@@ -28,6 +28,7 @@
 #include "../common/loop_thread.h"
 #include "../common/wire.h"
 #include "health_check.h"
+#include "module_wheel.h"
 #include "policy_counters.h"
 #include "route_cache.h"
 #include "watchdog.h"
@@ -36,6 +37,10 @@
 #define MAX_READ_ROUNDS 8 /* batches per wake-up before letting the queue run */
 #define ARENA_SIZE (256 * 1024)
 #define PULL_TIMEOUT_MS 5000 /* a pull unanswered this long is asked again */
+/* Slots of the housekeeping wheel, tick_ms each: a turn (68 min at the
+ * default tick) is longer than any module's deadline, update_timeout x 16
+ * for a denied module at most, so a scheduled module is rarely skipped. */
+#define WHEEL_SLOTS 4096
 /* A module the dns side denied is asked again after update_timeout, then
  * twice that, ... up to update_timeout << ABSENT_BACKOFF_MAX_SHIFT: a client
  * asking for modules that do not exist must not turn into a steady stream
@@ -106,6 +111,14 @@ struct lars_worker {
     struct snapshot_ctl snapshot;
 
     struct lars_route_table routes;
+    /* Housekeeping: modules asked for since the last tick, and when each of
+     * the others next needs a visit (route_table.h, "Housekeeping"). */
+    struct lars_module *active_head;
+    struct lars_module *visiting_head; /* the active list a pass works through */
+    struct lars_module_wheel wheel;
+    struct worker_gauges {
+        uint64_t ready, pending, absent, nodes, overloaded, stale;
+    } gauges; /* the sum of every module's `counted` */
     uint64_t last_flush_ms;
     struct tick_pass *pass; /* the housekeeping pass in progress, or NULL */
     /* Where the paused walks of a reload step and of a snapshot go on
@@ -138,9 +151,16 @@ struct lars_worker {
     struct lars_watch watch; /* read by the main thread's watchdog */
 };
 
-/* One housekeeping pass over every module. With many modules a pass is cut
- * into slices between which the loop serves datagrams, so a request never
- * waits for a whole pass (100k modules: ~50 ms per pass with a flush). */
+/*
+ * One housekeeping pass. Most ticks visit only the modules with something
+ * to do: those asked for since the last tick (the active list) and those
+ * whose deadline came (the wheel: route refresh, pull timeout, route
+ * guard), so quiet modules cost nothing. Every report_interval (the
+ * statistics flush) and, with health checks on, every tick, the pass
+ * visits every module instead. A pass is cut into slices between which the
+ * loop serves datagrams, so a request never waits for a whole pass (100k
+ * modules: ~50 ms per full pass with a flush).
+ */
 struct tick_ctx {
     struct lars_worker *w;
     struct lars_health_targets_msg *out; /* nodes held out, for the health thread */
@@ -148,12 +168,12 @@ struct tick_ctx {
     uint64_t now_ms;
     int flush;
     uint32_t ts;
-    uint64_t ready, pending, absent, nodes, overloaded, stale;
 };
 
 struct tick_pass {
     struct tick_ctx ctx;
-    struct lars_module *next; /* where the next slice starts */
+    int every_module;         /* a full pass: every module, in all_next order */
+    struct lars_module *next; /* full pass: where the next slice starts */
 };
 
 /* Where an answer goes: the tx batch of this wake-up, or straight out of
@@ -272,6 +292,114 @@ static void pull_if_due(struct lars_worker *w, struct lars_module *m, uint64_t n
     request_pull(w, m, now_ms);
 }
 
+/* One more of a count of a binding's plugin (policy_counters.h); a binding
+ * without counters (unit tests) counts nothing. */
+#define COUNT_POLICY(binding, count)                                                               \
+    do {                                                                                           \
+        if ((binding)->counters) {                                                                 \
+            lars_policy_counters_add(&(binding)->counters->count, 1);                              \
+        }                                                                                          \
+    } while (0)
+
+/* Runs call (a statement calling into binding's plugin) with the watchdog
+ * told whose code runs, so a stall names the plugin. */
+#define IN_PLUGIN(w, binding, call)                                                                \
+    do {                                                                                           \
+        lars_watch_plugin(&(w)->watch, (binding)->counters);                                       \
+        call;                                                                                      \
+        lars_watch_plugin(&(w)->watch, NULL);                                                      \
+    } while (0)
+
+/* The policy's tick() of a READY module. */
+static void policy_tick(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
+{
+    const struct lars_policy_ops *ops = m->binding->ops;
+    if (LARS_HAS_MEMBER(ops, tick) && ops->tick) {
+        IN_PLUGIN(w, m->binding, ops->tick(m->policy, now_ms));
+    }
+    m->ticked_ms = now_ms;
+}
+
+/* Takes m off the active list it is on (the next tick's, or the one a
+ * pass is working through). */
+static void active_unlink(struct lars_worker *w, struct lars_module *m)
+{
+    if (!m->active) {
+        return;
+    }
+    if (m->active_prev) {
+        m->active_prev->active_next = m->active_next;
+    } else if (w->active_head == m) {
+        w->active_head = m->active_next;
+    } else {
+        w->visiting_head = m->active_next;
+    }
+    if (m->active_next) {
+        m->active_next->active_prev = m->active_prev;
+    }
+    m->active_prev = NULL;
+    m->active_next = NULL;
+    m->active = false;
+}
+
+/* The next tick visits m. */
+static void mark_active(struct lars_worker *w, struct lars_module *m)
+{
+    if (m->active) {
+        return;
+    }
+    m->active = true;
+    m->active_prev = NULL;
+    m->active_next = w->active_head;
+    if (w->active_head) {
+        w->active_head->active_prev = m;
+    }
+    w->active_head = m;
+}
+
+/* A request for m (hot path: one test when m is active already). The first
+ * one after a quiet spell lets the policy's time-driven state catch up
+ * before it picks, as if it had been ticked all along. */
+static void mark_asked(struct lars_worker *w, struct lars_module *m, uint64_t now_ms)
+{
+    if (m->active) {
+        return;
+    }
+    if (m->state == LARS_MODULE_READY && now_ms - m->ticked_ms >= w->env->tick_ms) {
+        policy_tick(w, m, now_ms);
+    }
+    mark_active(w, m);
+}
+
+/* Brings the worker's gauges up to date with m (present false: m leaves). */
+static void count_module(struct lars_worker *w, struct lars_module *m, bool present)
+{
+    struct lars_module_counted now = {0};
+    if (present) {
+        now.state = (uint8_t)(m->state + 1);
+        if (m->state == LARS_MODULE_READY) {
+            now.stale = m->stale;
+            now.nodes = (uint32_t)m->n_nodes;
+            for (size_t i = 0; i < m->n_nodes; i++) {
+                now.overloaded += m->nodes[i]->overloaded;
+            }
+        }
+    }
+    struct worker_gauges *g = &w->gauges;
+    const struct lars_module_counted *old = &m->counted;
+    uint64_t *by_state[] = {&g->pending, &g->ready, &g->absent};
+    if (old->state) {
+        (*by_state[old->state - 1])--;
+    }
+    if (now.state) {
+        (*by_state[now.state - 1])++;
+    }
+    g->stale += (uint64_t)now.stale - (uint64_t)old->stale;
+    g->nodes += (uint64_t)now.nodes - (uint64_t)old->nodes;
+    g->overloaded += (uint64_t)now.overloaded - (uint64_t)old->overloaded;
+    m->counted = now;
+}
+
 /* Removes a module from the table and tells the dns thread, so the
  * transport stops refreshing it and its later pushes are ignored. */
 static void drop_module(struct lars_worker *w, struct lars_module *m)
@@ -286,6 +414,9 @@ static void drop_module(struct lars_worker *w, struct lars_module *m)
     if (w->snapshot_next == m) {
         w->snapshot_next = m->all_next;
     }
+    active_unlink(w, m);
+    lars_module_wheel_cancel(&w->wheel, m);
+    count_module(w, m, false);
     struct lars_want_msg *forget =
         (struct lars_want_msg *)lars_msg_alloc(LARS_MSG_FORGET, sizeof(*forget));
     if (forget) { /* else the transport keeps refreshing it: harmless, bounded */
@@ -325,6 +456,7 @@ static struct lars_module *module_for_request(struct lars_worker *w, int32_t mod
             lars_route_table_used(&w->routes, m, now_ms);
             pull_if_due(w, m, now_ms);
         }
+        mark_asked(w, m, now_ms);
         return m;
     }
     if (w->routes.count >= w->env->max_modules && w->routes.cold_tail) {
@@ -345,6 +477,7 @@ static struct lars_module *module_for_request(struct lars_worker *w, int32_t mod
     m = lars_route_table_add(&w->routes, modid, cmdid, now_ms);
     if (m) {
         request_pull(w, m, now_ms);
+        mark_active(w, m);
     }
     return m;
 }
@@ -379,31 +512,6 @@ static void host_info_of(const struct lars_node *node, uint32_t caps, bool with_
 /* How often an original client's get_host asks the policy again when it
  * picked an IPv6 node (the client could not reach it). */
 #define IPV4_PICK_TRIES 16
-
-/*
- * The policy's pick for a request. A client without LARS_WIRE_CAP_IP6 is
- * never handed an IPv6 node: the policy is asked again (round-robin
- * policies move on; a keyed pick that lands on an IPv6 node every time
- * gives up after IPV4_PICK_TRIES) and, failing that, the module has no node
- * for it: NOEXIST when it has no IPv4 node at all, OVERLOAD otherwise.
- */
-/* One more of a count of a binding's plugin (policy_counters.h); a binding
- * without counters (unit tests) counts nothing. */
-#define COUNT_POLICY(binding, count)                                                               \
-    do {                                                                                           \
-        if ((binding)->counters) {                                                                 \
-            lars_policy_counters_add(&(binding)->counters->count, 1);                              \
-        }                                                                                          \
-    } while (0)
-
-/* Runs call (a statement calling into binding's plugin) with the watchdog
- * told whose code runs, so a stall names the plugin. */
-#define IN_PLUGIN(w, binding, call)                                                                \
-    do {                                                                                           \
-        lars_watch_plugin(&(w)->watch, (binding)->counters);                                       \
-        call;                                                                                      \
-        lars_watch_plugin(&(w)->watch, NULL);                                                      \
-    } while (0)
 
 /*
  * One pick() of the module's policy, checked: a retcode the protocol knows,
@@ -580,6 +688,9 @@ static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, u
     LARS_STAT_INC(w->stats.reports);
     struct lars_module *m = lars_route_table_find(&w->routes, req->modid, req->cmdid);
     struct lars_node *node = NULL;
+    if (m) {
+        mark_asked(w, m, now_ms);
+    }
     if (m && m->state == LARS_MODULE_READY && req->host && req->host->port >= 0 &&
         req->host->port <= 65535 && (req->host->ip6.len == 0 || req->host->ip6.len == 16)) {
         struct lars_node_addr addr = {.family = AF_INET,
@@ -850,7 +961,8 @@ static bool apply_route(struct lars_worker *w, struct lars_route_msg *msg, uint6
     }
     LARS_STAT_INC(w->stats.routes_applied);
     LARS_DEBUG(w->name, "module %d/%d: %zu nodes", msg->modid, msg->cmdid, m->n_nodes);
-    m->stale = false; /* the dns side has answered */
+    m->stale = false;  /* the dns side has answered */
+    mark_active(w, m); /* gauges, and its next refresh */
     if (w->env->route_cache && cacheable) {
         lars_route_cache_post(w->env->route_cache, msg);
         return true;
@@ -886,6 +998,7 @@ void lars_worker_adopt_cached(struct lars_worker *w, struct lars_route_msg *msg,
         m->route_ms = now_ms > age_ms ? now_ms - age_ms : 1;
     }
     request_pull(w, m, now_ms);
+    mark_active(w, m);
     lars_msg_free(&msg->base.item);
 }
 
@@ -969,34 +1082,42 @@ static void add_health_target(struct tick_ctx *ctx, const struct lars_module *m,
         .modid = m->modid, .cmdid = m->cmdid, .addr = lars_node_addr_of(node)};
 }
 
-static void tick_module(struct lars_module *m, void *arg)
+/* When m next needs a visit if nobody asks for it. */
+static uint64_t next_due(const struct lars_worker *w, const struct lars_module *m, uint64_t now_ms)
+{
+    uint64_t due;
+    if (m->pull_in_flight) {
+        due = m->pull_ms + PULL_TIMEOUT_MS;
+    } else if (m->state == LARS_MODULE_PENDING) {
+        due = now_ms + w->env->tick_ms; /* its pull could not be asked: again */
+    } else {
+        due = m->route_ms +
+              (m->state == LARS_MODULE_ABSENT ? absent_interval(w, m) : w->env->update_timeout_ms);
+    }
+    uint64_t confirm = lars_route_guard_confirm_at(&w->env->route_guard, &m->hold);
+    return confirm < due ? confirm : due;
+}
+
+static void visit_module(struct lars_module *m, void *arg)
 {
     struct tick_ctx *ctx = arg;
     struct lars_worker *w = ctx->w;
     uint64_t now = ctx->now_ms;
 
     if (m->state == LARS_MODULE_READY) {
-        const struct lars_policy_ops *ops = m->binding->ops;
-        if (LARS_HAS_MEMBER(ops, tick)) {
-            IN_PLUGIN(w, m->binding, ops->tick(m->policy, now));
-        }
+        policy_tick(w, m, now);
         if (ctx->flush) {
             send_batch(w, m, ctx->ts);
         }
-        ctx->ready++;
-        ctx->stale += m->stale;
-        ctx->nodes += m->n_nodes;
-        for (size_t i = 0; i < m->n_nodes; i++) {
-            ctx->overloaded += m->nodes[i]->overloaded;
-            if (m->nodes[i]->overloaded && w->env->health) {
-                add_health_target(ctx, m, m->nodes[i]);
+        if (w->env->health) {
+            for (size_t i = 0; i < m->n_nodes; i++) {
+                if (m->nodes[i]->overloaded) {
+                    add_health_target(ctx, m, m->nodes[i]);
+                }
             }
         }
-    } else if (m->state == LARS_MODULE_PENDING) {
-        ctx->pending++;
-    } else {
-        ctx->absent++;
     }
+    count_module(w, m, true);
     if (lars_route_guard_confirm_due(&w->env->route_guard, &m->hold, now)) {
         request_pull(w, m, now); /* does the dns side still say what was held? */
     } else if (m->pull_in_flight) {
@@ -1009,6 +1130,7 @@ static void tick_module(struct lars_module *m, void *arg)
                                                                     : w->env->update_timeout_ms)) {
         request_pull(w, m, now);
     }
+    lars_module_wheel_schedule(&w->wheel, m, next_due(w, m, now));
 }
 
 /* After a pass: the nodes held out go to the health thread (an empty list
@@ -1038,7 +1160,6 @@ static void begin_pass(struct lars_worker *w, struct tick_pass *pass, int force_
 {
     *pass = (struct tick_pass){
         .ctx = {.w = w, .now_ms = lars_clock_ms(), .ts = lars_clock_unix()},
-        .next = w->routes.all_head,
     };
     /* Half a tick of slack: the timer may fire a little early, and without
      * it a report_interval that is a multiple of the tick would skip a tick
@@ -1048,27 +1169,54 @@ static void begin_pass(struct lars_worker *w, struct tick_pass *pass, int force_
     if (pass->ctx.flush) {
         w->last_flush_ms = pass->ctx.now_ms;
     }
+    /* The health thread wants the whole list of nodes held out each tick. */
+    pass->every_module = pass->ctx.flush || w->env->health != NULL;
+    if (pass->every_module) {
+        pass->next = w->routes.all_head;
+        while (w->active_head) { /* visited anyway */
+            active_unlink(w, w->active_head);
+        }
+    } else {
+        w->visiting_head = w->active_head;
+        w->active_head = NULL;
+    }
 }
 
 /* Runs up to limit modules of the pass; returns 1 when the pass is done. */
 static int run_pass(struct lars_worker *w, struct tick_pass *pass, size_t limit)
 {
-    for (size_t i = 0; pass->next && i < limit; i++) {
-        struct lars_module *m = pass->next;
-        pass->next = m->all_next;
-        tick_module(m, &pass->ctx);
-    }
-    if (pass->next) {
-        return 0;
-    }
     struct tick_ctx *ctx = &pass->ctx;
-    atomic_store_explicit(&w->stats.modules_ready, ctx->ready, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.modules_pending, ctx->pending, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.modules_absent, ctx->absent, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.nodes, ctx->nodes, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.nodes_overloaded, ctx->overloaded, memory_order_relaxed);
-    atomic_store_explicit(&w->stats.modules_stale, ctx->stale, memory_order_relaxed);
-    send_health_targets(w, ctx);
+    size_t i = 0;
+    if (pass->every_module) {
+        for (; pass->next && i < limit; i++) {
+            struct lars_module *m = pass->next;
+            pass->next = m->all_next;
+            visit_module(m, ctx);
+        }
+        if (pass->next) {
+            return 0;
+        }
+    } else {
+        for (; w->visiting_head && i < limit; i++) {
+            struct lars_module *m = w->visiting_head;
+            active_unlink(w, m);
+            visit_module(m, ctx);
+        }
+        if (w->visiting_head ||
+            !lars_module_wheel_expire(&w->wheel, ctx->now_ms, limit - i, visit_module, ctx)) {
+            return 0;
+        }
+    }
+    const struct worker_gauges *g = &w->gauges;
+    atomic_store_explicit(&w->stats.modules_ready, g->ready, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_pending, g->pending, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_absent, g->absent, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes, g->nodes, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.nodes_overloaded, g->overloaded, memory_order_relaxed);
+    atomic_store_explicit(&w->stats.modules_stale, g->stale, memory_order_relaxed);
+    if (pass->every_module) {
+        send_health_targets(w, ctx);
+    }
     return 1;
 }
 
@@ -1346,6 +1494,7 @@ static void apply_probe(struct lars_worker *w, const struct lars_probed_msg *msg
     const struct lars_policy_ops *ops = m->binding->ops;
     if (node && node->overloaded && LARS_HAS_MEMBER(ops, node_probed)) {
         IN_PLUGIN(w, m->binding, ops->node_probed(m->policy, node, msg->healthy, now_ms));
+        mark_active(w, m);
     }
 }
 
@@ -1459,7 +1608,9 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     w->loop = lars_loop_thread_create(thread_name, &ops, w);
     w->rx_buf = malloc((size_t)BATCH * LARS_WIRE_MAX_DATAGRAM);
     w->big_answer = malloc(LARS_WIRE_MAX_DATAGRAM);
-    if (!w->rx_buf || !w->big_answer || !w->loop || lars_route_table_init(&w->routes) < 0) {
+    if (!w->rx_buf || !w->big_answer || !w->loop || lars_route_table_init(&w->routes) < 0 ||
+        lars_module_wheel_init(&w->wheel, WHEEL_SLOTS, (uint64_t)env->tick_ms, lars_clock_ms()) <
+            0) {
         snprintf(err, err_len, "%s: out of memory", w->name);
         goto fail;
     }
@@ -1662,6 +1813,7 @@ void lars_worker_destroy(struct lars_worker *worker)
         close(worker->fd);
     }
     lars_route_table_destroy(&worker->routes);
+    lars_module_wheel_destroy(&worker->wheel);
     lars_loop_ctl_fini(&worker->reload.ctl);
     lars_loop_ctl_fini(&worker->snapshot.ctl);
     pthread_mutex_destroy(&worker->snapshot.use);

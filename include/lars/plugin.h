@@ -345,7 +345,13 @@ struct lars_policy_ops {
     void (*report)(void *instance, struct lars_node *node, int retcode, uint32_t cost_us,
                    uint64_t now_ms);
 
-    /* Called about once a second by the owning worker (optional). */
+    /* Called by the owning worker (optional): about once per agent.tick_ms
+     * (1 s) while the module is asked for; a module nobody asks for is
+     * ticked at its statistics flush (report_interval) and route refresh,
+     * and always right before the first pick() or report() after such a
+     * quiet spell, so time-driven state (windows, timeouts) is current
+     * whenever it matters. Compare now_ms with times you stored: do not
+     * count calls. */
     void (*tick)(void *instance, uint64_t now_ms);
 
     /* Since 1.2, optional (0 = none): bytes of per-node state the core
