@@ -66,9 +66,9 @@ function(lars_deb_package component package conffile)
     ${dir}/postinst ${dir}/prerm ${dir}/postrm ${dir}/conffiles PARENT_SCOPE)
 endfunction()
 
-lars_deb_package(agent lars-agent ${LARS_INSTALL_CONF_DIR}/agent.conf)
-lars_deb_package(dns lars-dns ${LARS_INSTALL_CONF_DIR}/dns.conf)
-lars_deb_package(reporter lars-reporter ${LARS_INSTALL_CONF_DIR}/reporter.conf)
+lars_deb_package(agent lars-agent /etc/lars/agent.conf)
+lars_deb_package(dns lars-dns /etc/lars/dns.conf)
+lars_deb_package(reporter lars-reporter /etc/lars/reporter.conf)
 # liblars.so.1 and .so.0 live in lars-agent: ldconfig after install/remove.
 file(WRITE ${LARS_DEB_DIR}/lars-agent/triggers "activate-noawait ldconfig\n")
 list(APPEND CPACK_DEBIAN_AGENT_PACKAGE_CONTROL_EXTRA ${LARS_DEB_DIR}/lars-agent/triggers)
