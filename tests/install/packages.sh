@@ -31,7 +31,7 @@ fail() {
     exit 1
 }
 say() {
-    printf 'packages.sh: %s\n' "$*"
+    printf 'packages.sh [%ss]: %s\n' "$(($(date +%s) - started))" "$*"
 }
 
 # ---- the machine before -------------------------------------------------
@@ -53,14 +53,27 @@ getent group lars >/dev/null && group_before=yes
 tmp=$(mktemp -d /tmp/lars-packages.XXXXXX)
 chmod 0755 "$tmp"
 installed=no
-agent_pid=""
+pids="" # what this script started, stopped by cleanup
 extra_plugin=""
+
+# stop_all: SIGTERM to what this script started, then wait (5 s at most)
+# until they are gone: deluser refuses a user with processes.
+stop_all() {
+    for pid in $pids; do
+        as_root kill "$pid" 2>/dev/null || true
+    done
+    for pid in $pids; do
+        for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do
+            [ -d "/proc/$pid" ] || break
+            sleep 0.2
+        done
+    done
+    pids=""
+}
 
 cleanup() {
     status=$?
-    if [ -n "$agent_pid" ]; then
-        as_root kill "$agent_pid" 2>/dev/null || true
-    fi
+    stop_all
     if [ "$status" -ne 0 ] && [ "$installed" = yes ] && [ "${LARS_PKG_KEEP:-0}" = 1 ]; then
         echo "packages.sh: LARS_PKG_KEEP=1: the packages stay installed; purge them with" >&2
         echo "  ${extra_plugin:+rm $extra_plugin; }dpkg --purge $packages" >&2
@@ -217,16 +230,19 @@ cc -shared -fPIC -O2 -fvisibility=hidden $(pkg-config --cflags lars-plugin) \
 as_root install -m 0644 "$tmp/pkgcheck_failover.so" "$extra_plugin"
 
 # ---- the packaged agent serves ---------------------------------------------
-# /etc/lars/agent.conf on free ports, run as lars like the unit, with module
-# 2/1 on the policy just built: it must come from the default plugin dir.
+# /etc/lars/agent.conf on free ports (UDP base..base+2, stats base+3), run
+# as lars like the unit, with module 2/1 on the policy just built: it must
+# come from the default plugin dir.
+# Free: no socket at all on it (listening or not). Candidates come from
+# below the kernel's ephemeral range, where outgoing connections take ports.
 port_free() { # port_free PROTO PORT
-    [ -z "$(ss -Hln"$1" "sport = :$2" 2>/dev/null)" ]
+    [ -z "$(ss -Han"$1" "sport = :$2" 2>/dev/null)" ]
 }
 base=""
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-    try=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 30000))
+    try=$((20000 + $(od -An -N2 -tu2 /dev/urandom) % 12000))
     if port_free u "$try" && port_free u $((try + 1)) && port_free u $((try + 2)) &&
-        port_free t $((try + 3)); then
+        port_free t $((try + 3)) && port_free t $((try + 4)) && port_free t $((try + 5)); then
         base=$try
         break
     fi
@@ -245,7 +261,7 @@ as_root chown lars "$tmp"
 # Waits until serving, then daemonizes (docs: lars-agent without -f).
 as_root runuser -u lars -- /usr/bin/lars-agent -c "$tmp/agent.conf" -p "$tmp/agent.pid" 2>"$tmp/start.log" ||
     { cat "$tmp/start.log" "$tmp/agent.log" 2>/dev/null; fail "the packaged lars-agent does not start"; }
-agent_pid=$(cat "$tmp/agent.pid")
+pids="$pids $(cat "$tmp/agent.pid")"
 # The first get-host of a module is "no such module" while the agent pulls
 # its route (README, Asking the agent).
 get_host() { # get_host MODID CMDID: prints a node within 2 s, else fails
@@ -278,8 +294,43 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 done
 [ -n "$(ls -A /var/cache/lars-agent)" ] ||
     { cat "$tmp/agent.log"; fail "the agent (user lars) wrote no route cache in /var/cache/lars-agent"; }
-as_root kill "$agent_pid"
-agent_pid=""
+
+# ---- the packaged services, on their installed configs --------------------
+# lars-dns (TCP base+4) and lars-reporter (base+5) as lars, on
+# /etc/lars/{dns,reporter}.conf with only the port moved: the SQLite
+# database they name (/var/lib/lars/lars.db) must be theirs to create, and
+# lars-admin (as lars) must change routes in it. -t does not open the store.
+say "lars-dns, lars-reporter and lars-admin as lars on /etc/lars/{dns,reporter}.conf"
+listening() { # listening PORT: within 5 s
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25; do
+        port_free t "$1" || return 0
+        sleep 0.2
+    done
+    return 1
+}
+for pair in dns:$((base + 4)) reporter:$((base + 5)); do
+    prog=${pair%%:*}
+    port=${pair#*:}
+    sed "s/^listen = \"127.0.0.1:[0-9]*\";/listen = \"127.0.0.1:$port\";/" "/etc/lars/$prog.conf" >"$tmp/$prog.conf"
+    grep -q "^listen = \"127.0.0.1:$port\";" "$tmp/$prog.conf" || fail "/etc/lars/$prog.conf has no listen line"
+    # sh writes its pid, then it becomes setpriv, then lars-$prog.
+    # shellcheck disable=SC2016 # $$ and $1 are the inner shell's
+    as_root sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$tmp/$prog.pid" \
+        setpriv --reuid lars --regid lars --init-groups "/usr/bin/lars-$prog" -f -c "$tmp/$prog.conf" \
+        >"$tmp/$prog.log" 2>&1 &
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        [ -s "$tmp/$prog.pid" ] && break
+        sleep 0.1
+    done
+    pids="$pids $(cat "$tmp/$prog.pid")"
+    listening "$port" || { cat "$tmp/$prog.log"; fail "the packaged lars-$prog does not listen on its config"; }
+done
+as_root runuser -u lars -- /usr/bin/lars-admin -c /etc/lars/dns.conf route add 7 1 127.0.0.1:9701 >/dev/null ||
+    fail "lars-admin -c /etc/lars/dns.conf (as lars) cannot add a route"
+as_root runuser -u lars -- /usr/bin/lars-admin -c /etc/lars/reporter.conf route list | grep -q 127.0.0.1:9701 ||
+    fail "lars-admin -c /etc/lars/reporter.conf does not see the route just added (one database)"
+[ "$(stat -c %U /var/lib/lars/lars.db)" = lars ] || fail "/var/lib/lars/lars.db is not owned by lars"
+stop_all
 
 # ---- purge: nothing left ----------------------------------------------------
 say "dpkg --purge $packages"
