@@ -166,6 +166,15 @@ for pair in lars-agent:agent lars-dns:dns lars-reporter:reporter; do
     dpkg-query -W -f='${Conffiles}\n' "$pkg" | grep -q "^ $conf " || fail "$conf is not a conffile of $pkg"
 done
 
+# Installing again (what an upgrade runs: prerm upgrade, postinst configure
+# OLD-VERSION) must succeed with everything in place and keep an admin's
+# edit of a conffile.
+say "dpkg -i again over the installed packages (upgrade path, conffile edit kept)"
+echo "# edited by packages.sh" | as_root tee -a /etc/lars/agent.conf >/dev/null
+# shellcheck disable=SC2086 # one argument per package
+as_root dpkg -i --force-confold $debs >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log"; fail "dpkg -i over the installed packages"; }
+grep -q "^# edited by packages.sh$" /etc/lars/agent.conf || fail "reinstalling lost an edit of /etc/lars/agent.conf"
+
 # ---- the installed configs, as the units run them (User=lars) ------------
 say "lars-agent/-dns/-reporter -t on /etc/lars/*.conf (as root and as lars)"
 as_root /usr/bin/lars-agent -t -c /etc/lars/agent.conf >"$tmp/t.log" 2>&1 ||
