@@ -25,8 +25,9 @@ PACKAGES=(build-essential cmake pkg-config
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
-# systemd-analyze: tests/install/packages.sh verifies the packaged units.
-PACKAGES+=(systemd)
+# tests/install/packages.sh: systemd-analyze verifies the packaged units, ss
+# finds free ports, adduser is what the packages' postinst needs.
+PACKAGES+=(systemd iproute2 adduser)
 
 deps() {
     local missing=()
