@@ -6,8 +6,9 @@
 #   contrib/dev.sh test    install what is missing, then: build with -Werror
 #                          and ASan+UBSan, start a private MariaDB, run every
 #                          test; clang-format check, cppcheck and clang-tidy; valgrind on agent integration
-#                          tests; the performance regression check; each
-#                          fuzzer for 60 s (LARS_FUZZ_SECONDS)
+#                          tests; the performance regression check; the
+#                          Debian packages (built, installed, checked,
+#                          purged); each fuzzer for 60 s (LARS_FUZZ_SECONDS)
 #   contrib/dev.sh deps    only install the Debian packages
 #   contrib/dev.sh build   only build (build/, release flags)
 #
@@ -24,6 +25,9 @@ PACKAGES=(build-essential cmake pkg-config
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
+# tests/install/packages.sh: systemd-analyze verifies the packaged units, ss
+# finds free ports, adduser is what the packages' postinst needs.
+PACKAGES+=(systemd iproute2 adduser)
 
 deps() {
     local missing=()
@@ -85,13 +89,17 @@ run_tests() {
         { ! grep .; }
 
     step "release build (build-rel) and valgrind memcheck of agent integration tests"
-    build build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    # Prefix /usr: the packages step below packages this build.
+    build build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr
     LARS_IT_AGENT_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
         ctest --test-dir build-rel --output-on-failure -j2 --timeout 600 \
         -R '^(it_routing|it_report_log|it_signals|it_garbage)$'
 
     step "performance regression check (agent/echo throughput ratio)"
     contrib/bench/run.sh --check build-rel
+
+    step "Debian packages from build-rel: dpkg -i, check, purge (tests/install/packages.sh)"
+    LARS_JOBS="$(nproc)" tests/install/packages.sh build-rel
 
     step "fuzzing: each harness ${LARS_FUZZ_SECONDS:-60}s (clang, libFuzzer, ASan+UBSan)"
     CC=clang cmake -S . -B build-fuzz -DLARS_FUZZ=ON -DLARS_BUILD_TESTS=OFF \

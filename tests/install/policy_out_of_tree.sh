@@ -19,7 +19,9 @@ work=$(mktemp -d /tmp/lars-policy.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
 cmake --install "$build" --prefix "$prefix" >/dev/null
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# lib/pkgconfig, or lib/<multiarch>/pkgconfig for a /usr build.
+PKG_CONFIG_PATH=$(dirname "$(find "$prefix" -name lars-plugin.pc | head -n 1)")
+export PKG_CONFIG_PATH
 
 plugin_line=$(grep -m1 '^cc -shared' "$doc")
 test_line=$(grep -m1 '^cc test_my_policy' "$doc")
