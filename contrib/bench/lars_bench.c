@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc_cpu.h"
 #include "wire.h"
 
 #define MAX_THREADS 256
@@ -554,36 +555,6 @@ static int client_setup(struct client *c, unsigned id, uint64_t quota)
 /* ---------------------------------------------------------------------- */
 /* CPU accounting */
 
-static int proc_cpu(long pid, double *user, double *sys)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    char buf[2048];
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* The command name may hold spaces and parentheses: skip to its end. */
-    char *p = strrchr(buf, ')');
-    if (!p) {
-        return -1;
-    }
-    unsigned long long ut = 0;
-    unsigned long long st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14)
-     * stime(15) */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
-        return -1;
-    }
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    *user = (double)ut / hz;
-    *sys = (double)st / hz;
-    return 0;
-}
-
 static double self_cpu(void)
 {
     struct rusage ru;
@@ -864,7 +835,7 @@ int main(int argc, char **argv)
     if (opt.warmup > 0) {
         /* CPU is sampled at the start of the measured window, from main. */
     } else if (opt.pid > 0) {
-        have_cpu = proc_cpu(opt.pid, &cpu_u0, &cpu_s0) == 0;
+        have_cpu = lars_proc_cpu(opt.pid, &cpu_u0, &cpu_s0) == 0;
     }
     double self0 = self_cpu();
     for (unsigned t = 0; t < opt.threads; t++) {
@@ -884,7 +855,7 @@ int main(int argc, char **argv)
             nanosleep(&ts, NULL);
         }
         if (opt.pid > 0) {
-            have_cpu = proc_cpu(opt.pid, &cpu_u0, &cpu_s0) == 0;
+            have_cpu = lars_proc_cpu(opt.pid, &cpu_u0, &cpu_s0) == 0;
         }
         self0 = self_cpu();
     }
@@ -896,7 +867,7 @@ int main(int argc, char **argv)
     double cpu_u1 = 0;
     double cpu_s1 = 0;
     if (have_cpu) {
-        have_cpu = proc_cpu(opt.pid, &cpu_u1, &cpu_s1) == 0;
+        have_cpu = lars_proc_cpu(opt.pid, &cpu_u1, &cpu_s1) == 0;
     }
 
     /* merge */

@@ -40,6 +40,7 @@
 
 #include "address.h"
 #include "lars.pb-c.h"
+#include "proc_cpu.h"
 #include "wire.h"
 
 struct options {
@@ -95,39 +96,24 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* RSS (kB) and CPU seconds (user + system) of pid, from /proc. */
-static int proc_usage(long pid, long *rss_kb, double *cpu_s)
+/* RSS (kB) of pid, from /proc; 0 when it cannot be read. */
+static long proc_rss_kb(long pid)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
     FILE *f = fopen(path, "r");
     if (!f) {
-        return -1;
+        return 0;
     }
     char line[256];
-    *rss_kb = 0;
+    long rss_kb = 0;
     while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "VmRSS: %ld", rss_kb) == 1) {
+        if (sscanf(line, "VmRSS: %ld", &rss_kb) == 1) {
             break;
         }
     }
     fclose(f);
-    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-    f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    unsigned long utime = 0;
-    unsigned long stime = 0;
-    /* Fields 14 and 15, after the command name in parentheses. */
-    int n = fscanf(f, "%*d (%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-                   &stime);
-    fclose(f);
-    if (n != 2) {
-        return -1;
-    }
-    *cpu_s = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-    return 0;
+    return rss_kb;
 }
 
 struct usage {
@@ -141,8 +127,11 @@ static void usage_now(const struct fleet *f, struct usage *u)
     u->at = now_s();
     u->rss_kb = 0;
     u->cpu_s = 0;
-    if (f->opt.pid > 0) {
-        proc_usage(f->opt.pid, &u->rss_kb, &u->cpu_s);
+    double user = 0;
+    double sys = 0;
+    if (f->opt.pid > 0 && lars_proc_cpu(f->opt.pid, &user, &sys) == 0) {
+        u->cpu_s = user + sys;
+        u->rss_kb = proc_rss_kb(f->opt.pid);
     }
 }
 
