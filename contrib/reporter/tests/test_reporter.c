@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -222,6 +223,43 @@ static void t_upsert(void **state)
     assert_int_equal(n, 1);
     assert_true(upserted(rows, n));
     assert_false(rows[0].overload);
+    close(fd);
+}
+
+/* Two reports of one node's growing window, and one of another caller:
+ * ServerCallHistory holds one row, the minute's successes and errors
+ * summed over callers (what each report added), not the windows' totals. */
+static void t_history(void **state)
+{
+    (void)state;
+    int fd = lt_connect(ctx.srv.port);
+    assert_true(fd >= 0);
+    uint32_t now = (uint32_t)time(NULL);
+    const struct result first = {lt_ip4(10, 0, 0, 11), 110, 5, 1, false};
+    const struct result grown = {lt_ip4(10, 0, 0, 11), 110, 12, 1, false};
+    const struct result other = {lt_ip4(10, 0, 0, 11), 110, 3, 2, false};
+    struct lars_store_status rows[4];
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 1), now, &first, 1);
+    assert_int_equal(wait_rows(111, 1, rows, 4, 5000, NULL), 1);
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 1), now, &grown, 1);
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 2), now, &other, 1);
+    assert_int_equal(wait_rows(111, 2, rows, 4, 5000, NULL), 2);
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    uint64_t deadline = lt_now_ms() + 5000;
+    do {
+        free(h);
+        h = NULL;
+        lt_sleep_ms(50);
+        assert_int_equal(lars_store_list_history(ctx.srv.store, 111, 1, 0, &h, &n), 0);
+    } while ((n != 1 || h[0].succ != 15) && lt_now_ms() < deadline);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].succ, 12 + 3);
+    assert_int_equal(h[0].err, 1 + 2);
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 11));
+    assert_int_equal(h[0].port, 110);
+    assert_true(h[0].minute >= (int64_t)now / 60 && h[0].minute <= (int64_t)time(NULL) / 60);
+    free(h);
     close(fd);
 }
 
@@ -641,6 +679,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_rows_stored),
         cmocka_unit_test(t_upsert),
         cmocka_unit_test(t_ip6_rows),
+        cmocka_unit_test(t_history),
         cmocka_unit_test(t_pipelined_and_split),
         cmocka_unit_test(t_garbage),
         cmocka_unit_test(t_ingest_rate),
