@@ -815,12 +815,13 @@ static void handle(void *ctx, const struct lars_http_request *req, struct lars_h
         answer_error(c, resp, R_BAD_REQUEST, 405, "GET, HEAD or POST only");
         return;
     }
-    /* What the login form itself needs. */
+    /* What the login form itself needs (nothing secret). */
     if (strcmp(path, "/login") == 0 && post) {
         on_login(c, req, resp);
         return;
     }
-    if (get && (strcmp(path, "/login") == 0 || strcmp(path, "/console.css") == 0)) {
+    if (get && (strcmp(path, "/login") == 0 || strcmp(path, "/console.css") == 0 ||
+                strcmp(path, "/favicon.svg") == 0)) {
         serve_asset(c, asset(path), resp);
         return;
     }

@@ -7,14 +7,14 @@
  * same store calls as lars-admin, so a change bumps RouteVersion and
  * lars-dns pushes it to the agents.
  *
- * Every request but the login form and its stylesheet carries
+ * Every request but the login form, its stylesheet and icon carries
  * console_token: `Authorization: Bearer <token>`, or the session cookie the
  * login form sets (HttpOnly, SameSite=Strict; a POST with it must also send
  * `X-Lars-Console: 1`, which no other site's page can send without our
  * consent). Tokens and sessions are compared in constant time. Without
  * them: 401 (pages: a redirect to /login).
  *
- *   GET  /  /login  /console.css  /console.js      the pages (embedded)
+ *   GET  /  /login  /console.css  /console.js  /favicon.svg   (embedded)
  *   POST /login   token=...                          sets the cookie
  *   POST /logout
  *   GET  /api/nodes                                  modules, nodes, stats
