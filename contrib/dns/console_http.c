@@ -46,6 +46,8 @@ struct http_conn {
     struct event *deadline;  /* limits.timeout_s from accept */
     char peer[64];
     bool answered;
+    bool unread;    /* answered before the whole request was read */
+    bool lingering; /* answered, waiting for the client's FIN */
 };
 
 struct lars_console_http {
@@ -58,7 +60,8 @@ struct lars_console_http {
     struct evconnlistener *listener;
     struct event *resume;
     TAILQ_HEAD(http_conns, http_conn) conns;
-    size_t n_conns;
+    size_t n_conns;     /* reading or answering: what max_connections bounds */
+    size_t n_lingering; /* answered; at most max_connections too */
     struct lars_log_limiter refused_log;
     struct lars_log_limiter bad_log;
     struct lars_log_limiter accept_log;
@@ -92,7 +95,11 @@ static void conn_close(struct http_conn *c)
 {
     struct lars_console_http *h = c->h;
     TAILQ_REMOVE(&h->conns, c, link);
-    h->n_conns--;
+    if (c->lingering) {
+        h->n_lingering--;
+    } else {
+        h->n_conns--;
+    }
     if (c->deadline) {
         event_free(c->deadline);
     }
@@ -100,18 +107,50 @@ static void conn_close(struct http_conn *c)
     free(c);
 }
 
-static void on_written(struct bufferevent *bev, void *arg)
-{
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        conn_close(arg); /* Connection: close; the kernel still sends what it holds */
-    }
-}
-
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    (void)what; /* EOF before a whole request, or a read or write error */
+    (void)what; /* EOF, or a read or write error */
     conn_close(arg);
+}
+
+/* After the answer: what the client still sends is read and dropped. */
+static void on_discard(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+/* The answer is written. When the whole request was read, close. When it
+ * was refused before its end (a body or head too large, a bad head), the
+ * rest may still be on its way, and a close with unread bytes sends a
+ * reset, which can make the client lose the answer: half-close and read
+ * until the client's FIN or the deadline instead (a lingering close, as
+ * nginx does). A lingering connection no longer counts against
+ * max_connections (the client has its answer); there are at most as many
+ * of them, beyond which they are closed at once. */
+static void on_written(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *c = arg;
+    struct lars_console_http *h = c->h;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
+        return;
+    }
+    if (!c->unread || h->n_lingering >= h->limits.max_connections ||
+        shutdown(bufferevent_getfd(bev), SHUT_WR) < 0) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = true;
+    h->n_conns--;
+    h->n_lingering++;
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_setcb(bev, on_discard, NULL, on_conn_event, c);
+    bufferevent_disable(bev, EV_WRITE);
+    if (bufferevent_enable(bev, EV_READ) < 0) {
+        conn_close(c);
+    }
 }
 
 static const char *reason_of(int status)
@@ -187,6 +226,7 @@ static void send_answer(struct http_conn *c, struct lars_http_response *resp, bo
 /* An answer of the server itself (the request never reached the handler). */
 static void send_plain(struct http_conn *c, int status, const char *text, atomic_uint_fast64_t *ctr)
 {
+    c->unread = true;
     struct lars_http_response resp = {.status = status, .content_type = "text/plain"};
     lars_text_printf(&resp.body, "%s\n", text);
     if (ctr) {
@@ -356,7 +396,9 @@ static void on_deadline(evutil_socket_t fd, short events, void *arg)
     (void)fd;
     (void)events;
     struct http_conn *c = arg;
-    count(&c->h->stats->timeouts);
+    if (!c->answered) {
+        count(&c->h->stats->timeouts); /* not a client lingering after its answer */
+    }
     conn_close(c);
 }
 
