@@ -25,8 +25,10 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 /* Writer 0 deletes ServerCallHistory minutes older than the kept hour this
- * often: the table holds at most the hour plus one interval. */
+ * often (the table holds at most the hour plus one interval), the first
+ * time soon after start (what a stopped reporter left). */
 #define PRUNE_INTERVAL_S 60
+#define PRUNE_FIRST_S 1
 
 struct writer {
     struct lars_store_writer *pool;
@@ -178,14 +180,11 @@ static void writer_handle(void *ctx, struct lars_queue_item *item)
     }
 }
 
-/* Loop thread of writer 0, every PRUNE_INTERVAL_S: the history stays
- * bounded even when no row arrives. A failure is counted and logged
- * (rate-limited) and tried again next time. */
-static void on_prune(evutil_socket_t fd, short what, void *arg)
+/* Loop thread of writer 0: one pruning, and the next in PRUNE_INTERVAL_S:
+ * the history stays bounded even when no row arrives. A failure is counted
+ * and logged (rate-limited) and tried again next time. */
+static void prune(struct writer *w)
 {
-    (void)fd;
-    (void)what;
-    struct writer *w = arg;
     char err[1024];
     if (!w->store) {
         w->store = lars_store_open(&w->pool->cfg->store, err, sizeof(err));
@@ -207,6 +206,16 @@ static void on_prune(evutil_socket_t fd, short what, void *arg)
         return;
     }
     atomic_fetch_add_explicit(&w->pool->history_pruned, (uint64_t)deleted, memory_order_relaxed);
+}
+
+static void on_prune(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct writer *w = arg;
+    const struct timeval next = {PRUNE_INTERVAL_S, 0};
+    prune(w);
+    evtimer_add(w->prune_ev, &next);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -312,9 +321,9 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
             goto fail;
         }
         if (i == 0) {
-            const struct timeval every = {PRUNE_INTERVAL_S, 0};
-            w->prune_ev = event_new(lars_loop_thread_base(w->loop), -1, EV_PERSIST, on_prune, w);
-            if (!w->prune_ev || event_add(w->prune_ev, &every) < 0) {
+            const struct timeval first = {PRUNE_FIRST_S, 0};
+            w->prune_ev = evtimer_new(lars_loop_thread_base(w->loop), on_prune, w);
+            if (!w->prune_ev || evtimer_add(w->prune_ev, &first) < 0) {
                 snprintf(err, err_len, "cannot create %s's pruning timer", w->name);
                 goto fail;
             }

@@ -436,6 +436,61 @@ static void t_check_config(void **state)
     lt_expect_conf_error(LARS_REPORTER_BIN, path, 7, "'max_frame' = 1 is out of range");
 }
 
+/* Minutes older than the kept hour, left in the store while no reporter
+ * ran: pruned soon after start (and every minute after), counted; the
+ * current minute stays. */
+static void t_history_pruned(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    char extra[64];
+    snprintf(conf, sizeof(conf), "%s/prune.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/prune.log", ctx.srv.dir);
+    int64_t now = (int64_t)time(NULL);
+    struct lars_store_status old[2] = {
+        {.modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 12), .port = 1, .caller = 1, .succ = 3},
+        {.modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 13), .port = 1, .caller = 1, .succ = 4},
+    };
+    old[0].ts = (uint32_t)(now - 7200);
+    old[1].ts = (uint32_t)(now - 3700);
+    /* As a reporter two hours ago, and one an hour and a bit ago, wrote. */
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old[0], 1, now - 7200, NULL), 0);
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old[1], 1, now - 3700, NULL), 0);
+    struct lars_store_status fresh = {
+        .modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 14), .port = 1, .caller = 1, .succ = 5};
+    fresh.ts = (uint32_t)now;
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &fresh, 1, now, NULL), 0);
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+    assert_int_equal(n, 3);
+    free(h);
+
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra), "stats_listen = \"127.0.0.1:%u\";\n", stats);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    uint64_t deadline = lt_now_ms() + 10000;
+    do {
+        lt_sleep_ms(100);
+        assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+        free(h);
+        h = NULL;
+    } while (n != 1 && lt_now_ms() < deadline);
+    assert_int_equal(n, 1);
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 14));
+    free(h);
+    char *text = lt_http_get(stats, "/metrics");
+    assert_non_null(text);
+    assert_true(lt_metric(text, "lars_reporter_history_rows_pruned_total") >= 2);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_prune_failures_total"), 0);
+    free(text);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
 /* The database never works: rows queue up to queue_max, the oldest are
  * dropped and counted, and the process still stops at once. */
 static void t_bounded_when_store_fails(void **state)
@@ -687,6 +742,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_signals),
         cmocka_unit_test(t_fair_share),
         cmocka_unit_test(t_clean_stop),
+        /* After the group's reporter stopped: it prunes too. */
+        cmocka_unit_test(t_history_pruned),
     };
     char name[64];
     snprintf(name, sizeof(name), "lars-reporter (%s)", ctx.backend);
