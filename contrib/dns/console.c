@@ -345,25 +345,17 @@ static int form_node(const struct evkeyvalq *q, struct lars_store_node *n, char 
     }
     const char *bad = NULL;
     if (addr.sa.ss_family == AF_INET6) {
-        static const uint8_t unspecified[16] = {0};
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&addr.sa;
         n->family = AF_INET6;
         memcpy(n->ip6, &sin6->sin6_addr, 16);
         n->port = ntohs(sin6->sin6_port);
-        bad = memcmp(n->ip6, unspecified, 16) == 0 ? ":: is not a node address"
-              : n->ip6[0] == 0xff                  ? "ff00::/8 is multicast"
-                                                   : NULL;
+        bad = lars_store_ip6_problem(n->ip6);
     } else {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr.sa;
         n->family = AF_INET;
         n->ip = ntohl(sin->sin_addr.s_addr);
         n->port = ntohs(sin->sin_port);
-        /* The same rules as lars-admin's. */
-        bad = n->ip >> 24 == 0      ? "0.0.0.0/8 is not a node address"
-              : n->ip == UINT32_MAX ? "255.255.255.255 is the broadcast address"
-              : n->ip >> 28 == 0xe  ? "224.0.0.0/4 is multicast"
-              : n->ip >> 28 == 0xf  ? "240.0.0.0/4 is reserved"
-                                    : NULL;
+        bad = lars_store_ip4_problem(n->ip); /* lars-admin's rules */
     }
     if (bad) {
         snprintf(why, why_len, "node %s: %s", text, bad);

@@ -194,6 +194,13 @@ int lars_store_set_version(struct lars_store *store, int64_t version);
  * the message before opening a store). */
 int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len);
 
+/* NULL, or why an address (IPv4 in host byte order; IPv6 in network byte
+ * order) is no node an agent can call: 0.0.0.0/8, broadcast, multicast,
+ * reserved; ::, ff00::/8. What lars-admin and lars-dns's console refuse
+ * (the store itself keeps any address, as the original's tables do). */
+const char *lars_store_ip4_problem(uint32_t ip);
+const char *lars_store_ip6_problem(const uint8_t ip6[16]);
+
 /* Every node (RouteData and RouteData6 rows) with its metadata, ordered by
  * modid, cmdid, IPv4 before IPv6, address, port; *rows is malloc'd (free()
  * it; NULL when *n is 0). */

@@ -431,6 +431,35 @@ static int check_tag(const char *tag, char *err, size_t err_len)
     return 0;
 }
 
+const char *lars_store_ip4_problem(uint32_t ip)
+{
+    if (ip >> 24 == 0) {
+        return "0.0.0.0/8 is not a node address";
+    }
+    if (ip == UINT32_MAX) {
+        return "255.255.255.255 is the broadcast address";
+    }
+    if (ip >> 28 == 0xe) {
+        return "224.0.0.0/4 is multicast";
+    }
+    if (ip >> 28 == 0xf) {
+        return "240.0.0.0/4 is reserved";
+    }
+    return NULL;
+}
+
+const char *lars_store_ip6_problem(const uint8_t ip6[16])
+{
+    static const uint8_t unspecified[16] = {0};
+    if (memcmp(ip6, unspecified, 16) == 0) {
+        return ":: is not a node address";
+    }
+    if (ip6[0] == 0xff) {
+        return "ff00::/8 is multicast";
+    }
+    return NULL;
+}
+
 int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len)
 {
     if (node->modid < 0 || node->cmdid < 0) {
