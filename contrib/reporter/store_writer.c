@@ -128,8 +128,10 @@ static int write_batch(struct writer *w)
         }
     }
     size_t history = 0;
-    if (lars_store_put_status_history(w->store, w->batch, w->pending, (int64_t)time(NULL),
-                                      &history) == 0) {
+    int rc = w->pool->cfg->history ? lars_store_put_status_history(w->store, w->batch, w->pending,
+                                                                   (int64_t)time(NULL), &history)
+                                   : lars_store_put_status(w->store, w->batch, w->pending);
+    if (rc == 0) {
         atomic_fetch_add_explicit(&w->pool->stored, w->pending, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->pool->history_written, history, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->pool->transactions, 1, memory_order_relaxed);
@@ -320,7 +322,7 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
             snprintf(err, err_len, "cannot create %s's loop", w->name);
             goto fail;
         }
-        if (i == 0) {
+        if (i == 0 && cfg->history) {
             const struct timeval first = {PRUNE_FIRST_S, 0};
             w->prune_ev = evtimer_new(lars_loop_thread_base(w->loop), on_prune, w);
             if (!w->prune_ev || evtimer_add(w->prune_ev, &first) < 0) {

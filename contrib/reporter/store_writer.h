@@ -11,7 +11,8 @@
  * dropped beyond the bound. The same transaction adds what the rows add to
  * ServerCallHistory (lars_store_put_status_history: the console's chart),
  * and writer 0 deletes its minutes older than LARS_STORE_HISTORY_MINUTES
- * once a minute, so that table stays bounded.
+ * once a minute, so that table stays bounded; with cfg->history false,
+ * neither (lars_store_put_status only).
  *
  * Fairness: rows are submitted for an owner (a connection's slot). While
  * k owners have rows waiting, each may have at most

@@ -491,6 +491,48 @@ static void t_history_pruned(void **state)
     assert_int_equal(lt_stop(pid, 10000), 0);
 }
 
+/* history = false: ServerCallStatus as always, no ServerCallHistory row,
+ * no pruning (an old row stays). */
+static void t_history_off(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    char extra[96];
+    snprintf(conf, sizeof(conf), "%s/nohistory.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/nohistory.log", ctx.srv.dir);
+    int64_t now = (int64_t)time(NULL);
+    struct lars_store_status old = {
+        .modid = 113, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 15), .port = 1, .caller = 1, .succ = 3};
+    old.ts = (uint32_t)(now - 7200);
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old, 1, now - 7200, NULL), 0);
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra), "history = false;\nstats_listen = \"127.0.0.1:%u\";\n", stats);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    assert_true(fd >= 0);
+    const struct result r = {lt_ip4(10, 0, 0, 16), 2, 9, 1, false};
+    send_report(fd, 113, 1, lt_ip4(10, 1, 1, 1), (uint32_t)now, &r, 1);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(113, 2, rows, 4, 5000, NULL), 2);
+    lt_sleep_ms(1500); /* past when a pruning would have run */
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 113, 1, 0, &h, &n), 0);
+    assert_int_equal(n, 1); /* the old row only: none written, none pruned */
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 15));
+    free(h);
+    char *text = lt_http_get(stats, "/metrics");
+    assert_non_null(text);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_rows_written_total"), 0);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_rows_pruned_total"), 0);
+    free(text);
+    close(fd);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
 /* The database never works: rows queue up to queue_max, the oldest are
  * dropped and counted, and the process still stops at once. */
 static void t_bounded_when_store_fails(void **state)
@@ -744,6 +786,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_clean_stop),
         /* After the group's reporter stopped: it prunes too. */
         cmocka_unit_test(t_history_pruned),
+        cmocka_unit_test(t_history_off),
     };
     char name[64];
     snprintf(name, sizeof(name), "lars-reporter (%s)", ctx.backend);
