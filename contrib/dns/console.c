@@ -405,18 +405,18 @@ static int form_meta(const struct evkeyvalq *q, struct lars_store_node *n, char 
 
 /* ---- GET /api/nodes ---- */
 
-static int cmp_status(const void *a, const void *b)
+static int cmp_stats(const void *a, const void *b)
 {
-    const struct lars_store_status *x = a;
-    const struct lars_store_status *y = b;
+    const struct lars_store_node_stats *x = a;
+    const struct lars_store_node_stats *y = b;
     if (x->modid != y->modid) {
         return x->modid < y->modid ? -1 : 1;
     }
     if (x->cmdid != y->cmdid) {
         return x->cmdid < y->cmdid ? -1 : 1;
     }
-    if ((x->family == AF_INET6) != (y->family == AF_INET6)) {
-        return x->family == AF_INET6 ? 1 : -1;
+    if (x->family != y->family) {
+        return x->family < y->family ? -1 : 1;
     }
     if (x->ip != y->ip) {
         return x->ip < y->ip ? -1 : 1;
@@ -428,48 +428,23 @@ static int cmp_status(const void *a, const void *b)
     return x->port < y->port ? -1 : x->port > y->port;
 }
 
-/* The node's statistics summed over its callers (rows sorted by
- * cmp_status); false when it has none. */
-static bool node_stats(const struct lars_store_node *n, const struct lars_store_status *rows,
-                       size_t nrows, struct lars_store_status *sum, unsigned *callers)
+/* The node's statistics in rows (sorted by cmp_stats), or NULL. */
+static const struct lars_store_node_stats *
+stats_of(const struct lars_store_node *n, const struct lars_store_node_stats *rows, size_t nrows)
 {
-    struct lars_store_status key = {.modid = n->modid,
-                                    .cmdid = n->cmdid,
-                                    .family = n->family == AF_INET6 ? AF_INET6 : AF_INET,
-                                    .ip = n->family == AF_INET6 ? 0 : n->ip,
-                                    .port = n->port};
-    memcpy(key.ip6, n->ip6, 16);
-    if (key.family != AF_INET6) {
-        memset(key.ip6, 0, 16);
+    struct lars_store_node_stats key = {.modid = n->modid,
+                                        .cmdid = n->cmdid,
+                                        .family = n->family == AF_INET6 ? AF_INET6 : AF_INET,
+                                        .ip = n->family == AF_INET6 ? 0 : n->ip,
+                                        .port = n->port};
+    if (key.family == AF_INET6) {
+        memcpy(key.ip6, n->ip6, 16);
     }
-    size_t lo = 0;
-    size_t hi = nrows;
-    while (lo < hi) { /* the first row not below key */
-        size_t mid = lo + (hi - lo) / 2;
-        if (cmp_status(&rows[mid], &key) < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    memset(sum, 0, sizeof(*sum));
-    *callers = 0;
-    uint64_t succ = 0;
-    uint64_t err = 0;
-    for (size_t i = lo; i < nrows && cmp_status(&rows[i], &key) == 0; i++) {
-        succ += rows[i].succ;
-        err += rows[i].err;
-        sum->overload = sum->overload || rows[i].overload;
-        sum->ts = rows[i].ts > sum->ts ? rows[i].ts : sum->ts;
-        (*callers)++;
-    }
-    sum->succ = succ > UINT32_MAX ? UINT32_MAX : (uint32_t)succ;
-    sum->err = err > UINT32_MAX ? UINT32_MAX : (uint32_t)err;
-    return *callers > 0;
+    return nrows ? bsearch(&key, rows, nrows, sizeof(*rows), cmp_stats) : NULL;
 }
 
 static void render_node(struct lars_text *t, const struct lars_store_node *n,
-                        const struct lars_store_status *rows, size_t nrows)
+                        const struct lars_store_node_stats *rows, size_t nrows)
 {
     char addr[64];
     node_text(n, addr, sizeof(addr));
@@ -487,13 +462,12 @@ static void render_node(struct lars_text *t, const struct lars_store_node *n,
         json_string(t, n->tags[i]);
     }
     lars_text_printf(t, "],\"draining\":%s,\"stats\":", n->draining ? "true" : "false");
-    struct lars_store_status sum;
-    unsigned callers = 0;
-    if (node_stats(n, rows, nrows, &sum, &callers)) {
+    const struct lars_store_node_stats *st = stats_of(n, rows, nrows);
+    if (st) {
         lars_text_printf(t,
-                         "{\"succ\":%" PRIu32 ",\"err\":%" PRIu32 ",\"overload\":%s,\"ts\":%" PRIu32
-                         ",\"callers\":%u}}",
-                         sum.succ, sum.err, sum.overload ? "true" : "false", sum.ts, callers);
+                         "{\"succ\":%" PRIu64 ",\"err\":%" PRIu64 ",\"overload\":%s,\"ts\":%" PRIu32
+                         ",\"callers\":%" PRIu32 "}}",
+                         st->succ, st->err, st->overload ? "true" : "false", st->ts, st->callers);
     } else {
         lars_text_printf(t, "null}");
     }
@@ -508,7 +482,7 @@ static void on_nodes(struct lars_dns_console *c, struct lars_http_response *resp
         return;
     }
     struct lars_store_node *nodes = NULL;
-    struct lars_store_status *rows = NULL;
+    struct lars_store_node_stats *rows = NULL;
     size_t n_nodes = 0;
     size_t n_rows = 0;
     int64_t version = 0;
@@ -517,14 +491,14 @@ static void on_nodes(struct lars_dns_console *c, struct lars_http_response *resp
         rc = lars_store_load_nodes(store, &nodes, &n_nodes);
     }
     if (rc == 0) {
-        rc = lars_store_list_status(store, &rows, &n_rows);
+        rc = lars_store_list_node_stats(store, &rows, &n_rows);
     }
     if (rc < 0) {
         store_failed(c, resp, rc);
         goto done;
     }
     if (n_rows > 1) {
-        qsort(rows, n_rows, sizeof(*rows), cmp_status);
+        qsort(rows, n_rows, sizeof(*rows), cmp_stats); /* the database sorts ip6 as text */
     }
     struct lars_text *t = &resp->body;
     bool truncated = n_nodes > MAX_NODES;

@@ -253,6 +253,27 @@ int lars_store_put_status(struct lars_store *store, const struct lars_store_stat
  * *rows is malloc'd (free() it; NULL when *n is 0). */
 int lars_store_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n);
 
+/* A node's ServerCallStatus(6) rows summed over its callers. */
+struct lars_store_node_stats {
+    int32_t modid;
+    int32_t cmdid;
+    uint16_t family; /* AF_INET: ip; AF_INET6: ip6 (ip is 0) */
+    uint32_t ip;     /* host byte order */
+    uint8_t ip6[16]; /* network byte order */
+    uint16_t port;
+    uint32_t callers; /* rows summed */
+    uint64_t succ;
+    uint64_t err;
+    uint32_t ts;   /* the latest */
+    bool overload; /* any caller says so */
+};
+
+/* One row per node with statistics (the database sums them: as many rows
+ * as nodes, however many callers), IPv4 nodes first; *rows is malloc'd
+ * (free() it; NULL when *n is 0). */
+int lars_store_list_node_stats(struct lars_store *store, struct lars_store_node_stats **rows,
+                               size_t *n);
+
 /* ---- per-minute history (lars-reporter writes, lars-dns's console reads) ---- */
 
 /* Minutes of ServerCallHistory kept: older ones are pruned. */

@@ -163,6 +163,18 @@ const struct lars_store_stmt lars_store_stmts[LARS_STMT_COUNT] = {
                                 " FROM ServerCallHistory WHERE modid = ?1 AND cmdid = ?2"
                                 " AND minute > ?3 ORDER BY ip6, ip, port, minute",
                                 "read ServerCallHistory", false},
+    /* One row per node, its callers' rows summed in the database: the
+     * console's table is as long as the node list, however many agents
+     * report each node. Columns as LARS_STMT_LIST_STATUS's, caller being
+     * the number of rows summed. */
+    [LARS_STMT_NODE_STATS] =
+        {"SELECT modid, cmdid, ip, port, COUNT(*), SUM(succ_cnt), SUM(err_cnt),"
+         " MAX(ts), MAX(overload), '' FROM ServerCallStatus"
+         " GROUP BY modid, cmdid, ip, port UNION ALL"
+         " SELECT modid, cmdid, 0, port, COUNT(*), SUM(succ_cnt), SUM(err_cnt),"
+         " MAX(ts), MAX(overload), ip6 FROM ServerCallStatus6"
+         " GROUP BY modid, cmdid, ip6, port ORDER BY 10, 1, 2, 3, 4",
+         "sum ServerCallStatus per node", false},
 };
 
 int64_t lars_store_clamp_cnt(uint32_t v)
@@ -1198,6 +1210,39 @@ int lars_store_list_history(struct lars_store *store, int32_t modid, int32_t cmd
                                              .nargs = 3,
                                              .elem = sizeof(**rows),
                                              .decode = decode_history,
+                                             .rows = (void **)rows,
+                                             .n = n});
+}
+
+static void decode_node_stats(const int64_t *cols, const char *const *texts, void *item)
+{
+    struct lars_store_node_stats *r = item;
+    memset(r, 0, sizeof(*r));
+    r->family = AF_INET;
+    r->ip = (uint32_t)cols[2];
+    if (texts[9] != NULL && texts[9][0] != '\0') {
+        r->family = AF_INET6;
+        r->ip = 0;
+        if (inet_pton(AF_INET6, texts[9], r->ip6) != 1) {
+            memset(r->ip6, 0, sizeof(r->ip6));
+        }
+    }
+    r->modid = (int32_t)cols[0];
+    r->cmdid = (int32_t)cols[1];
+    r->port = (uint16_t)cols[3];
+    r->callers = (uint32_t)cols[4];
+    r->succ = cols[5] > 0 ? (uint64_t)cols[5] : 0;
+    r->err = cols[6] > 0 ? (uint64_t)cols[6] : 0;
+    r->ts = (uint32_t)cols[7];
+    r->overload = cols[8] != 0;
+}
+
+int lars_store_list_node_stats(struct lars_store *store, struct lars_store_node_stats **rows,
+                               size_t *n)
+{
+    return read_all(store, (struct read_arg){.id = LARS_STMT_NODE_STATS,
+                                             .elem = sizeof(**rows),
+                                             .decode = decode_node_stats,
                                              .rows = (void **)rows,
                                              .n = n});
 }

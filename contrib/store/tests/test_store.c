@@ -765,6 +765,46 @@ static void test_status6(void **state)
     free(out);
 }
 
+/* Per-node sums over callers, for the console's table (both families). */
+static void test_node_stats(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_status rows[4] = {
+        {.modid = 3, .cmdid = 1, .ip = 9, .port = 80, .caller = 1, .succ = 2000000000u, .ts = 7},
+        {.modid = 3,
+         .cmdid = 1,
+         .ip = 9,
+         .port = 80,
+         .caller = 2,
+         .succ = 2000000000u,
+         .err = 1,
+         .ts = 9,
+         .overload = true},
+        {.modid = 3, .cmdid = 1, .family = AF_INET6, .port = 80, .caller = 1, .err = 5, .ts = 8},
+        {.modid = 2, .cmdid = 1, .ip = 9, .port = 80, .caller = 1, .succ = 1, .ts = 1},
+    };
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::3", rows[2].ip6), 1);
+    assert_int_equal(lars_store_put_status(s, rows, 4), 0);
+    struct lars_store_node_stats *out = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_node_stats(s, &out, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0].modid, 2); /* IPv4 first, by module */
+    assert_int_equal(out[1].modid, 3);
+    assert_int_equal(out[1].callers, 2);
+    assert_true(out[1].succ == 4000000000ull); /* beyond a signed int: summed as BIGINT */
+    assert_int_equal(out[1].err, 1);
+    assert_int_equal(out[1].ts, 9);
+    assert_true(out[1].overload);
+    assert_int_equal(out[2].family, AF_INET6);
+    assert_memory_equal(out[2].ip6, rows[2].ip6, 16);
+    assert_int_equal(out[2].callers, 1);
+    assert_int_equal(out[2].err, 5);
+    assert_false(out[2].overload);
+    free(out);
+}
+
 /* ---- ServerCallHistory (the console's chart) ---- */
 
 static struct lars_store_status hrow(uint32_t caller, uint32_t succ, uint32_t err, uint32_t ts)
@@ -1250,7 +1290,7 @@ int main(int argc, char **argv)
         ONE(test_nodes),        ONE(test_node_bounds),
         ONE(test_node_update),  ONE(test_original_columns),
         ONE(test_status6),      ONE(test_admin_nodes),
-        ONE(test_history),
+        ONE(test_history),      ONE(test_node_stats),
 #undef ONE
     };
     const struct CMUnitTest mysql_tests[] = {
@@ -1269,6 +1309,7 @@ int main(int argc, char **argv)
         ONE(test_status6),
         ONE(test_admin_nodes),
         ONE(test_history),
+        ONE(test_node_stats),
 #undef ONE
     };
     const char *which = argc > 1 ? argv[1] : "both";
