@@ -20,7 +20,7 @@ PACKAGES=(build-essential cmake pkg-config
           libevent-dev libssl-dev openssl libprotobuf-c-dev protobuf-c-compiler libconfig-dev
           libcmocka-dev libsqlite3-dev libmariadb-dev mariadb-server
           clang clang-tidy clang-format libclang-rt-14-dev valgrind cppcheck procps git
-          python3-pytest golang-go)
+          python3-pytest golang-go chromium)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

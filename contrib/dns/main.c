@@ -4,7 +4,8 @@
  * foreground (-f) or as a daemon.
  *
  * Threads: main (listener, signals, statistics), N connection workers
- * (dns_server.c), one store poller (store_poller.c).
+ * (dns_server.c), one store poller (store_poller.c), the web console's
+ * thread when console_listen is set (console.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include <event2/event.h>
 
+#include "console.h"
 #include "dns_config.h"
 #include "dns_server.h"
 #include "log.h"
@@ -29,7 +31,8 @@ struct app {
     struct lars_dns_poller *poller;
     struct event *ready_ev; /* the poller's "routes loaded" */
     struct lars_service_http *http;
-    int failed; /* a fatal error stopped the loop */
+    struct lars_dns_console *console; /* NULL when console_listen is off */
+    int failed;                       /* a fatal error stopped the loop */
 };
 
 static void log_stats(void *arg, const char *when)
@@ -75,6 +78,35 @@ static void render_metrics(void *arg, struct lars_text *t)
                         "(connection, module) subscriptions now.", s.subscriptions);
     lars_service_metric(t, "lars_dns_route_snapshots_total", "counter",
                         "Route snapshots handed to the workers.", s.publishes);
+    if (!app->console) {
+        return;
+    }
+    struct lars_dns_console_stats c;
+    lars_dns_console_stats(app->console, &c);
+    lars_service_metric_family(t, "lars_dns_console_requests_total", "counter",
+                               "Web console requests by result (unauthorized: no or a wrong "
+                               "console_token or session, failed logins included).");
+    const struct {
+        const char *result;
+        uint64_t n;
+    } results[] = {{"ok", c.ok},
+                   {"unauthorized", c.unauthorized},
+                   {"forbidden", c.forbidden},
+                   {"bad_request", c.bad_request},
+                   {"not_found", c.not_found},
+                   {"conflict", c.conflict},
+                   {"store_error", c.store_error},
+                   {"refused", c.refused},
+                   {"too_large", c.too_large},
+                   {"malformed", c.malformed},
+                   {"timeout", c.timeouts}};
+    for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++) {
+        lars_text_printf(t, "lars_dns_console_requests_total{result=\"%s\"} %llu\n",
+                         results[i].result, (unsigned long long)results[i].n);
+    }
+    lars_service_metric(t, "lars_dns_console_changes_total", "counter",
+                        "Nodes added, removed, drained or undrained through the console.",
+                        c.changes);
 }
 
 static void on_hup(void *arg)
@@ -103,8 +135,9 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static void app_check_ok(void *arg, const char *path)
 {
     struct app *app = arg;
-    printf("%s: configuration OK (listen %s, %s store, %d threads)\n", path, app->cfg.listen.text,
-           app->cfg.store.backend, app->cfg.threads);
+    printf("%s: configuration OK (listen %s, %s store, %d threads, console %s)\n", path,
+           app->cfg.listen.text, app->cfg.store.backend, app->cfg.threads,
+           app->cfg.console_listen.len ? app->cfg.console_listen.text : "off");
 }
 
 static int app_start(void *arg, struct event_base *base)
@@ -126,6 +159,13 @@ static int app_start(void *arg, struct event_base *base)
         0) {
         return -1;
     }
+    if (app->cfg.console_listen.len) {
+        app->console = lars_dns_console_start(&app->cfg, err, sizeof(err));
+        if (!app->console) {
+            LARS_ERROR(WHO, "%s", err);
+            return -1;
+        }
+    }
     app->poller = lars_dns_poller_start(&app->cfg, app->server, app->ready_ev, err, sizeof(err));
     if (!app->poller) {
         LARS_ERROR(WHO, "%s", err);
@@ -141,8 +181,10 @@ static int app_stop(void *arg)
     struct app *app = arg;
     /* The poller publishes to the workers: it stops first. */
     lars_dns_poller_stop(app->poller);
-    lars_service_http_stop(app->http); /* it reads the server's counters */
+    lars_service_http_stop(app->http); /* it reads the server's and the console's counters */
     app->http = NULL;
+    lars_dns_console_stop(app->console);
+    app->console = NULL;
     if (app->server) {
         log_stats(app, "stopped");
     }

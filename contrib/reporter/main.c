@@ -96,6 +96,14 @@ static void render_metrics(void *arg, struct lars_text *t)
                         "Store transactions committed.", w.transactions);
     lars_service_metric(t, "lars_reporter_store_failures_total", "counter",
                         "Failed store opens and writes.", w.failures);
+    lars_service_metric(t, "lars_reporter_history_rows_written_total", "counter",
+                        "ServerCallHistory (node, minute) rows added to (the console's chart).",
+                        w.history_written);
+    lars_service_metric(t, "lars_reporter_history_rows_pruned_total", "counter",
+                        "ServerCallHistory rows deleted for being older than the kept hour.",
+                        w.history_pruned);
+    lars_service_metric(t, "lars_reporter_history_prune_failures_total", "counter",
+                        "ServerCallHistory pruning attempts that failed.", w.prune_failures);
 }
 
 static void app_check_ok(void *arg, const char *path)

@@ -2,7 +2,7 @@
  * reporter_config.h - lars-reporter's configuration file (libconfig):
  *
  *   listen = "127.0.0.1:7779";   threads = 2;   batch_max = 1000;
- *   queue_max = 100000;   max_frame = 65527;
+ *   queue_max = 100000;   max_frame = 65527;   history = true;
  *   max_connections = 10000;   max_connections_per_peer = 1000;
  *   idle_timeout = 300;   stats_listen = "";
  *   (sizes may be written "64K", seconds "500ms"; see lars/plugin.h)
@@ -17,6 +17,7 @@
 #ifndef LARS_REPORTER_CONFIG_H
 #define LARS_REPORTER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -33,6 +34,7 @@ struct lars_reporter_config {
     size_t batch_max;                /* rows per transaction at most */
     size_t queue_max;                /* rows waiting for the store at most; beyond, the oldest go */
     size_t max_frame;                /* largest accepted body, bytes */
+    bool history;                    /* ServerCallHistory too (store_writer.h) */
     size_t max_connections;          /* total; lowered to what RLIMIT_NOFILE allows */
     size_t max_connections_per_peer; /* per source IP */
     double idle_timeout;             /* seconds of silence before a connection is closed */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -23,6 +24,11 @@
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
+/* Writer 0 deletes ServerCallHistory minutes older than the kept hour this
+ * often (the table holds at most the hour plus one interval), the first
+ * time soon after start (what a stopped reporter left). */
+#define PRUNE_INTERVAL_S 60
+#define PRUNE_FIRST_S 1
 
 struct writer {
     struct lars_store_writer *pool;
@@ -35,6 +41,7 @@ struct writer {
     struct lars_queue_item wake;
     atomic_bool wake_posted;
     struct event *retry_ev; /* the backoff; loop thread only from start */
+    struct event *prune_ev; /* writer 0 only: ServerCallHistory pruning */
     struct lars_row_queue *queue;
     /* Loop thread only: */
     struct lars_store *store;
@@ -64,6 +71,9 @@ struct lars_store_writer {
     atomic_uint_fast64_t transactions;
     atomic_uint_fast64_t failures;
     atomic_uint_fast64_t dropped_at_stop;
+    atomic_uint_fast64_t history_written;
+    atomic_uint_fast64_t history_pruned;
+    atomic_uint_fast64_t prune_failures;
     /* Submit scratch: rows regrouped per shard (submitting thread only). */
     struct lars_store_status *scratch;
     size_t scratch_cap;
@@ -117,8 +127,13 @@ static int write_batch(struct writer *w)
             return -1;
         }
     }
-    if (lars_store_put_status(w->store, w->batch, w->pending) == 0) {
+    size_t history = 0;
+    int rc = w->pool->cfg->history ? lars_store_put_status_history(w->store, w->batch, w->pending,
+                                                                   (int64_t)time(NULL), &history)
+                                   : lars_store_put_status(w->store, w->batch, w->pending);
+    if (rc == 0) {
         atomic_fetch_add_explicit(&w->pool->stored, w->pending, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->pool->history_written, history, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->pool->transactions, 1, memory_order_relaxed);
         if (w->failing) {
             LARS_INFO(w->name, "storing statistics again");
@@ -167,6 +182,44 @@ static void writer_handle(void *ctx, struct lars_queue_item *item)
     }
 }
 
+/* Loop thread of writer 0: one pruning, and the next in PRUNE_INTERVAL_S:
+ * the history stays bounded even when no row arrives. A failure is counted
+ * and logged (rate-limited) and tried again next time. */
+static void prune(struct writer *w)
+{
+    char err[1024];
+    if (!w->store) {
+        w->store = lars_store_open(&w->pool->cfg->store, err, sizeof(err));
+        if (!w->store) {
+            atomic_fetch_add_explicit(&w->pool->prune_failures, 1, memory_order_relaxed);
+            lars_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
+                             "cannot open the store to prune ServerCallHistory: %s", err);
+            return;
+        }
+    }
+    int64_t deleted = 0;
+    if (lars_store_prune_history(w->store, (int64_t)time(NULL), &deleted) < 0) {
+        atomic_fetch_add_explicit(&w->pool->prune_failures, 1, memory_order_relaxed);
+        lars_log_limited(&w->fail_log, LARS_LOG_ERROR, w->name,
+                         "cannot prune ServerCallHistory: %s (check the database)",
+                         lars_store_error(w->store));
+        lars_store_close(w->store);
+        w->store = NULL;
+        return;
+    }
+    atomic_fetch_add_explicit(&w->pool->history_pruned, (uint64_t)deleted, memory_order_relaxed);
+}
+
+static void on_prune(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct writer *w = arg;
+    const struct timeval next = {PRUNE_INTERVAL_S, 0};
+    prune(w);
+    evtimer_add(w->prune_ev, &next);
+}
+
 static void on_retry(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -182,6 +235,9 @@ static void writer_on_stop(void *ctx)
     struct writer *w = ctx;
     uint64_t lost = 0;
     event_del(w->retry_ev);
+    if (w->prune_ev) {
+        event_del(w->prune_ev);
+    }
     while (w->pending == 0) {
         w->pending = lars_row_queue_take(w->queue, w->batch, w->pool->cfg->batch_max);
         if (w->pending == 0 || write_batch(w) < 0) {
@@ -265,6 +321,14 @@ struct lars_store_writer *lars_store_writer_start(const struct lars_reporter_con
         if (!w->loop || !w->retry_ev) {
             snprintf(err, err_len, "cannot create %s's loop", w->name);
             goto fail;
+        }
+        if (i == 0 && cfg->history) {
+            const struct timeval first = {PRUNE_FIRST_S, 0};
+            w->prune_ev = evtimer_new(lars_loop_thread_base(w->loop), on_prune, w);
+            if (!w->prune_ev || evtimer_add(w->prune_ev, &first) < 0) {
+                snprintf(err, err_len, "cannot create %s's pruning timer", w->name);
+                goto fail;
+            }
         }
         int rc = lars_loop_thread_start(w->loop);
         if (rc < 0) {
@@ -394,6 +458,9 @@ void lars_store_writer_stats(struct lars_store_writer *writer, struct lars_store
     out->dropped_at_stop = atomic_load_explicit(&writer->dropped_at_stop, memory_order_relaxed);
     out->dropped_fair_share = atomic_load_explicit(&writer->dropped_fair, memory_order_relaxed);
     out->owners_waiting = atomic_load_explicit(&writer->waiting, memory_order_relaxed);
+    out->history_written = atomic_load_explicit(&writer->history_written, memory_order_relaxed);
+    out->history_pruned = atomic_load_explicit(&writer->history_pruned, memory_order_relaxed);
+    out->prune_failures = atomic_load_explicit(&writer->prune_failures, memory_order_relaxed);
     for (int i = 0; i < writer->n; i++) {
         size_t depth = 0;
         uint64_t dropped = 0;
@@ -431,6 +498,9 @@ void lars_store_writer_destroy(struct lars_store_writer *writer)
             struct writer *w = &writer->writers[i];
             if (w->retry_ev) {
                 event_free(w->retry_ev);
+            }
+            if (w->prune_ev) {
+                event_free(w->prune_ev);
             }
             lars_loop_thread_destroy(w->loop);
             lars_row_queue_destroy(w->queue);

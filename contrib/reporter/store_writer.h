@@ -8,7 +8,11 @@
  * upserts them in one transaction (lars_store_put_status). On failure it
  * logs (rate-limited), reconnects and retries the same batch with capped
  * exponential backoff; meanwhile new rows wait in its queue, the oldest
- * dropped beyond the bound.
+ * dropped beyond the bound. The same transaction adds what the rows add to
+ * ServerCallHistory (lars_store_put_status_history: the console's chart),
+ * and writer 0 deletes its minutes older than LARS_STORE_HISTORY_MINUTES
+ * once a minute, so that table stays bounded; with cfg->history false,
+ * neither (lars_store_put_status only).
  *
  * Fairness: rows are submitted for an owner (a connection's slot). While
  * k owners have rows waiting, each may have at most
@@ -44,6 +48,9 @@ struct lars_store_writer_stats {
     uint64_t dropped_at_stop;    /* unwritable when stopping */
     size_t queued;               /* rows waiting now */
     size_t owners_waiting;       /* owners with rows waiting now */
+    uint64_t history_written;    /* ServerCallHistory (node, minute) rows added to */
+    uint64_t history_pruned;     /* ServerCallHistory rows deleted for age */
+    uint64_t prune_failures;     /* pruning attempts that failed */
 };
 
 /* Starts cfg->threads writers (connections are opened by the writers, so a

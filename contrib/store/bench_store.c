@@ -2,13 +2,14 @@
  * bench_store - ingest rate of lars_store_put_status (what lars-reporter
  * does with each batch), in rows per second.
  *
- *   bench_store [-c FILE] [-n ROWS] [-b BATCH] [-k KEYS]
+ *   bench_store [-c FILE] [-n ROWS] [-b BATCH] [-k KEYS] [-H]
  *
  * -c FILE: a config with a `store` group (default: SQLite in a temporary
  * file). ROWS rows (default 200000) are written in transactions of BATCH
  * rows (default 500) over KEYS distinct (modid, cmdid, ip, port) keys
  * (default 10000), so after the first pass every row is an update, as in
- * steady state. Built with the project, never run by ctest.
+ * steady state. -H: lars_store_put_status_history instead (what the
+ * reporter runs: ServerCallHistory too). Built with the project, never run by ctest.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,8 +32,12 @@ int main(int argc, char **argv)
     const char *file = NULL;
     long rows = 200000, batch = 500, keys = 10000;
     int opt;
-    while ((opt = getopt(argc, argv, "c:n:b:k:")) != -1) {
+    bool history = false;
+    while ((opt = getopt(argc, argv, "c:n:b:k:H")) != -1) {
         switch (opt) {
+        case 'H':
+            history = true;
+            break;
         case 'c':
             file = optarg;
             break;
@@ -110,7 +115,10 @@ int main(int argc, char **argv)
                 .overload = (i % 7) == 0,
             };
         }
-        if (lars_store_put_status(store, buf, (size_t)n) < 0) {
+        int rc = history ? lars_store_put_status_history(store, buf, (size_t)n, (int64_t)time(NULL),
+                                                         NULL)
+                         : lars_store_put_status(store, buf, (size_t)n);
+        if (rc < 0) {
             fprintf(stderr, "bench_store: put_status: %s\n", lars_store_error(store));
             free(buf);
             return 1;

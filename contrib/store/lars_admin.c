@@ -90,37 +90,6 @@ static bool parse_long(const char *s, long long min, long long max, long long *o
     return true;
 }
 
-/* NULL, or why ip (host byte order) is no node an agent can call. */
-static const char *check_ip4(uint32_t ip)
-{
-    if (ip >> 24 == 0) {
-        return "0.0.0.0/8 is not a node address";
-    }
-    if (ip == UINT32_MAX) {
-        return "255.255.255.255 is the broadcast address";
-    }
-    if (ip >> 28 == 0xe) {
-        return "224.0.0.0/4 is multicast";
-    }
-    if (ip >> 28 == 0xf) {
-        return "240.0.0.0/4 is reserved";
-    }
-    return NULL;
-}
-
-/* NULL, or why ip6 is no node an agent can call. */
-static const char *check_ip6(const uint8_t ip6[16])
-{
-    static const uint8_t unspecified[16] = {0};
-    if (memcmp(ip6, unspecified, 16) == 0) {
-        return ":: is not a node address";
-    }
-    if (ip6[0] == 0xff) {
-        return "ff00::/8 is multicast";
-    }
-    return NULL;
-}
-
 /* Accepts the dotted quad or the integer stored in RouteData (negative as
  * HostInfo.ip carries it on the wire), of a unicast address: "0" and "-1"
  * are integers, but 0.0.0.0 and 255.255.255.255 are no node an agent can
@@ -136,7 +105,7 @@ static const char *parse_ip(const char *s, uint32_t *ip)
     } else {
         return "not a dotted quad or an integer";
     }
-    return check_ip4(*ip);
+    return lars_store_ip4_problem(*ip);
 }
 
 /* "10.0.0.1:80" or "[2001:db8::1]:80". */
@@ -262,13 +231,13 @@ static int parse_addr(const char *text, struct lars_store_node *n)
         n->family = AF_INET6;
         memcpy(n->ip6, &sin6->sin6_addr, 16);
         n->port = ntohs(sin6->sin6_port);
-        why = check_ip6(n->ip6);
+        why = lars_store_ip6_problem(n->ip6);
     } else {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&addr.sa;
         n->family = AF_INET;
         n->ip = ntohl(sin->sin_addr.s_addr);
         n->port = ntohs(sin->sin_port);
-        why = check_ip4(n->ip);
+        why = lars_store_ip4_problem(n->ip);
     }
     if (why) {
         return usage_error("ADDR must be a node's address (got %s: %s)", text, why);

@@ -38,6 +38,14 @@
  *   ServerCallStatus6(modid, cmdid, ip6, port, caller, succ_cnt, err_cnt,
  *                     ts, overload)  PRIMARY KEY (modid, cmdid, ip6, port, caller)
  *       -- statistics of IPv6 nodes (HostCallResult.ip6)
+ *   ServerCallHistory(modid, cmdid, ip, ip6, port, minute, succ_cnt, err_cnt)
+ *       PRIMARY KEY (modid, cmdid, ip, ip6, port, minute)
+ *       -- the web console's chart: successes and errors of a node (of any
+ *       -- family, keyed like RouteNodeMeta) per minute (unix time / 60),
+ *       -- summed over callers. lars-reporter adds what each report adds to
+ *       -- the node's ServerCallStatus(6) row and deletes minutes older than
+ *       -- LARS_STORE_HISTORY_MINUTES: at most one row per node per minute
+ *       -- of the last hour.
  *
  * Every change of a node or its metadata bumps RouteVersion and writes a
  * RouteChange row in its transaction, so lars-dns (ours and the original)
@@ -186,6 +194,13 @@ int lars_store_set_version(struct lars_store *store, int64_t version);
  * the message before opening a store). */
 int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len);
 
+/* NULL, or why an address (IPv4 in host byte order; IPv6 in network byte
+ * order) is no node an agent can call: 0.0.0.0/8, broadcast, multicast,
+ * reserved; ::, ff00::/8. What lars-admin and lars-dns's console refuse
+ * (the store itself keeps any address, as the original's tables do). */
+const char *lars_store_ip4_problem(uint32_t ip);
+const char *lars_store_ip6_problem(const uint8_t ip6[16]);
+
 /* Every node (RouteData and RouteData6 rows) with its metadata, ordered by
  * modid, cmdid, IPv4 before IPv6, address, port; *rows is malloc'd (free()
  * it; NULL when *n is 0). */
@@ -237,5 +252,66 @@ int lars_store_put_status(struct lars_store *store, const struct lars_store_stat
  * then every ServerCallStatus6 row (family AF_INET6) ordered the same way;
  * *rows is malloc'd (free() it; NULL when *n is 0). */
 int lars_store_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n);
+
+/* A node's ServerCallStatus(6) rows summed over its callers. */
+struct lars_store_node_stats {
+    int32_t modid;
+    int32_t cmdid;
+    uint16_t family; /* AF_INET: ip; AF_INET6: ip6 (ip is 0) */
+    uint32_t ip;     /* host byte order */
+    uint8_t ip6[16]; /* network byte order */
+    uint16_t port;
+    uint32_t callers; /* rows summed */
+    uint64_t succ;
+    uint64_t err;
+    uint32_t ts;   /* the latest */
+    bool overload; /* any caller says so */
+};
+
+/* One row per node with statistics (the database sums them: as many rows
+ * as nodes, however many callers), IPv4 nodes first; *rows is malloc'd
+ * (free() it; NULL when *n is 0). */
+int lars_store_list_node_stats(struct lars_store *store, struct lars_store_node_stats **rows,
+                               size_t *n);
+
+/* ---- per-minute history (lars-reporter writes, lars-dns's console reads) ---- */
+
+/* Minutes of ServerCallHistory kept: older ones are pruned. */
+#define LARS_STORE_HISTORY_MINUTES 60
+
+struct lars_store_history {
+    int32_t modid;
+    int32_t cmdid;
+    uint16_t family; /* AF_INET: ip; AF_INET6: ip6 (ip is 0) */
+    uint32_t ip;     /* host byte order */
+    uint8_t ip6[16]; /* network byte order */
+    uint16_t port;
+    int64_t minute; /* unix time / 60 */
+    uint64_t succ;
+    uint64_t err;
+};
+
+/* lars_store_put_status, plus ServerCallHistory in the same transaction.
+ * An agent reports the counts of its node's current statistics window, so
+ * what a row adds to the history is its growth over the (node, caller)'s
+ * previous ServerCallStatus(6) row (the whole row when there is none, or
+ * when a count went down: the agent's window started again; calls between
+ * a window's last report and its restart are not seen). The growth is
+ * added at the row's ts minute, moved into the kept hour of now (unix
+ * seconds) when outside it. *history_rows (may be NULL) gets the number of
+ * (node, minute) rows added to. */
+int lars_store_put_status_history(struct lars_store *store, const struct lars_store_status *rows,
+                                  size_t n, int64_t now, size_t *history_rows);
+
+/* Deletes ServerCallHistory rows of minutes older than the kept hour of now
+ * (minute <= now / 60 - LARS_STORE_HISTORY_MINUTES); *deleted (may be
+ * NULL) gets how many. */
+int lars_store_prune_history(struct lars_store *store, int64_t now, int64_t *deleted);
+
+/* The module's ServerCallHistory rows with minute > since_minute, ordered
+ * by IPv4 before IPv6, address, port, minute; *rows is malloc'd (free()
+ * it; NULL when *n is 0). */
+int lars_store_list_history(struct lars_store *store, int32_t modid, int32_t cmdid,
+                            int64_t since_minute, struct lars_store_history **rows, size_t *n);
 
 #endif /* LARS_STORE_H */

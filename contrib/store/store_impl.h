@@ -38,6 +38,10 @@ enum lars_store_stmt_id {
     LARS_STMT_GET_META,
     LARS_STMT_DELETE_META,
     LARS_STMT_INSERT_META,
+    LARS_STMT_PREV_STATUS,
+    LARS_STMT_PRUNE_HISTORY,
+    LARS_STMT_LIST_HISTORY,
+    LARS_STMT_NODE_STATS,
     LARS_STMT_COUNT
 };
 
@@ -105,6 +109,10 @@ struct lars_store_ops {
      * the backend as it writes them. */
     int (*upsert_status)(struct lars_store *store, const struct lars_store_status *rows, size_t n,
                          bool v6);
+    /* Adds the n rows' succ and err to their ServerCallHistory rows
+     * (created at 0 when missing) inside the caller's transaction. */
+    int (*upsert_history)(struct lars_store *store, const struct lars_store_history *rows,
+                          size_t n);
 };
 
 struct lars_store {

@@ -577,6 +577,52 @@ static int my_upsert_status(struct lars_store *store, const struct lars_store_st
     return 0;
 }
 
+/* One multi-row INSERT per STATUS_ROWS_PER_STMT history rows (a row is
+ * shorter than a status row). */
+static int my_upsert_history(struct lars_store *store, const struct lars_store_history *rows,
+                             size_t n)
+{
+    struct mysql_store *m = impl(store);
+    static const char head[] = "INSERT INTO ServerCallHistory"
+                               "(modid, cmdid, ip, ip6, port, minute, succ_cnt, err_cnt) VALUES ";
+    static const char tail[] = " ON DUPLICATE KEY UPDATE succ_cnt = succ_cnt + VALUES(succ_cnt),"
+                               " err_cnt = err_cnt + VALUES(err_cnt)";
+    size_t need = sizeof(head) + sizeof(tail) + (size_t)STATUS_ROWS_PER_STMT * STATUS_ROW_MAX;
+    if (m->sql_cap < need) {
+        char *p = realloc(m->sql, need);
+        if (p == NULL) {
+            return lars_store_fail(store, -ENOMEM, "put history: out of memory");
+        }
+        m->sql = p;
+        m->sql_cap = need;
+    }
+    size_t i = 0;
+    while (i < n) {
+        size_t len = sizeof(head) - 1;
+        memcpy(m->sql, head, len);
+        for (size_t chunk = 0; i < n && chunk < STATUS_ROWS_PER_STMT; i++, chunk++) {
+            const struct lars_store_history *r = &rows[i];
+            char ip6[46] = "";
+            if (r->family == AF_INET6) {
+                lars_store_ip6_text(r->ip6, ip6); /* inet_ntop's form needs no escaping */
+            }
+            int k =
+                snprintf(m->sql + len, m->sql_cap - len,
+                         "%s(%" PRId32 ",%" PRId32 ",%" PRIu32 ",'%s',%" PRIu16 ",%" PRId64
+                         ",%" PRIu64 ",%" PRIu64 ")",
+                         chunk ? "," : "", r->modid, r->cmdid, r->family == AF_INET6 ? 0 : r->ip,
+                         ip6, r->port, r->minute, r->succ, r->err);
+            len += k > 0 ? (size_t)k : 0;
+        }
+        memcpy(m->sql + len, tail, sizeof(tail));
+        int rc = query(store, m->sql, "upsert ServerCallHistory");
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 const struct lars_store_ops lars_store_mysql_ops = {
     .name = "mysql",
     .open = mysql_store_open,
@@ -588,4 +634,5 @@ const struct lars_store_ops lars_store_mysql_ops = {
     .exec = my_exec,
     .query = my_query_rows,
     .upsert_status = my_upsert_status,
+    .upsert_history = my_upsert_history,
 };

@@ -52,6 +52,21 @@ const struct lars_store_table lars_store_new_tables[] = {
      " `caller` int(11) unsigned NOT NULL, `succ_cnt` int(11) NOT NULL, `err_cnt` int(11) NOT NULL,"
      " `ts` bigint(20) NOT NULL, `overload` char(1) NOT NULL,"
      " PRIMARY KEY (`modid`,`cmdid`,`ip6`,`port`,`caller`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
+    /* The console's chart (store.h): bounded by the reporter's pruning, so
+     * the minute index makes that a range delete. Counts are BIGINT: a
+     * minute's sum over callers may pass a signed int. */
+    {"ServerCallHistory",
+     "CREATE TABLE ServerCallHistory (modid INT NOT NULL, cmdid INT NOT NULL,"
+     " ip INT UNSIGNED NOT NULL, ip6 VARCHAR(45) NOT NULL, port INT UNSIGNED NOT NULL,"
+     " minute BIGINT NOT NULL, succ_cnt BIGINT NOT NULL, err_cnt BIGINT NOT NULL,"
+     " PRIMARY KEY (modid, cmdid, ip, ip6, port, minute));"
+     "CREATE INDEX ServerCallHistory_minute ON ServerCallHistory(minute)",
+     "CREATE TABLE IF NOT EXISTS `ServerCallHistory` (`modid` int(11) NOT NULL,"
+     " `cmdid` int(11) NOT NULL, `ip` int(10) unsigned NOT NULL, `ip6` varchar(45) NOT NULL,"
+     " `port` int(10) unsigned NOT NULL, `minute` bigint(20) NOT NULL,"
+     " `succ_cnt` bigint(20) NOT NULL, `err_cnt` bigint(20) NOT NULL,"
+     " PRIMARY KEY (`modid`,`cmdid`,`ip`,`ip6`,`port`,`minute`), KEY `minute` (`minute`))"
+     " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
 };
 const size_t lars_store_n_new_tables =
     sizeof(lars_store_new_tables) / sizeof(lars_store_new_tables[0]);
@@ -133,6 +148,33 @@ const struct lars_store_stmt lars_store_stmts[LARS_STMT_COUNT] = {
     [LARS_STMT_INSERT_META] = {"INSERT INTO RouteNodeMeta(modid, cmdid, ip, ip6, port, weight,"
                                " zone, tags, draining) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                                "insert RouteNodeMeta", false},
+    /* One caller's rows of a module, both families (?1 modid, ?2 cmdid, ?3
+     * caller): what a report's rows grew from. Not locked: the reporter's
+     * writers shard rows by (node, caller), so no other writer changes
+     * them. */
+    [LARS_STMT_PREV_STATUS] = {"SELECT ip, '', port, succ_cnt, err_cnt FROM ServerCallStatus"
+                               " WHERE modid = ?1 AND cmdid = ?2 AND caller = ?3 UNION ALL"
+                               " SELECT 0, ip6, port, succ_cnt, err_cnt FROM ServerCallStatus6"
+                               " WHERE modid = ?1 AND cmdid = ?2 AND caller = ?3",
+                               "read ServerCallStatus", false},
+    [LARS_STMT_PRUNE_HISTORY] = {"DELETE FROM ServerCallHistory WHERE minute <= ?1",
+                                 "prune ServerCallHistory", false},
+    [LARS_STMT_LIST_HISTORY] = {"SELECT modid, cmdid, ip, ip6, port, minute, succ_cnt, err_cnt"
+                                " FROM ServerCallHistory WHERE modid = ?1 AND cmdid = ?2"
+                                " AND minute > ?3 ORDER BY ip6, ip, port, minute",
+                                "read ServerCallHistory", false},
+    /* One row per node, its callers' rows summed in the database: the
+     * console's table is as long as the node list, however many agents
+     * report each node. Columns as LARS_STMT_LIST_STATUS's, caller being
+     * the number of rows summed. */
+    [LARS_STMT_NODE_STATS] =
+        {"SELECT modid, cmdid, ip, port, COUNT(*), SUM(succ_cnt), SUM(err_cnt),"
+         " MAX(ts), MAX(overload), '' FROM ServerCallStatus"
+         " GROUP BY modid, cmdid, ip, port UNION ALL"
+         " SELECT modid, cmdid, 0, port, COUNT(*), SUM(succ_cnt), SUM(err_cnt),"
+         " MAX(ts), MAX(overload), ip6 FROM ServerCallStatus6"
+         " GROUP BY modid, cmdid, ip6, port ORDER BY 10, 1, 2, 3, 4",
+         "sum ServerCallStatus per node", false},
 };
 
 int64_t lars_store_clamp_cnt(uint32_t v)
@@ -399,6 +441,35 @@ static int check_tag(const char *tag, char *err, size_t err_len)
         return -EINVAL;
     }
     return 0;
+}
+
+const char *lars_store_ip4_problem(uint32_t ip)
+{
+    if (ip >> 24 == 0) {
+        return "0.0.0.0/8 is not a node address";
+    }
+    if (ip == UINT32_MAX) {
+        return "255.255.255.255 is the broadcast address";
+    }
+    if (ip >> 28 == 0xe) {
+        return "224.0.0.0/4 is multicast";
+    }
+    if (ip >> 28 == 0xf) {
+        return "240.0.0.0/4 is reserved";
+    }
+    return NULL;
+}
+
+const char *lars_store_ip6_problem(const uint8_t ip6[16])
+{
+    static const uint8_t unspecified[16] = {0};
+    if (memcmp(ip6, unspecified, 16) == 0) {
+        return ":: is not a node address";
+    }
+    if (ip6[0] == 0xff) {
+        return "ff00::/8 is multicast";
+    }
+    return NULL;
 }
 
 int lars_store_node_check(const struct lars_store_node *node, char *err, size_t err_len)
@@ -811,6 +882,367 @@ int lars_store_list_status(struct lars_store *store, struct lars_store_status **
     return read_all(store, (struct read_arg){.id = LARS_STMT_LIST_STATUS,
                                              .elem = sizeof(**rows),
                                              .decode = decode_status,
+                                             .rows = (void **)rows,
+                                             .n = n});
+}
+
+/* ---- per-minute history ---- */
+
+/* A (node, caller)'s counts as the batch last left them. */
+struct prev_count {
+    int32_t modid;
+    int32_t cmdid;
+    uint32_t caller;
+    uint16_t family;
+    uint32_t ip;
+    uint8_t ip6[16];
+    uint16_t port;
+    int64_t succ;
+    int64_t err;
+};
+
+struct history_work {
+    struct prev_count *prev; /* of every (modid, cmdid, caller) read so far */
+    size_t n_prev;
+    size_t cap_prev;
+    struct lars_store_history *hist; /* one per row with growth, merged */
+    size_t n_hist;
+};
+
+static bool status_v6(const struct lars_store_status *r)
+{
+    return r->family == AF_INET6;
+}
+
+static bool same_node(const struct prev_count *p, const struct lars_store_status *r)
+{
+    if (p->port != r->port || (p->family == AF_INET6) != status_v6(r)) {
+        return false;
+    }
+    return status_v6(r) ? memcmp(p->ip6, r->ip6, 16) == 0 : p->ip == r->ip;
+}
+
+static int add_prev(struct lars_store *store, struct history_work *w, const struct prev_count *p)
+{
+    if (w->n_prev == w->cap_prev) {
+        size_t ncap = w->cap_prev ? w->cap_prev * 2 : 64;
+        struct prev_count *q = realloc(w->prev, ncap * sizeof(*q));
+        if (q == NULL) {
+            return lars_store_fail(store, -ENOMEM, "put history: out of memory");
+        }
+        w->prev = q;
+        w->cap_prev = ncap;
+    }
+    w->prev[w->n_prev++] = *p;
+    return 0;
+}
+
+struct prev_ctx {
+    struct history_work *w;
+    const struct lars_store_status *of; /* modid, cmdid, caller */
+};
+
+static int prev_row(struct lars_store *store, void *ctx, const int64_t *cols,
+                    const char *const *texts)
+{
+    struct prev_ctx *c = ctx;
+    struct prev_count p = {.modid = c->of->modid,
+                           .cmdid = c->of->cmdid,
+                           .caller = c->of->caller,
+                           .family = AF_INET,
+                           .ip = (uint32_t)cols[0],
+                           .port = (uint16_t)cols[2],
+                           .succ = cols[3],
+                           .err = cols[4]};
+    if (texts[1] != NULL && texts[1][0] != '\0') {
+        p.family = AF_INET6;
+        p.ip = 0;
+        if (inet_pton(AF_INET6, texts[1], p.ip6) != 1) {
+            return 0; /* a hand-edited row matches no report */
+        }
+    }
+    return add_prev(store, c->w, &p);
+}
+
+/* The (node, caller)'s entry, reading the caller's rows of the module the
+ * first time the batch names them; NULL when it has none (yet). */
+static int find_prev(struct lars_store *store, struct history_work *w,
+                     const struct lars_store_status *r, struct prev_count **out)
+{
+    bool loaded = false;
+    *out = NULL;
+    for (size_t i = 0; i < w->n_prev; i++) {
+        struct prev_count *p = &w->prev[i];
+        if (p->modid != r->modid || p->cmdid != r->cmdid || p->caller != r->caller) {
+            continue;
+        }
+        loaded = true;
+        if (p->family != 0 && same_node(p, r)) {
+            *out = p;
+            return 0;
+        }
+    }
+    if (loaded) {
+        return 0;
+    }
+    /* A marker (family 0) that this caller's rows are read, even when
+     * there are none. */
+    struct prev_count mark = {.modid = r->modid, .cmdid = r->cmdid, .caller = r->caller};
+    int rc = add_prev(store, w, &mark);
+    if (rc < 0) {
+        return rc;
+    }
+    const struct lars_store_arg args[] = {{.i = r->modid}, {.i = r->cmdid}, {.i = r->caller}};
+    struct prev_ctx c = {.w = w, .of = r};
+    size_t first = w->n_prev;
+    rc = store->ops->query(store, LARS_STMT_PREV_STATUS, args, 3, prev_row, &c);
+    if (rc < 0) {
+        return rc;
+    }
+    for (size_t i = first; i < w->n_prev; i++) {
+        if (same_node(&w->prev[i], r)) {
+            *out = &w->prev[i];
+            break;
+        }
+    }
+    return 0;
+}
+
+static int64_t history_minute(uint32_t ts, int64_t now)
+{
+    int64_t oldest = now - (int64_t)(LARS_STORE_HISTORY_MINUTES - 1) * 60;
+    int64_t t = (int64_t)ts;
+    if (t < oldest || t > now) {
+        t = now; /* an agent's clock far off, or a row held back long */
+    }
+    return t / 60;
+}
+
+static int cmp_history(const void *a, const void *b)
+{
+    const struct lars_store_history *x = a;
+    const struct lars_store_history *y = b;
+    if (x->modid != y->modid) {
+        return x->modid < y->modid ? -1 : 1;
+    }
+    if (x->cmdid != y->cmdid) {
+        return x->cmdid < y->cmdid ? -1 : 1;
+    }
+    if (x->family != y->family) {
+        return x->family < y->family ? -1 : 1;
+    }
+    if (x->ip != y->ip) {
+        return x->ip < y->ip ? -1 : 1;
+    }
+    int c = memcmp(x->ip6, y->ip6, 16);
+    if (c != 0) {
+        return c;
+    }
+    if (x->port != y->port) {
+        return x->port < y->port ? -1 : 1;
+    }
+    return x->minute < y->minute ? -1 : x->minute > y->minute;
+}
+
+/* What each row adds, merged per (node, minute) into w->hist. */
+static int history_of(struct lars_store *store, const struct lars_store_status *rows, size_t n,
+                      int64_t now, struct history_work *w)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct lars_store_status *r = &rows[i];
+        struct prev_count *p = NULL;
+        int rc = find_prev(store, w, r, &p);
+        if (rc < 0) {
+            return rc;
+        }
+        int64_t succ = lars_store_clamp_cnt(r->succ);
+        int64_t err = lars_store_clamp_cnt(r->err);
+        int64_t dsucc = succ;
+        int64_t derr = err;
+        if (p != NULL && succ >= p->succ && err >= p->err) {
+            dsucc = succ - p->succ;
+            derr = err - p->err;
+        }
+        if (p != NULL) {
+            p->succ = succ; /* a later row of the same key grows from this one */
+            p->err = err;
+        } else {
+            struct prev_count np = {.modid = r->modid,
+                                    .cmdid = r->cmdid,
+                                    .caller = r->caller,
+                                    .family = status_v6(r) ? AF_INET6 : AF_INET,
+                                    .ip = status_v6(r) ? 0 : r->ip,
+                                    .port = r->port,
+                                    .succ = succ,
+                                    .err = err};
+            memcpy(np.ip6, r->ip6, 16);
+            rc = add_prev(store, w, &np);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+        if (dsucc == 0 && derr == 0) {
+            continue;
+        }
+        struct lars_store_history *h = &w->hist[w->n_hist++];
+        *h = (struct lars_store_history){.modid = r->modid,
+                                         .cmdid = r->cmdid,
+                                         .family = status_v6(r) ? AF_INET6 : AF_INET,
+                                         .ip = status_v6(r) ? 0 : r->ip,
+                                         .port = r->port,
+                                         .minute = history_minute(r->ts, now),
+                                         .succ = (uint64_t)dsucc,
+                                         .err = (uint64_t)derr};
+        if (status_v6(r)) {
+            memcpy(h->ip6, r->ip6, 16);
+        }
+    }
+    /* Callers of one node in one minute: one row. */
+    qsort(w->hist, w->n_hist, sizeof(*w->hist), cmp_history);
+    size_t out = 0;
+    for (size_t i = 0; i < w->n_hist; i++) {
+        if (out > 0 && cmp_history(&w->hist[out - 1], &w->hist[i]) == 0) {
+            w->hist[out - 1].succ += w->hist[i].succ;
+            w->hist[out - 1].err += w->hist[i].err;
+        } else {
+            w->hist[out++] = w->hist[i];
+        }
+    }
+    w->n_hist = out;
+    return 0;
+}
+
+struct history_arg {
+    const struct lars_store_status *rows;
+    size_t n;
+    int64_t now;
+    struct history_work *w;
+};
+
+static int put_history_step(struct lars_store *store, const void *arg)
+{
+    const struct history_arg *a = arg;
+    /* Repeated from scratch after a MySQL reconnect. */
+    a->w->n_prev = 0;
+    a->w->n_hist = 0;
+    int rc = history_of(store, a->rows, a->n, a->now, a->w);
+    if (rc == 0 && a->w->n_hist > 0) {
+        rc = store->ops->upsert_history(store, a->w->hist, a->w->n_hist);
+    }
+    if (rc == 0) {
+        rc = store->ops->upsert_status(store, a->rows, a->n, false);
+    }
+    return rc < 0 ? rc : store->ops->upsert_status(store, a->rows, a->n, true);
+}
+
+int lars_store_put_status_history(struct lars_store *store, const struct lars_store_status *rows,
+                                  size_t n, int64_t now, size_t *history_rows)
+{
+    if (history_rows != NULL) {
+        *history_rows = 0;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    struct history_work w = {.hist = malloc(n * sizeof(*w.hist))};
+    if (w.hist == NULL) {
+        return lars_store_fail(store, -ENOMEM, "put history: out of memory");
+    }
+    struct history_arg a = {.rows = rows, .n = n, .now = now, .w = &w};
+    int rc = transaction(store, put_history_step, &a);
+    if (rc == 0 && history_rows != NULL) {
+        *history_rows = w.n_hist;
+    }
+    free(w.prev);
+    free(w.hist);
+    return rc;
+}
+
+struct prune_arg {
+    int64_t before;
+    int64_t deleted;
+};
+
+static int op_prune(struct lars_store *store, void *arg)
+{
+    struct prune_arg *a = arg;
+    const struct lars_store_arg args[] = {{.i = a->before}};
+    return store->ops->exec(store, LARS_STMT_PRUNE_HISTORY, args, 1, &a->deleted);
+}
+
+int lars_store_prune_history(struct lars_store *store, int64_t now, int64_t *deleted)
+{
+    struct prune_arg a = {.before = now / 60 - LARS_STORE_HISTORY_MINUTES};
+    int rc = store->ops->run(store, op_prune, &a);
+    if (deleted != NULL) {
+        *deleted = rc == 0 ? a.deleted : 0;
+    }
+    return rc;
+}
+
+static void decode_history(const int64_t *cols, const char *const *texts, void *item)
+{
+    struct lars_store_history *h = item;
+    memset(h, 0, sizeof(*h));
+    h->modid = (int32_t)cols[0];
+    h->cmdid = (int32_t)cols[1];
+    h->family = AF_INET;
+    h->ip = (uint32_t)cols[2];
+    if (texts[3] != NULL && texts[3][0] != '\0') {
+        h->family = AF_INET6;
+        h->ip = 0;
+        if (inet_pton(AF_INET6, texts[3], h->ip6) != 1) {
+            memset(h->ip6, 0, sizeof(h->ip6));
+        }
+    }
+    h->port = (uint16_t)cols[4];
+    h->minute = cols[5];
+    h->succ = cols[6] > 0 ? (uint64_t)cols[6] : 0;
+    h->err = cols[7] > 0 ? (uint64_t)cols[7] : 0;
+}
+
+int lars_store_list_history(struct lars_store *store, int32_t modid, int32_t cmdid,
+                            int64_t since_minute, struct lars_store_history **rows, size_t *n)
+{
+    const struct lars_store_arg args[] = {{.i = modid}, {.i = cmdid}, {.i = since_minute}};
+    return read_all(store, (struct read_arg){.id = LARS_STMT_LIST_HISTORY,
+                                             .args = args,
+                                             .nargs = 3,
+                                             .elem = sizeof(**rows),
+                                             .decode = decode_history,
+                                             .rows = (void **)rows,
+                                             .n = n});
+}
+
+static void decode_node_stats(const int64_t *cols, const char *const *texts, void *item)
+{
+    struct lars_store_node_stats *r = item;
+    memset(r, 0, sizeof(*r));
+    r->family = AF_INET;
+    r->ip = (uint32_t)cols[2];
+    if (texts[9] != NULL && texts[9][0] != '\0') {
+        r->family = AF_INET6;
+        r->ip = 0;
+        if (inet_pton(AF_INET6, texts[9], r->ip6) != 1) {
+            memset(r->ip6, 0, sizeof(r->ip6));
+        }
+    }
+    r->modid = (int32_t)cols[0];
+    r->cmdid = (int32_t)cols[1];
+    r->port = (uint16_t)cols[3];
+    r->callers = (uint32_t)cols[4];
+    r->succ = cols[5] > 0 ? (uint64_t)cols[5] : 0;
+    r->err = cols[6] > 0 ? (uint64_t)cols[6] : 0;
+    r->ts = (uint32_t)cols[7];
+    r->overload = cols[8] != 0;
+}
+
+int lars_store_list_node_stats(struct lars_store *store, struct lars_store_node_stats **rows,
+                               size_t *n)
+{
+    return read_all(store, (struct read_arg){.id = LARS_STMT_NODE_STATS,
+                                             .elem = sizeof(**rows),
+                                             .decode = decode_node_stats,
                                              .rows = (void **)rows,
                                              .n = n});
 }

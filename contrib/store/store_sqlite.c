@@ -60,6 +60,7 @@ enum own_stmt {
     OWN_ROLLBACK,
     OWN_UPSERT_STATUS,
     OWN_UPSERT_STATUS6,
+    OWN_UPSERT_HISTORY,
     OWN_COUNT
 };
 
@@ -81,6 +82,11 @@ static const char *const own_sql[OWN_COUNT] = {
                            " ON CONFLICT DO UPDATE SET succ_cnt = excluded.succ_cnt,"
                            " err_cnt = excluded.err_cnt, ts = excluded.ts,"
                            " overload = excluded.overload",
+    [OWN_UPSERT_HISTORY] = "INSERT INTO ServerCallHistory"
+                           "(modid, cmdid, ip, ip6, port, minute, succ_cnt, err_cnt)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                           " ON CONFLICT DO UPDATE SET succ_cnt = succ_cnt + excluded.succ_cnt,"
+                           " err_cnt = err_cnt + excluded.err_cnt",
 };
 
 struct sqlite_store {
@@ -417,6 +423,32 @@ static int sqlite_upsert_status(struct lars_store *store, const struct lars_stor
     return 0;
 }
 
+static int sqlite_upsert_history(struct lars_store *store, const struct lars_store_history *rows,
+                                 size_t n)
+{
+    sqlite3_stmt *st = impl(store)->own[OWN_UPSERT_HISTORY];
+    for (size_t i = 0; i < n; i++) {
+        const struct lars_store_history *r = &rows[i];
+        char ip6[46] = "";
+        if (r->family == AF_INET6) {
+            lars_store_ip6_text(r->ip6, ip6);
+        }
+        sqlite3_bind_int64(st, 1, r->modid);
+        sqlite3_bind_int64(st, 2, r->cmdid);
+        sqlite3_bind_int64(st, 3, r->family == AF_INET6 ? 0 : r->ip);
+        sqlite3_bind_text(st, 4, ip6, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 5, r->port);
+        sqlite3_bind_int64(st, 6, r->minute);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)r->succ);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->err);
+        int rc = step_done(store, st, "upsert ServerCallHistory");
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 const struct lars_store_ops lars_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -428,4 +460,5 @@ const struct lars_store_ops lars_store_sqlite_ops = {
     .exec = sqlite_exec,
     .query = sqlite_query,
     .upsert_status = sqlite_upsert_status,
+    .upsert_history = sqlite_upsert_history,
 };

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -225,6 +226,43 @@ static void t_upsert(void **state)
     close(fd);
 }
 
+/* Two reports of one node's growing window, and one of another caller:
+ * ServerCallHistory holds one row, the minute's successes and errors
+ * summed over callers (what each report added), not the windows' totals. */
+static void t_history(void **state)
+{
+    (void)state;
+    int fd = lt_connect(ctx.srv.port);
+    assert_true(fd >= 0);
+    uint32_t now = (uint32_t)time(NULL);
+    const struct result first = {lt_ip4(10, 0, 0, 11), 110, 5, 1, false};
+    const struct result grown = {lt_ip4(10, 0, 0, 11), 110, 12, 1, false};
+    const struct result other = {lt_ip4(10, 0, 0, 11), 110, 3, 2, false};
+    struct lars_store_status rows[4];
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 1), now, &first, 1);
+    assert_int_equal(wait_rows(111, 1, rows, 4, 5000, NULL), 1);
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 1), now, &grown, 1);
+    send_report(fd, 111, 1, lt_ip4(10, 1, 1, 2), now, &other, 1);
+    assert_int_equal(wait_rows(111, 2, rows, 4, 5000, NULL), 2);
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    uint64_t deadline = lt_now_ms() + 5000;
+    do {
+        free(h);
+        h = NULL;
+        lt_sleep_ms(50);
+        assert_int_equal(lars_store_list_history(ctx.srv.store, 111, 1, 0, &h, &n), 0);
+    } while ((n != 1 || h[0].succ != 15) && lt_now_ms() < deadline);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].succ, 12 + 3);
+    assert_int_equal(h[0].err, 1 + 2);
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 11));
+    assert_int_equal(h[0].port, 110);
+    assert_true(h[0].minute >= (int64_t)now / 60 && h[0].minute <= (int64_t)time(NULL) / 60);
+    free(h);
+    close(fd);
+}
+
 /* An IPv6 node's results go to ServerCallStatus6 (list_status tells them
  * by family); the original table gets the IPv4 node's only. */
 static void t_ip6_rows(void **state)
@@ -396,6 +434,103 @@ static void t_check_config(void **state)
     lt_expect_conf_error(LARS_REPORTER_BIN, path, 7, "unknown setting 'batch'");
     write_conf(path, 7779, &ctx.srv.settings, "max_frame = 1;\n");
     lt_expect_conf_error(LARS_REPORTER_BIN, path, 7, "'max_frame' = 1 is out of range");
+}
+
+/* Minutes older than the kept hour, left in the store while no reporter
+ * ran: pruned soon after start (and every minute after), counted; the
+ * current minute stays. */
+static void t_history_pruned(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    char extra[64];
+    snprintf(conf, sizeof(conf), "%s/prune.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/prune.log", ctx.srv.dir);
+    int64_t now = (int64_t)time(NULL);
+    struct lars_store_status old[2] = {
+        {.modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 12), .port = 1, .caller = 1, .succ = 3},
+        {.modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 13), .port = 1, .caller = 1, .succ = 4},
+    };
+    old[0].ts = (uint32_t)(now - 7200);
+    old[1].ts = (uint32_t)(now - 3700);
+    /* As a reporter two hours ago, and one an hour and a bit ago, wrote. */
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old[0], 1, now - 7200, NULL), 0);
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old[1], 1, now - 3700, NULL), 0);
+    struct lars_store_status fresh = {
+        .modid = 112, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 14), .port = 1, .caller = 1, .succ = 5};
+    fresh.ts = (uint32_t)now;
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &fresh, 1, now, NULL), 0);
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+    assert_int_equal(n, 3);
+    free(h);
+
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra), "stats_listen = \"127.0.0.1:%u\";\n", stats);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    uint64_t deadline = lt_now_ms() + 10000;
+    do {
+        lt_sleep_ms(100);
+        assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+        free(h);
+        h = NULL;
+    } while (n != 1 && lt_now_ms() < deadline);
+    assert_int_equal(n, 1);
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 112, 1, 0, &h, &n), 0);
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 14));
+    free(h);
+    char *text = lt_http_get(stats, "/metrics");
+    assert_non_null(text);
+    assert_true(lt_metric(text, "lars_reporter_history_rows_pruned_total") >= 2);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_prune_failures_total"), 0);
+    free(text);
+    assert_int_equal(lt_stop(pid, 10000), 0);
+}
+
+/* history = false: ServerCallStatus as always, no ServerCallHistory row,
+ * no pruning (an old row stays). */
+static void t_history_off(void **state)
+{
+    (void)state;
+    char conf[700];
+    char log[700];
+    char extra[96];
+    snprintf(conf, sizeof(conf), "%s/nohistory.conf", ctx.srv.dir);
+    snprintf(log, sizeof(log), "%s/nohistory.log", ctx.srv.dir);
+    int64_t now = (int64_t)time(NULL);
+    struct lars_store_status old = {
+        .modid = 113, .cmdid = 1, .ip = lt_ip4(10, 0, 0, 15), .port = 1, .caller = 1, .succ = 3};
+    old.ts = (uint32_t)(now - 7200);
+    assert_int_equal(lars_store_put_status_history(ctx.srv.store, &old, 1, now - 7200, NULL), 0);
+    uint16_t port = lt_free_port();
+    uint16_t stats = lt_free_port();
+    snprintf(extra, sizeof(extra), "history = false;\nstats_listen = \"127.0.0.1:%u\";\n", stats);
+    write_conf(conf, port, &ctx.srv.settings, extra);
+    pid_t pid = lt_spawn(LARS_REPORTER_BIN, conf, log);
+    int fd = lt_connect_wait(port, 10000);
+    assert_true(fd >= 0);
+    const struct result r = {lt_ip4(10, 0, 0, 16), 2, 9, 1, false};
+    send_report(fd, 113, 1, lt_ip4(10, 1, 1, 1), (uint32_t)now, &r, 1);
+    struct lars_store_status rows[4];
+    assert_int_equal(wait_rows(113, 2, rows, 4, 5000, NULL), 2);
+    lt_sleep_ms(1500); /* past when a pruning would have run */
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_history(ctx.srv.store, 113, 1, 0, &h, &n), 0);
+    assert_int_equal(n, 1); /* the old row only: none written, none pruned */
+    assert_int_equal(h[0].ip, lt_ip4(10, 0, 0, 15));
+    free(h);
+    char *text = lt_http_get(stats, "/metrics");
+    assert_non_null(text);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_rows_written_total"), 0);
+    assert_int_equal(lt_metric(text, "lars_reporter_history_rows_pruned_total"), 0);
+    free(text);
+    close(fd);
+    assert_int_equal(lt_stop(pid, 10000), 0);
 }
 
 /* The database never works: rows queue up to queue_max, the oldest are
@@ -641,6 +776,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_rows_stored),
         cmocka_unit_test(t_upsert),
         cmocka_unit_test(t_ip6_rows),
+        cmocka_unit_test(t_history),
         cmocka_unit_test(t_pipelined_and_split),
         cmocka_unit_test(t_garbage),
         cmocka_unit_test(t_ingest_rate),
@@ -648,6 +784,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(t_signals),
         cmocka_unit_test(t_fair_share),
         cmocka_unit_test(t_clean_stop),
+        /* After the group's reporter stopped: it prunes too. */
+        cmocka_unit_test(t_history_pruned),
+        cmocka_unit_test(t_history_off),
     };
     char name[64];
     snprintf(name, sizeof(name), "lars-reporter (%s)", ctx.backend);

@@ -765,6 +765,174 @@ static void test_status6(void **state)
     free(out);
 }
 
+/* Per-node sums over callers, for the console's table (both families). */
+static void test_node_stats(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    struct lars_store_status rows[4] = {
+        {.modid = 3, .cmdid = 1, .ip = 9, .port = 80, .caller = 1, .succ = 2000000000u, .ts = 7},
+        {.modid = 3,
+         .cmdid = 1,
+         .ip = 9,
+         .port = 80,
+         .caller = 2,
+         .succ = 2000000000u,
+         .err = 1,
+         .ts = 9,
+         .overload = true},
+        {.modid = 3, .cmdid = 1, .family = AF_INET6, .port = 80, .caller = 1, .err = 5, .ts = 8},
+        {.modid = 2, .cmdid = 1, .ip = 9, .port = 80, .caller = 1, .succ = 1, .ts = 1},
+    };
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::3", rows[2].ip6), 1);
+    assert_int_equal(lars_store_put_status(s, rows, 4), 0);
+    struct lars_store_node_stats *out = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_node_stats(s, &out, &n), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0].modid, 2); /* IPv4 first, by module */
+    assert_int_equal(out[1].modid, 3);
+    assert_int_equal(out[1].callers, 2);
+    assert_true(out[1].succ == 4000000000ull); /* beyond a signed int: summed as BIGINT */
+    assert_int_equal(out[1].err, 1);
+    assert_int_equal(out[1].ts, 9);
+    assert_true(out[1].overload);
+    assert_int_equal(out[2].family, AF_INET6);
+    assert_memory_equal(out[2].ip6, rows[2].ip6, 16);
+    assert_int_equal(out[2].callers, 1);
+    assert_int_equal(out[2].err, 5);
+    assert_false(out[2].overload);
+    free(out);
+}
+
+/* ---- ServerCallHistory (the console's chart) ---- */
+
+static struct lars_store_status hrow(uint32_t caller, uint32_t succ, uint32_t err, uint32_t ts)
+{
+    return (struct lars_store_status){.modid = 11,
+                                      .cmdid = 1,
+                                      .family = AF_INET,
+                                      .ip = 0x7f000001,
+                                      .port = 9000,
+                                      .caller = caller,
+                                      .succ = succ,
+                                      .err = err,
+                                      .ts = ts};
+}
+
+static int64_t hist_sum(struct fixture *f, const char *col, int64_t minute)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "SELECT COALESCE(SUM(%s), -1) FROM ServerCallHistory WHERE modid = 11 AND minute = "
+             "%lld",
+             col, (long long)minute);
+    return raw_int(f, sql);
+}
+
+/* Per-minute sums over callers of what each report adds to its node's
+ * window counts; rows pruned beyond the hour. */
+static void test_history(void **state)
+{
+    struct fixture *f = use(state);
+    struct lars_store *s = open_store(f);
+    const int64_t now = 1800000000; /* a multiple of 60 */
+    const int64_t m = now / 60;
+    const uint32_t t = (uint32_t)now;
+    size_t written = 0;
+
+    struct lars_store_status r = hrow(1, 10, 1, t);
+    assert_int_equal(lars_store_put_status_history(s, &r, 1, now, &written), 0);
+    assert_int_equal(written, 1);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 10);
+    assert_int_equal(hist_sum(f, "err_cnt", m), 1);
+    /* The same window grew by 5 successes. */
+    r = hrow(1, 15, 1, t + 10);
+    assert_int_equal(lars_store_put_status_history(s, &r, 1, now + 10, &written), 0);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 15);
+    /* Another caller of the same node adds to the same row. */
+    r = hrow(2, 3, 2, t + 20);
+    assert_int_equal(lars_store_put_status_history(s, &r, 1, now + 20, NULL), 0);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 18);
+    assert_int_equal(hist_sum(f, "err_cnt", m), 3);
+    /* Caller 1's window started again (counts went down): all of it is new;
+     * two rows of one key in one batch: the second grows from the first. */
+    struct lars_store_status two[2] = {hrow(1, 2, 0, t + 30), hrow(1, 7, 4, t + 40)};
+    assert_int_equal(lars_store_put_status_history(s, two, 2, now + 40, &written), 0);
+    assert_int_equal(written, 1); /* one node, one minute */
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 25);
+    assert_int_equal(hist_sum(f, "err_cnt", m), 7);
+    /* Unchanged counts add nothing and write no row. */
+    assert_int_equal(lars_store_put_status_history(s, &two[1], 1, now + 50, &written), 0);
+    assert_int_equal(written, 0);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 25);
+    /* ServerCallStatus keeps the latest window, as put_status does. */
+    assert_int_equal(raw_int(f, "SELECT succ_cnt FROM ServerCallStatus WHERE caller = 1"), 7);
+
+    /* Minutes: a report two minutes old lands two minutes back; one from a
+     * clock hours off lands now. An IPv6 node has rows of its own. */
+    struct lars_store_status more[3] = {hrow(3, 4, 0, t - 120), hrow(4, 6, 0, t - 7200),
+                                        hrow(5, 1, 1, t)};
+    more[2].family = AF_INET6;
+    more[2].ip = 0;
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::7", more[2].ip6), 1);
+    assert_int_equal(lars_store_put_status_history(s, more, 3, now, &written), 0);
+    assert_int_equal(written, 3);
+    assert_int_equal(hist_sum(f, "succ_cnt", m - 2), 4);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), 25 + 6 + 1);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallHistory WHERE ip6 = '2001:db8::7'"
+                                " AND ip = 0 AND succ_cnt = 1 AND err_cnt = 1"),
+                     1);
+
+    struct lars_store_history *h = NULL;
+    size_t n = 0;
+    assert_int_equal(lars_store_list_history(s, 11, 1, m - LARS_STORE_HISTORY_MINUTES, &h, &n), 0);
+    assert_int_equal(n, 3); /* IPv4 (two minutes, in order), then IPv6 */
+    assert_int_equal(h[0].family, AF_INET);
+    assert_int_equal(h[0].minute, m - 2);
+    assert_int_equal(h[1].minute, m);
+    assert_int_equal(h[1].succ, 31);
+    assert_int_equal(h[1].ip, 0x7f000001u);
+    assert_int_equal(h[1].port, 9000);
+    assert_int_equal(h[2].family, AF_INET6);
+    assert_memory_equal(h[2].ip6, more[2].ip6, 16);
+    free(h);
+    assert_int_equal(lars_store_list_history(s, 11, 1, m - 1, &h, &n), 0);
+    assert_int_equal(n, 2);
+    free(h);
+    assert_int_equal(lars_store_list_history(s, 12, 1, 0, &h, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(h);
+
+    /* Pruning: nothing within the hour; at now + 59 min the minute two back
+     * is out (m - 2 <= m + 59 - 60); an hour on, everything. */
+    int64_t deleted = -1;
+    assert_int_equal(lars_store_prune_history(s, now, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(lars_store_prune_history(s, now + 59 * 60LL, &deleted), 0);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallHistory"), 2);
+    assert_int_equal(lars_store_prune_history(s, now + 60 * 60LL, &deleted), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(raw_int(f, "SELECT COUNT(*) FROM ServerCallHistory"), 0);
+
+    /* More (node, minute) rows than one MySQL statement holds. */
+    size_t big = 2500;
+    struct lars_store_status *batch = calloc(big, sizeof(*batch));
+    assert_non_null(batch);
+    for (size_t i = 0; i < big; i++) {
+        batch[i] = hrow(9, 1, 0, t);
+        batch[i].port = (uint16_t)(i + 1);
+    }
+    assert_int_equal(lars_store_put_status_history(s, batch, big, now, &written), 0);
+    free(batch);
+    assert_int_equal(written, big);
+    assert_int_equal(hist_sum(f, "succ_cnt", m), (int64_t)big);
+    /* The original tables keep their columns. */
+    assert_int_equal(raw_columns(f, "ServerCallStatus"), 9);
+    assert_int_equal(raw_columns(f, "ServerCallHistory"), 8);
+}
+
 /* MariaDB only: the server drops our connection; the next call reconnects
  * and succeeds (one retry). */
 static void test_reconnect(void **state)
@@ -1122,6 +1290,7 @@ int main(int argc, char **argv)
         ONE(test_nodes),        ONE(test_node_bounds),
         ONE(test_node_update),  ONE(test_original_columns),
         ONE(test_status6),      ONE(test_admin_nodes),
+        ONE(test_history),      ONE(test_node_stats),
 #undef ONE
     };
     const struct CMUnitTest mysql_tests[] = {
@@ -1139,6 +1308,8 @@ int main(int argc, char **argv)
         ONE(test_original_columns),
         ONE(test_status6),
         ONE(test_admin_nodes),
+        ONE(test_history),
+        ONE(test_node_stats),
 #undef ONE
     };
     const char *which = argc > 1 ? argv[1] : "both";
