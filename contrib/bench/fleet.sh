@@ -12,7 +12,8 @@
 #             reporter's counters of what it could not store.
 # Sizes from the environment: CONNECTIONS (10000), MODULES (100), SLOW (100),
 # NODES (10), ROUNDS (3), INTERVAL (10), POLL (lars-dns poll_interval, 1 s:
-# a change waits up to one poll before lars-dns sees it).
+# a change waits up to one poll before lars-dns sees it), HISTORY (true:
+# lars-reporter's per-minute history for the console, its default).
 set -eu
 build=$(cd "$1" && pwd)
 what=${2:-all}
@@ -23,6 +24,7 @@ NODES=${NODES:-10}
 ROUNDS=${ROUNDS:-3}
 INTERVAL=${INTERVAL:-10}
 POLL=${POLL:-1}
+HISTORY=${HISTORY:-true}
 work=$(mktemp -d /tmp/lars-fleet.XXXXXX)
 pids=""
 cleanup() {
@@ -92,13 +94,13 @@ run_reporter() { # BACKEND
     conf="$work/reporter-$1.conf"
     cat >"$conf" <<CONF
 listen = "127.0.0.1:$port"; stats_listen = "127.0.0.1:$stats";
-max_connections = 40000; max_connections_per_peer = 40000; log_level = "warn";
+max_connections = 40000; max_connections_per_peer = 40000; log_level = "warn"; history = $HISTORY;
 $(store_group "$1")
 CONF
     "$build/bin/lars-reporter" -f -c "$conf" 2>"$work/reporter.err" &
     rep_pid=$!; pids="$pids $rep_pid"
     wait_metrics "$stats"
-    echo "== lars-reporter ($1): $CONNECTIONS agents x $MODULES modules x $NODES nodes every $INTERVAL s, $ROUNDS rounds"
+    echo "== lars-reporter ($1, history $HISTORY): $CONNECTIONS agents x $MODULES modules x $NODES nodes every $INTERVAL s, $ROUNDS rounds"
     "$build/bin/lars-fleet" reporter "127.0.0.1:$port" --connections "$CONNECTIONS" \
         --modules "$MODULES" --nodes "$NODES" --rounds "$ROUNDS" --interval "$INTERVAL" \
         --pid "$rep_pid" --timeout 120 || echo "lars-fleet reporter: FAILED"

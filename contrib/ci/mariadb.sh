@@ -39,7 +39,9 @@ find_bin() {
 
 port_in_use() {
     if command -v ss >/dev/null 2>&1; then
-        ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+        # Any socket on it, not only listeners: a connection's local port
+        # (established or in TIME_WAIT) makes mariadbd's bind fail too.
+        ss -Htan "sport = :$1" 2>/dev/null | grep -q .
     else
         # Without ss, a port is assumed free; mariadbd then fails loudly.
         return 1
@@ -47,10 +49,12 @@ port_in_use() {
 }
 
 free_port() {
-    # Random ports (not a fixed one) so parallel CI jobs do not collide.
+    # Random ports (not a fixed one) so parallel CI jobs do not collide,
+    # below Linux's ephemeral range (32768..60999) where the tests' own
+    # connections take their local ports.
     i=0
     while [ $i -lt 50 ]; do
-        p=$(awk -v s="$$$i" 'BEGIN { srand(s + systime()); print 20000 + int(rand() * 40000) }')
+        p=$(awk -v s="$$$i" 'BEGIN { srand(s + systime()); print 20000 + int(rand() * 12000) }')
         if ! port_in_use "$p"; then
             echo "$p"
             return 0

@@ -46,12 +46,14 @@ const struct lars_store_table lars_store_new_tables[] = {
      "CREATE TABLE ServerCallStatus6 (modid INT NOT NULL, cmdid INT NOT NULL,"
      " ip6 VARCHAR(45) NOT NULL, port INT UNSIGNED NOT NULL, caller INT UNSIGNED NOT NULL,"
      " succ_cnt INT NOT NULL, err_cnt INT NOT NULL, ts BIGINT NOT NULL, overload CHAR(1) NOT NULL,"
-     " PRIMARY KEY (modid, cmdid, ip6, port, caller))",
+     " PRIMARY KEY (modid, cmdid, ip6, port, caller))", /* index: store_sqlite.c */
      "CREATE TABLE IF NOT EXISTS `ServerCallStatus6` (`modid` int(11) NOT NULL,"
      " `cmdid` int(11) NOT NULL, `ip6` varchar(45) NOT NULL, `port` int(11) unsigned NOT NULL,"
      " `caller` int(11) unsigned NOT NULL, `succ_cnt` int(11) NOT NULL, `err_cnt` int(11) NOT NULL,"
      " `ts` bigint(20) NOT NULL, `overload` char(1) NOT NULL,"
-     " PRIMARY KEY (`modid`,`cmdid`,`ip6`,`port`,`caller`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
+     " PRIMARY KEY (`modid`,`cmdid`,`ip6`,`port`,`caller`), KEY `caller` "
+     "(`modid`,`cmdid`,`caller`))"
+     " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"},
     /* The console's chart (store.h): bounded by the reporter's pruning, so
      * the minute index makes that a range delete. Counts are BIGINT: a
      * minute's sum over callers may pass a signed int. */
