@@ -112,7 +112,19 @@ run_tests() {
 case "${1:-}" in
     deps) deps ;;
     build) deps; build build ;;
-    run) deps; build build; exec build/bin/lars-agent -f -c etc/lars-agent.conf ;;
+    run)
+        deps
+        build build
+        # The sample config as it is, except its route cache: build/cache
+        # instead of /var/cache/lars-agent (the packaged agent's, which the
+        # packages check wants absent), so a dev run leaves nothing outside
+        # the tree.
+        sed 's|^\( *cache_dir = \)"/var/cache/lars-agent";|\1"'"$PWD"'/build/cache";|' \
+            etc/lars-agent.conf >build/dev-agent.conf
+        grep -q "cache_dir = \"$PWD/build/cache\"" build/dev-agent.conf ||
+            { echo "dev.sh: cache_dir not found in etc/lars-agent.conf" >&2; exit 1; }
+        exec build/bin/lars-agent -f -c build/dev-agent.conf
+        ;;
     test) deps; run_tests ;;
     *) echo "usage: contrib/dev.sh run|test|deps|build" >&2; exit 2 ;;
 esac
