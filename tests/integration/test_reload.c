@@ -317,16 +317,16 @@ static void test_example_policy_builds_out_of_tree(void **state)
     snprintf(script, sizeof(script),
              "set -e; cd '%s'; "
              "cmake --install '%s' --prefix '%s/prefix' >install.log; "
+             /* lib/pkgconfig, or lib/<multiarch>/pkgconfig for a /usr build */
+             "export PKG_CONFIG_PATH=$(dirname \"$(find '%s/prefix' -name lars-plugin.pc)\"); "
              "mkdir user; cp '%s/contrib/example-policy/lb_failover.c' user/my_failover.c; "
              "sed -i 's/\"lb_failover\"/\"my_failover\"/' user/my_failover.c; "
              "cd user; "
-             "cc -shared -fPIC -O2 -fvisibility=hidden "
-             "$(PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' pkg-config --cflags lars-plugin) "
+             "cc -shared -fPIC -O2 -fvisibility=hidden $(pkg-config --cflags lars-plugin) "
              "my_failover.c -o my_failover.so; "
              "test -f '%s/prefix/include/lars/plugin.h'; "
-             "PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' pkg-config --libs lars",
-             agent.dir, LARS_IT_BUILD_DIR, agent.dir, LARS_IT_SOURCE_DIR, agent.dir, agent.dir,
-             agent.dir);
+             "pkg-config --libs lars",
+             agent.dir, LARS_IT_BUILD_DIR, agent.dir, agent.dir, LARS_IT_SOURCE_DIR, agent.dir);
     char *const argv[] = {"/bin/sh", "-c", script, NULL};
     char *out = NULL;
     char *err = NULL;
