@@ -409,23 +409,7 @@ static int cmp_stats(const void *a, const void *b)
 {
     const struct lars_store_node_stats *x = a;
     const struct lars_store_node_stats *y = b;
-    if (x->modid != y->modid) {
-        return x->modid < y->modid ? -1 : 1;
-    }
-    if (x->cmdid != y->cmdid) {
-        return x->cmdid < y->cmdid ? -1 : 1;
-    }
-    if (x->family != y->family) {
-        return x->family < y->family ? -1 : 1;
-    }
-    if (x->ip != y->ip) {
-        return x->ip < y->ip ? -1 : 1;
-    }
-    int c = memcmp(x->ip6, y->ip6, 16);
-    if (c != 0) {
-        return c;
-    }
-    return x->port < y->port ? -1 : x->port > y->port;
+    return lars_store_node_key_cmp(LARS_STORE_NODE_KEY(x), LARS_STORE_NODE_KEY(y));
 }
 
 /* The node's statistics in rows (sorted by cmp_stats), or NULL. */

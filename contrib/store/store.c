@@ -169,3 +169,24 @@ const char *lars_store_backend(const struct lars_store *store)
 {
     return store ? store->ops->name : "none";
 }
+
+int lars_store_node_key_cmp(struct lars_store_node_key a, struct lars_store_node_key b)
+{
+    if (a.modid != b.modid) {
+        return a.modid < b.modid ? -1 : 1;
+    }
+    if (a.cmdid != b.cmdid) {
+        return a.cmdid < b.cmdid ? -1 : 1;
+    }
+    if (a.family != b.family) {
+        return a.family < b.family ? -1 : 1;
+    }
+    if (a.ip != b.ip) {
+        return a.ip < b.ip ? -1 : 1;
+    }
+    int c = memcmp(a.ip6, b.ip6, 16);
+    if (c != 0) {
+        return c;
+    }
+    return a.port < b.port ? -1 : a.port > b.port;
+}

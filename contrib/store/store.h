@@ -253,6 +253,29 @@ int lars_store_put_status(struct lars_store *store, const struct lars_store_stat
  * *rows is malloc'd (free() it; NULL when *n is 0). */
 int lars_store_list_status(struct lars_store *store, struct lars_store_status **rows, size_t *n);
 
+/* Which node a row is about, for ordering rows: the records below that
+ * carry modid, cmdid, family, ip, ip6 and port make one with
+ * LARS_STORE_NODE_KEY(record). */
+struct lars_store_node_key {
+    int32_t modid;
+    int32_t cmdid;
+    uint16_t family;
+    uint32_t ip;
+    const uint8_t *ip6; /* 16 bytes */
+    uint16_t port;
+};
+#define LARS_STORE_NODE_KEY(r)                                                                     \
+    ((struct lars_store_node_key){.modid = (r)->modid,                                             \
+                                  .cmdid = (r)->cmdid,                                             \
+                                  .family = (r)->family,                                           \
+                                  .ip = (r)->ip,                                                   \
+                                  .ip6 = (r)->ip6,                                                 \
+                                  .port = (r)->port})
+
+/* Orders by module, then address (family, ip, ip6, port): <0, 0 or >0.
+ * The rows of one node sort together. */
+int lars_store_node_key_cmp(struct lars_store_node_key a, struct lars_store_node_key b);
+
 /* A node's ServerCallStatus(6) rows summed over its callers. */
 struct lars_store_node_stats {
     int32_t modid;

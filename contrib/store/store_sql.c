@@ -1024,24 +1024,9 @@ static int cmp_history(const void *a, const void *b)
 {
     const struct lars_store_history *x = a;
     const struct lars_store_history *y = b;
-    if (x->modid != y->modid) {
-        return x->modid < y->modid ? -1 : 1;
-    }
-    if (x->cmdid != y->cmdid) {
-        return x->cmdid < y->cmdid ? -1 : 1;
-    }
-    if (x->family != y->family) {
-        return x->family < y->family ? -1 : 1;
-    }
-    if (x->ip != y->ip) {
-        return x->ip < y->ip ? -1 : 1;
-    }
-    int c = memcmp(x->ip6, y->ip6, 16);
+    int c = lars_store_node_key_cmp(LARS_STORE_NODE_KEY(x), LARS_STORE_NODE_KEY(y));
     if (c != 0) {
         return c;
-    }
-    if (x->port != y->port) {
-        return x->port < y->port ? -1 : 1;
     }
     return x->minute < y->minute ? -1 : x->minute > y->minute;
 }
