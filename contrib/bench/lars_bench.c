@@ -23,6 +23,11 @@
  * sub-buckets per power of two: < 3.2% error). In --rate mode it is measured
  * from the actual send, not the scheduled one.
  *
+ * --transport shm|udp measures liblars instead (the calls business code
+ * makes): each thread makes its own client with that transport and runs
+ * get_host + report pairs back to back; every 16th pair is timed
+ * (clock_gettime costs about what a pair costs over shared memory).
+ *
  * Every run is bounded: --duration or --count, and --max-time in any case.
  * Threads: one per client; they share nothing until the final merge.
  */
@@ -43,6 +48,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <lars/client.h>
 
 #include "proc_cpu.h"
 #include "wire.h"
@@ -128,6 +135,7 @@ static struct {
     double max_time;
     unsigned retry_us;
     const char *label;
+    int transport; /* 0: the wire protocol directly; else liblars with this transport */
 } opt = {
     .agent = "127.0.0.1",
     .port = 8888,
@@ -589,6 +597,9 @@ static void usage(FILE *out)
         "  --pid PID         print the agent's CPU seconds over the measured window\n"
         "  --max-time S      hard limit on the whole run (default 300)\n"
         "  --label TEXT      copied into the output\n"
+        "  --transport T     shm | udp: measure liblars get_host + report pairs through\n"
+        "                    that transport (one lars_client per thread; --warmup\n"
+        "                    defaults to 0.5 s)\n"
         "  --json            one JSON object on stdout instead of text\n"
         "warm mode asks every module of the range (--modules K) until RET_SUCC and\n"
         "prints how many became ready and the time each took.\n",
@@ -625,6 +636,7 @@ static int parse_opts(int argc, char **argv)
         O_MAXTIME,
         O_RETRY,
         O_LABEL,
+        O_TRANSPORT,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -649,6 +661,7 @@ static int parse_opts(int argc, char **argv)
         {"max-time", required_argument, NULL, O_MAXTIME},
         {"retry-us", required_argument, NULL, O_RETRY},
         {"label", required_argument, NULL, O_LABEL},
+        {"transport", required_argument, NULL, O_TRANSPORT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -727,6 +740,19 @@ static int parse_opts(int argc, char **argv)
         case O_LABEL:
             opt.label = optarg;
             break;
+        case O_TRANSPORT:
+            if (strcmp(optarg, "shm") == 0) {
+                opt.transport = LARS_TRANSPORT_SHM;
+            } else if (strcmp(optarg, "udp") == 0) {
+                opt.transport = LARS_TRANSPORT_UDP;
+            } else {
+                fprintf(stderr, "lars-bench: --transport is shm or udp\n");
+                return -1;
+            }
+            if (opt.warmup == 0) {
+                opt.warmup = 0.5;
+            }
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -770,10 +796,211 @@ static void json_str(const char *key, const char *val, bool comma)
     printf("\"%s", comma ? "," : "");
 }
 
+/* ---------------------------------------------------------------------- */
+/* --transport: liblars pairs */
+
+#define PAIR_SAMPLE 16 /* every 16th pair is timed */
+
+struct lib_client {
+    pthread_t thread;
+    unsigned index;
+    uint64_t pairs;
+    uint64_t by_status[5];  /* ok, overload, system_error, noexist, other */
+    uint64_t udp_fallbacks; /* pairs made while the client was on UDP */
+    int other_status;       /* the last status counted as other */
+    uint64_t hist[HIST_BUCKETS];
+    uint64_t hist_n;
+    uint64_t max_ns;
+    int error; /* errno of a create that failed */
+};
+
+static uint64_t lib_t_measure;
+static uint64_t lib_t_end;
+
+static void *lib_client_main(void *arg)
+{
+    struct lib_client *c = arg;
+    struct lars_client_options o = {.agent_ip = opt.agent,
+                                    .base_port = (uint16_t)opt.port,
+                                    .workers = opt.workers,
+                                    .timeout_ms = opt.timeout_ms,
+                                    .transport = opt.transport};
+    struct lars_client *client = lars_client_create_ex(&o, sizeof(o));
+    if (!client) {
+        c->error = errno;
+        return NULL;
+    }
+    int32_t modid = (int32_t)(opt.modid_base + c->index % opt.modules);
+    (void)lars_reg_init(client, modid, opt.cmdid);
+    struct lars_host host;
+    bool measuring = false;
+    uint64_t done = 0;
+    for (uint64_t i = 0;; i++) {
+        if ((i & 1023) == 0) {
+            uint64_t now = now_ns();
+            if (!measuring && now >= lib_t_measure) {
+                measuring = true;
+                done = 0;
+            }
+            if (now >= lib_t_end || interrupted || (opt.count && done >= opt.count)) {
+                break;
+            }
+        }
+        bool timed = measuring && (i % PAIR_SAMPLE) == 0;
+        uint64_t t0 = timed ? now_ns() : 0;
+        int rc = lars_get_host(client, modid, opt.cmdid, &host);
+        if (rc == LARS_OK && opt.report) {
+            lars_report(client, modid, opt.cmdid, &host, 0);
+        }
+        if (!measuring) {
+            continue;
+        }
+        if (timed) {
+            uint64_t d = now_ns() - t0;
+            c->hist[hist_bucket(d)]++;
+            c->hist_n++;
+            if (d > c->max_ns) {
+                c->max_ns = d;
+            }
+        }
+        done++;
+        c->by_status[rc >= 0 && rc <= 3 ? rc : 4]++;
+        if (rc < 0 || rc > 3) {
+            c->other_status = rc;
+        }
+        if (opt.transport == LARS_TRANSPORT_SHM &&
+            lars_client_transport(client) != LARS_TRANSPORT_SHM) {
+            c->udp_fallbacks++;
+        }
+    }
+    c->pairs = done;
+    lars_client_destroy(client);
+    return NULL;
+}
+
+static int run_lib(void)
+{
+    struct lib_client *clients = calloc(opt.threads, sizeof(*clients));
+    if (!clients) {
+        return 1;
+    }
+    uint64_t t0 = now_ns();
+    lib_t_measure = t0 + (uint64_t)(opt.warmup * 1e9);
+    double span = opt.duration > 0 ? opt.duration : opt.max_time;
+    lib_t_end = lib_t_measure + (uint64_t)(span * 1e9);
+    for (unsigned t = 0; t < opt.threads; t++) {
+        clients[t].index = t;
+        if (pthread_create(&clients[t].thread, NULL, lib_client_main, &clients[t]) != 0) {
+            opt.threads = t;
+            break;
+        }
+    }
+    uint64_t now = now_ns();
+    if (lib_t_measure > now) {
+        uint64_t d = lib_t_measure - now;
+        struct timespec ts = {.tv_sec = (time_t)(d / 1000000000ull),
+                              .tv_nsec = (long)(d % 1000000000ull)};
+        nanosleep(&ts, NULL);
+    }
+    double cpu_u0 = 0, cpu_s0 = 0, cpu_u1 = 0, cpu_s1 = 0;
+    bool have_cpu = opt.pid > 0 && lars_proc_cpu(opt.pid, &cpu_u0, &cpu_s0) == 0;
+    double self0 = self_cpu();
+    for (unsigned t = 0; t < opt.threads; t++) {
+        pthread_join(clients[t].thread, NULL);
+    }
+    uint64_t t_done = now_ns();
+    double self1 = self_cpu();
+    if (have_cpu) {
+        have_cpu = lars_proc_cpu(opt.pid, &cpu_u1, &cpu_s1) == 0;
+    }
+    static uint64_t hist[HIST_BUCKETS];
+    uint64_t hist_n = 0, pairs = 0, by[5] = {0}, fallbacks = 0, max_ns = 0;
+    int error = 0;
+    int other_status = 0;
+    for (unsigned t = 0; t < opt.threads; t++) {
+        struct lib_client *c = &clients[t];
+        for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+            hist[b] += c->hist[b];
+        }
+        hist_n += c->hist_n;
+        pairs += c->pairs;
+        for (int r = 0; r < 5; r++) {
+            by[r] += c->by_status[r];
+        }
+        fallbacks += c->udp_fallbacks;
+        max_ns = c->max_ns > max_ns ? c->max_ns : max_ns;
+        error = c->error ? c->error : error;
+        other_status = c->other_status ? c->other_status : other_status;
+    }
+    free(clients);
+    if (error) {
+        fprintf(stderr, "lars-bench: lars_client_create (transport %s): %s\n",
+                opt.transport == LARS_TRANSPORT_SHM ? "shm" : "udp", strerror(error));
+        return 1;
+    }
+    double elapsed = (double)((t_done < lib_t_end ? t_done : lib_t_end) - lib_t_measure) / 1e9;
+    if (elapsed <= 0) {
+        elapsed = 1e-9;
+    }
+    double rate = (double)pairs / elapsed;
+    double p50 = (double)hist_percentile(hist, hist_n, 0.50) / 1e3;
+    double p99 = (double)hist_percentile(hist, hist_n, 0.99) / 1e3;
+    double p999 = (double)hist_percentile(hist, hist_n, 0.999) / 1e3;
+    double agent_cpu = have_cpu ? (cpu_u1 - cpu_u0) + (cpu_s1 - cpu_s0) : -1;
+    const char *name = opt.transport == LARS_TRANSPORT_SHM ? "shm" : "udp";
+    if (opt.json) {
+        printf("{");
+        if (opt.label) {
+            json_str("label", opt.label, true);
+        }
+        json_str("transport", name, true);
+        printf("\"threads\":%u,\"report\":%s,\"elapsed_s\":%.3f,\"pairs\":%" PRIu64
+               ",\"pairs_per_s\":%.0f,\"per_thread_per_s\":%.0f,\"succ\":%" PRIu64
+               ",\"overload\":%" PRIu64 ",\"system_error\":%" PRIu64 ",\"noexist\":%" PRIu64
+               ",\"other\":%" PRIu64 ",\"udp_pairs\":%" PRIu64
+               ",\"p50_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,\"max_us\":%.1f",
+               opt.threads, opt.report ? "true" : "false", elapsed, pairs, rate, rate / opt.threads,
+               by[0], by[1], by[2], by[3], by[4], fallbacks, p50, p99, p999, (double)max_ns / 1e3);
+        if (have_cpu) {
+            printf(",\"agent_cpu_s\":%.2f", agent_cpu);
+        }
+        printf(",\"bench_cpu_s\":%.2f}\n", self1 - self0);
+    } else {
+        printf("lars-bench: %s%sliblars over %s, %u thread%s, report %s, %.2f s measured\n",
+               opt.label ? opt.label : "", opt.label ? " " : "", name, opt.threads,
+               opt.threads == 1 ? "" : "s", opt.report ? "on" : "off", elapsed);
+        printf("  pairs           %" PRIu64 ", %.0f/s (%.0f/s per thread)\n", pairs, rate,
+               rate / opt.threads);
+        printf("  pair latency    p50 %.3f us  p99 %.3f us  p99.9 %.3f us  max %.1f us (1 in %d "
+               "timed)\n",
+               p50, p99, p999, (double)max_ns / 1e3, PAIR_SAMPLE);
+        printf("  statuses        ok %" PRIu64 "  overload %" PRIu64 "  system_error %" PRIu64
+               "  noexist %" PRIu64 "  other %" PRIu64 "\n",
+               by[0], by[1], by[2], by[3], by[4]);
+        if (by[4]) {
+            printf("  other statuses  e.g. %d: %s\n", other_status, lars_strerror(other_status));
+        }
+        if (opt.transport == LARS_TRANSPORT_SHM) {
+            printf("  pairs on UDP    %" PRIu64 " (the client had lost the segment)\n", fallbacks);
+        }
+        if (have_cpu) {
+            printf("  agent cpu       %.2f s = %.0f%% of one core\n", agent_cpu,
+                   100.0 * agent_cpu / elapsed);
+        }
+        printf("  bench cpu       %.2f s\n", self1 - self0);
+    }
+    return pairs == 0 || by[0] == 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (parse_opts(argc, argv) < 0) {
         return 2;
+    }
+    if (opt.transport) {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        return run_lib();
     }
     struct in_addr ip;
     if (inet_pton(AF_INET, opt.agent, &ip) != 1) {

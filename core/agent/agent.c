@@ -20,6 +20,7 @@
 #include "health_check.h"
 #include "policy_counters.h"
 #include "route_cache.h"
+#include "shm_server.h"
 #include "stats_http.h"
 #include "stats_snapshot.h"
 #include "watchdog.h"
@@ -37,6 +38,7 @@ struct lars_agent {
     struct lars_watchdog watchdog;
     struct lars_route_cache *route_cache; /* NULL: agent.cache_dir off or unusable */
     struct lars_health *health;           /* NULL: health.enabled off */
+    struct lars_shm_server *shm;          /* NULL: agent.shm off */
 };
 
 /* What every generation's workers share with the agent (restart-only). */
@@ -233,6 +235,7 @@ static void stats_fill(void *ctx, struct lars_stats_snapshot *snap)
         snap->health_targets = atomic_load(&hs->targets);
         snap->health_targets_dropped = atomic_load(&hs->targets_dropped);
     }
+    lars_shm_server_counts(agent->shm, &snap->shm_clients, &snap->shm_clients_refused);
 }
 
 /* A cached route for its owner, before the workers run. */
@@ -359,6 +362,20 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             goto fail;
         }
     }
+    if (config->agent.shm) {
+        const struct lars_shm_settings shm = {
+            .dir = config->agent.shm_dir,
+            .group = config->agent.shm_group,
+            .user = config->agent.user,
+            .max_clients = (unsigned)config->agent.shm_max_clients,
+            .base_port = (uint16_t)config->agent.udp_base_port,
+        };
+        agent->shm = lars_shm_server_start(agent->base, &shm, agent->workers, agent->n_workers, err,
+                                           err_len);
+        if (!agent->shm) {
+            goto fail;
+        }
+    }
     agent->started_ms = started;
     log_serving(agent, "lars-agent " LARS_VERSION " started", (double)(lars_clock_ms() - started));
     return agent;
@@ -412,6 +429,9 @@ void lars_agent_destroy(struct lars_agent *agent)
      * worker stuck in a plugin does not stop: its memory cannot be freed,
      * so the process leaves without it (a unit's Restart= takes over). */
     unsigned wait_ms = agent->current ? (unsigned)stall_ms(agent) : 0;
+    /* Shared-memory clients turn to UDP (or to the next agent) now; the
+     * workers drain what they reported so far as they stop. */
+    lars_shm_server_close_clients(agent->shm);
     for (unsigned i = 0; i < agent->n_workers; i++) {
         if (lars_worker_stop_within(agent->workers[i], wait_ms) < 0) {
             struct lars_stall st = {0};
@@ -427,6 +447,7 @@ void lars_agent_destroy(struct lars_agent *agent)
         }
     }
     lars_watchdog_fini(&agent->watchdog);
+    lars_shm_server_stop(agent->shm); /* detaches reach stopped workers: freed with them */
     lars_generation_stop(agent->current);
     /* After the workers: the routes they applied last are written, and
      * their last lists of nodes held out have nowhere else to go. */

@@ -70,6 +70,18 @@ static const struct lars_setting agent_settings[] = {
     {"stats_max_output", LARS_SETTING_INT, "33554432", OFF(stats_max_output), 65536,
      1099511627776.0,
      "bytes of stats answers waiting for slow readers (all connections); beyond: 503"},
+    {"shm", LARS_SETTING_BOOL, "true", OFF(shm), 0, 0,
+     "offer the shared-memory fast path to local liblars clients (docs/shm.md); false = UDP "
+     "only"},
+    {"shm_dir", LARS_SETTING_STRING, "/dev/shm", OFF(shm_dir), 0, -1,
+     "an absolute directory on a tmpfs where the fast path's socket lives "
+     "(lars-agent-<udp_base_port>.sock); clients look in $LARS_SHM_DIR, default /dev/shm"},
+    {"shm_group", LARS_SETTING_STRING, "", OFF(shm_group), 0, -1,
+     "the group whose members may use the fast path (socket mode 0660); \"\" = agent.user's "
+     "group, else the agent's"},
+    {"shm_max_clients", LARS_SETTING_INT, "256", OFF(shm_max_clients), 1, 65536,
+     "clients attached through shared memory at most; more use UDP "
+     "(lars_shm_clients_refused_total)"},
     LARS_SETTINGS_END,
 };
 
@@ -584,6 +596,12 @@ static int load_agent_section(struct lars_config *config, char *err, size_t err_
                                    "zone = \"%s\": use at most %d of A-Z a-z 0-9 . _ : -", a->zone,
                                    LARS_ZONE_MAX);
     }
+    if (a->shm && (!a->shm_dir || a->shm_dir[0] != '/')) {
+        return lars_settings_error(err, err_len, MEMBER("shm_dir"), "agent",
+                                   "shm_dir = \"%s\": use an absolute directory (clients find it "
+                                   "through $LARS_SHM_DIR)",
+                                   a->shm_dir ? a->shm_dir : "");
+    }
     config->log_level = lars_log_level_parse(a->log_level);
     if (config->log_level < 0) {
         return lars_settings_error(err, err_len, MEMBER("log_level"), "agent",
@@ -830,6 +848,10 @@ int lars_config_restart_only_changes(const struct lars_config *running,
     if (a->cache_writes_per_second != b->cache_writes_per_second) {
         NOTE("agent.cache_writes_per_second (%lld -> %lld)", (long long)a->cache_writes_per_second,
              (long long)b->cache_writes_per_second);
+    }
+    if (a->shm != b->shm || differs_str(a->shm_dir, b->shm_dir) ||
+        differs_str(a->shm_group, b->shm_group) || a->shm_max_clients != b->shm_max_clients) {
+        NOTE("agent.shm*");
     }
     if (a->tick_ms != b->tick_ms) {
         NOTE("agent.tick_ms (%lld -> %lld)", (long long)a->tick_ms, (long long)b->tick_ms);

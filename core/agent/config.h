@@ -63,6 +63,10 @@ struct lars_agent_settings {
     double route_guard_confirm;    /* seconds before a held update is asked for again */
     const char *cache_dir;         /* last-good routes on disk; "" = off */
     int64_t cache_writes_per_second;
+    bool shm;              /* offer the shared-memory fast path */
+    const char *shm_dir;   /* absolute */
+    const char *shm_group; /* "" = agent.user's group, else the agent's */
+    int64_t shm_max_clients;
 };
 
 /* The `health` section: active probes of nodes policies took out. */

@@ -29,6 +29,8 @@ enum lars_msg_type {
     LARS_MSG_FORGET = 8,         /* worker -> dns thread: module dropped (lars_want_msg) */
     LARS_MSG_HEALTH_TARGETS = 9, /* worker -> health thread: its nodes taken out */
     LARS_MSG_PROBED = 10,        /* health thread -> owning worker: a probe's result */
+    LARS_MSG_SHM_ATTACH = 11,    /* main -> every worker: a client segment (shm_segment.h) */
+    LARS_MSG_SHM_DETACH = 12,    /* main -> every worker: its client went away */
 };
 
 struct lars_msg {

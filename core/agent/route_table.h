@@ -88,6 +88,12 @@ struct lars_module {
     size_t wheel_slot;
     uint64_t due_ms;
     uint64_t ticked_ms; /* the policy's last tick() */
+    /* Shared-memory fast path (shm_worker.c): the client slots serving
+     * this module, the epoch their picks carry, and the overloaded flags
+     * those picks were made with (a hash). */
+    struct lars_shm_sub *shm_subs;
+    uint32_t shm_epoch;
+    uint32_t shm_sig;
     /* What the module adds to the worker's gauges, as of its last visit. */
     struct lars_module_counted {
         uint8_t state; /* enum lars_module_state + 1; 0 = not counted */

@@ -271,6 +271,20 @@ void lars_stats_render_metrics(const struct lars_stats_snapshot *snap, struct la
            c->forward_dropped);
     metric(t, "lars_routes_truncated_total", "counter",
            "get_route answers cut to the nodes that fit one datagram.", c->routes_truncated);
+    metric(t, "lars_shm_picks_total", "counter",
+           "Picks the workers put into clients' shared-memory rings (made ahead by the policy).",
+           c->shm_picks);
+    metric(t, "lars_shm_reports_total", "counter",
+           "Reports taken from clients' shared-memory rings (also in lars_reports_total).",
+           c->shm_reports);
+    metric(t, "lars_shm_refused_total", "counter",
+           "Shared-memory report entries, slots and rings refused (garbage a client wrote).",
+           c->shm_refused);
+    metric(t, "lars_shm_clients", "gauge", "Clients attached through shared memory.",
+           snap->shm_clients);
+    metric(t, "lars_shm_clients_refused_total", "counter",
+           "Shared-memory attaches refused (agent.shm_max_clients reached, or a bad hello).",
+           snap->shm_clients_refused);
     metric(t, "lars_dns_wants_total", "counter", "Pulls handed to the dns plugin.",
            snap->dns_wants);
     metric(t, "lars_dns_deliveries_total", "counter", "Routes the dns plugin delivered.",

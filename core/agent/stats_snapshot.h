@@ -47,6 +47,9 @@
     X(routes_held)      /* updates the route guard held */                                         \
     X(routes_confirmed) /* held updates applied after confirmation */                              \
     X(routes_cached)    /* routes adopted from the cache at start */                               \
+    X(shm_picks)        /* picks put into clients' shared-memory rings */                          \
+    X(shm_reports)      /* reports taken from clients' shared-memory rings */                      \
+    X(shm_refused)      /* report entries, slots or rings of shm clients refused */                \
     X(modules_ready)    /* gauges from here on, refreshed every tick */                            \
     X(modules_pending)                                                                             \
     X(modules_absent)                                                                              \
@@ -193,6 +196,8 @@ struct lars_stats_snapshot {
     uint64_t probes_failed;
     uint64_t health_targets;
     uint64_t health_targets_dropped;
+    uint64_t shm_clients;         /* attached through shared memory now */
+    uint64_t shm_clients_refused; /* attaches refused (cap, bad hello) */
 
     /* The policy plugins, by name, since the agent started. */
     struct lars_stats_policy policies[LARS_STATS_MAX_POLICIES];

@@ -31,6 +31,7 @@
 #include "module_wheel.h"
 #include "policy_counters.h"
 #include "route_cache.h"
+#include "shm_worker.h"
 #include "watchdog.h"
 
 #define BATCH 32
@@ -147,6 +148,7 @@ struct lars_worker {
     struct lars_log_limiter send_log;
     struct lars_log_limiter pick_log;  /* pick() results rejected */
     struct lars_log_limiter guard_log; /* route updates held */
+    struct lars_shm_worker *shm;       /* clients through shared memory */
     struct lars_worker_stats stats;
     struct lars_watch watch; /* read by the main thread's watchdog */
 };
@@ -316,6 +318,7 @@ static void policy_tick(struct lars_worker *w, struct lars_module *m, uint64_t n
     const struct lars_policy_ops *ops = m->binding->ops;
     if (LARS_HAS_MEMBER(ops, tick) && ops->tick) {
         IN_PLUGIN(w, m->binding, ops->tick(m->policy, now_ms));
+        lars_shm_worker_module_touched(w->shm, m);
     }
     m->ticked_ms = now_ms;
 }
@@ -417,6 +420,7 @@ static void drop_module(struct lars_worker *w, struct lars_module *m)
     active_unlink(w, m);
     lars_module_wheel_cancel(&w->wheel, m);
     count_module(w, m, false);
+    lars_shm_worker_module_dropped(w->shm, m);
     struct lars_want_msg *forget =
         (struct lars_want_msg *)lars_msg_alloc(LARS_MSG_FORGET, sizeof(*forget));
     if (forget) { /* else the transport keeps refreshing it: harmless, bounded */
@@ -683,37 +687,56 @@ static void answer_get_route(struct lars_worker *w, const Lars__GetRouteRequest 
     free(ptrs);
 }
 
-static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, uint64_t now_ms)
+/* One report (UDP or shared memory): the node of modid/cmdid at addr
+ * (NULL: unusable address). Returns the module when the policy changed the
+ * node's overloaded flag. */
+static struct lars_module *report_node(struct lars_worker *w, int32_t modid, int32_t cmdid,
+                                       const struct lars_node_addr *addr, int retcode,
+                                       uint32_t cost_us, uint64_t now_ms)
 {
     LARS_STAT_INC(w->stats.reports);
-    struct lars_module *m = lars_route_table_find(&w->routes, req->modid, req->cmdid);
+    struct lars_module *m = lars_route_table_find(&w->routes, modid, cmdid);
     struct lars_node *node = NULL;
     if (m) {
         mark_asked(w, m, now_ms);
     }
-    if (m && m->state == LARS_MODULE_READY && req->host && req->host->port >= 0 &&
-        req->host->port <= 65535 && (req->host->ip6.len == 0 || req->host->ip6.len == 16)) {
-        struct lars_node_addr addr = {.family = AF_INET,
-                                      .port = (uint16_t)req->host->port,
-                                      .ip = lars_wire_ip_from_wire(req->host->ip)};
+    if (m && m->state == LARS_MODULE_READY && addr) {
+        node = lars_module_find_node(m, addr);
+    }
+    if (!node) {
+        LARS_STAT_INC(w->stats.reports_unknown);
+        return NULL;
+    }
+    if (retcode == 0) {
+        node->real_succ++;
+    } else {
+        node->real_err++;
+    }
+    bool was = node->overloaded;
+    IN_PLUGIN(w, m->binding, m->binding->ops->report(m->policy, node, retcode, cost_us, now_ms));
+    return node->overloaded != was ? m : NULL;
+}
+
+static void take_report(struct lars_worker *w, const Lars__ReportRequest *req, uint64_t now_ms)
+{
+    struct lars_node_addr addr;
+    bool usable = req->host && req->host->port >= 0 && req->host->port <= 65535 &&
+                  (req->host->ip6.len == 0 || req->host->ip6.len == 16);
+    if (usable) {
+        addr = (struct lars_node_addr){.family = AF_INET,
+                                       .port = (uint16_t)req->host->port,
+                                       .ip = lars_wire_ip_from_wire(req->host->ip)};
         if (req->host->ip6.len == 16) {
             addr.family = AF_INET6;
             addr.ip = 0;
             memcpy(addr.ip6, req->host->ip6.data, sizeof(addr.ip6));
         }
-        node = lars_module_find_node(m, &addr);
     }
-    if (!node) {
-        LARS_STAT_INC(w->stats.reports_unknown);
-        return;
+    struct lars_module *changed = report_node(w, req->modid, req->cmdid, usable ? &addr : NULL,
+                                              req->retcode, req->cost_us, now_ms);
+    if (changed) {
+        lars_shm_worker_module_changed(w->shm, changed, false);
     }
-    if (req->retcode == 0) {
-        node->real_succ++;
-    } else {
-        node->real_err++;
-    }
-    IN_PLUGIN(w, m->binding,
-              m->binding->ops->report(m->policy, node, req->retcode, req->cost_us, now_ms));
 }
 
 static void count_malformed(struct lars_worker *w, enum lars_wire_status status, size_t len,
@@ -963,6 +986,7 @@ static bool apply_route(struct lars_worker *w, struct lars_route_msg *msg, uint6
     LARS_DEBUG(w->name, "module %d/%d: %zu nodes", msg->modid, msg->cmdid, m->n_nodes);
     m->stale = false;  /* the dns side has answered */
     mark_active(w, m); /* gauges, and its next refresh */
+    lars_shm_worker_module_routed(w->shm, m);
     if (w->env->route_cache && cacheable) {
         lars_route_cache_post(w->env->route_cache, msg);
         return true;
@@ -1297,6 +1321,8 @@ static void commit_module(struct lars_module *m, void *arg)
         LARS_ERROR(w->name, "module %d/%d: new policy instance: %s%s", m->modid, m->cmdid,
                    strerror(-rc), m->state == LARS_MODULE_PENDING ? " (pulled again)" : "");
     }
+    /* Picks made by the old instance are stale. */
+    lars_shm_worker_module_changed(w->shm, m, true);
     /* The new dns transport knows nothing yet: ask it for every module, so
      * pulls in flight are re-issued and pushes are subscribed again. */
     request_pull(w, m, ctx->now_ms);
@@ -1494,6 +1520,7 @@ static void apply_probe(struct lars_worker *w, const struct lars_probed_msg *msg
     const struct lars_policy_ops *ops = m->binding->ops;
     if (node && node->overloaded && LARS_HAS_MEMBER(ops, node_probed)) {
         IN_PLUGIN(w, m->binding, ops->node_probed(m->policy, node, msg->healthy, now_ms));
+        lars_shm_worker_module_touched(w->shm, m);
         mark_active(w, m);
     }
 }
@@ -1515,6 +1542,12 @@ static void on_message(void *arg, struct lars_queue_item *item)
         break;
     case LARS_MSG_PROBED:
         apply_probe(w, (const struct lars_probed_msg *)msg, now_ms);
+        break;
+    case LARS_MSG_SHM_ATTACH: /* the message's reference goes to the worker */
+        lars_shm_worker_attach(w->shm, ((struct lars_shm_msg *)msg)->segment);
+        break;
+    case LARS_MSG_SHM_DETACH:
+        lars_shm_worker_detach(w->shm, ((struct lars_shm_msg *)msg)->segment);
         break;
     case LARS_MSG_FORWARD: {
         struct lars_forward_msg *f = (struct lars_forward_msg *)msg;
@@ -1539,8 +1572,79 @@ static void on_stop(void *arg)
 {
     struct lars_worker *w = arg;
     lars_watch_enter(&w->watch, lars_clock_ms());
+    lars_shm_worker_drain_all(w->shm); /* reports already written count */
     flush_and_tick(w, 1);
     lars_watch_leave(&w->watch);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The shared-memory fast path (shm_worker.h) picks and reports as UDP does. */
+
+static struct lars_module *shm_module_for(void *ctx, int32_t modid, int32_t cmdid, uint64_t now_ms)
+{
+    return module_for_request(ctx, modid, cmdid, now_ms);
+}
+
+static enum lars_retcode shm_pick(void *ctx, struct lars_module *m, uint64_t now_ms,
+                                  struct lars_node **node)
+{
+    return policy_pick(ctx, m, 0, now_ms, node);
+}
+
+static void shm_asked(void *ctx, struct lars_module *m, uint64_t now_ms)
+{
+    mark_asked(ctx, m, now_ms);
+}
+
+static struct lars_module *shm_report(void *ctx, int32_t modid, int32_t cmdid,
+                                      const struct lars_node_addr *addr, int retcode,
+                                      uint32_t cost_us, uint64_t now_ms)
+{
+    return report_node(ctx, modid, cmdid, addr, retcode, cost_us, now_ms);
+}
+
+static size_t shm_encode_route(void *ctx, const struct lars_module *m, uint8_t *buf, size_t cap)
+{
+    (void)ctx;
+    Lars__GetRouteResponse rsp = LARS__GET_ROUTE_RESPONSE__INIT;
+    rsp.modid = m->modid;
+    rsp.cmdid = m->cmdid;
+    /* A route change, not a request: allocating here is fine. */
+    Lars__HostInfo *hosts = calloc(m->n_nodes ? m->n_nodes : 1, sizeof(*hosts));
+    Lars__HostInfo **ptrs = calloc(m->n_nodes ? m->n_nodes : 1, sizeof(*ptrs));
+    size_t len = 0;
+    if (hosts && ptrs) {
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            host_info_of(m->nodes[i], LARS_WIRE_CAP_IP6, true, &hosts[i]);
+            ptrs[i] = &hosts[i];
+        }
+        rsp.host = ptrs;
+        rsp.n_host = m->n_nodes;
+        len = protobuf_c_message_get_packed_size(&rsp.base);
+        len = len <= cap ? protobuf_c_message_pack(&rsp.base, buf) : 0;
+    }
+    free(hosts);
+    free(ptrs);
+    return len;
+}
+
+static const struct lars_shm_worker_ops shm_ops = {
+    .module_for = shm_module_for,
+    .pick = shm_pick,
+    .asked = shm_asked,
+    .report = shm_report,
+    .encode_route = shm_encode_route,
+};
+
+/* Queue items freed unhandled (the worker stopped): an attach holds a
+ * reference on its segment. */
+static void free_item(struct lars_queue_item *item)
+{
+    struct lars_msg *msg = (struct lars_msg *)item;
+    if (msg->type == LARS_MSG_SHM_ATTACH) {
+        lars_shm_segment_unref(((struct lars_shm_msg *)msg)->segment);
+    }
+    lars_msg_free(item);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1603,7 +1707,7 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     static const struct lars_loop_thread_ops ops = {
         .handle = on_message,
         .on_stop = on_stop,
-        .free_item = lars_msg_free,
+        .free_item = free_item,
     };
     w->loop = lars_loop_thread_create(thread_name, &ops, w);
     w->rx_buf = malloc((size_t)BATCH * LARS_WIRE_MAX_DATAGRAM);
@@ -1616,6 +1720,11 @@ struct lars_worker *lars_worker_create(unsigned index, const struct lars_worker_
     }
     w->base = lars_loop_thread_base(w->loop);
     w->queue = lars_loop_thread_queue(w->loop);
+    w->shm = lars_shm_worker_create(index, w->base, &w->watch, &w->stats, &shm_ops, w);
+    if (!w->shm) {
+        snprintf(err, err_len, "%s: out of memory", w->name);
+        goto fail;
+    }
     for (unsigned i = 0; i < BATCH; i++) {
         w->rx_iov[i].iov_base = w->rx_buf + (size_t)i * LARS_WIRE_MAX_DATAGRAM;
         w->rx_iov[i].iov_len = LARS_WIRE_MAX_DATAGRAM;
@@ -1803,6 +1912,7 @@ void lars_worker_destroy(struct lars_worker *worker)
     if (worker->tick_more_event) {
         event_free(worker->tick_more_event);
     }
+    lars_shm_worker_destroy(worker->shm);
     if (worker->pass) {
         free(worker->pass->ctx.out); /* a pass cut short by the stop */
     }

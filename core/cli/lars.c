@@ -588,7 +588,11 @@ int main(int argc, char **argv)
                 (unsigned)ctx.opts.base_port, (unsigned)ctx.opts.base_port + ctx.opts.workers - 1);
         return EXIT_USAGE;
     }
-    ctx.client = lars_client_create(&ctx.opts);
+    /* One call per process (simulate: a few thousand): a UDP round trip
+     * costs less than attaching a segment, and each answer is exactly the
+     * policy's next pick, with none made ahead for a process about to exit. */
+    ctx.opts.transport = LARS_TRANSPORT_UDP;
+    ctx.client = lars_client_create_ex(&ctx.opts, sizeof(ctx.opts));
     if (!ctx.client) {
         fprintf(stderr, "%s: cannot create the client for %s:%u: %s\n", prog, ctx.opts.agent_ip,
                 (unsigned)ctx.opts.base_port, strerror(errno));

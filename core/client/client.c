@@ -39,6 +39,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,7 @@
 #include <unistd.h>
 
 #include "client_private.h"
+#include "shm_path.h"
 #include "wire.h"
 
 #define DEFAULT_AGENT_IP "127.0.0.1"
@@ -63,6 +66,10 @@
 #define DRAIN_MAX 256
 /* Every request we send is tiny; this is plenty. */
 #define SEND_BUF_SIZE 128
+#define DEFAULT_SHM_DIR "/dev/shm"
+/* A client without the agent's segment (AUTO, or after an agent restart)
+ * tries to attach again at most this often. */
+#define SHM_RETRY_MS 200
 
 struct lars_client {
     int *fds; /* fds[i] is connected to agent_ip:base_port + i */
@@ -72,7 +79,28 @@ struct lars_client {
     uint8_t *rbuf;       /* LARS_WIRE_MAX_DATAGRAM bytes */
     char *cache_dir;     /* lars_client_set_cache_dir, NULL = no fallback */
     unsigned cache_turn; /* round robin over cached nodes */
+    int transport;       /* enum lars_transport, as asked */
+    uint16_t base_port;
+    char *shm_dir;
+    struct lars_shm_path *shm; /* NULL: UDP for now */
+    int64_t shm_retry_ms;      /* no attach before this (now_ms) */
+    unsigned fork_generation;  /* of the process that attached shm */
 };
+
+/* Counts fork()s (in the child): a client whose segment was attached in
+ * another generation lets go of it without touching it. */
+static _Atomic unsigned fork_generation;
+static pthread_once_t fork_watch_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&fork_generation, 1);
+}
+
+static void watch_forks(void)
+{
+    (void)pthread_atfork(NULL, NULL, on_fork_child);
+}
 
 LARS_API const char *lars_strerror(int status)
 {
@@ -166,13 +194,77 @@ LARS_API void lars_client_destroy(struct lars_client *client)
             }
         }
     }
+    lars_shm_path_close(client->shm);
     free(client->fds);
     free(client->rbuf);
     free(client->cache_dir);
+    free(client->shm_dir);
     free(client);
 }
 
+/* Attaches the agent's shared memory (when this client may use it and is
+ * due to try); the path, or NULL for UDP. */
+static struct lars_shm_path *shm_path(struct lars_client *c)
+{
+    if (c->transport == LARS_TRANSPORT_UDP) {
+        return NULL;
+    }
+    unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    if (c->shm && c->fork_generation == gen) {
+        return c->shm;
+    }
+    if (c->shm) { /* inherited across fork(): the parent's rings are not ours */
+        lars_shm_path_close(c->shm);
+        c->shm = NULL;
+        c->shm_retry_ms = 0;
+    }
+    int64_t now = now_ms();
+    if (now < c->shm_retry_ms) {
+        return NULL;
+    }
+    c->shm_retry_ms = now + SHM_RETRY_MS;
+    c->shm = lars_shm_path_open(c->shm_dir, c->base_port, c->workers, c->timeout_ms);
+    c->fork_generation = gen;
+    return c->shm;
+}
+
+/* The agent closed the segment (restart, stop): UDP until it is back. */
+static void shm_lost(struct lars_client *c)
+{
+    lars_shm_path_close(c->shm);
+    c->shm = NULL;
+    c->shm_retry_ms = now_ms() + SHM_RETRY_MS;
+}
+
+LARS_API int lars_client_transport(const struct lars_client *client)
+{
+    return client && client->shm ? LARS_TRANSPORT_SHM : LARS_TRANSPORT_UDP;
+}
+
 LARS_API struct lars_client *lars_client_create(const struct lars_client_options *opts)
+{
+    return lars_client_create_ex(opts, opts ? offsetof(struct lars_client_options, transport) : 0);
+}
+
+/* $LARS_TRANSPORT for a client that asked for the default: its transport,
+ * or -1 when it says something else. */
+static int transport_from_env(void)
+{
+    const char *env = getenv("LARS_TRANSPORT");
+    if (!env || !env[0] || strcmp(env, "auto") == 0) {
+        return LARS_TRANSPORT_AUTO;
+    }
+    if (strcmp(env, "udp") == 0) {
+        return LARS_TRANSPORT_UDP;
+    }
+    if (strcmp(env, "shm") == 0) {
+        return LARS_TRANSPORT_SHM;
+    }
+    return -1;
+}
+
+LARS_API struct lars_client *lars_client_create_ex(const struct lars_client_options *opts,
+                                                   size_t opts_size)
 {
     struct lars_client_options o = {0};
     struct lars_client *c = NULL;
@@ -180,7 +272,20 @@ LARS_API struct lars_client *lars_client_create(const struct lars_client_options
     int saved;
 
     if (opts) {
-        o = *opts;
+        /* Only what the caller's struct has: a program built against an
+         * older header passes a shorter one. */
+        memcpy(&o, opts, opts_size < sizeof(o) ? opts_size : sizeof(o));
+    }
+    if (o.transport == LARS_TRANSPORT_AUTO) {
+        o.transport = transport_from_env();
+    }
+    if (o.transport < LARS_TRANSPORT_AUTO || o.transport > LARS_TRANSPORT_SHM) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!o.shm_dir || !o.shm_dir[0]) {
+        const char *env = getenv("LARS_SHM_DIR");
+        o.shm_dir = env && env[0] ? env : DEFAULT_SHM_DIR;
     }
     if (!o.agent_ip || !o.agent_ip[0]) {
         o.agent_ip = DEFAULT_AGENT_IP;
@@ -209,6 +314,12 @@ LARS_API struct lars_client *lars_client_create(const struct lars_client_options
     }
     c->workers = o.workers;
     c->timeout_ms = o.timeout_ms;
+    c->transport = o.transport;
+    c->base_port = o.base_port;
+    c->shm_dir = strdup(o.shm_dir);
+    if (!c->shm_dir) {
+        goto fail;
+    }
     /* A random start keeps a fresh client from matching answers meant for
      * an earlier process that used the same ephemeral port. */
     c->seq = (uint32_t)getpid() * 2654435761u ^ (uint32_t)now_ms();
@@ -233,6 +344,12 @@ LARS_API struct lars_client *lars_client_create(const struct lars_client_options
         sa.sin_port = htons((uint16_t)(o.base_port + i));
         if (connect(c->fds[i], (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
             goto fail;
+        }
+    }
+    if (c->transport != LARS_TRANSPORT_UDP) {
+        pthread_once(&fork_watch_once, watch_forks);
+        if (!shm_path(c) && c->transport == LARS_TRANSPORT_SHM) {
+            goto fail; /* errno says why */
         }
     }
     return c;
@@ -387,13 +504,25 @@ static int status_of_retcode(int32_t retcode)
 }
 
 int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdid, uint64_t key,
-                         uint32_t caps, lars_client_fill_fn fill, void *host)
+                         const struct lars_client_abi *abi, void *host)
 {
     Lars__GetHostRequest req = LARS__GET_HOST_REQUEST__INIT;
     ProtobufCMessage *msg = NULL;
+    uint32_t caps = abi->caps;
+    lars_client_fill_fn fill = abi->fill;
 
     if (!client || !host) {
         return LARS_ERR_INVALID;
+    }
+    /* A keyed pick needs the key at pick time: not from a pre-filled ring. */
+    struct lars_shm_path *shm = abi->shm && key == 0 ? shm_path(client) : NULL;
+    if (shm) {
+        int rc = lars_shm_path_get_host(shm, modid, cmdid, abi, host);
+        if (rc == LARS_SHM_DEAD) {
+            shm_lost(client);
+        } else if (rc != LARS_SHM_USE_UDP) {
+            return rc;
+        }
     }
     int64_t deadline = now_ms() + client->timeout_ms;
     unsigned idx = port_index(client, modid, cmdid);
@@ -435,12 +564,22 @@ int lars_client_ask_host(struct lars_client *client, int32_t modid, int32_t cmdi
 }
 
 int lars_client_send_report(struct lars_client *client, int32_t modid, int32_t cmdid,
-                            const Lars__HostInfo *hi, int retcode, uint32_t cost_us)
+                            const struct lars_client_abi *abi, const Lars__HostInfo *hi,
+                            int retcode, uint32_t cost_us)
 {
     Lars__ReportRequest req = LARS__REPORT_REQUEST__INIT;
 
     if (!client || !hi) {
         return LARS_ERR_INVALID;
+    }
+    struct lars_shm_path *shm = abi->shm ? shm_path(client) : NULL;
+    if (shm) {
+        int rc = lars_shm_path_report(shm, modid, cmdid, hi, retcode, cost_us);
+        if (rc == LARS_SHM_DEAD) {
+            shm_lost(client);
+        } else if (rc != LARS_SHM_USE_UDP) {
+            return rc;
+        }
     }
     req.modid = modid;
     req.cmdid = cmdid;
@@ -506,14 +645,22 @@ static int get_route_until(struct lars_client *client, int32_t modid, int32_t cm
     return rc;
 }
 
-int lars_client_ask_route(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps,
-                          lars_client_fill_fn fill, void *hosts, size_t max, size_t *count)
+int lars_client_ask_route(struct lars_client *client, int32_t modid, int32_t cmdid,
+                          const struct lars_client_abi *abi, void *hosts, size_t max, size_t *count)
 {
     if (!client || !count || (!hosts && max > 0)) {
         return LARS_ERR_INVALID;
     }
     *count = 0;
-    return get_route_until(client, modid, cmdid, caps, fill, hosts, max, count,
+    struct lars_shm_path *shm = abi->shm ? shm_path(client) : NULL;
+    if (shm) {
+        int rc = lars_shm_path_get_route(shm, modid, cmdid, abi, hosts, max, count);
+        if (rc != LARS_SHM_USE_UDP) {
+            return rc;
+        }
+        *count = 0;
+    }
+    return get_route_until(client, modid, cmdid, abi->caps, abi->fill, hosts, max, count,
                            now_ms() + client->timeout_ms);
 }
 
@@ -526,10 +673,17 @@ static void sleep_until(int64_t until_ms)
     }
 }
 
-int lars_client_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid, uint32_t caps)
+int lars_client_reg_init(struct lars_client *client, int32_t modid, int32_t cmdid,
+                         const struct lars_client_abi *abi)
 {
+    uint32_t caps = abi->caps;
+
     if (!client) {
         return LARS_ERR_INVALID;
+    }
+    struct lars_shm_path *shm = abi->shm ? shm_path(client) : NULL;
+    if (shm) {
+        lars_shm_path_want(shm, modid, cmdid); /* served by the first get_host */
     }
     /* The first ask makes the agent pull the route from dns; the answer
      * arrives some milliseconds later, so ask again until it is there. Each

@@ -10,6 +10,7 @@
 #include <lars/client.h>
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,10 +66,20 @@ static int fill_host(void *hosts, size_t i, const Lars__HostInfo *hi)
     return LARS_OK;
 }
 
+/* Every call asks with IPv6 caps; get_host answers carry no tags, so the
+ * shared-memory path copies a host up to them. */
+static const struct lars_client_abi abi = {
+    .caps = LARS_CAP_IP6,
+    .fill = fill_host,
+    .host_size = sizeof(struct lars_host),
+    .host_hot = offsetof(struct lars_host, tags),
+    .shm = 1,
+};
+
 LARS_API int lars_get_host_key(struct lars_client *client, int32_t modid, int32_t cmdid,
                                uint64_t key, struct lars_host *host)
 {
-    return lars_client_ask_host(client, modid, cmdid, key, LARS_CAP_IP6, fill_host, host);
+    return lars_client_ask_host(client, modid, cmdid, key, &abi, host);
 }
 
 /* A report's HostInfo: identity is (ip, port) or (ip6, port), ip then 0 as
@@ -87,7 +98,7 @@ static int to_wire(const struct lars_host *host, Lars__HostInfo *hi)
     return LARS_OK;
 }
 
-LARS_CLIENT_ENTRY_POINTS(LARS_CAP_IP6, fill_host, to_wire)
+LARS_CLIENT_ENTRY_POINTS(abi, to_wire)
 
 LARS_API int lars_host_format(const struct lars_host *host, char *buf, size_t len)
 {

@@ -43,5 +43,14 @@ static int to_wire(const struct lars_host *host, Lars__HostInfo *hi)
     return LARS_OK;
 }
 
-/* Asked without caps: the original answers (DESIGN §3.1). */
-LARS_CLIENT_ENTRY_POINTS(0u, fill_host, to_wire)
+/* Asked without caps: the original answers (DESIGN §3.1). Over UDP only:
+ * the shared-memory path is liblars.so.1's. */
+static const struct lars_client_abi abi = {
+    .caps = 0u,
+    .fill = fill_host,
+    .host_size = sizeof(struct lars_host),
+    .host_hot = sizeof(struct lars_host),
+    .shm = 0,
+};
+
+LARS_CLIENT_ENTRY_POINTS(abi, to_wire)

@@ -78,6 +78,20 @@ void *lars_shm_ring_reserve(struct lars_shm_ring *ring)
     return entry(ring, ring->tail);
 }
 
+size_t lars_shm_ring_unread(struct lars_shm_ring *ring)
+{
+    if (ring->broken) {
+        return 0;
+    }
+    uint64_t head = atomic_load_explicit(position(ring, HEAD_OFFSET), memory_order_acquire);
+    if (!plausible(ring, head, ring->tail) || head < ring->head) {
+        ring->broken = true;
+        return 0;
+    }
+    ring->head = head;
+    return (size_t)(ring->tail - head);
+}
+
 void lars_shm_ring_publish(struct lars_shm_ring *ring)
 {
     if (ring->broken || ring->tail - ring->head >= ring->capacity) {

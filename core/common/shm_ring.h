@@ -73,6 +73,11 @@ void lars_shm_ring_publish(struct lars_shm_ring *ring);
  * empty or broken). */
 size_t lars_shm_ring_take(struct lars_shm_ring *ring, void *out, size_t max);
 
+/* Producer: entries published and not taken yet, re-reading the
+ * consumer's position (checked: an impossible one breaks the ring, then
+ * 0). */
+size_t lars_shm_ring_unread(struct lars_shm_ring *ring);
+
 /* Entries published and not taken, as this side sees them now (either
  * side; 0 when broken). */
 size_t lars_shm_ring_pending(struct lars_shm_ring *ring);

@@ -1,6 +1,8 @@
 /*
  * lars/client.h - liblars, the client library business code uses to talk to
- * the local lars-agent over UDP.
+ * the local lars-agent: through shared memory when the agent offers it
+ * (no syscall per call; docs/shm.md), else over UDP. Nothing in business
+ * code decides which: the same calls work on both.
  *
  * Usage:
  *     struct lars_client *c = lars_client_create(NULL);     // defaults
@@ -17,6 +19,11 @@
  *
  * Threads: a client is not shared between threads; create one per thread.
  * Different clients are independent.
+ *
+ * fork(): a client attached through shared memory notices in the child
+ * (its first call there) that it was inherited; it lets go of the parent's
+ * segment without touching it and attaches one of its own (AUTO and SHM),
+ * using UDP meanwhile. Creating clients after fork() is still simplest.
  *
  * ABI: this header is liblars.so.1. struct lars_host grew (IPv6, weight,
  * zone, tags, draining), and callers allocate it (one, or arrays for
@@ -68,11 +75,33 @@ enum lars_client_status {
 /* A short English description of a status, e.g. for error messages. */
 const char *lars_strerror(int status);
 
+/* How a client reaches the agent (struct lars_client_options.transport). */
+enum lars_transport {
+    /* Shared memory when the agent offers it (agent.shm) and this process
+     * may use it (agent.shm_group), else UDP; attached at create and, after
+     * an agent restart, again (at most once a second) while calls go over
+     * UDP. The default; $LARS_TRANSPORT = "udp" | "shm" | "auto" overrides
+     * it for clients that leave it 0. */
+    LARS_TRANSPORT_AUTO = 0,
+    LARS_TRANSPORT_UDP = 1, /* UDP only, as liblars before 1.2 */
+    /* Shared memory or nothing: lars_client_create fails (NULL, errno
+     * ENOENT / ECONNREFUSED: no agent offers it, EACCES: not permitted,
+     * EUSERS: agent.shm_max_clients reached, EXDEV: workers differ) when it
+     * cannot attach. Later, calls it cannot serve (a module not ready yet)
+     * and calls while the agent restarts still go over UDP. */
+    LARS_TRANSPORT_SHM = 2,
+};
+
 struct lars_client_options {
     const char *agent_ip; /* IPv4 of the agent, default "127.0.0.1" */
     uint16_t base_port;   /* the agent's udp_base_port, default 8888 */
     unsigned workers;     /* the agent's worker count, default 3 */
     unsigned timeout_ms;  /* per call, default 500 */
+    /* Since liblars 1.2; read only by lars_client_create_ex, which is told
+     * the struct's size (lars_client_create reads the four fields above,
+     * as programs built before 1.2 pass them): */
+    int transport;       /* enum lars_transport, default LARS_TRANSPORT_AUTO */
+    const char *shm_dir; /* the agent's agent.shm_dir, default $LARS_SHM_DIR or "/dev/shm" */
 };
 
 /* Capability bits liblars sends with every request (GetHostRequest.caps,
@@ -108,8 +137,17 @@ struct lars_host {
 };
 
 /* Creates a client; opts may be NULL (all defaults), any zero field takes its
- * default. Returns NULL on failure (errno set). */
+ * default. Returns NULL on failure (errno set). Reads agent_ip, base_port,
+ * workers and timeout_ms; the transport is the default (AUTO). */
 struct lars_client *lars_client_create(const struct lars_client_options *opts);
+
+/* lars_client_create reading every field of opts that fits opts_size:
+ * pass sizeof(struct lars_client_options). */
+struct lars_client *lars_client_create_ex(const struct lars_client_options *opts, size_t opts_size);
+
+/* The transport a client uses now: LARS_TRANSPORT_SHM or LARS_TRANSPORT_UDP
+ * (an AUTO client without the agent's segment). */
+int lars_client_transport(const struct lars_client *client);
 
 /*
  * Falls back to the agent's route cache (its agent.cache_dir, e.g.

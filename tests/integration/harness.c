@@ -656,13 +656,20 @@ unsigned it_count_lines(const char *text, const char *needle)
 
 struct lars_client *it_client(const struct it_agent *a, unsigned workers, unsigned timeout_ms)
 {
+    return it_client_transport(a, workers, timeout_ms, LARS_TRANSPORT_UDP);
+}
+
+struct lars_client *it_client_transport(const struct it_agent *a, unsigned workers,
+                                        unsigned timeout_ms, int transport)
+{
     struct lars_client_options o = {
         .agent_ip = "127.0.0.1",
         .base_port = a->base_port,
         .workers = workers ? workers : a->workers,
         .timeout_ms = it_timeout(timeout_ms ? timeout_ms : 1000),
+        .transport = transport,
     };
-    return lars_client_create(&o);
+    return lars_client_create_ex(&o, sizeof(o));
 }
 
 int it_wait_route(struct lars_client *c, int32_t modid, int32_t cmdid, size_t want,

@@ -97,8 +97,13 @@ char *it_agent_stdout(const struct it_agent *a);
 /* Polls the agent's stderr until it contains needle; 1 found, 0 timeout. */
 int it_agent_wait_log(const struct it_agent *a, const char *needle, unsigned timeout_ms);
 
-/* A liblars client for the agent; workers 0 = the agent's. */
+/* A liblars client for the agent over UDP (the wire protocol these tests
+ * pin down; test_shm.c covers the shared-memory transport); workers 0 =
+ * the agent's. */
 struct lars_client *it_client(const struct it_agent *a, unsigned workers, unsigned timeout_ms);
+/* The same with a transport (enum lars_transport). */
+struct lars_client *it_client_transport(const struct it_agent *a, unsigned workers,
+                                        unsigned timeout_ms, int transport);
 /* Polls get_route until the module has want hosts (bounded). Returns the last
  * status (LARS_OK when reached). */
 int it_wait_route(struct lars_client *c, int32_t modid, int32_t cmdid, size_t want,

@@ -208,8 +208,8 @@ static void test_metrics_text(void **state)
     }
     assert_int_equal(n_types, n_helps);
     /* 37 before the snapshot, + route_entries_refused, panic, held, confirmed, worker stalls
-     * (3), routes_stale, route_cache, route_age, health (3) */
-    assert_int_equal(n_types, 50);
+     * (3), routes_stale, route_cache, route_age, health (3), shm (5) */
+    assert_int_equal(n_types, 55);
     free(types);
     free(helps);
     lars_text_free(&t);
