@@ -25,11 +25,13 @@
 /* Reports taken from one client's ring per pass: a client flooding its
  * ring cannot hold the others' picks back for long. */
 #define REPORTS_PER_PASS 256
-/* A ring is filled to twice what its client took since the last fill, at
- * least this many: a client that calls rarely (or once, as `lars
- * get-host`) makes the policy pick ahead for almost nothing, so few picks
- * are lost to it when the client goes or the module changes. */
+/* A ring is filled with what its client takes in FILL_HORIZON_NS at the
+ * rate it took picks since the last fill, at least MIN_FILL: a client that
+ * calls rarely (or once, as a one-shot tool) makes the policy pick ahead
+ * for almost nothing, so few picks are lost when it goes or the module
+ * changes; a busy one gets the whole ring. */
 #define MIN_FILL 2
+#define FILL_HORIZON_NS 1000000
 /* After the last pass that found work, passes go on this long before the
  * worker sleeps on the eventfds: a steady client never has to write one. */
 #define LINGER_NS 200000
@@ -46,6 +48,7 @@ struct lars_shm_sub {
     struct lars_shm_sub *prev;
     struct lars_shm_ring picks; /* we produce */
     uint64_t head_at_fill;      /* the client's position at our last fill */
+    uint64_t fill_ns;           /* when that was */
     uint32_t status;            /* what we published last */
     uint32_t route_seq;         /* our copy of the seqlock */
 };
@@ -246,11 +249,17 @@ static size_t refill(struct lars_shm_worker *sw, struct lars_shm_sub *sub, uint6
     }
     size_t unread = lars_shm_ring_unread(&sub->picks);
     uint64_t taken = sub->picks.head - sub->head_at_fill;
+    uint64_t now = now_ns();
+    uint64_t elapsed = now - sub->fill_ns;
     sub->head_at_fill = sub->picks.head;
-    size_t target = taken * 2 < MIN_FILL ? MIN_FILL : (size_t)taken * 2;
-    if (target > LARS_SHM_PICK_CAPACITY) {
-        target = LARS_SHM_PICK_CAPACITY;
+    sub->fill_ns = now;
+    if (elapsed < 1000) {
+        elapsed = 1000; /* back to back: a rate from 1 us is plenty */
     }
+    double want = (double)taken * FILL_HORIZON_NS / (double)elapsed;
+    size_t target = want > LARS_SHM_PICK_CAPACITY ? LARS_SHM_PICK_CAPACITY
+                    : want < MIN_FILL             ? MIN_FILL
+                                                  : (size_t)want;
     if (sub->picks.broken || unread >= target) {
         return 0; /* enough (or broken): nothing to do */
     }
@@ -330,6 +339,8 @@ static bool serve_wants(struct lars_shm_worker *sw, struct shm_client *c, uint64
         } else {
             refill(sw, sub, now_ms);
         }
+        /* Answered, even with nothing to add: the client may ask again. */
+        atomic_fetch_add_explicit(&c->slots[i].served, 1, memory_order_release);
     }
     return true;
 }
@@ -372,6 +383,18 @@ static size_t drain(struct lars_shm_worker *sw, struct shm_client *c, uint64_t n
     return n;
 }
 
+/* Everything the client's report ring holds (a full ring at most): its
+ * last reports count when it leaves or the agent stops. */
+static void drain_client(struct lars_shm_worker *sw, struct shm_client *c)
+{
+    uint64_t now_ms = lars_clock_ms();
+    for (unsigned round = 0; round < LARS_SHM_REPORT_CAPACITY / REPORTS_PER_PASS + 1; round++) {
+        if (drain(sw, c, now_ms) == 0) {
+            break;
+        }
+    }
+}
+
 static bool pass(struct lars_shm_worker *sw)
 {
     uint64_t now_ms = lars_clock_ms();
@@ -405,6 +428,16 @@ static void set_sleeping(struct lars_shm_worker *sw, uint32_t value)
     }
 }
 
+/* One more pass on the loop's next turn. A zero timeout, not
+ * event_active: libevent runs events activated from a callback before it
+ * polls again, so a pass that re-activates itself would starve the
+ * worker's UDP socket for as long as shm clients keep it busy. */
+static void again(struct lars_shm_worker *sw)
+{
+    static const struct timeval next_turn = {0, 0};
+    evtimer_add(sw->more, &next_turn);
+}
+
 /* Starts a busy spell: passes on every loop turn. */
 static void wake_up(struct lars_shm_worker *sw)
 {
@@ -414,7 +447,7 @@ static void wake_up(struct lars_shm_worker *sw)
     }
     sw->awake = true;
     set_sleeping(sw, 0);
-    event_active(sw->more, EV_TIMEOUT, 0);
+    again(sw);
 }
 
 /* Tells every client to write our eventfd from now on, then looks once
@@ -437,14 +470,14 @@ static void on_more(evutil_socket_t fd, short events, void *arg)
     lars_watch_enter(sw->watch, lars_clock_ms());
     if (pass(sw)) {
         sw->idle_since_ns = 0;
-        event_active(sw->more, EV_TIMEOUT, 0);
+        again(sw);
     } else {
         uint64_t now = now_ns();
         if (!sw->idle_since_ns) {
             sw->idle_since_ns = now;
         }
         if (now - sw->idle_since_ns < LINGER_NS) {
-            event_active(sw->more, EV_TIMEOUT, 0);
+            again(sw);
         } else {
             go_to_sleep(sw);
         }
@@ -481,7 +514,7 @@ struct lars_shm_worker *lars_shm_worker_create(unsigned index, struct event_base
     sw->stats = stats;
     sw->ops = ops;
     sw->ctx = ctx;
-    sw->more = event_new(base, -1, 0, on_more, sw);
+    sw->more = evtimer_new(base, on_more, sw);
     if (!sw->more) {
         free(sw);
         return NULL;
@@ -567,6 +600,7 @@ void lars_shm_worker_detach(struct lars_shm_worker *sw, struct lars_shm_segment 
             c->next->prev = c->prev;
         }
         sw->n_clients--;
+        drain_client(sw, c); /* what it reported before it closed */
         free_client(sw, c, true);
         return;
     }
@@ -637,13 +671,8 @@ void lars_shm_worker_drain_all(struct lars_shm_worker *sw)
     if (!sw) {
         return;
     }
-    uint64_t now_ms = lars_clock_ms();
     for (struct shm_client *c = sw->clients; c; c = c->next) {
-        for (unsigned round = 0; round < LARS_SHM_REPORT_CAPACITY / REPORTS_PER_PASS + 1; round++) {
-            if (drain(sw, c, now_ms) == 0) {
-                break;
-            }
-        }
+        drain_client(sw, c);
     }
 }
 

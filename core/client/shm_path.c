@@ -38,9 +38,13 @@
 /* Picks copied out of the ring at a time: one shared cache line write per
  * batch instead of per call. */
 #define PICK_BATCH 32
-/* An empty pick ring is waited for this long (the worker refills within
- * microseconds when it runs) before the call goes over UDP. */
-#define EMPTY_WAIT_NS 2000000
+/* An empty pick ring is spun on this long (the worker refills within
+ * microseconds when it runs), then waited for in short sleeps (a busy
+ * machine may need our CPU to run the worker) up to EMPTY_WAIT_NS, after
+ * which the call goes over UDP. */
+#define EMPTY_SPIN_NS 50000
+#define EMPTY_WAIT_NS 5000000
+#define EMPTY_NAP_NS 20000
 /* Stale picks skipped in one call at most before it goes over UDP. */
 #define MAX_SKIPS (2 * LARS_SHM_PICK_CAPACITY)
 #define LOOKUP_SIZE 128 /* open addressing over at most 64 slots */
@@ -59,7 +63,7 @@ struct slot_view {
     size_t n_hosts;
     const struct lars_client_abi *hosts_abi;
     bool refill_asked;
-    uint64_t asked_tail; /* ring tail when we asked: more published = answered */
+    uint32_t asked_served; /* the slot's served when we asked: changed = answered */
     struct lars_shm_pick batch[PICK_BATCH];
     unsigned batch_n;
     unsigned batch_pos;
@@ -244,7 +248,15 @@ struct lars_shm_path *lars_shm_path_open(const char *dir, uint16_t base_port, un
             &p->reports[i], p->mem + p->geo.reports + i * p->geo.report_stride,
             p->geo.report_stride, LARS_SHM_REPORT_CAPACITY, sizeof(struct lars_shm_report), true);
     }
-    if (send_hello(p) < 0 || take_welcome(p, timeout_ms) < 0) {
+    if (send_hello(p) < 0) {
+        saved = errno;
+        /* An agent at its client cap answers before the hello and closes. */
+        if (take_welcome(p, 0) < 0 && (errno == EUSERS || errno == EXDEV)) {
+            saved = errno;
+        }
+        goto fail;
+    }
+    if (take_welcome(p, timeout_ms) < 0) {
         saved = errno;
         goto fail;
     }
@@ -451,15 +463,17 @@ static bool next_pick(struct lars_shm_path *p, unsigned slot, struct slot_view *
         return true;
     }
     uint64_t deadline = 0;
+    uint64_t spin_until = 0;
     for (;;) {
         size_t n = lars_shm_ring_take(&v->picks, v->batch, PICK_BATCH);
-        if (v->refill_asked && v->picks.tail != v->asked_tail) {
-            v->refill_asked = false; /* the worker answered */
+        if (v->refill_asked &&
+            atomic_load_explicit(&p->slots[slot].served, memory_order_acquire) != v->asked_served) {
+            v->refill_asked = false; /* the worker answered (filled, or saw enough) */
         }
         size_t left = (size_t)(v->picks.tail - v->picks.head);
         if (left < LARS_SHM_PICK_LOW && !v->refill_asked) {
             v->refill_asked = true;
-            v->asked_tail = v->picks.tail;
+            v->asked_served = atomic_load_explicit(&p->slots[slot].served, memory_order_relaxed);
             want(p, slot);
         }
         if (n > 0) {
@@ -474,9 +488,13 @@ static bool next_pick(struct lars_shm_path *p, unsigned slot, struct slot_view *
         uint64_t now = now_ns();
         if (!deadline) {
             deadline = now + EMPTY_WAIT_NS;
+            spin_until = now + EMPTY_SPIN_NS;
         } else if (now >= deadline) {
             *dead = lars_shm_path_dead(p); /* a worker that never answers: is the agent there? */
             return false;
+        } else if (now >= spin_until) {
+            struct timespec nap = {0, EMPTY_NAP_NS};
+            nanosleep(&nap, NULL);
         }
     }
 }

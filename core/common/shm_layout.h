@@ -86,7 +86,8 @@ struct lars_shm_slot {
     _Atomic uint32_t epoch;     /* worker: picks of another epoch are stale */
     _Atomic uint32_t route_seq; /* worker: odd while the route blob is written */
     _Atomic uint32_t route_len; /* worker: bytes of the route blob */
-    uint8_t pad[40];
+    _Atomic uint32_t served;    /* worker: +1 each time it handled the slot's want */
+    uint8_t pad[36];
 };
 
 /* One pick, worker -> client. retcode: LARS_RET_SUCC with index into the

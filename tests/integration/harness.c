@@ -162,9 +162,23 @@ static void remove_tree(const char *dir)
     }
 }
 
+/* An agent killed outright cannot remove its fast-path socket: removed
+ * here while the port is still ours (/dev/shm, the default agent.shm_dir;
+ * a test's own dir goes with it). */
+static void forget_shm_socket(const struct it_agent *a)
+{
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof(path), "/dev/shm/lars-agent-%u.sock", (unsigned)a->base_port);
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(path);
+    }
+}
+
 static void kill_and_reap(struct it_agent *a)
 {
     if (a->pid > 0) {
+        forget_shm_socket(a);
         kill(a->pid, SIGKILL);
         waitpid(a->pid, &a->wait_status, 0);
         a->pid = 0;
@@ -491,6 +505,9 @@ int it_agent_stop(struct it_agent *a, int sig, unsigned timeout_ms)
 {
     if (a->pid <= 0) {
         return exit_code_of(a->wait_status);
+    }
+    if (sig == SIGKILL) {
+        forget_shm_socket(a);
     }
     kill(a->pid, sig);
     if (it_agent_wait(a, timeout_ms) < 0) {
