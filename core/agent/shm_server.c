@@ -335,7 +335,9 @@ static void on_accept(evutil_socket_t fd, short events, void *arg)
         server->n_conns++;
         if (!c->ev || event_add(c->ev, NULL) < 0) {
             close_conn(c);
+            continue;
         }
+        send_welcome(cfd, LARS_SHM_WELCOME_READY, server->n_workers, 0);
     }
 }
 

@@ -39,12 +39,13 @@
  * batch instead of per call. */
 #define PICK_BATCH 32
 /* An empty pick ring is spun on this long (the worker refills within
- * microseconds when it runs), then waited for in short sleeps (a busy
- * machine may need our CPU to run the worker) up to EMPTY_WAIT_NS, after
- * which the call goes over UDP. */
+ * microseconds when it runs), then waited for in naps (a busy machine may
+ * need our CPU to run the worker), the agent's socket looked at now and
+ * then; see next_pick for how long. */
 #define EMPTY_SPIN_NS 50000
-#define EMPTY_WAIT_NS 5000000
 #define EMPTY_NAP_NS 20000
+#define DEAD_CHECK_NS 10000000
+#define MIN_WAIT_NS 5000000
 /* Stale picks skipped in one call at most before it goes over UDP. */
 #define MAX_SKIPS (2 * LARS_SHM_PICK_CAPACITY)
 #define LOOKUP_SIZE 128 /* open addressing over at most 64 slots */
@@ -63,6 +64,7 @@ struct slot_view {
     size_t n_hosts;
     const struct lars_client_abi *hosts_abi;
     bool refill_asked;
+    bool asked_empty;      /* the ring was empty when we asked */
     uint32_t asked_served; /* the slot's served when we asked: changed = answered */
     struct lars_shm_pick batch[PICK_BATCH];
     unsigned batch_n;
@@ -84,6 +86,7 @@ struct lars_shm_path {
     int8_t lookup[LOOKUP_SIZE]; /* slot index + 1, 0 = empty */
     int last;                   /* the slot of the last call, -1 = none */
     uint8_t *route_buf;         /* LARS_SHM_ROUTE_BYTES, for copies of a route blob */
+    uint64_t wait_ns;           /* an empty ring is waited for this long at most */
 };
 
 static uint64_t now_ns(void)
@@ -159,7 +162,9 @@ static int send_hello(struct lars_shm_path *p)
     return sendmsg(p->sock, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(hello) ? 0 : -1;
 }
 
-static int take_welcome(struct lars_shm_path *p, unsigned timeout_ms)
+/* The agent's next welcome; 0 when it is `expect`, else -1 with errno
+ * saying why. */
+static int take_welcome(struct lars_shm_path *p, unsigned timeout_ms, uint32_t expect)
 {
     struct pollfd pfd = {.fd = p->sock, .events = POLLIN};
     int rc;
@@ -176,9 +181,10 @@ static int take_welcome(struct lars_shm_path *p, unsigned timeout_ms)
         errno = EPROTO;
         return -1;
     }
-    switch (w.status) {
-    case LARS_SHM_WELCOME_OK:
+    if (w.status == expect) {
         return 0;
+    }
+    switch (w.status) {
     case LARS_SHM_WELCOME_WORKERS:
         errno = EXDEV;
         return -1;
@@ -213,6 +219,10 @@ struct lars_shm_path *lars_shm_path_open(const char *dir, uint16_t base_port, un
         goto fail;
     }
     p->workers = workers;
+    p->wait_ns = (uint64_t)timeout_ms * 500000u; /* half the client's timeout */
+    if (p->wait_ns < MIN_WAIT_NS) {
+        p->wait_ns = MIN_WAIT_NS;
+    }
     p->route_buf = malloc(LARS_SHM_ROUTE_BYTES);
     p->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (!p->route_buf || p->sock < 0 || connect(p->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -248,15 +258,8 @@ struct lars_shm_path *lars_shm_path_open(const char *dir, uint16_t base_port, un
             &p->reports[i], p->mem + p->geo.reports + i * p->geo.report_stride,
             p->geo.report_stride, LARS_SHM_REPORT_CAPACITY, sizeof(struct lars_shm_report), true);
     }
-    if (send_hello(p) < 0) {
-        saved = errno;
-        /* An agent at its client cap answers before the hello and closes. */
-        if (take_welcome(p, 0) < 0 && (errno == EUSERS || errno == EXDEV)) {
-            saved = errno;
-        }
-        goto fail;
-    }
-    if (take_welcome(p, timeout_ms) < 0) {
+    if (take_welcome(p, timeout_ms, LARS_SHM_WELCOME_READY) < 0 || send_hello(p) < 0 ||
+        take_welcome(p, timeout_ms, LARS_SHM_WELCOME_OK) < 0) {
         saved = errno;
         goto fail;
     }
@@ -453,8 +456,18 @@ static int status_of(uint8_t retcode)
     }
 }
 
-/* The next pick of the slot's ring (batched), waiting a little when the
- * ring is empty. false: nothing came in time. */
+static void ask_refill(struct lars_shm_path *p, unsigned slot, struct slot_view *v, uint32_t served,
+                       bool empty)
+{
+    v->refill_asked = true;
+    v->asked_served = served;
+    v->asked_empty = empty;
+    want(p, slot);
+}
+
+/* The next pick of the slot's ring (batched). An empty ring is waited for
+ * until the worker says it has nothing for us (served moves, the ring stays
+ * empty: the call goes over UDP), or for half the client's timeout. */
 static bool next_pick(struct lars_shm_path *p, unsigned slot, struct slot_view *v,
                       struct lars_shm_pick *out, bool *dead)
 {
@@ -464,37 +477,49 @@ static bool next_pick(struct lars_shm_path *p, unsigned slot, struct slot_view *
     }
     uint64_t deadline = 0;
     uint64_t spin_until = 0;
+    uint64_t look_at = 0;
     for (;;) {
+        /* served before the take: picks of the answer it counts are seen. */
+        uint32_t served = atomic_load_explicit(&p->slots[slot].served, memory_order_acquire);
         size_t n = lars_shm_ring_take(&v->picks, v->batch, PICK_BATCH);
-        if (v->refill_asked &&
-            atomic_load_explicit(&p->slots[slot].served, memory_order_acquire) != v->asked_served) {
-            v->refill_asked = false; /* the worker answered (filled, or saw enough) */
-        }
-        size_t left = (size_t)(v->picks.tail - v->picks.head);
-        if (left < LARS_SHM_PICK_LOW && !v->refill_asked) {
-            v->refill_asked = true;
-            v->asked_served = atomic_load_explicit(&p->slots[slot].served, memory_order_relaxed);
-            want(p, slot);
+        bool answered = v->refill_asked && served != v->asked_served;
+        if (answered) {
+            v->refill_asked = false;
         }
         if (n > 0) {
+            size_t left = (size_t)(v->picks.tail - v->picks.head);
+            if (left < LARS_SHM_PICK_LOW && !v->refill_asked) {
+                ask_refill(p, slot, v, served, false);
+            }
             v->batch_n = (unsigned)n;
             v->batch_pos = 1;
             *out = v->batch[0];
             return true;
         }
-        if (v->picks.broken) {
+        if (v->picks.broken || (answered && v->asked_empty)) {
             return false;
+        }
+        if (!v->refill_asked) {
+            ask_refill(p, slot, v, served, true);
         }
         uint64_t now = now_ns();
         if (!deadline) {
-            deadline = now + EMPTY_WAIT_NS;
+            deadline = now + p->wait_ns;
             spin_until = now + EMPTY_SPIN_NS;
+            look_at = now + DEAD_CHECK_NS;
         } else if (now >= deadline) {
-            *dead = lars_shm_path_dead(p); /* a worker that never answers: is the agent there? */
+            *dead = lars_shm_path_dead(p);
             return false;
         } else if (now >= spin_until) {
             struct timespec nap = {0, EMPTY_NAP_NS};
             nanosleep(&nap, NULL);
+            if (now >= look_at) {
+                look_at = now + DEAD_CHECK_NS;
+                if (lars_shm_path_dead(p)) {
+                    *dead = true;
+                    return false;
+                }
+            }
         }
     }
 }

@@ -114,8 +114,10 @@ struct lars_shm_report {
     uint8_t addr[16];
 };
 
-/* Hello (client -> agent, with the memfd and the eventfds) and welcome
- * (agent -> client) on the unix socket. */
+/* On the unix socket: at accept the agent sends a welcome, READY or FULL
+ * (then it closes: the client has sent nothing the close could lose);
+ * after READY the client sends its hello (with the memfd and the
+ * eventfds), the agent answers with a welcome, OK or why not. */
 struct lars_shm_hello {
     uint64_t magic;
     uint32_t version;
@@ -127,7 +129,8 @@ enum lars_shm_welcome_status {
     LARS_SHM_WELCOME_OK = 0,
     LARS_SHM_WELCOME_REFUSED = 1, /* malformed hello or segment */
     LARS_SHM_WELCOME_WORKERS = 2, /* the client's worker count differs: workers tells */
-    LARS_SHM_WELCOME_FULL = 3,    /* agent.shm_max_clients reached */
+    LARS_SHM_WELCOME_FULL = 3,    /* agent.shm_max_clients reached (at accept) */
+    LARS_SHM_WELCOME_READY = 4,   /* at accept: send the hello */
 };
 
 struct lars_shm_welcome {
