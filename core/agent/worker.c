@@ -951,6 +951,9 @@ static bool guard_passes(struct lars_worker *w, struct lars_module *m,
     }
     m->pull_in_flight = false;
     m->route_ms = now_ms;
+    /* The next tick reschedules it with the confirmation's deadline, asked
+     * for or not (a shared-memory client's get_route never reaches us). */
+    mark_active(w, m);
     return false;
 }
 

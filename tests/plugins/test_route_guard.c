@@ -116,6 +116,25 @@ static void test_empty_route_held_then_confirmed(void **state)
     assert_int_equal(nh_agent_metric(&fx->agent, "lars_route_updates_confirmed_total"), 1);
 }
 
+/* Nobody asks for the module once the update is held (a shared-memory
+ * client's get_route never reaches the worker; a UDP client may just be
+ * quiet): the confirming pull still goes out on time. Several ticks (50 ms)
+ * pass between the last request and the push. */
+static void test_held_update_confirmed_without_requests(void **state)
+{
+    struct fixture *fx = *state;
+    start(fx, "route_guard_confirm = 1;");
+    nh_sleep_ms(300);
+    nh_peer_set_route(fx->peer, 1, 1, TEN + 3, 1);
+    assert_true(nh_peer_push(fx->peer, 1, 1) >= 1);
+    bool ok = false;
+    NH_WAIT_UNTIL(ok, nh_agent_metric(&fx->agent, "lars_route_updates_held_total") == 1, 2000);
+    assert_true(ok);
+    ok = false;
+    NH_WAIT_UNTIL(ok, nh_agent_metric(&fx->agent, "lars_route_updates_confirmed_total") == 1, 3000);
+    assert_true(ok);
+}
+
 /* The dns side changes its mind before the confirmation: nothing removed. */
 static void test_hold_dropped_when_dns_recovers(void **state)
 {
@@ -160,6 +179,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_of_ten_held_then_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_route_held_then_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_update_confirmed_without_requests, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hold_dropped_when_dns_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_removal_applied_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guard_off, setup, teardown),
