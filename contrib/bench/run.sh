@@ -14,6 +14,9 @@
 #            udp-echo, median of 3; exit 1 when agent/echo < LARS_BENCH_MIN_RATIO
 #            (default 0.5). About 20 s.
 #   --quick  one repetition of 1 s per cell (smoke test of the script).
+#   --shm    only the liblars table: get_host + report pairs per second
+#            through shared memory and through UDP (and UDP to udp-echo, the
+#            reference), 1 and 2 client threads. About 40 s.
 #
 # Environment: LARS_BENCH_PORT, LARS_BENCH_DURATION (s per cell, default 2),
 # LARS_BENCH_REPS (default 3, the median is reported), LARS_BENCH_MIN_RATIO,
@@ -24,13 +27,15 @@ set -u
 
 CHECK=0
 QUICK=0
+SHM_ONLY=0
 BUILD=""
 for arg in "$@"; do
     case "$arg" in
     --check) CHECK=1 ;;
     --quick) QUICK=1 ;;
+    --shm) SHM_ONLY=1 ;;
     -h | --help)
-        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*)
@@ -217,6 +222,47 @@ pair() {
 START=$(date +%s)
 : >"$SUMMARY"
 
+# shm_table: liblars pairs (lars-bench --transport) against the agent on
+# $AP, over shared memory and over UDP, and over UDP against udp-echo on
+# $EP; medians of REPS runs.
+shm_table() {
+    local t tr r
+    med() { while read -r l; do field "$l" "$2"; done <"$1" | median; }
+    say "## liblars get_host + report pairs: shared memory and UDP"
+    say ""
+    say "lb_lars, 10 nodes, $AW workers; one lars_client per client thread (\`lars-bench --transport shm|udp\`); every 16th pair timed; agent CPU over the measured window"
+    say ""
+    say "| threads | transport | pairs/s | pairs/s per thread | p50 us | p99 us | p99.9 us | agent CPU % of a core |"
+    say "|---|---|---|---|---|---|---|---|"
+    for t in 1 2; do
+        for tr in shm udp echo; do
+            : >"$TMP/a"
+            for r in $(seq 1 "$REPS"); do
+                if [ "$tr" = echo ]; then
+                    bench "lib-echo-t$t" --port "$EP" --workers "$AW" --threads "$t" --transport udp --duration "$DUR" --pid "$ECHO_PID" >>"$TMP/a"
+                else
+                    bench "lib-$tr-t$t" --port "$AP" --workers "$AW" --threads "$t" --transport "$tr" --duration "$DUR" --pid "$AGENT_PID" >>"$TMP/a"
+                fi
+            done
+            local pairs per p50 p99 p999 cpu el
+            pairs=$(med "$TMP/a" pairs_per_s)
+            per=$(med "$TMP/a" per_thread_per_s)
+            p50=$(med "$TMP/a" p50_us)
+            p99=$(med "$TMP/a" p99_us)
+            p999=$(med "$TMP/a" p999_us)
+            cpu=$(while read -r l; do awk -v c="$(field "$l" agent_cpu_s)" -v e="$(field "$l" elapsed_s)" 'BEGIN { if (e > 0) printf "%.0f\n", 100 * c / e; else print "nan" }'; done <"$TMP/a" | median)
+            case $tr in
+            shm) SHM_PAIRS=$pairs ;;
+            udp) UDP_PAIRS=$pairs ;;
+            echo) ECHO_PAIRS=$pairs ;;
+            esac
+            say "| $t | $([ "$tr" = echo ] && echo 'UDP to udp-echo (reference)' || echo "$tr") | $(fmt0 "$pairs") | $(fmt0 "$per") | $p50 | $p99 | $p999 | $([ "$tr" = echo ] && echo "$cpu (echo)" || echo "$cpu") |"
+        done
+        say "| $t | ratios | shm/UDP $(ratio "$SHM_PAIRS" "$UDP_PAIRS") | UDP/echo $(ratio "$UDP_PAIRS" "$ECHO_PAIRS") | | | | |"
+    done
+    say ""
+}
+
 # --- the pair used by the throughput tables --------------------------------
 AP=$PORT
 EP=$((PORT + 100))
@@ -226,6 +272,11 @@ start_agent "$TMP/agent.conf"
 start_echo "$EP" "$W"
 wait_ready "$AP" "$W" 1 || exit 1
 wait_ready "$EP" "$W" 1 || exit 1
+
+if [ "$SHM_ONLY" = 1 ]; then
+    shm_table
+    exit 0
+fi
 
 if [ "$CHECK" = 1 ]; then
     pair 2 blocking
@@ -273,6 +324,7 @@ say "|---|---|---|---|"
 say "| agent | $(fmt0 "$A_QPS") | $A_P50 | $A_P99 |"
 say "| echo | $(fmt0 "$E_QPS") | $E_P50 | $E_P99 |"
 say ""
+shm_table
 stop_pid "$AGENT_PID"
 stop_pid "$ECHO_PID"
 

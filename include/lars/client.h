@@ -79,11 +79,11 @@ const char *lars_strerror(int status);
 enum lars_transport {
     /* Shared memory when the agent offers it (agent.shm) and this process
      * may use it (agent.shm_group), else UDP; attached at create and, after
-     * an agent restart, again (at most once a second) while calls go over
+     * an agent restart, again (at most every 200 ms) while calls go over
      * UDP. The default; $LARS_TRANSPORT = "udp" | "shm" | "auto" overrides
      * it for clients that leave it 0. */
     LARS_TRANSPORT_AUTO = 0,
-    LARS_TRANSPORT_UDP = 1, /* UDP only, as liblars before 1.2 */
+    LARS_TRANSPORT_UDP = 1, /* UDP only, as liblars before 1.1 */
     /* Shared memory or nothing: lars_client_create fails (NULL, errno
      * ENOENT / ECONNREFUSED: no agent offers it, EACCES: not permitted,
      * EUSERS: agent.shm_max_clients reached, EXDEV: workers differ) when it
@@ -97,9 +97,9 @@ struct lars_client_options {
     uint16_t base_port;   /* the agent's udp_base_port, default 8888 */
     unsigned workers;     /* the agent's worker count, default 3 */
     unsigned timeout_ms;  /* per call, default 500 */
-    /* Since liblars 1.2; read only by lars_client_create_ex, which is told
+    /* Since liblars 1.1; read only by lars_client_create_ex, which is told
      * the struct's size (lars_client_create reads the four fields above,
-     * as programs built before 1.2 pass them): */
+     * as programs built before 1.1 pass them): */
     int transport;       /* enum lars_transport, default LARS_TRANSPORT_AUTO */
     const char *shm_dir; /* the agent's agent.shm_dir, default $LARS_SHM_DIR or "/dev/shm" */
 };

@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -262,8 +263,22 @@ static void test_recovery_after_overload_timeout(void **state)
     struct lars_client *c = client_for(LARS_TRANSPORT_SHM);
     assert_non_null(c);
     assert_true(settle(c, 1));
-    report_and_wait(c, 9001, 1, 15);
+    report_and_wait(c, 9001, 1, 14);
+    /* The 15th failure: how long 9001 is still handed out (picks made
+     * before it are skipped once the worker has taken the report). */
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_int_equal(it_report_n(c, 1, 1, 9001, 1, 1), 0);
     uint64_t t0 = it_now_ms();
+    long long last_us = -1;
+    while (it_now_ms() < t0 + 50) {
+        if (it_pick(c, 1, 1) == 9001) {
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            last_us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+        }
+    }
+    printf("9001 handed out until %lld us after its 15th failure (-1: never)\n", last_us);
+    assert_true(last_us < (long long)it_timeout(20) * 1000);
     for (int i = 0; i < 20; i++) {
         assert_int_not_equal(it_pick(c, 1, 1), 9001);
     }
