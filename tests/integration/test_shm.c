@@ -25,10 +25,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -349,6 +351,69 @@ static void test_client_cap(void **state)
     lars_client_destroy(d);
     lars_client_destroy(c);
     lars_client_destroy(b);
+}
+
+/* In a child running as nobody with group gid only: 0 when an SHM client
+ * attaches, else its errno; 100 + n when an AUTO client is not on UDP or
+ * cannot get a node (n says which). */
+static int attach_as_nobody(gid_t gid)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(65534) < 0) {
+            _exit(99);
+        }
+        errno = 0;
+        struct lars_client *c = client_for(LARS_TRANSPORT_SHM);
+        int result = c ? 0 : errno;
+        lars_client_destroy(c);
+        struct lars_client *a = client_for(LARS_TRANSPORT_AUTO);
+        if (!a) {
+            _exit(101);
+        }
+        if ((lars_client_transport(a) == LARS_TRANSPORT_SHM) != (result == 0)) {
+            _exit(102);
+        }
+        struct lars_host h;
+        if (lars_get_host(a, 1, 1, &h) != LARS_OK) {
+            _exit(103);
+        }
+        lars_client_destroy(a);
+        _exit(result);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* agent.shm_group = "nogroup": the socket is the only way in, mode 0660,
+ * group nogroup. A process of that group attaches; one of another group
+ * gets EACCES with SHM and UDP with AUTO. */
+static void test_permissions(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        skip(); /* needs to run clients as other users */
+    }
+    struct group *nogroup = getgrnam("nogroup");
+    assert_non_null(nogroup);
+    gid_t gid = nogroup->gr_gid;
+    start("shm_group = \"nogroup\";", "");
+    assert_int_equal(chmod(agent.dir, 0711), 0); /* others may reach the socket */
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), LARS_SHM_SOCKET_FORMAT, agent.dir, (unsigned)agent.base_port);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0660);
+    assert_int_equal(st.st_gid, gid);
+    struct lars_client *c = client_for(LARS_TRANSPORT_UDP);
+    assert_int_equal(it_wait_route(c, 1, 1, 3, 2000), LARS_OK);
+    lars_client_destroy(c);
+    assert_int_equal(attach_as_nobody(gid), 0);
+    assert_int_equal(attach_as_nobody(gid - 1), EACCES);
 }
 
 /* ---- hostile clients ---------------------------------------------------- */
@@ -730,6 +795,7 @@ int main(void)
         cmocka_unit_test_teardown(test_recovery_after_overload_timeout, teardown),
         cmocka_unit_test_teardown(test_auto_falls_back_to_udp, teardown),
         cmocka_unit_test_teardown(test_client_cap, teardown),
+        cmocka_unit_test_teardown(test_permissions, teardown),
         cmocka_unit_test_teardown(test_hostile_clients, teardown),
         cmocka_unit_test_teardown(test_udp_served_beside_busy_shm, teardown),
         cmocka_unit_test_teardown(test_reload_under_load, teardown),
