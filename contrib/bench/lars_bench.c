@@ -591,7 +591,8 @@ static void usage(FILE *out)
         "  --modules K       spread over modules MODID..MODID+K-1, chosen at random (default 1)\n"
         "  --modid MODID     first modid (default 1); --cmdid C (default 1)\n"
         "  --report/--no-report  report each node got (default on)\n"
-        "  --rate R          total get_host per second over all threads (open loop)\n"
+        "  --rate R          total get_host per second over all threads (open loop;\n"
+        "                    with --transport: pairs per second, paced)\n"
         "  --timeout-ms MS   a get_host unanswered this long is a timeout (default 200)\n"
         "  --retry-us US     warm: ask again this long after a NOEXIST (default 200)\n"
         "  --pid PID         print the agent's CPU seconds over the measured window\n"
@@ -835,8 +836,17 @@ static void *lib_client_main(void *arg)
     struct lars_host host;
     bool measuring = false;
     uint64_t done = 0;
+    /* --rate: pairs at fixed times (each thread its share), slept between. */
+    uint64_t interval = opt.rate > 0 ? (uint64_t)(1e9 * opt.threads / opt.rate) : 0;
+    uint64_t next = now_ns();
     for (uint64_t i = 0;; i++) {
-        if ((i & 1023) == 0) {
+        if (interval) {
+            next += interval;
+            struct timespec at = {.tv_sec = (time_t)(next / 1000000000ull),
+                                  .tv_nsec = (long)(next % 1000000000ull)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+        }
+        if ((i & 1023) == 0 || interval) {
             uint64_t now = now_ns();
             if (!measuring && now >= lib_t_measure) {
                 measuring = true;

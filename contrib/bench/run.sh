@@ -261,6 +261,22 @@ shm_table() {
         say "| $t | ratios | shm/UDP $(ratio "$SHM_PAIRS" "$UDP_PAIRS") | UDP/echo $(ratio "$UDP_PAIRS" "$ECHO_PAIRS") | | | | |"
     done
     say ""
+    # What a modest client costs the agent: paced pairs, 1 thread.
+    say "paced: 1 thread, the given pairs/s (\`--rate\`), agent CPU:"
+    say ""
+    say "| pairs/s | transport | p50 us | p99 us | agent CPU % of a core |"
+    say "|---|---|---|---|---|"
+    for rate in 1000 10000; do
+        for tr in shm udp; do
+            : >"$TMP/a"
+            for r in $(seq 1 "$REPS"); do
+                bench "lib-$tr-rate$rate" --port "$AP" --workers "$AW" --threads 1 --transport "$tr" --rate "$rate" --duration "$DUR" --pid "$AGENT_PID" >>"$TMP/a"
+            done
+            cpu=$(while read -r l; do awk -v c="$(field "$l" agent_cpu_s)" -v e="$(field "$l" elapsed_s)" 'BEGIN { if (e > 0) printf "%.1f\n", 100 * c / e; else print "nan" }'; done <"$TMP/a" | median)
+            say "| $rate | $tr | $(med "$TMP/a" p50_us) | $(med "$TMP/a" p99_us) | $cpu |"
+        done
+    done
+    say ""
 }
 
 # --- the pair used by the throughput tables --------------------------------

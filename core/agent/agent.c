@@ -355,13 +355,8 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
             goto fail;
         }
     }
-    for (unsigned i = 0; i < agent->n_workers; i++) {
-        int rc = lars_worker_start(agent->workers[i]);
-        if (rc < 0) {
-            snprintf(err, err_len, "cannot start worker %u: %s", i, strerror(-rc));
-            goto fail;
-        }
-    }
+    /* The fast path's socket too (its clients wait in the backlog until the
+     * main loop runs): a client made once the agent answers UDP attaches. */
     if (config->agent.shm) {
         const struct lars_shm_settings shm = {
             .dir = config->agent.shm_dir,
@@ -373,6 +368,13 @@ struct lars_agent *lars_agent_start(struct lars_config *config, char *err, size_
         agent->shm = lars_shm_server_start(agent->base, &shm, agent->workers, agent->n_workers, err,
                                            err_len);
         if (!agent->shm) {
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < agent->n_workers; i++) {
+        int rc = lars_worker_start(agent->workers[i]);
+        if (rc < 0) {
+            snprintf(err, err_len, "cannot start worker %u: %s", i, strerror(-rc));
             goto fail;
         }
     }

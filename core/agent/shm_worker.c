@@ -25,16 +25,25 @@
 /* Reports taken from one client's ring per pass: a client flooding its
  * ring cannot hold the others' picks back for long. */
 #define REPORTS_PER_PASS 256
-/* A ring is filled with what its client takes in FILL_HORIZON_NS at the
+/* A ring is filled with what its client takes in FILL_HORIZON_NS (a few
+ * of the worker's naps, so a steady client's next fill comes before its
+ * ring runs dry) at the
  * rate it took picks since the last fill, at least MIN_FILL: a client that
  * calls rarely (or once, as a one-shot tool) makes the policy pick ahead
  * for almost nothing, so few picks are lost when it goes or the module
  * changes; a busy one gets the whole ring. */
 #define MIN_FILL 2
-#define FILL_HORIZON_NS 1000000
-/* After the last pass that found work, passes go on this long before the
- * worker sleeps on the eventfds: a steady client never has to write one. */
-#define LINGER_NS 200000
+#define FILL_HORIZON_NS 4000000
+/* A pass that found work is followed by another on the next loop turn, and
+ * so are passes that find none for SPIN_NS after it (a busy client's next
+ * entries are microseconds away). Then passes come every NAP_NS, still
+ * awake: clients write no eventfd meanwhile, and a client calling every
+ * few hundred microseconds costs a timer wake-up per nap, not a spinning
+ * core. After SLEEP_AFTER_NS without work the worker sleeps on the
+ * clients' eventfds. */
+#define SPIN_NS 50000
+#define NAP_NS 250000
+#define SLEEP_AFTER_NS 2000000
 
 struct shm_client;
 
@@ -443,6 +452,7 @@ static void wake_up(struct lars_shm_worker *sw)
 {
     sw->idle_since_ns = 0;
     if (sw->awake) {
+        again(sw); /* napping: a client waits on an empty ring */
         return;
     }
     sw->awake = true;
@@ -476,8 +486,11 @@ static void on_more(evutil_socket_t fd, short events, void *arg)
         if (!sw->idle_since_ns) {
             sw->idle_since_ns = now;
         }
-        if (now - sw->idle_since_ns < LINGER_NS) {
+        if (now - sw->idle_since_ns < SPIN_NS) {
             again(sw);
+        } else if (now - sw->idle_since_ns < SLEEP_AFTER_NS) {
+            static const struct timeval nap = {0, NAP_NS / 1000};
+            evtimer_add(sw->more, &nap);
         } else {
             go_to_sleep(sw);
         }

@@ -4,8 +4,9 @@
  * HOT PATH: lars_shm_path_get_host and lars_shm_path_report: no syscall,
  * no allocation, no lock. Picks are taken from the module's ring a batch
  * at a time; a report is one entry in the owning worker's ring. A
- * syscall happens only to wake a worker that sleeps (eventfd), about once
- * per few hundred calls under load, and at most once per call when idle.
+ * syscall happens only to wake a worker that sleeps (eventfd: none while
+ * calls keep coming, at most one per call after a quiet spell) or when a
+ * call finds its ring empty and must wait.
  *
  * What the agent writes is checked like a datagram: statuses and epochs
  * are only compared, pick indices are bounds-checked against the route we
@@ -81,6 +82,7 @@ struct lars_shm_path {
     struct lars_shm_header *hdr;
     struct lars_shm_slot *slots;
     struct lars_shm_ring reports[LARS_SHM_MAX_WORKERS]; /* we produce */
+    bool reports_urged[LARS_SHM_MAX_WORKERS];           /* half full: woken once */
     struct slot_view views[LARS_SHM_SLOTS];
     unsigned n_claimed;
     int8_t lookup[LOOKUP_SIZE]; /* slot index + 1, 0 = empty */
@@ -293,11 +295,25 @@ static void wake(struct lars_shm_path *p, unsigned w)
     }
 }
 
-static void want(struct lars_shm_path *p, unsigned slot)
+/* Wakes worker w even while it naps rather than sleeps: a call waits on
+ * an empty ring, or our report ring is filling up. */
+static void urge(struct lars_shm_path *p, unsigned w)
+{
+    atomic_store_explicit(&p->hdr->worker[w].sleeping, 0, memory_order_relaxed);
+    uint64_t one = 1;
+    (void)!write(p->efd[w], &one, sizeof(one));
+}
+
+/* Asks slot's worker for picks; urgent: we wait for them. */
+static void want(struct lars_shm_path *p, unsigned slot, bool urgent)
 {
     unsigned w = p->views[slot].owner;
     atomic_fetch_or_explicit(&p->hdr->worker[w].want, 1ull << slot, memory_order_acq_rel);
-    wake(p, w);
+    if (urgent) {
+        urge(p, w);
+    } else {
+        wake(p, w);
+    }
 }
 
 static unsigned hash_of(int32_t modid, int32_t cmdid)
@@ -340,7 +356,7 @@ static int slot_for(struct lars_shm_path *p, int32_t modid, int32_t cmdid, bool 
     p->slots[slot].modid = modid;
     p->slots[slot].cmdid = cmdid;
     atomic_store_explicit(&p->slots[slot].status, LARS_SHM_SLOT_PENDING, memory_order_release);
-    want(p, slot);
+    want(p, slot, false);
     p->last = (int)slot;
     return (int)slot;
 }
@@ -462,7 +478,7 @@ static void ask_refill(struct lars_shm_path *p, unsigned slot, struct slot_view 
     v->refill_asked = true;
     v->asked_served = served;
     v->asked_empty = empty;
-    want(p, slot);
+    want(p, slot, empty);
 }
 
 /* The next pick of the slot's ring (batched). An empty ring is waited for
@@ -501,6 +517,10 @@ static bool next_pick(struct lars_shm_path *p, unsigned slot, struct slot_view *
         }
         if (!v->refill_asked) {
             ask_refill(p, slot, v, served, true);
+        } else if (!v->asked_empty) {
+            /* Asked ahead, not answered yet, and now we wait: wake it. */
+            v->asked_empty = true;
+            want(p, slot, true);
         }
         uint64_t now = now_ns();
         if (!deadline) {
@@ -602,6 +622,18 @@ int lars_shm_path_report(struct lars_shm_path *p, int32_t modid, int32_t cmdid,
     }
     memcpy(e, &r, sizeof(r));
     lars_shm_ring_publish(&p->reports[w]);
+    struct lars_shm_ring *ring = &p->reports[w];
+    if (ring->tail - ring->head >= LARS_SHM_REPORT_CAPACITY / 2) {
+        /* Half full as last seen: look again, and wake a napping worker
+         * once, before the ring fills and reports go over UDP. */
+        bool half = lars_shm_ring_unread(ring) >= LARS_SHM_REPORT_CAPACITY / 2;
+        if (half && !p->reports_urged[w]) {
+            p->reports_urged[w] = true;
+            urge(p, w);
+            return LARS_OK;
+        }
+        p->reports_urged[w] = half;
+    }
     wake(p, w);
     return LARS_OK;
 }
