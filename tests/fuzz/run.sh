@@ -8,7 +8,7 @@ trap 'rm -rf "$work"' EXIT
 export LARS_PLUGIN_DIR=$plugins
 export LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan.supp:print_suppressions=0"
 status=0
-for target in datagram stream config route_file shm_ring; do
+for target in datagram stream config route_file shm_ring shm_client; do
     mkdir -p "$work/$target" "$work/artifacts-$target"
     cp "$corpus/$target"/* "$work/$target"/ 2>/dev/null || true
     echo "fuzz_$target: ${seconds}s"
