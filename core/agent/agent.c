@@ -445,6 +445,7 @@ void lars_agent_destroy(struct lars_agent *agent)
                        lars_worker_name(agent->workers[i]), wait_ms,
                        known && st.plugin[0] ? ", stuck in policy plugin " : "",
                        known ? st.plugin : "");
+            lars_shm_server_forget(agent->shm);
             _exit(EXIT_FAILURE);
         }
     }

@@ -481,6 +481,14 @@ void lars_shm_server_close_clients(struct lars_shm_server *server)
     }
 }
 
+void lars_shm_server_forget(struct lars_shm_server *server)
+{
+    if (server && server->bound) {
+        unlink(server->path);
+        server->bound = false;
+    }
+}
+
 void lars_shm_server_stop(struct lars_shm_server *server)
 {
     if (!server) {
@@ -496,9 +504,9 @@ void lars_shm_server_stop(struct lars_shm_server *server)
     if (server->listen_fd >= 0) {
         close(server->listen_fd);
     }
-    if (server->bound) {
-        unlink(server->path); /* may fail after agent.user dropped root: the next start clears it */
-    }
+    /* May fail after agent.user dropped root (a sticky /dev/shm): the next
+     * start clears it. */
+    lars_shm_server_forget(server);
     free(server);
 }
 

@@ -47,6 +47,11 @@ void lars_shm_server_close_clients(struct lars_shm_server *server);
  * the server. NULL-safe. */
 void lars_shm_server_stop(struct lars_shm_server *server);
 
+/* Only removes the socket file, for an agent about to _exit() without
+ * stopping (a worker stuck in a plugin): no stale file is left behind.
+ * NULL-safe. */
+void lars_shm_server_forget(struct lars_shm_server *server);
+
 /* Clients attached now, and attaches refused since the start. */
 void lars_shm_server_counts(const struct lars_shm_server *server, uint64_t *clients,
                             uint64_t *refused);

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -162,26 +163,35 @@ static void remove_tree(const char *dir)
     }
 }
 
-/* An agent killed outright cannot remove its fast-path socket: removed
- * here while the port is still ours (/dev/shm, the default agent.shm_dir;
- * a test's own dir goes with it). */
+/* An agent that was killed or crashed cannot remove its fast-path socket
+ * (/dev/shm, the default agent.shm_dir; a test's own dir goes with it):
+ * removed once the agent is gone, unless an agent of another test listens
+ * on it by now. */
 static void forget_shm_socket(const struct it_agent *a)
 {
-    char path[128];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct stat st;
-    snprintf(path, sizeof(path), "/dev/shm/lars-agent-%u.sock", (unsigned)a->base_port);
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        unlink(path);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "/dev/shm/lars-agent-%u.sock",
+             (unsigned)a->base_port);
+    if (lstat(sa.sun_path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+        return;
+    }
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED) {
+        unlink(sa.sun_path);
+    }
+    if (fd >= 0) {
+        close(fd);
     }
 }
 
 static void kill_and_reap(struct it_agent *a)
 {
     if (a->pid > 0) {
-        forget_shm_socket(a);
         kill(a->pid, SIGKILL);
         waitpid(a->pid, &a->wait_status, 0);
         a->pid = 0;
+        forget_shm_socket(a);
     }
 }
 
@@ -488,6 +498,7 @@ int it_agent_wait(struct it_agent *a, unsigned timeout_ms)
         if (r == a->pid) {
             a->wait_status = status;
             a->pid = 0;
+            forget_shm_socket(a);
             return 0;
         }
         if (r < 0 && errno != EINTR) {
@@ -505,9 +516,6 @@ int it_agent_stop(struct it_agent *a, int sig, unsigned timeout_ms)
 {
     if (a->pid <= 0) {
         return exit_code_of(a->wait_status);
-    }
-    if (sig == SIGKILL) {
-        forget_shm_socket(a);
     }
     kill(a->pid, sig);
     if (it_agent_wait(a, timeout_ms) < 0) {
