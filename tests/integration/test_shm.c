@@ -94,6 +94,8 @@ static struct lars_client *client_for(int transport)
     return lars_client_create_ex(&o, sizeof(o));
 }
 
+static void good_pairs(struct lars_client *c, int n);
+
 static long long metric(const char *name)
 {
     return it_metric(agent.stats_port, name);
@@ -318,6 +320,33 @@ static void test_auto_falls_back_to_udp(void **state)
     printf("SHM without the fast path: %s\n", strerror(errno));
     assert_int_not_equal(errno, 0);
     assert_int_equal(metric("lars_shm_clients"), 0);
+}
+
+/* A program built before liblars 1.1 passes the four-field options struct
+ * to lars_client_create: the library reads no byte past it (the struct is
+ * alone in a heap block of its size: ASan would see an overread) and the
+ * program gets the fast path by default, the directory from $LARS_SHM_DIR. */
+static void test_program_built_before_1_1(void **state)
+{
+    (void)state;
+    start("", "");
+    size_t old_size = offsetof(struct lars_client_options, transport);
+    struct lars_client_options full = {.agent_ip = "127.0.0.1",
+                                       .base_port = agent.base_port,
+                                       .workers = agent.workers,
+                                       .timeout_ms = it_timeout(1000)};
+    void *old = malloc(old_size);
+    assert_non_null(old);
+    memcpy(old, &full, old_size);
+    assert_int_equal(setenv("LARS_SHM_DIR", agent.dir, 1), 0);
+    struct lars_client *c = lars_client_create((const struct lars_client_options *)old);
+    unsetenv("LARS_SHM_DIR");
+    free(old);
+    assert_non_null(c);
+    assert_int_equal(lars_client_transport(c), LARS_TRANSPORT_SHM);
+    assert_true(settle(c, 1));
+    good_pairs(c, 100);
+    lars_client_destroy(c);
 }
 
 /* agent.shm_max_clients = 2: a third SHM client is refused (EUSERS),
@@ -794,6 +823,7 @@ int main(void)
         cmocka_unit_test_teardown(test_all_overloaded, teardown),
         cmocka_unit_test_teardown(test_recovery_after_overload_timeout, teardown),
         cmocka_unit_test_teardown(test_auto_falls_back_to_udp, teardown),
+        cmocka_unit_test_teardown(test_program_built_before_1_1, teardown),
         cmocka_unit_test_teardown(test_client_cap, teardown),
         cmocka_unit_test_teardown(test_permissions, teardown),
         cmocka_unit_test_teardown(test_hostile_clients, teardown),
