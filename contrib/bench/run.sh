@@ -38,7 +38,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --shm) SHM_ONLY=1 ;;
     -h | --help)
-        sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*)
