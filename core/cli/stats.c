@@ -134,6 +134,11 @@ static void print_summary(const char *m)
     printf("routes     pulls %lld  applied %lld  forwarded requests %lld\n",
            sample(m, "lars_pulls_total"), sample(m, "lars_routes_applied_total"),
            sample(m, "lars_forwarded_total"));
+    printf("shm        clients %lld (refused %lld)  picks made ahead %lld  reports %lld  "
+           "refused entries %lld\n",
+           sample(m, "lars_shm_clients"), sample(m, "lars_shm_clients_refused_total"),
+           sample(m, "lars_shm_picks_total"), sample(m, "lars_shm_reports_total"),
+           sample(m, "lars_shm_refused_total"));
     printf("agent      generation %lld  reloads ok %lld failed %lld  uptime %llds\n",
            sample(m, "lars_generation"), sample(m, "lars_reloads_total{result=\"ok\"}"),
            sample(m, "lars_reloads_total{result=\"failed\"}"), sample(m, "lars_uptime_seconds"));

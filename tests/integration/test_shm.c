@@ -169,6 +169,13 @@ static void test_round_robin(void **state)
     assert_int_equal(metric("lars_requests_total{type=\"get_route\"}"), udp_routes);
     assert_true(metric("lars_shm_picks_total") > 60);
     assert_int_equal(metric("lars_shm_clients"), 1);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)agent.stats_port);
+    char *const argv[] = {LARS_IT_CLI, "stats", addr, NULL};
+    char *out = NULL;
+    assert_int_equal(it_run(argv, it_timeout(5000), &out, NULL), 0);
+    assert_non_null(strstr(out, "shm        clients 1 (refused 0)  picks made ahead "));
+    free(out);
 
     /* A module of one node gives that node every time. */
     assert_true(settle(c, 2));
