@@ -1260,14 +1260,28 @@ static uint16_t restart_with_allow(struct svc *s, const char *allow_rules)
     return stats;
 }
 
+/* The metric once it is at least want (a refusal is counted when the
+ * server's loop gets to the connection, which may come after our next
+ * request to /metrics), or its value after wait_ms. */
+static long metric_reaching(uint16_t port, const char *name, long want, unsigned wait_ms)
+{
+    uint64_t deadline = it_now_ms() + wait_ms;
+    long v = agent_metric(port, name);
+    while (v < want && it_now_ms() < deadline) {
+        it_sleep_ms(20);
+        v = agent_metric(port, name);
+    }
+    return v;
+}
+
 static void check_allow(struct svc *s, const char *metric)
 {
     /* 127.0.0.1 is outside: closed at accept, counted, logged. */
     uint16_t stats = restart_with_allow(s, "\"10.0.0.0/8\", \"fd00::/8\"");
-    long before = agent_metric(stats, metric); /* svc_start's probe is counted too */
+    long before = metric_reaching(stats, metric, 1, 2000); /* svc_start's probe is counted too */
     assert_true(before >= 1);
     assert_true(closed_by_server(s->port, 2000));
-    assert_int_equal(agent_metric(stats, metric), before + 1);
+    assert_int_equal(metric_reaching(stats, metric, before + 1, 2000), before + 1);
     char *log = it_read_file(s->log);
     assert_non_null(log);
     assert_non_null(strstr(log, "refused a connection from 127.0.0.1:"));
