@@ -164,6 +164,15 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return 0;
 }
 
+/* A tag or a length prefix: protobuf-c takes at most 5 bytes for those
+ * (longer ones, even of a small value, fail its decode), so do we: the
+ * fast decoders accept nothing protobuf-c refuses. */
+static int read_short_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *start = *p;
+    return read_varint(p, end, out) && *p - start <= 5;
+}
+
 int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHostRequest *req)
 {
     const uint8_t *p = frame->body;
@@ -172,7 +181,7 @@ int lars_wire_fast_get_host_request(const struct lars_frame *frame, Lars__GetHos
     while (p < end) {
         uint64_t key;
         uint64_t v;
-        if (!read_varint(&p, end, &key) || (key & 7) != 0 || !read_varint(&p, end, &v)) {
+        if (!read_short_varint(&p, end, &key) || (key & 7) != 0 || !read_varint(&p, end, &v)) {
             return 0;
         }
         switch (key >> 3) {
@@ -208,11 +217,11 @@ static int fast_host_info(const uint8_t **pp, const uint8_t *end, Lars__HostInfo
     while (p < end) {
         uint64_t key;
         uint64_t v;
-        if (!read_varint(&p, end, &key)) {
+        if (!read_short_varint(&p, end, &key)) {
             return 0;
         }
         if (key == ((5 << 3) | 2)) { /* ip6 */
-            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
+            if (!read_short_varint(&p, end, &v) || v > (uint64_t)(end - p)) {
                 return 0;
             }
             host->ip6.len = (size_t)v;
@@ -253,12 +262,13 @@ int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRe
     while (p < end) {
         uint64_t key;
         uint64_t v;
-        if (!read_varint(&p, end, &key)) {
+        if (!read_short_varint(&p, end, &key)) {
             return 0;
         }
         if ((key >> 3) == 3 && (key & 7) == 2) {
             uint64_t len;
-            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
+            /* A second host merges into the first in protobuf-c: left to it. */
+            if (req->host || !read_short_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
                 return 0;
             }
             if (!fast_host_info(&p, p + len, host)) {
