@@ -4,6 +4,7 @@
  */
 #include "wire.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 const char *lars_wire_status_name(enum lars_wire_status status)
@@ -259,6 +260,7 @@ int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRe
     const uint8_t *p = frame->body;
     const uint8_t *end = p + frame->body_len;
     lars__report_request__init(req);
+    bool have_host = false;
     while (p < end) {
         uint64_t key;
         uint64_t v;
@@ -268,13 +270,14 @@ int lars_wire_fast_report_request(const struct lars_frame *frame, Lars__ReportRe
         if ((key >> 3) == 3 && (key & 7) == 2) {
             uint64_t len;
             /* A second host merges into the first in protobuf-c: left to it. */
-            if (req->host || !read_short_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
+            if (have_host || !read_short_varint(&p, end, &len) || len > (uint64_t)(end - p)) {
                 return 0;
             }
             if (!fast_host_info(&p, p + len, host)) {
                 return 0;
             }
             req->host = host;
+            have_host = true;
             continue;
         }
         if ((key & 7) != 0 || !read_varint(&p, end, &v)) {
